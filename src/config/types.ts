@@ -1,0 +1,112 @@
+/**
+ * The validated, frozen configuration. Every field is filled (defaults applied);
+ * file paths are absolute. Produced by config/validate.ts from a raw JSON value,
+ * and by cli flag parsing for `tollgate inbound|outbound`.
+ */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type ListenerMode = 'inbound' | 'outbound';
+export type Protocol = 'http' | 'tcp';
+export type TlsMinVersion = 'TLSv1.2' | 'TLSv1.3';
+export type AnomalyMode = 'off' | 'observe' | 'block';
+export type BodyMode = 'buffer' | 'stream';
+
+/** Who may connect to an inbound listener. Pins, when given, must match in addition to an identity rule. */
+export interface AllowConfig {
+  readonly any: boolean;
+  readonly spiffe: readonly string[];
+  readonly dns: readonly string[];
+  readonly cn: readonly string[];
+  readonly spkiPins: readonly string[];
+}
+
+/** What an outbound listener demands of the server it dials (besides chain + serverName). */
+export interface VerifyConfig {
+  readonly spiffe: readonly string[];
+  readonly spkiPins: readonly string[];
+}
+
+export interface LimitsConfig {
+  readonly maxBodyBytes: number;
+  readonly maxHeaderBytes: number;
+  /** per peer identity; 0 = no rate limit */
+  readonly requestsPerSecond: number;
+  readonly burst: number;
+  readonly maxConnections: number;
+  readonly handshakeTimeoutSeconds: number;
+  readonly headersTimeoutSeconds: number;
+  readonly idleTimeoutSeconds: number;
+  readonly upstreamTimeoutSeconds: number;
+}
+
+export interface AnomalyConfig {
+  readonly mode: AnomalyMode;
+  readonly minSamples: number;
+  readonly threshold: number;
+}
+
+export interface ListenerIntegrityConfig {
+  /** inbound: verify signatures and digests */
+  readonly verify: boolean;
+  /** outbound: sign requests */
+  readonly sign: boolean;
+  /** outbound: the key id to sign with */
+  readonly keyId: string | null;
+}
+
+export interface ListenerConfig {
+  readonly name: string;
+  readonly mode: ListenerMode;
+  readonly protocol: Protocol;
+  readonly listen: HostPort;
+  readonly target: HostPort;
+  /** inbound only */
+  readonly allow: AllowConfig;
+  /** outbound only: TLS server name to send (SNI) and check; defaults to target.host */
+  readonly serverName: string;
+  /** outbound only */
+  readonly verify: VerifyConfig;
+  readonly integrity: ListenerIntegrityConfig;
+  readonly anomaly: AnomalyConfig;
+  readonly limits: LimitsConfig;
+  readonly unsafeTarget: boolean;
+  readonly unsafeListen: boolean;
+}
+
+export interface Config {
+  /** the file the config came from (null for flag-built configs) */
+  readonly source: string | null;
+  readonly admin: { readonly listen: HostPort | null; readonly tokenFile: string | null };
+  readonly health: { readonly listen: HostPort | null };
+  readonly identity: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly caFile: string;
+    readonly crlFile: string | null;
+  };
+  readonly tls: { readonly minVersion: TlsMinVersion };
+  readonly keys: { readonly dir: string | null };
+  readonly integrity: {
+    readonly tag: string;
+    readonly skewSeconds: number;
+    readonly maxAgeSeconds: number;
+    readonly bodyMode: BodyMode;
+    readonly maxBufferedBytes: number;
+  };
+  readonly audit: { readonly file: string | null; readonly keyFile: string | null };
+  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  /** SIGTERM: how long in-flight requests get before a forced exit */
+  readonly drainTimeoutSeconds: number;
+  readonly listeners: readonly ListenerConfig[];
+}
+
+/** One problem found in a config, named by its path (`listeners[1].allow`) or flag (`--target`). */
+export interface ConfigProblem {
+  readonly path: string;
+  readonly message: string;
+}
+
+export type ConfigResult = { readonly ok: true; readonly config: Config } | { readonly ok: false; readonly problems: readonly ConfigProblem[] };

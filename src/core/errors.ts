@@ -1,0 +1,48 @@
+/**
+ * The one table of tollgate's stable error codes: code -> HTTP status and the
+ * metric reason it is counted under. README.md lists exactly these codes
+ * (test/errors-documented.test.ts keeps the two equal).
+ */
+export const ERRORS = {
+  ERR_PEER_NOT_ALLOWED: { status: 403, reason: 'peer_not_allowed', message: 'peer identity is not allowed' },
+  ERR_SIG_MISSING: { status: 401, reason: 'missing', message: 'no signature with the expected tag' },
+  ERR_SIG_MALFORMED: { status: 400, reason: 'malformed', message: 'signature fields do not parse' },
+  ERR_SIG_COVERAGE: { status: 401, reason: 'coverage', message: 'a required component or parameter is not covered' },
+  ERR_SIG_UNKNOWN_KEY: { status: 401, reason: 'unknown_key', message: 'unknown key id' },
+  ERR_SIG_INVALID: { status: 401, reason: 'invalid', message: 'signature does not verify' },
+  ERR_SIG_EXPIRED: { status: 401, reason: 'expired', message: 'signature outside its validity window' },
+  ERR_SIG_REPLAYED: { status: 401, reason: 'replayed', message: 'nonce already seen' },
+  ERR_DIGEST_MISSING: { status: 400, reason: 'digest_missing', message: 'content without Content-Digest' },
+  ERR_DIGEST_MISMATCH: { status: 400, reason: 'digest_mismatch', message: 'Content-Digest does not match the content' },
+  ERR_REPLAY_CACHE_FULL: { status: 503, reason: 'replay_cache_full', message: 'replay cache is full' },
+  ERR_PAYLOAD_TOO_LARGE: { status: 413, reason: 'payload_too_large', message: 'body over the configured limit' },
+  ERR_PAYLOAD_ANOMALY: { status: 422, reason: 'payload_anomaly', message: 'payload size anomaly' },
+  ERR_RATE_LIMITED: { status: 429, reason: 'rate_limited', message: 'rate limit exceeded' },
+  ERR_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream_unavailable', message: 'upstream refused or reset the connection' },
+  ERR_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream_timeout', message: 'upstream did not answer in time' },
+  ERR_UPSTREAM_IDENTITY: { status: 502, reason: 'upstream_identity', message: 'upstream identity or pin does not match' },
+  ERR_DRAINING: { status: 503, reason: 'draining', message: 'shutting down' },
+} as const satisfies Record<string, { status: number; reason: string; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
+
+/** An error that carries one of the table's codes; foreign errors ride along as `cause`. */
+export class TollgateError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERRORS[code].message, options);
+    this.name = 'TollgateError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+  }
+}
+
+/** Pre-serialised refusal bodies: built once, so a refusal allocates nothing new per request. */
+export const REFUSAL_BODIES: Readonly<Record<ErrorCode, Buffer>> = Object.freeze(
+  Object.fromEntries(
+    ERROR_CODES.map((code) => [code, Buffer.from(JSON.stringify({ error: code, message: ERRORS[code].message }))]),
+  ) as Record<ErrorCode, Buffer>,
+);
