@@ -1,0 +1,39 @@
+import { parseArgs } from 'node:util';
+import { loadConfigFile } from '../config/load.ts';
+import { loadIdentity } from '../certs/identityBundle.ts';
+import { EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
+
+/**
+ * `tollgate check --config FILE`: the same validation `run` does, plus the certificates it
+ * names (key matches certificate, chain verifies against the CA, not expired; expiring within
+ * 7 days is a warning). Exit 0 when it would start, 2 otherwise.
+ */
+export async function checkCommand(argv: string[], o: Output, now: Date): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' } }, strict: true }));
+  } catch (err) {
+    o.err(`tollgate check: ${(err as Error).message}`);
+    return EXIT_USAGE;
+  }
+  if (values.config === undefined) {
+    o.err('tollgate check: --config FILE is required');
+    return EXIT_USAGE;
+  }
+  const result = await loadConfigFile(values.config);
+  if (!result.ok) {
+    printProblems(o, `${values.config}: invalid configuration`, result.problems);
+    return EXIT_USAGE;
+  }
+  const identity = await loadIdentity(result.config.identity, now);
+  if (!identity.ok) {
+    printProblems(o, `${values.config}: identity problems`, identity.problems.map((p) => `identity.${p}`));
+    return EXIT_USAGE;
+  }
+  for (const w of identity.warnings) o.err(`warning: identity.${w}`);
+  const c = result.config;
+  o.out(`${values.config}: ok`);
+  o.out(`  identity ${identity.bundle.leaf.subject.replace(/\n/g, ', ')} valid until ${identity.bundle.leaf.validTo}`);
+  for (const l of c.listeners) o.out(`  listener ${l.name}: ${l.mode} ${l.protocol} ${l.listen.host}:${l.listen.port} -> ${l.target.host}:${l.target.port}`);
+  return EXIT_OK;
+}

@@ -1,0 +1,179 @@
+import http from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { Client } from 'undici';
+import { createDevPki, writeDevPki } from '../certs/devPki.ts';
+import { validateConfig } from '../config/validate.ts';
+import { formatHostPort } from '../config/hostPort.ts';
+import { createLogger } from '../telemetry/logger.ts';
+import { startSidecar, type Sidecar } from '../main.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
+
+const TRUST_DOMAIN = 'example.org';
+const EVENTS = 5;
+
+/**
+ * `tollgate demo`: everything on one machine with embedded defaults. A dev PKI in a temp
+ * folder, a sample ingestion app, an inbound sidecar in front of it and an outbound sidecar
+ * for a producer, signed-identity traffic through them, and attempts that must be refused.
+ * Prints what passed and what was refused and why; runs until Ctrl-C (or exits with --once).
+ */
+export async function demoCommand(argv: string[], o: Output): Promise<number> {
+  let once = false;
+  try {
+    once = parseArgs({ args: argv, options: { once: { type: 'boolean', default: false } }, strict: true }).values.once;
+  } catch (err) {
+    o.err(`tollgate demo: ${(err as Error).message}`);
+    return EXIT_USAGE;
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'tollgate-demo-'));
+  const stops: Array<() => Promise<unknown>> = [];
+  try {
+    const pki = await createDevPki({ trustDomain: TRUST_DOMAIN, identities: ['producer', 'ingest', 'intruder'], validityDays: 1 });
+    await writeDevPki(join(dir, 'pki'), pki);
+    const app = await startIngestionApp();
+    stops.push(() => new Promise((r) => app.server.close(r)));
+
+    const ingest = await sidecarFor('ingest', dir, {
+      name: 'ingest',
+      mode: 'inbound',
+      listen: '127.0.0.1:0',
+      target: formatHostPort(app.address),
+      allow: { spiffe: [`spiffe://${TRUST_DOMAIN}/producer`] },
+    });
+    stops.push(() => ingest.shutdown());
+    const inboundAddress = formatHostPort(ingest.listeners[0]!.address());
+    const producer = await sidecarFor('producer', dir, {
+      name: 'to-ingest',
+      mode: 'outbound',
+      listen: '127.0.0.1:0',
+      target: inboundAddress,
+      serverName: 'ingest',
+      verify: { spiffe: [`spiffe://${TRUST_DOMAIN}/ingest`] },
+    });
+    stops.push(() => producer.shutdown());
+    const outboundAddress = formatHostPort(producer.listeners[0]!.address());
+
+    const sent = await sendEvents(`http://${outboundAddress}`, EVENTS);
+    const noCert = await attempt(inboundAddress, pki.ca.certPem, null);
+    const intruder = await attempt(inboundAddress, pki.ca.certPem, pki.identities.intruder!);
+
+    o.out(`tollgate demo: two sidecars on loopback, dev PKI in ${join(dir, 'pki')}`);
+    o.out('');
+    o.out(`  producer ─plain─▶ outbound ${outboundAddress} ─mTLS─▶ inbound ${inboundAddress} ─plain─▶ ingestion app ${formatHostPort(app.address)}`);
+    o.out(`             (spiffe://${TRUST_DOMAIN}/producer)          (spiffe://${TRUST_DOMAIN}/ingest)`);
+    o.out('');
+    o.out('passed:');
+    const ok = sent.filter((s) => s.status === 202).length;
+    o.out(`  ✔ ${ok}/${EVENTS} events accepted by the app (HTTP 202); it saw x-tollgate-peer: ${app.peers().join(', ') || '(none)'}`);
+    o.out('refused:');
+    o.out(`  ✘ client without a certificate: ${noCert}`);
+    o.out(`  ✘ spiffe://${TRUST_DOMAIN}/intruder (valid certificate, not on the allow-list): ${intruder}`);
+    o.out('');
+    o.out('admin:');
+    o.out(`  ingest sidecar    http://${formatHostPort(ingest.admin!)}/status   /metrics`);
+    o.out(`  producer sidecar  http://${formatHostPort(producer.admin!)}/status   /metrics`);
+    if (!once) o.out(`logs: ${join(dir, 'ingest.log')}, ${join(dir, 'producer.log')} (removed on exit)`);
+    const success = ok === EVENTS && noCert.startsWith('refused') && intruder.startsWith('refused');
+    if (!success) o.err('tollgate demo: something that should have passed did not (see above)');
+    if (!once) {
+      o.out('');
+      o.out('running; Ctrl-C to stop');
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+      });
+    }
+    return success ? EXIT_OK : EXIT_FAILURE;
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function sidecarFor(identity: string, dir: string, listener: Record<string, unknown>): Promise<Sidecar> {
+  const raw = {
+    admin: { listen: '127.0.0.1:0' },
+    identity: { certFile: `pki/${identity}/tls.crt`, keyFile: `pki/${identity}/tls.key`, caFile: `pki/${identity}/ca.crt` },
+    listeners: [listener],
+  };
+  const result = validateConfig(raw, { baseDir: dir, source: null });
+  if (!result.ok) {
+    printProblems({ out: () => undefined, err: (l) => process.stderr.write(l + '\n') }, 'demo config', result.problems);
+    throw new Error('the demo configuration does not validate');
+  }
+  const log = createLogger({ level: 'info', destination: pino.destination({ dest: join(dir, `${identity}.log`), sync: false }) });
+  return startSidecar(result.config, { log });
+}
+
+interface IngestionApp {
+  server: http.Server;
+  address: { host: string; port: number };
+  /** the x-tollgate-peer values the app has seen */
+  peers(): string[];
+}
+
+/** A small ingestion service: POST /events takes a JSON object (or array of them) and counts it. */
+async function startIngestionApp(): Promise<IngestionApp> {
+  const peers = new Set<string>();
+  let accepted = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const peer = req.headers['x-tollgate-peer'];
+      if (typeof peer === 'string') peers.add(peer);
+      if (req.method !== 'POST' || req.url !== '/events') {
+        res.writeHead(404).end();
+        return;
+      }
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+        accepted += Array.isArray(body) ? body.length : 1;
+        res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted }));
+      } catch {
+        res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid JSON"}');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const a = server.address() as AddressInfo;
+  return { server, address: { host: a.address, port: a.port }, peers: () => [...peers] };
+}
+
+async function sendEvents(origin: string, n: number): Promise<Array<{ status: number }>> {
+  const client = new Client(origin);
+  try {
+    const out: Array<{ status: number }> = [];
+    for (let i = 0; i < n; i++) {
+      const body = JSON.stringify({ event: 'page_view', seq: i, at: new Date().toISOString() });
+      const res = await client.request({ path: '/events', method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      await res.body.dump();
+      out.push({ status: res.statusCode });
+    }
+    return out;
+  } finally {
+    await client.close();
+  }
+}
+
+/** A direct mTLS attempt at the inbound listener, returning what happened in words. */
+async function attempt(address: string, caPem: string, identity: { certPem: string; keyPem: string } | null): Promise<string> {
+  const client = new Client(`https://${address}`, {
+    connect: { ca: caPem, servername: 'ingest', ...(identity === null ? {} : { cert: identity.certPem, key: identity.keyPem }) },
+  });
+  try {
+    const res = await client.request({ path: '/events', method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const code = res.headers['x-tollgate-error'];
+    await res.body.dump();
+    return res.statusCode === 202 ? `NOT refused (HTTP ${res.statusCode})` : `refused with HTTP ${res.statusCode} ${String(code ?? '')}`;
+  } catch (err) {
+    return `refused during the TLS handshake (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+  } finally {
+    await client.destroy();
+  }
+}

@@ -1,0 +1,64 @@
+import type { Config } from '../config/types.ts';
+import { startSidecar, StartupError, type Sidecar } from '../main.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
+
+/**
+ * Run a sidecar in the foreground until a signal: SIGTERM/SIGINT drain and stop (exit 0 when
+ * nothing in flight was cut, 1 otherwise; a second signal, or the drain deadline passing by
+ * more than a grace period, forces exit 1); SIGHUP reloads certificates, ignored while draining.
+ * tollgate installs these handlers itself, so it behaves as PID 1 in a container.
+ */
+export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) => void): Promise<number> {
+  let sidecar: Sidecar;
+  try {
+    sidecar = await startSidecar(config);
+  } catch (err) {
+    if (err instanceof StartupError) {
+      printProblems(o, `tollgate: ${err.message}`, err.problems);
+      return err.usage ? EXIT_USAGE : EXIT_FAILURE;
+    }
+    throw err;
+  }
+  onStarted?.(sidecar);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        sidecar.log.error({ signal }, 'second signal while draining: exiting now');
+        sidecar.log.flush();
+        process.exit(EXIT_FAILURE);
+      }
+      stopping = true;
+      sidecar.log.info({ signal }, 'draining');
+      const force = setTimeout(() => {
+        sidecar.log.error('drain did not finish in time: exiting now');
+        sidecar.log.flush();
+        process.exit(EXIT_FAILURE);
+      }, (config.drainTimeoutSeconds + 5) * 1000);
+      force.unref();
+      sidecar.shutdown().then(
+        (clean) => finish(clean ? EXIT_OK : EXIT_FAILURE),
+        (err: Error) => {
+          sidecar.log.error({ err: err.message }, 'shutdown failed');
+          finish(EXIT_FAILURE);
+        },
+      );
+    };
+    const reload = (): void => {
+      if (stopping) {
+        sidecar.log.info('SIGHUP ignored while draining');
+        return;
+      }
+      void sidecar.reload();
+    };
+    const finish = (code: number): void => {
+      process.removeListener('SIGTERM', stop);
+      process.removeListener('SIGINT', stop);
+      process.removeListener('SIGHUP', reload);
+      sidecar.log.flush(() => resolve(code));
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', reload);
+  });
+}

@@ -1,0 +1,62 @@
+/**
+ * Every default value of the configuration, in one place. validate.ts fills any field a
+ * config file (or the quick-command flags) leaves out from these. All objects are frozen.
+ */
+import type { AnomalyConfig, Config, HostPort, LimitsConfig, TlsMinVersion } from './types.ts';
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** Per-listener limits. `requestsPerSecond: 0` turns rate limiting off. */
+export const DEFAULT_LIMITS: LimitsConfig = Object.freeze({
+  maxBodyBytes: 16 * MIB,
+  maxHeaderBytes: 16 * KIB,
+  requestsPerSecond: 0,
+  /** 0 = derived: with a rate set and no burst given, the burst is ceil(requestsPerSecond). */
+  burst: 0,
+  maxConnections: 1024,
+  handshakeTimeoutSeconds: 10,
+  headersTimeoutSeconds: 10,
+  idleTimeoutSeconds: 120,
+  upstreamTimeoutSeconds: 30,
+});
+
+/** Per-listener payload-size watching: learn from 200 authenticated samples, flag beyond 4 (spread units). */
+export const DEFAULT_ANOMALY: AnomalyConfig = Object.freeze({
+  mode: 'observe',
+  minSamples: 200,
+  threshold: 4,
+});
+
+/** Message-signature profile shared by all listeners. */
+export const DEFAULT_INTEGRITY: Config['integrity'] = Object.freeze({
+  tag: 'tollgate',
+  skewSeconds: 30,
+  maxAgeSeconds: 300,
+  bodyMode: 'buffer',
+  maxBufferedBytes: 8 * MIB,
+});
+
+/** Admin API: loopback only unless configured otherwise. `admin.listen: null` means no admin server. */
+export const DEFAULT_ADMIN: Config['admin'] = Object.freeze({
+  listen: Object.freeze({ host: '127.0.0.1', port: 15000 }) satisfies HostPort,
+  tokenFile: null,
+});
+
+/** Health server (kubelet probes, Prometheus): none unless `health.listen` is given. */
+export const DEFAULT_HEALTH: Config['health'] = Object.freeze({ listen: null });
+
+export const DEFAULT_TLS: Config['tls'] = Object.freeze({ minVersion: 'TLSv1.2' satisfies TlsMinVersion });
+
+export const DEFAULT_KEYS: Config['keys'] = Object.freeze({ dir: null });
+
+/** No audit log unless `audit.file` (and its `audit.keyFile`) are given. */
+export const DEFAULT_AUDIT: Config['audit'] = Object.freeze({ file: null, keyFile: null });
+
+export const DEFAULT_LOG: Config['log'] = Object.freeze({ level: 'info' });
+
+/** SIGTERM: seconds in-flight requests get before a forced exit. */
+export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 20;
+
+/** Listener protocol when none is given. */
+export const DEFAULT_PROTOCOL = 'http' as const;

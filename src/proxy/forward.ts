@@ -1,0 +1,82 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { TollgateError } from '../core/errors.ts';
+import { downstreamResponseHeaders } from './headers.ts';
+
+/**
+ * Streams one request to the upstream with undici's `dispatch` and the response back,
+ * with backpressure both ways: the request body is read only as fast as the upstream
+ * socket drains (undici pauses the source), and the upstream parser is paused while the
+ * downstream socket is full. No pipeline(), no AbortSignal per request: a downstream
+ * close aborts the upstream through the dispatch controller.
+ */
+export interface ForwardResult {
+  /** called once, when the exchange is over; err is null on success */
+  done(err: Error | null, exchange: ForwardExchange): void;
+}
+
+const kExchange = Symbol('tollgate.exchange');
+type ResWithExchange = ServerResponse & { [kExchange]?: ForwardExchange };
+
+export class ForwardExchange implements Dispatcher.DispatchHandler {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly result: ForwardResult;
+  controller: Dispatcher.DispatchController | null = null;
+  responseBytes = 0;
+  finished = false;
+
+  constructor(req: IncomingMessage, res: ServerResponse, result: ForwardResult) {
+    this.req = req;
+    this.res = res;
+    this.result = result;
+    (res as ResWithExchange)[kExchange] = this;
+    res.once('close', onDownstreamClose);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.res.destroyed) controller.abort(new TollgateError('ERR_UPSTREAM_UNAVAILABLE', 'downstream closed'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    if (this.res.destroyed) return;
+    this.res.writeHead(statusCode, statusMessage, downstreamResponseHeaders(headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.responseBytes += chunk.length;
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', onDownstreamDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    this.finish(null);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.finish(err);
+  }
+
+  finish(err: Error | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.result.done(err, this);
+  }
+}
+
+function onDownstreamDrain(this: ResWithExchange): void {
+  this[kExchange]?.controller?.resume();
+}
+
+/** The client went away before the response was complete: stop the upstream work. */
+function onDownstreamClose(this: ResWithExchange): void {
+  const ex = this[kExchange];
+  if (ex === undefined || ex.finished || this.writableFinished) return;
+  const err = new TollgateError('ERR_UPSTREAM_UNAVAILABLE', 'downstream closed before the response completed');
+  if (ex.controller !== null && !ex.controller.aborted) ex.controller.abort(err);
+  ex.finish(err);
+}

@@ -1,0 +1,199 @@
+import https from 'node:https';
+import tls, { type TLSSocket, type TlsOptions } from 'node:tls';
+import net, { type Socket } from 'node:net';
+import { Pool } from 'undici';
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.ts';
+import type { ListenerConfig } from '../config/types.ts';
+import { formatHostPort } from '../config/hostPort.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { AuditSink } from '../telemetry/audit.ts';
+import { secureContextOptions, type TlsMaterial } from '../tls/contexts.ts';
+import type { TlsPolicy } from '../tls/policy.ts';
+import { peerIdentity } from '../tls/peerIdentity.ts';
+import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
+import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz.ts';
+import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
+import { HttpPath, attachHttpPath } from './httpPath.ts';
+import { pipeSockets } from './tcpPipe.ts';
+import { ConnectionSet, boundAddress, httpBusy, listen, type Listener } from './listener.ts';
+
+export interface InboundDeps {
+  readonly config: ListenerConfig;
+  readonly policy: TlsPolicy;
+  readonly material: TlsMaterial;
+  readonly metrics: Metrics;
+  readonly audit: AuditSink;
+  readonly log: Logger;
+  readonly clock: Clock;
+}
+
+export interface InboundListener extends Listener {
+  /** new handshakes use this material from now on; open connections are untouched */
+  setTlsMaterial(material: TlsMaterial): void;
+}
+
+const kAccepted = Symbol('tollgate.acceptedAt');
+type RawSocket = Socket & { [kAccepted]?: bigint };
+
+/**
+ * The inbound listener: terminates mTLS with `tls.createServer` semantics (an https.Server is
+ * a tls.Server with the HTTP parser attached), requires a client certificate verified against
+ * our CA bundle, then authorizes the peer against the compiled allow-list and pins, once per
+ * connection, before any upstream is dialled. HTTP goes through the request path to the
+ * loopback app; TCP is piped to the target port.
+ */
+export function createInboundListener(deps: InboundDeps): InboundListener {
+  const { config, metrics, log } = deps;
+  const limits = config.limits;
+  const allow: CompiledAllow = compileAllow(config.allow);
+  const conns = new ConnectionSet(metrics.connectionsActive.labels(config.name));
+  const handshakeOk = metrics.handshakes.labels(config.name, 'success', '');
+  const handshakeDuration = metrics.handshakeDuration.labels(config.name);
+  const authzAllow = metrics.authzDecisions.labels(config.name, 'allow');
+  const authzDeny = metrics.authzDecisions.labels(config.name, 'deny');
+  let nextId = 0;
+
+  const serverOptions = (material: TlsMaterial): TlsOptions => ({
+    ...secureContextOptions(material, deps.policy),
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+
+  const tlsServerOptions: TlsOptions = {
+    ...serverOptions(deps.material),
+    handshakeTimeout: limits.handshakeTimeoutSeconds * 1000,
+    sessionTimeout: 300,
+    allowHalfOpen: config.protocol === 'tcp',
+  };
+
+  let pool: Pool | null = null;
+  let server: tls.Server;
+  if (config.protocol === 'http') {
+    pool = new Pool(`http://${formatHostPort(config.target)}`, {
+      connections: limits.maxConnections,
+      pipelining: 1,
+      keepAliveTimeout: 4_000,
+      headersTimeout: limits.upstreamTimeoutSeconds * 1000,
+      bodyTimeout: limits.upstreamTimeoutSeconds * 1000,
+      connect: { timeout: limits.upstreamTimeoutSeconds * 1000 },
+    });
+    const httpsServer = https.createServer({
+      ...tlsServerOptions,
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutSeconds * 1000,
+      requestTimeout: 0,
+      keepAliveTimeout: limits.idleTimeoutSeconds * 1000,
+    });
+    httpsServer.timeout = limits.idleTimeoutSeconds * 1000;
+    attachHttpPath(
+      httpsServer,
+      new HttpPath({
+        listener: config,
+        dispatcher: pool,
+        metrics,
+        audit: deps.audit,
+        log,
+        clock: deps.clock,
+        hostOverride: null,
+        setPeerHeader: true,
+        isDraining: () => conns.isDraining,
+      }),
+    );
+    server = httpsServer;
+  } else {
+    server = tls.createServer(tlsServerOptions);
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const ctx = contextOf(socket);
+      if (ctx === undefined || !ctx.allowed) {
+        socket.destroy();
+        return;
+      }
+      openTcpUpstream(socket, ctx);
+    });
+  }
+  server.maxConnections = limits.maxConnections;
+
+  server.on('connection', (raw: RawSocket) => {
+    raw[kAccepted] = deps.clock.monotonic();
+  });
+
+  // runs right after the HTTP parser (or our TCP handler) is attached, before any request is read
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    conns.add(socket);
+    const raw = (socket as unknown as { _parent?: RawSocket })._parent;
+    const accepted = raw?.[kAccepted];
+    if (accepted !== undefined) handshakeDuration.observe(Number(deps.clock.monotonic() - accepted) / 1e9);
+    handshakeOk.inc();
+    const cert = socket.getPeerX509Certificate();
+    const id = ++nextId;
+    const peer = cert === undefined ? null : peerIdentity(cert);
+    const decision = peer === null ? null : authorizePeer(allow, peer);
+    const allowed = decision !== null && decision.allowed;
+    const ctx: ConnectionContext = {
+      id,
+      log: log.child({ conn: id, peer: peer?.display ?? null, remote: socket.remoteAddress }),
+      peer,
+      allowed,
+      inFlight: 0,
+    };
+    attachContext(socket, ctx);
+    if (allowed) {
+      authzAllow.inc();
+      ctx.log.debug({ tls: socket.getProtocol(), cipher: socket.getCipher().name }, 'connection authorized');
+    } else {
+      authzDeny.inc();
+      const why = decision !== null && !decision.allowed ? decision.why : 'identity';
+      ctx.log.warn({ code: 'ERR_PEER_NOT_ALLOWED', why, spiffe: peer?.spiffe, dns: peer?.dns, cn: peer?.cn, spkiPin: peer?.spkiPin }, 'peer not allowed');
+      deps.audit.record('authz_deny', { listener: config.name, peer: peer?.display ?? null, why, remote: socket.remoteAddress ?? null });
+    }
+  });
+
+  server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+    const reason = classifyHandshakeFailure(err);
+    metrics.handshakes.labels(config.name, 'failure', reason).inc();
+    log.warn({ reason, code: (err as NodeJS.ErrnoException).code, err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+    deps.audit.record('handshake_failure', { listener: config.name, reason, remote: socket.remoteAddress ?? null, code: (err as NodeJS.ErrnoException).code ?? null });
+  });
+
+  function openTcpUpstream(downstream: TLSSocket, ctx: ConnectionContext): void {
+    downstream.pause();
+    const upstream = net.connect({ host: config.target.host, port: config.target.port, allowHalfOpen: true });
+    const onConnectError = (err: Error): void => {
+      metrics.upstreamErrors.labels(config.name, 'upstream_unavailable').inc();
+      ctx.log.warn({ code: 'ERR_UPSTREAM_UNAVAILABLE', err: err.message }, 'upstream connect failed');
+      downstream.destroy();
+    };
+    upstream.once('error', onConnectError);
+    upstream.setTimeout(limits.upstreamTimeoutSeconds * 1000, () => upstream.destroy(new Error('connect timeout')));
+    upstream.once('connect', () => {
+      upstream.removeListener('error', onConnectError);
+      upstream.setTimeout(0);
+      upstream.removeAllListeners('timeout');
+      pipeSockets(downstream, upstream, limits.idleTimeoutSeconds * 1000, {
+        closed: (stats) => ctx.log.debug({ ...stats, error: stats.error?.message }, 'tcp connection closed'),
+      });
+      downstream.resume();
+    });
+  }
+
+  return {
+    name: config.name,
+    mode: 'inbound',
+    protocol: config.protocol,
+    start: () => listen(server, config.listen.host, config.listen.port),
+    address: () => boundAddress(server),
+    connections: () => conns.sockets.size,
+    draining: () => conns.isDraining,
+    setTlsMaterial(material) {
+      server.setSecureContext(serverOptions(material));
+    },
+    async drain(deadline) {
+      const busy = config.protocol === 'http' ? httpBusy : () => true;
+      const closeIdle = server instanceof https.Server ? () => server.closeIdleConnections() : () => undefined;
+      const clean = await conns.drain(server, deadline, busy, closeIdle);
+      await pool?.close().catch(() => undefined);
+      return clean;
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import type { Server, Socket, AddressInfo } from 'node:net';
+import type { Gauge } from 'prom-client';
+import { contextOf } from './connectionContext.ts';
+
+/** A running listener: what main starts, reports on, drains and stops. */
+export interface Listener {
+  readonly name: string;
+  readonly mode: 'inbound' | 'outbound';
+  readonly protocol: 'http' | 'tcp';
+  /** bind; rejects (EADDRINUSE, EACCES…) if the address cannot be had */
+  start(): Promise<void>;
+  /** the bound address (port 0 in config becomes the real port) */
+  address(): { host: string; port: number };
+  /** open downstream connections */
+  connections(): number;
+  /**
+   * Stop accepting, let in-flight work finish until `deadline` (epoch ms), then cut what is
+   * left. Resolves true when nothing in flight had to be cut.
+   */
+  drain(deadline: number): Promise<boolean>;
+  /** true from the moment drain() was called */
+  draining(): boolean;
+}
+
+const DRAIN_POLL_MS = 25;
+
+/**
+ * What every listener shares: the set of open downstream connections (for the gauge and for
+ * draining), binding, and the drain loop. `busy` says whether a connection has work in flight
+ * (an HTTP request, or any open TCP pipe); `closeIdle` lets HTTP close keep-alive
+ * connections that have nothing in flight.
+ */
+export class ConnectionSet {
+  readonly sockets = new Set<Socket>();
+  readonly gauge: ReturnType<Gauge['labels']>;
+  isDraining = false;
+
+  constructor(gauge: ReturnType<Gauge['labels']>) {
+    this.gauge = gauge;
+  }
+
+  add(socket: Socket): void {
+    this.sockets.add(socket);
+    this.gauge.inc();
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.gauge.dec();
+    });
+  }
+
+  async drain(server: Server, deadline: number, busy: (s: Socket) => boolean, closeIdle: () => void): Promise<boolean> {
+    this.isDraining = true;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      closeIdle();
+      await delay(Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now())));
+    }
+    let cut = 0;
+    for (const s of this.sockets) {
+      if (busy(s)) cut += 1;
+      s.destroy();
+    }
+    await closed;
+    return cut === 0;
+  }
+}
+
+export function httpBusy(s: Socket): boolean {
+  const ctx = contextOf(s);
+  return ctx !== undefined && ctx.inFlight > 0;
+}
+
+export function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen({ host, port }, () => {
+      server.removeListener('error', onError);
+      resolve();
+    });
+  });
+}
+
+export function boundAddress(server: Server): { host: string; port: number } {
+  const a = server.address() as AddressInfo | null;
+  if (a === null) throw new Error('listener is not bound');
+  return { host: a.address, port: a.port };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

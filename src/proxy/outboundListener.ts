@@ -1,0 +1,127 @@
+import http from 'node:http';
+import net, { type Server, type Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
+import { Pool } from 'undici';
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.ts';
+import type { ListenerConfig } from '../config/types.ts';
+import { formatHostPort } from '../config/hostPort.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { AuditSink } from '../telemetry/audit.ts';
+import { compileVerify } from '../policy/authz.ts';
+import { attachContext, type ConnectionContext } from './connectionContext.ts';
+import { HttpPath, attachHttpPath } from './httpPath.ts';
+import { pipeSockets } from './tcpPipe.ts';
+import { createUpstreamTls } from './upstreamTls.ts';
+import { upstreamErrorCode } from './upstreamError.ts';
+import { ERRORS } from '../core/errors.ts';
+import { ConnectionSet, boundAddress, httpBusy, listen, type Listener } from './listener.ts';
+
+export interface OutboundDeps {
+  readonly config: ListenerConfig;
+  /** the current client context (our certificate + CA bundle + policy), read per new upstream connection */
+  readonly clientContext: () => SecureContext;
+  readonly metrics: Metrics;
+  readonly audit: AuditSink;
+  readonly log: Logger;
+  readonly clock: Clock;
+}
+
+/**
+ * The outbound listener: plaintext on loopback for the local app, originating mTLS to the
+ * remote peer with our client certificate, verifying chain, server name, SPIFFE ID and pins.
+ * HTTP requests share a keep-alive pool of verified connections; TCP connections get one
+ * upstream connection each.
+ */
+export function createOutboundListener(deps: OutboundDeps): Listener {
+  const { config, metrics, log } = deps;
+  const limits = config.limits;
+  const conns = new ConnectionSet(metrics.connectionsActive.labels(config.name));
+  const upstreamTls = createUpstreamTls({
+    serverName: config.serverName,
+    verify: compileVerify(config.verify),
+    secureContext: deps.clientContext,
+    connectTimeoutMs: limits.upstreamTimeoutSeconds * 1000,
+  });
+  let nextId = 0;
+  const newContext = (socket: Socket): ConnectionContext => {
+    const id = ++nextId;
+    const ctx: ConnectionContext = { id, log: log.child({ conn: id }), peer: null, allowed: true, inFlight: 0 };
+    attachContext(socket, ctx);
+    conns.add(socket);
+    return ctx;
+  };
+
+  let pool: Pool | null = null;
+  let server: Server;
+  if (config.protocol === 'http') {
+    pool = new Pool(`https://${formatHostPort(config.target)}`, {
+      connections: limits.maxConnections,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: limits.upstreamTimeoutSeconds * 1000,
+      bodyTimeout: limits.upstreamTimeoutSeconds * 1000,
+      connect: upstreamTls.undiciConnect as unknown as Pool.Options['connect'],
+    });
+    const httpServer = http.createServer({
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutSeconds * 1000,
+      requestTimeout: 0,
+      keepAliveTimeout: limits.idleTimeoutSeconds * 1000,
+    });
+    httpServer.timeout = limits.idleTimeoutSeconds * 1000;
+    httpServer.on('connection', newContext);
+    attachHttpPath(
+      httpServer,
+      new HttpPath({
+        listener: config,
+        dispatcher: pool,
+        metrics,
+        audit: deps.audit,
+        log,
+        clock: deps.clock,
+        hostOverride: formatHostPort(config.target),
+        setPeerHeader: false,
+        isDraining: () => conns.isDraining,
+      }),
+    );
+    server = httpServer;
+  } else {
+    server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (downstream) => {
+      const ctx = newContext(downstream);
+      upstreamTls.connect(config.target.host, config.target.port, true).then(
+        ({ socket: upstream }) => {
+          pipeSockets(downstream, upstream, limits.idleTimeoutSeconds * 1000, {
+            closed: (stats) => ctx.log.debug({ ...stats, error: stats.error?.message }, 'tcp connection closed'),
+          });
+          downstream.resume();
+        },
+        (err: Error) => {
+          const code = upstreamErrorCode(err);
+          metrics.upstreamErrors.labels(config.name, ERRORS[code].reason).inc();
+          ctx.log.warn({ code, err: err.message }, 'upstream connect failed');
+          if (code === 'ERR_UPSTREAM_IDENTITY') deps.audit.record('upstream_identity', { listener: config.name, reason: err.message });
+          downstream.destroy();
+        },
+      );
+    });
+  }
+  server.maxConnections = limits.maxConnections;
+
+  return {
+    name: config.name,
+    mode: 'outbound',
+    protocol: config.protocol,
+    start: () => listen(server, config.listen.host, config.listen.port),
+    address: () => boundAddress(server),
+    connections: () => conns.sockets.size,
+    draining: () => conns.isDraining,
+    async drain(deadline) {
+      const busy = config.protocol === 'http' ? httpBusy : () => true;
+      const closeIdle = server instanceof http.Server ? () => server.closeIdleConnections() : () => undefined;
+      const clean = await conns.drain(server, deadline, busy, closeIdle);
+      await pool?.close().catch(() => undefined);
+      return clean;
+    },
+  };
+}

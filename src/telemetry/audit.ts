@@ -1,0 +1,39 @@
+/**
+ * The audit seam: every security decision that denies or changes state is handed here.
+ * The hash-chained, MACed audit log is one implementation (observability issue);
+ * until it is configured, events go to the log only, so nothing is silently dropped.
+ */
+export type AuditEventType =
+  | 'start'
+  | 'stop'
+  | 'drain'
+  | 'handshake_failure'
+  | 'authz_deny'
+  | 'upstream_identity'
+  | 'signature_failure'
+  | 'replay'
+  | 'anomaly'
+  | 'reload'
+  | 'key_ring_change';
+
+export interface AuditSink {
+  record(type: AuditEventType, fields: Readonly<Record<string, unknown>>): void;
+  /** flush whatever is buffered; resolves when it is durable */
+  flush(): Promise<void>;
+}
+
+export interface AuditLogTarget {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+/** An AuditSink that writes each event as one log line (audit: true) and counts it. */
+export function logAuditSink(log: AuditLogTarget, count: (type: AuditEventType) => void): AuditSink {
+  return {
+    record(type, fields) {
+      count(type);
+      log.info({ audit: true, event: type, ...fields }, `audit ${type}`);
+    },
+    flush: () => Promise.resolve(),
+  };
+}

@@ -1,0 +1,142 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/**
+ * Every tollgate metric, its type and label set, in one place (INTERFACE.md's table).
+ * Created on the registry main hands in, never on prom-client's global registry.
+ * Label values come only from closed sets: listener and route names from config,
+ * reasons from the error table or the handshake-reason list.
+ */
+export const HANDSHAKE_FAILURE_REASONS = [
+  'no_client_cert',
+  'unknown_ca',
+  'cert_expired',
+  'cert_revoked',
+  'bad_certificate',
+  'protocol_version',
+  'no_shared_cipher',
+  'timeout',
+  'other',
+] as const;
+export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
+
+export const SIGNATURE_RESULTS = ['ok', 'missing', 'malformed', 'coverage', 'unknown_key', 'invalid', 'expired', 'replayed', 'digest_mismatch'] as const;
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly handshakes: Counter<'listener' | 'result' | 'reason'>;
+  readonly handshakeDuration: Histogram<'listener'>;
+  readonly certExpiration: Gauge<'cert'>;
+  readonly certReloads: Counter<'result'>;
+  readonly connectionsActive: Gauge<'listener'>;
+  readonly authzDecisions: Counter<'listener' | 'decision'>;
+  readonly requests: Counter<'listener' | 'route' | 'status_class'>;
+  readonly requestDuration: Histogram<'listener' | 'route'>;
+  readonly signatureChecks: Counter<'listener' | 'result'>;
+  readonly replayCacheEntries: Gauge<string>;
+  readonly payloadBytes: Histogram<'listener' | 'route' | 'direction'>;
+  readonly payloadAnomalies: Counter<'listener' | 'route' | 'kind'>;
+  readonly upstreamErrors: Counter<'listener' | 'reason'>;
+  readonly auditEvents: Counter<'type'>;
+}
+
+export function createMetrics(registry: Registry): Metrics {
+  const registers = [registry];
+  return Object.freeze({
+    registry,
+    handshakes: new Counter({
+      name: 'tollgate_tls_handshakes_total',
+      help: 'TLS handshakes by listener, result and failure reason',
+      labelNames: ['listener', 'result', 'reason'] as const,
+      registers,
+    }),
+    handshakeDuration: new Histogram({
+      name: 'tollgate_tls_handshake_duration_seconds',
+      help: 'Time from TCP accept (or connect) to a completed TLS handshake',
+      labelNames: ['listener'] as const,
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    certExpiration: new Gauge({
+      name: 'tollgate_cert_expiration_timestamp_seconds',
+      help: 'notAfter of each loaded certificate, as a Unix timestamp',
+      labelNames: ['cert'] as const,
+      registers,
+    }),
+    certReloads: new Counter({
+      name: 'tollgate_cert_reloads_total',
+      help: 'Certificate reloads by result',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    connectionsActive: new Gauge({
+      name: 'tollgate_connections_active',
+      help: 'Open downstream connections per listener',
+      labelNames: ['listener'] as const,
+      registers,
+    }),
+    authzDecisions: new Counter({
+      name: 'tollgate_authz_decisions_total',
+      help: 'Peer authorization decisions',
+      labelNames: ['listener', 'decision'] as const,
+      registers,
+    }),
+    requests: new Counter({
+      name: 'tollgate_requests_total',
+      help: 'HTTP requests by listener, route and status class',
+      labelNames: ['listener', 'route', 'status_class'] as const,
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'tollgate_request_duration_seconds',
+      help: 'Time from request headers to the end of the response',
+      labelNames: ['listener', 'route'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    signatureChecks: new Counter({
+      name: 'tollgate_signature_checks_total',
+      help: 'HTTP message signature checks by result',
+      labelNames: ['listener', 'result'] as const,
+      registers,
+    }),
+    replayCacheEntries: new Gauge({
+      name: 'tollgate_replay_cache_entries',
+      help: 'Live (keyid, nonce) entries in the replay cache',
+      registers,
+    }),
+    payloadBytes: new Histogram({
+      name: 'tollgate_payload_bytes',
+      help: 'Request and response body sizes',
+      labelNames: ['listener', 'route', 'direction'] as const,
+      buckets: [0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216],
+      registers,
+    }),
+    payloadAnomalies: new Counter({
+      name: 'tollgate_payload_anomalies_total',
+      help: 'Payload size anomalies by kind',
+      labelNames: ['listener', 'route', 'kind'] as const,
+      registers,
+    }),
+    upstreamErrors: new Counter({
+      name: 'tollgate_upstream_errors_total',
+      help: 'Upstream failures by listener and reason',
+      labelNames: ['listener', 'reason'] as const,
+      registers,
+    }),
+    auditEvents: new Counter({
+      name: 'tollgate_audit_events_total',
+      help: 'Audit events written, by type',
+      labelNames: ['type'] as const,
+      registers,
+    }),
+  });
+}
+
+/** '2xx' for 204 etc.; a closed set of five values. */
+export function statusClass(status: number): '1xx' | '2xx' | '3xx' | '4xx' | '5xx' {
+  if (status < 200) return '1xx';
+  if (status < 300) return '2xx';
+  if (status < 400) return '3xx';
+  if (status < 500) return '4xx';
+  return '5xx';
+}
