@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/types.ts';
 import { formatHostPort } from './config/hostPort.ts';
+import { notYetBuilt } from './config/notYetBuilt.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
@@ -61,6 +62,8 @@ export class StartupError extends Error {
 }
 
 export async function startSidecar(config: Config, deps: SidecarDeps = {}): Promise<Sidecar> {
+  const unavailable = notYetBuilt(config);
+  if (unavailable.length > 0) throw new StartupError('configuration asks for what this build cannot do', unavailable.map((p) => `${p.path}: ${p.message}`), true);
   const clock = deps.clock ?? systemClock;
   const log = deps.log ?? createLogger({ level: config.log.level });
   const registry = deps.registry ?? new Registry();

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.ts';
 import { loadIdentity } from '../certs/identityBundle.ts';
+import { notYetBuilt } from '../config/notYetBuilt.ts';
 import { EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 
 /**
@@ -23,6 +24,11 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
   const result = await loadConfigFile(values.config);
   if (!result.ok) {
     printProblems(o, `${values.config}: invalid configuration`, result.problems);
+    return EXIT_USAGE;
+  }
+  const unavailable = notYetBuilt(result.config);
+  if (unavailable.length > 0) {
+    printProblems(o, `${values.config}: not available in this build`, unavailable);
     return EXIT_USAGE;
   }
   const identity = await loadIdentity(result.config.identity, now);

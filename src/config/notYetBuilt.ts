@@ -1,0 +1,22 @@
+import type { Config, ConfigProblem } from './types.ts';
+
+/**
+ * Settings this build validates but cannot honour yet. Running with them would silently give
+ * less protection than the config asks for, so start (and `tollgate check`) refuse them,
+ * each with its path. Each entry goes away when its feature lands.
+ */
+export function notYetBuilt(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const later = (path: string, what: string): void => {
+    problems.push({ path, message: `${what} is not available in this build yet; remove the setting to run without it` });
+  };
+  config.listeners.forEach((l, i) => {
+    if (l.integrity.verify) later(`listeners[${i}].integrity.verify`, 'message signature verification');
+    if (l.integrity.sign) later(`listeners[${i}].integrity.sign`, 'message signing');
+    if (l.anomaly.mode === 'block') later(`listeners[${i}].anomaly.mode`, 'anomaly blocking');
+    if (l.limits.requestsPerSecond > 0) later(`listeners[${i}].limits.requestsPerSecond`, 'per-peer rate limiting');
+  });
+  if (config.audit.file !== null) later('audit.file', 'the tamper-evident audit log');
+  if (config.health.listen !== null) later('health.listen', 'the health server');
+  return problems;
+}
