@@ -7,6 +7,7 @@
  * policy silently), secrets are only ever named by file, and anything that widens
  * exposure (public plaintext, no allow-list) must be said explicitly.
  */
+import { isSpkiPin } from '../core/spkiPin.ts';
 import { resolve } from 'node:path';
 import {
   DEFAULT_ADMIN,
@@ -119,6 +120,7 @@ function validateHealth(ctx: Ctx, value: unknown, path: string): Config['health'
 
 function validateIdentity(ctx: Ctx, value: unknown, path: string): Config['identity'] {
   const o = section(ctx, value, path, ['certFile', 'keyFile', 'caFile', 'crlFile'], { required: true });
+  if (!isObject(value)) return { certFile: '', keyFile: '', caFile: '', crlFile: null };
   return {
     certFile: read(ctx, o, path, 'certFile', filePath(ctx), '', REQUIRED),
     keyFile: read(ctx, o, path, 'keyFile', filePath(ctx), '', REQUIRED),
@@ -196,10 +198,13 @@ const OUTBOUND_ONLY_KEYS = ['serverName', 'verify', 'unsafeListen'];
 const LISTENER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 function validateListener(ctx: Ctx, value: unknown, path: string, keysDir: string | null): ListenerConfig {
-  const o = section(ctx, value, path, [], { required: true, skipKeyCheck: true });
+  if (!isObject(value)) {
+    report(ctx, path, 'expected an object');
+    return placeholderListener('', UNSET_ADDRESS);
+  }
+  const o = value;
   const name = read(ctx, o, path, 'name', listenerName, '', REQUIRED);
-  const rawMode = o.mode;
-  if (rawMode === 'gateway') {
+  if (o.mode === 'gateway') {
     // Routes, per-route policy and rate limits come with the gateway work; until then, refuse honestly.
     report(ctx, at(path, 'mode'), 'mode gateway is not supported yet');
     return placeholderListener(name, read(ctx, o, path, 'listen', listenAddress, UNSET_ADDRESS));
@@ -326,7 +331,7 @@ function validateAllow(ctx: Ctx, value: unknown, path: string): AllowConfig {
     spkiPins: readStringList(ctx, value, path, 'spkiPins', spkiPinProblem),
   };
   const rules = allow.spiffe.length + allow.dns.length + allow.cn.length + allow.spkiPins.length;
-  if (!allow.any && rules === 0 && !hasListEntries(value)) report(ctx, path, ALLOW_RULE_MESSAGE);
+  if (rules === 0 && !allow.any && !hasOwnProblems(value)) report(ctx, path, ALLOW_RULE_MESSAGE);
   return allow;
 }
 
@@ -447,8 +452,6 @@ interface Ctx {
 interface SectionOptions {
   /** absent is a problem rather than "all defaults" */
   readonly required?: boolean;
-  /** the caller checks keys itself (they depend on a field of the section) */
-  readonly skipKeyCheck?: boolean;
   /** string values under unknown keys here are taken for inline secrets */
   readonly holdsSecrets?: boolean;
   /** keys that are known elsewhere, with the message to give when they appear here */
@@ -465,7 +468,7 @@ function section(ctx: Ctx, value: unknown, path: string, keys: readonly string[]
     report(ctx, path, 'expected an object');
     return {};
   }
-  if (opts.skipKeyCheck !== true) checkKeys(ctx, value, path, keys, opts);
+  checkKeys(ctx, value, path, keys, opts);
   return value;
 }
 
@@ -565,9 +568,13 @@ function readStringList(ctx: Ctx, o: Obj, path: string, key: string, check: (s: 
   return out;
 }
 
-/** Whether an allow object has list entries at all (valid or not): their own problems then suffice. */
-function hasListEntries(o: Obj): boolean {
-  return ['spiffe', 'dns', 'cn', 'spkiPins'].some((k) => Array.isArray(o[k]) && (o[k] as unknown[]).length > 0);
+/** Whether an allow object says something (valid or not) that was already reported, so no cascade follows. */
+function hasOwnProblems(allow: Obj): boolean {
+  if (allow.any !== undefined && typeof allow.any !== 'boolean') return true;
+  return ['spiffe', 'dns', 'cn', 'spkiPins'].some((k) => {
+    const list = allow[k];
+    return list !== undefined && !(Array.isArray(list) && list.length === 0);
+  });
 }
 
 function ok<T>(value: T): Parsed<T> {
@@ -692,10 +699,7 @@ function nonEmptyProblem(s: string): string | null {
 
 /** `sha256/` + canonical base64 of 32 bytes (the form `tollgate certs pin` prints). */
 function spkiPinProblem(pin: string): string | null {
-  const expected = 'expected sha256/ followed by the base64 of 32 bytes (see tollgate certs pin)';
-  const encoded = pin.startsWith('sha256/') ? pin.slice('sha256/'.length) : null;
-  if (encoded === null || !/^[A-Za-z0-9+/]{43}=$/.test(encoded)) return expected;
-  return Buffer.from(encoded, 'base64').toString('base64') === encoded ? null : expected;
+  return isSpkiPin(pin) ? null : 'expected sha256/ followed by the base64 of 32 bytes (see tollgate certs pin)';
 }
 
 /* -------------------------------------------------------------------- misc */
