@@ -60,6 +60,7 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
 
     const sent = await sendEvents(`http://${outboundAddress}`, EVENTS);
     const noCert = await attempt(inboundAddress, pki.ca.certPem, null);
+    const noCertReason = await handshakeFailureReason(ingest);
     const intruder = await attempt(inboundAddress, pki.ca.certPem, pki.identities.intruder!);
 
     o.out(`tollgate demo: two sidecars on loopback, dev PKI in ${join(dir, 'pki')}`);
@@ -71,7 +72,7 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     const ok = sent.filter((s) => s.status === 202).length;
     o.out(`  ✔ ${ok}/${EVENTS} events accepted by the app (HTTP 202); it saw x-tollgate-peer: ${app.peers().join(', ') || '(none)'}`);
     o.out('refused:');
-    o.out(`  ✘ client without a certificate: ${noCert}`);
+    o.out(`  ✘ client without a certificate: ${noCert}; the inbound sidecar counted reason ${noCertReason}`);
     o.out(`  ✘ spiffe://${TRUST_DOMAIN}/intruder (valid certificate, not on the allow-list): ${intruder}`);
     o.out('');
     o.out('admin:');
@@ -108,6 +109,17 @@ async function sidecarFor(identity: string, dir: string, listener: Record<string
   }
   const log = createLogger({ level: 'info', destination: pino.destination({ dest: join(dir, `${identity}.log`), sync: false }) });
   return startSidecar(result.config, { log });
+}
+
+/** The reason label of the inbound sidecar's failed handshakes (polled briefly: the server sees the failure after the client does). */
+async function handshakeFailureReason(sidecar: Sidecar): Promise<string> {
+  for (let i = 0; i < 50; i++) {
+    const { values } = await sidecar.metrics.handshakes.get();
+    const failed = values.find((v) => v.labels.result === 'failure' && v.value > 0);
+    if (failed !== undefined) return String(failed.labels.reason);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return '(none counted)';
 }
 
 interface IngestionApp {
