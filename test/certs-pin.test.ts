@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey, createSecretKey, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isSpkiPin, spkiPin, spkiPinOfKeyObject } from '../src/certs/pin.ts';
+import { isSpkiPin, spkiPin, spkiPinOfKeyObject } from '../src/core/spkiPin.ts';
 import { makeCa, makeLeaf, tempDir } from './helpers/pki.ts';
 
 /** The pin as OpenSSL computes it, straight from the certificate file. */

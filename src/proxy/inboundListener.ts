@@ -150,10 +150,13 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   });
 
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
-    const reason = classifyHandshakeFailure(err);
+    // a client certificate that fails verification only shows in authorizationError (Node destroys the socket itself)
+    const verifyError = typeof socket.authorizationError === 'string' ? socket.authorizationError : null;
+    const reason = classifyHandshakeFailure(err, verifyError);
+    const code = verifyError ?? (err as NodeJS.ErrnoException).code;
     metrics.handshakes.labels(config.name, 'failure', reason).inc();
-    log.warn({ reason, code: (err as NodeJS.ErrnoException).code, err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
-    deps.audit.record('handshake_failure', { listener: config.name, reason, remote: socket.remoteAddress ?? null, code: (err as NodeJS.ErrnoException).code ?? null });
+    log.warn({ reason, code, err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+    deps.audit.record('handshake_failure', { listener: config.name, reason, remote: socket.remoteAddress ?? null, code: code ?? null });
   });
 
   function openTcpUpstream(downstream: TLSSocket, ctx: ConnectionContext): void {

@@ -33,7 +33,16 @@ const BY_CODE: Readonly<Record<string, HandshakeFailureReason>> = {
   CERT_SIGNATURE_FAILURE: 'bad_certificate',
 };
 
-export function classifyHandshakeFailure(err: Error): HandshakeFailureReason {
+/**
+ * `verifyError` is the socket's `authorizationError`: when a client certificate fails
+ * verification, Node destroys the socket itself and reports only a generic ECONNRESET
+ * ("socket hang up"), so the verification code is the only trace of why.
+ */
+export function classifyHandshakeFailure(err: Error, verifyError?: string | null): HandshakeFailureReason {
+  if (typeof verifyError === 'string') {
+    const known = BY_CODE[verifyError];
+    if (known !== undefined) return known;
+  }
   const code = (err as NodeJS.ErrnoException).code;
   if (code !== undefined) {
     const known = BY_CODE[code];
