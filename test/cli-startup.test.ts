@@ -4,16 +4,15 @@
  * config path or flag; runtime failures (a port already taken) exit 1.
  */
 import t from 'tap';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { exitWithin, startTollgate, type Finished } from './helpers/process.ts';
 import { hoursAgo, makeCa, makeLeaf, tempDir, type Teardownable } from './helpers/pki.ts';
 import { eventually, mtlsClient, startUpstream, world, type TestIdentity, type World } from './helpers/world.ts';
 
-const BIN = fileURLToPath(new URL('../bin/tollgate.js', import.meta.url));
 const DAY_MS = 86_400_000;
 /** CA valid for 30 days, so only the leaf under test can trigger expiry warnings */
 const LONG_CA = { notAfter: new Date(Date.now() + 30 * DAY_MS) };
@@ -21,76 +20,9 @@ const LONG_CA = { notAfter: new Date(Date.now() + 30 * DAY_MS) };
 const LONG_LEAF = { notAfter: new Date(Date.now() + 20 * DAY_MS) };
 const PRODUCER = 'spiffe://example.org/producer';
 
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** A running tollgate: output collected as it arrives, JSON log lines parsed. */
-interface Running {
-  readonly pid: number;
-  stdout(): string;
-  stderr(): string;
-  logs(): Array<Record<string, unknown>>;
-  readonly exited: Promise<Finished>;
-  exitCode(): number | null;
-  kill(signal: NodeJS.Signals): void;
-}
-
-function start(t: Teardownable, args: string[], cwd?: string): Running {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const exited = new Promise<Finished>((resolve) => {
-    child.once('close', (code, signal) => resolve({ code, signal, stdout: out, stderr: err }));
-  });
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return {
-    pid: child.pid!,
-    stdout: () => out,
-    stderr: () => err,
-    logs: () =>
-      out
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .flatMap((l) => {
-          try {
-            return [JSON.parse(l) as Record<string, unknown>];
-          } catch {
-            return [];
-          }
-        }),
-    exited,
-    exitCode: () => child.exitCode,
-    kill: (signal) => child.kill(signal),
-  };
-}
-
 /** Run to completion, with a bound on how long that may take. */
 async function run(t: Teardownable, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<Finished> {
-  const p = start(t, args, opts.cwd);
-  const limit = opts.timeoutMs ?? 20_000;
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`tollgate ${args.join(' ')} did not exit within ${limit} ms\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`));
-    }, limit);
-  });
-  try {
-    return await Promise.race([p.exited, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return exitWithin(startTollgate(t, args, opts.cwd), opts.timeoutMs ?? 20_000, `tollgate ${args.join(' ')}`);
 }
 
 /** Problem lines (`  - path: message`) from stderr. */
@@ -123,7 +55,7 @@ t.test('run --config with a valid config starts, proxies mTLS traffic, and exits
   const producer = await w.identity('producer', { spiffe: [PRODUCER] });
   const app = await startUpstream(t);
   const file = await writeConfig(w.dir, 'good.json', configFor(ingest, [inboundListener(app.addr)], { admin: { listen: '127.0.0.1:0' } }));
-  const p = start(t, ['run', '--config', file]);
+  const p = startTollgate(t, ['run', '--config', file]);
   await eventually(() => p.logs().some((l) => l.msg === 'tollgate started') || p.exitCode() !== null, 15_000, 'tollgate started');
   const started = p.logs().find((l) => l.msg === 'tollgate started');
   t.ok(started, `logged "tollgate started" (stderr: ${p.stderr()})`);

@@ -4,79 +4,17 @@
  * and keeps serving.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Teardownable } from './helpers/pki.ts';
+import { exitWithin, startTollgate as start, type Running } from './helpers/process.ts';
 import { eventually, mtlsClient, startUpstream, world, type TestIdentity, type World } from './helpers/world.ts';
 
-const BIN = fileURLToPath(new URL('../bin/tollgate.js', import.meta.url));
 const DAY_MS = 86_400_000;
 const PRODUCER = 'spiffe://example.org/producer';
 const CONCURRENT = 20;
 const UPSTREAM_DELAY_MS = 200;
-
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-interface Running {
-  stdout(): string;
-  stderr(): string;
-  logs(): Array<Record<string, unknown>>;
-  readonly exited: Promise<Finished>;
-  running(): boolean;
-  kill(signal: NodeJS.Signals): void;
-}
-
-function start(t: Teardownable, args: string[]): Running {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const exited = new Promise<Finished>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return {
-    stdout: () => out,
-    stderr: () => err,
-    logs: () =>
-      out
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .flatMap((l) => {
-          try {
-            return [JSON.parse(l) as Record<string, unknown>];
-          } catch {
-            return [];
-          }
-        }),
-    exited,
-    running: () => child.exitCode === null && child.signalCode === null,
-    kill: (signal) => child.kill(signal),
-  };
-}
-
-/** Resolve with the exit, or reject once `ms` have passed. */
-async function exitWithin(p: Running, ms: number): Promise<Finished> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`tollgate did not exit within ${ms} ms\nstderr: ${p.stderr()}`)), ms);
-  });
-  try {
-    return await Promise.race([p.exited, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface Setup {
   w: World;

@@ -1,0 +1,78 @@
+/**
+ * `bin/tollgate.js` as a real child process: output collected as it arrives, JSON log lines
+ * parsed, killed in teardown if a test leaves it running.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Teardownable } from './pki.ts';
+
+export const BIN = fileURLToPath(new URL('../../bin/tollgate.js', import.meta.url));
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Running {
+  readonly pid: number;
+  stdout(): string;
+  stderr(): string;
+  logs(): Array<Record<string, unknown>>;
+  readonly exited: Promise<Finished>;
+  exitCode(): number | null;
+  running(): boolean;
+  kill(signal: NodeJS.Signals): void;
+}
+
+export function startTollgate(t: Teardownable, args: string[], cwd?: string): Running {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const exited = new Promise<Finished>((resolve) => {
+    child.once('close', (code, signal) => resolve({ code, signal, stdout: out, stderr: err }));
+  });
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return {
+    pid: child.pid!,
+    stdout: () => out,
+    stderr: () => err,
+    logs: () => out.split('\n').filter((l) => l.startsWith('{')).flatMap(parseLine),
+    exited,
+    exitCode: () => child.exitCode,
+    running: () => child.exitCode === null && child.signalCode === null,
+    kill: (signal) => child.kill(signal),
+  };
+}
+
+function parseLine(line: string): Array<Record<string, unknown>> {
+  try {
+    return [JSON.parse(line) as Record<string, unknown>];
+  } catch {
+    return [];
+  }
+}
+
+/** Resolve with the exit, or kill the process and reject once `ms` have passed. */
+export async function exitWithin(p: Running, ms: number, what = 'tollgate'): Promise<Finished> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`${what} did not exit within ${ms} ms\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([p.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
