@@ -117,14 +117,27 @@ export class HttpPath implements ForwardResult {
     if (code !== 'ERR_PAYLOAD_TOO_LARGE') this.countUpstreamError(code);
     (ctx?.log ?? this.deps.log).warn({ code, err: err.message, cause: causeCode(err), method: exchange.req.method }, 'request refused');
     if (code === 'ERR_UPSTREAM_IDENTITY') this.deps.audit.record('upstream_identity', { listener: this.deps.listener.name, reason: err.message });
+    else if (code === 'ERR_PAYLOAD_TOO_LARGE') this.auditRefusal(ctx, code);
     if (exchange.res.headersSent) exchange.res.destroy();
     else refuse(exchange.res, code, true);
   }
 
+  /**
+   * Refuse a request before it goes upstream: one log line, one audit event (the metric is
+   * the request's status class, counted when the response finishes). A denied peer was
+   * logged and audited once, at its handshake, so its per-request 403s are not repeated.
+   */
   refuse(req: IncomingMessage, res: ServerResponse, code: ErrorCode, close: boolean): void {
-    const ctx = contextOf(req.socket);
-    if (code !== 'ERR_PEER_NOT_ALLOWED') (ctx?.log ?? this.deps.log).warn({ code, method: req.method }, 'request refused');
+    if (code !== 'ERR_PEER_NOT_ALLOWED') {
+      const ctx = contextOf(req.socket);
+      (ctx?.log ?? this.deps.log).warn({ code, method: req.method }, 'request refused');
+      this.auditRefusal(ctx, code);
+    }
     refuse(res, code, close);
+  }
+
+  auditRefusal(ctx: ConnectionContext | undefined, code: ErrorCode): void {
+    this.deps.audit.record('request_refused', { listener: this.deps.listener.name, code, peer: ctx?.peer?.display ?? null });
   }
 
   countUpstreamError(code: ErrorCode): void {

@@ -10,6 +10,7 @@ export type AuditEventType =
   | 'handshake_failure'
   | 'authz_deny'
   | 'upstream_identity'
+  | 'request_refused'
   | 'signature_failure'
   | 'replay'
   | 'anomaly'
