@@ -77,7 +77,13 @@ function countUp(this: PipedSocket, chunk: Buffer): void {
 /** A socket's own timer fired; the pair is idle only if the other direction was quiet too. */
 function onIdle(this: PipedSocket): void {
   const st = this[kPipe]!;
-  if (Date.now() - st.lastActivity < st.idleMs) return;
+  const quiet = Date.now() - st.lastActivity;
+  if (quiet < st.idleMs) {
+    // A socket's 'timeout' fires once and is not re-armed by itself; without this, a timer
+    // that fired a few ms early (or before the other direction's last byte) left the pair open forever.
+    this.setTimeout(st.idleMs - quiet);
+    return;
+  }
   st.stats.idleTimedOut = true;
   st.teardown(null);
 }
