@@ -16,7 +16,7 @@ import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
 import { HttpPath, attachHttpPath } from './httpPath.ts';
 import { pipeSockets } from './tcpPipe.ts';
-import { ConnectionSet, boundAddress, httpBusy, listen, type Listener } from './listener.ts';
+import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 
 export interface InboundDeps {
   readonly config: ListenerConfig;
@@ -181,22 +181,9 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   }
 
   return {
-    name: config.name,
-    mode: 'inbound',
-    protocol: config.protocol,
-    start: () => listen(server, config.listen.host, config.listen.port),
-    address: () => boundAddress(server),
-    connections: () => conns.sockets.size,
-    draining: () => conns.isDraining,
+    ...listenerHandle(config, server, conns, pool),
     setTlsMaterial(material) {
       server.setSecureContext(serverOptions(material));
-    },
-    async drain(deadline) {
-      const busy = config.protocol === 'http' ? httpBusy : () => true;
-      const closeIdle = server instanceof https.Server ? () => server.closeIdleConnections() : () => undefined;
-      const clean = await conns.drain(server, deadline, busy, closeIdle);
-      await pool?.close().catch(() => undefined);
-      return clean;
     },
   };
 }

@@ -1,4 +1,7 @@
+import http from 'node:http';
 import type { Server, Socket, AddressInfo } from 'node:net';
+import type { Dispatcher } from 'undici';
+import type { ListenerConfig } from '../config/types.ts';
 import type { Gauge } from 'prom-client';
 import { contextOf } from './connectionContext.ts';
 
@@ -89,4 +92,33 @@ export function boundAddress(server: Server): { host: string; port: number } {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The Listener handle both listener kinds return: bind, address, connection count, and a
+ * drain that stops accepting, lets in-flight work finish (HTTP: requests; TCP: any open pipe),
+ * closes idle keep-alive connections as they appear, then closes the upstream pool.
+ */
+export function listenerHandle(config: ListenerConfig, server: Server, conns: ConnectionSet, pool: Dispatcher | null): Listener {
+  const busy = config.protocol === 'http' ? httpBusy : alwaysBusy;
+  // https.Server extends tls.Server, which is not an http.Server; both have closeIdleConnections
+  const closeIdle = 'closeIdleConnections' in server ? () => (server as http.Server).closeIdleConnections() : () => undefined;
+  return {
+    name: config.name,
+    mode: config.mode,
+    protocol: config.protocol,
+    start: () => listen(server, config.listen.host, config.listen.port),
+    address: () => boundAddress(server),
+    connections: () => conns.sockets.size,
+    draining: () => conns.isDraining,
+    async drain(deadline) {
+      const clean = await conns.drain(server, deadline, busy, closeIdle);
+      await pool?.close().catch(() => undefined);
+      return clean;
+    },
+  };
+}
+
+function alwaysBusy(): boolean {
+  return true;
 }

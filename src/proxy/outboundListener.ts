@@ -15,7 +15,7 @@ import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
 import { ERRORS } from '../core/errors.ts';
-import { ConnectionSet, boundAddress, httpBusy, listen, type Listener } from './listener.ts';
+import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 
 export interface OutboundDeps {
   readonly config: ListenerConfig;
@@ -108,20 +108,5 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
   }
   server.maxConnections = limits.maxConnections;
 
-  return {
-    name: config.name,
-    mode: 'outbound',
-    protocol: config.protocol,
-    start: () => listen(server, config.listen.host, config.listen.port),
-    address: () => boundAddress(server),
-    connections: () => conns.sockets.size,
-    draining: () => conns.isDraining,
-    async drain(deadline) {
-      const busy = config.protocol === 'http' ? httpBusy : () => true;
-      const closeIdle = server instanceof http.Server ? () => server.closeIdleConnections() : () => undefined;
-      const clean = await conns.drain(server, deadline, busy, closeIdle);
-      await pool?.close().catch(() => undefined);
-      return clean;
-    },
-  };
+  return listenerHandle(config, server, conns, pool);
 }
