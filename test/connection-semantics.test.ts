@@ -459,6 +459,7 @@ t.test('a client that goes away mid-request aborts the upstream request, and the
   t.equal(res.status, 200, 'the next request works');
   t.equal(res.body.toString(), 'fine', 'with the answer of the app');
   t.ok(inb.sc.ready(), 'the sidecar is ready');
+  t.equal(await inb.sc.metric('tollgate_upstream_errors_total'), 0, 'a client going away is not counted as an upstream failure');
   await eventually(() => inb.sc.listeners[0]!.connections() === 0, WAIT_MS, 'the abandoned connections to be gone');
 });
 

@@ -25,6 +25,8 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | null = null;
   responseBytes = 0;
   finished = false;
+  /** the client went away first: not an upstream failure, nothing to answer */
+  downstreamClosed = false;
 
   constructor(req: IncomingMessage, res: ServerResponse, result: ForwardResult) {
     this.req = req;
@@ -76,6 +78,7 @@ function onDownstreamDrain(this: ResWithExchange): void {
 function onDownstreamClose(this: ResWithExchange): void {
   const ex = this[kExchange];
   if (ex === undefined || ex.finished || this.writableFinished) return;
+  ex.downstreamClosed = true;
   const err = new TollgateError('ERR_UPSTREAM_UNAVAILABLE', 'downstream closed before the response completed');
   if (ex.controller !== null && !ex.controller.aborted) ex.controller.abort(err);
   ex.finish(err);

@@ -112,8 +112,12 @@ export class HttpPath implements ForwardResult {
   /** ForwardResult: the upstream exchange is over */
   done(err: Error | null, exchange: ForwardExchange): void {
     if (err === null) return;
-    const code = upstreamErrorCode(err);
     const ctx = contextOf(exchange.req.socket);
+    if (exchange.downstreamClosed) {
+      (ctx?.log ?? this.deps.log).debug({ method: exchange.req.method }, 'client closed before the response completed; upstream request aborted');
+      return;
+    }
+    const code = upstreamErrorCode(err);
     if (code !== 'ERR_PAYLOAD_TOO_LARGE') this.countUpstreamError(code);
     (ctx?.log ?? this.deps.log).warn({ code, err: err.message, cause: causeCode(err), method: exchange.req.method }, 'request refused');
     if (code === 'ERR_UPSTREAM_IDENTITY') this.deps.audit.record('upstream_identity', { listener: this.deps.listener.name, reason: err.message });
