@@ -1,7 +1,7 @@
 import https from 'node:https';
 import tls, { type TLSSocket, type TlsOptions } from 'node:tls';
 import net, { type Socket } from 'node:net';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
@@ -16,6 +16,7 @@ import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
 import { HttpPath, attachHttpPath } from './httpPath.ts';
 import { pipeSockets } from './tcpPipe.ts';
+import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 
 export interface InboundDeps {
@@ -70,22 +71,10 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   let pool: Pool | null = null;
   let server: tls.Server;
   if (config.protocol === 'http') {
-    pool = new Pool(`http://${formatHostPort(config.target)}`, {
-      connections: limits.maxConnections,
-      pipelining: 1,
-      keepAliveTimeout: 4_000,
-      headersTimeout: limits.upstreamTimeoutSeconds * 1000,
-      bodyTimeout: limits.upstreamTimeoutSeconds * 1000,
-      connect: { timeout: limits.upstreamTimeoutSeconds * 1000 },
-    });
-    const httpsServer = https.createServer({
-      ...tlsServerOptions,
-      maxHeaderSize: limits.maxHeaderBytes,
-      headersTimeout: limits.headersTimeoutSeconds * 1000,
-      requestTimeout: 0,
-      keepAliveTimeout: limits.idleTimeoutSeconds * 1000,
-    });
-    httpsServer.timeout = limits.idleTimeoutSeconds * 1000;
+    // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
+    pool = createUpstreamPool(`http://${formatHostPort(config.target)}`, limits, 4_000, { timeout: limits.upstreamTimeoutSeconds * 1000 });
+    const httpsServer = https.createServer({ ...tlsServerOptions, ...httpServerLimits(limits) });
+    httpsServer.timeout = idleTimeoutMs(limits);
     attachHttpPath(
       httpsServer,
       new HttpPath({

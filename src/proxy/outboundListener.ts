@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net, { type Server, type Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
@@ -12,6 +12,7 @@ import { compileVerify } from '../policy/authz.ts';
 import { attachContext, type ConnectionContext } from './connectionContext.ts';
 import { HttpPath, attachHttpPath } from './httpPath.ts';
 import { pipeSockets } from './tcpPipe.ts';
+import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
 import { ERRORS } from '../core/errors.ts';
@@ -55,21 +56,10 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
   let pool: Pool | null = null;
   let server: Server;
   if (config.protocol === 'http') {
-    pool = new Pool(`https://${formatHostPort(config.target)}`, {
-      connections: limits.maxConnections,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      headersTimeout: limits.upstreamTimeoutSeconds * 1000,
-      bodyTimeout: limits.upstreamTimeoutSeconds * 1000,
-      connect: upstreamTls.undiciConnect as unknown as Pool.Options['connect'],
-    });
-    const httpServer = http.createServer({
-      maxHeaderSize: limits.maxHeaderBytes,
-      headersTimeout: limits.headersTimeoutSeconds * 1000,
-      requestTimeout: 0,
-      keepAliveTimeout: limits.idleTimeoutSeconds * 1000,
-    });
-    httpServer.timeout = limits.idleTimeoutSeconds * 1000;
+    // a remote peer: verified connections are worth keeping longer
+    pool = createUpstreamPool(`https://${formatHostPort(config.target)}`, limits, 30_000, upstreamTls.undiciConnect as unknown as Pool.Options['connect']);
+    const httpServer = http.createServer(httpServerLimits(limits));
+    httpServer.timeout = idleTimeoutMs(limits);
     httpServer.on('connection', newContext);
     attachHttpPath(
       httpServer,

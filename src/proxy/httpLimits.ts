@@ -1,0 +1,40 @@
+import { Pool } from 'undici';
+import type { ServerOptions } from 'node:http';
+import type { LimitsConfig } from '../config/types.ts';
+
+/**
+ * How a listener's `limits` become settings of the downstream HTTP server and of the upstream
+ * pool, shared by inbound and outbound so the two cannot drift apart.
+ */
+
+/** Downstream: header size (431 beyond it), slow headers cut, idle keep-alive closed. */
+export function httpServerLimits(limits: LimitsConfig): ServerOptions {
+  return {
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutSeconds * 1000,
+    // a large upload may take longer than any fixed bound; the idle timeout catches a stalled one
+    requestTimeout: 0,
+    keepAliveTimeout: limits.idleTimeoutSeconds * 1000,
+  };
+}
+
+/** Socket idle timeout of the downstream server (server.timeout). */
+export function idleTimeoutMs(limits: LimitsConfig): number {
+  return limits.idleTimeoutSeconds * 1000;
+}
+
+/**
+ * Upstream: a bounded keep-alive pool, one request per connection at a time (no pipelining:
+ * ingestion POSTs must not queue behind each other), timeouts from upstreamTimeoutSeconds.
+ */
+export function createUpstreamPool(origin: string, limits: LimitsConfig, keepAliveTimeoutMs: number, connect: Pool.Options['connect']): Pool {
+  const timeoutMs = limits.upstreamTimeoutSeconds * 1000;
+  return new Pool(origin, {
+    connections: limits.maxConnections,
+    pipelining: 1,
+    keepAliveTimeout: keepAliveTimeoutMs,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    connect,
+  });
+}
