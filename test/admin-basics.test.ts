@@ -1,5 +1,5 @@
 import t from 'tap';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'undici';
 import { world, startUpstream, startTestSidecar, mtlsClient } from './helpers/world.ts';
 
@@ -35,8 +35,10 @@ t.test('admin serves liveness, readiness, metrics and status on loopback', async
   t.match(text, /tollgate_cert_expiration_timestamp_seconds\{cert="identity"\} \d+/);
   t.match(text, /tollgate_process_cpu_seconds_total/);
 
-  const status = (await (await request(`${admin}/status`)).body.json()) as { ready: boolean; listeners: Array<{ name: string; mode: string }>; identity: { spkiPin: string } };
+  const status = (await (await request(`${admin}/status`)).body.json()) as { version: string; ready: boolean; listeners: Array<{ name: string; mode: string }>; identity: { spkiPin: string } };
   t.equal(status.ready, true);
+  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  t.equal(status.version, pkg.version, 'the reported version is the package version');
   t.same(status.listeners.map((l) => [l.name, l.mode]), [['ingest', 'inbound']]);
   t.match(status.identity.spkiPin, /^sha256\//);
 });
