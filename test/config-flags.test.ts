@@ -1,11 +1,12 @@
 import t from 'tap';
+import { expectConfig, expectProblems } from './helpers/config.ts';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configFromFlags } from '../src/config/flags.ts';
 import { loadConfigFile } from '../src/config/load.ts';
 import { formatProblem } from '../src/config/validate.ts';
-import type { Config, ConfigProblem, ConfigResult } from '../src/config/types.ts';
+import type { Config } from '../src/config/types.ts';
 
 const PIN = `sha256/${Buffer.alloc(32, 9).toString('base64')}`;
 const CWD = '/srv/app';
@@ -20,15 +21,6 @@ async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string
   return dir;
 }
 
-function expectConfig(result: ConfigResult): Config {
-  if (!result.ok) throw new Error(`expected a valid config, got:\n${result.problems.map(formatProblem).join('\n')}`);
-  return result.config;
-}
-
-function expectProblems(result: ConfigResult): readonly ConfigProblem[] {
-  if (result.ok) throw new Error('expected problems, got a valid config');
-  return result.problems;
-}
 
 function problemsOf(mode: 'inbound' | 'outbound', argv: string[]): string[] {
   return expectProblems(configFromFlags(mode, argv, CWD)).map(formatProblem);

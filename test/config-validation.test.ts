@@ -1,4 +1,5 @@
 import t from 'tap';
+import { expectConfig, expectProblems } from './helpers/config.ts';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,15 +89,6 @@ function validate(raw: unknown): ConfigResult {
   return validateConfig(raw, { baseDir: BASE_DIR, source: null });
 }
 
-function expectConfig(result: ConfigResult): Config {
-  if (!result.ok) throw new Error(`expected a valid config, got:\n${result.problems.map(formatProblem).join('\n')}`);
-  return result.config;
-}
-
-function expectProblems(result: ConfigResult): readonly ConfigProblem[] {
-  if (result.ok) throw new Error('expected problems, got a valid config');
-  return result.problems;
-}
 
 function allFrozen(value: unknown, path = 'config'): string[] {
   if (typeof value !== 'object' || value === null) return [];

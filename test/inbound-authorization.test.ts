@@ -17,14 +17,13 @@ import {
   startTestSidecar,
   startUpstream,
   world,
+  type Test,
   type TestIdentity,
   type TestSidecar,
   type Upstream,
   type World,
 } from './helpers/world.ts';
 
-// the last overload of t.test is (cb), so [0] is the callback and its first parameter a subtest
-type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
 const LISTENER = 'ingest';
 const PRODUCER = 'spiffe://example.org/producer';

@@ -20,13 +20,12 @@ import {
   startTestSidecar,
   startUpstream,
   world,
+  type Test,
   type TestIdentity,
   type TestSidecar,
   type World,
 } from './helpers/world.ts';
 
-// the last overload of t.test is (cb), so [0] is the callback and its first parameter a subtest
-type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
 const LISTENER = 'to-warehouse';
 const PRODUCER = 'spiffe://example.org/producer';
@@ -130,6 +129,7 @@ t.test('carries a request end to end: outbound -> inbound -> app, and the app le
   t.equal(echoed.bodySha256, sha256(body), 'body arrives intact');
   t.equal(app.seen.length, 1, 'the app saw one request');
   t.equal(app.seen[0]?.headers['x-tollgate-peer'], PRODUCER, 'the app sees the outbound sidecar identity');
+  t.equal(app.seen[0]?.headers.host, inbound.addr(), 'outbound sends the target authority as Host, not the loopback hop');
   t.equal(await inbound.metric('tollgate_authz_decisions_total', { decision: 'allow' }), 1, 'the inbound authorized the outbound');
   t.equal(await sc.metric('tollgate_upstream_errors_total', { listener: LISTENER }), 0, 'no upstream errors');
 });

@@ -8,6 +8,7 @@
  *   const client = mtlsClient(t, sc.listeners[0].address(), w.ca, producer);
  */
 import http from 'node:http';
+import type t from 'tap';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -19,6 +20,9 @@ import { startSidecar, type Sidecar } from '../../src/main.ts';
 import { makeCa, makeLeaf, tempDir, writeIdentityDir, type LeafOptions, type TestCa, type Teardownable } from './pki.ts';
 import type { IdentityFiles } from '../../src/certs/devPki.ts';
 import type { Issued } from '../../src/certs/issue.ts';
+
+/** A tap subtest (the last overload of t.test is (cb), so [0] is the callback and its first parameter a subtest). */
+export type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
 export interface TestIdentity {
   readonly leaf: Issued;
