@@ -19,6 +19,7 @@ import { createInboundListener, type InboundListener } from './proxy/inboundList
 import { createOutboundListener } from './proxy/outboundListener.ts';
 import type { Listener } from './proxy/listener.ts';
 import { buildAdminApp } from './admin/app.ts';
+import { startIntegrity } from './integrity/integrityRuntime.ts';
 
 /**
  * The composition root: config + dependencies -> a running sidecar. Creates the registry,
@@ -79,10 +80,14 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   let clientContext: SecureContext = clientSecureContext(identity, policy);
   publishExpiry(metrics, identity);
 
+  const integrityStart = await startIntegrity(config, { log, metrics, audit, clock });
+  if (!integrityStart.ok) throw new StartupError('keys do not load', integrityStart.problems, true);
+  const integrity = integrityStart.runtime;
+
   const listeners: Listener[] = config.listeners.map((l) =>
     l.mode === 'inbound'
-      ? createInboundListener({ config: l, policy, material: identity, metrics, audit, log: log.child({ listener: l.name }), clock })
-      : createOutboundListener({ config: l, clientContext: () => clientContext, metrics, audit, log: log.child({ listener: l.name }), clock }),
+      ? createInboundListener({ config: l, policy, material: identity, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l) })
+      : createOutboundListener({ config: l, clientContext: () => clientContext, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l) }),
   );
 
   let started = 0;
@@ -94,6 +99,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   } catch (err) {
     const failed = config.listeners[started]!;
     await Promise.all(listeners.slice(0, started).map((l) => l.drain(Date.now())));
+    integrity.close();
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new StartupError(`listener ${failed.name} cannot listen`, [`listeners[${started}].listen: ${formatHostPort(failed.listen)}: ${code}`], false);
   }
@@ -101,6 +107,34 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   let ready = true;
   let lastReload: { at: string; ok: boolean } | null = null;
   const startedAt = clock.now();
+
+  async function reloadIdentity(): Promise<{ ok: boolean; problems: readonly string[] }> {
+    const next = await loadIdentity(config.identity, new Date(clock.now()));
+    if (!next.ok) {
+      metrics.certReloads.labels('failure').inc();
+      log.error({ problems: next.problems }, 'certificate reload failed; keeping the current identity');
+      audit.record('reload', { ok: false, problems: next.problems });
+      lastReload = { at: new Date(clock.now()).toISOString(), ok: false };
+      return { ok: false, problems: next.problems };
+    }
+    try {
+      const nextClient = clientSecureContext(next.bundle, policy);
+      for (const l of listeners) if (l.mode === 'inbound') (l as InboundListener).setTlsMaterial(next.bundle);
+      clientContext = nextClient;
+    } catch (err) {
+      const problems = [`identity: ${(err as Error).message}`];
+      metrics.certReloads.labels('failure').inc();
+      audit.record('reload', { ok: false, problems });
+      return { ok: false, problems };
+    }
+    identity = next.bundle;
+    publishExpiry(metrics, identity);
+    metrics.certReloads.labels('success').inc();
+    log.info({ subject: identity.leaf.subject, notAfter: identity.leaf.validTo }, 'certificates reloaded');
+    audit.record('reload', { ok: true, spkiPin: spkiPinOf(identity.leaf) });
+    lastReload = { at: new Date(clock.now()).toISOString(), ok: true };
+    return { ok: true, problems: [] };
+  }
 
   const sidecar: Sidecar = {
     config,
@@ -111,31 +145,10 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     ready: () => ready,
     listener: (name) => listeners.find((l) => l.name === name),
     async reload() {
-      const next = await loadIdentity(config.identity, new Date(clock.now()));
-      if (!next.ok) {
-        metrics.certReloads.labels('failure').inc();
-        log.error({ problems: next.problems }, 'certificate reload failed; keeping the current identity');
-        audit.record('reload', { ok: false, problems: next.problems });
-        lastReload = { at: new Date(clock.now()).toISOString(), ok: false };
-        return { ok: false, problems: next.problems };
-      }
-      try {
-        const nextClient = clientSecureContext(next.bundle, policy);
-        for (const l of listeners) if (l.mode === 'inbound') (l as InboundListener).setTlsMaterial(next.bundle);
-        clientContext = nextClient;
-      } catch (err) {
-        const problems = [`identity: ${(err as Error).message}`];
-        metrics.certReloads.labels('failure').inc();
-        audit.record('reload', { ok: false, problems });
-        return { ok: false, problems };
-      }
-      identity = next.bundle;
-      publishExpiry(metrics, identity);
-      metrics.certReloads.labels('success').inc();
-      log.info({ subject: identity.leaf.subject, notAfter: identity.leaf.validTo }, 'certificates reloaded');
-      audit.record('reload', { ok: true, spkiPin: spkiPinOf(identity.leaf) });
-      lastReload = { at: new Date(clock.now()).toISOString(), ok: true };
-      return { ok: true, problems: [] };
+      // keys and certificates reload independently: a bad key file must not hold back a certificate rotation
+      const keys = await integrity.reloadKeys();
+      const certs = await reloadIdentity();
+      return { ok: keys.ok && certs.ok, problems: [...keys.problems, ...certs.problems] };
     },
     async shutdown() {
       ready = false;
@@ -146,6 +159,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
       const inboundClean = await Promise.all(inbound.map((l) => l.drain(deadline)));
       const outboundClean = await Promise.all(outbound.map((l) => l.drain(deadline)));
       await adminApp?.close();
+      integrity.close();
       const clean = [...inboundClean, ...outboundClean].every(Boolean);
       audit.record('stop', { clean });
       await audit.flush();

@@ -152,6 +152,8 @@ t.test('a minimal config gets every default', async (t) => {
     maxAgeSeconds: 300,
     bodyMode: 'buffer',
     maxBufferedBytes: 8 * 1024 * 1024,
+    replayCacheEntries: 1_000_000,
+    requiredComponents: [],
   });
   t.equal(config.drainTimeoutSeconds, 20);
   t.equal(config.identity.crlFile, null);
@@ -396,6 +398,10 @@ const RULES: readonly Rule[] = [
   { name: 'maxBufferedBytes 0', changes: { integrity: { maxBufferedBytes: 0 } }, path: 'integrity.maxBufferedBytes', message: 'expected a positive integer' },
   { name: 'an empty tag', changes: { integrity: { tag: '' } }, path: 'integrity.tag', message: /printable ASCII/ },
   { name: 'a tag with a quote', changes: { integrity: { tag: 'a"b' } }, path: 'integrity.tag', message: /printable ASCII/ },
+  { name: 'replayCacheEntries 0', changes: { integrity: { replayCacheEntries: 0 } }, path: 'integrity.replayCacheEntries', message: 'expected a positive integer' },
+  { name: 'an unknown derived component', changes: { integrity: { requiredComponents: ['@status'] } }, path: 'integrity.requiredComponents[0]', message: /not a request component/ },
+  { name: 'an uppercase field name', changes: { integrity: { requiredComponents: ['date', 'Content-Type'] } }, path: 'integrity.requiredComponents[1]', message: /lowercase HTTP field name/ },
+  { name: 'requiredComponents not a list', changes: { integrity: { requiredComponents: 'date' } }, path: 'integrity.requiredComponents', message: /array of strings/ },
   // tls, log
   { name: 'TLS 1.1', changes: { tls: { minVersion: 'TLSv1.1' } }, path: 'tls.minVersion', message: 'TLS below 1.2 is not allowed' },
   { name: 'TLS 1.0', changes: { tls: { minVersion: 'TLSv1' } }, path: 'tls.minVersion', message: 'TLS below 1.2 is not allowed' },

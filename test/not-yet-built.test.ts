@@ -1,16 +1,13 @@
 import t from 'tap';
-import { mkdir } from 'node:fs/promises';
 import { world, startTestSidecar } from './helpers/world.ts';
 import { StartupError } from '../src/main.ts';
 
 /** Settings this build validates but cannot honour yet must refuse to start, never run weaker. */
-t.test('signature verification, block mode, rate limits, audit file and health server refuse to start until they exist', async (t) => {
+t.test('block mode, rate limits, audit file and health server refuse to start until they exist', async (t) => {
   const w = await world(t);
   const ingest = await w.identity('ingest');
-  await mkdir(`${w.dir}/keys`);
   const err = await startTestSidecar(t, w.dir, {
     identity: ingest.files,
-    keys: { dir: 'keys' },
     audit: { file: 'audit.log', keyFile: 'audit.key' },
     health: { listen: '127.0.0.1:0' },
     listeners: [
@@ -20,7 +17,6 @@ t.test('signature verification, block mode, rate limits, audit file and health s
         listen: '127.0.0.1:0',
         target: '127.0.0.1:9',
         allow: { any: true },
-        integrity: { verify: true },
         anomaly: { mode: 'block' },
         limits: { requestsPerSecond: 10 },
       },
@@ -31,6 +27,6 @@ t.test('signature verification, block mode, rate limits, audit file and health s
   );
   t.ok(err instanceof StartupError, 'start is refused');
   const paths = (err as StartupError).problems.map((p) => p.split(':')[0]);
-  t.same(paths, ['listeners[0].integrity.verify', 'listeners[0].anomaly.mode', 'listeners[0].limits.requestsPerSecond', 'audit.file', 'health.listen']);
+  t.same(paths, ['listeners[0].anomaly.mode', 'listeners[0].limits.requestsPerSecond', 'audit.file', 'health.listen']);
   t.equal((err as StartupError).usage, true, 'a configuration problem: exit 2');
 });

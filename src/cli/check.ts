@@ -2,12 +2,13 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.ts';
 import { loadIdentity } from '../certs/identityBundle.ts';
 import { notYetBuilt } from '../config/notYetBuilt.ts';
+import { loadKeys } from '../integrity/integrityRuntime.ts';
 import { EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 
 /**
  * `tollgate check --config FILE`: the same validation `run` does, plus the certificates it
  * names (key matches certificate, chain verifies against the CA, not expired; expiring within
- * 7 days is a warning). Exit 0 when it would start, 2 otherwise.
+ * 7 days is a warning) and its HMAC key ring (every file a valid key, the signing keys present). Exit 0 when it would start, 2 otherwise.
  */
 export async function checkCommand(argv: string[], o: Output, now: Date): Promise<number> {
   let values;
@@ -37,9 +38,16 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
     return EXIT_USAGE;
   }
   for (const w of identity.warnings) o.err(`warning: identity.${w}`);
+  const keys = await loadKeys(result.config);
+  if (!keys.ok) {
+    printProblems(o, `${values.config}: key problems`, keys.problems);
+    return EXIT_USAGE;
+  }
+  for (const w of keys.warnings) o.err(`warning: ${w}`);
   const c = result.config;
   o.out(`${values.config}: ok`);
   o.out(`  identity ${identity.bundle.leaf.subject.replace(/\n/g, ', ')} valid until ${identity.bundle.leaf.validTo}`);
+  if (keys.ring.size > 0) o.out(`  keys ${keys.ring.ids.join(', ')}`);
   for (const l of c.listeners) o.out(`  listener ${l.name}: ${l.mode} ${l.protocol} ${l.listen.host}:${l.listen.port} -> ${l.target.host}:${l.target.port}`);
   return EXIT_OK;
 }

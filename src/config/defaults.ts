@@ -35,6 +35,9 @@ export const DEFAULT_INTEGRITY: Config['integrity'] = Object.freeze({
   maxAgeSeconds: 300,
   bodyMode: 'buffer',
   maxBufferedBytes: 8 * MIB,
+  /** about 16-32 MiB when full; enough for ~3,000 verified requests per second over maxAge + skew */
+  replayCacheEntries: 1_000_000,
+  requiredComponents: Object.freeze([]) as readonly string[],
 });
 
 /** Admin API: loopback only unless configured otherwise. `admin.listen: null` means no admin server. */

@@ -11,8 +11,6 @@ export function notYetBuilt(config: Config): ConfigProblem[] {
     problems.push({ path, message: `${what} is not available in this build yet; remove the setting to run without it` });
   };
   config.listeners.forEach((l, i) => {
-    if (l.integrity.verify) later(`listeners[${i}].integrity.verify`, 'message signature verification');
-    if (l.integrity.sign) later(`listeners[${i}].integrity.sign`, 'message signing');
     if (l.anomaly.mode === 'block') later(`listeners[${i}].anomaly.mode`, 'anomaly blocking');
     if (l.limits.requestsPerSecond > 0) later(`listeners[${i}].limits.requestsPerSecond`, 'per-peer rate limiting');
   });

@@ -95,6 +95,10 @@ export interface Config {
     readonly maxAgeSeconds: number;
     readonly bodyMode: BodyMode;
     readonly maxBufferedBytes: number;
+    /** the most live (keyid, nonce) pairs remembered; when full, new signatures get 503 */
+    readonly replayCacheEntries: number;
+    /** components every verified signature must cover, on top of the floor (@method, @authority, @path, @query, content-digest, content-type) */
+    readonly requiredComponents: readonly string[];
   };
   readonly audit: { readonly file: string | null; readonly keyFile: string | null };
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };

@@ -3,9 +3,9 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Counter, Histogram } from 'prom-client';
 import type { Logger } from 'pino';
-import { ERRORS, TollgateError, type ErrorCode } from '../core/errors.ts';
+import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import type { Clock } from '../core/clock.ts';
-import type { ListenerConfig } from '../config/types.ts';
+import type { BodyMode, ListenerConfig } from '../config/types.ts';
 import { statusClass, type Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import { contextOf, type ConnectionContext } from './connectionContext.ts';
@@ -13,11 +13,22 @@ import { refuse } from './refuse.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { ForwardExchange, type ForwardResult } from './forward.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
+import { ClientClosedError, collectBody, countedBody, digestCheckedBody, type DigestVerified } from './requestBody.ts';
+import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
+import { verifyRequest, type VerifierDeps } from '../integrity/verifier.ts';
+import { signRequest } from '../integrity/signer.ts';
+import { contentDigestOf, DigestCheck, isAcceptableContentDigest } from '../integrity/contentDigest.ts';
+import type { KeyRing } from '../integrity/keyRing.ts';
 
 /**
  * The HTTP request path of one listener, in order:
  *
- *   connection authorized? -> body within limits? -> [signature, replay, size watch: later stages]
+ *   connection authorized? -> declared body within limits?
+ *   -> inbound with verify: signature (parse, tag, key, window, coverage, MAC, nonce)
+ *        -> body: buffered up to the cap and digest-checked before forwarding (buffer mode),
+ *           or streamed while hashed with the tail held back (stream mode)
+ *   -> outbound with sign: Content-Digest (the app's, or computed over the buffered body)
+ *        -> Signature-Input + Signature added
  *   -> forward upstream (undici dispatch, streamed both ways)
  *
  * Authorization was decided once per connection, at the handshake, before any upstream
@@ -36,7 +47,16 @@ export interface HttpPathDeps {
   readonly setPeerHeader: boolean;
   /** true once the listener is draining: responses then close their connection */
   readonly isDraining: () => boolean;
+  /** message integrity: verify (inbound), sign (outbound), or none */
+  readonly integrity: IntegrityStage | null;
 }
+
+export type IntegrityStage =
+  | { readonly kind: 'verify'; readonly verifier: VerifierDeps; readonly bodyMode: BodyMode; readonly maxBufferedBytes: number }
+  | { readonly kind: 'sign'; readonly keyId: string; readonly keys: () => KeyRing; readonly tag: string; readonly maxBufferedBytes: number };
+
+/** Errors of the request body that are the client's doing, not the upstream's. */
+const BODY_REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_PAYLOAD_TOO_LARGE', 'ERR_DIGEST_MISMATCH']);
 
 const ROUTE = 'default';
 type CounterChild = ReturnType<Counter['labels']>;
@@ -57,6 +77,9 @@ export class HttpPath implements ForwardResult {
   readonly requestsByClass: Record<string, CounterChild>;
   readonly duration: HistogramChild;
   readonly upstreamErrors: Partial<Record<ErrorCode, CounterChild>> = {};
+  readonly signatureChecks: Partial<Record<string, CounterChild>> = {};
+  /** the most body bytes held in memory for a check or a signature */
+  readonly bufferLimit: number;
 
   constructor(deps: HttpPathDeps) {
     this.deps = deps;
@@ -65,6 +88,7 @@ export class HttpPath implements ForwardResult {
     const name = deps.listener.name;
     this.requestsByClass = Object.fromEntries(STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, ROUTE, c)]));
     this.duration = deps.metrics.requestDuration.labels(name, ROUTE);
+    this.bufferLimit = Math.min(this.maxBodyBytes, deps.integrity?.maxBufferedBytes ?? this.maxBodyBytes);
     this.handle = this.handle.bind(this);
   }
 
@@ -91,22 +115,108 @@ export class HttpPath implements ForwardResult {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > this.maxBodyBytes) return this.refuse(req, res, 'ERR_PAYLOAD_TOO_LARGE', true);
     const chunked = declared === undefined && req.headers['transfer-encoding'] !== undefined;
-    const body = chunked ? countedBody(req, this.maxBodyBytes) : declared === undefined || declared === '0' ? null : req;
+    const hasContent = chunked || (declared !== undefined && declared !== '0');
 
-    // 3. forward
+    // 3. message integrity, then 4. forward
+    const integrity = this.deps.integrity;
+    if (integrity === null) return this.forward(req, res, chunked ? countedBody(req, this.maxBodyBytes) : hasContent ? req : null, this.upstreamHeaders(req, ctx));
+    if (integrity.kind === 'verify') return this.verifyThenForward(req, res, ctx, hasContent, integrity.verifier, integrity.bodyMode);
+    return this.signThenForward(req, res, ctx, hasContent, integrity);
+  }
+
+  upstreamHeaders(req: IncomingMessage, ctx: ConnectionContext): string[] {
+    return upstreamRequestHeaders(req.rawHeaders, req.headers.connection, this.deps.setPeerHeader ? ctx.peer?.display ?? null : null, this.deps.hostOverride);
+  }
+
+  forward(req: IncomingMessage, res: ServerResponse, body: Buffer | AsyncIterable<Buffer> | IncomingMessage | null, headers: string[]): void {
     const exchange = new ForwardExchange(req, res, this);
     this.deps.dispatcher.dispatch(
       {
         path: req.url ?? '/',
         method: req.method ?? 'GET',
-        headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, this.deps.setPeerHeader ? ctx.peer?.display ?? null : null, this.deps.hostOverride),
+        headers,
         // undici streams an async iterable body with backpressure; its types only name Readable
-        body: body as Readable | null,
+        body: body as Readable | Buffer | null,
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
       },
       exchange,
     );
+  }
+
+  /** Inbound: the signature first (headers only), then the body against its Content-Digest. */
+  verifyThenForward(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, hasContent: boolean, verifier: VerifierDeps, mode: BodyMode): void {
+    const view: MessageView = { method: req.method ?? 'GET', target: req.url ?? '/', scheme: 'https', headers: HeaderIndex.fromRaw(req.rawHeaders) };
+    const v = verifyRequest(view, hasContent, verifier);
+    if (!v.ok) return this.refuseSignature(req, res, v.code, v.detail, v.keyId, hasContent);
+    const headers = this.upstreamHeaders(req, ctx);
+    if (!hasContent) {
+      // no content: a Content-Digest, if sent, must still be the digest of nothing
+      if (v.digests !== null && !new DigestCheck(v.digests).matches()) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match an empty body', v.keyId, false);
+      this.countSignature('ok');
+      return this.forward(req, res, null, headers);
+    }
+    const check = new DigestCheck(v.digests ?? []);
+    if (mode === 'stream') return this.forward(req, res, digestCheckedBody(req, check, this.maxBodyBytes, this as DigestVerified), headers);
+    collectBody(req, this.bufferLimit).then(
+      (body) => {
+        check.update(body);
+        if (!check.matches()) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match the body', v.keyId, false);
+        this.countSignature('ok');
+        this.forward(req, res, body, headers);
+      },
+      (err: unknown) => this.bodyFailed(req, res, err),
+    );
+  }
+
+  /** DigestVerified: a streamed body matched its digest. */
+  digestVerified(): void {
+    this.countSignature('ok');
+  }
+
+  /**
+   * Outbound: sign what goes out. A body with an acceptable Content-Digest from the app is
+   * streamed as is (the digest is covered and the receiver checks it); any other body is
+   * held up to the cap, digested, and sent with its exact length.
+   */
+  signThenForward(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, hasContent: boolean, stage: IntegrityStage & { kind: 'sign' }): void {
+    const appDigest = req.headers['content-digest'];
+    if (!hasContent || (typeof appDigest === 'string' && isAcceptableContentDigest(appDigest))) {
+      const headers = this.upstreamHeaders(req, ctx);
+      if (!this.sign(req, res, headers, stage)) return;
+      return this.forward(req, res, hasContent ? (req.headers['content-length'] === undefined ? countedBody(req, this.maxBodyBytes) : req) : null, headers);
+    }
+    collectBody(req, this.bufferLimit).then(
+      (body) => {
+        const headers = withoutFields(this.upstreamHeaders(req, ctx), CONTENT_FIELDS);
+        headers.push('content-digest', contentDigestOf(body), 'content-length', String(body.length));
+        if (this.sign(req, res, headers, stage)) this.forward(req, res, body, headers);
+      },
+      (err: unknown) => this.bodyFailed(req, res, err),
+    );
+  }
+
+  /** Add Signature-Input and Signature to the outgoing headers; false (and refused) when the signing key is gone. */
+  sign(req: IncomingMessage, res: ServerResponse, headers: string[], stage: IntegrityStage & { kind: 'sign' }): boolean {
+    const key = stage.keys().get(stage.keyId);
+    if (key === undefined) {
+      this.refuse(req, res, 'ERR_SIG_UNKNOWN_KEY', true);
+      return false;
+    }
+    const view: MessageView = { method: req.method ?? 'GET', target: req.url ?? '/', scheme: 'https', headers: HeaderIndex.fromRaw(headers) };
+    const fields = signRequest(view, { keyId: stage.keyId, key, tag: stage.tag, created: Math.floor(this.deps.clock.now() / 1000) });
+    headers.push('signature-input', fields.signatureInput, 'signature', fields.signature);
+    return true;
+  }
+
+  /** The body could not be read within its bound, or the client left. */
+  bodyFailed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    if (err instanceof ClientClosedError || res.destroyed) {
+      contextOf(req.socket)?.log.debug({ method: req.method }, 'client closed before its body was complete');
+      return;
+    }
+    const code = upstreamErrorCode(err);
+    this.refuse(req, res, code, true);
   }
 
   /** ForwardResult: the upstream exchange is over */
@@ -118,12 +228,43 @@ export class HttpPath implements ForwardResult {
       return;
     }
     const code = upstreamErrorCode(err);
-    if (code !== 'ERR_PAYLOAD_TOO_LARGE') this.countUpstreamError(code);
+    if (BODY_REFUSALS.has(code)) {
+      // the body was refused while streaming: the upstream request was aborted before it was complete
+      if (code === 'ERR_DIGEST_MISMATCH') return this.refuseSignature(exchange.req, exchange.res, code, err.message, null, true);
+      return this.refuse(exchange.req, exchange.res, code, true);
+    }
+    this.countUpstreamError(code);
     (ctx?.log ?? this.deps.log).warn({ code, err: err.message, cause: causeCode(err), method: exchange.req.method }, 'request refused');
     if (code === 'ERR_UPSTREAM_IDENTITY') this.deps.audit.record('upstream_identity', { listener: this.deps.listener.name, reason: err.message });
-    else if (code === 'ERR_PAYLOAD_TOO_LARGE') this.auditRefusal(ctx, code);
     if (exchange.res.headersSent) exchange.res.destroy();
     else refuse(exchange.res, code, true);
+  }
+
+  /**
+   * A signature or digest refusal: one count under tollgate_signature_checks_total, one log
+   * line with the reason, one audit event. A body left unread closes the connection.
+   */
+  refuseSignature(req: IncomingMessage, res: ServerResponse, code: ErrorCode, detail: string, keyId: string | null, bodyUnread: boolean): void {
+    this.countSignature(ERRORS[code].reason);
+    const ctx = contextOf(req.socket);
+    (ctx?.log ?? this.deps.log).warn({ code, detail, keyId, method: req.method }, 'request refused');
+    this.deps.audit.record(code === 'ERR_SIG_REPLAYED' ? 'replay' : 'signature_failure', {
+      listener: this.deps.listener.name,
+      code,
+      detail,
+      keyId,
+      peer: ctx?.peer?.display ?? null,
+    });
+    refuse(res, code, bodyUnread);
+  }
+
+  countSignature(result: string): void {
+    let child = this.signatureChecks[result];
+    if (child === undefined) {
+      child = this.deps.metrics.signatureChecks.labels(this.deps.listener.name, result);
+      this.signatureChecks[result] = child;
+    }
+    child.inc();
   }
 
   /**
@@ -174,14 +315,13 @@ function onResponseClose(this: TimedResponse): void {
   if (ctx !== undefined && ctx.inFlight > 0) ctx.inFlight -= 1;
 }
 
-/** A chunked request body, passed through while counted; over the limit it fails with ERR_PAYLOAD_TOO_LARGE. */
-async function* countedBody(req: IncomingMessage, limit: number): AsyncGenerator<Buffer> {
-  let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) throw new TollgateError('ERR_PAYLOAD_TOO_LARGE', `chunked body over ${limit} bytes`);
-    yield chunk;
-  }
+const CONTENT_FIELDS: ReadonlySet<string> = new Set(['content-digest', 'content-length']);
+
+/** A flat header list without the named fields. */
+function withoutFields(headers: string[], names: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (!names.has(headers[i]!.toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
+  return out;
 }
 
 function causeCode(err: Error): string | undefined {

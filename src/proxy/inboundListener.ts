@@ -14,7 +14,7 @@ import { peerIdentity } from '../tls/peerIdentity.ts';
 import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
 import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz.ts';
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
-import { HttpPath, attachHttpPath } from './httpPath.ts';
+import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
@@ -27,6 +27,8 @@ export interface InboundDeps {
   readonly audit: AuditSink;
   readonly log: Logger;
   readonly clock: Clock;
+  /** message integrity for HTTP: verify (inbound), sign (outbound), or null */
+  readonly integrity: IntegrityStage | null;
 }
 
 export interface InboundListener extends Listener {
@@ -87,6 +89,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
         hostOverride: null,
         setPeerHeader: true,
         isDraining: () => conns.isDraining,
+        integrity: deps.integrity,
       }),
     );
     server = httpsServer;

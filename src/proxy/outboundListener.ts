@@ -10,7 +10,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import { compileVerify } from '../policy/authz.ts';
 import { attachContext, type ConnectionContext } from './connectionContext.ts';
-import { HttpPath, attachHttpPath } from './httpPath.ts';
+import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
@@ -26,6 +26,8 @@ export interface OutboundDeps {
   readonly audit: AuditSink;
   readonly log: Logger;
   readonly clock: Clock;
+  /** message integrity for HTTP: verify (inbound), sign (outbound), or null */
+  readonly integrity: IntegrityStage | null;
 }
 
 /**
@@ -73,6 +75,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
         hostOverride: formatHostPort(config.target),
         setPeerHeader: false,
         isDraining: () => conns.isDraining,
+        integrity: deps.integrity,
       }),
     );
     server = httpServer;

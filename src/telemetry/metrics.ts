@@ -19,7 +19,8 @@ export const HANDSHAKE_FAILURE_REASONS = [
 ] as const;
 export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
 
-export const SIGNATURE_RESULTS = ['ok', 'missing', 'malformed', 'coverage', 'unknown_key', 'invalid', 'expired', 'replayed', 'digest_mismatch'] as const;
+/** INTERFACE.md's results, plus the two refusals of the integrity path that have no slot there: digest_missing and replay_cache_full. */
+export const SIGNATURE_RESULTS = ['ok', 'missing', 'malformed', 'coverage', 'unknown_key', 'invalid', 'expired', 'replayed', 'digest_mismatch', 'digest_missing', 'replay_cache_full'] as const;
 
 export interface Metrics {
   readonly registry: Registry;
@@ -33,6 +34,8 @@ export interface Metrics {
   readonly requestDuration: Histogram<'listener' | 'route'>;
   readonly signatureChecks: Counter<'listener' | 'result'>;
   readonly replayCacheEntries: Gauge<string>;
+  readonly keyRingReloads: Counter<'result'>;
+  readonly keyRingKeys: Gauge<string>;
   readonly payloadBytes: Histogram<'listener' | 'route' | 'direction'>;
   readonly payloadAnomalies: Counter<'listener' | 'route' | 'kind'>;
   readonly upstreamErrors: Counter<'listener' | 'reason'>;
@@ -102,6 +105,17 @@ export function createMetrics(registry: Registry): Metrics {
     replayCacheEntries: new Gauge({
       name: 'tollgate_replay_cache_entries',
       help: 'Live (keyid, nonce) entries in the replay cache',
+      registers,
+    }),
+    keyRingReloads: new Counter({
+      name: 'tollgate_key_ring_reloads_total',
+      help: 'Key ring reloads by result (success, failure)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    keyRingKeys: new Gauge({
+      name: 'tollgate_key_ring_keys',
+      help: 'HMAC keys currently loaded from keys.dir',
       registers,
     }),
     payloadBytes: new Histogram({

@@ -1,0 +1,125 @@
+import type { Logger } from 'pino';
+import type { Config, ListenerConfig } from '../config/types.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { AuditSink } from '../telemetry/audit.ts';
+import type { IntegrityStage } from '../proxy/httpPath.ts';
+import { keyRingFromEntries, loadKeyRing, watchKeyRing, type KeyRing, type KeyRingWatcher } from './keyRing.ts';
+import { createReplayCache, type ReplayCache } from './replayCache.ts';
+
+/**
+ * What message integrity needs at runtime, built once per sidecar: the watched key ring
+ * and ONE replay cache shared by every inbound listener (a nonce seen on one listener is
+ * a replay on all of them). Each listener gets its stage: verify, sign, or nothing.
+ */
+export interface IntegrityRuntime {
+  stageFor(listener: ListenerConfig): IntegrityStage | null;
+  /** re-read keys.dir now (SIGHUP and admin reload call this with the certificates) */
+  reloadKeys(): Promise<{ ok: boolean; problems: readonly string[] }>;
+  close(): void;
+}
+
+export type IntegrityStart = { readonly ok: true; readonly runtime: IntegrityRuntime } | { readonly ok: false; readonly problems: readonly string[] };
+
+export interface IntegrityDeps {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly audit: AuditSink;
+  readonly clock: Clock;
+}
+
+export async function startIntegrity(config: Config, deps: IntegrityDeps): Promise<IntegrityStart> {
+  const users = config.listeners.filter((l) => l.integrity.verify || l.integrity.sign);
+  if (users.length === 0 || config.keys.dir === null) return { ok: true, runtime: NO_INTEGRITY };
+
+  const loaded = await loadKeys(config);
+  if (!loaded.ok) return loaded;
+  const log = deps.log.child({ component: 'keys' });
+  for (const w of loaded.warnings) log.warn({ warning: w }, 'key file permissions');
+  const validate = signingKeysPresent(config.listeners);
+
+  deps.metrics.keyRingKeys.set(loaded.ring.size);
+  const watcher: KeyRingWatcher = watchKeyRing(loaded.ring, {
+    dir: config.keys.dir,
+    log,
+    audit: deps.audit,
+    validate: (ring) => validate(ring),
+    onReload: (result, ring) => {
+      deps.metrics.keyRingReloads.labels(result).inc();
+      deps.metrics.keyRingKeys.set(ring.size);
+    },
+  });
+
+  const p = config.integrity;
+  const replay = countedReplayCache(
+    createReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock: deps.clock }),
+    deps.metrics,
+  );
+  const keys = (): KeyRing => watcher.current();
+  const verifier = {
+    profile: { tag: p.tag, skewSeconds: p.skewSeconds, maxAgeSeconds: p.maxAgeSeconds, requiredComponents: p.requiredComponents },
+    keys,
+    replay,
+    clock: deps.clock,
+  };
+  return {
+    ok: true,
+    runtime: {
+      stageFor(l) {
+        if (l.integrity.verify) return { kind: 'verify', verifier, bodyMode: p.bodyMode, maxBufferedBytes: p.maxBufferedBytes };
+        if (l.integrity.sign && l.integrity.keyId !== null) return { kind: 'sign', keyId: l.integrity.keyId, keys, tag: p.tag, maxBufferedBytes: p.maxBufferedBytes };
+        return null;
+      },
+      reloadKeys: () => watcher.reload(),
+      close: () => watcher.close(),
+    },
+  };
+}
+
+/** Load keys.dir as start does, with its checks (used by `tollgate check` too); ok with an empty ring when nothing signs or verifies. */
+export async function loadKeys(config: Config): Promise<{ ok: true; ring: KeyRing; warnings: readonly string[] } | { ok: false; problems: readonly string[] }> {
+  const used = config.listeners.some((l) => l.integrity.verify || l.integrity.sign);
+  if (!used || config.keys.dir === null) return { ok: true, ring: keyRingFromEntries([]), warnings: [] };
+  const loaded = await loadKeyRing(config.keys.dir);
+  if (!loaded.ok) return { ok: false, problems: loaded.problems.map((p) => `keys.dir: ${p}`) };
+  const problem = signingKeysPresent(config.listeners)(loaded.ring);
+  if (problem !== null) return { ok: false, problems: [problem] };
+  return { ok: true, ring: loaded.ring, warnings: loaded.warnings.map((w) => `keys.dir: ${w}`) };
+}
+
+/** A key ring must hold every key a listener signs with, and at least one key when anything verifies. */
+function signingKeysPresent(listeners: readonly ListenerConfig[]): (ring: KeyRing) => string | null {
+  return (ring) => {
+    if (ring.size === 0) return 'keys.dir: holds no key files (write one with `tollgate keys new --out DIR --id ID`)';
+    for (const [i, l] of listeners.entries()) {
+      if (l.integrity.sign && l.integrity.keyId !== null && ring.get(l.integrity.keyId) === undefined) {
+        return `listeners[${i}].integrity.keyId: key ${l.integrity.keyId} is not in keys.dir`;
+      }
+    }
+    return null;
+  };
+}
+
+/** The replay cache, publishing its live size as tollgate_replay_cache_entries. */
+function countedReplayCache(inner: ReplayCache, metrics: Metrics): ReplayCache {
+  const gauge = metrics.replayCacheEntries;
+  return {
+    checkAndInsert(keyId, nonce) {
+      const verdict = inner.checkAndInsert(keyId, nonce);
+      gauge.set(inner.size);
+      return verdict;
+    },
+    get size() {
+      return inner.size;
+    },
+    get capacity() {
+      return inner.capacity;
+    },
+  };
+}
+
+const NO_INTEGRITY: IntegrityRuntime = Object.freeze({
+  stageFor: () => null,
+  reloadKeys: async () => ({ ok: true, problems: [] }),
+  close: () => undefined,
+});

@@ -1,0 +1,100 @@
+import type { IncomingMessage } from 'node:http';
+import { TollgateError } from '../core/errors.ts';
+import type { DigestCheck } from '../integrity/contentDigest.ts';
+
+/**
+ * The three ways a request body travels upstream, each within a stated bound:
+ *
+ * - countedBody: streamed as it arrives, counted against the limit (chunked bodies).
+ * - collectBody: held in memory up to a cap, for checking or signing before any byte leaves.
+ * - digestCheckedBody: streamed while hashed, the last chunk held back until the digest
+ *   matches; a mismatch throws, which aborts the upstream request before it is complete.
+ */
+
+/** The client went away before its body was complete. */
+export class ClientClosedError extends Error {
+  readonly code = 'ECONNRESET';
+  constructor() {
+    super('client closed the connection before the request body was complete');
+    this.name = 'ClientClosedError';
+  }
+}
+
+/** A chunked request body, passed through while counted; over the limit it fails with ERR_PAYLOAD_TOO_LARGE. */
+export async function* countedBody(req: IncomingMessage, limit: number): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw new TollgateError('ERR_PAYLOAD_TOO_LARGE', `chunked body over ${limit} bytes`);
+    yield chunk;
+  }
+}
+
+/**
+ * Read the whole body into one Buffer, refusing more than `limit` bytes. On the limit the
+ * reading stops and the request is left paused (the caller answers 413 and closes the
+ * connection); the socket is not destroyed, so that answer can still be sent.
+ */
+export function collectBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total > limit) {
+        cleanup();
+        req.pause();
+        reject(new TollgateError('ERR_PAYLOAD_TOO_LARGE', `body over ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const onClose = (): void => {
+      if (req.complete) return;
+      cleanup();
+      reject(new ClientClosedError());
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
+/** What a streamed, digest-checked body reports back when it ends well. */
+export interface DigestVerified {
+  digestVerified(bytes: number): void;
+}
+
+/**
+ * Stream the body while hashing it. Every chunk but the last goes upstream as soon as the
+ * upstream takes it; the last is released only once the digest matches. A mismatch (or a
+ * body over `limit`) throws, so undici aborts the upstream request: the upstream never
+ * receives a complete body that did not verify.
+ */
+export async function* digestCheckedBody(req: IncomingMessage, check: DigestCheck, limit: number, report: DigestVerified): AsyncGenerator<Buffer> {
+  let held: Buffer | null = null;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    check.update(chunk);
+    if (check.bytes > limit) throw new TollgateError('ERR_PAYLOAD_TOO_LARGE', `body over ${limit} bytes`);
+    if (held !== null) yield held;
+    held = chunk;
+  }
+  if (!check.matches()) throw new TollgateError('ERR_DIGEST_MISMATCH', 'Content-Digest does not match the streamed body');
+  report.digestVerified(check.bytes);
+  if (held !== null) yield held;
+}
