@@ -1,5 +1,6 @@
 import http from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,11 +16,13 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from '.
 
 const TRUST_DOMAIN = 'example.org';
 const EVENTS = 5;
+const KEY_ID = 'demo-k1';
 
 /**
  * `tollgate demo`: everything on one machine with embedded defaults. A dev PKI in a temp
- * folder, a sample ingestion app, an inbound sidecar in front of it and an outbound sidecar
- * for a producer, signed-identity traffic through them, and attempts that must be refused.
+ * folder, a shared HMAC key, a sample ingestion app, an inbound sidecar in front of it that
+ * verifies signatures and an outbound sidecar for a producer that signs, traffic through
+ * them, and attempts that must be refused (one of them a replay of a real signed request).
  * Prints what passed and what was refused and why; runs until Ctrl-C (or exits with --once).
  */
 export async function demoCommand(argv: string[], o: Output): Promise<number> {
@@ -35,6 +38,8 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
   try {
     const pki = await createDevPki({ trustDomain: TRUST_DOMAIN, identities: ['producer', 'ingest', 'intruder'], validityDays: 1 });
     await writeDevPki(join(dir, 'pki'), pki);
+    await mkdir(join(dir, 'keys'), { mode: 0o700 });
+    await writeFile(join(dir, 'keys', KEY_ID), randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
     const app = await startIngestionApp();
     stops.push(() => new Promise((r) => app.server.close(r)));
 
@@ -44,6 +49,7 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
       listen: '127.0.0.1:0',
       target: formatHostPort(app.address),
       allow: { spiffe: [`spiffe://${TRUST_DOMAIN}/producer`] },
+      integrity: { verify: true },
     });
     stops.push(() => ingest.shutdown());
     const inboundAddress = formatHostPort(ingest.listeners[0]!.address());
@@ -54,6 +60,7 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
       target: inboundAddress,
       serverName: 'ingest',
       verify: { spiffe: [`spiffe://${TRUST_DOMAIN}/ingest`] },
+      integrity: { sign: true, keyId: KEY_ID },
     });
     stops.push(() => producer.shutdown());
     const outboundAddress = formatHostPort(producer.listeners[0]!.address());
@@ -62,6 +69,9 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     const noCert = await attempt(inboundAddress, pki.ca.certPem, null);
     const noCertReason = await handshakeFailureReason(ingest);
     const intruder = await attempt(inboundAddress, pki.ca.certPem, pki.identities.intruder!);
+    const unsigned = await attempt(inboundAddress, pki.ca.certPem, pki.identities.producer!);
+    const captured = app.lastSigned();
+    const replay = captured === null ? 'nothing to replay (no signed request reached the app)' : await attempt(inboundAddress, pki.ca.certPem, pki.identities.producer!, captured);
 
     o.out(`tollgate demo: two sidecars on loopback, dev PKI in ${join(dir, 'pki')}`);
     o.out('');
@@ -70,16 +80,24 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     o.out('');
     o.out('passed:');
     const ok = sent.filter((s) => s.status === 202).length;
-    o.out(`  ✔ ${ok}/${EVENTS} events accepted by the app (HTTP 202); it saw x-tollgate-peer: ${app.peers().join(', ') || '(none)'}`);
+    o.out(`  ✔ ${ok}/${EVENTS} signed events accepted by the app (HTTP 202); it saw x-tollgate-peer: ${app.peers().join(', ') || '(none)'}`);
+    if (captured !== null) o.out(`    Signature-Input: ${captured.headers['signature-input']}`);
     o.out('refused:');
     o.out(`  ✘ client without a certificate: ${noCert}; the inbound sidecar counted reason ${noCertReason}`);
     o.out(`  ✘ spiffe://${TRUST_DOMAIN}/intruder (valid certificate, not on the allow-list): ${intruder}`);
+    o.out(`  ✘ the producer's certificate, but no signature: ${unsigned}`);
+    o.out(`  ✘ the last signed event sent again, byte for byte (a replay): ${replay}`);
     o.out('');
     o.out('admin:');
     o.out(`  ingest sidecar    http://${formatHostPort(ingest.admin!)}/status   /metrics`);
     o.out(`  producer sidecar  http://${formatHostPort(producer.admin!)}/status   /metrics`);
     if (!once) o.out(`logs: ${join(dir, 'ingest.log')}, ${join(dir, 'producer.log')} (removed on exit)`);
-    const success = ok === EVENTS && noCert.startsWith('refused') && intruder.startsWith('refused');
+    const success =
+      ok === EVENTS &&
+      noCert.startsWith('refused') &&
+      intruder.includes('ERR_PEER_NOT_ALLOWED') &&
+      unsigned.includes('ERR_SIG_MISSING') &&
+      replay.includes('ERR_SIG_REPLAYED');
     if (!success) o.err('tollgate demo: something that should have passed did not (see above)');
     if (!once) {
       o.out('');
@@ -100,6 +118,7 @@ async function sidecarFor(identity: string, dir: string, listener: Record<string
   const raw = {
     admin: { listen: '127.0.0.1:0' },
     identity: { certFile: `pki/${identity}/tls.crt`, keyFile: `pki/${identity}/tls.key`, caFile: `pki/${identity}/ca.crt` },
+    keys: { dir: 'keys' },
     listeners: [listener],
   };
   const result = validateConfig(raw, { baseDir: dir, source: null });
@@ -127,12 +146,23 @@ interface IngestionApp {
   address: { host: string; port: number };
   /** the x-tollgate-peer values the app has seen */
   peers(): string[];
+  /** the last signed request the app accepted, as it arrived (for the replay attempt) */
+  lastSigned(): SignedCapture | null;
 }
+
+/** The headers that make a signed request, and its body. */
+interface SignedCapture {
+  readonly headers: Record<string, string>;
+  readonly body: Buffer;
+}
+
+const REPLAYED_HEADERS = ['signature-input', 'signature', 'content-digest', 'content-type', 'content-length', 'host'];
 
 /** A small ingestion service: POST /events takes a JSON object (or array of them) and counts it. */
 async function startIngestionApp(): Promise<IngestionApp> {
   const peers = new Set<string>();
   let accepted = 0;
+  let lastSigned: SignedCapture | null = null;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -146,6 +176,11 @@ async function startIngestionApp(): Promise<IngestionApp> {
       try {
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
         accepted += Array.isArray(body) ? body.length : 1;
+        if (req.headers['signature'] !== undefined) {
+          const headers: Record<string, string> = {};
+          for (const name of REPLAYED_HEADERS) if (typeof req.headers[name] === 'string') headers[name] = req.headers[name];
+          lastSigned = { headers, body: Buffer.concat(chunks) };
+        }
         res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted }));
       } catch {
         res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid JSON"}');
@@ -154,7 +189,7 @@ async function startIngestionApp(): Promise<IngestionApp> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const a = server.address() as AddressInfo;
-  return { server, address: { host: a.address, port: a.port }, peers: () => [...peers] };
+  return { server, address: { host: a.address, port: a.port }, peers: () => [...peers], lastSigned: () => lastSigned };
 }
 
 async function sendEvents(origin: string, n: number): Promise<Array<{ status: number }>> {
@@ -173,13 +208,17 @@ async function sendEvents(origin: string, n: number): Promise<Array<{ status: nu
   }
 }
 
-/** A direct mTLS attempt at the inbound listener, returning what happened in words. */
-async function attempt(address: string, caPem: string, identity: { certPem: string; keyPem: string } | null): Promise<string> {
+/** A direct mTLS attempt at the inbound listener (a fresh unsigned event, or a captured signed one), returning what happened in words. */
+async function attempt(address: string, caPem: string, identity: { certPem: string; keyPem: string } | null, replay?: SignedCapture): Promise<string> {
   const client = new Client(`https://${address}`, {
     connect: { ca: caPem, servername: 'ingest', ...(identity === null ? {} : { cert: identity.certPem, key: identity.keyPem }) },
   });
   try {
-    const res = await client.request({ path: '/events', method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const res = await client.request(
+      replay === undefined
+        ? { path: '/events', method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } }
+        : { path: '/events', method: 'POST', body: replay.body, headers: replay.headers },
+    );
     const code = res.headers['x-tollgate-error'];
     await res.body.dump();
     return res.statusCode === 202 ? `NOT refused (HTTP ${res.statusCode})` : `refused with HTTP ${res.statusCode} ${String(code ?? '')}`;
