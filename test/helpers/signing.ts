@@ -1,7 +1,9 @@
 /**
  * Signing helpers for tests: HMAC key files written the way `tollgate keys new` writes them,
  * and requests signed by hand (tollgate's own signer over a view of exactly the headers the
- * test client will send), so a test can then change one thing and expect a refusal.
+ * test client will send), so a test can then change one thing and expect a refusal; signatures
+ * over any components and parameters (customSignature); and expectRefused, which asserts the
+ * whole accounting of one refusal (status, code, body, metric, log line, audit event, app).
  */
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -13,7 +15,7 @@ import { signRequest } from '../../src/integrity/signer.ts';
 import { contentDigestOf } from '../../src/integrity/contentDigest.ts';
 import { serializeInnerList, sf, type BareItem } from '../../src/integrity/structuredFields.ts';
 import { ERRORS, type ErrorCode } from '../../src/core/errors.ts';
-import { eventually, type TestSidecar } from './world.ts';
+import { eventually, type Test, type TestSidecar } from './world.ts';
 
 export interface TestKey {
   readonly id: string;
@@ -142,11 +144,6 @@ export interface RefusalExpectation {
   readonly auditEvent?: string;
 }
 
-interface Assert {
-  equal(found: unknown, wanted: unknown, msg?: string): unknown;
-  same(found: unknown, wanted: unknown, msg?: string): unknown;
-}
-
 const SIGNATURE_CODES: ReadonlySet<ErrorCode> = new Set(
   (Object.keys(ERRORS) as ErrorCode[]).filter((c) => c.startsWith('ERR_SIG_') || c.startsWith('ERR_DIGEST_') || c === 'ERR_REPLAY_CACHE_FULL'),
 );
@@ -159,7 +156,7 @@ const SIGNATURE_CODES: ReadonlySet<ErrorCode> = new Set(
  * app (neither a request begun nor one recorded). Returns the response (body consumed).
  */
 export async function expectRefused(
-  t: Assert,
+  t: Test,
   sc: TestSidecar,
   app: { readonly requests: () => number },
   code: ErrorCode,
