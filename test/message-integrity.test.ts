@@ -54,4 +54,17 @@ t.test('the same signed request sent twice is refused the second time as a repla
   await second.body.dump();
   t.equal(app.seen.length, 1);
   t.equal(await sc.metric('tollgate_signature_checks_total', { result: 'replayed' }), 1);
+  t.equal(await sc.metric('tollgate_replay_cache_entries'), 1, 'one live nonce, read at scrape time');
+});
+
+t.test('a declared body larger than the check buffer is refused before its signature is spent', async (t) => {
+  const { sc, client, key, app } = await verifyingInbound(t, { integrity: { maxBufferedBytes: 1024 } });
+  const body = Buffer.alloc(4096, 'a');
+  const headers = signedHeaders({ method: 'POST', path: '/big', authority: sc.addr(), body, key });
+  const res = await client.request({ path: '/big', method: 'POST', body, headers });
+  t.equal(res.statusCode, 413);
+  t.equal(res.headers['x-tollgate-error'], 'ERR_PAYLOAD_TOO_LARGE');
+  await res.body.dump();
+  t.equal(app.seen.length, 0);
+  t.equal(await sc.metric('tollgate_replay_cache_entries'), 0, 'the nonce was not spent');
 });

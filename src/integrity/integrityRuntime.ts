@@ -5,7 +5,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import type { IntegrityStage } from '../proxy/httpPath.ts';
 import { keyRingFromEntries, loadKeyRing, watchKeyRing, type KeyRing, type KeyRingWatcher } from './keyRing.ts';
-import { createReplayCache, type ReplayCache } from './replayCache.ts';
+import { createReplayCache } from './replayCache.ts';
 
 /**
  * What message integrity needs at runtime, built once per sidecar: the watched key ring
@@ -51,10 +51,8 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
   });
 
   const p = config.integrity;
-  const replay = countedReplayCache(
-    createReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock: deps.clock }),
-    deps.metrics,
-  );
+  const replay = createReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock: deps.clock });
+  deps.metrics.readReplayCacheEntriesFrom(() => replay.size);
   const keys = (): KeyRing => watcher.current();
   const verifier = {
     profile: { tag: p.tag, skewSeconds: p.skewSeconds, maxAgeSeconds: p.maxAgeSeconds, requiredComponents: p.requiredComponents },
@@ -97,24 +95,6 @@ function signingKeysPresent(listeners: readonly ListenerConfig[]): (ring: KeyRin
       }
     }
     return null;
-  };
-}
-
-/** The replay cache, publishing its live size as tollgate_replay_cache_entries. */
-function countedReplayCache(inner: ReplayCache, metrics: Metrics): ReplayCache {
-  const gauge = metrics.replayCacheEntries;
-  return {
-    checkAndInsert(keyId, nonce) {
-      const verdict = inner.checkAndInsert(keyId, nonce);
-      gauge.set(inner.size);
-      return verdict;
-    },
-    get size() {
-      return inner.size;
-    },
-    get capacity() {
-      return inner.capacity;
-    },
   };
 }
 

@@ -120,7 +120,11 @@ export class HttpPath implements ForwardResult {
     // 3. message integrity, then 4. forward
     const integrity = this.deps.integrity;
     if (integrity === null) return this.forward(req, res, chunked ? countedBody(req, this.maxBodyBytes) : hasContent ? req : null, this.upstreamHeaders(req, ctx));
-    if (integrity.kind === 'verify') return this.verifyThenForward(req, res, ctx, hasContent, integrity.verifier, integrity.bodyMode);
+    if (integrity.kind === 'verify') {
+      // a declared body that cannot fit the check buffer is refused before its signature spends a nonce
+      if (integrity.bodyMode === 'buffer' && declared !== undefined && Number(declared) > this.bufferLimit) return this.refuse(req, res, 'ERR_PAYLOAD_TOO_LARGE', true);
+      return this.verifyThenForward(req, res, ctx, hasContent, integrity.verifier, integrity.bodyMode);
+    }
     return this.signThenForward(req, res, ctx, hasContent, integrity);
   }
 

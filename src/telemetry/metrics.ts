@@ -40,11 +40,17 @@ export interface Metrics {
   readonly payloadAnomalies: Counter<'listener' | 'route' | 'kind'>;
   readonly upstreamErrors: Counter<'listener' | 'reason'>;
   readonly auditEvents: Counter<'type'>;
+  /** where tollgate_replay_cache_entries reads its value at scrape time (entries expire between inserts) */
+  readReplayCacheEntriesFrom(source: () => number): void;
 }
 
 export function createMetrics(registry: Registry): Metrics {
   const registers = [registry];
+  let replayEntries: () => number = () => 0;
   return Object.freeze({
+    readReplayCacheEntriesFrom(source: () => number) {
+      replayEntries = source;
+    },
     registry,
     handshakes: new Counter({
       name: 'tollgate_tls_handshakes_total',
@@ -106,6 +112,9 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_replay_cache_entries',
       help: 'Live (keyid, nonce) entries in the replay cache',
       registers,
+      collect() {
+        this.set(replayEntries());
+      },
     }),
     keyRingReloads: new Counter({
       name: 'tollgate_key_ring_reloads_total',
