@@ -6,6 +6,7 @@ import type { AuditSink } from '../telemetry/audit.ts';
 import type { IntegrityStage } from '../proxy/httpPath.ts';
 import { keyRingFromEntries, loadKeyRing, watchKeyRing, type KeyRing, type KeyRingWatcher } from './keyRing.ts';
 import { createReplayCache } from './replayCache.ts';
+import { MacKeys } from './hmac.ts';
 
 /**
  * What message integrity needs at runtime, built once per sidecar: the watched key ring
@@ -54,7 +55,9 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
   const replay = createReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock: deps.clock });
   deps.metrics.readReplayCacheEntriesFrom(() => replay.size);
   const keys = (): KeyRing => watcher.current();
+  const macs = new MacKeys();
   const verifier = {
+    macs,
     profile: { tag: p.tag, skewSeconds: p.skewSeconds, maxAgeSeconds: p.maxAgeSeconds, requiredComponents: p.requiredComponents },
     keys,
     replay,
@@ -65,7 +68,7 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
     runtime: {
       stageFor(l) {
         if (l.integrity.verify) return { kind: 'verify', verifier, bodyMode: p.bodyMode, maxBufferedBytes: p.maxBufferedBytes };
-        if (l.integrity.sign && l.integrity.keyId !== null) return { kind: 'sign', keyId: l.integrity.keyId, keys, tag: p.tag, maxBufferedBytes: p.maxBufferedBytes };
+        if (l.integrity.sign && l.integrity.keyId !== null) return { kind: 'sign', keyId: l.integrity.keyId, keys, macs, tag: p.tag, maxBufferedBytes: p.maxBufferedBytes };
         return null;
       },
       reloadKeys: () => watcher.reload(),

@@ -2,6 +2,7 @@ import { createHmac, randomBytes, type KeyObject } from 'node:crypto';
 import { signatureBase, type MessageView } from './signatureBase.ts';
 import { parseDictionary, serializeDictionary, serializeInnerList, sf, type BareItem, type Item } from './structuredFields.ts';
 import { ALGORITHM } from './verifier.ts';
+import type { MacKeys } from './hmac.ts';
 
 /**
  * Outbound signing: one RFC 9421 signature over the profile's floor plus the content
@@ -17,6 +18,8 @@ export interface SignerOptions {
   readonly created: number;
   /** defaults to 16 random bytes, base64url */
   readonly nonce?: string;
+  /** prepared HMAC keys (faster than createHmac per message); without it, createHmac */
+  readonly macs?: MacKeys;
 }
 
 export interface SignatureFields {
@@ -44,7 +47,7 @@ export function signRequest(msg: MessageView, options: SignerOptions): Signature
     ] as ReadonlyArray<readonly [string, BareItem]>,
   );
   const base = signatureBase(msg, covered);
-  const mac = createHmac('sha256', options.key).update(base, 'latin1').digest();
+  const mac = options.macs === undefined ? createHmac('sha256', options.key).update(base, 'latin1').digest() : options.macs.for(options.key).mac(base);
   const label = freeLabel(msg);
   return {
     label,
