@@ -45,9 +45,9 @@ export class HmacSha256 {
       this.inner = bigger;
     }
     this.inner.write(data, BLOCK, 'latin1');
-    const innerDigest = hash('sha256', this.inner.subarray(0, BLOCK + length), 'buffer');
-    innerDigest.copy(this.outer, BLOCK);
-    return hash('sha256', this.outer, 'buffer');
+    // digests travel as 'binary' (latin1) strings: Node's one-shot hash is about twice as fast that way as with 'buffer' output
+    this.outer.write(hash('sha256', this.inner.subarray(0, BLOCK + length), 'binary'), BLOCK, 'binary');
+    return Buffer.from(hash('sha256', this.outer, 'binary'), 'binary');
   }
 }
 

@@ -235,9 +235,9 @@ export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
     nextDrop = next;
   }
 
-  /** sets fpHi / fpLo for the pair */
+  /** sets fpHi / fpLo for the pair: the first 8 bytes of the salted digest, little-endian */
   function fingerprint(keyId: string, nonce: string): void {
-    let digest: Buffer;
+    let d: string;
     // a UTF-16 code unit never takes more than 3 UTF-8 bytes
     if (HEADER_BYTES + 1 + 3 * (keyId.length + nonce.length) <= SCRATCH_BYTES) {
       const keyBytes = scratch.write(keyId, HEADER_BYTES, 'utf8');
@@ -246,20 +246,15 @@ export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
       scratch[end++] = 0;
       end += scratch.write(nonce, end, 'utf8');
       const view = (views[end] ??= scratch.subarray(0, end));
-      digest = hash('sha256', view, 'buffer');
+      // binary (latin1) output: Node's one-shot hash is about twice as fast that way as with 'buffer' output
+      d = hash('sha256', view, 'binary');
     } else {
       const prefix = Buffer.allocUnsafe(4);
       prefix.writeUInt32LE(Buffer.byteLength(keyId, 'utf8'), 0);
-      digest = createHash('sha256')
-        .update(salt)
-        .update(prefix)
-        .update(keyId, 'utf8')
-        .update(separator)
-        .update(nonce, 'utf8')
-        .digest();
+      d = createHash('sha256').update(salt).update(prefix).update(keyId, 'utf8').update(separator).update(nonce, 'utf8').digest('binary');
     }
-    fpHi = digest.readUInt32LE(0);
-    fpLo = digest.readUInt32LE(4);
+    fpHi = (d.charCodeAt(0) | (d.charCodeAt(1) << 8) | (d.charCodeAt(2) << 16) | (d.charCodeAt(3) << 24)) >>> 0;
+    fpLo = (d.charCodeAt(4) | (d.charCodeAt(5) << 8) | (d.charCodeAt(6) << 16) | (d.charCodeAt(7) << 24)) >>> 0;
     if (fpHi === 0 && fpLo === 0) fpLo = 1; // (0, 0) marks an empty slot
   }
 
