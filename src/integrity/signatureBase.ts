@@ -87,17 +87,23 @@ function malformed(detail: string): TollgateError {
 /** Build the base for the covered components of one Signature-Input member (its inner list and parameters). */
 export function signatureBase(msg: MessageView, covered: InnerList): string {
   let base = '';
-  const seen = new Set<string>();
+  const seen: string[] = [];
   for (const item of covered.items) {
     const id = componentIdentity(item);
-    if (seen.has(id)) throw malformed(`component ${serializeItem(item)} is covered twice`);
-    seen.add(id);
+    if (seen.includes(id)) throw malformed(`component ${serializeItem(item)} is covered twice`);
+    seen.push(id);
     const value = componentValue(msg, item);
     // checked per value, so no value can carry a line break into the base and forge a line
     assertPrintableAscii(value);
-    base += `${serializeItem(item)}: ${value}\n`;
+    base += `${identifier(item)}: ${value}\n`;
   }
   return base + `"@signature-params": ${serializeInnerList(covered)}`;
+}
+
+/** The serialized component identifier; the common case (a plain name, no parameters) without the general serializer. */
+function identifier(item: Item): string {
+  const name = (item.value as { value: string }).value;
+  return item.params.size === 0 && !name.includes('"') && !name.includes('\\') ? `"${name}"` : serializeItem(item);
 }
 
 /** Name plus parameters in a fixed order: identifiers that differ only in parameter order are the same component. */

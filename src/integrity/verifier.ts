@@ -6,7 +6,7 @@ import type { ReplayCache } from './replayCache.ts';
 import { parseContentDigest, type ExpectedDigest } from './contentDigest.ts';
 import type { MacKeys } from './hmac.ts';
 import { signatureBase, type MessageView } from './signatureBase.ts';
-import { parseDictionary, StructuredFieldError, type BareItem, type Dictionary, type InnerList } from './structuredFields.ts';
+import { parseDictionary, StructuredFieldError, type BareItem, type Dictionary, type InnerList, type Item } from './structuredFields.ts';
 
 /**
  * Inbound verification of tollgate's RFC 9421 profile (DESIGN.md, "Integrity profile"):
@@ -177,20 +177,22 @@ function checkCandidate(
 
 /** The coverage floor: @method, @authority, @path, @query; content-digest for content; content-type when present; plus configured extras. */
 function coverageProblem(msg: MessageView, hasContent: boolean, covered: InnerList, extra: readonly string[]): { code: ErrorCode; detail: string } | null {
-  const names = new Set<string>();
-  for (const item of covered.items) {
-    // a whole component: parameters that select a part (key, name) do not count towards the floor
-    if (item.value.kind === 'string' && !item.params.has('key')) names.add(item.value.value);
-  }
-  for (const name of FLOOR) if (!names.has(name)) return { code: 'ERR_SIG_COVERAGE', detail: `${name} is not covered` };
-  if (hasContent && !names.has('content-digest')) {
+  const items = covered.items;
+  for (const name of FLOOR) if (!covers(items, name)) return { code: 'ERR_SIG_COVERAGE', detail: `${name} is not covered` };
+  if (hasContent && !covers(items, 'content-digest')) {
     return msg.headers.has('content-digest')
       ? { code: 'ERR_SIG_COVERAGE', detail: 'content-digest is not covered' }
       : { code: 'ERR_DIGEST_MISSING', detail: 'the request has content but no Content-Digest' };
   }
-  if (msg.headers.has('content-type') && !names.has('content-type')) return { code: 'ERR_SIG_COVERAGE', detail: 'content-type is not covered' };
-  for (const name of extra) if (!names.has(name)) return { code: 'ERR_SIG_COVERAGE', detail: `${name} is not covered` };
+  if (msg.headers.has('content-type') && !covers(items, 'content-type')) return { code: 'ERR_SIG_COVERAGE', detail: 'content-type is not covered' };
+  for (const name of extra) if (!covers(items, name)) return { code: 'ERR_SIG_COVERAGE', detail: `${name} is not covered` };
   return null;
+}
+
+/** Whether a component is covered whole (a `key` parameter selects only part of a field, so it does not count). */
+function covers(items: readonly Item[], name: string): boolean {
+  for (const item of items) if (item.value.kind === 'string' && item.value.value === name && !item.params.has('key')) return true;
+  return false;
 }
 
 function num(item: BareItem | undefined): number | undefined {
