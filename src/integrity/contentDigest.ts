@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual, type Hash } from 'node:crypto';
+import { createHash, hash, timingSafeEqual, type Hash } from 'node:crypto';
 import { TollgateError } from '../core/errors.ts';
 import { parseDictionary, serializeDictionary, sf, StructuredFieldError } from './structuredFields.ts';
 
@@ -88,8 +88,18 @@ export class DigestCheck {
   }
 }
 
+/** Whether a complete body matches every expected digest (one-shot hashes: cheaper than DigestCheck when the body is already whole). */
+export function digestsMatch(expected: readonly ExpectedDigest[], body: Buffer): boolean {
+  let ok = true;
+  for (const e of expected) {
+    const actual = Buffer.from(hash(NODE_NAMES[e.algorithm], body, 'binary'), 'binary');
+    ok = timingSafeEqual(actual, e.value) && ok;
+  }
+  return ok;
+}
+
 /** The Content-Digest value for a complete body. */
 export function contentDigestOf(body: Buffer, algorithm: DigestAlgorithm = 'sha-256'): string {
-  const digest = createHash(NODE_NAMES[algorithm]).update(body).digest();
+  const digest = Buffer.from(hash(NODE_NAMES[algorithm], body, 'binary'), 'binary');
   return serializeDictionary(new Map([[algorithm, sf.item(sf.bytes(digest))]]));
 }

@@ -17,7 +17,7 @@ import { ClientClosedError, collectBody, countedBody, digestCheckedBody, type Di
 import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
 import { verifyRequest, type VerifierDeps } from '../integrity/verifier.ts';
 import { signRequest } from '../integrity/signer.ts';
-import { contentDigestOf, DigestCheck, isAcceptableContentDigest } from '../integrity/contentDigest.ts';
+import { contentDigestOf, DigestCheck, digestsMatch, isAcceptableContentDigest } from '../integrity/contentDigest.ts';
 import type { KeyRing } from '../integrity/keyRing.ts';
 import type { MacKeys } from '../integrity/hmac.ts';
 
@@ -155,18 +155,17 @@ export class HttpPath implements ForwardResult {
     const v = verifyRequest(view, hasContent, verifier);
     if (!v.ok) return this.refuseSignature(req, res, v.code, v.detail, v.keyId, hasContent);
     const headers = this.upstreamHeaders(req, ctx);
+    const digests = v.digests ?? [];
     if (!hasContent) {
       // no content: a Content-Digest, if sent, must still be the digest of nothing
-      if (v.digests !== null && !new DigestCheck(v.digests).matches()) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match an empty body', v.keyId, false);
+      if (!digestsMatch(digests, EMPTY)) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match an empty body', v.keyId, false);
       this.countSignature('ok');
       return this.forward(req, res, null, headers);
     }
-    const check = new DigestCheck(v.digests ?? []);
-    if (mode === 'stream') return this.forward(req, res, digestCheckedBody(req, check, this.maxBodyBytes, this as DigestVerified), headers);
+    if (mode === 'stream') return this.forward(req, res, digestCheckedBody(req, new DigestCheck(digests), this.maxBodyBytes, this as DigestVerified), headers);
     collectBody(req, this.bufferLimit).then(
       (body) => {
-        check.update(body);
-        if (!check.matches()) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match the body', v.keyId, false);
+        if (!digestsMatch(digests, body)) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match the body', v.keyId, false);
         this.countSignature('ok');
         this.forward(req, res, body, headers);
       },
@@ -320,6 +319,7 @@ function onResponseClose(this: TimedResponse): void {
   if (ctx !== undefined && ctx.inFlight > 0) ctx.inFlight -= 1;
 }
 
+const EMPTY = Buffer.alloc(0);
 const CONTENT_FIELDS: ReadonlySet<string> = new Set(['content-digest', 'content-length']);
 
 /** A flat header list without the named fields. */
