@@ -7,6 +7,7 @@ import type { IntegrityStage } from '../proxy/httpPath.ts';
 import { keyRingFromEntries, loadKeyRing, watchKeyRing, type KeyRing, type KeyRingWatcher } from './keyRing.ts';
 import { createReplayCache } from './replayCache.ts';
 import { MacKeys } from './hmac.ts';
+import { NonceSource } from './signer.ts';
 
 /**
  * What message integrity needs at runtime, built once per sidecar: the watched key ring
@@ -68,7 +69,7 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
     runtime: {
       stageFor(l) {
         if (l.integrity.verify) return { kind: 'verify', verifier, bodyMode: p.bodyMode, maxBufferedBytes: p.maxBufferedBytes };
-        if (l.integrity.sign && l.integrity.keyId !== null) return { kind: 'sign', keyId: l.integrity.keyId, keys, macs, tag: p.tag, maxBufferedBytes: p.maxBufferedBytes };
+        if (l.integrity.sign && l.integrity.keyId !== null) return { kind: 'sign', keyId: l.integrity.keyId, keys, macs, nonces: new NonceSource(), tag: p.tag, maxBufferedBytes: p.maxBufferedBytes };
         return null;
       },
       reloadKeys: () => watcher.reload(),

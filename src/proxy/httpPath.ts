@@ -16,7 +16,7 @@ import { upstreamErrorCode } from './upstreamError.ts';
 import { ClientClosedError, collectBody, countedBody, digestCheckedBody, type DigestVerified } from './requestBody.ts';
 import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
 import { verifyRequest, type VerifierDeps } from '../integrity/verifier.ts';
-import { signRequest } from '../integrity/signer.ts';
+import { signRequest, type NonceSource } from '../integrity/signer.ts';
 import { contentDigestOf, DigestCheck, digestsMatch, isAcceptableContentDigest } from '../integrity/contentDigest.ts';
 import type { KeyRing } from '../integrity/keyRing.ts';
 import type { MacKeys } from '../integrity/hmac.ts';
@@ -54,7 +54,7 @@ export interface HttpPathDeps {
 
 export type IntegrityStage =
   | { readonly kind: 'verify'; readonly verifier: VerifierDeps; readonly bodyMode: BodyMode; readonly maxBufferedBytes: number }
-  | { readonly kind: 'sign'; readonly keyId: string; readonly keys: () => KeyRing; readonly macs: MacKeys; readonly tag: string; readonly maxBufferedBytes: number };
+  | { readonly kind: 'sign'; readonly keyId: string; readonly keys: () => KeyRing; readonly macs: MacKeys; readonly nonces: NonceSource; readonly tag: string; readonly maxBufferedBytes: number };
 
 /** Errors of the request body that are the client's doing, not the upstream's. */
 const BODY_REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_PAYLOAD_TOO_LARGE', 'ERR_DIGEST_MISMATCH']);
@@ -208,7 +208,7 @@ export class HttpPath implements ForwardResult {
       return false;
     }
     const view: MessageView = { method: req.method ?? 'GET', target: req.url ?? '/', scheme: 'https', headers: HeaderIndex.fromRaw(headers) };
-    const fields = signRequest(view, { keyId: stage.keyId, key, macs: stage.macs, tag: stage.tag, created: Math.floor(this.deps.clock.now() / 1000) });
+    const fields = signRequest(view, { keyId: stage.keyId, key, macs: stage.macs, nonces: stage.nonces, tag: stage.tag, created: Math.floor(this.deps.clock.now() / 1000) });
     headers.push('signature-input', fields.signatureInput, 'signature', fields.signature);
     return true;
   }
