@@ -1,6 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { world, startUpstream, startTestSidecar, mtlsClient, plainClient, sha256, type Test } from './helpers/world.ts';
 import { writeKey, signedHeaders, type TestKey } from './helpers/signing.ts';
 
@@ -100,7 +101,7 @@ t.test('outbound replaces a deprecated app digest with its own sha-256, and sign
   async function* chunked(): AsyncGenerator<Buffer> {
     for (const p of parts) yield Buffer.from(p);
   }
-  const res = await appClient.request({ path: '/events', method: 'POST', body: chunked(), headers: { 'content-digest': 'md5=:Sd/dVLAcvNLSq16eXua5uQ==:', 'content-type': 'application/json' } });
+  const res = await appClient.request({ path: '/events', method: 'POST', body: Readable.from(chunked()), headers: { 'content-digest': 'md5=:Sd/dVLAcvNLSq16eXua5uQ==:', 'content-type': 'application/json' } });
   t.equal(res.statusCode, 200, 'accepted by the verifying inbound sidecar');
   await res.body.dump();
   const seen = app.seen[0]!;
