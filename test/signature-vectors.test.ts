@@ -622,3 +622,18 @@ t.test('the @signature-params line re-serializes the received member: parameter 
   const base = signatureBase(view('/x', []), member(input, 'sig'));
   t.equal(base, '"@method": GET\n"@path": /x\n"@signature-params": ("@method" "@path");keyid="k";created=1;nonce="n"');
 });
+
+t.test('more than four signatures tagged ours are refused as malformed without computing any of them; four are checked', async (t) => {
+  const d = deps();
+  const one = (label: string, nonce: string): { input: string; sig: string } => {
+    const f = signRequest(testRequest(), { keyId: KEY_ID, key: createSecretKey(SECRET), tag: 'tollgate', created: CREATED, nonce });
+    return { input: f.signatureInput.replace(/^tollgate=/, `${label}=`), sig: f.signature.replace(/^tollgate=/, `${label}=`) };
+  };
+  const sigs = (n: number) => Array.from({ length: n }, (_, i) => one(`s${i}`, `n-${n}-${i}`));
+  const five = sigs(5);
+  const refused = verifyRequest(testRequest(['Signature-Input', five.map((s) => s.input).join(', '), 'Signature', five.map((s) => s.sig).join(', ')]), true, d);
+  t.equal(refused.ok ? null : refused.code, 'ERR_SIG_MALFORMED');
+  const four = sigs(4);
+  const accepted = verifyRequest(testRequest(['Signature-Input', four.map((s) => s.input).join(', '), 'Signature', four.map((s) => s.sig).join(', ')]), true, d);
+  t.ok(accepted.ok, 'four are fine');
+});

@@ -44,6 +44,8 @@ const MAC_BYTES = 32;
 const FLOOR = ['@method', '@authority', '@path', '@query'] as const;
 const KNOWN_PARAMS = new Set(['created', 'expires', 'nonce', 'alg', 'keyid', 'tag']);
 const MAX_NONCE_LENGTH = 256;
+/** each candidate costs a base and a MAC; more of ours than this in one request is refused, not computed */
+const MAX_CANDIDATES = 4;
 
 interface Candidate {
   readonly label: string;
@@ -73,6 +75,7 @@ export function verifyRequest(msg: MessageView, hasContent: boolean, deps: Verif
 
   const candidates = ourCandidates(inputs, deps.profile.tag);
   if (candidates.length === 0) return refused('ERR_SIG_MISSING', `no signature tagged "${deps.profile.tag}"`);
+  if (candidates.length > MAX_CANDIDATES) return refused('ERR_SIG_MALFORMED', `${candidates.length} signatures tagged "${deps.profile.tag}"; at most ${MAX_CANDIDATES} are checked`);
 
   const ring = deps.keys();
   let first: Verification | null = null;
