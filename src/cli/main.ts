@@ -5,6 +5,7 @@ import { certsCommand } from './certs.ts';
 import { keysCommand } from './keys.ts';
 import { checkCommand } from './check.ts';
 import { demoCommand } from './demo.ts';
+import { probeCommand } from './probe.ts';
 import { serve } from './serve.ts';
 import { EXIT_USAGE, printProblems, processOutput, type Output } from './output.ts';
 import { VERSION } from '../main.ts';
@@ -19,6 +20,7 @@ usage:
   tollgate certs dev --out DIR [--trust-domain D] [--identity NAME]…
   tollgate certs pin FILE
   tollgate keys new --out DIR --id ID
+  tollgate probe HOST:PORT --ca F [--cert F --key F] [--server-name N] [--expect-spiffe ID]… [--expect-spki-pin PIN]… [--min-days-valid N] [--alpn P]… [--timeout SECONDS] [--json]
   tollgate demo [--once]
 
 exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration`;
@@ -46,6 +48,8 @@ export async function main(argv: string[], o: Output = processOutput, cwd = proc
       return keysCommand(rest, o, cwd);
     case 'demo':
       return demoCommand(rest, o);
+    case 'probe':
+      return probeCommand(rest, o, cwd);
     case 'version':
     case '--version':
       o.out(VERSION);
