@@ -70,6 +70,11 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
   }
 }
 
+/** the exchange a response belongs to, once it was forwarded */
+export function exchangeOf(res: ServerResponse): ForwardExchange | undefined {
+  return (res as ResWithExchange)[kExchange];
+}
+
 function onDownstreamDrain(this: ResWithExchange): void {
   this[kExchange]?.controller?.resume();
 }

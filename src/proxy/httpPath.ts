@@ -11,9 +11,11 @@ import type { AuditSink } from '../telemetry/audit.ts';
 import { contextOf, type ConnectionContext } from './connectionContext.ts';
 import { refuse } from './refuse.ts';
 import { upstreamRequestHeaders } from './headers.ts';
-import { ForwardExchange, type ForwardResult } from './forward.ts';
+import { ForwardExchange, exchangeOf, type ForwardResult } from './forward.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
-import { ClientClosedError, collectBody, countedBody, digestCheckedBody, type DigestVerified } from './requestBody.ts';
+import { BodyMeter, ClientClosedError, collectBody, countedBody, digestCheckedBody, type DigestVerified } from './requestBody.ts';
+import type { AnomalyStage, Flagged } from '../anomaly/anomalyStage.ts';
+import type { PeerRateLimiter } from '../limits/tokenBucket.ts';
 import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
 import { verifyRequest, type VerifierDeps } from '../integrity/verifier.ts';
 import { signRequest, type NonceSource } from '../integrity/signer.ts';
@@ -50,6 +52,10 @@ export interface HttpPathDeps {
   readonly isDraining: () => boolean;
   /** message integrity: verify (inbound), sign (outbound), or none */
   readonly integrity: IntegrityStage | null;
+  /** payload-size and volume anomalies (inbound), or none */
+  readonly anomaly: AnomalyStage | null;
+  /** per-peer rate limit, or none */
+  readonly rateLimiter: PeerRateLimiter | null;
 }
 
 export type IntegrityStage =
@@ -57,7 +63,7 @@ export type IntegrityStage =
   | { readonly kind: 'sign'; readonly keyId: string; readonly keys: () => KeyRing; readonly macs: MacKeys; readonly nonces: NonceSource; readonly tag: string; readonly maxBufferedBytes: number };
 
 /** Errors of the request body that are the client's doing, not the upstream's. */
-const BODY_REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_PAYLOAD_TOO_LARGE', 'ERR_DIGEST_MISMATCH']);
+const BODY_REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_PAYLOAD_TOO_LARGE', 'ERR_DIGEST_MISMATCH', 'ERR_PAYLOAD_ANOMALY']);
 
 const ROUTE = 'default';
 type CounterChild = ReturnType<Counter['labels']>;
@@ -67,8 +73,17 @@ const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const kStart = Symbol('tollgate.requestStart');
 const kPath = Symbol('tollgate.httpPath');
 const kConn = Symbol('tollgate.requestConnection');
+const kMeter = Symbol('tollgate.requestBodyMeter');
+const kPeer = Symbol('tollgate.requestPeer');
 /** what a response carries so its finish/close listeners (module functions, no per-request closures) can find their way back */
-type TimedResponse = ServerResponse & { [kStart]?: bigint; [kPath]?: HttpPath; [kConn]?: ConnectionContext };
+type TimedResponse = ServerResponse & { [kStart]?: bigint; [kPath]?: HttpPath; [kConn]?: ConnectionContext; [kMeter]?: BodyMeter; [kPeer]?: string };
+
+/** the peer key of a connection without an identity (outbound: the local app) */
+const LOCAL_PEER = 'local';
+
+function peerOf(ctx: ConnectionContext): string {
+  return ctx.peer?.display ?? LOCAL_PEER;
+}
 
 export class HttpPath implements ForwardResult {
   readonly deps: HttpPathDeps;
@@ -77,6 +92,8 @@ export class HttpPath implements ForwardResult {
   /** metric children resolved once, so the hot path does no label hashing */
   readonly requestsByClass: Record<string, CounterChild>;
   readonly duration: HistogramChild;
+  readonly requestBytes: HistogramChild;
+  readonly responseBytes: HistogramChild;
   readonly upstreamErrors: Partial<Record<ErrorCode, CounterChild>> = {};
   readonly signatureChecks: Partial<Record<string, CounterChild>> = {};
   /** the most body bytes held in memory for a check or a signature */
@@ -89,6 +106,8 @@ export class HttpPath implements ForwardResult {
     const name = deps.listener.name;
     this.requestsByClass = Object.fromEntries(STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, ROUTE, c)]));
     this.duration = deps.metrics.requestDuration.labels(name, ROUTE);
+    this.requestBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'request');
+    this.responseBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'response');
     this.bufferLimit = Math.min(this.maxBodyBytes, deps.integrity?.maxBufferedBytes ?? this.maxBodyBytes);
     this.handle = this.handle.bind(this);
   }
@@ -109,24 +128,64 @@ export class HttpPath implements ForwardResult {
     ctx.inFlight += 1;
     if (this.deps.isDraining()) res.shouldKeepAlive = false;
 
-    // 1. the peer (decided at the handshake)
+    // 1. the peer (decided at the handshake), then its rate
     if (!ctx.allowed) return this.refuse(req, res, 'ERR_PEER_NOT_ALLOWED', true);
-
-    // 2. body size: a declared length is checked before anything else; a chunked body is counted as it arrives
+    const peer = peerOf(ctx);
     const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > this.maxBodyBytes) return this.refuse(req, res, 'ERR_PAYLOAD_TOO_LARGE', true);
     const chunked = declared === undefined && req.headers['transfer-encoding'] !== undefined;
     const hasContent = chunked || (declared !== undefined && declared !== '0');
+    const limiter = this.deps.rateLimiter;
+    if (limiter !== null) {
+      const rate = limiter.take(peer, this.deps.clock.now());
+      if (!rate.ok) return this.refuse(req, res, 'ERR_RATE_LIMITED', hasContent, { 'retry-after': String(rate.retryAfterSeconds) });
+    }
+
+    // 2. body size: a declared length against the limit and the learned sizes before anything
+    //    else; a chunked body is counted against both as it arrives
+    const meter = new BodyMeter(this.maxBodyBytes);
+    timed[kMeter] = meter;
+    timed[kPeer] = peer;
+    if (declared !== undefined) {
+      const length = Number(declared);
+      if (length > this.maxBodyBytes) return this.refuse(req, res, 'ERR_PAYLOAD_TOO_LARGE', true);
+      meter.bytes = length;
+      if (hasContent && this.judgeSize(req, res, peer, length)) return;
+    } else if (chunked && this.deps.anomaly !== null) {
+      const anomaly = this.deps.anomaly;
+      meter.watch(anomaly.upperBound(ROUTE, peer), (bytes, bound) => this.sizeFlagged(req, peer, { kind: 'too_large', value: bytes, expected: bound }));
+    }
 
     // 3. message integrity, then 4. forward
     const integrity = this.deps.integrity;
-    if (integrity === null) return this.forward(req, res, chunked ? countedBody(req, this.maxBodyBytes) : hasContent ? req : null, this.upstreamHeaders(req, ctx));
+    if (integrity === null) return this.forward(req, res, chunked ? countedBody(req, meter) : hasContent ? req : null, this.upstreamHeaders(req, ctx));
     if (integrity.kind === 'verify') {
       // a declared body that cannot fit the check buffer is refused before its signature spends a nonce
       if (integrity.bodyMode === 'buffer' && declared !== undefined && Number(declared) > this.bufferLimit) return this.refuse(req, res, 'ERR_PAYLOAD_TOO_LARGE', true);
-      return this.verifyThenForward(req, res, ctx, hasContent, integrity.verifier, integrity.bodyMode);
+      return this.verifyThenForward(req, res, ctx, hasContent, integrity.verifier, integrity.bodyMode, meter, chunked);
     }
-    return this.signThenForward(req, res, ctx, hasContent, integrity);
+    return this.signThenForward(req, res, ctx, hasContent, integrity, meter);
+  }
+
+  /**
+   * Judge a body size known before forwarding. Observe mode flags and goes on; block mode
+   * refuses with ERR_PAYLOAD_ANOMALY (true = refused, stop).
+   */
+  judgeSize(req: IncomingMessage, res: ServerResponse, peer: string, bytes: number): boolean {
+    const anomaly = this.deps.anomaly;
+    if (anomaly === null) return false;
+    const f = anomaly.judge(ROUTE, peer, bytes);
+    if (f === null) return false;
+    if (!this.sizeFlagged(req, peer, f)) return false;
+    this.refuse(req, res, 'ERR_PAYLOAD_ANOMALY', true, undefined, { kind: f.kind, bytes: f.value, expected: f.expected });
+    return true;
+  }
+
+  /** Count one size anomaly; true when it must be blocked (the refusal then logs and audits it). */
+  sizeFlagged(req: IncomingMessage, peer: string, f: Flagged): boolean {
+    const anomaly = this.deps.anomaly!;
+    const log = contextOf(req.socket)?.log ?? this.deps.log;
+    anomaly.flagged(ROUTE, peer, f, anomaly.block ? 'blocked' : 'observed', log);
+    return anomaly.block;
   }
 
   upstreamHeaders(req: IncomingMessage, ctx: ConnectionContext): string[] {
@@ -150,7 +209,7 @@ export class HttpPath implements ForwardResult {
   }
 
   /** Inbound: the signature first (headers only), then the body against its Content-Digest. */
-  verifyThenForward(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, hasContent: boolean, verifier: VerifierDeps, mode: BodyMode): void {
+  verifyThenForward(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, hasContent: boolean, verifier: VerifierDeps, mode: BodyMode, meter: BodyMeter, chunked: boolean): void {
     const view: MessageView = { method: req.method ?? 'GET', target: req.url ?? '/', scheme: 'https', headers: HeaderIndex.fromRaw(req.rawHeaders) };
     const v = verifyRequest(view, hasContent, verifier);
     if (!v.ok) return this.refuseSignature(req, res, v.code, v.detail, v.keyId, hasContent);
@@ -162,11 +221,17 @@ export class HttpPath implements ForwardResult {
       this.countSignature('ok');
       return this.forward(req, res, null, headers);
     }
-    if (mode === 'stream') return this.forward(req, res, digestCheckedBody(req, new DigestCheck(digests), this.maxBodyBytes, this as DigestVerified), headers);
+    if (mode === 'stream') {
+      if (!chunked) meter.bytes = 0; // counted again as it streams
+      return this.forward(req, res, digestCheckedBody(req, new DigestCheck(digests), meter, this as DigestVerified), headers);
+    }
     collectBody(req, this.bufferLimit).then(
       (body) => {
         if (!digestsMatch(digests, body)) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match the body', v.keyId, false);
         this.countSignature('ok');
+        meter.bytes = body.length;
+        // a chunked body's size is known only now: judged whole, before any byte goes upstream
+        if (chunked && this.judgeSize(req, res, peerOf(ctx), body.length)) return;
         this.forward(req, res, body, headers);
       },
       (err: unknown) => this.bodyFailed(req, res, err),
@@ -183,15 +248,16 @@ export class HttpPath implements ForwardResult {
    * streamed as is (the digest is covered and the receiver checks it); any other body is
    * held up to the cap, digested, and sent with its exact length.
    */
-  signThenForward(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, hasContent: boolean, stage: IntegrityStage & { kind: 'sign' }): void {
+  signThenForward(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, hasContent: boolean, stage: IntegrityStage & { kind: 'sign' }, meter: BodyMeter): void {
     const appDigest = req.headers['content-digest'];
     if (!hasContent || (typeof appDigest === 'string' && isAcceptableContentDigest(appDigest))) {
       const headers = this.upstreamHeaders(req, ctx);
       if (!this.sign(req, res, headers, stage)) return;
-      return this.forward(req, res, hasContent ? (req.headers['content-length'] === undefined ? countedBody(req, this.maxBodyBytes) : req) : null, headers);
+      return this.forward(req, res, hasContent ? (req.headers['content-length'] === undefined ? countedBody(req, meter) : req) : null, headers);
     }
     collectBody(req, this.bufferLimit).then(
       (body) => {
+        meter.bytes = body.length;
         const headers = withoutFields(this.upstreamHeaders(req, ctx), CONTENT_FIELDS);
         headers.push('content-digest', contentDigestOf(body), 'content-length', String(body.length));
         if (this.sign(req, res, headers, stage)) this.forward(req, res, body, headers);
@@ -235,7 +301,7 @@ export class HttpPath implements ForwardResult {
     if (BODY_REFUSALS.has(code)) {
       // the body was refused while streaming: the upstream request was aborted before it was complete
       if (code === 'ERR_DIGEST_MISMATCH') return this.refuseSignature(exchange.req, exchange.res, code, err.message, null, true);
-      return this.refuse(exchange.req, exchange.res, code, true);
+      return this.refuse(exchange.req, exchange.res, code, true, undefined, { detail: err.message });
     }
     this.countUpstreamError(code);
     (ctx?.log ?? this.deps.log).warn({ code, err: err.message, cause: causeCode(err), method: exchange.req.method }, 'request refused');
@@ -276,17 +342,19 @@ export class HttpPath implements ForwardResult {
    * the request's status class, counted when the response finishes). A denied peer was
    * logged and audited once, at its handshake, so its per-request 403s are not repeated.
    */
-  refuse(req: IncomingMessage, res: ServerResponse, code: ErrorCode, close: boolean): void {
+  refuse(req: IncomingMessage, res: ServerResponse, code: ErrorCode, close: boolean, headers?: Record<string, string>, detail?: Record<string, unknown>): void {
     if (code !== 'ERR_PEER_NOT_ALLOWED') {
       const ctx = contextOf(req.socket);
-      (ctx?.log ?? this.deps.log).warn({ code, method: req.method }, 'request refused');
-      this.auditRefusal(ctx, code);
+      (ctx?.log ?? this.deps.log).warn({ code, method: req.method, ...detail }, 'request refused');
+      this.deps.audit.record(code === 'ERR_PAYLOAD_ANOMALY' ? 'anomaly' : 'request_refused', {
+        listener: this.deps.listener.name,
+        code,
+        peer: ctx?.peer?.display ?? null,
+        ...(code === 'ERR_PAYLOAD_ANOMALY' ? { route: ROUTE, action: 'blocked' } : {}),
+        ...detail,
+      });
     }
-    refuse(res, code, close);
-  }
-
-  auditRefusal(ctx: ConnectionContext | undefined, code: ErrorCode): void {
-    this.deps.audit.record('request_refused', { listener: this.deps.listener.name, code, peer: ctx?.peer?.display ?? null });
+    refuse(res, code, close, headers);
   }
 
   countUpstreamError(code: ErrorCode): void {
@@ -298,10 +366,20 @@ export class HttpPath implements ForwardResult {
     child.inc();
   }
 
+  /** The response is complete: request metrics, payload sizes, and — for accepted requests — what the size and volume models learn. */
   record(res: TimedResponse): void {
     this.requestsByClass[statusClass(res.statusCode)]!.inc();
     const start = res[kStart];
     if (start !== undefined) this.duration.observe(Number(this.deps.clock.monotonic() - start) / 1e9);
+    const meter = res[kMeter];
+    if (meter === undefined) return;
+    this.requestBytes.observe(meter.bytes);
+    const exchange = exchangeOf(res);
+    if (exchange !== undefined) this.responseBytes.observe(exchange.responseBytes);
+    const anomaly = this.deps.anomaly;
+    if (anomaly !== null && res.statusCode < 400) {
+      anomaly.accepted(ROUTE, res[kPeer] ?? LOCAL_PEER, meter.bytes > 0 ? meter.bytes : null, res[kConn]?.log ?? this.deps.log);
+    }
   }
 }
 

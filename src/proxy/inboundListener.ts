@@ -15,6 +15,8 @@ import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
 import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz.ts';
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
 import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
+import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
+import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
@@ -29,6 +31,8 @@ export interface InboundDeps {
   readonly clock: Clock;
   /** message integrity for HTTP: verify (inbound), sign (outbound), or null */
   readonly integrity: IntegrityStage | null;
+  /** where flagged anomalies are kept for the admin API (one per sidecar); a private list when not given */
+  readonly recentAnomalies?: RecentAnomalies;
 }
 
 export interface InboundListener extends Listener {
@@ -90,6 +94,8 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
         setPeerHeader: true,
         isDraining: () => conns.isDraining,
         integrity: deps.integrity,
+        anomaly: anomalyStageFor(deps),
+        rateLimiter: rateLimiterFor(config),
       }),
     );
     server = httpsServer;

@@ -11,6 +11,7 @@ import type { AuditSink } from '../telemetry/audit.ts';
 import { compileVerify } from '../policy/authz.ts';
 import { attachContext, type ConnectionContext } from './connectionContext.ts';
 import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
+import { rateLimiterFor } from './requestLimits.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
@@ -76,6 +77,8 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
         setPeerHeader: false,
         isDraining: () => conns.isDraining,
         integrity: deps.integrity,
+        anomaly: null,
+        rateLimiter: rateLimiterFor(config),
       }),
     );
     server = httpServer;

@@ -5,7 +5,7 @@ import type { DigestCheck } from '../integrity/contentDigest.ts';
 /**
  * The three ways a request body travels upstream, each within a stated bound:
  *
- * - countedBody: streamed as it arrives, counted against the limit (chunked bodies).
+ * - countedBody: streamed as it arrives, counted against the limit and the learned size (chunked bodies).
  * - collectBody: held in memory up to a cap, for checking or signing before any byte leaves.
  * - digestCheckedBody: streamed while hashed, the last chunk held back until the digest
  *   matches; a mismatch throws, which aborts the upstream request before it is complete.
@@ -20,12 +20,42 @@ export class ClientClosedError extends Error {
   }
 }
 
-/** A chunked request body, passed through while counted; over the limit it fails with ERR_PAYLOAD_TOO_LARGE. */
-export async function* countedBody(req: IncomingMessage, limit: number): AsyncGenerator<Buffer> {
-  let total = 0;
+/**
+ * Counts one request body as it streams: the hard limit (ERR_PAYLOAD_TOO_LARGE) and, when a
+ * size model has learned, the largest normal size — crossing it calls `crossed`, which flags
+ * the anomaly and says whether to block (ERR_PAYLOAD_ANOMALY) or let the body go on.
+ */
+export class BodyMeter {
+  readonly limit: number;
+  bytes = 0;
+  private bound = Infinity;
+  private crossed: ((bytes: number, bound: number) => boolean) | null = null;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  /** watch for the body passing `bound`; called at most once per request */
+  watch(bound: number, crossed: (bytes: number, bound: number) => boolean): void {
+    this.bound = bound;
+    this.crossed = crossed;
+  }
+
+  add(n: number): void {
+    this.bytes += n;
+    if (this.bytes > this.limit) throw new TollgateError('ERR_PAYLOAD_TOO_LARGE', `body over ${this.limit} bytes`);
+    if (this.bytes > this.bound && this.crossed !== null) {
+      const block = this.crossed(this.bytes, this.bound);
+      this.crossed = null;
+      if (block) throw new TollgateError('ERR_PAYLOAD_ANOMALY', `body passed ${this.bound} bytes, the largest normal size`);
+    }
+  }
+}
+
+/** A request body passed through while counted by its meter (chunked bodies, streamed signed bodies). */
+export async function* countedBody(req: IncomingMessage, meter: BodyMeter): AsyncGenerator<Buffer> {
   for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) throw new TollgateError('ERR_PAYLOAD_TOO_LARGE', `chunked body over ${limit} bytes`);
+    meter.add(chunk.length);
     yield chunk;
   }
 }
@@ -86,11 +116,11 @@ export interface DigestVerified {
  * body over `limit`) throws, so undici aborts the upstream request: the upstream never
  * receives a complete body that did not verify.
  */
-export async function* digestCheckedBody(req: IncomingMessage, check: DigestCheck, limit: number, report: DigestVerified): AsyncGenerator<Buffer> {
+export async function* digestCheckedBody(req: IncomingMessage, check: DigestCheck, meter: BodyMeter, report: DigestVerified): AsyncGenerator<Buffer> {
   let held: Buffer | null = null;
   for await (const chunk of req as AsyncIterable<Buffer>) {
+    meter.add(chunk.length);
     check.update(chunk);
-    if (check.bytes > limit) throw new TollgateError('ERR_PAYLOAD_TOO_LARGE', `body over ${limit} bytes`);
     if (held !== null) yield held;
     held = chunk;
   }
