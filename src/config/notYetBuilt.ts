@@ -10,10 +10,6 @@ export function notYetBuilt(config: Config): ConfigProblem[] {
   const later = (path: string, what: string): void => {
     problems.push({ path, message: `${what} is not available in this build yet; remove the setting to run without it` });
   };
-  config.listeners.forEach((l, i) => {
-    if (l.anomaly.mode === 'block') later(`listeners[${i}].anomaly.mode`, 'anomaly blocking');
-    if (l.limits.requestsPerSecond > 0) later(`listeners[${i}].limits.requestsPerSecond`, 'per-peer rate limiting');
-  });
   if (config.audit.file !== null) later('audit.file', 'the tamper-evident audit log');
   if (config.health.listen !== null) later('health.listen', 'the health server');
   return problems;
