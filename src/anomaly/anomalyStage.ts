@@ -29,7 +29,9 @@ export interface AnomalyStageDeps {
 
 export interface Flagged {
   readonly kind: string;
+  /** the size (or, for volume, the count) that was unusual */
   readonly value: number;
+  /** what is typical: the learned size, or the volume baseline */
   readonly expected: number;
 }
 
@@ -54,7 +56,7 @@ export class AnomalyStage {
   judge(route: string, peer: string, bytes: number): Flagged | null {
     const d: SizeDecision = this.sizes.judge(route, peer, bytes);
     if (d.verdict === 'normal' || d.verdict === 'learning') return null;
-    return { kind: d.verdict, value: bytes, expected: this.sizes.upperBound(route, peer) };
+    return { kind: d.verdict, value: bytes, expected: this.sizes.typicalSize(route, peer) };
   }
 
   /** the largest normal size, for counting a streamed body against it */

@@ -56,6 +56,11 @@ export class SizeModel {
     return { verdict: 'normal', z };
   }
 
+  /** the typical size learned (the centre, back in bytes); NaN while learning */
+  typicalSize(): number {
+    return this.samples !== null ? Number.NaN : Math.round(Math.expm1(this.centre));
+  }
+
   /** the largest size still judged normal (for counting a streamed body against it) */
   upperBound(): number {
     if (this.samples !== null) return Infinity;

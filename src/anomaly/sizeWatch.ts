@@ -37,6 +37,13 @@ export class SizeWatch {
     return { ...this.route(route).judge(bytes), by: 'route' };
   }
 
+  /** the typical size for this peer on this route, from the model that judges it (NaN while nothing has learned) */
+  typicalSize(route: string, peer: string): number {
+    const own = this.peers.get(peerKey(route, peer));
+    if (own !== undefined && own.learned) return own.typicalSize();
+    return this.route(route).typicalSize();
+  }
+
   /** the largest normal size for this peer on this route (Infinity while nothing has learned) */
   upperBound(route: string, peer: string): number {
     const own = this.peers.get(peerKey(route, peer));

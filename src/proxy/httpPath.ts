@@ -75,8 +75,9 @@ const kPath = Symbol('tollgate.httpPath');
 const kConn = Symbol('tollgate.requestConnection');
 const kMeter = Symbol('tollgate.requestBodyMeter');
 const kPeer = Symbol('tollgate.requestPeer');
+const kContinue = Symbol('tollgate.expectsContinue');
 /** what a response carries so its finish/close listeners (module functions, no per-request closures) can find their way back */
-type TimedResponse = ServerResponse & { [kStart]?: bigint; [kPath]?: HttpPath; [kConn]?: ConnectionContext; [kMeter]?: BodyMeter; [kPeer]?: string };
+type TimedResponse = ServerResponse & { [kStart]?: bigint; [kPath]?: HttpPath; [kConn]?: ConnectionContext; [kMeter]?: BodyMeter; [kPeer]?: string; [kContinue]?: boolean };
 
 /** the peer key of a connection without an identity (outbound: the local app) */
 const LOCAL_PEER = 'local';
@@ -110,6 +111,13 @@ export class HttpPath implements ForwardResult {
     this.responseBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'response');
     this.bufferLimit = Math.min(this.maxBodyBytes, deps.integrity?.maxBufferedBytes ?? this.maxBodyBytes);
     this.handle = this.handle.bind(this);
+    this.handleExpectingContinue = this.handleExpectingContinue.bind(this);
+  }
+
+  /** A request with `Expect: 100-continue`: handled like any other; 100 is sent only when its body is wanted. */
+  handleExpectingContinue(req: IncomingMessage, res: ServerResponse): void {
+    (res as TimedResponse)[kContinue] = true;
+    this.handle(req, res);
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -152,7 +160,7 @@ export class HttpPath implements ForwardResult {
       if (hasContent && this.judgeSize(req, res, peer, length)) return;
     } else if (chunked && this.deps.anomaly !== null) {
       const anomaly = this.deps.anomaly;
-      meter.watch(anomaly.upperBound(ROUTE, peer), (bytes, bound) => this.sizeFlagged(req, peer, { kind: 'too_large', value: bytes, expected: bound }));
+      meter.watch(anomaly.upperBound(ROUTE, peer), (bytes) => this.sizeFlagged(req, peer, { kind: 'too_large', value: bytes, expected: anomaly.sizes.typicalSize(ROUTE, peer) }));
     }
 
     // 3. message integrity, then 4. forward
@@ -193,6 +201,7 @@ export class HttpPath implements ForwardResult {
   }
 
   forward(req: IncomingMessage, res: ServerResponse, body: Buffer | AsyncIterable<Buffer> | IncomingMessage | null, headers: string[]): void {
+    if (body !== null) continueIfAsked(res);
     const exchange = new ForwardExchange(req, res, this);
     this.deps.dispatcher.dispatch(
       {
@@ -225,6 +234,7 @@ export class HttpPath implements ForwardResult {
       if (!chunked) meter.bytes = 0; // counted again as it streams
       return this.forward(req, res, digestCheckedBody(req, new DigestCheck(digests), meter, this as DigestVerified), headers);
     }
+    continueIfAsked(res);
     collectBody(req, this.bufferLimit).then(
       (body) => {
         if (!digestsMatch(digests, body)) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match the body', v.keyId, false);
@@ -255,6 +265,7 @@ export class HttpPath implements ForwardResult {
       if (!this.sign(req, res, headers, stage)) return;
       return this.forward(req, res, hasContent ? (req.headers['content-length'] === undefined ? countedBody(req, meter) : req) : null, headers);
     }
+    continueIfAsked(res);
     collectBody(req, this.bufferLimit).then(
       (body) => {
         meter.bytes = body.length;
@@ -384,8 +395,18 @@ export class HttpPath implements ForwardResult {
 }
 
 /** Wire a path to its server once. */
-export function attachHttpPath(server: { on(event: 'request', fn: (req: IncomingMessage, res: ServerResponse) => void): unknown }, path: HttpPath): void {
+export function attachHttpPath(server: { on(event: 'request' | 'checkContinue', fn: (req: IncomingMessage, res: ServerResponse) => void): unknown }, path: HttpPath): void {
   server.on('request', path.handle);
+  // `Expect: 100-continue`: the client waits for our word before sending its body, so a refusal
+  // decided from the headers (size, rate, anomaly, signature) costs it no upload at all
+  server.on('checkContinue', path.handleExpectingContinue);
+}
+
+/** Tell a client that sent `Expect: 100-continue` to send its body now, once, right before the body is read. */
+function continueIfAsked(res: TimedResponse): void {
+  if (res[kContinue] !== true) return;
+  res[kContinue] = false;
+  res.writeContinue();
 }
 
 function onResponseFinish(this: TimedResponse): void {
