@@ -334,7 +334,8 @@ t.test('keys new writes 32 random bytes as base64 in a 0600 file and refuses to 
 t.test('demo --once runs the whole story and exits 0', async (t) => {
   const r = await run(t, ['demo', '--once'], { timeoutMs: 60_000 });
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr})`);
-  t.match(r.stdout, /5\/5 signed events accepted/, 'all five signed events went through');
+  t.match(r.stdout, /30\/30 signed events accepted/, 'all thirty signed events went through');
+  t.match(r.stdout, /100x the usual size: HTTP 202 .* flagged too_large/, 'the oversized event passed in observe mode and was flagged');
   t.match(r.stdout, /Signature-Input: tollgate=\("@method" "@authority" "@path" "@query" "content-digest"/, 'the signature the app saw is shown');
   t.match(r.stdout, /ERR_PEER_NOT_ALLOWED/, 'the intruder was refused with ERR_PEER_NOT_ALLOWED');
   t.match(r.stdout, /no signature: refused with HTTP 401 ERR_SIG_MISSING/, 'an unsigned request was refused');

@@ -15,7 +15,9 @@ import { startSidecar, type Sidecar } from '../main.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 
 const TRUST_DOMAIN = 'example.org';
-const EVENTS = 5;
+const EVENTS = 30;
+/** the demo's size model judges after this many events (the default, 200, is for production traffic) */
+const DEMO_MIN_SAMPLES = 20;
 const KEY_ID = 'demo-k1';
 
 /**
@@ -50,6 +52,7 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
       target: formatHostPort(app.address),
       allow: { spiffe: [`spiffe://${TRUST_DOMAIN}/producer`] },
       integrity: { verify: true },
+      anomaly: { mode: 'observe', minSamples: DEMO_MIN_SAMPLES },
     });
     stops.push(() => ingest.shutdown());
     const inboundAddress = formatHostPort(ingest.listeners[0]!.address());
@@ -66,6 +69,8 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     const outboundAddress = formatHostPort(producer.listeners[0]!.address());
 
     const sent = await sendEvents(`http://${outboundAddress}`, EVENTS);
+    const oversized = await sendEvents(`http://${outboundAddress}`, 1, 100);
+    const anomalies = await anomalyCounts(ingest);
     const noCert = await attempt(inboundAddress, pki.ca.certPem, null);
     const noCertReason = await handshakeFailureReason(ingest);
     const intruder = await attempt(inboundAddress, pki.ca.certPem, pki.identities.intruder!);
@@ -82,6 +87,8 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     const ok = sent.filter((s) => s.status === 202).length;
     o.out(`  ✔ ${ok}/${EVENTS} signed events accepted by the app (HTTP 202); it saw x-tollgate-peer: ${app.peers().join(', ') || '(none)'}`);
     if (captured !== null) o.out(`    Signature-Input: ${captured.headers['signature-input']}`);
+    o.out('flagged:');
+    o.out(`  ⚠ one event 100x the usual size: HTTP ${oversized[0]?.status ?? '-'} (observe mode lets it through) and flagged ${anomalies || 'nothing'}`);
     o.out('refused:');
     o.out(`  ✘ client without a certificate: ${noCert}; the inbound sidecar counted reason ${noCertReason}`);
     o.out(`  ✘ spiffe://${TRUST_DOMAIN}/intruder (valid certificate, not on the allow-list): ${intruder}`);
@@ -94,6 +101,7 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     if (!once) o.out(`logs: ${join(dir, 'ingest.log')}, ${join(dir, 'producer.log')} (removed on exit)`);
     const success =
       ok === EVENTS &&
+      anomalies.includes('too_large') &&
       noCert.startsWith('refused') &&
       intruder.includes('ERR_PEER_NOT_ALLOWED') &&
       unsigned.includes('ERR_SIG_MISSING') &&
@@ -192,12 +200,23 @@ async function startIngestionApp(): Promise<IngestionApp> {
   return { server, address: { host: a.address, port: a.port }, peers: () => [...peers], lastSigned: () => lastSigned };
 }
 
-async function sendEvents(origin: string, n: number): Promise<Array<{ status: number }>> {
+/** What the inbound sidecar's size model flagged, as `kind x count` (from its metrics). */
+async function anomalyCounts(sidecar: Sidecar): Promise<string> {
+  const { values } = await sidecar.metrics.payloadAnomalies.get();
+  return values
+    .filter((v) => v.value > 0)
+    .map((v) => `${String(v.labels.kind)} (tollgate_payload_anomalies_total ${v.value})`)
+    .join(', ');
+}
+
+/** POST n JSON events; `scale` pads each to about that many times the usual size. */
+async function sendEvents(origin: string, n: number, scale = 1): Promise<Array<{ status: number }>> {
   const client = new Client(origin);
   try {
     const out: Array<{ status: number }> = [];
     for (let i = 0; i < n; i++) {
-      const body = JSON.stringify({ event: 'page_view', seq: i, at: new Date().toISOString() });
+      const event = { event: 'page_view', seq: i, at: new Date().toISOString() };
+      const body = JSON.stringify(scale === 1 ? event : { ...event, padding: 'x'.repeat(JSON.stringify(event).length * (scale - 1)) });
       const res = await client.request({ path: '/events', method: 'POST', body, headers: { 'content-type': 'application/json' } });
       await res.body.dump();
       out.push({ status: res.statusCode });
