@@ -288,7 +288,8 @@ const CLIENT_SIDE_REASONS: Readonly<Record<string, string>> = {
 };
 
 function describeError(err: NodeJS.ErrnoException, stage: ProbeStage, offeredCert: boolean): ProbeError {
-  const code = err.code ?? 'ERR_UNKNOWN';
+  // a failure without a code of its own (Node always sets one for socket and TLS errors)
+  const code = err.code ?? 'unknown';
   const opensslReason = (err as { reason?: unknown }).reason;
   const detail = typeof opensslReason === 'string' ? opensslReason : err.message.split('\n')[0]!;
   if (stage === 'connect') {
