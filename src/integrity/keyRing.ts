@@ -10,11 +10,13 @@
  * the decoded bytes live only in the secret KeyObject (the buffers read and decoded are zeroed).
  */
 import { createSecretKey, type KeyObject } from 'node:crypto';
-import { constants as fsConstants, watch, type FSWatcher, type Stats } from 'node:fs';
+import { constants as fsConstants, type Stats } from 'node:fs';
 import { lstat, open, readdir, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditEventType, AuditSink } from '../telemetry/audit.ts';
+import { debounce, type Debounced } from '../core/debounce.ts';
+import { watchDir, type DirWatch } from '../core/dirWatch.ts';
 
 export interface KeyRing {
   /** the HMAC key for an id (a secret KeyObject from crypto.createSecretKey), or undefined */
@@ -264,82 +266,11 @@ function diffRings(before: KeyRing, after: KeyRing): RingDiff {
 /** start from an already loaded ring and watch dir for changes */
 export function watchKeyRing(initial: KeyRing, options: KeyRingWatcherOptions): KeyRingWatcher {
   const { dir, log, audit, onReload, validate } = options;
-  const debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
   let ring = initial;
   let closed = false;
-  let watcher: FSWatcher | null = null;
-  /** the directory's identity when the watch began: a directory deleted and recreated needs a new watch */
-  let watched: { dev: number; ino: number } | null = null;
-  /** an event named like the directory itself: it may have been deleted or moved (inotify then goes quiet) */
-  let selfEvent = false;
-  let timer: NodeJS.Timeout | null = null;
   let queue: Promise<unknown> = Promise.resolve();
-
-  const stopWatching = (): void => {
-    if (watcher !== null) {
-      watcher.removeAllListeners();
-      watcher.on('error', () => undefined);
-      watcher.close();
-    }
-    watcher = null;
-    watched = null;
-  };
-
-  const schedule = (): void => {
-    if (closed) return;
-    if (timer !== null) clearTimeout(timer);
-    timer = setTimeout(() => {
-      timer = null;
-      void reload();
-    }, debounceMs);
-    timer.unref();
-  };
-
-  const cannotWatch = (err: unknown, msg: string): void => {
-    log.warn({ dir, code: errCode(err) }, `${msg}; keeping the current key ring and watching again on the next reload`);
-  };
-
-  /** watch the directory (not the files: a Kubernetes Secret volume swaps its ..data symlink) */
-  const startWatching = (): FSWatcher | null => {
-    try {
-      const self = basename(dir);
-      const w = watch(dir, { persistent: false }, (_event, filename) => {
-        if (filename === self) selfEvent = true;
-        schedule();
-      });
-      w.on('error', (err) => {
-        if (watcher !== w) return;
-        cannotWatch(err, 'watching the key directory failed');
-        stopWatching();
-        schedule();
-      });
-      w.unref();
-      watcher = w;
-      return w;
-    } catch (err) {
-      cannotWatch(err, 'cannot watch the key directory');
-      return null;
-    }
-  };
-
-  /** (re)start the watch when there is none or the directory was replaced (a watch follows the old directory) */
-  const ensureWatching = async (): Promise<void> => {
-    let st: Stats;
-    try {
-      st = await stat(dir);
-    } catch (err) {
-      if (watcher !== null) cannotWatch(err, 'the key directory is gone');
-      stopWatching();
-      return;
-    }
-    if (closed) return;
-    const same = watched === null || (watched.dev === st.dev && watched.ino === st.ino);
-    // a directory deleted and made again can reuse the inode number: after a self event, watch afresh
-    if (watcher !== null && same && !selfEvent) return;
-    selfEvent = false;
-    stopWatching();
-    if (startWatching() !== null) watched = { dev: st.dev, ino: st.ino };
-  };
+  const pending: Debounced = debounce(options.debounceMs ?? DEFAULT_DEBOUNCE_MS, () => void reload());
+  const dirWatch: DirWatch = watchDir({ dir, log, what: 'key directory', keeping: 'the current key ring', onChange: () => pending.trigger() });
 
   const record = (fields: Record<string, unknown>): void => {
     try {
@@ -367,7 +298,7 @@ export function watchKeyRing(initial: KeyRing, options: KeyRingWatcherOptions): 
 
   const attempt = async (): Promise<{ ok: boolean; problems: readonly string[] }> => {
     if (closed) return { ok: false, problems: ['the key ring watcher is closed'] };
-    await ensureWatching();
+    await dirWatch.refresh();
     const loaded = await loadKeyRing(dir);
     if (closed) return { ok: false, problems: ['the key ring watcher is closed'] };
     if (!loaded.ok) return fail(loaded.problems, []);
@@ -406,26 +337,13 @@ export function watchKeyRing(initial: KeyRing, options: KeyRingWatcherOptions): 
     return run.catch((err: unknown) => fail([`reload failed unexpectedly: ${(err as Error).message}`], []));
   };
 
-  // start watching now (synchronously, so a change right after this returns is seen), then note
-  // the directory's identity to notice it being replaced; until that is known, the watch is kept
-  const first = startWatching();
-  if (first !== null) {
-    stat(dir).then(
-      (st) => {
-        if (watcher === first) watched = { dev: st.dev, ino: st.ino };
-      },
-      () => undefined,
-    );
-  }
-
   return {
     current: () => ring,
     reload,
     close() {
       closed = true;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
-      stopWatching();
+      pending.cancel();
+      dirWatch.close();
     },
   };
 }
