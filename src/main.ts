@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import type { SecureContext } from 'node:tls';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
@@ -7,31 +6,31 @@ import type { Config } from './config/types.ts';
 import { formatHostPort } from './config/hostPort.ts';
 import { notYetBuilt } from './config/notYetBuilt.ts';
 import { systemClock, type Clock } from './core/clock.ts';
+import { createReadiness, type Readiness } from './core/readiness.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { logAuditSink, type AuditSink } from './telemetry/audit.ts';
-import { loadIdentity, type IdentityBundle } from './certs/identityBundle.ts';
-import { notAfter } from './certs/pem.ts';
+import { startIdentity, type IdentityRuntime, type IdentityTiming, type ReloadOutcome, type ReloadTrigger } from './certs/identityRuntime.ts';
 import { tlsPolicy, type TlsPolicy } from './tls/policy.ts';
-import { clientSecureContext } from './tls/contexts.ts';
-import { spkiPinOf } from './tls/peerIdentity.ts';
 import { createInboundListener, type InboundListener } from './proxy/inboundListener.ts';
 import { createOutboundListener } from './proxy/outboundListener.ts';
 import type { Listener } from './proxy/listener.ts';
 import { buildAdminApp } from './admin/app.ts';
-import { startIntegrity } from './integrity/integrityRuntime.ts';
+import { startIntegrity, type IntegrityRuntime } from './integrity/integrityRuntime.ts';
 
 /**
  * The composition root: config + dependencies -> a running sidecar. Creates the registry,
- * logger and clock unless handed them (tests pass fresh ones), loads and validates the
- * identity, starts every listener and the admin server, and returns the handle main's
- * callers drive: ready, reload(), shutdown().
+ * logger and clock unless handed them (tests pass fresh ones), starts the admin server (so a
+ * probe sees /readyz 503 while starting), loads and validates the identity, starts every
+ * listener, and returns the handle main's callers drive: ready, reload(), shutdown().
  */
 export interface SidecarDeps {
   readonly log?: Logger;
   readonly registry?: Registry;
   readonly clock?: Clock;
   readonly audit?: AuditSink;
+  /** identity watch debounce and check intervals (tests shorten them) */
+  readonly identityTiming?: IdentityTiming;
 }
 
 export interface Sidecar {
@@ -41,9 +40,10 @@ export interface Sidecar {
   readonly listeners: readonly Listener[];
   /** the admin server's address, when one is configured */
   readonly admin: { host: string; port: number } | null;
+  readonly readiness: Readiness;
   ready(): boolean;
-  /** reload identity files; on any problem the old identity stays */
-  reload(): Promise<{ ok: boolean; problems: readonly string[] }>;
+  /** reload identity files and keys; on any problem the old ones stay; ignored while draining */
+  reload(trigger?: ReloadTrigger): Promise<ReloadOutcome>;
   /** drain every listener (inbound first, outbound after, so the app can finish sending), then stop; true when nothing in flight was cut */
   shutdown(): Promise<boolean>;
   /** find a listener by name */
@@ -62,6 +62,9 @@ export class StartupError extends Error {
   }
 }
 
+const STARTING: ReloadOutcome = Object.freeze({ ok: false, problems: Object.freeze(['tollgate is starting; reload is not available yet']), changed: false, ignored: 'starting' });
+const DRAINING: ReloadOutcome = Object.freeze({ ok: false, problems: Object.freeze(['tollgate is draining; reload ignored']), changed: false, ignored: 'draining' });
+
 export async function startSidecar(config: Config, deps: SidecarDeps = {}): Promise<Sidecar> {
   const unavailable = notYetBuilt(config);
   if (unavailable.length > 0) throw new StartupError('configuration asks for what this build cannot do', unavailable.map((p) => `${p.path}: ${p.message}`), true);
@@ -72,24 +75,117 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
   const audit = deps.audit ?? logAuditSink(log.child({ component: 'audit' }), (type) => metrics.auditEvents.labels(type).inc());
   const policy: TlsPolicy = tlsPolicy(config.tls.minVersion);
+  const readiness = createReadiness();
+  const startedAt = clock.now();
 
-  const loaded = await loadIdentity(config.identity, new Date(clock.now()));
-  if (!loaded.ok) throw new StartupError('identity does not load', loaded.problems.map((p) => `identity.${p}`), true);
-  for (const w of loaded.warnings) log.warn({ warning: w }, 'certificate expires soon');
-  let identity: IdentityBundle = loaded.bundle;
-  let clientContext: SecureContext = clientSecureContext(identity, policy);
-  publishExpiry(metrics, identity);
+  // filled in as startup proceeds; the admin API answers from whatever is there
+  let identity: IdentityRuntime | null = null;
+  let listeners: Listener[] = [];
+  let sidecar: Sidecar | null = null;
 
-  const integrityStart = await startIntegrity(config, { log, metrics, audit, clock });
-  if (!integrityStart.ok) throw new StartupError('keys do not load', integrityStart.problems, true);
-  const integrity = integrityStart.runtime;
+  const adminApp = await startAdmin(config, {
+    log,
+    registry,
+    readiness,
+    reload: () => (sidecar === null ? Promise.resolve(STARTING) : sidecar.reload('admin')),
+    status: () => ({
+      version: VERSION,
+      uptimeSeconds: Math.round((clock.now() - startedAt) / 1000),
+      ready: readiness.ready(),
+      reasons: readiness.reasons(),
+      draining: readiness.draining(),
+      identity: identity?.status() ?? null,
+      lastReload: identity?.status().lastReload ?? null,
+      listeners: listeners.map((l) => ({ name: l.name, mode: l.mode, protocol: l.protocol, address: formatHostPort(l.address()), connections: l.connections() })),
+    }),
+  });
 
-  const listeners: Listener[] = config.listeners.map((l) =>
-    l.mode === 'inbound'
-      ? createInboundListener({ config: l, policy, material: identity, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l) })
-      : createOutboundListener({ config: l, clientContext: () => clientContext, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l) }),
-  );
+  let integrity: IntegrityRuntime | null = null;
+  try {
+    const identityStart = await startIdentity({
+      files: config.identity,
+      policy,
+      log: log.child({ component: 'identity' }),
+      metrics,
+      audit,
+      clock,
+      isDraining: () => readiness.draining(),
+      ...(deps.identityTiming === undefined ? {} : { timing: deps.identityTiming }),
+    });
+    if (!identityStart.ok) throw new StartupError('identity does not load', identityStart.problems, true);
+    const id = identityStart.runtime;
+    identity = id;
+    readiness.markIdentityLoaded();
 
+    const integrityStart = await startIntegrity(config, { log, metrics, audit, clock });
+    if (!integrityStart.ok) throw new StartupError('keys do not load', integrityStart.problems, true);
+    const keys = integrityStart.runtime;
+    integrity = keys;
+
+    listeners = config.listeners.map((l) =>
+      l.mode === 'inbound'
+        ? createInboundListener({ config: l, policy, material: id.material(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l) })
+        : createOutboundListener({ config: l, clientContext: () => id.clientContext(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l) }),
+    );
+    await startListeners(config, listeners);
+    id.activate(listeners.filter((l): l is InboundListener => l.mode === 'inbound'));
+    readiness.markListenersBound();
+  } catch (err) {
+    identity?.close();
+    integrity?.close();
+    await adminApp?.app.close();
+    throw err;
+  }
+  const id: IdentityRuntime = identity;
+  const keys: IntegrityRuntime = integrity;
+
+  const started: Sidecar = {
+    config,
+    log,
+    metrics,
+    listeners,
+    admin: adminApp?.address ?? null,
+    readiness,
+    ready: () => readiness.ready(),
+    listener: (name) => listeners.find((l) => l.name === name),
+    async reload(trigger = 'api') {
+      if (readiness.draining()) {
+        log.info({ trigger }, 'reload ignored while draining');
+        return DRAINING;
+      }
+      // keys and certificates reload independently: a bad key file must not hold back a certificate rotation
+      const keyResult = await keys.reloadKeys();
+      const certs = await id.reload(trigger);
+      if (certs.ignored !== null) return certs;
+      return { ok: keyResult.ok && certs.ok, problems: [...keyResult.problems, ...certs.problems], changed: certs.changed, ignored: null };
+    },
+    async shutdown() {
+      readiness.markDraining();
+      const deadline = Date.now() + config.drainTimeoutSeconds * 1000;
+      audit.record('drain', { deadline: new Date(deadline).toISOString() });
+      const inbound = listeners.filter((l) => l.mode === 'inbound');
+      const outbound = listeners.filter((l) => l.mode === 'outbound');
+      const inboundClean = await Promise.all(inbound.map((l) => l.drain(deadline)));
+      const outboundClean = await Promise.all(outbound.map((l) => l.drain(deadline)));
+      await adminApp?.app.close();
+      id.close();
+      keys.close();
+      const clean = [...inboundClean, ...outboundClean].every(Boolean);
+      audit.record('stop', { clean });
+      await audit.flush();
+      log.info({ clean }, 'stopped');
+      return clean;
+    },
+  };
+  sidecar = started;
+
+  audit.record('start', { version: VERSION, listeners: listeners.map((l) => l.name) });
+  log.info({ listeners: listeners.map((l) => ({ name: l.name, mode: l.mode, protocol: l.protocol, address: formatHostPort(l.address()) })), postQuantum: policy.postQuantum }, 'tollgate started');
+  return started;
+}
+
+/** Bind every listener in order; the first that cannot bind stops the others and fails the start. */
+async function startListeners(config: Config, listeners: readonly Listener[]): Promise<void> {
   let started = 0;
   try {
     for (const l of listeners) {
@@ -99,115 +195,33 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   } catch (err) {
     const failed = config.listeners[started]!;
     await Promise.all(listeners.slice(0, started).map((l) => l.drain(Date.now())));
-    integrity.close();
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new StartupError(`listener ${failed.name} cannot listen`, [`listeners[${started}].listen: ${formatHostPort(failed.listen)}: ${code}`], false);
   }
+}
 
-  let ready = true;
-  let lastReload: { at: string; ok: boolean } | null = null;
-  const startedAt = clock.now();
+interface AdminDeps {
+  readonly log: Logger;
+  readonly registry: Registry;
+  readonly readiness: Readiness;
+  reload(): Promise<ReloadOutcome>;
+  status(): Record<string, unknown>;
+}
 
-  async function reloadIdentity(): Promise<{ ok: boolean; problems: readonly string[] }> {
-    const next = await loadIdentity(config.identity, new Date(clock.now()));
-    if (!next.ok) {
-      metrics.certReloads.labels('failure').inc();
-      log.error({ problems: next.problems }, 'certificate reload failed; keeping the current identity');
-      audit.record('reload', { ok: false, problems: next.problems });
-      lastReload = { at: new Date(clock.now()).toISOString(), ok: false };
-      return { ok: false, problems: next.problems };
-    }
-    try {
-      const nextClient = clientSecureContext(next.bundle, policy);
-      for (const l of listeners) if (l.mode === 'inbound') (l as InboundListener).setTlsMaterial(next.bundle);
-      clientContext = nextClient;
-    } catch (err) {
-      const problems = [`identity: ${(err as Error).message}`];
-      metrics.certReloads.labels('failure').inc();
-      audit.record('reload', { ok: false, problems });
-      return { ok: false, problems };
-    }
-    identity = next.bundle;
-    publishExpiry(metrics, identity);
-    metrics.certReloads.labels('success').inc();
-    log.info({ subject: identity.leaf.subject, notAfter: identity.leaf.validTo }, 'certificates reloaded');
-    audit.record('reload', { ok: true, spkiPin: spkiPinOf(identity.leaf) });
-    lastReload = { at: new Date(clock.now()).toISOString(), ok: true };
-    return { ok: true, problems: [] };
+/** The admin server, listening before anything else starts (null when admin.listen is null). */
+async function startAdmin(config: Config, deps: AdminDeps): Promise<{ app: FastifyInstance; address: { host: string; port: number } } | null> {
+  if (config.admin.listen === null) return null;
+  const token = config.admin.tokenFile === null ? null : (await readFile(config.admin.tokenFile, 'utf8')).trim();
+  const app = buildAdminApp({ log: deps.log, registry: deps.registry, token, readiness: deps.readiness, view: { reload: deps.reload, status: deps.status } });
+  try {
+    await app.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
+  } catch (err) {
+    await app.close();
+    throw new StartupError('admin server cannot listen', [`admin.listen: ${formatHostPort(config.admin.listen)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`], false);
   }
-
-  const sidecar: Sidecar = {
-    config,
-    log,
-    metrics,
-    listeners,
-    admin: null,
-    ready: () => ready,
-    listener: (name) => listeners.find((l) => l.name === name),
-    async reload() {
-      // keys and certificates reload independently: a bad key file must not hold back a certificate rotation
-      const keys = await integrity.reloadKeys();
-      const certs = await reloadIdentity();
-      return { ok: keys.ok && certs.ok, problems: [...keys.problems, ...certs.problems] };
-    },
-    async shutdown() {
-      ready = false;
-      const deadline = Date.now() + config.drainTimeoutSeconds * 1000;
-      audit.record('drain', { deadline: new Date(deadline).toISOString() });
-      const inbound = listeners.filter((l) => l.mode === 'inbound');
-      const outbound = listeners.filter((l) => l.mode === 'outbound');
-      const inboundClean = await Promise.all(inbound.map((l) => l.drain(deadline)));
-      const outboundClean = await Promise.all(outbound.map((l) => l.drain(deadline)));
-      await adminApp?.close();
-      integrity.close();
-      const clean = [...inboundClean, ...outboundClean].every(Boolean);
-      audit.record('stop', { clean });
-      await audit.flush();
-      log.info({ clean }, 'stopped');
-      return clean;
-    },
-  };
-
-  let adminApp: FastifyInstance | null = null;
-  let adminAddress: { host: string; port: number } | null = null;
-  if (config.admin.listen !== null) {
-    const token = config.admin.tokenFile === null ? null : (await readFile(config.admin.tokenFile, 'utf8')).trim();
-    adminApp = buildAdminApp({
-      log,
-      registry,
-      token,
-      view: {
-        ready: () => ready,
-        status: () => ({
-          version: VERSION,
-          uptimeSeconds: Math.round((clock.now() - startedAt) / 1000),
-          ready,
-          draining: listeners.some((l) => l.draining()),
-          identity: { subject: identity.leaf.subject, notAfter: identity.leaf.validTo, spkiPin: spkiPinOf(identity.leaf) },
-          lastReload,
-          listeners: listeners.map((l) => ({ name: l.name, mode: l.mode, protocol: l.protocol, address: formatHostPort(l.address()), connections: l.connections() })),
-        }),
-      },
-    });
-    try {
-      await adminApp.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
-    } catch (err) {
-      await sidecar.shutdown();
-      throw new StartupError('admin server cannot listen', [`admin.listen: ${formatHostPort(config.admin.listen)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`], false);
-    }
-    const a = adminApp.server.address();
-    if (a !== null && typeof a === 'object') adminAddress = { host: a.address, port: a.port };
-  }
-
-  audit.record('start', { version: VERSION, listeners: listeners.map((l) => l.name) });
-  log.info({ listeners: listeners.map((l) => ({ name: l.name, mode: l.mode, protocol: l.protocol, address: formatHostPort(l.address()) })), postQuantum: policy.postQuantum }, 'tollgate started');
-  return { ...sidecar, admin: adminAddress };
+  const a = app.server.address();
+  const address = a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : { host: config.admin.listen.host, port: config.admin.listen.port };
+  return { app, address };
 }
 
 export const VERSION = '0.1.0';
-
-function publishExpiry(metrics: Metrics, identity: IdentityBundle): void {
-  metrics.certExpiration.reset();
-  metrics.certExpiration.labels('identity').set(notAfter(identity.leaf).getTime() / 1000);
-  identity.cas.forEach((ca, i) => metrics.certExpiration.labels(i === 0 ? 'ca' : `ca_${i}`).set(notAfter(ca).getTime() / 1000));
-}

@@ -122,7 +122,7 @@ t.test('quick commands run no admin server unless --admin is given', async (t) =
   t.same(config.admin, { listen: null, tokenFile: null });
   t.same(config.health, { listen: null });
   t.same(config.listeners[0]?.allow, { any: true, spiffe: [], dns: [], cn: [], spkiPins: [] }, '--allow-any alone is enough');
-  t.same(config.identity, { certFile: join(CWD, 'tls.crt'), keyFile: join(CWD, 'tls.key'), caFile: join(CWD, 'ca.crt'), crlFile: null });
+  t.same(config.identity, { certFile: join(CWD, 'tls.crt'), keyFile: join(CWD, 'tls.key'), caFile: join(CWD, 'ca.crt'), crlFile: null, crlStale: 'warn' });
   const withAdmin = expectConfig(configFromFlags('inbound', [...INBOUND_MINIMAL, '--admin', '127.0.0.1:0'], CWD));
   t.same(withAdmin.admin.listen, { host: '127.0.0.1', port: 0 });
 });

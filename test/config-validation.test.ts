@@ -110,6 +110,7 @@ t.test('the INTERFACE.md example file validates, with defaults applied and paths
     keyFile: join(dir, 'tls.key'),
     caFile: join(dir, 'ca.crt'),
     crlFile: null,
+    crlStale: 'warn',
   });
   t.equal(config.keys.dir, join(dir, 'keys'));
   t.same(config.audit, { file: join(dir, 'audit.log'), keyFile: join(dir, 'audit.key') });
@@ -380,6 +381,7 @@ const RULES: readonly Rule[] = [
   { name: 'identity without caFile', changes: { 'identity.caFile': undefined }, path: 'identity.caFile', message: 'required' },
   { name: 'an empty certFile', changes: { 'identity.certFile': '' }, path: 'identity.certFile', message: /file path/ },
   { name: 'a crlFile that is not a path', changes: { 'identity.crlFile': true }, path: 'identity.crlFile', message: /file path/ },
+  { name: 'a crlStale that is neither warn nor refuse', changes: { 'identity.crlStale': 'ignore' }, path: 'identity.crlStale', message: 'expected one of "warn", "refuse"' },
   // numbers
   { name: 'maxBodyBytes 0', changes: { 'listeners[0].limits': { maxBodyBytes: 0 } }, path: 'listeners[0].limits.maxBodyBytes', message: 'expected a positive integer' },
   { name: 'maxBodyBytes fractional', changes: { 'listeners[0].limits': { maxBodyBytes: 1.5 } }, path: 'listeners[0].limits.maxBodyBytes', message: 'expected a positive integer' },

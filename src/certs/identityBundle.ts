@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import { keyPolicyProblem } from '../tls/policy.ts';
 import { notAfter, notBefore, parseCertificates } from './pem.ts';
+import { checkCrls, isStale, parseCrls, staleCrlMessage, type CrlInfo, type CrlStalePolicy } from './crl.ts';
 
 /** The identity files as configured: a certificate chain, its key, the CA bundle, an optional CRL. */
 export interface IdentityFiles {
@@ -9,14 +10,22 @@ export interface IdentityFiles {
   readonly keyFile: string;
   readonly caFile: string;
   readonly crlFile: string | null;
+  /** what a CRL past its nextUpdate means; default warn */
+  readonly crlStale?: CrlStalePolicy;
 }
 
-/** A loaded and validated identity: the PEM bytes TLS needs plus the parsed certificates. */
+/**
+ * A loaded and validated identity: the bytes as read (to tell whether a reload changed
+ * anything) plus the parsed certificates and CRLs. Which CRLs TLS gets depends on the stale
+ * policy and the time (see crlsToApply), so a bundle is not itself TLS material.
+ */
 export interface IdentityBundle {
   readonly certPem: Buffer;
   readonly keyPem: Buffer;
   readonly caPem: Buffer;
+  /** the CRL file as read, or null without one */
   readonly crlPem: Buffer | null;
+  readonly crls: readonly CrlInfo[];
   readonly leaf: X509Certificate;
   /** the leaf followed by any intermediates from the certificate file */
   readonly chain: readonly X509Certificate[];
@@ -34,10 +43,27 @@ const MAX_CHAIN_DEPTH = 8;
 
 /**
  * Read and validate an identity: every file readable, the key matches the certificate and
- * is strong enough, the chain verifies to a CA in the bundle, and nothing is expired.
+ * is strong enough, the chain verifies to a CA in the bundle, nothing is expired, and the
+ * CRLs (when configured) parse, are signed by CAs of the bundle and cover each of them.
+ * A stale CRL is a problem with `crlStale: "refuse"`, a warning with `"warn"`.
  * All problems are reported together; nothing is half-loaded.
  */
 export async function loadIdentity(files: IdentityFiles, now: Date): Promise<IdentityLoadResult> {
+  const read = await readIdentityFiles(files);
+  if (!read.ok) return read;
+  return validateIdentity(read.pems, files, now);
+}
+
+/** The identity files' bytes as they are now. */
+export interface IdentityPems {
+  readonly certPem: Buffer;
+  readonly keyPem: Buffer;
+  readonly caPem: Buffer;
+  readonly crlPem: Buffer | null;
+}
+
+/** Read every identity file (all of them, so every unreadable one is named). */
+export async function readIdentityFiles(files: IdentityFiles): Promise<{ readonly ok: true; readonly pems: IdentityPems } | { readonly ok: false; readonly problems: readonly string[] }> {
   const problems: string[] = [];
   const read = async (label: string, file: string): Promise<Buffer | null> => {
     try {
@@ -56,14 +82,20 @@ export async function loadIdentity(files: IdentityFiles, now: Date): Promise<Ide
   if (certPem === null || keyPem === null || caPem === null || (files.crlFile !== null && crlPem === null)) {
     return { ok: false, problems };
   }
-  return validateIdentity({ certPem, keyPem, caPem, crlPem }, files, now);
+  return { ok: true, pems: { certPem, keyPem, caPem, crlPem } };
 }
 
-export function validateIdentity(
-  pems: { certPem: Buffer; keyPem: Buffer; caPem: Buffer; crlPem: Buffer | null },
+/** Whether a loaded identity was made of exactly these bytes. */
+export function madeOf(bundle: IdentityBundle, pems: IdentityPems): boolean {
+  const same = (x: Buffer | null, y: Buffer | null): boolean => (x === null || y === null ? x === y : x.equals(y));
+  return same(bundle.certPem, pems.certPem) && same(bundle.keyPem, pems.keyPem) && same(bundle.caPem, pems.caPem) && same(bundle.crlPem, pems.crlPem);
+}
+
+export async function validateIdentity(
+  pems: IdentityPems,
   files: IdentityFiles,
   now: Date,
-): IdentityLoadResult {
+): Promise<IdentityLoadResult> {
   const problems: string[] = [];
   const warnings: string[] = [];
   const chain = parseOrProblem(pems.certPem, `certFile ${files.certFile}`, problems);
@@ -90,8 +122,15 @@ export function validateIdentity(
     if (!ca.ca) problems.push(`caFile ${files.caFile}: ${ca.subject.replace(/\n/g, ', ')} is not a CA certificate`);
     checkValidity(ca, `caFile ${files.caFile}`, now, problems, warnings);
   }
-  if (pems.crlPem !== null && !pems.crlPem.toString('latin1').includes('-----BEGIN X509 CRL-----')) {
-    problems.push(`crlFile ${files.crlFile}: no PEM X509 CRL found`);
+  let crls: CrlInfo[] = [];
+  if (pems.crlPem !== null) {
+    const label = `crlFile ${files.crlFile}`;
+    const parsed = parseCrls(pems.crlPem, label, problems);
+    if (leaf !== undefined && problems.length === 0) crls = await checkCrls(parsed, { leaf, intermediates: chain.slice(1), cas }, now, label, problems);
+    const policy = files.crlStale ?? 'warn';
+    for (const crl of crls) {
+      if (isStale(crl, now)) (policy === 'refuse' ? problems : warnings).push(staleCrlMessage(crl, policy, label));
+    }
   }
   if (problems.length > 0 || leaf === undefined) return { ok: false, problems };
   const bundle: IdentityBundle = Object.freeze({
@@ -99,6 +138,7 @@ export function validateIdentity(
     keyPem: pems.keyPem,
     caPem: pems.caPem,
     crlPem: pems.crlPem,
+    crls: Object.freeze(crls),
     leaf,
     chain,
     cas,
@@ -116,6 +156,21 @@ function parseOrProblem(pem: Buffer, label: string, problems: string[]): X509Cer
     problems.push(`${label}: certificate does not parse (${(err as Error).message})`);
     return [];
   }
+}
+
+/** Certificates of a loaded identity that expire within EXPIRY_WARNING_DAYS, or have expired, at `now`. */
+export function expiryNotices(bundle: IdentityBundle, now: Date): { expiring: string[]; expired: string[] } {
+  const expiring: string[] = [];
+  const expired: string[] = [];
+  const look = (cert: X509Certificate, label: string): void => {
+    const problems: string[] = [];
+    checkValidity(cert, label, now, problems, expiring);
+    for (const p of problems) if (notAfter(cert).getTime() <= now.getTime()) expired.push(p);
+  };
+  look(bundle.leaf, 'certFile');
+  for (const c of bundle.chain.slice(1)) look(c, 'certFile');
+  for (const ca of bundle.cas) look(ca, 'caFile');
+  return { expiring, expired };
 }
 
 function checkValidity(cert: X509Certificate, label: string, now: Date, problems: string[], warnings: string[]): void {

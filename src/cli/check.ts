@@ -8,7 +8,8 @@ import { EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 /**
  * `tollgate check --config FILE`: the same validation `run` does, plus the certificates it
  * names (key matches certificate, chain verifies against the CA, not expired; expiring within
- * 7 days is a warning) and its HMAC key ring (every file a valid key, the signing keys present). Exit 0 when it would start, 2 otherwise.
+ * 7 days is a warning; the CRLs parse, are signed by a CA of the bundle and cover each CA; a
+ * stale CRL is a warning with identity.crlStale "warn" and a problem with "refuse") and its HMAC key ring (every file a valid key, the signing keys present). Exit 0 when it would start, 2 otherwise.
  */
 export async function checkCommand(argv: string[], o: Output, now: Date): Promise<number> {
   let values;
@@ -47,6 +48,7 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
   const c = result.config;
   o.out(`${values.config}: ok`);
   o.out(`  identity ${identity.bundle.leaf.subject.replace(/\n/g, ', ')} valid until ${identity.bundle.leaf.validTo}`);
+  for (const crl of identity.bundle.crls) o.out(`  crl from ${crl.issuer}, next update ${crl.nextUpdate?.toISOString() ?? 'none'}`);
   if (keys.ring.size > 0) o.out(`  keys ${keys.ring.ids.join(', ')}`);
   for (const l of c.listeners) o.out(`  listener ${l.name}: ${l.mode} ${l.protocol} ${l.listen.host}:${l.listen.port} -> ${l.target.host}:${l.target.port}`);
   return EXIT_OK;

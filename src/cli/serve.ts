@@ -49,7 +49,7 @@ export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) 
         sidecar.log.info('SIGHUP ignored while draining');
         return;
       }
-      void sidecar.reload();
+      void sidecar.reload('sighup');
     };
     const finish = (code: number): void => {
       process.removeListener('SIGTERM', stop);

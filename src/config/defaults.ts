@@ -49,6 +49,12 @@ export const DEFAULT_ADMIN: Config['admin'] = Object.freeze({
 /** Health server (kubelet probes, Prometheus): none unless `health.listen` is given. */
 export const DEFAULT_HEALTH: Config['health'] = Object.freeze({ listen: null });
 
+/**
+ * A CRL past its nextUpdate: warn (and stop checking revocation from it) rather than refuse
+ * every peer, since a CRL publisher that is late would otherwise take the whole mesh down.
+ */
+export const DEFAULT_CRL_STALE: Config['identity']['crlStale'] = 'warn';
+
 export const DEFAULT_TLS: Config['tls'] = Object.freeze({ minVersion: 'TLSv1.2' satisfies TlsMinVersion });
 
 export const DEFAULT_KEYS: Config['keys'] = Object.freeze({ dir: null });

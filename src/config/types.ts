@@ -13,6 +13,8 @@ export type Protocol = 'http' | 'tcp';
 export type TlsMinVersion = 'TLSv1.2' | 'TLSv1.3';
 export type AnomalyMode = 'off' | 'observe' | 'block';
 export type BodyMode = 'buffer' | 'stream';
+/** What a CRL past its nextUpdate means: keep serving without it (warn), or refuse what it covers (refuse). */
+export type CrlStale = 'warn' | 'refuse';
 
 /** Who may connect to an inbound listener. Pins, when given, must match in addition to an identity rule. */
 export interface AllowConfig {
@@ -86,6 +88,7 @@ export interface Config {
     readonly keyFile: string;
     readonly caFile: string;
     readonly crlFile: string | null;
+    readonly crlStale: CrlStale;
   };
   readonly tls: { readonly minVersion: TlsMinVersion };
   readonly keys: { readonly dir: string | null };

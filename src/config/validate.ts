@@ -13,6 +13,7 @@ import {
   DEFAULT_ADMIN,
   DEFAULT_ANOMALY,
   DEFAULT_AUDIT,
+  DEFAULT_CRL_STALE,
   DEFAULT_DRAIN_TIMEOUT_SECONDS,
   DEFAULT_HEALTH,
   DEFAULT_INTEGRITY,
@@ -119,13 +120,14 @@ function validateHealth(ctx: Ctx, value: unknown, path: string): Config['health'
 }
 
 function validateIdentity(ctx: Ctx, value: unknown, path: string): Config['identity'] {
-  const o = section(ctx, value, path, ['certFile', 'keyFile', 'caFile', 'crlFile'], { required: true });
-  if (!isObject(value)) return { certFile: '', keyFile: '', caFile: '', crlFile: null };
+  const o = section(ctx, value, path, ['certFile', 'keyFile', 'caFile', 'crlFile', 'crlStale'], { required: true });
+  if (!isObject(value)) return { certFile: '', keyFile: '', caFile: '', crlFile: null, crlStale: DEFAULT_CRL_STALE };
   return {
     certFile: read(ctx, o, path, 'certFile', filePath(ctx), '', REQUIRED),
     keyFile: read(ctx, o, path, 'keyFile', filePath(ctx), '', REQUIRED),
     caFile: read(ctx, o, path, 'caFile', filePath(ctx), '', REQUIRED),
     crlFile: read(ctx, o, path, 'crlFile', nullable(filePath(ctx)), null),
+    crlStale: read(ctx, o, path, 'crlStale', oneOf(['warn', 'refuse'] as const), DEFAULT_CRL_STALE),
   };
 }
 

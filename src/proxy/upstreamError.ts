@@ -20,6 +20,8 @@ export const CERT_VERIFY_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
   'UNABLE_TO_GET_CRL',
   'CRL_HAS_EXPIRED',
+  'CRL_NOT_YET_VALID',
+  'CRL_SIGNATURE_FAILURE',
 ]);
 
 /** Map an error from the upstream side to the code the downstream sees. */

@@ -28,6 +28,8 @@ export interface Metrics {
   readonly handshakeDuration: Histogram<'listener'>;
   readonly certExpiration: Gauge<'cert'>;
   readonly certReloads: Counter<'result'>;
+  readonly crlNextUpdate: Gauge<'crl'>;
+  readonly crlStale: Gauge<string>;
   readonly connectionsActive: Gauge<'listener'>;
   readonly authzDecisions: Counter<'listener' | 'decision'>;
   readonly requests: Counter<'listener' | 'route' | 'status_class'>;
@@ -73,8 +75,19 @@ export function createMetrics(registry: Registry): Metrics {
     }),
     certReloads: new Counter({
       name: 'tollgate_cert_reloads_total',
-      help: 'Certificate reloads by result',
+      help: 'Certificate reloads by result: success (a new identity is in use), unchanged (the files held nothing new), failure (the old identity stays)',
       labelNames: ['result'] as const,
+      registers,
+    }),
+    crlNextUpdate: new Gauge({
+      name: 'tollgate_crl_next_update_timestamp_seconds',
+      help: 'nextUpdate of each loaded CRL (crl, crl_1, ... in file order), as a Unix timestamp',
+      labelNames: ['crl'] as const,
+      registers,
+    }),
+    crlStale: new Gauge({
+      name: 'tollgate_crl_stale',
+      help: '1 while a loaded CRL is past its nextUpdate, else 0',
       registers,
     }),
     connectionsActive: new Gauge({

@@ -1,15 +1,19 @@
 import tls, { type SecureContext, type SecureContextOptions } from 'node:tls';
 import type { TlsPolicy } from './policy.ts';
 
-/** The PEM material a TLS context is made of (an IdentityBundle satisfies this). */
+/**
+ * The PEM material a TLS context is made of: our certificate chain and key, the CA bundle, and
+ * the CRLs to check revocation with (each one separately: OpenSSL reads only the first CRL of
+ * a PEM buffer; an empty list means no revocation checking).
+ */
 export interface TlsMaterial {
   readonly certPem: Buffer;
   readonly keyPem: Buffer;
   readonly caPem: Buffer;
-  readonly crlPem: Buffer | null;
+  readonly crls: readonly Buffer[];
 }
 
-/** Options shared by server and client contexts: our certificate, the trust bundle, CRL, the policy. */
+/** Options shared by server and client contexts: our certificate, the trust bundle, CRLs, the policy. */
 export function secureContextOptions(material: TlsMaterial, policy: TlsPolicy): SecureContextOptions {
   const opts: SecureContextOptions = {
     cert: material.certPem,
@@ -21,7 +25,7 @@ export function secureContextOptions(material: TlsMaterial, policy: TlsPolicy): 
     ecdhCurve: policy.ecdhCurve,
     honorCipherOrder: policy.honorCipherOrder,
   };
-  if (material.crlPem !== null) opts.crl = material.crlPem;
+  if (material.crls.length > 0) opts.crl = [...material.crls];
   return opts;
 }
 

@@ -29,6 +29,12 @@ const BY_CODE: Readonly<Record<string, HandshakeFailureReason>> = {
   CERT_HAS_EXPIRED: 'cert_expired',
   CERT_NOT_YET_VALID: 'cert_expired',
   CERT_REVOKED: 'cert_revoked',
+  // revocation could not be checked (our CRL is missing for that CA, stale, not yet valid or
+  // badly signed): not the peer's fault, so not cert_revoked
+  UNABLE_TO_GET_CRL: 'other',
+  CRL_HAS_EXPIRED: 'other',
+  CRL_NOT_YET_VALID: 'other',
+  CRL_SIGNATURE_FAILURE: 'other',
   INVALID_PURPOSE: 'bad_certificate',
   CERT_SIGNATURE_FAILURE: 'bad_certificate',
 };

@@ -7,8 +7,11 @@
  *   const expired = await makeLeaf(ca, { notBefore: hoursAgo(48), notAfter: hoursAgo(24) });
  *   const dir = await tempDir(t, 'inbound-');
  *   const files = await writeIdentityDir(dir, server, ca);
+ *   const crl = await makeCrl(ca, { revoked: [server], nextUpdate: hoursAgo(-24) });
  */
+import { webcrypto } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import * as x509 from '@peculiar/x509';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueCa, issueLeaf } from '../../src/certs/issue.ts';
@@ -90,6 +93,35 @@ export async function makeLeaf(ca: TestCa, opts: LeafOptions = {}): Promise<Issu
 /** Write `dir/tls.crt`, `dir/tls.key` (0600) and `dir/ca.crt`, creating `dir` if needed. */
 export function writeIdentityDir(dir: string, leaf: PemPair, ca: { certPem: string }): Promise<IdentityFiles> {
   return writeIdentityFiles(dir, leaf, ca.certPem);
+}
+
+export interface CrlOptions {
+  /** certificates to list as revoked; default none */
+  revoked?: Issued[];
+  /** Default now - 1 hour. */
+  thisUpdate?: Date;
+  /** Default now + 1 day; null leaves nextUpdate out. */
+  nextUpdate?: Date | null;
+  /** sign with this key pair instead of the CA's own (a CRL that does not verify) */
+  signer?: Issued;
+}
+
+/** A CRL issued by `ca`, as PEM "X509 CRL" (the label OpenSSL reads), ending in a newline. */
+export async function makeCrl(ca: TestCa, opts: CrlOptions = {}): Promise<string> {
+  const now = Date.now();
+  const signer = opts.signer ?? ca;
+  const crl = await x509.X509CrlGenerator.create(
+    {
+      issuer: ca.cert.subjectName,
+      thisUpdate: opts.thisUpdate ?? new Date(now - HOUR_MS),
+      ...(opts.nextUpdate === null ? {} : { nextUpdate: opts.nextUpdate ?? new Date(now + DAY_MS) }),
+      signingAlgorithm: signer.keyType === 'ec' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+      signingKey: signer.keys.privateKey,
+      entries: (opts.revoked ?? []).map((r) => ({ serialNumber: r.cert.serialNumber, revocationDate: new Date(now - HOUR_MS) })),
+    },
+    webcrypto as unknown as Parameters<typeof x509.X509CrlGenerator.create>[1],
+  );
+  return x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n';
 }
 
 /** What tempDir needs from a tap test: somewhere to register cleanup. */

@@ -16,7 +16,7 @@ import { Registry } from 'prom-client';
 import pino, { type Logger } from 'pino';
 import { Client } from 'undici';
 import { validateConfig } from '../../src/config/validate.ts';
-import { startSidecar, type Sidecar } from '../../src/main.ts';
+import { startSidecar, type Sidecar, type SidecarDeps } from '../../src/main.ts';
 import { makeCa, makeLeaf, tempDir, writeIdentityDir, type LeafOptions, type TestCa, type Teardownable } from './pki.ts';
 import type { IdentityFiles } from '../../src/certs/devPki.ts';
 import type { Issued } from '../../src/certs/issue.ts';
@@ -77,13 +77,16 @@ export interface TestSidecar extends Sidecar {
   metric(name: string, labels?: Record<string, string>): Promise<number>;
 }
 
-/** Validate a raw config (relative paths against `dir`) and start it in-process with a fresh registry and captured logs. */
-export async function startTestSidecar(t: Teardownable, dir: string, raw: Record<string, unknown>): Promise<TestSidecar> {
+/**
+ * Validate a raw config (relative paths against `dir`) and start it in-process with a fresh
+ * registry and captured logs; `deps` adds to those (an audit sink, shorter identity timings).
+ */
+export async function startTestSidecar(t: Teardownable, dir: string, raw: Record<string, unknown>, deps: Omit<SidecarDeps, 'registry' | 'log'> = {}): Promise<TestSidecar> {
   const result = validateConfig({ admin: { listen: null }, ...raw }, { baseDir: dir, source: null });
   if (!result.ok) throw new Error('test config invalid: ' + result.problems.map((p) => `${p.path}: ${p.message}`).join('; '));
   const registry = new Registry();
   const logs = captureLogs();
-  const sc = await startSidecar(result.config, { registry, log: logs.logger });
+  const sc = await startSidecar(result.config, { ...deps, registry, log: logs.logger });
   let stopped = false;
   const shutdown = async (): Promise<boolean> => {
     if (stopped) return true;
