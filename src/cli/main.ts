@@ -6,6 +6,7 @@ import { keysCommand } from './keys.ts';
 import { checkCommand } from './check.ts';
 import { demoCommand } from './demo.ts';
 import { probeCommand } from './probe.ts';
+import { webhookCommand } from './webhook.ts';
 import { serve } from './serve.ts';
 import { EXIT_USAGE, printProblems, processOutput, type Output } from './output.ts';
 import { VERSION } from '../main.ts';
@@ -21,6 +22,7 @@ usage:
   tollgate certs pin FILE
   tollgate keys new --out DIR --id ID
   tollgate probe HOST:PORT --ca F [--cert F --key F] [--server-name N] [--expect-spiffe ID]… [--expect-spki-pin PIN]… [--min-days-valid N] [--alpn P]… [--timeout SECONDS] [--json]
+  tollgate webhook --listen H:P --cert F --key F --image IMAGE [--config FILE]
   tollgate demo [--once]
 
 exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration`;
@@ -50,6 +52,8 @@ export async function main(argv: string[], o: Output = processOutput, cwd = proc
       return demoCommand(rest, o);
     case 'probe':
       return probeCommand(rest, o, cwd);
+    case 'webhook':
+      return webhookCommand(rest, o);
     case 'version':
     case '--version':
       o.out(VERSION);

@@ -1,0 +1,271 @@
+/**
+ * `tollgate webhook` as a real process on loopback, called the way the API server calls it:
+ * HTTPS to the Service's DNS name (checked against the caBundle), POST /mutate with an
+ * AdmissionReview. Malformed input gets 400 and the process keeps serving; the certificate is
+ * reloaded when its Secret volume changes; bad flags exit 2; SIGTERM drains and exits 0.
+ */
+import t from 'tap';
+import { X509Certificate } from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Client } from 'undici';
+import { exitWithin, startTollgate, type Running } from './helpers/process.ts';
+import { makeCa, makeLeaf, tempDir, type Teardownable, type TestCa } from './helpers/pki.ts';
+import { secretVolume, type SecretVolume } from './helpers/secretVolume.ts';
+import { eventually } from './helpers/world.ts';
+import { goldenFile, reviewFixtures, type DecodedAnswer } from './helpers/admission.ts';
+
+const SERVICE_DNS = 'tollgate-injector.tollgate-system.svc';
+const IMAGE = 'registry.example.com/tollgate:0.1.0';
+const STARTUP_MS = 15_000;
+
+interface Webhook {
+  readonly p: Running;
+  readonly address: string;
+  readonly ca: TestCa;
+  readonly volume: SecretVolume;
+  readonly dir: string;
+}
+
+async function servingLeaf(ca: TestCa, cn = 'tollgate-injector'): Promise<{ certPem: string; keyPem: string; serial: string }> {
+  const leaf = await makeLeaf(ca, { cn, dns: [SERVICE_DNS, `${SERVICE_DNS}.cluster.local`], ips: [], eku: 'server' });
+  return { certPem: leaf.certPem, keyPem: leaf.keyPem, serial: new X509Certificate(leaf.certPem).serialNumber };
+}
+
+async function startWebhook(t: Teardownable, extra: string[] = []): Promise<Webhook & { serial: string }> {
+  const ca = await makeCa();
+  const dir = await tempDir(t, 'tollgate-webhook-');
+  const leaf = await servingLeaf(ca);
+  const volume = await secretVolume(join(dir, 'tls'), { 'tls.crt': leaf.certPem, 'tls.key': leaf.keyPem });
+  const p = startTollgate(t, ['webhook', '--listen', '127.0.0.1:0', '--cert', volume.path('tls.crt'), '--key', volume.path('tls.key'), '--image', IMAGE, ...extra]);
+  await eventually(() => started(p) !== undefined || !p.running(), STARTUP_MS, 'tollgate webhook started');
+  const line = started(p);
+  if (line === undefined) throw new Error(`the webhook did not start\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`);
+  return { p, address: String(line.address), ca, volume, dir, serial: leaf.serial };
+}
+
+function started(p: Running): Record<string, unknown> | undefined {
+  return p.logs().find((l) => l.msg === 'tollgate webhook started');
+}
+
+/** An HTTPS client that trusts only the caBundle and checks the Service DNS name, as the API server does. */
+function apiServer(t: Teardownable, w: { address: string; ca: TestCa }): Client {
+  const client = new Client(`https://${w.address}`, { connect: { ca: w.ca.certPem, servername: SERVICE_DNS } });
+  t.teardown(() => client.destroy());
+  return client;
+}
+
+async function post(client: Client, body: string | Buffer, contentType = 'application/json'): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await client.request({ method: 'POST', path: '/mutate', headers: { 'content-type': contentType }, body });
+  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
+}
+
+/** The serial number of the certificate a new TLS connection is served. */
+function servedSerial(w: { address: string; ca: TestCa }): Promise<string> {
+  const [host, port] = w.address.split(':');
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host, port: Number(port), ca: w.ca.certPem, servername: SERVICE_DNS }, () => {
+      const serial = socket.getPeerX509Certificate()?.serialNumber ?? '';
+      socket.end();
+      resolve(serial);
+    });
+    socket.once('error', reject);
+  });
+}
+
+const native = reviewFixtures().find((f) => f.name === 'deployment-pod-native')!;
+
+t.test('POST /mutate over HTTPS answers the AdmissionReview with the JSONPatch, as the API server expects', async (t) => {
+  const w = await startWebhook(t);
+  const client = apiServer(t, w);
+  const { status, json } = await post(client, native.text);
+  t.equal(status, 200);
+  t.equal(json.apiVersion, 'admission.k8s.io/v1');
+  t.equal(json.kind, 'AdmissionReview');
+  const response = json.response as { uid: string; allowed: boolean; patchType: string; patch: string; warnings?: string[] };
+  t.equal(response.uid, native.review.request.uid, 'the uid is copied');
+  t.equal(response.allowed, true);
+  t.equal(response.patchType, 'JSONPatch');
+  const expected = JSON.parse(readFileSync(goldenFile(native.name), 'utf8')) as DecodedAnswer;
+  t.same(JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8')), expected.patch, 'the same patch as the golden file');
+
+  const denied = await post(client, reviewFixtures().find((f) => f.name === 'host-network')!.text);
+  t.match(denied.json.response, { allowed: false, status: { code: 403, message: /hostNetwork/ } }, 'an opted-in pod that cannot be injected is denied');
+  const untouched = await post(client, reviewFixtures().find((f) => f.name === 'opted-out')!.text);
+  t.same(Object.keys(untouched.json.response as object).sort(), ['allowed', 'uid'], 'a pod that did not opt in: allowed, no patch');
+
+  for (const path of ['/livez', '/readyz']) {
+    const res = await client.request({ method: 'GET', path });
+    t.equal(res.statusCode, 200, `${path} is 200`);
+    await res.body.dump();
+  }
+  const [host, port] = w.address.split(':');
+  const version = await new Promise<string | null>((resolve, reject) => {
+    const s = tls.connect({ host, port: Number(port), ca: w.ca.certPem, servername: SERVICE_DNS }, () => {
+      resolve(s.getProtocol());
+      s.end();
+    });
+    s.once('error', reject);
+  });
+  t.equal(version, 'TLSv1.3', 'TLS 1.3 with a modern client');
+  const old = await new Promise<string>((resolve) => {
+    const s = tls.connect({ host, port: Number(port), ca: w.ca.certPem, servername: SERVICE_DNS, maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA' }, () => resolve('connected'));
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+  });
+  t.not(old, 'connected', "tollgate's TLS policy: no TLS 1.2 without ECDHE and AEAD");
+  const log = w.p.logs().find((l) => l.msg === 'admission reviewed' && l.outcome === 'injected');
+  t.match(log, { uid: native.review.request.uid, namespace: 'pipeline', generateName: 'ingest-6b8f9c7d5-', dryRun: false }, 'one log line per review');
+  t.notMatch(w.p.stdout(), /ingest-keys.*tls\.key|BEGIN/, 'no key material in the logs');
+});
+
+t.test('malformed input gets a 4xx with a message, never a crash, and the webhook keeps serving', async (t) => {
+  const w = await startWebhook(t);
+  const client = apiServer(t, w);
+  const bad = await post(client, '{"apiVersion":');
+  t.equal(bad.status, 400);
+  t.match(bad.json, { error: 'bad_review', message: /^the body is not JSON/ });
+  const v1beta1 = await post(client, JSON.stringify({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'x' } }));
+  t.equal(v1beta1.status, 400);
+  t.match(v1beta1.json.message, /apiVersion must be admission\.k8s\.io\/v1/);
+  const noUid = await post(client, JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { operation: 'CREATE' } }));
+  t.equal(noUid.status, 400);
+  t.match(noUid.json.message, /request\.uid: required/);
+  const text = await post(client, native.text, 'text/plain');
+  t.equal(text.status, 415, 'not JSON by content type');
+  const huge = await post(client, Buffer.alloc(5 * 1024 * 1024, 0x20));
+  t.equal(huge.status, 413, 'a body over 4 MiB is refused');
+
+  const fresh = apiServer(t, w);
+  const get = await fresh.request({ method: 'GET', path: '/mutate' });
+  t.equal(get.statusCode, 405);
+  t.equal(get.headers.allow, 'POST');
+  await get.body.dump();
+  const missing = await fresh.request({ method: 'GET', path: '/nope' });
+  t.equal(missing.statusCode, 404);
+  await missing.body.dump();
+
+  // a client that sends half a request and vanishes
+  const [host, port] = w.address.split(':');
+  await new Promise<void>((resolve) => {
+    const s = tls.connect({ host, port: Number(port), ca: w.ca.certPem, servername: SERVICE_DNS }, () => {
+      s.write('POST /mutate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"apiVersion"');
+      s.destroy();
+      resolve();
+    });
+    s.once('error', () => resolve());
+  });
+  // a client that speaks plain HTTP to the TLS port
+  await new Promise<void>((resolve) => {
+    const s = net.connect(Number(port), host, () => s.end('GET /livez HTTP/1.1\r\nhost: x\r\n\r\n'));
+    s.on('data', () => undefined);
+    s.once('close', () => resolve());
+    s.once('error', () => resolve());
+  });
+
+  t.ok(w.p.running(), 'still running');
+  const ok = await post(fresh, native.text);
+  t.equal(ok.status, 200, 'and still answering reviews');
+  t.equal((ok.json.response as { allowed: boolean }).allowed, true);
+});
+
+t.test('the serving certificate is reloaded when its Secret volume changes, and a bad update keeps the current one', async (t) => {
+  const w = await startWebhook(t);
+  t.equal(await servedSerial(w), w.serial, 'serves the first certificate');
+  const client = apiServer(t, w);
+  const keepAlive = await post(client, native.text);
+  t.equal(keepAlive.status, 200, 'a keep-alive connection is open before the rotation');
+
+  const next = await servingLeaf(w.ca, 'tollgate-injector-renewed');
+  await w.volume.update({ 'tls.crt': next.certPem, 'tls.key': next.keyPem });
+  await eventually(async () => (await servedSerial(w)) === next.serial, 10_000, 'the renewed certificate to be served');
+  t.pass('new connections get the renewed certificate, without a restart');
+  t.ok(w.p.logs().some((l) => l.msg === 'webhook certificate reloaded' && l.serial === next.serial), 'the reload is logged');
+  t.equal((await post(client, native.text)).status, 200, 'the connection opened before the rotation still works');
+
+  const other = await servingLeaf(w.ca, 'mismatch');
+  await w.volume.update({ 'tls.crt': next.certPem, 'tls.key': other.keyPem });
+  await eventually(() => w.p.logs().some((l) => l.msg === 'webhook certificate reload failed; keeping the current certificate'), 10_000, 'the failed reload to be logged');
+  const failed = w.p.logs().find((l) => l.msg === 'webhook certificate reload failed; keeping the current certificate');
+  t.match(JSON.stringify(failed?.problems), /does not match the certificate/, 'the problem is named');
+  t.equal(await servedSerial(w), next.serial, 'the current certificate stays in use');
+  t.ok(w.p.running(), 'still running');
+});
+
+t.test('SIGHUP re-reads the certificate', async (t) => {
+  const ca = await makeCa();
+  const dir = await tempDir(t, 'tollgate-webhook-hup-');
+  const first = await servingLeaf(ca);
+  // plain files (no Secret volume): the write below is seen by the watch or, at the latest, by SIGHUP
+  await writeFile(join(dir, 'tls.crt'), first.certPem);
+  await writeFile(join(dir, 'tls.key'), first.keyPem, { mode: 0o600 });
+  const p = startTollgate(t, ['webhook', '--listen', '127.0.0.1:0', '--cert', join(dir, 'tls.crt'), '--key', join(dir, 'tls.key'), '--image', IMAGE]);
+  await eventually(() => started(p) !== undefined || !p.running(), STARTUP_MS, 'tollgate webhook started');
+  const w = { address: String(started(p)?.address), ca };
+  const second = await servingLeaf(ca, 'second');
+  await writeFile(join(dir, 'tls.key'), second.keyPem);
+  await writeFile(join(dir, 'tls.crt'), second.certPem);
+  p.kill('SIGHUP');
+  await eventually(async () => (await servedSerial(w)) === second.serial, 10_000, 'the new certificate after SIGHUP');
+  t.pass('served after SIGHUP');
+});
+
+t.test('SIGTERM and SIGINT drain and exit 0', async (t) => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const w = await startWebhook(t);
+    const client = apiServer(t, w);
+    t.equal((await post(client, native.text)).status, 200);
+    w.p.kill(signal);
+    const done = await exitWithin(w.p, 15_000, `webhook after ${signal}`);
+    t.equal(done.code, 0, `${signal}: exit 0 (stderr: ${done.stderr})`);
+    t.ok(w.p.logs().some((l) => l.msg === 'tollgate webhook stopped'), `${signal}: logged the stop`);
+  }
+});
+
+t.test('bad usage exits 2 naming every bad flag; a port in use exits 1', async (t) => {
+  const run = async (args: string[]): Promise<{ code: number | null; stderr: string }> => {
+    const done = await exitWithin(startTollgate(t, ['webhook', ...args]), 15_000, `tollgate webhook ${args.join(' ')}`);
+    return { code: done.code, stderr: done.stderr };
+  };
+  const none = await run([]);
+  t.equal(none.code, 2);
+  for (const flag of ['--listen', '--cert', '--key', '--image']) t.match(none.stderr, `  - ${flag}: required`, `${flag} is required`);
+
+  const bad = await run(['--listen', 'nowhere', '--cert', 'a', '--key', 'b', '--image', 'registry.example.com/tollgate:latest', '--bogus', 'x', 'stray']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--listen: /, 'the listen address');
+  t.match(bad.stderr, /--image: registry\.example\.com\/tollgate:latest uses the latest tag; pin a version tag or a digest/);
+  t.match(bad.stderr, /--bogus: unknown flag/);
+  t.match(bad.stderr, /stray: unexpected argument/);
+  const untagged = await run(['--listen', '127.0.0.1:0', '--cert', 'a', '--key', 'b', '--image', 'tollgate']);
+  t.match(untagged.stderr, /--image: tollgate has no tag, which means latest/);
+
+  const ca = await makeCa();
+  const dir = await tempDir(t, 'tollgate-webhook-usage-');
+  const leaf = await servingLeaf(ca);
+  await writeFile(join(dir, 'tls.crt'), leaf.certPem);
+  await writeFile(join(dir, 'tls.key'), (await servingLeaf(ca)).keyPem, { mode: 0o600 });
+  const mismatch = await run(['--listen', '127.0.0.1:0', '--cert', join(dir, 'tls.crt'), '--key', join(dir, 'tls.key'), '--image', IMAGE]);
+  t.equal(mismatch.code, 2, 'a key that does not match the certificate is a configuration problem');
+  t.match(mismatch.stderr, /--key .*: does not match the certificate/);
+  const missing = await run(['--listen', '127.0.0.1:0', '--cert', join(dir, 'none.crt'), '--key', join(dir, 'none.key'), '--image', IMAGE]);
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, /--cert .*none\.crt: cannot read \(ENOENT\)/);
+  t.match(missing.stderr, /--key .*none\.key: cannot read \(ENOENT\)/);
+
+  await writeFile(join(dir, 'tls.key'), leaf.keyPem, { mode: 0o600 });
+  await writeFile(join(dir, 'config.json'), JSON.stringify({ sidecar: { runAsUser: 0, resources: { cpuRequest: 'lots' }, colour: 'blue' }, drainTimeoutSeconds: -1 }));
+  const config = await run(['--listen', '127.0.0.1:0', '--cert', join(dir, 'tls.crt'), '--key', join(dir, 'tls.key'), '--image', IMAGE, '--config', join(dir, 'config.json')]);
+  t.equal(config.code, 2);
+  for (const path of ['sidecar.colour: unknown key', 'sidecar.runAsUser: ', 'sidecar.resources.cpuRequest: ', 'drainTimeoutSeconds: ']) t.match(config.stderr, `  - ${path}`, path);
+
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+  const port = (taken.address() as net.AddressInfo).port;
+  const busy = await run(['--listen', `127.0.0.1:${port}`, '--cert', join(dir, 'tls.crt'), '--key', join(dir, 'tls.key'), '--image', IMAGE]);
+  t.equal(busy.code, 1, 'a port in use is a runtime failure');
+  t.match(busy.stderr, /cannot listen on --listen 127\.0\.0\.1:\d+: EADDRINUSE/);
+});
