@@ -165,12 +165,13 @@ t.test('a minimal config gets every default', async (t) => {
     requestsPerSecond: 0,
     burst: 0,
     maxConnections: 1024,
+    maxConcurrentHandshakes: 128,
     handshakeTimeoutSeconds: 10,
     headersTimeoutSeconds: 10,
     idleTimeoutSeconds: 120,
     upstreamTimeoutSeconds: 30,
   });
-  t.same(inbound?.anomaly, { mode: 'observe', minSamples: 200, threshold: 4 });
+  t.same(inbound?.anomaly, { mode: 'observe', minSamples: 200, threshold: 4, maxTrackedPeers: 1000 });
   t.equal(inbound?.protocol, 'http');
   t.same(inbound?.integrity, { verify: false, sign: false, keyId: null }, 'verify off by default');
   t.equal(outbound?.serverName, 'warehouse.example.org', 'serverName defaults to the target host');

@@ -15,6 +15,7 @@ export const DEFAULT_LIMITS: LimitsConfig = Object.freeze({
   /** 0 = derived: with a rate set and no burst given, the burst is ceil(requestsPerSecond). */
   burst: 0,
   maxConnections: 1024,
+  maxConcurrentHandshakes: 128,
   handshakeTimeoutSeconds: 10,
   headersTimeoutSeconds: 10,
   idleTimeoutSeconds: 120,
@@ -26,6 +27,7 @@ export const DEFAULT_ANOMALY: AnomalyConfig = Object.freeze({
   mode: 'observe',
   minSamples: 200,
   threshold: 4,
+  maxTrackedPeers: 1000,
 });
 
 /** Message-signature profile shared by all listeners. */

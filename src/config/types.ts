@@ -38,6 +38,8 @@ export interface LimitsConfig {
   readonly requestsPerSecond: number;
   readonly burst: number;
   readonly maxConnections: number;
+  /** TLS handshakes in progress at once (inbound); further connections are dropped at accept */
+  readonly maxConcurrentHandshakes: number;
   readonly handshakeTimeoutSeconds: number;
   readonly headersTimeoutSeconds: number;
   readonly idleTimeoutSeconds: number;
@@ -48,6 +50,8 @@ export interface AnomalyConfig {
   readonly mode: AnomalyMode;
   readonly minSamples: number;
   readonly threshold: number;
+  /** peer identities with their own size model and volume watch; others are judged by the route's model */
+  readonly maxTrackedPeers: number;
 }
 
 export interface ListenerIntegrityConfig {

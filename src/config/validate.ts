@@ -388,12 +388,13 @@ function validateListenerIntegrity(
 }
 
 function validateAnomaly(ctx: Ctx, value: unknown, path: string): AnomalyConfig {
-  const o = section(ctx, value, path, ['mode', 'minSamples', 'threshold']);
+  const o = section(ctx, value, path, ['mode', 'minSamples', 'threshold', 'maxTrackedPeers']);
   const d = DEFAULT_ANOMALY;
   return {
     mode: read(ctx, o, path, 'mode', oneOf(['off', 'observe', 'block'] as const), d.mode),
     minSamples: read(ctx, o, path, 'minSamples', positiveInteger, d.minSamples),
     threshold: read(ctx, o, path, 'threshold', positiveNumber, d.threshold),
+    maxTrackedPeers: read(ctx, o, path, 'maxTrackedPeers', positiveInteger, d.maxTrackedPeers),
   };
 }
 
@@ -409,6 +410,7 @@ function validateLimits(ctx: Ctx, value: unknown, path: string): LimitsConfig {
     // A rate with no burst would refuse everything; 0 means "one second's worth".
     burst: requestsPerSecond > 0 && burst === 0 ? Math.max(1, Math.ceil(requestsPerSecond)) : burst,
     maxConnections: read(ctx, o, path, 'maxConnections', positiveInteger, d.maxConnections),
+    maxConcurrentHandshakes: read(ctx, o, path, 'maxConcurrentHandshakes', positiveInteger, d.maxConcurrentHandshakes),
     handshakeTimeoutSeconds: read(ctx, o, path, 'handshakeTimeoutSeconds', seconds, d.handshakeTimeoutSeconds),
     headersTimeoutSeconds: read(ctx, o, path, 'headersTimeoutSeconds', seconds, d.headersTimeoutSeconds),
     idleTimeoutSeconds: read(ctx, o, path, 'idleTimeoutSeconds', seconds, d.idleTimeoutSeconds),

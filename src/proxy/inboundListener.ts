@@ -16,6 +16,7 @@ import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
 import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
 import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
+import { HandshakeGate } from './handshakeGate.ts';
 import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
@@ -112,7 +113,23 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   }
   server.maxConnections = limits.maxConnections;
 
+  const gate = new HandshakeGate(limits.maxConcurrentHandshakes);
+  let lastDropWarning = Number.NEGATIVE_INFINITY;
+  let droppedSinceWarning = 0;
   server.on('connection', (raw: RawSocket) => {
+    if (!gate.admit(raw)) {
+      // a flood must not become a log flood: counted each time, logged at most every 10 s
+      metrics.handshakes.labels(config.name, 'failure', 'other').inc();
+      droppedSinceWarning++;
+      const now = deps.clock.now();
+      if (now - lastDropWarning >= 10_000) {
+        log.warn({ dropped: droppedSinceWarning, inProgress: gate.inProgress, max: gate.max }, 'connections dropped at accept: too many TLS handshakes in progress');
+        deps.audit.record('handshake_failure', { listener: config.name, reason: 'handshake_cap', dropped: droppedSinceWarning });
+        lastDropWarning = now;
+        droppedSinceWarning = 0;
+      }
+      return;
+    }
     raw[kAccepted] = deps.clock.monotonic();
   });
 
@@ -120,6 +137,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   server.prependListener('secureConnection', (socket: TLSSocket) => {
     conns.add(socket);
     const raw = (socket as unknown as { _parent?: RawSocket })._parent;
+    gate.done(raw);
     const accepted = raw?.[kAccepted];
     if (accepted !== undefined) handshakeDuration.observe(Number(deps.clock.monotonic() - accepted) / 1e9);
     handshakeOk.inc();

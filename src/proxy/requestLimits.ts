@@ -13,7 +13,6 @@ import { PeerRateLimiter } from '../limits/tokenBucket.ts';
  * `anomaly.mode` is off).
  */
 const MAX_RATE_LIMITED_PEERS = 10_000;
-const MAX_WATCHED_PEERS = 1_000;
 
 export function rateLimiterFor(config: ListenerConfig): PeerRateLimiter | null {
   const { requestsPerSecond, burst } = config.limits;
@@ -37,6 +36,6 @@ export function anomalyStageFor(deps: {
     audit: deps.audit,
     clock: deps.clock,
     recent: deps.recentAnomalies ?? new RecentAnomalies(),
-    maxTrackedPeers: MAX_WATCHED_PEERS,
+    maxTrackedPeers: c.anomaly.maxTrackedPeers,
   });
 }
