@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config/types.ts';
+import type { Config, HostPort } from './config/types.ts';
 import { formatHostPort } from './config/hostPort.ts';
 import { notYetBuilt } from './config/notYetBuilt.ts';
 import { systemClock, type Clock } from './core/clock.ts';
@@ -16,6 +16,7 @@ import { createInboundListener, type InboundListener } from './proxy/inboundList
 import { createOutboundListener } from './proxy/outboundListener.ts';
 import type { Listener } from './proxy/listener.ts';
 import { buildAdminApp } from './admin/app.ts';
+import { buildHealthApp } from './admin/healthApp.ts';
 import { startIntegrity, type IntegrityRuntime } from './integrity/integrityRuntime.ts';
 
 /**
@@ -40,6 +41,8 @@ export interface Sidecar {
   readonly listeners: readonly Listener[];
   /** the admin server's address, when one is configured */
   readonly admin: { host: string; port: number } | null;
+  /** the health server's address, when one is configured */
+  readonly health: { host: string; port: number } | null;
   readonly readiness: Readiness;
   ready(): boolean;
   /** reload identity files and keys; on any problem the old ones stay; ignored while draining */
@@ -100,8 +103,12 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     }),
   });
 
+  let health: StartedApp | null = null;
   let integrity: IntegrityRuntime | null = null;
   try {
+    if (config.health.listen !== null) {
+      health = await listenApp(buildHealthApp({ log, registry, readiness }), config.health.listen, 'health.listen', 'health server');
+    }
     const identityStart = await startIdentity({
       files: config.identity,
       policy,
@@ -133,6 +140,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   } catch (err) {
     identity?.close();
     integrity?.close();
+    await health?.app.close();
     await adminApp?.app.close();
     throw err;
   }
@@ -145,6 +153,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     metrics,
     listeners,
     admin: adminApp?.address ?? null,
+    health: health?.address ?? null,
     readiness,
     ready: () => readiness.ready(),
     listener: (name) => listeners.find((l) => l.name === name),
@@ -167,6 +176,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
       const outbound = listeners.filter((l) => l.mode === 'outbound');
       const inboundClean = await Promise.all(inbound.map((l) => l.drain(deadline)));
       const outboundClean = await Promise.all(outbound.map((l) => l.drain(deadline)));
+      await health?.app.close();
       await adminApp?.app.close();
       id.close();
       keys.close();
@@ -208,19 +218,29 @@ interface AdminDeps {
   status(): Record<string, unknown>;
 }
 
+interface StartedApp {
+  readonly app: FastifyInstance;
+  readonly address: { host: string; port: number };
+}
+
 /** The admin server, listening before anything else starts (null when admin.listen is null). */
-async function startAdmin(config: Config, deps: AdminDeps): Promise<{ app: FastifyInstance; address: { host: string; port: number } } | null> {
+async function startAdmin(config: Config, deps: AdminDeps): Promise<StartedApp | null> {
   if (config.admin.listen === null) return null;
   const token = config.admin.tokenFile === null ? null : (await readFile(config.admin.tokenFile, 'utf8')).trim();
   const app = buildAdminApp({ log: deps.log, registry: deps.registry, token, readiness: deps.readiness, view: { reload: deps.reload, status: deps.status } });
+  return listenApp(app, config.admin.listen, 'admin.listen', 'admin server');
+}
+
+/** Listen, or close the app and fail start naming the config path. */
+async function listenApp(app: FastifyInstance, at: HostPort, path: string, what: string): Promise<StartedApp> {
   try {
-    await app.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
+    await app.listen({ host: at.host, port: at.port });
   } catch (err) {
     await app.close();
-    throw new StartupError('admin server cannot listen', [`admin.listen: ${formatHostPort(config.admin.listen)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`], false);
+    throw new StartupError(`${what} cannot listen`, [`${path}: ${formatHostPort(at)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`], false);
   }
   const a = app.server.address();
-  const address = a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : { host: config.admin.listen.host, port: config.admin.listen.port };
+  const address = a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : { host: at.host, port: at.port };
   return { app, address };
 }
 

@@ -3,6 +3,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Readiness } from '../core/readiness.ts';
+import { registerProbeRoutes } from './probeRoutes.ts';
 
 /**
  * The admin API as a fastify app that main starts (it never listens by itself).
@@ -50,15 +51,7 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
       }
     });
   }
-  app.get('/livez', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
-    if (opts.readiness.ready()) return reply.code(200).send({ ready: true });
-    return reply.code(503).send({ ready: false, reasons: opts.readiness.reasons() });
-  });
-  app.get('/metrics', async (_req, reply) => {
-    const body = await opts.registry.metrics();
-    return reply.header('content-type', opts.registry.contentType).send(body);
-  });
+  registerProbeRoutes(app, opts);
   app.get('/status', async () => opts.view.status());
   postOnly(app, '/reload', async (_req, reply) => {
     const r = await opts.view.reload();

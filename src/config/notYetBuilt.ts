@@ -11,6 +11,5 @@ export function notYetBuilt(config: Config): ConfigProblem[] {
     problems.push({ path, message: `${what} is not available in this build yet; remove the setting to run without it` });
   };
   if (config.audit.file !== null) later('audit.file', 'the tamper-evident audit log');
-  if (config.health.listen !== null) later('health.listen', 'the health server');
   return problems;
 }

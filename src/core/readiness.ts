@@ -1,6 +1,6 @@
 /**
  * Whether this sidecar should get traffic, and if not, why. Created in main and handed to
- * whatever answers probes (the admin API's /readyz, later the health server): ready once the
+ * whatever answers probes (the admin API and the health server, /readyz): ready once the
  * identity has loaded and every listener is bound, and never again once draining began.
  */
 export interface Readiness {
