@@ -194,7 +194,7 @@ async function readKeyFile(dir: string, name: string): Promise<FileResult> {
       const key = createSecretKey(bytes);
       const warning =
         (fst.mode & 0o077) !== 0
-          ? `${name}: mode ${octal(fst.mode)} lets group or others read the key; make it 0600 or 0400 (Kubernetes: set defaultMode: 0400 on the Secret volume)`
+          ? `${name}: mode ${octal(fst.mode)} lets group or others read the key; make it 0600 or 0400 (Kubernetes: defaultMode 0400 with the sidecar's runAsUser owning the files; with fsGroup the kubelet adds group read, so keep that group to the sidecar alone)`
           : null;
       return { kind: 'key', key, warning };
     } finally {
