@@ -193,7 +193,7 @@ t.test('loading', async (t) => {
     t.ok(sameKey(ring, 'k1', k1), 'the key is still loaded');
     t.equal(warnings.length, 1, 'only the readable file is warned about');
     t.match(warnings[0], /^k1: mode 0644 /);
-    t.match(warnings[0], /defaultMode: 0400/);
+    t.match(warnings[0], /defaultMode 0400/);
     t.notOk(warnings.join('\n').includes(k1.text.trim()));
   });
 
