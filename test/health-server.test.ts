@@ -5,10 +5,10 @@
 import t from 'tap';
 import net from 'node:net';
 import { request } from 'undici';
-import { world, startUpstream, startTestSidecar } from './helpers/world.ts';
+import { world, startUpstream, startTestSidecar, type Test } from './helpers/world.ts';
 import { StartupError } from '../src/main.ts';
 
-async function healthSidecar(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+async function healthSidecar(t: Test) {
   const w = await world(t);
   const ingest = await w.identity('ingest');
   const app = await startUpstream(t);
