@@ -25,6 +25,7 @@ export function attachContext(socket: Socket, ctx: ConnectionContext): void {
   (socket as WithContext)[kContext] = ctx;
 }
 
-export function contextOf(socket: Socket): ConnectionContext | undefined {
-  return (socket as WithContext)[kContext];
+/** the context of a connection; undefined for none (a server request's `socket` is null once its stream was destroyed) */
+export function contextOf(socket: Socket | null | undefined): ConnectionContext | undefined {
+  return (socket as WithContext | null | undefined)?.[kContext];
 }

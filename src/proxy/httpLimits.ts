@@ -7,11 +7,21 @@ import type { LimitsConfig } from '../config/types.ts';
  * pool, shared by inbound and outbound so the two cannot drift apart.
  */
 
+/**
+ * How often Node looks for requests whose headers are overdue: at most 1 s, and at most half
+ * the headers timeout, so a slow-headers client is cut within 1.5x the timeout (Node's own
+ * default of 30 s would let it linger up to 30 s past any shorter timeout).
+ */
+function headersCheckIntervalMs(limits: LimitsConfig): number {
+  return Math.max(50, Math.min(1000, Math.floor((limits.headersTimeoutSeconds * 1000) / 2)));
+}
+
 /** Downstream: header size (431 beyond it), slow headers cut, idle keep-alive closed. */
 export function httpServerLimits(limits: LimitsConfig): ServerOptions {
   return {
     maxHeaderSize: limits.maxHeaderBytes,
     headersTimeout: limits.headersTimeoutSeconds * 1000,
+    connectionsCheckingInterval: headersCheckIntervalMs(limits),
     // a large upload may take longer than any fixed bound; the idle timeout catches a stalled one
     requestTimeout: 0,
     keepAliveTimeout: limits.idleTimeoutSeconds * 1000,

@@ -293,7 +293,7 @@ export class HttpPath implements ForwardResult {
   /** The body could not be read within its bound, or the client left. */
   bodyFailed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     if (err instanceof ClientClosedError || res.destroyed) {
-      contextOf(req.socket)?.log.debug({ method: req.method }, 'client closed before its body was complete');
+      connectionOf(req, res)?.log.debug({ method: req.method }, 'client closed before its body was complete');
       return;
     }
     const code = upstreamErrorCode(err);
@@ -303,7 +303,7 @@ export class HttpPath implements ForwardResult {
   /** ForwardResult: the upstream exchange is over */
   done(err: Error | null, exchange: ForwardExchange): void {
     if (err === null) return;
-    const ctx = contextOf(exchange.req.socket);
+    const ctx = connectionOf(exchange.req, exchange.res);
     if (exchange.downstreamClosed) {
       (ctx?.log ?? this.deps.log).debug({ method: exchange.req.method }, 'client closed before the response completed; upstream request aborted');
       return;
@@ -327,7 +327,7 @@ export class HttpPath implements ForwardResult {
    */
   refuseSignature(req: IncomingMessage, res: ServerResponse, code: ErrorCode, detail: string, keyId: string | null, bodyUnread: boolean): void {
     this.countSignature(ERRORS[code].reason);
-    const ctx = contextOf(req.socket);
+    const ctx = connectionOf(req, res);
     (ctx?.log ?? this.deps.log).warn({ code, detail, keyId, method: req.method }, 'request refused');
     this.deps.audit.record(code === 'ERR_SIG_REPLAYED' ? 'replay' : 'signature_failure', {
       listener: this.deps.listener.name,
@@ -355,7 +355,7 @@ export class HttpPath implements ForwardResult {
    */
   refuse(req: IncomingMessage, res: ServerResponse, code: ErrorCode, close: boolean, headers?: Record<string, string>, detail?: Record<string, unknown>): void {
     if (code !== 'ERR_PEER_NOT_ALLOWED') {
-      const ctx = contextOf(req.socket);
+      const ctx = connectionOf(req, res);
       (ctx?.log ?? this.deps.log).warn({ code, method: req.method, ...detail }, 'request refused');
       this.deps.audit.record(code === 'ERR_PAYLOAD_ANOMALY' ? 'anomaly' : 'request_refused', {
         listener: this.deps.listener.name,
@@ -407,6 +407,15 @@ function continueIfAsked(res: TimedResponse): void {
   if (res[kContinue] !== true) return;
   res[kContinue] = false;
   res.writeContinue();
+}
+
+/**
+ * The connection a request came on. Taken from its response, where `handle` left it: once a
+ * streamed body was abandoned (a refusal mid-stream), Node detaches the request from its
+ * socket (`req.socket` is null) although the connection is still there to carry the answer.
+ */
+function connectionOf(req: IncomingMessage, res: ServerResponse): ConnectionContext | undefined {
+  return (res as TimedResponse)[kConn] ?? contextOf(req.socket);
 }
 
 function onResponseFinish(this: TimedResponse): void {
