@@ -384,9 +384,12 @@ export class HttpPath implements ForwardResult {
     if (start !== undefined) this.duration.observe(Number(this.deps.clock.monotonic() - start) / 1e9);
     const meter = res[kMeter];
     if (meter === undefined) return;
-    this.requestBytes.observe(meter.bytes);
+    // payload sizes of what was proxied: a request refused before forwarding has no upstream exchange
     const exchange = exchangeOf(res);
-    if (exchange !== undefined) this.responseBytes.observe(exchange.responseBytes);
+    if (exchange !== undefined) {
+      this.requestBytes.observe(meter.bytes);
+      this.responseBytes.observe(exchange.responseBytes);
+    }
     const anomaly = this.deps.anomaly;
     if (anomaly !== null && res.statusCode < 400) {
       anomaly.accepted(ROUTE, res[kPeer] ?? LOCAL_PEER, meter.bytes > 0 ? meter.bytes : null, res[kConn]?.log ?? this.deps.log);
