@@ -10,12 +10,19 @@ import { createReadiness, type Readiness } from './core/readiness.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { logAuditSink, type AuditSink } from './telemetry/audit.ts';
+import { startAuditLog } from './telemetry/auditLog.ts';
 import { startIdentity, type IdentityRuntime, type IdentityTiming, type ReloadOutcome, type ReloadTrigger } from './certs/identityRuntime.ts';
 import { tlsPolicy, type TlsPolicy } from './tls/policy.ts';
 import { createInboundListener, type InboundListener } from './proxy/inboundListener.ts';
 import { createOutboundListener } from './proxy/outboundListener.ts';
 import type { Listener } from './proxy/listener.ts';
-import { buildAdminApp } from './admin/app.ts';
+import { buildAdminApp, type AdminAuditHead, type AdminDrainResult, type AdminView } from './admin/app.ts';
+import { certReport } from './admin/certReport.ts';
+import { configView } from './admin/configView.ts';
+import { RecentAnomalies } from './anomaly/recentAnomalies.ts';
+import { RecentHandshakes } from './telemetry/recentHandshakes.ts';
+import { initialiseSeries } from './telemetry/metricSeries.ts';
+import { notAfter, notBefore } from './certs/pem.ts';
 import { buildHealthApp } from './admin/healthApp.ts';
 import { startIntegrity, type IntegrityRuntime } from './integrity/integrityRuntime.ts';
 
@@ -32,6 +39,14 @@ export interface SidecarDeps {
   readonly audit?: AuditSink;
   /** identity watch debounce and check intervals (tests shorten them) */
   readonly identityTiming?: IdentityTiming;
+  /**
+   * POST /shutdown calls this (once) after answering: the CLI passes what a SIGTERM does, so
+   * the process drains and exits with its usual code. Without it, the sidecar shuts itself
+   * down in-process (the process stays).
+   */
+  readonly requestShutdown?: () => void;
+  /** the audit log's head for /audit/head; absent or null: 404 "no audit log configured" */
+  readonly auditHead?: () => AdminAuditHead | null;
 }
 
 export interface Sidecar {
@@ -47,8 +62,18 @@ export interface Sidecar {
   ready(): boolean;
   /** reload identity files and keys; on any problem the old ones stay; ignored while draining */
   reload(trigger?: ReloadTrigger): Promise<ReloadOutcome>;
+  /**
+   * Start draining (readiness 503, inbound listeners stop accepting at once, outbound ones once
+   * inbound is drained, in-flight requests finish until drainTimeoutSeconds); the admin server
+   * stays up. Repeating it changes nothing. Resolves with shutdown()'s `clean` once drained.
+   */
+  drain(trigger?: string): Promise<boolean>;
   /** drain every listener (inbound first, outbound after, so the app can finish sending), then stop; true when nothing in flight was cut */
   shutdown(): Promise<boolean>;
+  /** failed handshakes and refused peers, for /handshakes/recent */
+  readonly recentHandshakes: RecentHandshakes;
+  /** flagged payload anomalies of every inbound listener, for /anomalies/recent */
+  readonly recentAnomalies: RecentAnomalies;
   /** find a listener by name */
   listener(name: string): Listener | undefined;
 }
@@ -75,33 +100,105 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   const log = deps.log ?? createLogger({ level: config.log.level });
   const registry = deps.registry ?? new Registry();
   const metrics = createMetrics(registry);
+  initialiseSeries(metrics, config, VERSION);
   collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
-  const audit = deps.audit ?? logAuditSink(log.child({ component: 'audit' }), (type) => metrics.auditEvents.labels(type).inc());
+  const countAudit = (type: Parameters<AuditSink['record']>[0]): void => void metrics.auditEvents.labels(type).inc();
+  // with audit.file: the hash-chained, MACed file; without: one log line per event
+  const auditStart = deps.audit === undefined ? await startAuditLog(config.audit, { log: log.child({ component: 'audit' }), count: countAudit, countDropped: () => metrics.auditDropped.inc() }) : { ok: true as const, log: null };
+  if (!auditStart.ok) throw new StartupError('the audit log cannot start', auditStart.problems, true);
+  const auditLog = auditStart.log;
+  const audit = deps.audit ?? auditLog ?? logAuditSink(log.child({ component: 'audit' }), countAudit);
   const policy: TlsPolicy = tlsPolicy(config.tls.minVersion);
   const readiness = createReadiness();
   const startedAt = clock.now();
+  const recentHandshakes = new RecentHandshakes();
+  const recentAnomalies = new RecentAnomalies();
 
   // filled in as startup proceeds; the admin API answers from whatever is there
   let identity: IdentityRuntime | null = null;
   let listeners: Listener[] = [];
   let sidecar: Sidecar | null = null;
 
-  const adminApp = await startAdmin(config, {
-    log,
-    registry,
-    readiness,
-    reload: () => (sidecar === null ? Promise.resolve(STARTING) : sidecar.reload('admin')),
-    status: () => ({
-      version: VERSION,
-      uptimeSeconds: Math.round((clock.now() - startedAt) / 1000),
+  // draining: started once (POST /drain, shutdown), awaited by shutdown
+  let drainState: { readonly deadline: number; readonly done: Promise<boolean> } | null = null;
+  function startDrain(trigger: string): { readonly started: boolean; readonly deadline: number; readonly done: Promise<boolean> } {
+    if (drainState !== null) return { started: false, ...drainState };
+    readiness.markDraining();
+    const deadline = Date.now() + config.drainTimeoutSeconds * 1000;
+    audit.record('drain', { deadline: new Date(deadline).toISOString(), trigger });
+    log.info({ trigger, deadline: new Date(deadline).toISOString() }, 'draining');
+    const draining = listeners;
+    const done = (async () => {
+      const inboundClean = await Promise.all(draining.filter((l) => l.mode === 'inbound').map((l) => l.drain(deadline)));
+      const outboundClean = await Promise.all(draining.filter((l) => l.mode === 'outbound').map((l) => l.drain(deadline)));
+      return [...inboundClean, ...outboundClean].every(Boolean);
+    })();
+    drainState = { deadline, done };
+    return { started: true, deadline, done };
+  }
+  function drainResult(started: boolean, deadline: number): AdminDrainResult {
+    return {
+      started,
+      draining: true,
       ready: readiness.ready(),
-      reasons: readiness.reasons(),
-      draining: readiness.draining(),
-      identity: identity?.status() ?? null,
-      lastReload: identity?.status().lastReload ?? null,
-      listeners: listeners.map((l) => ({ name: l.name, mode: l.mode, protocol: l.protocol, address: formatHostPort(l.address()), connections: l.connections() })),
-    }),
-  });
+      deadline: new Date(deadline).toISOString(),
+      listeners: listeners.map((l) => ({ name: l.name, accepting: !l.draining(), connections: l.connections() })),
+    };
+  }
+  let shutdownRequested = false;
+  const view: AdminView = {
+    reload: () => (sidecar === null ? Promise.resolve(STARTING) : sidecar.reload('admin')),
+    status: () => {
+      const leaf = identity?.current().leaf;
+      const now = clock.now();
+      return {
+        version: VERSION,
+        node: process.versions.node,
+        openssl: process.versions.openssl,
+        startedAt: new Date(startedAt).toISOString(),
+        uptimeSeconds: Math.round((now - startedAt) / 1000),
+        ready: readiness.ready(),
+        reasons: readiness.reasons(),
+        draining: readiness.draining(),
+        identity: identity?.status() ?? null,
+        certificate:
+          leaf === undefined
+            ? null
+            : {
+                notBefore: notBefore(leaf).toISOString(),
+                notAfter: notAfter(leaf).toISOString(),
+                daysLeft: Math.round(((notAfter(leaf).getTime() - now) / 86_400_000) * 100) / 100,
+                valid: notBefore(leaf).getTime() <= now && now < notAfter(leaf).getTime(),
+              },
+        lastReload: identity?.status().lastReload ?? null,
+        listeners: listeners.map((l) => ({
+          name: l.name,
+          mode: l.mode,
+          protocol: l.protocol,
+          address: addressOf(l),
+          accepting: !l.draining(),
+          connections: l.connections(),
+        })),
+      };
+    },
+    certs: () => (identity === null ? { loadedAt: null, files: null, certificates: [] } : certReport(identity.current(), { certFile: config.identity.certFile, caFile: config.identity.caFile, crlFile: config.identity.crlFile }, clock.now())),
+    config: () => configView(config),
+    handshakes: () => ({ capacity: recentHandshakes.capacity, total: recentHandshakes.count, entries: recentHandshakes.list() }),
+    anomalies: () => ({ total: recentAnomalies.count, entries: recentAnomalies.list() }),
+    auditHead: () => deps.auditHead?.() ?? auditLog?.head() ?? null,
+    drain: () => {
+      const d = startDrain('admin');
+      return drainResult(d.started, d.deadline);
+    },
+    shutdown: () => {
+      if (shutdownRequested) return;
+      shutdownRequested = true;
+      log.info('shutdown requested through the admin API');
+      if (deps.requestShutdown !== undefined) deps.requestShutdown();
+      else void sidecar?.shutdown();
+    },
+  };
+  const adminApp = await startAdmin(config, { log, registry, readiness, view });
 
   let health: StartedApp | null = null;
   let integrity: IntegrityRuntime | null = null;
@@ -131,8 +228,8 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
 
     listeners = config.listeners.map((l) =>
       l.mode === 'inbound'
-        ? createInboundListener({ config: l, policy, material: id.material(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l) })
-        : createOutboundListener({ config: l, clientContext: () => id.clientContext(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l) }),
+        ? createInboundListener({ config: l, policy, material: id.material(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentAnomalies, recentHandshakes })
+        : createOutboundListener({ config: l, clientContext: () => id.clientContext(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentHandshakes }),
     );
     await startListeners(config, listeners);
     id.activate(listeners.filter((l): l is InboundListener => l.mode === 'inbound'));
@@ -142,6 +239,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     integrity?.close();
     await health?.app.close();
     await adminApp?.app.close();
+    await auditLog?.close().catch(() => undefined);
     throw err;
   }
   const id: IdentityRuntime = identity;
@@ -155,6 +253,8 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     admin: adminApp?.address ?? null,
     health: health?.address ?? null,
     readiness,
+    recentHandshakes,
+    recentAnomalies,
     ready: () => readiness.ready(),
     listener: (name) => listeners.find((l) => l.name === name),
     async reload(trigger = 'api') {
@@ -168,21 +268,16 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
       if (certs.ignored !== null) return certs;
       return { ok: keyResult.ok && certs.ok, problems: [...keyResult.problems, ...certs.problems], changed: certs.changed, ignored: null };
     },
+    drain: (trigger = 'api') => startDrain(trigger).done,
     async shutdown() {
-      readiness.markDraining();
-      const deadline = Date.now() + config.drainTimeoutSeconds * 1000;
-      audit.record('drain', { deadline: new Date(deadline).toISOString() });
-      const inbound = listeners.filter((l) => l.mode === 'inbound');
-      const outbound = listeners.filter((l) => l.mode === 'outbound');
-      const inboundClean = await Promise.all(inbound.map((l) => l.drain(deadline)));
-      const outboundClean = await Promise.all(outbound.map((l) => l.drain(deadline)));
+      const clean = await startDrain('shutdown').done;
       await health?.app.close();
       await adminApp?.app.close();
       id.close();
       keys.close();
-      const clean = [...inboundClean, ...outboundClean].every(Boolean);
       audit.record('stop', { clean });
-      await audit.flush();
+      // written and fsync'd before the process exits: no event is lost on SIGTERM
+      await (audit === auditLog ? auditLog.close() : audit.flush());
       log.info({ clean }, 'stopped');
       return clean;
     },
@@ -194,6 +289,18 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   return started;
 }
 
+/** "host:port" a listener is bound to; once drained (closed) it has none and the bound one is remembered */
+const boundAddresses = new WeakMap<Listener, string>();
+function addressOf(l: Listener): string | null {
+  try {
+    const a = formatHostPort(l.address());
+    boundAddresses.set(l, a);
+    return a;
+  } catch {
+    return boundAddresses.get(l) ?? null;
+  }
+}
+
 /** Bind every listener in order; the first that cannot bind stops the others and fails the start. */
 async function startListeners(config: Config, listeners: readonly Listener[]): Promise<void> {
   let started = 0;
@@ -201,6 +308,7 @@ async function startListeners(config: Config, listeners: readonly Listener[]): P
     for (const l of listeners) {
       await l.start();
       started += 1;
+      addressOf(l);
     }
   } catch (err) {
     const failed = config.listeners[started]!;
@@ -214,8 +322,7 @@ interface AdminDeps {
   readonly log: Logger;
   readonly registry: Registry;
   readonly readiness: Readiness;
-  reload(): Promise<ReloadOutcome>;
-  status(): Record<string, unknown>;
+  readonly view: AdminView;
 }
 
 interface StartedApp {
@@ -227,7 +334,7 @@ interface StartedApp {
 async function startAdmin(config: Config, deps: AdminDeps): Promise<StartedApp | null> {
   if (config.admin.listen === null) return null;
   const token = config.admin.tokenFile === null ? null : (await readFile(config.admin.tokenFile, 'utf8')).trim();
-  const app = buildAdminApp({ log: deps.log, registry: deps.registry, token, readiness: deps.readiness, view: { reload: deps.reload, status: deps.status } });
+  const app = buildAdminApp({ log: deps.log, registry: deps.registry, token, readiness: deps.readiness, view: deps.view });
   return listenApp(app, config.admin.listen, 'admin.listen', 'admin server');
 }
 

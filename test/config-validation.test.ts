@@ -113,7 +113,7 @@ t.test('the INTERFACE.md example file validates, with defaults applied and paths
     crlStale: 'warn',
   });
   t.equal(config.keys.dir, join(dir, 'keys'));
-  t.same(config.audit, { file: join(dir, 'audit.log'), keyFile: join(dir, 'audit.key') });
+  t.same(config.audit, { file: join(dir, 'audit.log'), keyFile: join(dir, 'audit.key'), maxFileBytes: 64 * 1024 * 1024, maxFiles: 10 });
   t.same(config.integrity, DEFAULT_INTEGRITY);
   t.equal(config.drainTimeoutSeconds, 20, 'drain timeout defaulted');
 
@@ -146,7 +146,7 @@ t.test('a minimal config gets every default', async (t) => {
   t.same(config.health, { listen: null }, 'no health server unless asked');
   t.same(config.tls, { minVersion: 'TLSv1.2' });
   t.same(config.log, { level: 'info' });
-  t.same(config.audit, { file: null, keyFile: null });
+  t.same(config.audit, { file: null, keyFile: null, maxFileBytes: 64 * 1024 * 1024, maxFiles: 10 });
   t.same(config.integrity, {
     tag: 'tollgate',
     skewSeconds: 30,

@@ -6,9 +6,10 @@ import type { Readiness } from '../core/readiness.ts';
 import { registerProbeRoutes } from './probeRoutes.ts';
 
 /**
- * The admin API as a fastify app that main starts (it never listens by itself).
- * Liveness, readiness, metrics, status and reload; the observability issue adds the rest of
- * INTERFACE.md's endpoints. Mutating routes are POST only: any other method gets 405.
+ * The admin API as a fastify app that main starts (it never listens by itself): INTERFACE.md's
+ * endpoints, answered from the view main hands in. Mutating routes (/reload, /drain,
+ * /shutdown) are POST only: any other method gets 405. A part of the view that is not given
+ * answers 404 with `{error}` (an in-process app built for one concern need not supply all).
  */
 export interface AdminReloadResult {
   readonly ok: boolean;
@@ -18,10 +19,41 @@ export interface AdminReloadResult {
   readonly ignored: 'draining' | 'starting' | null;
 }
 
+/** What POST /drain (and /shutdown) did. */
+export interface AdminDrainResult {
+  /** false when a drain was already under way (the call changed nothing) */
+  readonly started: boolean;
+  readonly draining: true;
+  readonly ready: boolean;
+  /** when whatever is still in flight is cut */
+  readonly deadline: string;
+  readonly listeners: ReadonlyArray<{ readonly name: string; readonly accepting: boolean; readonly connections: number }>;
+}
+
+export interface AdminAuditHead {
+  readonly seq: number;
+  readonly hash: string;
+  readonly file: string;
+}
+
 export interface AdminView {
   status(): Record<string, unknown>;
   /** reload certificates and keys now */
   reload(): Promise<AdminReloadResult>;
+  /** every loaded certificate (identity, chain, CAs) */
+  certs?(): unknown;
+  /** the effective configuration (secrets only as file paths) */
+  config?(): unknown;
+  /** recent failed handshakes and refused peers, oldest first */
+  handshakes?(): { readonly capacity: number; readonly total: number; readonly entries: readonly unknown[] };
+  /** recent payload anomalies, oldest first */
+  anomalies?(): { readonly total: number; readonly entries: readonly unknown[] };
+  /** the audit log's last seq and hash; null (or absent) when no audit log is configured */
+  auditHead?(): AdminAuditHead | null;
+  /** readiness 503, listeners stop accepting, in-flight requests finish; harmless when repeated */
+  drain?(): AdminDrainResult;
+  /** drain, then stop the process with its usual exit code (called once the answer is sent) */
+  shutdown?(): void;
 }
 
 export interface AdminOptions {
@@ -52,7 +84,29 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
     });
   }
   registerProbeRoutes(app, opts);
-  app.get('/status', async () => opts.view.status());
+  const view = opts.view;
+  app.get('/status', async () => view.status());
+  app.get('/certs', async (_req, reply) => (view.certs === undefined ? notAvailable(reply, 'certificates') : view.certs()));
+  app.get('/config', async (_req, reply) => (view.config === undefined ? notAvailable(reply, 'configuration') : view.config()));
+  app.get('/handshakes/recent', async (_req, reply) => (view.handshakes === undefined ? notAvailable(reply, 'handshake telemetry') : view.handshakes()));
+  app.get('/anomalies/recent', async (_req, reply) => (view.anomalies === undefined ? notAvailable(reply, 'anomaly telemetry') : view.anomalies()));
+  app.get('/audit/head', async (_req, reply) => {
+    const head = view.auditHead?.() ?? null;
+    if (head === null) return reply.code(404).send({ error: 'no audit log configured' });
+    return head;
+  });
+  postOnly(app, '/drain', async (_req, reply) => {
+    if (view.drain === undefined) return notAvailable(reply, 'drain');
+    return reply.code(202).send(view.drain());
+  });
+  postOnly(app, '/shutdown', async (_req, reply) => {
+    if (view.shutdown === undefined) return notAvailable(reply, 'shutdown');
+    const shutdown = view.shutdown;
+    // the answer goes out first: shutting down closes this server
+    reply.raw.once('close', () => setImmediate(shutdown));
+    const r = view.drain?.();
+    return reply.code(202).send({ ...(r ?? {}), shuttingDown: true });
+  });
   postOnly(app, '/reload', async (_req, reply) => {
     const r = await opts.view.reload();
     if (r.ignored === 'draining') return reply.code(409).send({ ok: false, error: 'ERR_DRAINING', message: 'draining: reload ignored', problems: r.problems });
@@ -60,6 +114,10 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
     return reply.code(r.ok ? 200 : 500).send({ ok: r.ok, changed: r.changed, problems: r.problems });
   });
   return app;
+}
+
+function notAvailable(reply: FastifyReply, what: string): FastifyReply {
+  return reply.code(404).send({ error: `${what} not available` });
 }
 
 const NOT_POST = ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;

@@ -3,13 +3,14 @@ import { loadConfigFile } from '../config/load.ts';
 import { loadIdentity } from '../certs/identityBundle.ts';
 import { notYetBuilt } from '../config/notYetBuilt.ts';
 import { loadKeys } from '../integrity/integrityRuntime.ts';
+import { checkAuditLog } from '../telemetry/auditLog.ts';
 import { EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 
 /**
  * `tollgate check --config FILE`: the same validation `run` does, plus the certificates it
  * names (key matches certificate, chain verifies against the CA, not expired; expiring within
  * 7 days is a warning; the CRLs parse, are signed by a CA of the bundle and cover each CA; a
- * stale CRL is a warning with identity.crlStale "warn" and a problem with "refuse") and its HMAC key ring (every file a valid key, the signing keys present). Exit 0 when it would start, 2 otherwise.
+ * stale CRL is a warning with identity.crlStale "warn" and a problem with "refuse"), its HMAC key ring (every file a valid key, the signing keys present) and the audit log (the key loads, the file's last line verifies). Exit 0 when it would start, 2 otherwise.
  */
 export async function checkCommand(argv: string[], o: Output, now: Date): Promise<number> {
   let values;
@@ -45,11 +46,18 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
     return EXIT_USAGE;
   }
   for (const w of keys.warnings) o.err(`warning: ${w}`);
+  const audit = await checkAuditLog(result.config.audit);
+  if (!audit.ok) {
+    printProblems(o, `${values.config}: audit log problems`, audit.problems);
+    return EXIT_USAGE;
+  }
+  for (const w of audit.warnings) o.err(`warning: ${w}`);
   const c = result.config;
   o.out(`${values.config}: ok`);
   o.out(`  identity ${identity.bundle.leaf.subject.replace(/\n/g, ', ')} valid until ${identity.bundle.leaf.validTo}`);
   for (const crl of identity.bundle.crls) o.out(`  crl from ${crl.issuer}, next update ${crl.nextUpdate?.toISOString() ?? 'none'}`);
   if (keys.ring.size > 0) o.out(`  keys ${keys.ring.ids.join(', ')}`);
+  if (audit.seq !== null) o.out(`  audit log ${c.audit.file} ${audit.seq === 0 ? '(a new chain)' : `continues after seq ${audit.seq}`}`);
   for (const l of c.listeners) o.out(`  listener ${l.name}: ${l.mode} ${l.protocol} ${l.listen.host}:${l.listen.port} -> ${l.target.host}:${l.target.port}`);
   return EXIT_OK;
 }

@@ -3,6 +3,7 @@ import { loadConfigFile } from '../config/load.ts';
 import { configFromFlags } from '../config/flags.ts';
 import { certsCommand } from './certs.ts';
 import { keysCommand } from './keys.ts';
+import { auditCommand } from './audit.ts';
 import { checkCommand } from './check.ts';
 import { demoCommand } from './demo.ts';
 import { probeCommand } from './probe.ts';
@@ -21,6 +22,7 @@ usage:
   tollgate certs dev --out DIR [--trust-domain D] [--identity NAME]…
   tollgate certs pin FILE
   tollgate keys new --out DIR --id ID
+  tollgate audit verify FILE --key F [--partial] [--expect-head SEQ:HASH]
   tollgate probe HOST:PORT --ca F [--cert F --key F] [--server-name N] [--expect-spiffe ID]… [--expect-spki-pin PIN]… [--min-days-valid N] [--alpn P]… [--timeout SECONDS] [--json]
   tollgate webhook --listen H:P --cert F --key F --image IMAGE [--config FILE]
   tollgate demo [--once]
@@ -48,6 +50,8 @@ export async function main(argv: string[], o: Output = processOutput, cwd = proc
       return certsCommand(rest, o, cwd);
     case 'keys':
       return keysCommand(rest, o, cwd);
+    case 'audit':
+      return auditCommand(rest, o, cwd);
     case 'demo':
       return demoCommand(rest, o);
     case 'probe':

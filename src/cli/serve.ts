@@ -6,12 +6,15 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from '.
  * Run a sidecar in the foreground until a signal: SIGTERM/SIGINT drain and stop (exit 0 when
  * nothing in flight was cut, 1 otherwise; a second signal, or the drain deadline passing by
  * more than a grace period, forces exit 1); SIGHUP reloads certificates, ignored while draining.
+ * POST /shutdown on the admin API does what SIGTERM does.
  * tollgate installs these handlers itself, so it behaves as PID 1 in a container.
  */
 export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) => void): Promise<number> {
   let sidecar: Sidecar;
+  // POST /shutdown: the same path as SIGTERM (set once the handlers are in place)
+  let requestShutdown: () => void = () => undefined;
   try {
-    sidecar = await startSidecar(config);
+    sidecar = await startSidecar(config, { requestShutdown: () => requestShutdown() });
   } catch (err) {
     if (err instanceof StartupError) {
       printProblems(o, `tollgate: ${err.message}`, err.problems);
@@ -22,7 +25,7 @@ export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) 
   onStarted?.(sidecar);
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
+    const stop = (signal: NodeJS.Signals | 'admin'): void => {
       if (stopping) {
         sidecar.log.error({ signal }, 'second signal while draining: exiting now');
         sidecar.log.flush();
@@ -57,6 +60,7 @@ export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) 
       process.removeListener('SIGHUP', reload);
       sidecar.log.flush(() => resolve(code));
     };
+    requestShutdown = () => stop('admin');
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', reload);

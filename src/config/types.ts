@@ -107,7 +107,14 @@ export interface Config {
     /** components every verified signature must cover, on top of the floor (@method, @authority, @path, @query, content-digest, content-type) */
     readonly requiredComponents: readonly string[];
   };
-  readonly audit: { readonly file: string | null; readonly keyFile: string | null };
+  readonly audit: {
+    readonly file: string | null;
+    readonly keyFile: string | null;
+    /** a file that would grow past this is rotated to FILE.1 (the chain continues in the new FILE) */
+    readonly maxFileBytes: number;
+    /** rotated files kept (FILE.1 … FILE.maxFiles) */
+    readonly maxFiles: number;
+  };
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   /** SIGTERM: how long in-flight requests get before a forced exit */
   readonly drainTimeoutSeconds: number;

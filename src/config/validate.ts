@@ -169,17 +169,24 @@ function componentNameProblem(name: string): string | null {
 }
 
 function validateAudit(ctx: Ctx, value: unknown, path: string): Config['audit'] {
-  const o = section(ctx, value, path, ['file', 'keyFile']);
+  const o = section(ctx, value, path, ['file', 'keyFile', 'maxFileBytes', 'maxFiles']);
   const file = read(ctx, o, path, 'file', nullable(filePath(ctx)), DEFAULT_AUDIT.file);
   const keyFile = read(ctx, o, path, 'keyFile', nullable(filePath(ctx)), DEFAULT_AUDIT.keyFile);
+  const maxFileBytes = read(ctx, o, path, 'maxFileBytes', positiveInteger, DEFAULT_AUDIT.maxFileBytes);
+  const maxFiles = read(ctx, o, path, 'maxFiles', positiveInteger, DEFAULT_AUDIT.maxFiles);
+  if (maxFileBytes < MIN_AUDIT_FILE_BYTES) report(ctx, at(path, 'maxFileBytes'), `at least ${MIN_AUDIT_FILE_BYTES} (a file must hold more than a few lines)`);
+  if (maxFiles > MAX_AUDIT_FILES) report(ctx, at(path, 'maxFiles'), `at most ${MAX_AUDIT_FILES}`);
   if (file !== null && keyFile === null && isAbsent(o.keyFile)) {
     report(ctx, at(path, 'keyFile'), 'required when audit.file is set (every audit line is MACed with this key)');
   }
   if (file === null && keyFile !== null && isAbsent(o.file)) {
     report(ctx, at(path, 'file'), 'required when audit.keyFile is set');
   }
-  return { file, keyFile };
+  return { file, keyFile, maxFileBytes, maxFiles };
 }
+
+const MIN_AUDIT_FILE_BYTES = 4096;
+const MAX_AUDIT_FILES = 1000;
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 

@@ -12,7 +12,7 @@
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import { lstat, open, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditEventType, AuditSink } from '../telemetry/audit.ts';
 import { debounce, type Debounced } from '../core/debounce.ts';
@@ -346,4 +346,15 @@ export function watchKeyRing(initial: KeyRing, options: KeyRingWatcherOptions): 
       dirWatch.close();
     },
   };
+}
+
+/**
+ * One key file on its own (the audit key): the same format and checks as a ring's files —
+ * base64 of at least 32 bytes; problems and warnings name the path, never the content.
+ */
+export async function loadKeyFile(path: string): Promise<{ ok: true; key: KeyObject; warning: string | null } | { ok: false; problem: string }> {
+  const r = await readKeyFile(dirname(path), basename(path));
+  if (r.kind === 'problem') return { ok: false, problem: `${path}: ${r.problem.slice(basename(path).length + 2)}` };
+  if (r.kind === 'skip') return { ok: false, problem: `${path}: not a key file (missing, a directory or not a regular file)` };
+  return { ok: true, key: r.key, warning: r.warning === null ? null : `${path}: ${r.warning.slice(basename(path).length + 2)}` };
 }

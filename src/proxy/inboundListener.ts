@@ -18,6 +18,7 @@ import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
 import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
 import { HandshakeGate } from './handshakeGate.ts';
 import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
+import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
@@ -34,6 +35,8 @@ export interface InboundDeps {
   readonly integrity: IntegrityStage | null;
   /** where flagged anomalies are kept for the admin API (one per sidecar); a private list when not given */
   readonly recentAnomalies?: RecentAnomalies;
+  /** where failed handshakes and refused peers are kept for the admin API (one per sidecar); a private list when not given */
+  readonly recentHandshakes?: RecentHandshakes;
 }
 
 export interface InboundListener extends Listener {
@@ -42,7 +45,10 @@ export interface InboundListener extends Listener {
 }
 
 const kAccepted = Symbol('tollgate.acceptedAt');
-type RawSocket = Socket & { [kAccepted]?: bigint };
+const kRemote = Symbol('tollgate.remote');
+const kDropped = Symbol('tollgate.droppedAtAccept');
+/** the accepted TCP socket: when it was accepted, who from (kept: a destroyed socket forgets its address), whether the cap dropped it */
+type RawSocket = Socket & { [kAccepted]?: bigint; [kRemote]?: string | null; [kDropped]?: true };
 
 /**
  * The inbound listener: terminates mTLS with `tls.createServer` semantics (an https.Server is
@@ -60,6 +66,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   const handshakeDuration = metrics.handshakeDuration.labels(config.name);
   const authzAllow = metrics.authzDecisions.labels(config.name, 'allow');
   const authzDeny = metrics.authzDecisions.labels(config.name, 'deny');
+  const recent = deps.recentHandshakes ?? new RecentHandshakes();
   let nextId = 0;
 
   const serverOptions = (material: TlsMaterial): TlsOptions => ({
@@ -116,12 +123,35 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   const gate = new HandshakeGate(limits.maxConcurrentHandshakes);
   let lastDropWarning = Number.NEGATIVE_INFINITY;
   let droppedSinceWarning = 0;
+  let capEntry: HandshakeRecord | null = null;
+  let capEntryStarted = Number.NEGATIVE_INFINITY;
   server.on('connection', (raw: RawSocket) => {
+    // read before anything can destroy it (a destroyed socket has no address to give)
+    const remote = formatRemote(raw.remoteAddress, raw.remotePort);
     if (!gate.admit(raw)) {
-      // a flood must not become a log flood: counted each time, logged at most every 10 s
+      raw[kDropped] = true;
+      // a flood must not become a log flood: counted each time, logged at most every 10 s,
+      // and folded into one /handshakes/recent entry per 10 s window
       metrics.handshakes.labels(config.name, 'failure', 'other').inc();
       droppedSinceWarning++;
       const now = deps.clock.now();
+      const at = new Date(now).toISOString();
+      if (capEntry !== null && now - capEntryStarted < 10_000) recent.bump(capEntry, at);
+      else {
+        capEntryStarted = now;
+        capEntry = recent.add({
+          at,
+          listener: config.name,
+          side: 'server',
+          kind: 'handshake_failure',
+          reason: 'other',
+          remote,
+          peer: null,
+          tlsVersion: null,
+          code: 'HANDSHAKE_CAP',
+          detail: `dropped at accept: ${gate.max} TLS handshakes already in progress (count = connections dropped in this window; remote = the first)`,
+        });
+      }
       if (now - lastDropWarning >= 10_000) {
         log.warn({ dropped: droppedSinceWarning, inProgress: gate.inProgress, max: gate.max }, 'connections dropped at accept: too many TLS handshakes in progress');
         deps.audit.record('handshake_failure', { listener: config.name, reason: 'handshake_cap', dropped: droppedSinceWarning });
@@ -131,6 +161,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       return;
     }
     raw[kAccepted] = deps.clock.monotonic();
+    raw[kRemote] = remote;
   });
 
   // runs right after the HTTP parser (or our TCP handler) is attached, before any request is read
@@ -162,17 +193,45 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       const why = decision !== null && !decision.allowed ? decision.why : 'identity';
       ctx.log.warn({ code: 'ERR_PEER_NOT_ALLOWED', why, spiffe: peer?.spiffe, dns: peer?.dns, cn: peer?.cn, spkiPin: peer?.spkiPin }, 'peer not allowed');
       deps.audit.record('authz_deny', { listener: config.name, peer: peer?.display ?? null, why, remote: socket.remoteAddress ?? null });
+      recent.add({
+        at: new Date(deps.clock.now()).toISOString(),
+        listener: config.name,
+        side: 'server',
+        kind: 'authz_deny',
+        reason: null,
+        remote: formatRemote(socket.remoteAddress, socket.remotePort),
+        peer: peer === null ? null : { subject: peer.subject, spiffe: peer.spiffe[0] ?? null },
+        tlsVersion: tlsVersionOf(socket),
+        code: 'ERR_PEER_NOT_ALLOWED',
+        detail: why,
+      });
     }
   });
 
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+    const raw = (socket as unknown as { _parent?: RawSocket })._parent;
+    // a connection the handshake cap dropped was counted (and aggregated) at accept already
+    if (raw?.[kDropped] === true) return;
     // a client certificate that fails verification only shows in authorizationError (Node destroys the socket itself)
     const verifyError = typeof socket.authorizationError === 'string' ? socket.authorizationError : null;
     const reason = classifyHandshakeFailure(err, verifyError);
     const code = verifyError ?? (err as NodeJS.ErrnoException).code;
     metrics.handshakes.labels(config.name, 'failure', reason).inc();
-    log.warn({ reason, code, err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+    const peer = failedPeerOf(socket);
+    log.warn({ reason, code, err: err.message, remote: socket.remoteAddress, peer: peer?.spiffe ?? peer?.subject }, 'TLS handshake failed');
     deps.audit.record('handshake_failure', { listener: config.name, reason, remote: socket.remoteAddress ?? null, code: code ?? null });
+    recent.add({
+      at: new Date(deps.clock.now()).toISOString(),
+      listener: config.name,
+      side: 'server',
+      kind: 'handshake_failure',
+      reason,
+      remote: raw?.[kRemote] ?? formatRemote(socket.remoteAddress, socket.remotePort),
+      peer,
+      tlsVersion: tlsVersionOf(socket),
+      code: code ?? null,
+      detail: err.message,
+    });
   });
 
   function openTcpUpstream(downstream: TLSSocket, ctx: ConnectionContext): void {
@@ -202,4 +261,21 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       server.setSecureContext(serverOptions(material));
     },
   };
+}
+
+/**
+ * The certificate a failed client presented, when the socket is still open. Node destroys a
+ * socket whose client certificate failed verification before telling us, so that case has
+ * none; a destroyed socket is never asked (its OpenSSL state may be gone).
+ */
+function failedPeerOf(socket: TLSSocket): HandshakeRecord['peer'] {
+  if (socket.destroyed) return null;
+  try {
+    const cert = socket.getPeerX509Certificate();
+    if (cert === undefined) return null;
+    const p = peerIdentity(cert);
+    return { subject: p.subject, spiffe: p.spiffe[0] ?? null };
+  } catch {
+    return null;
+  }
 }

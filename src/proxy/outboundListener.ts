@@ -18,6 +18,7 @@ import { createUpstreamTls } from './upstreamTls.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
 import { ERRORS } from '../core/errors.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
+import { RecentHandshakes } from '../telemetry/recentHandshakes.ts';
 
 export interface OutboundDeps {
   readonly config: ListenerConfig;
@@ -29,6 +30,8 @@ export interface OutboundDeps {
   readonly clock: Clock;
   /** message integrity for HTTP: verify (inbound), sign (outbound), or null */
   readonly integrity: IntegrityStage | null;
+  /** where failed upstream handshakes are kept for the admin API (one per sidecar); a private list when not given */
+  readonly recentHandshakes?: RecentHandshakes;
 }
 
 /**
@@ -46,6 +49,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
     verify: compileVerify(config.verify),
     secureContext: deps.clientContext,
     connectTimeoutMs: limits.upstreamTimeoutSeconds * 1000,
+    telemetry: { listener: config.name, metrics, recent: deps.recentHandshakes ?? new RecentHandshakes(), clock: deps.clock },
   });
   let nextId = 0;
   const newContext = (socket: Socket): ConnectionContext => {

@@ -5,6 +5,10 @@ import { TollgateError } from '../core/errors.ts';
 import { peerIdentity, type PeerIdentity } from '../tls/peerIdentity.ts';
 import { verifyServer, type CompiledVerify } from '../policy/authz.ts';
 import { CERT_VERIFY_CODES } from './upstreamError.ts';
+import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
+import type { Clock } from '../core/clock.ts';
+import type { HandshakeFailureReason, Metrics } from '../telemetry/metrics.ts';
+import { formatRemote, tlsVersionOf, type RecentHandshakes } from '../telemetry/recentHandshakes.ts';
 
 /**
  * Originates mTLS to a remote peer: our client certificate from the current secure
@@ -17,6 +21,15 @@ export interface UpstreamTlsOptions {
   readonly verify: CompiledVerify;
   readonly secureContext: () => SecureContext;
   readonly connectTimeoutMs: number;
+  /** count and time handshakes, keep failures for /handshakes/recent; none in unit use */
+  readonly telemetry?: UpstreamHandshakeTelemetry;
+}
+
+export interface UpstreamHandshakeTelemetry {
+  readonly listener: string;
+  readonly metrics: Metrics;
+  readonly recent: RecentHandshakes;
+  readonly clock: Clock;
 }
 
 export interface UpstreamTls {
@@ -32,13 +45,35 @@ type VerifiedSocket = TLSSocket & { [kPeer]?: PeerIdentity };
 export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
   const sni = isIP(opts.serverName) === 0 ? opts.serverName : undefined;
   let session: Buffer | undefined;
+  const tel = opts.telemetry;
+  const handshakeOk = tel?.metrics.handshakes.labels(tel.listener, 'success', '');
+  const handshakeDuration = tel?.metrics.handshakeDuration.labels(tel.listener);
+
+  /** a handshake that began (TCP connected) and did not complete */
+  function handshakeFailed(socket: TLSSocket, host: string, port: number, err: Error): void {
+    if (tel === undefined) return;
+    const failure = classifyClientFailure(err);
+    tel.metrics.handshakes.labels(tel.listener, 'failure', failure.reason).inc();
+    tel.recent.add({
+      at: new Date(tel.clock.now()).toISOString(),
+      listener: tel.listener,
+      side: 'client',
+      kind: 'handshake_failure',
+      reason: failure.reason,
+      remote: formatRemote(host, port),
+      peer: peerOfFailure(err),
+      tlsVersion: tlsVersionOf(socket),
+      code: failure.code,
+      detail: err.message,
+    });
+  }
 
   function checkServerIdentity(this: void, _host: string, cert: PeerCertificate): Error | undefined {
-    const nameErr = tls.checkServerIdentity(opts.serverName, cert);
-    if (nameErr !== undefined) return new TollgateError('ERR_UPSTREAM_IDENTITY', nameErr.message, { cause: nameErr });
     const peer = peerIdentity(new X509Certificate(cert.raw));
+    const nameErr = tls.checkServerIdentity(opts.serverName, cert);
+    if (nameErr !== undefined) return refusedPeer(new TollgateError('ERR_UPSTREAM_IDENTITY', nameErr.message, { cause: nameErr }), peer);
     const why = verifyServer(opts.verify, peer);
-    if (why !== null) return new TollgateError('ERR_UPSTREAM_IDENTITY', why);
+    if (why !== null) return refusedPeer(new TollgateError('ERR_UPSTREAM_IDENTITY', why), peer);
     return undefined;
   }
 
@@ -67,9 +102,26 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
         done(err, null);
       } else done(null, socket);
     };
-    const onTimeout = (): void => settle(new TollgateError('ERR_UPSTREAM_TIMEOUT', `TLS connect to ${host}:${port} timed out`));
-    const onError = (err: Error): void => settle(classifyConnectError(err));
+    // a handshake is timed from TCP connect, as inbound times it from accept
+    let tcpConnectedAt: bigint | null = null;
+    socket.once('connect', () => {
+      tcpConnectedAt = tel?.clock.monotonic() ?? 0n;
+    });
+    const onTimeout = (): void => {
+      const err = new TollgateError('ERR_UPSTREAM_TIMEOUT', `TLS connect to ${host}:${port} timed out`);
+      if (tcpConnectedAt !== null) handshakeFailed(socket, host, port, err);
+      settle(err);
+    };
+    const onError = (err: Error): void => {
+      // refused or unreachable before any TLS byte: an upstream error, not a handshake failure
+      if (tcpConnectedAt !== null && !settled) handshakeFailed(socket, host, port, err);
+      settle(classifyConnectError(err));
+    };
     socket.once('secureConnect', () => {
+      if (tel !== undefined && !settled) {
+        handshakeOk?.inc();
+        if (tcpConnectedAt !== null) handshakeDuration?.observe(Number(tel.clock.monotonic() - tcpConnectedAt) / 1e9);
+      }
       const cert = socket.getPeerX509Certificate();
       if (cert !== undefined) socket[kPeer] = peerIdentity(cert);
       settle(null);
@@ -103,4 +155,35 @@ function classifyConnectError(err: Error): Error {
     return new TollgateError('ERR_UPSTREAM_IDENTITY', `server certificate rejected: ${code}`, { cause: err });
   }
   return err;
+}
+
+/**
+ * The handshake failure reason of an outbound connect error. The server's identity not
+ * matching (name, SPIFFE ID, pin: ERR_UPSTREAM_IDENTITY from our checkServerIdentity) is a
+ * bad_certificate; chain verification codes map as on the server side (unknown_ca,
+ * cert_expired, cert_revoked…); a TLS alert from the server (it refused our certificate) by
+ * its alert; a timeout after TCP connect is timeout.
+ */
+export function classifyClientFailure(err: Error): { reason: HandshakeFailureReason; code: string | null } {
+  if (err instanceof TollgateError) {
+    if (err.code === 'ERR_UPSTREAM_IDENTITY') return { reason: 'bad_certificate', code: err.code };
+    if (err.code === 'ERR_UPSTREAM_TIMEOUT') return { reason: 'timeout', code: err.code };
+  }
+  const code = (err as NodeJS.ErrnoException).code ?? null;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return { reason: 'bad_certificate', code };
+  const verifyCode = code !== null && CERT_VERIFY_CODES.has(code) ? code : null;
+  return { reason: classifyHandshakeFailure(err, verifyCode), code };
+}
+
+/** who answered, for an identity refusal (the socket is destroyed by the time the error arrives) */
+const refusedPeers = new WeakMap<Error, PeerIdentity>();
+
+function refusedPeer(err: Error, peer: PeerIdentity): Error {
+  refusedPeers.set(err, peer);
+  return err;
+}
+
+function peerOfFailure(err: Error): { subject: string; spiffe: string | null } | null {
+  const p = refusedPeers.get(err);
+  return p === undefined ? null : { subject: p.subject, spiffe: p.spiffe[0] ?? null };
 }

@@ -1,7 +1,8 @@
 /**
  * The audit seam: every security decision that denies or changes state is handed here.
- * The hash-chained, MACed audit log is one implementation (observability issue);
- * until it is configured, events go to the log only, so nothing is silently dropped.
+ * With `audit.file`, the hash-chained, MACed audit log (auditLog.ts) is the sink; without it,
+ * events go to the log (logAuditSink), so nothing is silently dropped. Callers pass only
+ * non-secret fields: the audit file is not redacted like the logger.
  */
 export type AuditEventType =
   | 'start'

@@ -42,6 +42,9 @@ export interface Metrics {
   readonly payloadAnomalies: Counter<'listener' | 'route' | 'kind'>;
   readonly upstreamErrors: Counter<'listener' | 'reason'>;
   readonly auditEvents: Counter<'type'>;
+  readonly auditDropped: Counter;
+  /** 1, labelled with what is running: tollgate's version, Node's and OpenSSL's */
+  readonly buildInfo: Gauge<'version' | 'node' | 'openssl'>;
   /** where tollgate_replay_cache_entries reads its value at scrape time (entries expire between inserts) */
   readReplayCacheEntriesFrom(source: () => number): void;
 }
@@ -163,6 +166,17 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_audit_events_total',
       help: 'Audit events written, by type',
       labelNames: ['type'] as const,
+      registers,
+    }),
+    auditDropped: new Counter({
+      name: 'tollgate_audit_dropped_total',
+      help: 'Audit events dropped because the audit log could not keep up (the count is also written into the chain)',
+      registers,
+    }),
+    buildInfo: new Gauge({
+      name: 'tollgate_build_info',
+      help: 'Always 1; the labels say which tollgate, Node.js and OpenSSL versions are running',
+      labelNames: ['version', 'node', 'openssl'] as const,
       registers,
     }),
   });

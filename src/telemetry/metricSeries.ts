@@ -1,0 +1,54 @@
+import type { Config } from '../config/types.ts';
+import type { AuditEventType } from './audit.ts';
+import { HANDSHAKE_FAILURE_REASONS, SIGNATURE_RESULTS, type Metrics } from './metrics.ts';
+
+/**
+ * Series that exist from the start at 0, so every INTERFACE.md metric shows in the first
+ * scrape and `rate()`/`increase()` see the first event (a counter that appears at 1 has no
+ * increase to show). Only closed label sets: listener names from the config, reasons and
+ * results from their lists. The build-info gauge is set here too.
+ */
+const ROUTE = 'default';
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+const UPSTREAM_REASONS = ['upstream_unavailable', 'upstream_timeout', 'upstream_identity'] as const;
+const PAYLOAD_DIRECTIONS = ['request', 'response'] as const;
+const ANOMALY_KINDS = ['too_large', 'too_small', 'volume_requests', 'volume_bytes'] as const;
+const CERT_RELOAD_RESULTS = ['success', 'unchanged', 'failure'] as const;
+const AUDIT_TYPES = [
+  'start',
+  'stop',
+  'drain',
+  'handshake_failure',
+  'authz_deny',
+  'upstream_identity',
+  'request_refused',
+  'signature_failure',
+  'replay',
+  'anomaly',
+  'reload',
+  'key_ring_change',
+] as const satisfies readonly AuditEventType[];
+
+export function initialiseSeries(metrics: Metrics, config: Config, version: string): void {
+  metrics.buildInfo.labels(version, process.versions.node, process.versions.openssl).set(1);
+  for (const r of CERT_RELOAD_RESULTS) metrics.certReloads.labels(r).inc(0);
+  for (const t of AUDIT_TYPES) metrics.auditEvents.labels(t).inc(0);
+  for (const l of config.listeners) {
+    const name = l.name;
+    metrics.handshakes.labels(name, 'success', '').inc(0);
+    for (const reason of HANDSHAKE_FAILURE_REASONS) metrics.handshakes.labels(name, 'failure', reason).inc(0);
+    metrics.handshakeDuration.zero({ listener: name });
+    metrics.connectionsActive.labels(name).inc(0);
+    for (const r of UPSTREAM_REASONS) metrics.upstreamErrors.labels(name, r).inc(0);
+    if (l.mode === 'inbound') {
+      metrics.authzDecisions.labels(name, 'allow').inc(0);
+      metrics.authzDecisions.labels(name, 'deny').inc(0);
+    }
+    if (l.protocol !== 'http') continue;
+    for (const c of STATUS_CLASSES) metrics.requests.labels(name, ROUTE, c).inc(0);
+    metrics.requestDuration.zero({ listener: name, route: ROUTE });
+    for (const d of PAYLOAD_DIRECTIONS) metrics.payloadBytes.zero({ listener: name, route: ROUTE, direction: d });
+    if (l.mode === 'inbound' && l.integrity.verify) for (const r of SIGNATURE_RESULTS) metrics.signatureChecks.labels(name, r).inc(0);
+    if (l.mode === 'inbound' && l.anomaly.mode !== 'off') for (const kind of ANOMALY_KINDS) metrics.payloadAnomalies.labels(name, ROUTE, kind).inc(0);
+  }
+}

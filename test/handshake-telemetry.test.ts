@@ -1,0 +1,203 @@
+/**
+ * Handshake telemetry: every failed handshake, on both sides, lands in /handshakes/recent
+ * with its reason (and in tollgate_tls_handshakes_total), refused peers show as authz_deny,
+ * a handshake-cap flood is one aggregated entry, and outbound handshakes are counted and
+ * timed like inbound ones.
+ */
+import t from 'tap';
+import https from 'node:https';
+import net from 'node:net';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+import { hoursAgo, makeCa } from './helpers/pki.ts';
+import { eventually, mtlsClient, plainClient, startTestSidecar, startUpstream, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
+import type { HandshakeRecord } from '../src/telemetry/recentHandshakes.ts';
+import { RecentHandshakes } from '../src/telemetry/recentHandshakes.ts';
+
+const PRODUCER = 'spiffe://example.org/producer';
+const WAREHOUSE = 'spiffe://example.org/warehouse';
+const WAIT_MS = 10_000;
+const DROPS = Number(process.env.DROPS ?? 5);
+
+interface Recent {
+  capacity: number;
+  total: number;
+  entries: HandshakeRecord[];
+}
+
+async function recent(sc: TestSidecar): Promise<Recent> {
+  const res = await request(`http://127.0.0.1:${sc.admin!.port}/handshakes/recent`);
+  return (await res.body.json()) as Recent;
+}
+
+async function waitForEntries(sc: TestSidecar, n: number): Promise<HandshakeRecord[]> {
+  let entries: HandshakeRecord[] = [];
+  await eventually(async () => (entries = (await recent(sc)).entries).length >= n, WAIT_MS, `${n} entries in /handshakes/recent`);
+  return entries;
+}
+
+async function inbound(t: Test, limits: Record<string, unknown> = {}): Promise<{ w: World; sc: TestSidecar }> {
+  const w = await world(t);
+  const ingest = await w.identity('ingest', { spiffe: ['spiffe://example.org/ingest'] });
+  const app = await startUpstream(t);
+  const sc = await startTestSidecar(t, w.dir, {
+    admin: { listen: '127.0.0.1:0' },
+    identity: ingest.files,
+    listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] }, limits }],
+  });
+  return { w, sc };
+}
+
+const INBOUND_FAILURES: Array<{ name: string; client: (w: World) => Promise<TestIdentity | null>; reason: string; peerSeen: boolean }> = [
+  { name: 'no client certificate', client: () => Promise.resolve(null), reason: 'no_client_cert', peerSeen: false },
+  { name: 'an expired client certificate', client: (w) => w.identity('expired', { spiffe: [PRODUCER], notBefore: hoursAgo(48), notAfter: hoursAgo(24) }), reason: 'cert_expired', peerSeen: true },
+  { name: 'a client certificate from an unknown CA', client: async (w) => w.identity('foreign', { spiffe: [PRODUCER] }, await makeCa({ cn: 'another CA' })), reason: 'unknown_ca', peerSeen: true },
+];
+
+for (const c of INBOUND_FAILURES) {
+  t.test(`inbound: ${c.name} shows in /handshakes/recent as ${c.reason} and in the metric`, async (t) => {
+    const { w, sc } = await inbound(t);
+    const id = await c.client(w);
+    await t.rejects(mtlsClient(t, sc.addr(), w.ca, id).request({ path: '/', method: 'GET' }).then((r) => r.body.dump()));
+    const [entry] = await waitForEntries(sc, 1);
+    t.match(entry, { listener: 'ingest', side: 'server', kind: 'handshake_failure', reason: c.reason, remote: /^127\.0\.0\.1:\d+$/, count: 1 });
+    t.type(entry?.code, 'string', 'the error code is kept');
+    t.ok(Date.parse(entry!.at) > 0, 'with a time');
+    if (c.peerSeen && entry?.peer !== null) t.equal(entry?.peer?.spiffe, PRODUCER, 'the presented identity is kept when OpenSSL still has it');
+    t.equal(await sc.metric('tollgate_tls_handshakes_total', { listener: 'ingest', result: 'failure', reason: c.reason }), 1);
+    const text = await (await request(`http://127.0.0.1:${sc.admin!.port}/metrics`)).body.text();
+    t.notMatch(text, /spiffe:\/\/example\.org\/producer/, 'peer identities stay out of metric labels');
+  });
+}
+
+t.test('inbound: a valid certificate that is not allowed shows as a reason-less authz_deny entry with the peer', async (t) => {
+  const { w, sc } = await inbound(t);
+  const stranger = await w.identity('stranger', { spiffe: ['spiffe://example.org/stranger'] });
+  const res = await mtlsClient(t, sc.addr(), w.ca, stranger).request({ path: '/', method: 'GET' });
+  t.equal(res.statusCode, 403);
+  await res.body.dump();
+  const [entry] = await waitForEntries(sc, 1);
+  t.match(entry, { listener: 'ingest', side: 'server', kind: 'authz_deny', reason: null, code: 'ERR_PEER_NOT_ALLOWED', peer: { spiffe: 'spiffe://example.org/stranger' }, tlsVersion: /^TLSv1\.[23]$/ });
+  t.equal(await sc.metric('tollgate_tls_handshakes_total', { result: 'failure' }), 0, 'not a handshake failure in the metric');
+});
+
+t.test('inbound: connections dropped by the handshake cap are one aggregated entry, not one per socket', async (t) => {
+  const { sc } = await inbound(t, { maxConcurrentHandshakes: 1 });
+  const i = sc.addr().lastIndexOf(':');
+  const port = Number(sc.addr().slice(i + 1));
+  const holder = net.connect({ host: '127.0.0.1', port });
+  holder.on('error', () => undefined);
+  await once(holder, 'connect');
+  t.teardown(() => holder.destroy());
+  const dropped: net.Socket[] = [];
+  for (let k = 0; k < DROPS; k++) {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('error', () => undefined);
+    dropped.push(s);
+  }
+  t.teardown(() => dropped.forEach((s) => s.destroy()));
+  await eventually(async () => (await sc.metric('tollgate_tls_handshakes_total', { result: 'failure', reason: 'other' })) === DROPS, WAIT_MS, "drops counted");
+  const r = await recent(sc);
+  t.equal(r.entries.length, 1, 'one entry');
+  t.match(r.entries[0], { listener: 'ingest', side: 'server', reason: 'other', code: 'HANDSHAKE_CAP', count: 5 });
+  t.equal(r.total, 5, 'the total counts each drop');
+});
+
+/** A bare mTLS HTTPS server presenting `id`. */
+async function httpsApp(t: Test, w: World, id: TestIdentity): Promise<string> {
+  const server = https.createServer({ cert: id.certPem, key: id.keyPem, ca: w.ca.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise((r) => server.close(() => r(undefined)));
+  });
+  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function outbound(t: Test, extra: Record<string, unknown>): Promise<TestSidecar> {
+  const w = await world(t);
+  const warehouse = await w.identity('warehouse', { spiffe: [WAREHOUSE] });
+  const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+  const target = await httpsApp(t, w, warehouse);
+  return startTestSidecar(t, w.dir, {
+    admin: { listen: '127.0.0.1:0' },
+    identity: producer.files,
+    listeners: [{ name: 'to-warehouse', mode: 'outbound', listen: '127.0.0.1:0', target, ...extra }],
+  });
+}
+
+async function send(t: Test, sc: TestSidecar): Promise<number> {
+  const res = await plainClient(t, sc.addr()).request({ path: '/orders', method: 'GET' });
+  await res.body.dump();
+  return res.statusCode;
+}
+
+t.test('outbound: a successful handshake is counted and timed for the outbound listener', async (t) => {
+  const sc = await outbound(t, { serverName: 'localhost', verify: { spiffe: [WAREHOUSE] } });
+  t.equal(await send(t, sc), 200);
+  t.equal(await sc.metric('tollgate_tls_handshakes_total', { listener: 'to-warehouse', result: 'success' }), 1);
+  const text = await (await request(`http://127.0.0.1:${sc.admin!.port}/metrics`)).body.text();
+  t.match(text, /tollgate_tls_handshake_duration_seconds_count\{listener="to-warehouse"\} 1/);
+  t.same((await recent(sc)).entries, [], 'nothing failed');
+});
+
+const OUTBOUND_FAILURES: Array<{ name: string; extra: Record<string, unknown>; detail: RegExp }> = [
+  { name: 'a server name the certificate does not hold', extra: { serverName: 'not-the-warehouse', verify: { spiffe: [WAREHOUSE] } }, detail: /not-the-warehouse/ },
+  { name: 'an SPKI pin that does not match', extra: { serverName: 'localhost', verify: { spkiPins: ['sha256/' + Buffer.alloc(32, 7).toString('base64')] } }, detail: /pin/i },
+  { name: 'a SPIFFE ID that does not match', extra: { serverName: 'localhost', verify: { spiffe: ['spiffe://example.org/elsewhere'] } }, detail: /spiffe/i },
+];
+
+for (const c of OUTBOUND_FAILURES) {
+  t.test(`outbound: ${c.name} shows with side client and reason bad_certificate`, async (t) => {
+    const sc = await outbound(t, c.extra);
+    t.equal(await send(t, sc), 502);
+    const [entry] = await waitForEntries(sc, 1);
+    t.match(entry, { listener: 'to-warehouse', side: 'client', kind: 'handshake_failure', reason: 'bad_certificate', code: 'ERR_UPSTREAM_IDENTITY', remote: /^127\.0\.0\.1:\d+$/, detail: c.detail });
+    t.equal(entry?.peer?.spiffe, WAREHOUSE, 'who answered is kept');
+    t.equal(await sc.metric('tollgate_tls_handshakes_total', { listener: 'to-warehouse', result: 'failure', reason: 'bad_certificate' }), 1);
+    t.equal(await sc.metric('tollgate_tls_handshakes_total', { listener: 'to-warehouse', result: 'success' }), 0);
+  });
+}
+
+t.test('outbound: a server certificate from an unknown CA is unknown_ca; a refused TCP connect is no handshake at all', async (t) => {
+  const w = await world(t);
+  const foreign = await w.identity('foreign', { spiffe: [WAREHOUSE] }, await makeCa({ cn: 'another CA' }));
+  const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+  const target = await httpsApp(t, w, foreign);
+  const closed = net.createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const deadPort = (closed.address() as AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+  const sc = await startTestSidecar(t, w.dir, {
+    admin: { listen: '127.0.0.1:0' },
+    identity: producer.files,
+    listeners: [
+      { name: 'to-foreign', mode: 'outbound', listen: '127.0.0.1:0', target, serverName: 'localhost', verify: { spiffe: [WAREHOUSE] } },
+      { name: 'to-nowhere', mode: 'outbound', listen: '127.0.0.1:0', target: `127.0.0.1:${deadPort}`, serverName: 'localhost', verify: { spiffe: [WAREHOUSE] } },
+    ],
+  });
+  t.equal(await send(t, sc), 502);
+  const [entry] = await waitForEntries(sc, 1);
+  t.match(entry, { listener: 'to-foreign', side: 'client', reason: 'unknown_ca' });
+  const res = await plainClient(t, sc.addr(1)).request({ path: '/', method: 'GET' });
+  t.equal(res.statusCode, 502);
+  await res.body.dump();
+  t.equal(await sc.metric('tollgate_tls_handshakes_total', { listener: 'to-nowhere', result: 'failure' }), 0, 'refused before TLS: an upstream error, not a handshake failure');
+  t.equal((await recent(sc)).entries.length, 1);
+});
+
+t.test('the ring keeps the newest entries, oldest first, and folds aggregated events', (t) => {
+  const ring = new RecentHandshakes(3);
+  const base = { listener: 'l', side: 'server', kind: 'handshake_failure', reason: 'other', remote: null, peer: null, tlsVersion: null, code: null, detail: null } as const;
+  for (let i = 0; i < 5; i++) ring.add({ ...base, at: new Date(i * 1000).toISOString() });
+  t.same(ring.list().map((e) => e.at), [2, 3, 4].map((i) => new Date(i * 1000).toISOString()));
+  const agg = ring.add({ ...base, at: new Date(9000).toISOString() });
+  ring.bump(agg, new Date(9500).toISOString());
+  t.match(ring.list().at(-1), { count: 2, lastAt: new Date(9500).toISOString() });
+  t.equal(ring.count, 7);
+  t.end();
+});
