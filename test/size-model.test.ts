@@ -1,6 +1,7 @@
 import t from 'tap';
 import { SizeModel, type SizeVerdict } from '../src/anomaly/sizeModel.ts';
 import { SizeWatch } from '../src/anomaly/sizeWatch.ts';
+import { gauss, mulberry32 } from './helpers/random.ts';
 
 // The defaults of `anomaly` (src/config/defaults.ts): learn from 200 sizes, flag beyond 4 spreads.
 const MIN_SAMPLES = 200;
@@ -8,22 +9,7 @@ const THRESHOLD = 4;
 const MEDIAN = 2048;
 const SIGMA = 0.35;
 
-/** mulberry32: a small seeded PRNG, so every run sees the same traffic */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(a ^ (a >>> 15), 1 | a);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-/** a standard normal draw (Box–Muller) */
-function gauss(rng: () => number): number {
-  const u = 1 - rng(); // (0, 1]: log(u) is finite
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng());
-}
 
 /** a log-normal body size in whole bytes */
 function logNormal(rng: () => number, median = MEDIAN, sigma = SIGMA): number {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { VolumeWatch, type VolumeFlag, type VolumeWatchOptions } from '../src/anomaly/volumeWatch.ts';
+import { gauss, mulberry32 } from './helpers/random.ts';
 
 const WINDOW_MS = 10_000;
 const OPTIONS: VolumeWatchOptions = { windowMs: WINDOW_MS, minWindows: 10, threshold: 4, maxTrackedPeers: 8 };
@@ -7,21 +8,7 @@ const OPTIONS: VolumeWatchOptions = { windowMs: WINDOW_MS, minWindows: 10, thres
 const T0 = 1_700_000_000_000 - (1_700_000_000_000 % WINDOW_MS);
 const windowStart = (w: number): number => T0 + w * WINDOW_MS;
 
-/** mulberry32: a small seeded PRNG, so every run sees the same traffic */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(a ^ (a >>> 15), 1 | a);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-function gauss(rng: () => number): number {
-  const u = 1 - rng();
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng());
-}
 
 /** about 2 KiB, log-normal */
 const bodySize = (rng: () => number): number => Math.round(2048 * Math.exp(0.35 * gauss(rng)));
