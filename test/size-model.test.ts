@@ -9,8 +9,6 @@ const THRESHOLD = 4;
 const MEDIAN = 2048;
 const SIGMA = 0.35;
 
-
-
 /** a log-normal body size in whole bytes */
 function logNormal(rng: () => number, median = MEDIAN, sigma = SIGMA): number {
   return Math.round(median * Math.exp(sigma * gauss(rng)));

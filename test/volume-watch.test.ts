@@ -8,8 +8,6 @@ const OPTIONS: VolumeWatchOptions = { windowMs: WINDOW_MS, minWindows: 10, thres
 const T0 = 1_700_000_000_000 - (1_700_000_000_000 % WINDOW_MS);
 const windowStart = (w: number): number => T0 + w * WINDOW_MS;
 
-
-
 /** about 2 KiB, log-normal */
 const bodySize = (rng: () => number): number => Math.round(2048 * Math.exp(0.35 * gauss(rng)));
 /** about 20 requests: 17..23 */
