@@ -22,6 +22,9 @@ export const ERRORS = {
   ERR_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream_timeout', message: 'upstream did not answer in time' },
   ERR_UPSTREAM_IDENTITY: { status: 502, reason: 'upstream_identity', message: 'upstream identity or pin does not match' },
   ERR_DRAINING: { status: 503, reason: 'draining', message: 'shutting down' },
+  ERR_HEADERS_TOO_LARGE: { status: 431, reason: 'headers_too_large', message: 'request head over the configured limit' },
+  ERR_HEADERS_TIMEOUT: { status: 408, reason: 'headers_timeout', message: 'request head not received in time' },
+  ERR_BAD_REQUEST: { status: 400, reason: 'bad_request', message: 'the request does not parse as HTTP' },
 } as const satisfies Record<string, { status: number; reason: string; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

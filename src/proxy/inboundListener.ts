@@ -17,6 +17,7 @@ import { attachContext, contextOf, type ConnectionContext } from './connectionCo
 import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
 import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
 import { HandshakeGate } from './handshakeGate.ts';
+import { attachClientErrorHandler } from './clientError.ts';
 import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
 import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import { pipeSockets } from './tcpPipe.ts';
@@ -89,6 +90,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     pool = createUpstreamPool(`http://${formatHostPort(config.target)}`, limits, 4_000, { timeout: limits.upstreamTimeoutSeconds * 1000 });
     const httpsServer = https.createServer({ ...tlsServerOptions, ...httpServerLimits(limits) });
     httpsServer.timeout = idleTimeoutMs(limits);
+    attachClientErrorHandler(httpsServer, { listener: config.name, metrics, log, audit: deps.audit });
     attachHttpPath(
       httpsServer,
       new HttpPath({

@@ -12,6 +12,7 @@ import { compileVerify } from '../policy/authz.ts';
 import { attachContext, type ConnectionContext } from './connectionContext.ts';
 import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
 import { rateLimiterFor } from './requestLimits.ts';
+import { attachClientErrorHandler } from './clientError.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
@@ -67,6 +68,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
     pool = createUpstreamPool(`https://${formatHostPort(config.target)}`, limits, 30_000, upstreamTls.undiciConnect as unknown as Pool.Options['connect']);
     const httpServer = http.createServer(httpServerLimits(limits));
     httpServer.timeout = idleTimeoutMs(limits);
+    attachClientErrorHandler(httpServer, { listener: config.name, metrics, log, audit: deps.audit });
     httpServer.on('connection', newContext);
     attachHttpPath(
       httpServer,
