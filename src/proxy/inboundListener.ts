@@ -11,6 +11,7 @@ import type { AuditSink } from '../telemetry/audit.ts';
 import { secureContextOptions, type TlsMaterial } from '../tls/contexts.ts';
 import type { TlsPolicy } from '../tls/policy.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
+import { PeerIdentityCache } from '../tls/peerIdentityCache.ts';
 import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
 import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz.ts';
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
@@ -68,6 +69,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   const authzAllow = metrics.authzDecisions.labels(config.name, 'allow');
   const authzDeny = metrics.authzDecisions.labels(config.name, 'deny');
   const recent = deps.recentHandshakes ?? new RecentHandshakes();
+  const identities = new PeerIdentityCache();
   let nextId = 0;
 
   const serverOptions = (material: TlsMaterial): TlsOptions => ({
@@ -176,7 +178,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     handshakeOk.inc();
     const cert = socket.getPeerX509Certificate();
     const id = ++nextId;
-    const peer = cert === undefined ? null : peerIdentity(cert);
+    const peer = cert === undefined ? null : identities.identityOf(cert);
     const decision = peer === null ? null : authorizePeer(allow, peer);
     const allowed = decision !== null && decision.allowed;
     const ctx: ConnectionContext = {

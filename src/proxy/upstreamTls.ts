@@ -1,8 +1,8 @@
 import tls, { type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { isIP } from 'node:net';
-import { X509Certificate } from 'node:crypto';
 import { TollgateError } from '../core/errors.ts';
-import { peerIdentity, type PeerIdentity } from '../tls/peerIdentity.ts';
+import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import { PeerIdentityCache } from '../tls/peerIdentityCache.ts';
 import { verifyServer, type CompiledVerify } from '../policy/authz.ts';
 import { CERT_VERIFY_CODES } from './upstreamError.ts';
 import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
@@ -45,6 +45,7 @@ type VerifiedSocket = TLSSocket & { [kPeer]?: PeerIdentity };
 export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
   const sni = isIP(opts.serverName) === 0 ? opts.serverName : undefined;
   let session: Buffer | undefined;
+  const identities = new PeerIdentityCache();
   const tel = opts.telemetry;
   const handshakeOk = tel?.metrics.handshakes.labels(tel.listener, 'success', '');
   const handshakeDuration = tel?.metrics.handshakeDuration.labels(tel.listener);
@@ -69,7 +70,7 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
   }
 
   function checkServerIdentity(this: void, _host: string, cert: PeerCertificate): Error | undefined {
-    const peer = peerIdentity(new X509Certificate(cert.raw));
+    const peer = identities.identityOfPeerCertificate(cert);
     const nameErr = tls.checkServerIdentity(opts.serverName, cert);
     if (nameErr !== undefined) return refusedPeer(new TollgateError('ERR_UPSTREAM_IDENTITY', nameErr.message, { cause: nameErr }), peer);
     const why = verifyServer(opts.verify, peer);
@@ -123,7 +124,7 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
         if (tcpConnectedAt !== null) handshakeDuration?.observe(Number(tel.clock.monotonic() - tcpConnectedAt) / 1e9);
       }
       const cert = socket.getPeerX509Certificate();
-      if (cert !== undefined) socket[kPeer] = peerIdentity(cert);
+      if (cert !== undefined) socket[kPeer] = identities.identityOf(cert);
       settle(null);
     });
     socket.on('session', (s: Buffer) => {
