@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Readiness } from '../core/readiness.ts';
 import { registerProbeRoutes } from './probeRoutes.ts';
+import { LISTENER_NAME } from '../config/validate.ts';
+import { HANDSHAKE_FAILURE_REASONS, type HandshakeFailureReason } from '../telemetry/metrics.ts';
 
 /**
  * The admin API as a fastify app that main starts (it never listens by itself): INTERFACE.md's
@@ -44,7 +46,7 @@ export interface AdminView {
   certs?(): unknown;
   /** the effective configuration (secrets only as file paths) */
   config?(): unknown;
-  /** recent failed handshakes and refused peers, oldest first */
+  /** recent failed handshakes and refused peers, oldest first (the route filters them by `?reason=`, `?listener=`, `?limit=`) */
   handshakes?(): { readonly capacity: number; readonly total: number; readonly entries: readonly unknown[] };
   /** recent payload anomalies, oldest first */
   anomalies?(): { readonly total: number; readonly entries: readonly unknown[] };
@@ -88,7 +90,13 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
   app.get('/status', async () => view.status());
   app.get('/certs', async (_req, reply) => (view.certs === undefined ? notAvailable(reply, 'certificates') : view.certs()));
   app.get('/config', async (_req, reply) => (view.config === undefined ? notAvailable(reply, 'configuration') : view.config()));
-  app.get('/handshakes/recent', async (_req, reply) => (view.handshakes === undefined ? notAvailable(reply, 'handshake telemetry') : view.handshakes()));
+  app.get('/handshakes/recent', async (req, reply) => {
+    if (view.handshakes === undefined) return notAvailable(reply, 'handshake telemetry');
+    const recent = view.handshakes();
+    const query = parseHandshakeQuery(req.query as Record<string, unknown>, recent.capacity);
+    if (!query.ok) return reply.code(400).send({ error: 'bad query', message: query.problems.join('; '), problems: query.problems });
+    return { ...recent, entries: filterHandshakes(recent.entries, query.filter) };
+  });
   app.get('/anomalies/recent', async (_req, reply) => (view.anomalies === undefined ? notAvailable(reply, 'anomaly telemetry') : view.anomalies()));
   app.get('/audit/head', async (_req, reply) => {
     const head = view.auditHead?.() ?? null;
@@ -114,6 +122,49 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
     return reply.code(r.ok ? 200 : 500).send({ ok: r.ok, changed: r.changed, problems: r.problems });
   });
   return app;
+}
+
+/** `/handshakes/recent?reason=R&listener=L&limit=N`: each optional, each at most once. */
+interface HandshakeFilter {
+  readonly reason: HandshakeFailureReason | null;
+  readonly listener: string | null;
+  readonly limit: number | null;
+}
+
+const HANDSHAKE_QUERY_KEYS = ['reason', 'listener', 'limit'];
+
+/** Check the query once, reporting every problem together with the parameter at fault. */
+function parseHandshakeQuery(query: Record<string, unknown>, capacity: number): { ok: true; filter: HandshakeFilter } | { ok: false; problems: string[] } {
+  const problems: string[] = [];
+  for (const key of Object.keys(query)) {
+    if (!HANDSHAKE_QUERY_KEYS.includes(key)) problems.push(`${key}: unknown parameter (known: ${HANDSHAKE_QUERY_KEYS.join(', ')})`);
+  }
+  const one = (key: string): string | null => {
+    const v = query[key];
+    if (v === undefined) return null;
+    if (typeof v !== 'string') {
+      problems.push(`${key}: given more than once`);
+      return null;
+    }
+    return v;
+  };
+  const reason = one('reason');
+  if (reason !== null && !(HANDSHAKE_FAILURE_REASONS as readonly string[]).includes(reason)) problems.push(`reason: expected one of ${HANDSHAKE_FAILURE_REASONS.join(', ')}`);
+  const listener = one('listener');
+  if (listener !== null && !LISTENER_NAME.test(listener)) problems.push('listener: expected a listener name (lowercase letters, digits, "_" and "-")');
+  const limit = one('limit');
+  if (limit !== null && !(/^[1-9][0-9]*$/.test(limit) && Number(limit) <= capacity)) problems.push(`limit: expected a whole number from 1 to ${capacity}`);
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, filter: { reason: reason as HandshakeFailureReason | null, listener, limit: limit === null ? null : Number(limit) } };
+}
+
+/** The entries that match, oldest first; with a limit, the newest `limit` of them. */
+function filterHandshakes(entries: readonly unknown[], f: HandshakeFilter): unknown[] {
+  const matched = entries.filter((e) => {
+    const r = e as { readonly reason?: unknown; readonly listener?: unknown };
+    return (f.reason === null || r.reason === f.reason) && (f.listener === null || r.listener === f.listener);
+  });
+  return f.limit === null ? matched : matched.slice(Math.max(0, matched.length - f.limit));
 }
 
 function notAvailable(reply: FastifyReply, what: string): FastifyReply {

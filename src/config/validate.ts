@@ -215,7 +215,8 @@ function validateListeners(ctx: Ctx, value: unknown, path: string, keysDir: stri
 const COMMON_LISTENER_KEYS = ['name', 'mode', 'protocol', 'listen', 'target', 'integrity', 'anomaly', 'limits'];
 const INBOUND_ONLY_KEYS = ['allow', 'unsafeTarget'];
 const OUTBOUND_ONLY_KEYS = ['serverName', 'verify', 'unsafeListen'];
-const LISTENER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/** the syntax of a listener name (the admin API checks query parameters against it too) */
+export const LISTENER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 function validateListener(ctx: Ctx, value: unknown, path: string, keysDir: string | null): ListenerConfig {
   if (!isObject(value)) {
