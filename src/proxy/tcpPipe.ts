@@ -26,7 +26,6 @@ class PipeState {
   readonly b: Socket;
   readonly idleMs: number;
   readonly hooks: PipeHooks;
-  lastActivity = Date.now();
   open = 2;
   readonly stats: PipeStats = { bytesDown: 0, bytesUp: 0, idleTimedOut: false, error: null };
 
@@ -46,6 +45,12 @@ class PipeState {
 
 type PipedSocket = Socket & { [kPipe]?: PipeState };
 
+/**
+ * No per-chunk work of our own: bytes are counted by Node's sockets and read once at close,
+ * and idleness comes from each socket's own timer, which Node re-arms on every read and
+ * write — and since every byte piped is read on one socket and written on the other, both
+ * timers see traffic in either direction.
+ */
 export function pipeSockets(downstream: Socket, upstream: Socket, idleMs: number, hooks: PipeHooks): void {
   const state = new PipeState(downstream, upstream, idleMs, hooks);
   for (const s of [downstream, upstream] as PipedSocket[]) {
@@ -56,32 +61,21 @@ export function pipeSockets(downstream: Socket, upstream: Socket, idleMs: number
     s.on('error', onError);
     s.once('close', onClose);
   }
-  downstream.on('data', countDown);
-  upstream.on('data', countUp);
   downstream.pipe(upstream);
   upstream.pipe(downstream);
 }
 
-function countDown(this: PipedSocket, chunk: Buffer): void {
-  const st = this[kPipe]!;
-  st.stats.bytesDown += chunk.length;
-  st.lastActivity = Date.now();
-}
-
-function countUp(this: PipedSocket, chunk: Buffer): void {
-  const st = this[kPipe]!;
-  st.stats.bytesUp += chunk.length;
-  st.lastActivity = Date.now();
-}
-
-/** A socket's own timer fired; the pair is idle only if the other direction was quiet too. */
+/**
+ * A socket's timer fired: nothing was read from or written to it for idleMs. Every byte
+ * piped is read on one socket and written on the other, so the other direction was quiet
+ * too — unless bytes are still queued on a socket (a slow reader under backpressure drains
+ * them without this socket reading anything); then the pair is busy and the timer is armed
+ * again (a 'timeout' fires once and is not re-armed by itself).
+ */
 function onIdle(this: PipedSocket): void {
   const st = this[kPipe]!;
-  const quiet = Date.now() - st.lastActivity;
-  if (quiet < st.idleMs) {
-    // A socket's 'timeout' fires once and is not re-armed by itself; without this, a timer
-    // that fired a few ms early (or before the other direction's last byte) left the pair open forever.
-    this.setTimeout(st.idleMs - quiet);
+  if (st.a.writableLength > 0 || st.b.writableLength > 0) {
+    this.setTimeout(st.idleMs);
     return;
   }
   st.stats.idleTimedOut = true;
@@ -97,5 +91,9 @@ function onClose(this: PipedSocket): void {
   // one side closed entirely (not just half-closed): nothing more can cross in either direction
   st.teardown(null);
   st.open -= 1;
-  if (st.open === 0) st.hooks.closed(st.stats);
+  if (st.open === 0) {
+    st.stats.bytesDown = st.a.bytesRead;
+    st.stats.bytesUp = st.b.bytesRead;
+    st.hooks.closed(st.stats);
+  }
 }
