@@ -25,6 +25,12 @@ import { initialiseSeries } from './telemetry/metricSeries.ts';
 import { notAfter, notBefore } from './certs/pem.ts';
 import { buildHealthApp } from './admin/healthApp.ts';
 import { startIntegrity, type IntegrityRuntime } from './integrity/integrityRuntime.ts';
+import { createSharedReplayCache, type SharedReplayCache } from './integrity/sharedReplayCache.ts';
+import { resolveWorkers, reusePortSupported } from './workers/cpuQuota.ts';
+import { rotateTicketKeys } from './workers/ticketKeys.ts';
+import { AggregateRegistry } from './workers/aggregateRegistry.ts';
+import { startWorkerPool, type WorkerPool, type WorkerPoolOptions } from './workers/pool.ts';
+import type { ListenOptions } from './proxy/listener.ts';
 
 /**
  * The composition root: config + dependencies -> a running sidecar. Creates the registry,
@@ -47,11 +53,19 @@ export interface SidecarDeps {
   readonly requestShutdown?: () => void;
   /** the audit log's head for /audit/head; absent or null: 404 "no audit log configured" */
   readonly auditHead?: () => AdminAuditHead | null;
+  /**
+   * With workers: a worker thread died. The CLI drains what is left and exits 1 (fail closed);
+   * without it, the sidecar shuts itself down in-process.
+   */
+  readonly workerFailed?: (problem: string) => void;
 }
 
 export interface Sidecar {
   readonly config: Config;
+  /** event loops serving the listeners: the main thread and workers - 1 worker threads */
+  readonly workers: number;
   readonly log: Logger;
+  /** the main thread's metrics (with workers, /metrics serves the aggregate of every thread) */
   readonly metrics: Metrics;
   readonly listeners: readonly Listener[];
   /** the admin server's address, when one is configured */
@@ -96,6 +110,10 @@ const DRAINING: ReloadOutcome = Object.freeze({ ok: false, problems: Object.free
 export async function startSidecar(config: Config, deps: SidecarDeps = {}): Promise<Sidecar> {
   const unavailable = notYetBuilt(config);
   if (unavailable.length > 0) throw new StartupError('configuration asks for what this build cannot do', unavailable.map((p) => `${p.path}: ${p.message}`), true);
+  const workerCount = resolveWorkers(config.workers);
+  if (workerCount > 1 && !reusePortSupported()) {
+    throw new StartupError('configuration asks for what this Node.js cannot do', [`workers: ${workerCount} event loops share their ports with reusePort, which needs Node.js 22.12+ (this is ${process.versions.node})`], true);
+  }
   const clock = deps.clock ?? systemClock;
   const log = deps.log ?? createLogger({ level: config.log.level });
   const registry = deps.registry ?? new Registry();
@@ -118,6 +136,14 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   let identity: IdentityRuntime | null = null;
   let listeners: Listener[] = [];
   let sidecar: Sidecar | null = null;
+  let pool: WorkerPool | null = null;
+  // one set of session ticket keys for every thread, rotated (workers/ticketKeys.ts)
+  const tickets = rotateTicketKeys((k) => {
+    for (const l of listeners) if (l.mode === 'inbound') (l as InboundListener).setTicketKeys(k);
+    pool?.setTicketKeys(k);
+  });
+  // with workers, /metrics and the health server serve every thread's registry merged
+  const served: Registry = workerCount > 1 ? new AggregateRegistry(registry, () => (pool === null ? Promise.resolve([]) : pool.metrics())) : registry;
 
   // draining: started once (POST /drain, shutdown), awaited by shutdown
   let drainState: { readonly deadline: number; readonly done: Promise<boolean> } | null = null;
@@ -128,9 +154,10 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     audit.record('drain', { deadline: new Date(deadline).toISOString(), trigger });
     log.info({ trigger, deadline: new Date(deadline).toISOString() }, 'draining');
     const draining = listeners;
+    const threads = pool;
     const done = (async () => {
-      const inboundClean = await Promise.all(draining.filter((l) => l.mode === 'inbound').map((l) => l.drain(deadline)));
-      const outboundClean = await Promise.all(draining.filter((l) => l.mode === 'outbound').map((l) => l.drain(deadline)));
+      const inboundClean = await Promise.all([...draining.filter((l) => l.mode === 'inbound').map((l) => l.drain(deadline)), ...(threads === null ? [] : [threads.drain('inbound', deadline)])]);
+      const outboundClean = await Promise.all([...draining.filter((l) => l.mode === 'outbound').map((l) => l.drain(deadline)), ...(threads === null ? [] : [threads.drain('outbound', deadline)])]);
       return [...inboundClean, ...outboundClean].every(Boolean);
     })();
     drainState = { deadline, done };
@@ -198,13 +225,13 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
       else void sidecar?.shutdown();
     },
   };
-  const adminApp = await startAdmin(config, { log, registry, readiness, view });
+  const adminApp = await startAdmin(config, { log, registry: served, readiness, view });
 
   let health: StartedApp | null = null;
   let integrity: IntegrityRuntime | null = null;
   try {
     if (config.health.listen !== null) {
-      health = await listenApp(buildHealthApp({ log, registry, readiness }), config.health.listen, 'health.listen', 'health server');
+      health = await listenApp(buildHealthApp({ log, registry: served, readiness }), config.health.listen, 'health.listen', 'health server');
     }
     const identityStart = await startIdentity({
       files: config.identity,
@@ -221,20 +248,54 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     identity = id;
     readiness.markIdentityLoaded();
 
-    const integrityStart = await startIntegrity(config, { log, metrics, audit, clock });
+    // with workers, one replay cache in shared memory: a nonce is accepted once per instance
+    const p = config.integrity;
+    const sharedReplay: SharedReplayCache | null =
+      workerCount > 1 && config.keys.dir !== null && config.listeners.some((l) => l.integrity.verify)
+        ? createSharedReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock })
+        : null;
+    const integrityStart = await startIntegrity(config, {
+      log,
+      metrics,
+      audit,
+      clock,
+      ...(sharedReplay === null ? {} : { replay: sharedReplay }),
+      onKeys: (ring) => pool?.setKeys(ring),
+    });
     if (!integrityStart.ok) throw new StartupError('keys do not load', integrityStart.problems, true);
     const keys = integrityStart.runtime;
     integrity = keys;
 
     listeners = config.listeners.map((l) =>
       l.mode === 'inbound'
-        ? createInboundListener({ config: l, policy, material: id.material(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentAnomalies, recentHandshakes })
+        ? createInboundListener({ config: l, policy, material: id.material(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentAnomalies, recentHandshakes, ticketKeys: tickets.current() })
         : createOutboundListener({ config: l, clientContext: () => id.clientContext(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentHandshakes }),
     );
-    await startListeners(config, listeners);
-    id.activate(listeners.filter((l): l is InboundListener => l.mode === 'inbound'));
+    await startListeners(config, listeners, { reusePort: workerCount > 1 });
+    if (workerCount > 1) {
+      pool = await startWorkers(workerCount - 1, config, listeners, {
+        material: id.material(),
+        keys: keys.keys(),
+        ticketKeys: tickets.current(),
+        replay: sharedReplay?.handle ?? null,
+        log,
+        audit,
+        recentHandshakes,
+        recentAnomalies,
+        onFailure: (problem) => {
+          if (sidecar === null) return; // a start that fails reports it
+          if (deps.workerFailed !== undefined) deps.workerFailed(problem);
+          else void sidecar.shutdown();
+        },
+      });
+    }
+    const inbound = listeners.filter((l): l is InboundListener => l.mode === 'inbound');
+    const threads = pool;
+    id.activate(threads === null ? inbound : [...inbound, { setTlsMaterial: (m) => threads.setMaterial(m) }]);
     readiness.markListenersBound();
   } catch (err) {
+    tickets.stop();
+    await pool?.stop();
     identity?.close();
     integrity?.close();
     await health?.app.close();
@@ -247,6 +308,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
 
   const started: Sidecar = {
     config,
+    workers: workerCount,
     log,
     metrics,
     listeners,
@@ -271,6 +333,8 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     drain: (trigger = 'api') => startDrain(trigger).done,
     async shutdown() {
       const clean = await startDrain('shutdown').done;
+      tickets.stop();
+      await pool?.stop();
       await health?.app.close();
       await adminApp?.app.close();
       id.close();
@@ -285,7 +349,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   sidecar = started;
 
   audit.record('start', { version: VERSION, listeners: listeners.map((l) => l.name) });
-  log.info({ listeners: listeners.map((l) => ({ name: l.name, mode: l.mode, protocol: l.protocol, address: formatHostPort(l.address()) })), postQuantum: policy.postQuantum }, 'tollgate started');
+  log.info({ listeners: listeners.map((l) => ({ name: l.name, mode: l.mode, protocol: l.protocol, address: formatHostPort(l.address()) })), postQuantum: policy.postQuantum, workers: workerCount }, 'tollgate started');
   return started;
 }
 
@@ -301,12 +365,24 @@ function addressOf(l: Listener): string | null {
   }
 }
 
+/** The worker threads, on the ports the main thread bound (port 0 resolved); if they cannot start, neither does the sidecar. */
+async function startWorkers(count: number, config: Config, listeners: readonly Listener[], opts: Omit<WorkerPoolOptions, 'count' | 'config'>): Promise<WorkerPool> {
+  const bound: Config = { ...config, listeners: config.listeners.map((l, i) => ({ ...l, listen: { host: l.listen.host, port: listeners[i]!.address().port } })) };
+  try {
+    return await startWorkerPool({ ...opts, count, config: bound });
+  } catch (err) {
+    await Promise.all(listeners.map((l) => l.drain(Date.now())));
+    const problems = (err as { problems?: readonly string[] }).problems;
+    throw new StartupError('worker threads cannot start', problems !== undefined && problems.length > 0 ? problems : [`workers: ${(err as Error).message}`], false);
+  }
+}
+
 /** Bind every listener in order; the first that cannot bind stops the others and fails the start. */
-async function startListeners(config: Config, listeners: readonly Listener[]): Promise<void> {
+async function startListeners(config: Config, listeners: readonly Listener[], options: ListenOptions): Promise<void> {
   let started = 0;
   try {
     for (const l of listeners) {
-      await l.start();
+      await l.start(options);
       started += 1;
       addressOf(l);
     }

@@ -6,15 +6,17 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from '.
  * Run a sidecar in the foreground until a signal: SIGTERM/SIGINT drain and stop (exit 0 when
  * nothing in flight was cut, 1 otherwise; a second signal, or the drain deadline passing by
  * more than a grace period, forces exit 1); SIGHUP reloads certificates, ignored while draining.
- * POST /shutdown on the admin API does what SIGTERM does.
+ * POST /shutdown on the admin API does what SIGTERM does. With `workers`, a worker thread that
+ * dies makes the instance drain what is left and exit 1 (fail closed; the supervisor restarts it).
  * tollgate installs these handlers itself, so it behaves as PID 1 in a container.
  */
 export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) => void): Promise<number> {
   let sidecar: Sidecar;
   // POST /shutdown: the same path as SIGTERM (set once the handlers are in place)
   let requestShutdown: () => void = () => undefined;
+  let workerFailed: (problem: string) => void = () => undefined;
   try {
-    sidecar = await startSidecar(config, { requestShutdown: () => requestShutdown() });
+    sidecar = await startSidecar(config, { requestShutdown: () => requestShutdown(), workerFailed: (problem) => workerFailed(problem) });
   } catch (err) {
     if (err instanceof StartupError) {
       printProblems(o, `tollgate: ${err.message}`, err.problems);
@@ -25,7 +27,8 @@ export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) 
   onStarted?.(sidecar);
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals | 'admin'): void => {
+    let failed = false;
+    const stop = (signal: NodeJS.Signals | 'admin' | 'worker'): void => {
       if (stopping) {
         sidecar.log.error({ signal }, 'second signal while draining: exiting now');
         sidecar.log.flush();
@@ -40,7 +43,7 @@ export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) 
       }, (config.drainTimeoutSeconds + 5) * 1000);
       force.unref();
       sidecar.shutdown().then(
-        (clean) => finish(clean ? EXIT_OK : EXIT_FAILURE),
+        (clean) => finish(clean && !failed ? EXIT_OK : EXIT_FAILURE),
         (err: Error) => {
           sidecar.log.error({ err: err.message }, 'shutdown failed');
           finish(EXIT_FAILURE);
@@ -61,6 +64,11 @@ export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) 
       sidecar.log.flush(() => resolve(code));
     };
     requestShutdown = () => stop('admin');
+    workerFailed = (problem) => {
+      sidecar.log.error({ problem }, 'a worker thread failed: draining and exiting 1');
+      failed = true;
+      if (!stopping) stop('worker');
+    };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', reload);

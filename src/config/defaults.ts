@@ -69,5 +69,13 @@ export const DEFAULT_LOG: Config['log'] = Object.freeze({ level: 'info' });
 /** SIGTERM: seconds in-flight requests get before a forced exit. */
 export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 20;
 
+/**
+ * One event loop: a sidecar next to one app rarely needs more, and a single thread keeps the
+ * footprint small. Gateways set `workers: "auto"` (one per CPU of the cgroup quota).
+ */
+export const DEFAULT_WORKERS = 1;
+/** the most event loops `workers` may ask for */
+export const MAX_WORKERS = 64;
+
 /** Listener protocol when none is given. */
 export const DEFAULT_PROTOCOL = 'http' as const;

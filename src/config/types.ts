@@ -118,6 +118,11 @@ export interface Config {
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   /** SIGTERM: how long in-flight requests get before a forced exit */
   readonly drainTimeoutSeconds: number;
+  /**
+   * Event loops serving the listeners (the main thread + workers - 1 worker threads, every
+   * listener bound with reusePort); "auto": one per CPU the cgroup quota allows.
+   */
+  readonly workers: number | 'auto';
   readonly listeners: readonly ListenerConfig[];
 }
 

@@ -22,6 +22,8 @@ import {
   DEFAULT_LOG,
   DEFAULT_PROTOCOL,
   DEFAULT_TLS,
+  DEFAULT_WORKERS,
+  MAX_WORKERS,
 } from './defaults.ts';
 import { formatHostPort, isDnsName, isLoopbackHost, isValidHost, parseHostPort } from './hostPort.ts';
 import type {
@@ -66,6 +68,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions): ConfigResul
   const audit = validateAudit(ctx, raw.audit, 'audit');
   const log = validateLog(ctx, raw.log, 'log');
   const drainTimeoutSeconds = read(ctx, raw, '', 'drainTimeoutSeconds', seconds, DEFAULT_DRAIN_TIMEOUT_SECONDS);
+  const workers = read(ctx, raw, '', 'workers', workerCount, DEFAULT_WORKERS);
   const listeners = validateListeners(ctx, raw.listeners, 'listeners', keys.dir);
   checkDistinctListenAddresses(ctx, [
     { path: 'admin.listen', address: admin.listen },
@@ -84,6 +87,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions): ConfigResul
     audit,
     log,
     drainTimeoutSeconds,
+    workers,
     listeners,
   };
   return Object.freeze({ ok: true, config: deepFreeze(config) });
@@ -101,6 +105,7 @@ const TOP_LEVEL_KEYS = [
   'audit',
   'log',
   'drainTimeoutSeconds',
+  'workers',
   'listeners',
 ] as const;
 
@@ -640,6 +645,11 @@ const seconds: Parser<number> = (v) => {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return bad('expected a positive number of seconds');
   return v <= MAX_TIMER_SECONDS ? ok(v) : bad(`at most ${MAX_TIMER_SECONDS} seconds`);
 };
+
+const workerCount: Parser<number | 'auto'> = (v) =>
+  v === 'auto' || (Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= MAX_WORKERS)
+    ? ok(v as number | 'auto')
+    : bad(`expected an integer from 1 to ${MAX_WORKERS}, or "auto" (one per CPU of the cgroup quota)`);
 
 function filePath(ctx: Ctx): Parser<string> {
   return (v) =>

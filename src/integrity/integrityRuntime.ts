@@ -5,7 +5,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import type { IntegrityStage } from '../proxy/httpPath.ts';
 import { keyRingFromEntries, loadKeyRing, watchKeyRing, type KeyRing, type KeyRingWatcher } from './keyRing.ts';
-import { createReplayCache } from './replayCache.ts';
+import { createReplayCache, type ReplayCache } from './replayCache.ts';
 import { MacKeys } from './hmac.ts';
 import { NonceSource } from './signer.ts';
 
@@ -18,6 +18,8 @@ export interface IntegrityRuntime {
   stageFor(listener: ListenerConfig): IntegrityStage | null;
   /** re-read keys.dir now (SIGHUP and admin reload call this with the certificates) */
   reloadKeys(): Promise<{ ok: boolean; problems: readonly string[] }>;
+  /** the key ring in use (empty without integrity) */
+  keys(): KeyRing;
   close(): void;
 }
 
@@ -28,11 +30,21 @@ export interface IntegrityDeps {
   readonly metrics: Metrics;
   readonly audit: AuditSink;
   readonly clock: Clock;
+  /** the replay cache (with workers: the one every thread shares); a private one when not given */
+  readonly replay?: ReplayCache;
+  /**
+   * A worker thread: the ring comes from the main thread (which watches keys.dir) through this
+   * source; nothing is read or watched here and reloadKeys() changes nothing.
+   */
+  readonly keysFrom?: () => KeyRing;
+  /** the main thread with workers: called with every new ring the watcher swaps in */
+  readonly onKeys?: (ring: KeyRing) => void;
 }
 
 export async function startIntegrity(config: Config, deps: IntegrityDeps): Promise<IntegrityStart> {
   const users = config.listeners.filter((l) => l.integrity.verify || l.integrity.sign);
   if (users.length === 0 || config.keys.dir === null) return { ok: true, runtime: NO_INTEGRITY };
+  if (deps.keysFrom !== undefined) return { ok: true, runtime: integrityFor(config, deps, deps.keysFrom, { reloadKeys: async () => ({ ok: true, problems: [] }), close: () => undefined }) };
 
   const loaded = await loadKeys(config);
   if (!loaded.ok) return loaded;
@@ -49,13 +61,17 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
     onReload: (result, ring) => {
       deps.metrics.keyRingReloads.labels(result).inc();
       deps.metrics.keyRingKeys.set(ring.size);
+      if (result === 'success') deps.onKeys?.(ring);
     },
   });
+  return { ok: true, runtime: integrityFor(config, deps, () => watcher.current(), { reloadKeys: () => watcher.reload(), close: () => watcher.close() }) };
+}
 
+/** The stages over a key source and the replay cache. */
+function integrityFor(config: Config, deps: IntegrityDeps, keys: () => KeyRing, control: Pick<IntegrityRuntime, 'reloadKeys' | 'close'>): IntegrityRuntime {
   const p = config.integrity;
-  const replay = createReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock: deps.clock });
+  const replay = deps.replay ?? createReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock: deps.clock });
   deps.metrics.readReplayCacheEntriesFrom(() => replay.size);
-  const keys = (): KeyRing => watcher.current();
   const macs = new MacKeys();
   const verifier = {
     macs,
@@ -65,16 +81,13 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
     clock: deps.clock,
   };
   return {
-    ok: true,
-    runtime: {
-      stageFor(l) {
-        if (l.integrity.verify) return { kind: 'verify', verifier, bodyMode: p.bodyMode, maxBufferedBytes: p.maxBufferedBytes };
-        if (l.integrity.sign && l.integrity.keyId !== null) return { kind: 'sign', keyId: l.integrity.keyId, keys, macs, nonces: new NonceSource(), tag: p.tag, maxBufferedBytes: p.maxBufferedBytes };
-        return null;
-      },
-      reloadKeys: () => watcher.reload(),
-      close: () => watcher.close(),
+    stageFor(l) {
+      if (l.integrity.verify) return { kind: 'verify', verifier, bodyMode: p.bodyMode, maxBufferedBytes: p.maxBufferedBytes };
+      if (l.integrity.sign && l.integrity.keyId !== null) return { kind: 'sign', keyId: l.integrity.keyId, keys, macs, nonces: new NonceSource(), tag: p.tag, maxBufferedBytes: p.maxBufferedBytes };
+      return null;
     },
+    keys,
+    ...control,
   };
 }
 
@@ -102,8 +115,11 @@ function signingKeysPresent(listeners: readonly ListenerConfig[]): (ring: KeyRin
   };
 }
 
+const EMPTY_RING = keyRingFromEntries([]);
+
 const NO_INTEGRITY: IntegrityRuntime = Object.freeze({
   stageFor: () => null,
+  keys: () => EMPTY_RING,
   reloadKeys: async () => ({ ok: true, problems: [] }),
   close: () => undefined,
 });

@@ -1,6 +1,7 @@
 import https from 'node:https';
 import tls, { type TLSSocket, type TlsOptions } from 'node:tls';
 import net, { type Socket } from 'node:net';
+import { createHash } from 'node:crypto';
 import type { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
@@ -39,11 +40,15 @@ export interface InboundDeps {
   readonly recentAnomalies?: RecentAnomalies;
   /** where failed handshakes and refused peers are kept for the admin API (one per sidecar); a private list when not given */
   readonly recentHandshakes?: RecentHandshakes;
+  /** 48 bytes of TLS session ticket keys shared by every worker (resumption across them); Node's random ones when not given */
+  readonly ticketKeys?: Buffer;
 }
 
 export interface InboundListener extends Listener {
   /** new handshakes use this material from now on; open connections are untouched */
   setTlsMaterial(material: TlsMaterial): void;
+  /** session tickets are issued and accepted under these 48 bytes from now on (kept across setTlsMaterial) */
+  setTicketKeys(keys: Buffer): void;
 }
 
 const kAccepted = Symbol('tollgate.acceptedAt');
@@ -76,6 +81,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     ...secureContextOptions(material, deps.policy),
     requestCert: true,
     rejectUnauthorized: true,
+    sessionIdContext: sessionIdContextOf(config.name),
   });
 
   const tlsServerOptions: TlsOptions = {
@@ -259,10 +265,18 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     });
   }
 
+  // setSecureContext makes new ticket keys, so shared ones are applied again after each swap
+  let ticketKeys = deps.ticketKeys;
+  if (ticketKeys !== undefined) server.setTicketKeys(ticketKeys);
   return {
     ...listenerHandle(config, server, conns, pool),
     setTlsMaterial(material) {
       server.setSecureContext(serverOptions(material));
+      if (ticketKeys !== undefined) server.setTicketKeys(ticketKeys);
+    },
+    setTicketKeys(keys) {
+      ticketKeys = keys;
+      server.setTicketKeys(keys);
     },
   };
 }
@@ -283,3 +297,14 @@ function failedPeerOf(socket: TLSSocket): HandshakeRecord['peer'] {
     return null;
   }
 }
+
+/**
+ * The TLS session id context of a listener: a session (or ticket) resumes only on the listener
+ * that issued it, on any worker thread and across restarts. Node's default is a hash of
+ * process.argv, which differs between threads and between two ways of starting the same config.
+ */
+function sessionIdContextOf(listener: string): string {
+  return createHash('sha256').update(`tollgate listener ${listener}`).digest('hex').slice(0, SESSION_ID_CONTEXT_CHARS);
+}
+/** OpenSSL's SSL_MAX_SID_CTX_LENGTH */
+const SESSION_ID_CONTEXT_CHARS = 32;

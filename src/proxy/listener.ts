@@ -10,8 +10,11 @@ export interface Listener {
   readonly name: string;
   readonly mode: 'inbound' | 'outbound';
   readonly protocol: 'http' | 'tcp';
-  /** bind; rejects (EADDRINUSE, EACCES…) if the address cannot be had */
-  start(): Promise<void>;
+  /**
+   * bind; rejects (EADDRINUSE, EACCES…) if the address cannot be had. `reusePort`: bind with
+   * SO_REUSEPORT, so the listeners of every worker share the port (the kernel spreads connections).
+   */
+  start(options?: ListenOptions): Promise<void>;
   /** the bound address (port 0 in config becomes the real port) */
   address(): { host: string; port: number };
   /** open downstream connections */
@@ -73,11 +76,15 @@ export function httpBusy(s: Socket): boolean {
   return ctx !== undefined && ctx.inFlight > 0;
 }
 
-export function listen(server: Server, host: string, port: number): Promise<void> {
+export interface ListenOptions {
+  readonly reusePort?: boolean;
+}
+
+export function listen(server: Server, host: string, port: number, options: ListenOptions = {}): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
-    server.listen({ host, port }, () => {
+    server.listen(options.reusePort === true ? { host, port, reusePort: true } : { host, port }, () => {
       server.removeListener('error', onError);
       resolve();
     });
@@ -107,7 +114,7 @@ export function listenerHandle(config: ListenerConfig, server: Server, conns: Co
     name: config.name,
     mode: config.mode,
     protocol: config.protocol,
-    start: () => listen(server, config.listen.host, config.listen.port),
+    start: (options) => listen(server, config.listen.host, config.listen.port, options),
     address: () => boundAddress(server),
     connections: () => conns.sockets.size,
     draining: () => conns.isDraining,

@@ -2,6 +2,10 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /**
  * Every tollgate metric, its type and label set, in one place (INTERFACE.md's table).
+ * With `workers` > 1 each thread has its own registry and the main thread serves their
+ * aggregate (src/workers/aggregateRegistry.ts): counters and histograms are summed, and the
+ * gauges that describe the instance rather than a thread say how they combine (`aggregator`:
+ * expiry timestamps by min, flags and the shared replay cache by max, build info first).
  * Created on the registry main hands in, never on prom-client's global registry.
  * Label values come only from closed sets: listener and route names from config,
  * reasons from the error table or the handshake-reason list.
@@ -74,6 +78,7 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_cert_expiration_timestamp_seconds',
       help: 'notAfter of each loaded certificate, as a Unix timestamp',
       labelNames: ['cert'] as const,
+      aggregator: 'min',
       registers,
     }),
     certReloads: new Counter({
@@ -86,11 +91,13 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_crl_next_update_timestamp_seconds',
       help: 'nextUpdate of each loaded CRL (crl, crl_1, ... in file order), as a Unix timestamp',
       labelNames: ['crl'] as const,
+      aggregator: 'min',
       registers,
     }),
     crlStale: new Gauge({
       name: 'tollgate_crl_stale',
       help: '1 while a loaded CRL is past its nextUpdate, else 0',
+      aggregator: 'max',
       registers,
     }),
     connectionsActive: new Gauge({
@@ -127,6 +134,8 @@ export function createMetrics(registry: Registry): Metrics {
     replayCacheEntries: new Gauge({
       name: 'tollgate_replay_cache_entries',
       help: 'Live (keyid, nonce) entries in the replay cache',
+      // with workers, one cache shared by every thread: each reports the same count (or 0)
+      aggregator: 'max',
       registers,
       collect() {
         this.set(replayEntries());
@@ -141,6 +150,7 @@ export function createMetrics(registry: Registry): Metrics {
     keyRingKeys: new Gauge({
       name: 'tollgate_key_ring_keys',
       help: 'HMAC keys currently loaded from keys.dir',
+      aggregator: 'max',
       registers,
     }),
     payloadBytes: new Histogram({
@@ -177,6 +187,7 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_build_info',
       help: 'Always 1; the labels say which tollgate, Node.js and OpenSSL versions are running',
       labelNames: ['version', 'node', 'openssl'] as const,
+      aggregator: 'first',
       registers,
     }),
   });
