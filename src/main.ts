@@ -175,7 +175,9 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   let shutdownRequested = false;
   const view: AdminView = {
     reload: () => (sidecar === null ? Promise.resolve(STARTING) : sidecar.reload('admin')),
-    status: () => {
+    status: async () => {
+      // with workers, each thread's open connections (a thread that does not answer counts none)
+      const threads = pool === null ? [] : await pool.status();
       const leaf = identity?.current().leaf;
       const now = clock.now();
       return {
@@ -204,8 +206,9 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
           protocol: l.protocol,
           address: addressOf(l),
           accepting: !l.draining(),
-          connections: l.connections(),
+          connections: l.connections() + threads.reduce((n, t) => n + (t.find((w) => w.name === l.name)?.connections ?? 0), 0),
         })),
+        workers: workerCount,
       };
     },
     certs: () => (identity === null ? { loadedAt: null, files: null, certificates: [] } : certReport(identity.current(), { certFile: config.identity.certFile, caFile: config.identity.caFile, crlFile: config.identity.crlFile }, clock.now())),

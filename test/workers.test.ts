@@ -241,6 +241,28 @@ t.test('two threads share the port, replay protection stays exact, and /metrics 
   await t.rejects(connectOnce(s), { code: 'ECONNREFUSED' }, 'no thread listens any more');
 });
 
+t.test('/status counts the open connections of every thread', async (t) => {
+  const s = await twoThreads(t);
+  // idle keep-alive connections, each past its handshake and one request, spread by the kernel
+  const n = 12;
+  const sockets = await Promise.all(
+    Array.from({ length: n }, () =>
+      new Promise<tls.TLSSocket>((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: s.port, servername: 'localhost', ca: s.w.ca.certPem, cert: s.producer.certPem, key: s.producer.keyPem });
+        socket.once('secureConnect', () => socket.write(`GET / HTTP/1.1\r\nhost: localhost:${s.port}\r\n\r\n`));
+        socket.once('data', () => resolve(socket));
+        socket.once('error', reject);
+      }),
+    ),
+  );
+  t.teardown(() => sockets.forEach((c) => c.destroy()));
+  const mainOnly = await s.sc.metric('tollgate_tls_handshakes_total', { result: 'success' });
+  t.ok(mainOnly < n, `some connections are on the worker thread (main thread ${mainOnly} of ${n})`);
+  const status = (await (await request(`${s.admin}/status`)).body.json()) as { workers: number; listeners: Array<{ name: string; connections: number }> };
+  t.equal(status.workers, 2);
+  t.equal(status.listeners[0]!.connections, n, 'every open connection counted, whichever thread holds it');
+});
+
 t.test('a session ticket from one thread resumes on the other', async (t) => {
   const s = await twoThreads(t);
   const first = await connectOnce(s);

@@ -39,7 +39,7 @@ export interface AdminAuditHead {
 }
 
 export interface AdminView {
-  status(): Record<string, unknown>;
+  status(): Record<string, unknown> | Promise<Record<string, unknown>>;
   /** reload certificates and keys now */
   reload(): Promise<AdminReloadResult>;
   /** every loaded certificate (identity, chain, CAs) */
