@@ -8,6 +8,7 @@ import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DockerfileParser, type Copy, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
+import { NODE_FLAGS } from '../bench/macro/targets.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const dockerfile = DockerfileParser.parse(readFileSync(`${ROOT}Dockerfile`, 'utf8'));
@@ -63,7 +64,8 @@ t.test('tollgate is the exec-form ENTRYPOINT, so it is PID 1 and receives SIGTER
   t.equal(entries.length, 1);
   const words = entries[0]!.getJSONStrings().map((s) => s.getJSONValue());
   t.ok(words.length > 0, 'JSON (exec) form, no shell');
-  t.same(words, ['/nodejs/bin/node', '--max-semi-space-size=4', '/app/bin/tollgate.js'], 'node runs tollgate directly (no npm, no sh -c), with the young generation capped as benchmarked');
+  t.same(words, ['/nodejs/bin/node', ...NODE_FLAGS, '/app/bin/tollgate.js'], 'node runs tollgate directly (no npm, no sh -c), with the V8 flags the benchmarks use');
+  t.ok(NODE_FLAGS.includes('--max-semi-space-size=4'), 'the young generation is capped');
   for (const i of instructions.filter((x) => x.getKeyword() === 'CMD' || x.getKeyword() === 'ENTRYPOINT')) {
     t.ok((i as JSONInstruction).getJSONStrings().length > 0, `${i.getKeyword()} on line ${i.getRange().start.line + 1} is exec form`);
   }

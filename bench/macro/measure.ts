@@ -1,0 +1,175 @@
+/**
+ * One measurement: a scenario's load against a running target, with the proxy's CPU seconds
+ * read from /proc at the edges of the measured window and its RSS sampled during it.
+ */
+import { stopChild } from './children.ts';
+import { runAb } from './ab.ts';
+import { holdIdleConnections, runLoad, type Generator } from './loadgen.ts';
+import type { LoadResult, LoadSpec } from './loadClient.ts';
+import { cpuSeconds, memoryBytes, RssSampler } from './procStats.ts';
+import type { Durations, Scenario } from './scenarios.ts';
+import type { RunningTarget, TargetInfo } from './targets.ts';
+import { HOST } from './net.ts';
+
+const MIB = 1024 * 1024;
+
+export interface Cell {
+  target: string;
+  scenario: string;
+  rep: number;
+  generator: Generator | null;
+  /** the measurement failed: why */
+  failure: string | null;
+  completed: number;
+  errors: LoadResult['errors'];
+  statuses: Record<string, number>;
+  elapsedMs: number;
+  requestsPerSecond: number;
+  mibPerSecond: number;
+  latencyMs: LoadResult['latencyMs'];
+  proxyCpuSeconds: number | null;
+  /** requests (or MiB for post-1m) per proxy CPU second */
+  perProxyCpuSecond: number | null;
+  /** proxy CPU share of one core during the window */
+  proxyCpuUtilisation: number | null;
+  /** VmRSS of the proxy processes, sampled every 100 ms during the window (peak) */
+  rssPeakBytes: number | null;
+  /** VmHWM: lifetime peak of the proxy processes so far */
+  hwmBytes: number | null;
+  connectionsOpened: number;
+  resumed: number;
+  queued: number;
+  /** idle-rss: the proxy's VmRSS before the connections were opened */
+  rssBeforeBytes?: number | null;
+  idleConnections?: number;
+}
+
+export interface LoadContext {
+  readonly files: { ca: string; cert: string; key: string };
+  readonly keyFile: string;
+  readonly keyId: string;
+  readonly durations: Durations;
+  readonly generator: Generator;
+  readonly wrk: string | null;
+  readonly ab: string | null;
+  readonly workDir: string;
+}
+
+export function emptyCell(target: string, scenario: string, rep: number, failure: string | null): Cell {
+  return {
+    target,
+    scenario,
+    rep,
+    generator: null,
+    failure,
+    completed: 0,
+    errors: { status: 0, reset: 0, connect: 0 },
+    statuses: {},
+    elapsedMs: 0,
+    requestsPerSecond: 0,
+    mibPerSecond: 0,
+    latencyMs: null,
+    proxyCpuSeconds: null,
+    perProxyCpuSecond: null,
+    proxyCpuUtilisation: null,
+    rssPeakBytes: null,
+    hwmBytes: null,
+    connectionsOpened: 0,
+    resumed: 0,
+    queued: 0,
+  };
+}
+
+function specFor(scenario: Scenario, info: TargetInfo, target: RunningTarget, ctx: LoadContext): LoadSpec {
+  const latency = scenario.rate !== null;
+  return {
+    host: HOST,
+    port: target.port,
+    tls: info.client === 'mtls' ? { ...ctx.files, servername: 'localhost' } : null,
+    mode: scenario.mode,
+    method: scenario.method,
+    path: scenario.method === 'GET' ? '/bench?q=1' : '/ingest',
+    bodyBytes: scenario.bodyBytes,
+    sign: info.sign ? { keyFile: ctx.keyFile, keyId: ctx.keyId, tag: 'tollgate' } : null,
+    connections: scenario.mode === 'idle' ? ctx.durations.idleConnections : scenario.connections,
+    warmupMs: ctx.durations.warmupMs,
+    durationMs: latency ? ctx.durations.latencyMs : ctx.durations.durationMs,
+    maxRequests: 50_000_000,
+    rate: scenario.rate,
+  };
+}
+
+/** firstAfterStart: the target was just started, so this window gets the longer warm-up */
+export async function measure(scenario: Scenario, info: TargetInfo, target: RunningTarget, rep: number, ctx: LoadContext, firstAfterStart = false): Promise<Cell> {
+  const spec = specFor(scenario, info, target, ctx);
+  if (firstAfterStart) spec.warmupMs += ctx.durations.targetWarmupMs;
+  if (scenario.mode === 'idle') return measureIdle(scenario, target, rep, spec);
+  const pids = target.pids;
+  let cpuBefore: number | null = null;
+  let cpuAfter: number | null = null;
+  let sampler: RssSampler | null = null;
+  let rssPeak: number | null = null;
+  const generator: Generator = scenario.generator === 'ab' ? 'ab' : ctx.generator === 'wrk' && spec.tls === null && spec.rate === null && ctx.wrk !== null ? 'wrk' : 'node';
+  const onStart = (): void => {
+    cpuBefore = pids.length > 0 ? cpuSeconds(pids) : null;
+    if (pids.length > 0) sampler = new RssSampler(pids);
+  };
+  const onEnd = (): void => {
+    cpuAfter = pids.length > 0 ? cpuSeconds(pids) : null;
+    rssPeak = (sampler as RssSampler | null)?.stop() ?? null;
+  };
+  let result: LoadResult;
+  if (generator === 'ab') {
+    if (ctx.ab === null) throw new Error('ab is not installed');
+    result = await runAb(ctx.ab, spec, ctx.workDir, onStart, onEnd);
+  } else {
+    result = await runLoad(spec, { kind: generator, wrk: ctx.wrk, workDir: ctx.workDir }, onStart, onEnd);
+  }
+  const seconds = result.elapsedMs / 1000;
+  const cpu = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
+  const mib = result.requestBytes / MIB;
+  const amount = scenario.unit === 'MiB' ? mib : result.completed;
+  return {
+    ...emptyCell(target.name, scenario.name, rep, null),
+    generator,
+    completed: result.completed,
+    errors: result.errors,
+    statuses: result.statuses,
+    elapsedMs: result.elapsedMs,
+    requestsPerSecond: result.completed / seconds,
+    mibPerSecond: mib / seconds,
+    latencyMs: result.latencyMs,
+    proxyCpuSeconds: cpu,
+    perProxyCpuSecond: cpu !== null && cpu > 0 ? amount / cpu : null,
+    proxyCpuUtilisation: cpu !== null ? cpu / seconds : null,
+    rssPeakBytes: rssPeak,
+    hwmBytes: pids.length > 0 ? memoryBytes(pids, 'VmHWM') : null,
+    connectionsOpened: result.connectionsOpened,
+    resumed: result.resumed,
+    queued: result.queued,
+  };
+}
+
+const SETTLE_MS = 500;
+
+async function measureIdle(scenario: Scenario, target: RunningTarget, rep: number, spec: LoadSpec): Promise<Cell> {
+  const before = memoryBytes(target.pids, 'VmRSS');
+  const held = await holdIdleConnections({ ...spec, durationMs: 120_000 }, 60_000);
+  try {
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const rss = memoryBytes(target.pids, 'VmRSS');
+    return {
+      ...emptyCell(target.name, scenario.name, rep, null),
+      generator: 'node',
+      completed: spec.connections,
+      errors: held.errors,
+      rssPeakBytes: rss,
+      hwmBytes: memoryBytes(target.pids, 'VmHWM'),
+      rssBeforeBytes: before,
+      idleConnections: spec.connections,
+      connectionsOpened: spec.connections,
+    };
+  } finally {
+    await stopChild(held.child, 1_000);
+  }
+}

@@ -1,0 +1,281 @@
+/**
+ * From raw cells to the summary: per (scenario, target) the figures of every rep, the ratios
+ * tollgate/direct, tollgate/baseline and tollgate/HAProxy, and the issue's targets with
+ * pass / fail / n/a. Renders the markdown tables and the console summary.
+ */
+import type { Cell } from './measure.ts';
+import type { Durations, Scenario } from './scenarios.ts';
+import type { TargetInfo, TargetName } from './targets.ts';
+import { TARGET_INFO } from './targets.ts';
+
+const MIB = 1024 * 1024;
+
+export interface Results {
+  version: 1;
+  mode: 'smoke' | 'quick' | 'full';
+  startedAt: string;
+  wallSeconds: number;
+  git: string | null;
+  machine: { cpuModel: string; cores: number; memoryBytes: number; kernel: string; node: string; openssl: string; clockTicksPerSecond: number };
+  tools: { upstream: 'nginx' | 'node'; upstreamVersion: string | null; wrk: string | null; ab: string | null; haproxy: string | null; loadClient: string };
+  durations: Durations;
+  targets: TargetInfo[];
+  scenarios: Array<{ name: string; description: string; unit: Scenario['unit']; bodyBytes: number; connections: number; rate: number | null }>;
+  notes: string[];
+  cells: Cell[];
+  summary: Summary;
+}
+
+export interface Row {
+  target: string;
+  /** req/s, MiB/s (post-1m) or RSS bytes (idle-rss), per rep */
+  value: number[];
+  perProxyCpuSecond: Array<number | null>;
+  cpuUtilisation: Array<number | null>;
+  p50: Array<number | null>;
+  p99: Array<number | null>;
+  p999: Array<number | null>;
+  rssPeakBytes: Array<number | null>;
+  errors: number[];
+  failures: string[];
+  vsDirect: number | null;
+  vsBaseline: number | null;
+  vsHaproxy: number | null;
+  /** latency-1000rps: added ms over direct (mean of reps) */
+  addedP50Ms: number | null;
+  addedP99Ms: number | null;
+  addedP999Ms: number | null;
+}
+
+export interface Check {
+  name: string;
+  target: string;
+  scenario: string;
+  measured: number | null;
+  required: string;
+  /** null: could not be judged (n/a) */
+  pass: boolean | null;
+  detail: string;
+}
+
+export interface Summary {
+  scenarios: Record<string, Row[]>;
+  checks: Check[];
+}
+
+const mean = (xs: Array<number | null>): number | null => {
+  const v = xs.filter((x): x is number => x !== null && Number.isFinite(x));
+  return v.length === 0 ? null : v.reduce((a, b) => a + b, 0) / v.length;
+};
+
+function valueOf(c: Cell, unit: Scenario['unit']): number {
+  if (unit === 'bytes') return c.rssPeakBytes ?? NaN;
+  return unit === 'MiB' ? c.mibPerSecond : c.requestsPerSecond;
+}
+
+function baselineOf(name: string): TargetName | null {
+  const layer = TARGET_INFO[name as TargetName]?.layer;
+  if (!name.startsWith('tollgate')) return null;
+  return layer === 'l4' ? 'baseline-l4' : layer === 'l7' ? 'baseline-l7' : null;
+}
+
+function haproxyOf(name: string): TargetName | null {
+  const layer = TARGET_INFO[name as TargetName]?.layer;
+  if (!name.startsWith('tollgate') && !name.startsWith('baseline')) return null;
+  return layer === 'l4' ? 'haproxy-l4' : layer === 'l7' ? 'haproxy-l7' : null;
+}
+
+export function summarise(cells: Cell[], targets: readonly string[], scenarios: readonly Scenario[], idleConnections: number): Summary {
+  const out: Summary = { scenarios: {}, checks: [] };
+  for (const s of scenarios) {
+    const rows: Row[] = [];
+    for (const t of targets) {
+      const own = cells.filter((c) => c.scenario === s.name && c.target === t).sort((a, b) => a.rep - b.rep);
+      if (own.length === 0) continue;
+      const ok = own.filter((c) => c.failure === null);
+      rows.push({
+        target: t,
+        value: ok.map((c) => valueOf(c, s.unit)),
+        perProxyCpuSecond: ok.map((c) => c.perProxyCpuSecond),
+        cpuUtilisation: ok.map((c) => c.proxyCpuUtilisation),
+        p50: ok.map((c) => c.latencyMs?.p50 ?? null),
+        p99: ok.map((c) => c.latencyMs?.p99 ?? null),
+        p999: ok.map((c) => c.latencyMs?.p999 ?? null),
+        rssPeakBytes: ok.map((c) => c.rssPeakBytes),
+        errors: ok.map((c) => c.errors.status + c.errors.reset + c.errors.connect),
+        failures: own.filter((c) => c.failure !== null).map((c) => `rep ${c.rep}: ${c.failure}`),
+        vsDirect: null,
+        vsBaseline: null,
+        vsHaproxy: null,
+        addedP50Ms: null,
+        addedP99Ms: null,
+        addedP999Ms: null,
+      });
+    }
+    const find = (t: string | null): Row | undefined => rows.find((r) => r.target === t);
+    const direct = find('direct');
+    for (const r of rows) {
+      if (r.target === 'direct') continue;
+      if (s.unit !== 'bytes') {
+        const d = mean(direct?.value ?? []);
+        const v = mean(r.value);
+        r.vsDirect = d !== null && v !== null && d > 0 ? v / d : null;
+        const perCpu = mean(r.perProxyCpuSecond);
+        const b = mean(find(baselineOf(r.target))?.perProxyCpuSecond ?? []);
+        const h = mean(find(haproxyOf(r.target))?.perProxyCpuSecond ?? []);
+        r.vsBaseline = perCpu !== null && b !== null && b > 0 ? perCpu / b : null;
+        r.vsHaproxy = perCpu !== null && h !== null && h > 0 ? perCpu / h : null;
+      } else {
+        const v = mean(r.value);
+        const b = mean(find(baselineOf(r.target))?.value ?? []);
+        const h = mean(find(haproxyOf(r.target))?.value ?? []);
+        r.vsBaseline = v !== null && b !== null && b > 0 ? v / b : null;
+        r.vsHaproxy = v !== null && h !== null && h > 0 ? v / h : null;
+      }
+      if (s.rate !== null && direct) {
+        // over the best direct figure of the reps: a stall of the shared machine during one direct
+        // rep must not make a proxy look faster than no proxy
+        const added = (k: 'p50' | 'p99' | 'p999'): number | null => {
+          const a = mean(r[k]);
+          const ds = direct[k].filter((x): x is number => x !== null && Number.isFinite(x));
+          return a !== null && ds.length > 0 ? a - Math.min(...ds) : null;
+        };
+        r.addedP50Ms = added('p50');
+        r.addedP99Ms = added('p99');
+        r.addedP999Ms = added('p999');
+      }
+    }
+    out.scenarios[s.name] = rows;
+  }
+  out.checks = checks(out, idleConnections);
+  return out;
+}
+
+function ratioCheck(sum: Summary, name: string, target: string, scenario: string, min: number): Check {
+  const row = sum.scenarios[scenario]?.find((r) => r.target === target);
+  const h = sum.scenarios[scenario]?.find((r) => r.target === (haproxyOf(target) ?? ''));
+  const required = `≥ ${min}× HAProxy per proxy-CPU-second`;
+  if (!row || row.vsHaproxy === null || !h) {
+    return { name, target, scenario, measured: null, required, pass: null, detail: !h || mean(h.perProxyCpuSecond) === null ? 'n/a: HAProxy not measured' : `n/a: ${target} not measured` };
+  }
+  const perRep = row.perProxyCpuSecond.map((v, i) => (v !== null && h.perProxyCpuSecond[i] ? (v / h.perProxyCpuSecond[i]!).toFixed(2) : '-'));
+  return { name, target, scenario, measured: row.vsHaproxy, required, pass: row.vsHaproxy >= min, detail: `${row.vsHaproxy.toFixed(2)}× (per rep: ${perRep.join(', ')})` };
+}
+
+function directP99(sum: Summary): string {
+  return sum.scenarios['latency-1000rps']?.find((r) => r.target === 'direct')?.p99.map((v) => v?.toFixed(3) ?? '-').join(', ') ?? '-';
+}
+
+function checks(sum: Summary, idleConnections: number): Check[] {
+  const list: Check[] = [
+    ratioCheck(sum, 'L7 with all checks, GET keep-alive', 'tollgate-l7-checks', 'get-keepalive', 0.5),
+    ratioCheck(sum, 'L7 with all checks, POST 16 KiB', 'tollgate-l7-checks', 'post-16k', 0.5),
+    ratioCheck(sum, 'L4, GET keep-alive', 'tollgate-l4', 'get-keepalive', 0.63),
+    ratioCheck(sum, 'L4, POST 16 KiB', 'tollgate-l4', 'post-16k', 0.63),
+    ratioCheck(sum, 'POST 1 MiB (L7 with all checks)', 'tollgate-l7-checks', 'post-1m', 0.6),
+    ratioCheck(sum, 'full mTLS handshakes (L7)', 'tollgate-l7', 'handshake-full', 1.3),
+  ];
+  const lat = sum.scenarios['latency-1000rps']?.find((r) => r.target === 'tollgate-l7-checks');
+  list.push(
+    lat && lat.addedP99Ms !== null
+      ? { name: 'p99 added latency at 1,000 req/s (L7 with all checks)', target: 'tollgate-l7-checks', scenario: 'latency-1000rps', measured: lat.addedP99Ms, required: '≤ 1 ms over direct', pass: lat.addedP99Ms <= 1, detail: `+${lat.addedP99Ms.toFixed(3)} ms (p99 per rep: ${lat.p99.map((v) => v?.toFixed(3) ?? '-').join(', ')} ms; direct: ${directP99(sum)} ms)` }
+      : { name: 'p99 added latency at 1,000 req/s (L7 with all checks)', target: 'tollgate-l7-checks', scenario: 'latency-1000rps', measured: null, required: '≤ 1 ms over direct', pass: null, detail: 'n/a: not measured' },
+  );
+  for (const t of ['tollgate-l7-checks', 'tollgate-l7', 'tollgate-l4']) {
+    const idle = sum.scenarios['idle-rss']?.find((r) => r.target === t);
+    const worst = idle ? Math.max(...idle.value.filter(Number.isFinite)) : -Infinity;
+    list.push(
+      idle && Number.isFinite(worst)
+        ? { name: `RSS with idle keep-alive mTLS connections (${t})`, target: t, scenario: 'idle-rss', measured: worst / MIB, required: '≤ 80 MiB', pass: worst <= 80 * MIB, detail: `${(worst / MIB).toFixed(1)} MiB with ${idleConnections} connections (per rep: ${idle.value.map((v) => (v / MIB).toFixed(1)).join(', ')})` }
+        : { name: `RSS with idle keep-alive mTLS connections (${t})`, target: t, scenario: 'idle-rss', measured: null, required: '≤ 80 MiB', pass: null, detail: 'n/a: not measured' },
+    );
+  }
+  return list;
+}
+
+/* ---------------------------------------------------------------- rendering */
+
+const int = (v: number | null): string => (v === null || !Number.isFinite(v) ? '-' : Math.round(v).toLocaleString('en'));
+const fix = (v: number | null, d: number): string => (v === null || !Number.isFinite(v) ? '-' : v.toFixed(d));
+const ratio = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}×`);
+const reps = (xs: Array<number | null>, f: (v: number | null) => string): string => (xs.length === 0 ? '-' : xs.map(f).join(' / '));
+const mib = (v: number | null): string => (v === null || !Number.isFinite(v) ? '-' : (v / MIB).toFixed(1));
+
+function scenarioTable(res: Results, s: Results['scenarios'][number], rows: Row[]): string[] {
+  const lines: string[] = [];
+  if (s.unit === 'bytes') {
+    lines.push('| target | RSS MiB (per rep) | × baseline | × HAProxy | errors | failures |', '|---|---:|---:|---:|---:|---|');
+    for (const r of rows) lines.push(`| ${r.target} | ${reps(r.value, mib)} | ${ratio(r.vsBaseline)} | ${ratio(r.vsHaproxy)} | ${r.errors.join(' / ') || '-'} | ${r.failures.join('; ').slice(0, 200)} |`);
+    return lines;
+  }
+  const unit = s.unit === 'MiB' ? 'MiB/s' : 'req/s';
+  const perCpu = s.unit === 'MiB' ? 'MiB per proxy-CPU-s' : 'req per proxy-CPU-s';
+  if (s.rate !== null) {
+    lines.push(`| target | ${unit} | p50 ms | p99 ms | p99.9 ms | added p50 / p99 / p99.9 ms (mean − best direct rep) | ${perCpu} | proxy CPU % | peak RSS MiB | errors |`, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const r of rows) {
+      const added = r.target === 'direct' ? '-' : `${fix(r.addedP50Ms, 3)} / ${fix(r.addedP99Ms, 3)} / ${fix(r.addedP999Ms, 3)}`;
+      lines.push(`| ${r.target} | ${reps(r.value, int)} | ${reps(r.p50, (v) => fix(v, 3))} | ${reps(r.p99, (v) => fix(v, 3))} | ${reps(r.p999, (v) => fix(v, 3))} | ${added} | ${reps(r.perProxyCpuSecond, int)} | ${reps(r.cpuUtilisation, (v) => fix(v === null ? null : v * 100, 0))} | ${reps(r.rssPeakBytes, mib)} | ${r.errors.join(' / ') || '-'}${r.failures.length ? ` (failed: ${r.failures.join('; ').slice(0, 150)})` : ''} |`);
+    }
+    return lines;
+  }
+  const fmt = s.unit === 'MiB' ? (v: number | null) => fix(v, 0) : int;
+  lines.push(`| target | ${unit} | ${perCpu} | proxy CPU % | p50 / p99 ms | peak RSS MiB | errors | × direct | × baseline | × HAProxy |`, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    const lat = r.p50.map((v, i) => `${fix(v, 2)}/${fix(r.p99[i] ?? null, 2)}`).join(' · ') || '-';
+    lines.push(
+      `| ${r.target} | ${reps(r.value, fmt)} | ${reps(r.perProxyCpuSecond, fmt)} | ${reps(r.cpuUtilisation, (v) => fix(v === null ? null : v * 100, 0))} | ${lat} | ${reps(r.rssPeakBytes, mib)} | ${r.errors.join(' / ') || '-'}${r.failures.length ? ` (failed: ${r.failures.join('; ').slice(0, 150)})` : ''} | ${r.target === 'direct' ? '1.00×' : ratio(r.vsDirect)} | ${ratio(r.vsBaseline)} | ${ratio(r.vsHaproxy)} |`,
+    );
+  }
+  void res;
+  return lines;
+}
+
+export function checkMark(c: Check): string {
+  return c.pass === null ? 'n/a' : c.pass ? 'PASS' : 'FAIL';
+}
+
+export function renderMarkdown(res: Results): string {
+  const m = res.machine;
+  const lines: string[] = [
+    `# tollgate macro benchmark (${res.mode})`,
+    '',
+    `${res.startedAt}, ${res.wallSeconds.toFixed(0)} s; git ${res.git ?? '?'}; ${m.cores} cores (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB; ${m.kernel}; Node ${m.node}, OpenSSL ${m.openssl}.`,
+    `Upstream: ${res.tools.upstream} ${res.tools.upstreamVersion ?? ''}; wrk ${res.tools.wrk ?? 'not used'}; HAProxy ${res.tools.haproxy ?? 'not installed'}; mTLS and open-loop load from ${res.tools.loadClient}.`,
+    `${res.durations.reps} rep(s) (targets in reverse order on even reps), ${res.durations.warmupMs} ms warm-up + ${res.durations.durationMs} ms per measurement (latency: ${res.durations.latencyMs} ms); values per rep are separated by " / ".`,
+    'Per proxy-CPU-second: requests (MiB for POST 1 MiB) divided by the utime + stime of the proxy processes in the measured window. Peak RSS: VmRSS sampled every 100 ms during the window (one process per target and rep runs all throughput scenarios in order).',
+    '',
+  ];
+  for (const n of res.notes) lines.push(`- ${n}`);
+  if (res.notes.length) lines.push('');
+  lines.push('## Targets of the issue', '', '| target | measured | required | result |', '|---|---|---|---|');
+  for (const c of res.summary.checks) lines.push(`| ${c.name} | ${c.detail} | ${c.required} | ${checkMark(c)} |`);
+  lines.push('');
+  for (const s of res.scenarios) {
+    const rows = res.summary.scenarios[s.name] ?? [];
+    lines.push(`## ${s.name}`, '', `${s.description}; ${s.connections} connections${s.rate ? `, ${s.rate} req/s` : ''}.`, '', ...scenarioTable(res, s, rows), '');
+  }
+  lines.push('## Targets', '', ...res.targets.map((t) => `- **${t.name}**: ${t.description}`), '');
+  return `${lines.join('\n')}\n`;
+}
+
+export function printSummary(res: Results, log: (line: string) => void): void {
+  log('');
+  for (const s of res.scenarios) {
+    const rows = res.summary.scenarios[s.name] ?? [];
+    if (rows.length === 0) continue;
+    log(`== ${s.name}`);
+    for (const line of scenarioTable(res, s, rows)) log(line);
+    log('');
+  }
+  log('== ratios (mean of reps): tollgate / direct (throughput), / baseline and / HAProxy (per proxy-CPU-second; idle-rss: RSS)');
+  for (const s of res.scenarios) {
+    for (const r of res.summary.scenarios[s.name] ?? []) {
+      if (!r.target.startsWith('tollgate')) continue;
+      const extra = r.addedP99Ms !== null ? `, added p99 ${fix(r.addedP99Ms, 3)} ms` : '';
+      log(`  ${s.name.padEnd(18)} ${r.target.padEnd(22)} ×direct ${ratio(r.vsDirect)}  ×baseline ${ratio(r.vsBaseline)}  ×HAProxy ${ratio(r.vsHaproxy)}${extra}`);
+    }
+  }
+  log('');
+  log('== targets of the issue');
+  for (const c of res.summary.checks) log(`  ${checkMark(c).padEnd(4)} ${c.name}: ${c.detail} (required ${c.required})`);
+}

@@ -1,0 +1,266 @@
+/**
+ * The targets under test, each started as real processes on loopback (pids recorded, so the
+ * proxy's CPU and memory can be read from /proc): direct (no proxy), the trivial Node L4 and
+ * L7 baselines, tollgate in its configurations, and HAProxy when installed.
+ */
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { stripTypeScriptTypes } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startChild, stopChild, type Child } from './children.ts';
+import { freePort, HOST, waitForPort } from './net.ts';
+import { deadCheck } from './upstream.ts';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const ROOT = join(HERE, '..', '..');
+const TOLLGATE = join(ROOT, 'bin', 'tollgate.js');
+/**
+ * The V8 flags tollgate's container runs it with (the Dockerfile's ENTRYPOINT), given to
+ * every Node process measured here — tollgate and the trivial baselines alike — so the
+ * comparison is between the code, not the heap settings.
+ */
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
+
+export type TargetName =
+  | 'direct'
+  | 'baseline-l4'
+  | 'baseline-l7'
+  | 'tollgate-l4'
+  | 'tollgate-l7'
+  | 'tollgate-l7-checks'
+  | 'tollgate-e2e'
+  | 'tollgate-l7-checks-w2'
+  | 'haproxy-l4'
+  | 'haproxy-l7';
+
+export const ALL_TARGETS: readonly TargetName[] = [
+  'direct',
+  'baseline-l4',
+  'baseline-l7',
+  'tollgate-l4',
+  'tollgate-l7',
+  'tollgate-l7-checks',
+  'tollgate-e2e',
+  'tollgate-l7-checks-w2',
+  'haproxy-l4',
+  'haproxy-l7',
+];
+
+export interface TargetInfo {
+  readonly name: TargetName;
+  /** what the client speaks to it */
+  readonly client: 'plain' | 'mtls';
+  /** the load client signs every request */
+  readonly sign: boolean;
+  readonly layer: 'none' | 'l4' | 'l7';
+  readonly description: string;
+}
+
+export const TARGET_INFO: Record<TargetName, TargetInfo> = {
+  direct: { name: 'direct', client: 'plain', sign: false, layer: 'none', description: 'client → upstream, plain HTTP (the ceiling; no proxy)' },
+  'baseline-l4': { name: 'baseline-l4', client: 'mtls', sign: false, layer: 'l4', description: 'trivial Node tls.createServer (mTLS) → net pipe' },
+  'baseline-l7': { name: 'baseline-l7', client: 'mtls', sign: false, layer: 'l7', description: 'trivial Node https.createServer (mTLS) → undici Pool.stream' },
+  'tollgate-l4': { name: 'tollgate-l4', client: 'mtls', sign: false, layer: 'l4', description: 'tollgate inbound, protocol tcp' },
+  'tollgate-l7': { name: 'tollgate-l7', client: 'mtls', sign: false, layer: 'l7', description: 'tollgate inbound HTTP, mTLS only (anomaly off, no signatures)' },
+  'tollgate-l7-checks': { name: 'tollgate-l7-checks', client: 'mtls', sign: true, layer: 'l7', description: 'tollgate inbound HTTP: mTLS + signature verification + replay cache + anomaly observe' },
+  'tollgate-e2e': { name: 'tollgate-e2e', client: 'plain', sign: false, layer: 'l7', description: 'plain HTTP → tollgate outbound (signs, mTLS) → tollgate inbound (verifies, anomaly observe) → upstream; CPU of both' },
+  'tollgate-l7-checks-w2': { name: 'tollgate-l7-checks-w2', client: 'mtls', sign: true, layer: 'l7', description: 'tollgate-l7-checks with "workers": 2' },
+  'haproxy-l4': { name: 'haproxy-l4', client: 'mtls', sign: false, layer: 'l4', description: 'HAProxy mode tcp, ssl verify required, nbthread 1' },
+  'haproxy-l7': { name: 'haproxy-l7', client: 'mtls', sign: false, layer: 'l7', description: 'HAProxy mode http, ssl verify required, nbthread 1' },
+};
+
+/** Files and ports every target is started with. */
+export interface TargetContext {
+  readonly workDir: string;
+  readonly upstreamPort: number;
+  /** dev PKI layout: pki/{ingest,producer}/{tls.crt,tls.key,ca.crt} */
+  readonly pkiDir: string;
+  readonly keysDir: string;
+  readonly keyId: string;
+  readonly haproxy: string | null;
+}
+
+export interface RunningTarget {
+  readonly name: TargetName;
+  readonly port: number;
+  /** the proxy's processes (their descendants are counted too); empty for direct */
+  readonly pids: readonly number[];
+  readonly children: readonly Child[];
+  stop(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 20_000;
+
+async function ready(children: Child[], port: number): Promise<void> {
+  try {
+    await waitForPort(port, START_TIMEOUT_MS, () => {
+      for (const c of children) {
+        const dead = deadCheck(c)();
+        if (dead !== null) return dead;
+      }
+      return null;
+    });
+  } catch (err) {
+    await Promise.all(children.map((c) => stopChild(c, 1_000)));
+    throw err;
+  }
+}
+
+function running(name: TargetName, port: number, children: Child[]): RunningTarget {
+  return { name, port, pids: children.map((c) => c.pid), children, stop: async () => void (await Promise.all(children.map((c) => stopChild(c)))) };
+}
+
+/* ---------------------------------------------------------------- tollgate configs */
+
+function tollgateConfig(ctx: TargetContext, identity: 'ingest' | 'producer', listener: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const id = join(ctx.pkiDir, identity);
+  return {
+    admin: { listen: null },
+    identity: { certFile: join(id, 'tls.crt'), keyFile: join(id, 'tls.key'), caFile: join(id, 'ca.crt') },
+    keys: { dir: ctx.keysDir },
+    log: { level: 'warn' },
+    ...extra,
+    listeners: [listener],
+  };
+}
+
+const ALLOW_PRODUCER = { spiffe: ['spiffe://example.org/producer'] };
+
+function inboundListener(port: number, ctx: TargetContext, kind: 'tcp' | 'http' | 'checks'): Record<string, unknown> {
+  const common = { name: 'bench', mode: 'inbound', listen: `${HOST}:${port}`, target: `${HOST}:${ctx.upstreamPort}`, allow: ALLOW_PRODUCER };
+  if (kind === 'tcp') return { ...common, protocol: 'tcp' };
+  if (kind === 'http') return { ...common, protocol: 'http', anomaly: { mode: 'off' } };
+  return { ...common, protocol: 'http', integrity: { verify: true }, anomaly: { mode: 'observe' } };
+}
+
+async function writeConfig(ctx: TargetContext, file: string, config: Record<string, unknown>): Promise<string> {
+  const path = join(ctx.workDir, file);
+  await writeFile(path, JSON.stringify(config, null, 2));
+  return path;
+}
+
+/** `tollgate check --config FILE`: null when the config is accepted, else what it said. */
+export async function tollgateRefuses(configPath: string): Promise<string | null> {
+  try {
+    await promisify(execFile)(process.execPath, [TOLLGATE, 'check', '--config', configPath], { timeout: 20_000 });
+    return null;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return `${e.stdout ?? ''}${e.stderr ?? ''}`.trim() || e.message;
+  }
+}
+
+function startTollgate(name: string, configPath: string): Child {
+  return startChild(name, process.execPath, [...NODE_FLAGS, TOLLGATE, 'run', '--config', configPath]);
+}
+
+/** Config of tollgate-l7-checks-w2, to ask `tollgate check` whether `workers` is known yet. */
+export async function workersConfig(ctx: TargetContext): Promise<string> {
+  const port = await freePort();
+  return writeConfig(ctx, 'tollgate-w2-check.json', tollgateConfig(ctx, 'ingest', inboundListener(port, ctx, 'checks'), { workers: 2 }));
+}
+
+/* ---------------------------------------------------------------- baselines */
+
+/**
+ * The baselines are written in TypeScript but run as plain JavaScript: Node's type stripping
+ * costs a process about 17 MiB of RSS, which tollgate (run from dist/) does not pay. Types
+ * are stripped once per run into the work folder, bare imports resolved to absolute URLs.
+ */
+async function plainJavaScript(ctx: TargetContext, file: string): Promise<string> {
+  const out = join(ctx.workDir, file.replace(/\.ts$/, '.mjs'));
+  const source = await readFile(join(HERE, 'baselines', file), 'utf8');
+  const js = stripTypeScriptTypes(source, { mode: 'strip' }).replace(/from '(undici)'/g, (_m, name: string) => `from '${import.meta.resolve(name)}'`);
+  await writeFile(out, js);
+  return out;
+}
+
+/* ---------------------------------------------------------------- HAProxy */
+
+async function haproxyConfig(ctx: TargetContext, port: number, mode: 'tcp' | 'http'): Promise<string> {
+  const id = join(ctx.pkiDir, 'ingest');
+  const pem = join(ctx.workDir, 'haproxy.pem');
+  await writeFile(pem, `${await readFile(join(id, 'tls.crt'), 'utf8')}\n${await readFile(join(id, 'tls.key'), 'utf8')}`, { mode: 0o600 });
+  const cfg = `global
+  nbthread 1
+  maxconn 5000
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+
+defaults
+  mode ${mode}
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+${mode === 'http' ? '  timeout http-keep-alive 300s\n' : ''}
+frontend fe
+  bind ${HOST}:${port} ssl crt ${pem} ca-file ${join(id, 'ca.crt')} verify required
+  default_backend be
+
+backend be
+  server up ${HOST}:${ctx.upstreamPort}
+`;
+  const path = join(ctx.workDir, `haproxy-${mode}.cfg`);
+  await writeFile(path, cfg);
+  return path;
+}
+
+/* ---------------------------------------------------------------- start */
+
+export async function startTarget(name: TargetName, ctx: TargetContext): Promise<RunningTarget> {
+  if (name === 'direct') return running(name, ctx.upstreamPort, []);
+  const port = await freePort();
+  const server = join(ctx.pkiDir, 'ingest');
+  const tlsFiles = [join(server, 'tls.crt'), join(server, 'tls.key'), join(server, 'ca.crt')];
+  let children: Child[];
+  switch (name) {
+    case 'baseline-l4':
+    case 'baseline-l7': {
+      const script = await plainJavaScript(ctx, name === 'baseline-l4' ? 'l4.ts' : 'l7.ts');
+      children = [startChild(name, process.execPath, [...NODE_FLAGS, script, String(port), String(ctx.upstreamPort), ...tlsFiles])];
+      break;
+    }
+    case 'tollgate-l4':
+    case 'tollgate-l7':
+    case 'tollgate-l7-checks':
+    case 'tollgate-l7-checks-w2': {
+      const kind = name === 'tollgate-l4' ? 'tcp' : name === 'tollgate-l7' ? 'http' : 'checks';
+      const extra = name === 'tollgate-l7-checks-w2' ? { workers: 2 } : {};
+      const config = await writeConfig(ctx, `${name}.json`, tollgateConfig(ctx, 'ingest', inboundListener(port, ctx, kind), extra));
+      children = [startTollgate(name, config)];
+      break;
+    }
+    case 'tollgate-e2e': {
+      const inboundPort = await freePort();
+      const inbound = await writeConfig(ctx, 'tollgate-e2e-inbound.json', tollgateConfig(ctx, 'ingest', inboundListener(inboundPort, ctx, 'checks')));
+      const outbound = await writeConfig(
+        ctx,
+        'tollgate-e2e-outbound.json',
+        tollgateConfig(ctx, 'producer', {
+          name: 'bench-out',
+          mode: 'outbound',
+          protocol: 'http',
+          listen: `${HOST}:${port}`,
+          target: `${HOST}:${inboundPort}`,
+          serverName: 'ingest',
+          verify: { spiffe: ['spiffe://example.org/ingest'] },
+          integrity: { sign: true, keyId: ctx.keyId },
+        }),
+      );
+      const inboundChild = startTollgate('tollgate-e2e inbound', inbound);
+      await ready([inboundChild], inboundPort);
+      children = [startTollgate('tollgate-e2e outbound', outbound), inboundChild];
+      break;
+    }
+    case 'haproxy-l4':
+    case 'haproxy-l7': {
+      if (ctx.haproxy === null) throw new Error('haproxy is not installed');
+      const cfg = await haproxyConfig(ctx, port, name === 'haproxy-l4' ? 'tcp' : 'http');
+      children = [startChild(name, ctx.haproxy, ['-db', '-f', cfg])];
+      break;
+    }
+  }
+  await ready(children, port);
+  return running(name, port, children);
+}

@@ -1,0 +1,247 @@
+/**
+ * The macro benchmark: direct vs the trivial Node proxies vs tollgate vs HAProxy, on loopback.
+ *
+ *   npm run bench                  full (2 reps, ~12 min)
+ *   npm run bench:quick            quick (2 reps, short windows, ~3 min)
+ *   node bench/run.ts [--quick] [--smoke] [--only t1,t2] [--scenarios s1,s2] [--out DIR]
+ *
+ * --smoke: a few hundred ms per scenario, 1 rep, a few targets, Node fallbacks forced (no
+ * nginx, wrk or HAProxy), as CI would run it. Writes latest.json, latest.md and latest.svg to
+ * --out (default bench/results). See bench/README.md for what each target and scenario is.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createDevPki, writeDevPki } from '../src/certs/devPki.ts';
+import { installCleanup, killAllNow, removeOnExit } from './macro/children.ts';
+import { emptyCell, measure, type Cell, type LoadContext } from './macro/measure.ts';
+import { clockTicksPerSecond } from './macro/procStats.ts';
+import { renderMarkdown, summarise, printSummary, type Results } from './macro/report.ts';
+import { applies, DURATIONS, SCENARIOS, type Scenario } from './macro/scenarios.ts';
+import { renderSvg } from './macro/svg.ts';
+import { ALL_TARGETS, startTarget, TARGET_INFO, tollgateRefuses, workersConfig, type TargetContext, type TargetName } from './macro/targets.ts';
+import { detectTools } from './macro/tools.ts';
+import { startUpstream } from './macro/upstream.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const KEY_ID = 'k1';
+const SMOKE_TARGETS: readonly TargetName[] = ['direct', 'baseline-l4', 'tollgate-l7', 'tollgate-l7-checks'];
+
+interface Args {
+  mode: 'smoke' | 'quick' | 'full';
+  only: TargetName[] | null;
+  scenarios: string[] | null;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const value = (flag: string): string | null => {
+    const i = argv.indexOf(flag);
+    return i >= 0 && i + 1 < argv.length ? argv[i + 1]! : null;
+  };
+  const list = (flag: string): string[] | null => value(flag)?.split(',').map((s) => s.trim()).filter(Boolean) ?? null;
+  const only = list('--only');
+  for (const t of only ?? []) if (!ALL_TARGETS.includes(t as TargetName)) throw new Error(`--only: unknown target ${t} (known: ${ALL_TARGETS.join(', ')})`);
+  const scenarios = list('--scenarios');
+  for (const s of scenarios ?? []) if (!SCENARIOS.some((x) => x.name === s)) throw new Error(`--scenarios: unknown scenario ${s} (known: ${SCENARIOS.map((x) => x.name).join(', ')})`);
+  const mode = argv.includes('--smoke') ? 'smoke' : argv.includes('--quick') ? 'quick' : 'full';
+  return { mode, only: only as TargetName[] | null, scenarios, out: value('--out') ?? join(ROOT, 'bench', 'results') };
+}
+
+function machine(): Results['machine'] {
+  const cpus = os.cpus();
+  return {
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryBytes: os.totalmem(),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    openssl: process.versions.openssl ?? 'unknown',
+    clockTicksPerSecond: clockTicksPerSecond(),
+  };
+}
+
+function gitRevision(): string | null {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function main(): Promise<number> {
+  installCleanup();
+  const args = parseArgs(process.argv.slice(2));
+  const durations = DURATIONS[args.mode];
+  const tools = detectTools(args.mode === 'smoke');
+  const notes: string[] = [];
+  const startedAt = new Date();
+  const t0 = Date.now();
+  const workDir = await mkdtemp(join(os.tmpdir(), 'tollgate-bench-'));
+  removeOnExit(workDir);
+  try {
+    log(`tollgate macro benchmark (${args.mode}), node ${process.version}, OpenSSL ${process.versions.openssl}, ${os.availableParallelism()} cores`);
+    if (args.mode === 'smoke') notes.push('smoke mode: Node fallbacks forced (no nginx, wrk or HAProxy), a few hundred ms per scenario, 1 rep; figures are not meaningful');
+
+    const pki = await createDevPki({ trustDomain: 'example.org', identities: ['ingest', 'producer'], validityDays: 1 });
+    const pkiDir = join(workDir, 'pki');
+    await writeDevPki(pkiDir, pki);
+    const keysDir = join(workDir, 'keys');
+    execFileSync(process.execPath, [join(ROOT, 'bin', 'tollgate.js'), 'keys', 'new', '--out', keysDir, '--id', KEY_ID], { stdio: 'ignore' });
+
+    const upstream = await startUpstream(tools.nginx, workDir);
+    log(`upstream: ${upstream.kind === 'nginx' ? `nginx ${tools.versions.nginx ?? ''} (1 worker)` : 'node:http fallback (nginx not installed)'} on 127.0.0.1:${upstream.port}`);
+    if (upstream.kind === 'node') notes.push('upstream: node:http fallback (nginx not installed or smoke mode)');
+    const generatorNote = tools.wrk ? `wrk ${tools.versions.wrk ?? ''} for plain-HTTP closed loops, the Node load client for mTLS and open loops` : 'the Node load client for everything (wrk not installed or smoke mode)';
+    log(`load generators: ${generatorNote}`);
+    if (!tools.wrk) notes.push('load generator: Node load client only (wrk not installed or smoke mode)');
+
+    const ctx: TargetContext = { workDir, upstreamPort: upstream.port, pkiDir, keysDir, keyId: KEY_ID, haproxy: tools.haproxy };
+    let targets: TargetName[] = [...(args.only ?? (args.mode === 'smoke' ? SMOKE_TARGETS : ALL_TARGETS))];
+    if (!tools.haproxy && targets.some((t) => t.startsWith('haproxy'))) {
+      targets = targets.filter((t) => !t.startsWith('haproxy'));
+      const note = 'HAProxy not installed (or smoke mode): haproxy-l4 and haproxy-l7 skipped; ratios to HAProxy are n/a';
+      notes.push(note);
+      log(`note: ${note}`);
+    }
+    if (targets.includes('tollgate-l7-checks-w2')) {
+      const refusal = await tollgateRefuses(await workersConfig(ctx));
+      if (refusal !== null) {
+        targets = targets.filter((t) => t !== 'tollgate-l7-checks-w2');
+        const note = `tollgate-l7-checks-w2 skipped: tollgate check refuses "workers": 2 (${refusal.split('\n').slice(0, 3).join(' | ')})`;
+        notes.push(note);
+        log(`note: ${note}`);
+      }
+    }
+    let scenarios: Scenario[] = SCENARIOS.filter((s) => (args.scenarios === null ? !s.optIn : args.scenarios.includes(s.name)));
+    if (!tools.ab && scenarios.some((s) => s.generator === 'ab')) {
+      scenarios = scenarios.filter((s) => s.generator !== 'ab');
+      const note = 'ab not installed (or smoke mode): get-keepalive-ab skipped';
+      notes.push(note);
+      log(`note: ${note}`);
+    }
+    const load: LoadContext = {
+      files: { ca: join(pkiDir, 'producer', 'ca.crt'), cert: join(pkiDir, 'producer', 'tls.crt'), key: join(pkiDir, 'producer', 'tls.key') },
+      keyFile: join(keysDir, KEY_ID),
+      keyId: KEY_ID,
+      durations,
+      generator: tools.wrk ? 'wrk' : 'node',
+      wrk: tools.wrk,
+      ab: tools.ab,
+      workDir,
+    };
+    log(`targets: ${targets.join(', ')}`);
+    log(`scenarios: ${scenarios.map((s) => s.name).join(', ')}; ${durations.reps} rep(s), ${durations.warmupMs} ms warm-up (+${durations.targetWarmupMs} ms after a target starts) + ${durations.durationMs} ms per measurement`);
+
+    const cells: Cell[] = [];
+    const throughput = scenarios.filter((s) => s.mode !== 'idle');
+    const idle = scenarios.find((s) => s.mode === 'idle');
+    for (let rep = 1; rep <= durations.reps; rep++) {
+      // alternate the order of targets between reps, so drift on a shared machine hits all
+      const order = rep % 2 === 1 ? targets : [...targets].reverse();
+      for (const name of order) {
+        const info = TARGET_INFO[name];
+        const own = throughput.filter((s) => applies(s, info));
+        if (own.length > 0) {
+          // one process per (target, rep) for the throughput scenarios; RSS is sampled per window
+          let target;
+          try {
+            target = await startTarget(name, ctx);
+          } catch (err) {
+            const why = `did not start: ${(err as Error).message.slice(0, 2000)}`;
+            log(`  rep ${rep} ${name}: ${why}`);
+            for (const s of own) cells.push(emptyCell(name, s.name, rep, why));
+            target = null;
+          }
+          if (target !== null) {
+            try {
+              for (const scenario of own) {
+                const cell = await measure(scenario, info, target, rep, load, scenario === own[0]).catch((err: Error) => emptyCell(name, scenario.name, rep, err.message.slice(0, 2000)));
+                for (const c of target.children) {
+                  if (c.proc.exitCode !== null || c.proc.signalCode !== null) {
+                    cell.failure = `${c.name} exited (${c.proc.exitCode ?? c.proc.signalCode}) during ${scenario.name}: ${c.output().slice(-1500)}`;
+                  }
+                }
+                cells.push(cell);
+                log(`  rep ${rep} ${name.padEnd(22)} ${scenario.name.padEnd(18)} ${oneLine(cell)}`);
+                if (cell.failure !== null && cell.failure.includes('exited')) break;
+              }
+            } finally {
+              await target.stop();
+            }
+          }
+        }
+        if (idle && rep <= durations.idleReps && applies(idle, info) && (durations.idleTargets === null || durations.idleTargets.includes(name))) {
+          // a fresh process: RSS with idle connections, not after the load scenarios
+          try {
+            const target = await startTarget(name, ctx);
+            try {
+              const cell = await measure(idle, info, target, rep, load).catch((err: Error) => emptyCell(name, idle.name, rep, err.message.slice(0, 2000)));
+              cells.push(cell);
+              log(`  rep ${rep} ${name.padEnd(22)} ${idle.name.padEnd(18)} ${oneLine(cell)}`);
+            } finally {
+              await target.stop();
+            }
+          } catch (err) {
+            cells.push(emptyCell(name, idle.name, rep, `did not start: ${(err as Error).message.slice(0, 2000)}`));
+          }
+        }
+      }
+    }
+    await upstream.stop();
+
+    const results: Results = {
+      version: 1,
+      mode: args.mode,
+      startedAt: startedAt.toISOString(),
+      wallSeconds: (Date.now() - t0) / 1000,
+      git: gitRevision(),
+      machine: machine(),
+      tools: { upstream: upstream.kind, upstreamVersion: upstream.kind === 'nginx' ? (tools.versions.nginx ?? null) : process.version, wrk: tools.versions.wrk ?? null, ab: tools.versions.ab ?? null, haproxy: tools.versions.haproxy ?? null, loadClient: 'bench/macro/loadClient.ts' },
+      durations,
+      targets: targets.map((t) => TARGET_INFO[t]),
+      scenarios: scenarios.map((s) => ({ name: s.name, description: s.description, unit: s.unit, bodyBytes: s.bodyBytes, connections: s.mode === 'idle' ? durations.idleConnections : s.connections, rate: s.rate })),
+      notes,
+      cells,
+      summary: summarise(cells, targets, scenarios, durations.idleConnections),
+    };
+    await mkdir(args.out, { recursive: true });
+    await writeFile(join(args.out, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+    await writeFile(join(args.out, 'latest.md'), renderMarkdown(results));
+    await writeFile(join(args.out, 'latest.svg'), renderSvg(results));
+    printSummary(results, log);
+    log(`wrote ${join(args.out, 'latest.json')}, latest.md, latest.svg (${results.wallSeconds.toFixed(0)} s)`);
+    const failed = cells.filter((c) => c.failure !== null);
+    if (failed.length > 0) log(`${failed.length} measurement(s) failed; see "failure" in latest.json`);
+    return 0;
+  } finally {
+    killAllNow();
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+function oneLine(c: Cell): string {
+  if (c.failure !== null) return `FAILED: ${c.failure.split('\n')[0]!.slice(0, 200)}`;
+  const errs = c.errors.status + c.errors.reset + c.errors.connect;
+  const mib = (b: number | null): string => (b === null ? '-' : `${(b / 1048576).toFixed(1)} MiB`);
+  if (c.scenario === 'idle-rss') return `RSS ${mib(c.rssBeforeBytes ?? null)} → ${mib(c.rssPeakBytes)} with ${c.idleConnections} idle connections, errors ${errs}`;
+  const per = c.perProxyCpuSecond === null ? '' : `, ${Math.round(c.perProxyCpuSecond).toLocaleString('en')}/proxy-CPU-s (CPU ${((c.proxyCpuUtilisation ?? 0) * 100).toFixed(0)}%)`;
+  const lat = c.latencyMs ? `, p50 ${c.latencyMs.p50.toFixed(2)} p99 ${c.latencyMs.p99.toFixed(2)} ms` : '';
+  const resumed = c.scenario === 'handshake-resumed' ? `, resumed ${c.resumed}/${c.connectionsOpened}` : '';
+  return `${Math.round(c.requestsPerSecond).toLocaleString('en')} req/s (${c.mibPerSecond.toFixed(1)} MiB/s)${per}${lat}, errors ${errs}${resumed}, RSS ${mib(c.rssPeakBytes)}`;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`bench: ${err.stack ?? String(err)}\n`);
+    killAllNow();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,95 @@
+/**
+ * The macro benchmark in smoke mode, as CI runs it: `node bench/run.ts --quick --smoke --out
+ * TMP` spawned as a real process (Node fallbacks forced: node:http upstream, the Node load
+ * client, no HAProxy), a few hundred ms per scenario. It exits 0 and writes latest.json (the
+ * expected shape, every measured cell without failure), latest.md (tables) and latest.svg.
+ * No figure is judged: speed is never asserted in tests.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const LIMIT_MS = 90_000;
+
+interface SmokeRun {
+  code: number | null;
+  output: string;
+}
+
+function runBench(out: string): Promise<SmokeRun> {
+  return new Promise((resolve, reject) => {
+    // without tap's loader and coverage hooks: the benchmark's processes run as they would in CI
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    delete env.NODE_V8_COVERAGE;
+    const child = spawn(process.execPath, [join(ROOT, 'bench', 'run.ts'), '--quick', '--smoke', '--out', out], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGINT'); // the benchmark stops its own children on SIGINT
+      reject(new Error(`bench smoke run did not finish within ${LIMIT_MS} ms:\n${output}`));
+    }, LIMIT_MS);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'tollgate-bench-smoke-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const run = await runBench(out);
+  t.equal(run.code, 0, 'exits 0', { output: run.output.slice(-6000) });
+
+  const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as {
+    mode: string;
+    machine: { node: string; openssl: string };
+    tools: { upstream: string; haproxy: string | null; wrk: string | null };
+    scenarios: Array<{ name: string }>;
+    targets: Array<{ name: string }>;
+    cells: Array<{ target: string; scenario: string; rep: number; failure: string | null; completed: number; proxyCpuSeconds: number | null }>;
+    summary: { scenarios: Record<string, unknown[]>; checks: Array<{ name: string; pass: boolean | null }> };
+  };
+  t.equal(results.mode, 'smoke');
+  t.equal(results.tools.upstream, 'node', 'smoke mode uses the node:http upstream');
+  t.equal(results.tools.haproxy, null, 'smoke mode runs without HAProxy');
+  t.equal(results.tools.wrk, null, 'smoke mode runs without wrk');
+  t.equal(results.machine.node, process.version);
+  t.same(
+    results.scenarios.map((s) => s.name),
+    ['get-keepalive', 'post-16k', 'post-1m', 'handshake-full', 'handshake-resumed', 'latency-1000rps', 'idle-rss'],
+  );
+  t.ok(results.targets.some((x) => x.name === 'direct'), 'the direct path is always measured');
+  t.ok(results.targets.some((x) => x.name.startsWith('tollgate')), 'tollgate is measured');
+  t.ok(results.cells.length > 0, 'cells were measured');
+  t.same(
+    results.cells.filter((c) => c.failure !== null).map((c) => `${c.target}/${c.scenario}: ${c.failure}`),
+    [],
+    'no measurement failed',
+  );
+  for (const c of results.cells.filter((x) => x.scenario !== 'idle-rss')) t.ok(c.completed > 0, `${c.target}/${c.scenario} completed requests`);
+  t.ok(
+    results.cells.filter((c) => c.target.startsWith('tollgate') && c.scenario === 'get-keepalive').every((c) => c.proxyCpuSeconds !== null),
+    'proxy CPU read from /proc',
+  );
+  t.ok(results.summary.checks.length > 0, 'the issue targets are listed');
+  t.ok(
+    results.summary.checks.filter((c) => c.name.includes('HAProxy') || c.name.startsWith('L')).every((c) => c.pass === null || typeof c.pass === 'boolean'),
+    'checks are pass, fail or n/a',
+  );
+
+  const md = await readFile(join(out, 'latest.md'), 'utf8');
+  t.match(md, /^# tollgate macro benchmark/m);
+  t.match(md, /^\| target \|/m, 'a markdown table');
+  t.match(md, /^\|---/m);
+  const svg = await readFile(join(out, 'latest.svg'), 'utf8');
+  t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  t.match(svg, /<\/svg>\s*$/);
+  t.match(svg, /<rect /);
+});
