@@ -42,8 +42,9 @@
  * live entry plus small per-bucket tables, so a million entries take
  * ~16–35 MiB.
  */
-import { createHash, hash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
+import { FINGERPRINT_SALT_BYTES, PairFingerprint, positiveInteger as checkedInteger } from './pairFingerprint.ts';
 
 export type ReplayVerdict = 'fresh' | 'replayed' | 'full';
 
@@ -73,11 +74,6 @@ const MAX_REPLAY_ENTRIES = 2 ** 27;
 /** ~35 years; keeps every bucket deadline an exact integer */
 const MAX_REPLAY_TTL_MS = 2 ** 40;
 
-const SALT_BYTES = 16;
-/** salt ‖ u32 length prefix */
-const HEADER_BYTES = SALT_BYTES + 4;
-/** inputs whose UTF-8 form may not fit here take the (allocating) streaming path */
-const SCRATCH_BYTES = 1024;
 /** smallest table, in slots (one slot = two uint32 words) */
 const MIN_SLOTS = 16;
 
@@ -170,10 +166,7 @@ function place(table: Uint32Array, mask: number, hi: number, lo: number): void {
 }
 
 function positiveInteger(name: string, value: unknown, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max) {
-    throw new RangeError(`replay cache: ${name} must be an integer from 1 to ${max}, got ${String(value)}`);
-  }
-  return value;
+  return checkedInteger('replay cache', name, value, max);
 }
 
 export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
@@ -203,14 +196,7 @@ export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
   /** the bucket that took the last insert (most inserts land in it again) */
   let current: Bucket | undefined;
 
-  const salt = randomBytes(SALT_BYTES);
-  const scratch = Buffer.alloc(SCRATCH_BYTES);
-  salt.copy(scratch, 0);
-  /** views[n] = scratch[0, n), made once per length so the hot path allocates only the digest */
-  const views: Buffer[] = [];
-  const separator = Buffer.alloc(1);
-  let fpHi = 0;
-  let fpLo = 0;
+  const fp = new PairFingerprint(randomBytes(FINGERPRINT_SALT_BYTES));
 
   function now(): number {
     const t = clock.now();
@@ -235,35 +221,12 @@ export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
     nextDrop = next;
   }
 
-  /** sets fpHi / fpLo for the pair: the first 8 bytes of the salted digest, little-endian */
-  function fingerprint(keyId: string, nonce: string): void {
-    let d: string;
-    // a UTF-16 code unit never takes more than 3 UTF-8 bytes
-    if (HEADER_BYTES + 1 + 3 * (keyId.length + nonce.length) <= SCRATCH_BYTES) {
-      const keyBytes = scratch.write(keyId, HEADER_BYTES, 'utf8');
-      scratch.writeUInt32LE(keyBytes, SALT_BYTES);
-      let end = HEADER_BYTES + keyBytes;
-      scratch[end++] = 0;
-      end += scratch.write(nonce, end, 'utf8');
-      const view = (views[end] ??= scratch.subarray(0, end));
-      // binary (latin1) output: Node's one-shot hash is about twice as fast that way as with 'buffer' output
-      d = hash('sha256', view, 'binary');
-    } else {
-      const prefix = Buffer.allocUnsafe(4);
-      prefix.writeUInt32LE(Buffer.byteLength(keyId, 'utf8'), 0);
-      d = createHash('sha256').update(salt).update(prefix).update(keyId, 'utf8').update(separator).update(nonce, 'utf8').digest('binary');
-    }
-    fpHi = (d.charCodeAt(0) | (d.charCodeAt(1) << 8) | (d.charCodeAt(2) << 16) | (d.charCodeAt(3) << 24)) >>> 0;
-    fpLo = (d.charCodeAt(4) | (d.charCodeAt(5) << 8) | (d.charCodeAt(6) << 16) | (d.charCodeAt(7) << 24)) >>> 0;
-    if (fpHi === 0 && fpLo === 0) fpLo = 1; // (0, 0) marks an empty slot
-  }
-
   function checkAndInsert(keyId: string, nonce: string): ReplayVerdict {
     const t = now();
     expire(t);
-    fingerprint(keyId, nonce);
-    const hi = fpHi;
-    const lo = fpLo;
+    fp.of(keyId, nonce);
+    const hi = fp.hi;
+    const lo = fp.lo;
     for (let i = 0; i < ringSize; i++) {
       const b = ring[i]!;
       if (b.count !== 0 && b.has(hi, lo)) return 'replayed';

@@ -40,9 +40,10 @@
  * Memory: 12 bytes per slot and S ≥ 2 × maxEntries slots: 24 MiB for 1,000,000 entries
  * (25.2 bytes per entry at capacity), allocated once at start.
  */
-import { createHash, hash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import type { ReplayCache, ReplayVerdict } from './replayCache.ts';
+import { FINGERPRINT_SALT_BYTES as SALT_BYTES, PairFingerprint, positiveInteger as checkedInteger } from './pairFingerprint.ts';
 
 /** What a thread needs to attach to the cache: structured-cloneable (postMessage, workerData). */
 export interface SharedReplayHandle {
@@ -71,9 +72,6 @@ const DEFAULT_BUCKETS = 16;
 const MAX_BUCKETS = 1024;
 const MAX_ENTRIES = 2 ** 26;
 const MAX_TTL_MS = 2 ** 40;
-const SALT_BYTES = 16;
-const HEADER_BYTES = SALT_BYTES + 4;
-const SCRATCH_BYTES = 1024;
 const WORDS_PER_SLOT = 3;
 /** lock spins before sleeping on the futex */
 const SPINS = 64;
@@ -103,10 +101,7 @@ interface Geometry {
 }
 
 function positiveInteger(name: string, value: unknown, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max) {
-    throw new RangeError(`shared replay cache: ${name} must be an integer from 1 to ${max}, got ${String(value)}`);
-  }
-  return value;
+  return checkedInteger('shared replay cache', name, value, max);
 }
 
 function geometry(ttlMs: number, maxEntries: number, buckets: number): Geometry {
@@ -142,39 +137,13 @@ export function attachSharedReplayCache(handle: SharedReplayHandle, clock: Clock
   if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength !== g.bytes) throw new TypeError('shared replay cache: the buffer does not match its parameters');
   const ctrl = new Int32Array(buffer, 0, 4);
   const time = new Float64Array(buffer, CTRL_BYTES, 3);
-  const salt = Buffer.from(new Uint8Array(buffer, CTRL_BYTES + CLOCK_BYTES, SALT_BYTES));
   const counts = new Uint32Array(buffer, g.countsOffset, g.ring);
   const table = new Uint32Array(buffer, g.tableOffset, g.slots * WORDS_PER_SLOT);
   const { width, k, ring, slots } = g;
   const mask = slots - 1;
   const usedLimit = Math.floor((slots * 3) / 4);
 
-  const scratch = Buffer.alloc(SCRATCH_BYTES);
-  salt.copy(scratch, 0);
-  const views: Buffer[] = [];
-  const separator = Buffer.alloc(1);
-  let fpHi = 0;
-  let fpLo = 0;
-
-  function fingerprint(keyId: string, nonce: string): void {
-    let d: string;
-    if (HEADER_BYTES + 1 + 3 * (keyId.length + nonce.length) <= SCRATCH_BYTES) {
-      const keyBytes = scratch.write(keyId, HEADER_BYTES, 'utf8');
-      scratch.writeUInt32LE(keyBytes, SALT_BYTES);
-      let end = HEADER_BYTES + keyBytes;
-      scratch[end++] = 0;
-      end += scratch.write(nonce, end, 'utf8');
-      const view = (views[end] ??= scratch.subarray(0, end));
-      d = hash('sha256', view, 'binary');
-    } else {
-      const prefix = Buffer.allocUnsafe(4);
-      prefix.writeUInt32LE(Buffer.byteLength(keyId, 'utf8'), 0);
-      d = createHash('sha256').update(salt).update(prefix).update(keyId, 'utf8').update(separator).update(nonce, 'utf8').digest('binary');
-    }
-    fpHi = (d.charCodeAt(0) | (d.charCodeAt(1) << 8) | (d.charCodeAt(2) << 16) | (d.charCodeAt(3) << 24)) >>> 0;
-    fpLo = (d.charCodeAt(4) | (d.charCodeAt(5) << 8) | (d.charCodeAt(6) << 16) | (d.charCodeAt(7) << 24)) >>> 0;
-    if (fpHi === 0 && fpLo === 0) fpLo = 1;
-  }
+  const fp = new PairFingerprint(new Uint8Array(buffer, CTRL_BYTES + CLOCK_BYTES, SALT_BYTES));
 
   function lock(): void {
     if (Atomics.compareExchange(ctrl, CTRL_LOCK, 0, 1) === 0) return;
@@ -302,9 +271,9 @@ export function attachSharedReplayCache(handle: SharedReplayHandle, clock: Clock
   }
 
   function checkAndInsert(keyId: string, nonce: string): ReplayVerdict {
-    fingerprint(keyId, nonce);
-    const hi = fpHi;
-    const lo = fpLo;
+    fp.of(keyId, nonce);
+    const hi = fp.hi;
+    const lo = fp.lo;
     lock();
     try {
       let t = nowTick();
