@@ -5,25 +5,14 @@
  * standing in for the process.)
  */
 import t from 'tap';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { exitWithin, startTollgate } from './helpers/process.ts';
+import { exitWithin, freePort, startTollgate } from './helpers/process.ts';
 import { eventually, mtlsClient, startUpstream, world } from './helpers/world.ts';
 
 const PRODUCER = 'spiffe://example.org/producer';
 const WAIT_MS = 15_000;
-
-/** A port nothing listens on right now (the child binds it; the admin address is not logged). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 t.test('POST /shutdown on the admin API drains and exits the process with code 0; GET /shutdown is 405 and changes nothing', async (t) => {
   const w = await world(t);

@@ -6,11 +6,11 @@
  * certificate itself is not acceptable). In every refused case the app sees nothing.
  */
 import t from 'tap';
-import net from 'node:net';
 import type { Client } from 'undici';
 import { spkiPin } from '../src/core/spkiPin.ts';
 import { hoursAgo, makeCa } from './helpers/pki.ts';
 import type { LeafOptions } from './helpers/pki.ts';
+import { freePort } from './helpers/process.ts';
 import {
   eventually,
   mtlsClient,
@@ -270,11 +270,3 @@ async function inboundWithWorld(t: Test, w: World, allow: Record<string, unknown
   return { w, app, sc };
 }
 
-/** A loopback port nothing listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}

@@ -17,6 +17,7 @@ import { startSidecar, StartupError } from '../src/main.ts';
 import { validateConfig } from '../src/config/validate.ts';
 import { makeCrl } from './helpers/pki.ts';
 import { captureLogs, eventually, mtlsClient, startTestSidecar, startUpstream, world } from './helpers/world.ts';
+import { freePort } from './helpers/process.ts';
 
 const WAIT_MS = 10_000;
 
@@ -56,14 +57,6 @@ t.test('the admin app answers /readyz from the Readiness it is handed: 503 with 
   readiness.markDraining();
   t.same(await get(), { status: 503, body: { ready: false, reasons: ['draining'] } });
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 async function readyz(port: number): Promise<{ status: number; body: unknown } | string> {
   try {

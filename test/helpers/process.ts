@@ -3,6 +3,7 @@
  * parsed, killed in teardown if a test leaves it running.
  */
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Teardownable } from './pki.ts';
 
@@ -75,4 +76,17 @@ export async function exitWithin(p: Running, ms: number, what = 'tollgate'): Pro
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * A loopback port nothing listens on right now, for a child that must be told its port up
+ * front (its admin address is not logged). Another process could take it in between: a small
+ * race the callers accept.
+ */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
 }
