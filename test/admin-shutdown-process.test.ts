@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { exitWithin, freePort, startTollgate } from './helpers/process.ts';
-import { eventually, mtlsClient, startUpstream, world } from './helpers/world.ts';
+import { eventually, heldUpstream, mtlsClient, world } from './helpers/world.ts';
 
 const PRODUCER = 'spiffe://example.org/producer';
 const WAIT_MS = 15_000;
@@ -18,17 +18,7 @@ t.test('POST /shutdown on the admin API drains and exits the process with code 0
   const w = await world(t);
   const ingest = await w.identity('ingest', { spiffe: ['spiffe://example.org/ingest'] });
   const producer = await w.identity('producer', { spiffe: [PRODUCER] });
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let received = 0;
-  const app = await startUpstream(t, (req, res) => {
-    req.resume();
-    req.on('end', () => {
-      received++;
-      void released.then(() => res.end('finished'));
-    });
-  });
-  t.teardown(() => release());
+  const app = await heldUpstream(t);
 
   const adminPort = await freePort();
   const admin = `http://127.0.0.1:${adminPort}`;
@@ -57,7 +47,7 @@ t.test('POST /shutdown on the admin API drains and exits the process with code 0
 
   // a request in flight when the shutdown is asked for
   const inFlight = mtlsClient(t, address, w.ca, producer).request({ path: '/slow', method: 'GET' });
-  await eventually(() => received === 1, WAIT_MS, 'the request to reach the app');
+  await eventually(() => app.received() === 1, WAIT_MS, 'the request to reach the app');
 
   const post = await request(`${admin}/shutdown`, { method: 'POST' });
   t.equal(post.statusCode, 202, 'POST /shutdown is 202');
@@ -65,10 +55,10 @@ t.test('POST /shutdown on the admin API drains and exits the process with code 0
   await eventually(() => p.logs().some((l) => l.msg === 'shutdown requested through the admin API'), WAIT_MS, 'the shutdown to be logged');
   t.ok(p.running(), 'the process waits for the request in flight');
 
-  release();
+  app.release();
   const res = await inFlight;
   t.equal(res.statusCode, 200, 'the request in flight completes');
-  t.equal(await res.body.text(), 'finished');
+  t.equal(await res.body.text(), 'done /slow', "with the app's answer");
 
   const finished = await exitWithin(p, WAIT_MS);
   t.equal(finished.code, 0, `exit code 0 (stderr: ${finished.stderr})`);

@@ -14,7 +14,7 @@ import { makeCa, makeLeaf, type Teardownable } from './helpers/pki.ts';
 import { secretVolume } from './helpers/secretVolume.ts';
 import { handshake } from './helpers/handshake.ts';
 import { exitWithin, startTollgate } from './helpers/process.ts';
-import { eventually, mtlsClient, sha256, startTestSidecar, startUpstream, world, type TestSidecar, type World } from './helpers/world.ts';
+import { eventually, heldUpstream, mtlsClient, sha256, startTestSidecar, startUpstream, world, type TestSidecar, type World } from './helpers/world.ts';
 import type { Issued } from '../src/certs/issue.ts';
 
 const DAY_MS = 86_400_000;
@@ -281,20 +281,11 @@ t.test('reload under load: checksummed transfers over several connections see no
 
 t.test('reload requests are ignored while draining: admin 409, watch and API logged at info, nothing counted', async (t) => {
   const s = await setup(t);
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let received = 0;
-  const app = await startUpstream(t, (req, res) => {
-    req.resume();
-    req.on('end', () => {
-      received += 1;
-      void released.then(() => res.writeHead(200).end('done'));
-    });
-  });
+  const app = await heldUpstream(t);
   const id = await plainFiles(join(s.w.dir, 'ingest'), s.a, s.w.ca.certPem);
   const sc = await startTestSidecar(t, s.w.dir, { admin: { listen: '127.0.0.1:0' }, identity: id.files, listeners: [inbound(app.addr)] }, { identityTiming: { watchDebounceMs: 30 } });
   const pending = mtlsClient(t, sc.addr(), s.w.ca, s.producer).request({ path: '/held', method: 'GET' });
-  await eventually(() => received === 1, WAIT_MS, 'the app to receive the request');
+  await eventually(() => app.received() === 1, WAIT_MS, 'the app to receive the request');
 
   const stopped = sc.shutdown();
   t.equal(sc.readiness.draining(), true, 'draining');
@@ -311,7 +302,7 @@ t.test('reload requests are ignored while draining: admin 409, watch and API log
   t.equal(await sc.metric('tollgate_cert_reloads_total'), 0, 'no reload counted, neither success nor failure');
   t.equal(auditReloads(sc).length, 0, 'none audited');
 
-  release();
+  app.release();
   const res = await pending;
   t.equal(res.statusCode, 200, 'the in-flight request completes');
   await res.body.dump();

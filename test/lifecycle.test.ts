@@ -9,7 +9,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import type { Teardownable } from './helpers/pki.ts';
 import { exitWithin, startTollgate as start, type Running } from './helpers/process.ts';
-import { eventually, mtlsClient, startUpstream, world, type TestIdentity, type World } from './helpers/world.ts';
+import { eventually, heldUpstream, mtlsClient, startUpstream, world, type TestIdentity, type World } from './helpers/world.ts';
 
 const DAY_MS = 86_400_000;
 const PRODUCER = 'spiffe://example.org/producer';
@@ -207,21 +207,6 @@ t.test('SIGHUP with an unchanged identity reloads and keeps serving', async (t) 
   const done = await exitWithin(p, 10_000);
   t.equal(done.code, 0, 'and still drains cleanly afterwards');
 });
-
-/** An app that holds every request until the test releases it. */
-async function heldUpstream(t: Teardownable): Promise<{ addr: string; received: () => number; release: () => void }> {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let received = 0;
-  const app = await startUpstream(t, (req, res) => {
-    req.resume();
-    req.on('end', () => {
-      received += 1;
-      void released.then(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(`done ${req.url}`));
-    });
-  });
-  return { addr: app.addr, received: () => received, release };
-}
 
 function send(client: ReturnType<typeof mtlsClient>, path: string): Promise<Outcome> {
   return client

@@ -16,7 +16,7 @@ import { buildAdminApp, type AdminReloadResult } from '../src/admin/app.ts';
 import { startSidecar, StartupError } from '../src/main.ts';
 import { validateConfig } from '../src/config/validate.ts';
 import { makeCrl } from './helpers/pki.ts';
-import { captureLogs, eventually, mtlsClient, startTestSidecar, startUpstream, world } from './helpers/world.ts';
+import { captureLogs, eventually, heldUpstream, mtlsClient, startTestSidecar, startUpstream, world } from './helpers/world.ts';
 import { freePort } from './helpers/process.ts';
 
 const WAIT_MS = 10_000;
@@ -106,16 +106,7 @@ t.test('a draining sidecar answers /readyz 503', async (t) => {
   const w = await world(t);
   const ingest = await w.identity('ingest');
   const producer = await w.identity('producer');
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let received = 0;
-  const app = await startUpstream(t, (req, res) => {
-    req.resume();
-    req.on('end', () => {
-      received += 1;
-      void released.then(() => res.end('done'));
-    });
-  });
+  const app = await heldUpstream(t);
   const sc = await startTestSidecar(t, w.dir, {
     admin: { listen: '127.0.0.1:0' },
     identity: ingest.files,
@@ -123,10 +114,10 @@ t.test('a draining sidecar answers /readyz 503', async (t) => {
   });
   t.same(await readyz(sc.admin!.port), { status: 200, body: { ready: true } });
   const pending = mtlsClient(t, sc.addr(), w.ca, producer).request({ path: '/held', method: 'GET' });
-  await eventually(() => received === 1, WAIT_MS, 'the app to receive the request');
+  await eventually(() => app.received() === 1, WAIT_MS, 'the app to receive the request');
   const stopped = sc.shutdown();
   t.same(await readyz(sc.admin!.port), { status: 503, body: { ready: false, reasons: ['draining'] } }, 'draining: 503');
-  release();
+  app.release();
   await (await pending).body.dump();
   t.equal(await stopped, true);
 });

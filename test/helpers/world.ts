@@ -169,6 +169,30 @@ export async function startUpstream(t: Teardownable, handler?: http.RequestListe
   return { server, port, addr: `127.0.0.1:${port}`, seen };
 }
 
+/** An app that holds every request (after reading its body) until the test releases them all; it then answers 200 `done <url>`. */
+export interface HeldUpstream {
+  readonly addr: string;
+  /** requests whose body has arrived */
+  received(): number;
+  release(): void;
+}
+
+export async function heldUpstream(t: Teardownable): Promise<HeldUpstream> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let received = 0;
+  const app = await startUpstream(t, (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      received += 1;
+      void released.then(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(`done ${req.url}`));
+    });
+  });
+  // a test that fails while requests are held must not leave them hanging at teardown
+  t.teardown(release);
+  return { addr: app.addr, received: () => received, release };
+}
+
 function summary(req: http.IncomingMessage, bodyLength: number, bodySha256: string, aborted: boolean): SeenRequest {
   return { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyLength, bodySha256, aborted };
 }
