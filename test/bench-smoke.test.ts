@@ -54,7 +54,7 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
     scenarios: Array<{ name: string }>;
     targets: Array<{ name: string }>;
     cells: Array<{ target: string; scenario: string; rep: number; failure: string | null; completed: number; proxyCpuSeconds: number | null }>;
-    summary: { scenarios: Record<string, unknown[]>; checks: Array<{ name: string; pass: boolean | null }> };
+    summary: { scenarios: Record<string, unknown[]>; checks: Array<{ name: string; pass: boolean | null; baseline: { target: string; measured: number | null; pass: boolean | null } }> };
   };
   t.equal(results.mode, 'smoke');
   t.equal(results.tools.upstream, 'node', 'smoke mode uses the node:http upstream');
@@ -83,11 +83,17 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
     results.summary.checks.filter((c) => c.name.includes('HAProxy') || c.name.startsWith('L')).every((c) => c.pass === null || typeof c.pass === 'boolean'),
     'checks are pass, fail or n/a',
   );
+  // the trivial Node baseline of the layer is held to the same target, from the same run
+  const l4Rss = results.summary.checks.find((c) => c.name === 'RSS with idle keep-alive mTLS connections (tollgate-l4)');
+  t.equal(l4Rss?.baseline.target, 'baseline-l4');
+  t.ok(typeof l4Rss?.baseline.measured === 'number' && l4Rss.baseline.measured > 0, 'the baseline RSS is measured');
+  t.ok(results.summary.checks.every((c) => c.baseline.target === 'baseline-l4' || c.baseline.target === 'baseline-l7'), 'every target names its baseline');
 
   const md = await readFile(join(out, 'latest.md'), 'utf8');
   t.match(md, /^# tollgate macro benchmark/m);
   t.match(md, /^\| target \|/m, 'a markdown table');
   t.match(md, /^\|---/m);
+  t.match(md, /\| trivial Node baseline \| baseline result \|/, 'the targets table shows the baseline against each target');
   const svg = await readFile(join(out, 'latest.svg'), 'utf8');
   t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   t.match(svg, /<\/svg>\s*$/);

@@ -54,6 +54,6 @@ export interface Durations {
 
 export const DURATIONS: Record<'smoke' | 'quick' | 'full', Durations> = {
   smoke: { targetWarmupMs: 0, warmupMs: 100, durationMs: 300, latencyMs: 400, idleConnections: 50, reps: 1, idleReps: 1, idleTargets: null },
-  quick: { targetWarmupMs: 400, warmupMs: 100, durationMs: 400, latencyMs: 800, idleConnections: 1000, reps: 2, idleReps: 1, idleTargets: ['tollgate-l7-checks', 'haproxy-l7'] },
+  quick: { targetWarmupMs: 400, warmupMs: 100, durationMs: 400, latencyMs: 800, idleConnections: 1000, reps: 2, idleReps: 1, idleTargets: ['tollgate-l7-checks', 'baseline-l7', 'haproxy-l7'] },
   full: { targetWarmupMs: 2_000, warmupMs: 1_000, durationMs: 4_000, latencyMs: 6_000, idleConnections: 1000, reps: 2, idleReps: 2, idleTargets: null },
 };

@@ -86,6 +86,10 @@ export function renderSvg(res: Results): string {
     const mark = c.pass === null ? 'n/a' : c.pass ? 'PASS' : 'FAIL';
     const colour = c.pass === null ? '#777' : c.pass ? '#2e7d32' : '#c62828';
     parts.push(`<text x="10" y="${y}" font-size="11"><tspan fill="${colour}" font-weight="bold">${mark}</tspan> ${esc(c.name)}: ${esc(c.detail)} (required ${esc(c.required)})</text>`);
+    if (c.baseline.pass !== null) {
+      y += 14;
+      parts.push(`<text x="46" y="${y}" font-size="10" fill="#555">trivial Node ${esc(c.baseline.target)}, same run: ${esc(c.baseline.detail)}, ${c.baseline.pass ? 'PASS' : 'FAIL'}</text>`);
+    }
   }
   y += 16;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`;
