@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { validateConfig } from '../src/config/validate.ts';
 import { configView } from '../src/admin/configView.ts';
-import { cgroupCpuLimit, resolveWorkers } from '../src/workers/cpuQuota.ts';
+import { cgroupCpuLimit, describeWorkers, resolveWorkers } from '../src/workers/cpuQuota.ts';
 import { startWorkerPool, type WorkerPoolOptions } from '../src/workers/pool.ts';
 import { keyRingFromEntries } from '../src/integrity/keyRing.ts';
 import { RecentHandshakes } from '../src/telemetry/recentHandshakes.ts';
@@ -61,6 +61,9 @@ t.test('"auto" follows the cgroup CPU quota, rounded up, else the CPUs available
   t.equal(resolveWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '800000 100000' }), 4), 4, 'never more than the CPUs there are');
   t.equal(resolveWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '50000 100000' }), 4), 1, 'half a CPU: 1');
   t.equal(resolveWorkers('auto', files({}), 128), 64, 'at most 64');
+  t.equal(describeWorkers(3, files({}), 8), 'workers 3 event loops');
+  t.equal(describeWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '150000 100000' }), 8), 'workers 2 event loops ("auto": cgroup CPU quota 1.5 of 8 CPUs)');
+  t.equal(describeWorkers('auto', files({}), 1), 'workers 1 event loop ("auto": no cgroup CPU quota, 1 CPU available)');
   t.equal(resolveWorkers(3, files({}), 1), 3, 'a number is taken as given');
 });
 
@@ -320,6 +323,7 @@ t.test('tollgate check accepts workers and names a bad value by its path', async
   };
   const good = await exitWithin(startTollgate(t, ['check', '--config', await write('good.json', 'auto')]), 15_000);
   t.equal(good.code, 0, good.stderr);
+  t.match(good.stdout, /^ {2}workers [1-9][0-9]* event loops? \("auto": /m, 'check prints what "auto" resolves to here');
   const bad = await exitWithin(startTollgate(t, ['check', '--config', await write('bad.json', 0)]), 15_000);
   t.equal(bad.code, 2);
   t.match(bad.stdout + bad.stderr, /workers: expected an integer from 1 to 64, or "auto"/);

@@ -4,6 +4,7 @@ import { loadIdentity } from '../certs/identityBundle.ts';
 import { notYetBuilt } from '../config/notYetBuilt.ts';
 import { loadKeys } from '../integrity/integrityRuntime.ts';
 import { checkAuditLog } from '../telemetry/auditLog.ts';
+import { describeWorkers } from '../workers/cpuQuota.ts';
 import { EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 
 /**
@@ -58,6 +59,7 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
   for (const crl of identity.bundle.crls) o.out(`  crl from ${crl.issuer}, next update ${crl.nextUpdate?.toISOString() ?? 'none'}`);
   if (keys.ring.size > 0) o.out(`  keys ${keys.ring.ids.join(', ')}`);
   if (audit.seq !== null) o.out(`  audit log ${c.audit.file} ${audit.seq === 0 ? '(a new chain)' : `continues after seq ${audit.seq}`}`);
+  o.out(`  ${describeWorkers(c.workers)}`);
   for (const l of c.listeners) o.out(`  listener ${l.name}: ${l.mode} ${l.protocol} ${l.listen.host}:${l.listen.port} -> ${l.target.host}:${l.target.port}`);
   return EXIT_OK;
 }

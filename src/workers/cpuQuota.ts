@@ -53,6 +53,16 @@ export function resolveWorkers(setting: number | 'auto', read: ReadText = readTe
   return Math.max(1, Math.min(MAX_WORKERS, n));
 }
 
+/** What `tollgate check` prints for `workers`: the resolved count and, for "auto", where it came from. */
+export function describeWorkers(setting: number | 'auto', read: ReadText = readText, cpus: number = availableParallelism()): string {
+  const n = resolveWorkers(setting, read, cpus);
+  const loops = `${n} event loop${n === 1 ? '' : 's'}`;
+  if (setting !== 'auto') return `workers ${loops}`;
+  const limit = cgroupCpuLimit(read);
+  const source = limit === null ? `no cgroup CPU quota, ${cpus} CPU${cpus === 1 ? '' : 's'} available` : `cgroup CPU quota ${limit} of ${cpus} CPU${cpus === 1 ? '' : 's'}`;
+  return `workers ${loops} ("auto": ${source})`;
+}
+
 /** SO_REUSEPORT through net's `reusePort`: Node 22.12+, 23.1+. */
 export function reusePortSupported(version: string = process.versions.node): boolean {
   const [major = 0, minor = 0] = version.split('.').map(Number);
