@@ -191,9 +191,12 @@ for (const framing of ['content-length', 'chunked'] as const) {
     chunks[chunks.length - 1] = tail;
 
     // the app answers only at the end of the body, so no response has started: the refusal is a proper 400
+    const logStart = x.sc.logs.lines.length;
     await expectRefused(t, x.sc, { requests: x.completed }, 'ERR_DIGEST_MISMATCH', () =>
       x.client.request({ method: 'POST', path: '/bulk', headers, body: asBody(clientBody(chunks, x.events, () => Promise.resolve())) }),
     );
+    const audit = x.sc.logs.lines.slice(logStart).find((l) => l.audit === true && l.event === 'signature_failure');
+    t.match(audit, { code: 'ERR_DIGEST_MISMATCH', keyId: x.key.id, peer: PRODUCER }, 'audited with the key id and peer, as a refusal decided before forwarding is');
     await eventually(() => x.records.length === 1 && x.records[0]!.closed, 5000, 'the app request to close');
     const seen = x.records[0]!;
     t.ok(seen.aborted, 'the app saw its request aborted');

@@ -76,8 +76,9 @@ const kConn = Symbol('tollgate.requestConnection');
 const kMeter = Symbol('tollgate.requestBodyMeter');
 const kPeer = Symbol('tollgate.requestPeer');
 const kContinue = Symbol('tollgate.expectsContinue');
+const kKeyId = Symbol('tollgate.verifiedKeyId');
 /** what a response carries so its finish/close listeners (module functions, no per-request closures) can find their way back */
-type TimedResponse = ServerResponse & { [kStart]?: bigint; [kPath]?: HttpPath; [kConn]?: ConnectionContext; [kMeter]?: BodyMeter; [kPeer]?: string; [kContinue]?: boolean };
+type TimedResponse = ServerResponse & { [kStart]?: bigint; [kPath]?: HttpPath; [kConn]?: ConnectionContext; [kMeter]?: BodyMeter; [kPeer]?: string; [kContinue]?: boolean; [kKeyId]?: string };
 
 /** the peer key of a connection without an identity (outbound: the local app) */
 const LOCAL_PEER = 'local';
@@ -232,6 +233,7 @@ export class HttpPath implements ForwardResult {
     }
     if (mode === 'stream') {
       if (!chunked) meter.bytes = 0; // counted again as it streams
+      (res as TimedResponse)[kKeyId] = v.keyId; // for the audit event of a digest refused mid-stream
       return this.forward(req, res, digestCheckedBody(req, new DigestCheck(digests), meter, this as DigestVerified), headers);
     }
     continueIfAsked(res);
@@ -311,7 +313,7 @@ export class HttpPath implements ForwardResult {
     const code = upstreamErrorCode(err);
     if (BODY_REFUSALS.has(code)) {
       // the body was refused while streaming: the upstream request was aborted before it was complete
-      if (code === 'ERR_DIGEST_MISMATCH') return this.refuseSignature(exchange.req, exchange.res, code, err.message, null, true);
+      if (code === 'ERR_DIGEST_MISMATCH') return this.refuseSignature(exchange.req, exchange.res, code, err.message, (exchange.res as TimedResponse)[kKeyId] ?? null, true);
       return this.refuse(exchange.req, exchange.res, code, true, undefined, { detail: err.message });
     }
     this.countUpstreamError(code);
