@@ -637,3 +637,16 @@ t.test('more than four signatures tagged ours are refused as malformed without c
   const accepted = verifyRequest(testRequest(['Signature-Input', four.map((s) => s.input).join(', '), 'Signature', four.map((s) => s.sig).join(', ')]), true, d);
   t.ok(accepted.ok, 'four are fine');
 });
+
+t.test('@signature-params is the serialized inner list, however the received member was written', async (t) => {
+  const fields = signRequest(testRequest(), { keyId: KEY_ID, key: createSecretKey(SECRET), tag: 'tollgate', created: CREATED, nonce: 'n-0002' });
+  const canonical = paramsOf(fields.signatureInput);
+  const base = signatureBase(testRequest(), member(fields.signatureInput, 'tollgate'));
+  t.ok(base.endsWith(`"@signature-params": ${canonical}`), 'as sent by the signer');
+  // the same member with optional spaces, a leading zero and a repeated parameter: same values, other text
+  const respaced = `tollgate=( ${canonical.slice(1, canonical.indexOf(')')).replaceAll(' ', '  ')} )${canonical.slice(canonical.indexOf(')') + 1).replace('created=', 'created=0').replace(';keyid=', '; keyid=')};alg="x";alg="hmac-sha256"`;
+  t.not(paramsOf(respaced), canonical);
+  t.equal(signatureBase(testRequest(), member(respaced, 'tollgate')), base, 'the base is built from the serialization, not the received text');
+  const msg = testRequest(['Signature-Input', respaced, 'Signature', fields.signature]);
+  t.match(verifyRequest(msg, true, deps({ now: CREATED + 1 })), { ok: true, keyId: KEY_ID, label: 'tollgate' }, 'and so verifies');
+});

@@ -1,6 +1,6 @@
 import { createHash, hash, timingSafeEqual, type Hash } from 'node:crypto';
 import { TollgateError } from '../core/errors.ts';
-import { parseDictionary, serializeDictionary, sf, StructuredFieldError } from './structuredFields.ts';
+import { parseDictionary, serializeDictionary, sf, StructuredFieldError, type DictionaryOptions } from './structuredFields.ts';
 
 /**
  * RFC 9530 Content-Digest: which algorithms count, parsing the field, and checking it
@@ -22,6 +22,7 @@ export interface ExpectedDigest {
 const LENGTHS: Readonly<Record<DigestAlgorithm, number>> = { 'sha-256': 32, 'sha-512': 64 };
 const NODE_NAMES: Readonly<Record<DigestAlgorithm, string>> = { 'sha-256': 'sha256', 'sha-512': 'sha512' };
 const DEPRECATED = new Set(['md5', 'sha', 'unixsum', 'unixcksum', 'adler', 'crc32c']);
+const UNIQUE_ALGORITHMS: DictionaryOptions = Object.freeze({ rejectDuplicateKeys: true });
 
 function isAccepted(name: string): name is DigestAlgorithm {
   return name === 'sha-256' || name === 'sha-512';
@@ -31,7 +32,7 @@ function isAccepted(name: string): name is DigestAlgorithm {
 export function parseContentDigest(value: string): ExpectedDigest[] {
   let dict;
   try {
-    dict = parseDictionary(value, { rejectDuplicateKeys: true });
+    dict = parseDictionary(value, UNIQUE_ALGORITHMS);
   } catch (err) {
     if (err instanceof StructuredFieldError) throw new TollgateError('ERR_DIGEST_MISMATCH', 'Content-Digest does not parse', { cause: err });
     throw err;

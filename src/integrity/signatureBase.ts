@@ -69,11 +69,21 @@ export class HeaderIndex {
 
   /** the combined value (lines joined with ", "); undefined when absent; a repeated singleton throws ERR_SIG_MALFORMED */
   value(name: string): string | undefined {
-    const lines = this.fieldLines(name);
-    if (lines === undefined) return undefined;
-    if (lines.length > 1 && SINGLETONS.has(name)) throw malformed(`${name} appears ${lines.length} times`);
-    return lines.length === 1 ? lines[0]! : lines.join(', ');
+    const raw = this.lines.get(name);
+    if (raw !== undefined && raw.length > 1 && SINGLETONS.has(name)) throw malformed(`${name} appears ${raw.length} times`);
+    return combined(raw);
   }
+
+  /** the combined value (lines joined with ", ") of any field, singletons not checked; undefined when absent */
+  joined(name: string): string | undefined {
+    return combined(this.lines.get(name));
+  }
+}
+
+/** one line needs no array: the common case, a field sent once */
+function combined(raw: readonly string[] | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  return raw.length === 1 ? canonicalLine(raw[0]!) : raw.map(canonicalLine).join(', ');
 }
 
 function canonicalLine(line: string): string {
@@ -97,7 +107,16 @@ export function signatureBase(msg: MessageView, covered: InnerList): string {
     assertPrintableAscii(value);
     base += `${identifier(item)}: ${value}\n`;
   }
-  return base + `"@signature-params": ${serializeInnerList(covered)}`;
+  return base + `"@signature-params": ${signatureParams(covered)}`;
+}
+
+/**
+ * §2.3: the serialized inner list with its parameters. A member parsed from a received
+ * Signature-Input whose text is already in serialized form is taken as it came (the parser
+ * only offers the text when it is exactly what serializing would produce).
+ */
+function signatureParams(covered: InnerList): string {
+  return covered.serialized ?? serializeInnerList(covered);
 }
 
 /** The serialized component identifier; the common case (a plain name, no parameters) without the general serializer. */
@@ -277,6 +296,7 @@ const STRUCTURED_TYPES: Readonly<Record<string, 'dictionary' | 'list'>> = {
 
 function fieldValue(msg: MessageView, name: string, item: Item): string {
   const params = item.params;
+  if (params.size === 0) return plainFieldValue(msg, name);
   for (const p of params.keys()) {
     if (p === 'req' || p === 'tr') throw malformed(`component parameter ${p} does not apply to a request's header section`);
     if (p !== 'sf' && p !== 'key' && p !== 'bs') throw malformed(`unknown component parameter ${p}`);
@@ -292,6 +312,14 @@ function fieldValue(msg: MessageView, name: string, item: Item): string {
   if (value === undefined) throw absent(name);
   if (!params.has('sf') && !params.has('key')) return value;
   return structuredValue(name, value, params.get('key'));
+}
+
+/** A field covered without parameters (the common case): its combined value as is. */
+function plainFieldValue(msg: MessageView, name: string): string {
+  if (name === 'content-digest' && !msg.headers.has(name)) throw new TollgateError('ERR_DIGEST_MISSING', 'content-digest is covered but absent');
+  const value = msg.headers.value(name);
+  if (value === undefined) throw absent(name);
+  return value;
 }
 
 function absent(name: string): TollgateError {

@@ -6,7 +6,7 @@ import type { ReplayCache } from './replayCache.ts';
 import { parseContentDigest, type ExpectedDigest } from './contentDigest.ts';
 import type { MacKeys } from './hmac.ts';
 import { signatureBase, type MessageView } from './signatureBase.ts';
-import { parseDictionary, StructuredFieldError, type BareItem, type Dictionary, type InnerList, type Item } from './structuredFields.ts';
+import { parseDictionary, StructuredFieldError, type BareItem, type Dictionary, type DictionaryOptions, type InnerList, type Item } from './structuredFields.ts';
 
 /**
  * Inbound verification of tollgate's RFC 9421 profile (DESIGN.md, "Integrity profile"):
@@ -46,6 +46,7 @@ const KNOWN_PARAMS = new Set(['created', 'expires', 'nonce', 'alg', 'keyid', 'ta
 const MAX_NONCE_LENGTH = 256;
 /** each candidate costs a base and a MAC; more of ours than this in one request is refused, not computed */
 const MAX_CANDIDATES = 4;
+const UNIQUE_LABELS: DictionaryOptions = Object.freeze({ rejectDuplicateKeys: true });
 
 interface Candidate {
   readonly label: string;
@@ -59,15 +60,15 @@ function refused(code: ErrorCode, detail: string, keyId: string | null = null): 
 
 /** Verify the request's signature; `hasContent` is whether the request carries a body. */
 export function verifyRequest(msg: MessageView, hasContent: boolean, deps: VerifierDeps): Verification {
-  const inputValue = joined(msg, 'signature-input');
-  const sigValue = joined(msg, 'signature');
+  const inputValue = msg.headers.joined('signature-input');
+  const sigValue = msg.headers.joined('signature');
   if (inputValue === undefined && sigValue === undefined) return refused('ERR_SIG_MISSING', 'no Signature-Input or Signature field');
 
   let inputs: Dictionary;
   let signatures: Dictionary;
   try {
-    inputs = parseDictionary(inputValue ?? '', { rejectDuplicateKeys: true });
-    signatures = parseDictionary(sigValue ?? '', { rejectDuplicateKeys: true });
+    inputs = parseDictionary(inputValue ?? '', UNIQUE_LABELS);
+    signatures = parseDictionary(sigValue ?? '', UNIQUE_LABELS);
   } catch (err) {
     if (err instanceof StructuredFieldError) return refused('ERR_SIG_MALFORMED', `signature fields do not parse: ${err.message}`);
     throw err;
@@ -81,19 +82,15 @@ export function verifyRequest(msg: MessageView, hasContent: boolean, deps: Verif
   let first: Verification | null = null;
   let anyKnown = false;
   for (const c of candidates) {
-    if (c.keyId !== null && ring.get(c.keyId) === undefined) continue;
+    const key = c.keyId === null ? undefined : ring.get(c.keyId);
+    if (c.keyId !== null && key === undefined) continue;
     anyKnown = true;
-    const outcome = checkCandidate(msg, hasContent, c, signatures, c.keyId === null ? undefined : ring.get(c.keyId), deps);
+    const outcome = checkCandidate(msg, hasContent, c, signatures, key, deps);
     if (outcome.ok) return outcome;
     first ??= outcome;
   }
   if (!anyKnown) return refused('ERR_SIG_UNKNOWN_KEY', 'no signature of ours names a key in the key ring', candidates[0]!.keyId);
   return first!;
-}
-
-function joined(msg: MessageView, name: string): string | undefined {
-  const lines = msg.headers.fieldLines(name);
-  return lines === undefined ? undefined : lines.join(', ');
 }
 
 function ourCandidates(inputs: Dictionary, tag: string): Candidate[] {
@@ -160,10 +157,10 @@ function checkCandidate(
   if (mac.length !== MAC_BYTES || !timingSafeEqual(expected, mac)) return refused('ERR_SIG_INVALID', 'the MAC does not match', keyId);
 
   let digests: ExpectedDigest[] | null = null;
-  const digestValue = msg.headers.fieldLines('content-digest');
+  const digestValue = msg.headers.joined('content-digest');
   if (digestValue !== undefined) {
     try {
-      digests = parseContentDigest(digestValue.join(', '));
+      digests = parseContentDigest(digestValue);
     } catch (err) {
       if (err instanceof TollgateError) return refused(err.code, err.message, keyId);
       throw err;
