@@ -21,7 +21,7 @@ import { clockTicksPerSecond } from './macro/procStats.ts';
 import { renderMarkdown, summarise, printSummary, type Results } from './macro/report.ts';
 import { applies, DURATIONS, SCENARIOS, type Scenario } from './macro/scenarios.ts';
 import { renderSvg } from './macro/svg.ts';
-import { ALL_TARGETS, startTarget, TARGET_INFO, tollgateRefuses, workersConfig, type TargetContext, type TargetName } from './macro/targets.ts';
+import { ALL_TARGETS, OPT_IN_TARGETS, startTarget, TARGET_INFO, tollgateRefuses, workersConfig, type TargetContext, type TargetName } from './macro/targets.ts';
 import { detectTools } from './macro/tools.ts';
 import { startUpstream } from './macro/upstream.ts';
 
@@ -43,7 +43,8 @@ function parseArgs(argv: string[]): Args {
   };
   const list = (flag: string): string[] | null => value(flag)?.split(',').map((s) => s.trim()).filter(Boolean) ?? null;
   const only = list('--only');
-  for (const t of only ?? []) if (!ALL_TARGETS.includes(t as TargetName)) throw new Error(`--only: unknown target ${t} (known: ${ALL_TARGETS.join(', ')})`);
+  const known = [...ALL_TARGETS, ...OPT_IN_TARGETS];
+  for (const t of only ?? []) if (!known.includes(t as TargetName)) throw new Error(`--only: unknown target ${t} (known: ${known.join(', ')})`);
   const scenarios = list('--scenarios');
   for (const s of scenarios ?? []) if (!SCENARIOS.some((x) => x.name === s)) throw new Error(`--scenarios: unknown scenario ${s} (known: ${SCENARIOS.map((x) => x.name).join(', ')})`);
   const mode = argv.includes('--smoke') ? 'smoke' : argv.includes('--quick') ? 'quick' : 'full';

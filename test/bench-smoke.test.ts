@@ -20,13 +20,13 @@ interface SmokeRun {
   output: string;
 }
 
-function runBench(out: string): Promise<SmokeRun> {
+function runBench(out: string, extra: readonly string[] = []): Promise<SmokeRun> {
   return new Promise((resolve, reject) => {
     // without tap's loader and coverage hooks: the benchmark's processes run as they would in CI
     const env = { ...process.env };
     delete env.NODE_OPTIONS;
     delete env.NODE_V8_COVERAGE;
-    const child = spawn(process.execPath, [join(ROOT, 'bench', 'run.ts'), '--quick', '--smoke', '--out', out], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'bench', 'run.ts'), '--quick', '--smoke', '--out', out, ...extra], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -98,4 +98,22 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
   t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   t.match(svg, /<\/svg>\s*$/);
   t.match(svg, /<rect /);
+});
+
+t.test('the exploratory hand-written HTTP path forwards every request, and with checks verifies every signed one', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'tollgate-bench-raw-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const run = await runBench(out, ['--only', 'direct,raw-l7,raw-l7-checks', '--scenarios', 'get-keepalive,post-16k']);
+  t.equal(run.code, 0, run.output);
+  const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as {
+    cells: Array<{ target: string; scenario: string; failure: string | null; completed: number; errors: Record<string, number> }>;
+  };
+  for (const target of ['raw-l7', 'raw-l7-checks']) {
+    for (const scenario of ['get-keepalive', 'post-16k']) {
+      const c = results.cells.find((x) => x.target === target && x.scenario === scenario);
+      t.ok(c !== undefined && c.failure === null && c.completed > 0, `${target}/${scenario} measured (${c?.failure ?? ''})`);
+      // a refused signature (401), a failed digest or a broken framing shows up as an error here
+      t.same(c?.errors, { status: 0, reset: 0, connect: 0 }, `${target}/${scenario}: every response a 2xx`);
+    }
+  }
 });

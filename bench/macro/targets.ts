@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { stripTypeScriptTypes } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { startChild, stopChild, type Child } from './children.ts';
 import { freePort, HOST, waitForPort } from './net.ts';
@@ -33,7 +33,9 @@ export type TargetName =
   | 'tollgate-e2e'
   | 'tollgate-l7-checks-w2'
   | 'haproxy-l4'
-  | 'haproxy-l7';
+  | 'haproxy-l7'
+  | 'raw-l7'
+  | 'raw-l7-checks';
 
 export const ALL_TARGETS: readonly TargetName[] = [
   'direct',
@@ -47,6 +49,13 @@ export const ALL_TARGETS: readonly TargetName[] = [
   'haproxy-l4',
   'haproxy-l7',
 ];
+
+/**
+ * Exploratory targets, measured only when named with --only (the full run stays within its
+ * time): an HTTP/1.1 path written by hand on Node's TLS and net sockets, without and with
+ * tollgate's checks — how far a request path of our own could get (bench/macro/baselines/l7-raw.ts).
+ */
+export const OPT_IN_TARGETS: readonly TargetName[] = ['raw-l7', 'raw-l7-checks'];
 
 export interface TargetInfo {
   readonly name: TargetName;
@@ -69,6 +78,8 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
   'tollgate-l7-checks-w2': { name: 'tollgate-l7-checks-w2', client: 'mtls', sign: true, layer: 'l7', description: 'tollgate-l7-checks with "workers": 2' },
   'haproxy-l4': { name: 'haproxy-l4', client: 'mtls', sign: false, layer: 'l4', description: 'HAProxy mode tcp, ssl verify required, nbthread 1' },
   'haproxy-l7': { name: 'haproxy-l7', client: 'mtls', sign: false, layer: 'l7', description: 'HAProxy mode http, ssl verify required, nbthread 1' },
+  'raw-l7': { name: 'raw-l7', client: 'mtls', sign: false, layer: 'l7', description: 'exploratory (opt-in): Node tls.createServer (mTLS) → HTTP/1.1 heads parsed by hand → one net socket per connection; no node:http, no undici' },
+  'raw-l7-checks': { name: 'raw-l7-checks', client: 'mtls', sign: true, layer: 'l7', description: 'exploratory (opt-in): raw-l7 plus tollgate\'s verifier and replay cache (from dist/) and a streamed sha-256 Content-Digest check' },
 };
 
 /** Files and ports every target is started with. */
@@ -172,7 +183,9 @@ export async function workersConfig(ctx: TargetContext): Promise<string> {
 async function plainJavaScript(ctx: TargetContext, file: string): Promise<string> {
   const out = join(ctx.workDir, file.replace(/\.ts$/, '.mjs'));
   const source = await readFile(join(HERE, 'baselines', file), 'utf8');
-  const js = stripTypeScriptTypes(source, { mode: 'strip' }).replace(/from '(undici)'/g, (_m, name: string) => `from '${import.meta.resolve(name)}'`);
+  const js = stripTypeScriptTypes(source, { mode: 'strip' })
+    .replace(/from '(undici)'/g, (_m, name: string) => `from '${import.meta.resolve(name)}'`)
+    .replace('DIST_URL', pathToFileURL(join(ROOT, 'dist')).href);
   await writeFile(out, js);
   return out;
 }
@@ -219,6 +232,13 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
     case 'baseline-l7': {
       const script = await plainJavaScript(ctx, name === 'baseline-l4' ? 'l4.ts' : 'l7.ts');
       children = [startChild(name, process.execPath, [...NODE_FLAGS, script, String(port), String(ctx.upstreamPort), ...tlsFiles])];
+      break;
+    }
+    case 'raw-l7':
+    case 'raw-l7-checks': {
+      const script = await plainJavaScript(ctx, 'l7-raw.ts');
+      const verify = name === 'raw-l7-checks' ? ['--verify', ctx.keysDir, ctx.keyId, 'tollgate'] : [];
+      children = [startChild(name, process.execPath, [...NODE_FLAGS, script, String(port), String(ctx.upstreamPort), ...tlsFiles, ...verify])];
       break;
     }
     case 'tollgate-l4':
