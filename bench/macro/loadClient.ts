@@ -116,12 +116,14 @@ function signedHead(s: Signer): Buffer {
  * Signed heads made before any connection opens, so that signing (~10 µs a request) does not
  * compete with the proxy for the 2 cores during the window: each has its own fresh nonce and a
  * `created` a few seconds before it is sent, well within the verifier's max age. Enough for
- * 25,000 req/s over warm-up + window (at most 150,000); past them, heads are signed as sent.
+ * 25,000 req/s (an open loop: its rate) over warm-up + window, at most 150,000; past them,
+ * heads are signed as sent.
  */
 const PRESIGN_RATE = 25_000;
 const presigned: Buffer[] = [];
 if (signer !== null) {
-  const n = Math.min(150_000, Math.max(2_000, Math.ceil(((spec.warmupMs + spec.durationMs) / 1000) * PRESIGN_RATE)));
+  const perSecond = spec.rate === null ? PRESIGN_RATE : spec.rate * 1.2; // an open loop sends no more than its rate
+  const n = Math.min(150_000, Math.max(2_000, Math.ceil(((spec.warmupMs + spec.durationMs) / 1000) * perSecond)));
   for (let i = 0; i < n; i++) presigned.push(signedHead(signer));
 }
 let nextPresigned = 0;
