@@ -191,7 +191,7 @@ function onSecureConnection(client: tls.TLSSocket): void {
     upstream.cork();
     const ok = request.push(chunk);
     upstream.uncork();
-    if (!ok) fail();
+    if (!ok && !client.writableEnded) fail(); // a refused signature was answered with 401 and is closing
   });
   upstream.on('data', (chunk: Buffer) => {
     client.cork();
