@@ -44,7 +44,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
-import { FINGERPRINT_SALT_BYTES, PairFingerprint, positiveInteger as checkedInteger } from './pairFingerprint.ts';
+import { checkedReplayOptions, FINGERPRINT_SALT_BYTES, PairFingerprint } from './pairFingerprint.ts';
 
 export type ReplayVerdict = 'fresh' | 'replayed' | 'full';
 
@@ -66,13 +66,8 @@ export interface ReplayCache {
   readonly capacity: number;
 }
 
-const DEFAULT_REPLAY_BUCKETS = 16;
-/** more buckets only makes every lookup slower */
-const MAX_REPLAY_BUCKETS = 1024;
 /** 2^27 entries would already need 2–4 GiB; anything beyond is a configuration error */
 const MAX_REPLAY_ENTRIES = 2 ** 27;
-/** ~35 years; keeps every bucket deadline an exact integer */
-const MAX_REPLAY_TTL_MS = 2 ** 40;
 
 /** smallest table, in slots (one slot = two uint32 words) */
 const MIN_SLOTS = 16;
@@ -165,14 +160,8 @@ function place(table: Uint32Array, mask: number, hi: number, lo: number): void {
   }
 }
 
-function positiveInteger(name: string, value: unknown, max: number): number {
-  return checkedInteger('replay cache', name, value, max);
-}
-
 export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
-  const ttlMs = positiveInteger('ttlMs', options.ttlMs, MAX_REPLAY_TTL_MS);
-  const maxEntries = positiveInteger('maxEntries', options.maxEntries, MAX_REPLAY_ENTRIES);
-  const bucketCount = positiveInteger('buckets', options.buckets ?? DEFAULT_REPLAY_BUCKETS, MAX_REPLAY_BUCKETS);
+  const { ttlMs, maxEntries, buckets: bucketCount } = checkedReplayOptions('replay cache', options, MAX_REPLAY_ENTRIES);
   const clock = options.clock;
   if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function') {
     throw new TypeError('replay cache: clock must have a now() method');

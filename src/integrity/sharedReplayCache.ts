@@ -42,8 +42,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
-import type { ReplayCache, ReplayVerdict } from './replayCache.ts';
-import { FINGERPRINT_SALT_BYTES as SALT_BYTES, PairFingerprint, positiveInteger as checkedInteger } from './pairFingerprint.ts';
+import type { ReplayCache, ReplayCacheOptions, ReplayVerdict } from './replayCache.ts';
+import { checkedReplayOptions, FINGERPRINT_SALT_BYTES as SALT_BYTES, PairFingerprint } from './pairFingerprint.ts';
 
 /** What a thread needs to attach to the cache: structured-cloneable (postMessage, workerData). */
 export interface SharedReplayHandle {
@@ -53,14 +53,6 @@ export interface SharedReplayHandle {
   readonly buckets: number;
 }
 
-export interface SharedReplayCacheOptions {
-  readonly ttlMs: number;
-  readonly maxEntries: number;
-  readonly clock: Clock;
-  /** ticks the ttl is split into (default 16) */
-  readonly buckets?: number;
-}
-
 export interface SharedReplayCache extends ReplayCache {
   /** hand this to another thread's attachSharedReplayCache */
   readonly handle: SharedReplayHandle;
@@ -68,10 +60,7 @@ export interface SharedReplayCache extends ReplayCache {
   readonly bytes: number;
 }
 
-const DEFAULT_BUCKETS = 16;
-const MAX_BUCKETS = 1024;
 const MAX_ENTRIES = 2 ** 26;
-const MAX_TTL_MS = 2 ** 40;
 const WORDS_PER_SLOT = 3;
 /** lock spins before sleeping on the futex */
 const SPINS = 64;
@@ -100,10 +89,6 @@ interface Geometry {
   readonly bytes: number;
 }
 
-function positiveInteger(name: string, value: unknown, max: number): number {
-  return checkedInteger('shared replay cache', name, value, max);
-}
-
 function geometry(ttlMs: number, maxEntries: number, buckets: number): Geometry {
   const width = Math.ceil(ttlMs / buckets);
   const k = Math.ceil(ttlMs / width);
@@ -116,10 +101,8 @@ function geometry(ttlMs: number, maxEntries: number, buckets: number): Geometry 
 }
 
 /** Make the shared table (the main thread does this once) and attach to it. */
-export function createSharedReplayCache(options: SharedReplayCacheOptions): SharedReplayCache {
-  const ttlMs = positiveInteger('ttlMs', options.ttlMs, MAX_TTL_MS);
-  const maxEntries = positiveInteger('maxEntries', options.maxEntries, MAX_ENTRIES);
-  const buckets = positiveInteger('buckets', options.buckets ?? DEFAULT_BUCKETS, MAX_BUCKETS);
+export function createSharedReplayCache(options: ReplayCacheOptions): SharedReplayCache {
+  const { ttlMs, maxEntries, buckets } = checkedReplayOptions('shared replay cache', options, MAX_ENTRIES);
   const g = geometry(ttlMs, maxEntries, buckets);
   const buffer = new SharedArrayBuffer(g.bytes);
   randomBytes(SALT_BYTES).copy(new Uint8Array(buffer, CTRL_BYTES + CLOCK_BYTES, SALT_BYTES));
