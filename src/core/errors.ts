@@ -25,6 +25,9 @@ export const ERRORS = {
   ERR_HEADERS_TOO_LARGE: { status: 431, reason: 'headers_too_large', message: 'request head over the configured limit' },
   ERR_HEADERS_TIMEOUT: { status: 408, reason: 'headers_timeout', message: 'request head not received in time' },
   ERR_BAD_REQUEST: { status: 400, reason: 'bad_request', message: 'the request does not parse as HTTP' },
+  ERR_BODY_TIMEOUT: { status: 408, reason: 'body_timeout', message: 'request body slower than the minimum data rate' },
+  ERR_ADMIN_UNAUTHORIZED: { status: 401, reason: 'admin_unauthorized', message: 'missing or wrong bearer token' },
+  ERR_ADMIN_FORBIDDEN: { status: 403, reason: 'admin_forbidden', message: 'cross-origin request or foreign Host' },
 } as const satisfies Record<string, { status: number; reason: string; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -19,6 +19,7 @@ export const HANDSHAKE_FAILURE_REASONS = [
   'protocol_version',
   'no_shared_cipher',
   'timeout',
+  'handshake_cap',
   'other',
 ] as const;
 export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
