@@ -22,6 +22,7 @@ import type { IdentityFiles } from '../../src/certs/devPki.ts';
 const MINUTE_MS = 60 * 1000;
 const HOUR_MS = 60 * MINUTE_MS;
 const DAY_MS = 24 * HOUR_MS;
+const SUBJECT_KEY_IDENTIFIER = '2.5.29.14';
 
 /** A CA that can sign leaves: PEM text plus the parsed certificate and key handles (`Issued`). */
 export type TestCa = Issued;
@@ -57,6 +58,8 @@ export interface LeafOptions {
   notAfter?: Date;
   /** Default 'ec' (P-256). 'rsa1024' is refused by Node's default TLS security level. */
   keyType?: KeyType;
+  /** Certify this leaf's key pair instead of a fresh one (a re-issued certificate: same key, new serial). */
+  keyOf?: Issued;
 }
 
 export interface PemPair {
@@ -78,7 +81,7 @@ export async function makeCa(opts: CaOptions = {}): Promise<TestCa> {
 /** A leaf signed by `ca`. The result is an `Issued`, so it also carries the parsed cert and keys. */
 export async function makeLeaf(ca: TestCa, opts: LeafOptions = {}): Promise<Issued> {
   const now = Date.now();
-  return issueLeaf(ca, {
+  const leaf = await issueLeaf(ca, {
     commonName: opts.cn ?? 'test',
     uris: opts.spiffe ?? [],
     dnsNames: opts.dns ?? ['localhost'],
@@ -86,8 +89,31 @@ export async function makeLeaf(ca: TestCa, opts: LeafOptions = {}): Promise<Issu
     usage: opts.eku ?? 'both',
     notBefore: opts.notBefore ?? new Date(now - 5 * MINUTE_MS),
     notAfter: opts.notAfter ?? new Date(now + DAY_MS),
-    keyType: opts.keyType ?? 'ec',
+    keyType: opts.keyType ?? opts.keyOf?.keyType ?? 'ec',
   });
+  return opts.keyOf === undefined ? leaf : certifyKey(ca, leaf, opts.keyOf);
+}
+
+/** `leaf` issued again for `keyOf`'s key pair: the same fields and extensions, its own serial, the key identifier of that key. */
+async function certifyKey(ca: TestCa, leaf: Issued, keyOf: Issued): Promise<Issued> {
+  const crypto = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1];
+  const extensions = leaf.cert.extensions.filter((e) => e.type !== SUBJECT_KEY_IDENTIFIER);
+  extensions.push(await x509.SubjectKeyIdentifierExtension.create(keyOf.keys.publicKey, false, crypto));
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: leaf.cert.serialNumber,
+      subject: leaf.cert.subjectName,
+      issuer: ca.cert.subjectName,
+      notBefore: leaf.cert.notBefore,
+      notAfter: leaf.cert.notAfter,
+      signingAlgorithm: ca.keyType === 'ec' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+      publicKey: keyOf.keys.publicKey,
+      signingKey: ca.keys.privateKey,
+      extensions,
+    },
+    crypto,
+  );
+  return Object.freeze({ ...keyOf, cert, certPem: cert.toString('pem') + '\n' });
 }
 
 /** Write `dir/tls.crt`, `dir/tls.key` (0600) and `dir/ca.crt`, creating `dir` if needed. */

@@ -81,8 +81,15 @@ export interface TestSidecar extends Sidecar {
  * Validate a raw config (relative paths against `dir`) and start it in-process with a fresh
  * registry and captured logs; `deps` adds to those (an audit sink, shorter identity timings).
  */
-export async function startTestSidecar(t: Teardownable, dir: string, raw: Record<string, unknown>, deps: Omit<SidecarDeps, 'registry' | 'log'> = {}): Promise<TestSidecar> {
-  const result = validateConfig({ admin: { listen: null }, ...raw }, { baseDir: dir, source: null });
+export async function startTestSidecar(
+  t: Teardownable,
+  dir: string,
+  raw: Record<string, unknown>,
+  deps: Omit<SidecarDeps, 'registry' | 'log'> = {},
+  /** the config file `raw` was written to (Config.source, for a reload that re-reads it); none by default */
+  source: string | null = null,
+): Promise<TestSidecar> {
+  const result = validateConfig({ admin: { listen: null }, ...raw }, { baseDir: dir, source });
   if (!result.ok) throw new Error('test config invalid: ' + result.problems.map((p) => `${p.path}: ${p.message}`).join('; '));
   const registry = new Registry();
   const logs = captureLogs();
