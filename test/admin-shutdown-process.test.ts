@@ -8,10 +8,10 @@ import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { PRODUCER } from './helpers/identities.ts';
 import { exitWithin, freePort, startTollgate } from './helpers/process.ts';
 import { eventually, heldUpstream, mtlsClient, world } from './helpers/world.ts';
 
-const PRODUCER = 'spiffe://example.org/producer';
 const WAIT_MS = 15_000;
 
 t.test('POST /shutdown on the admin API drains and exits the process with code 0; GET /shutdown is 405 and changes nothing', async (t) => {

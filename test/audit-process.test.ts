@@ -8,14 +8,13 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PRODUCER } from './helpers/identities.ts';
 import type { Teardownable } from './helpers/pki.ts';
 import { exitWithin, startTollgate } from './helpers/process.ts';
 import { eventually, startTestSidecar, world, type TestIdentity, type World } from './helpers/world.ts';
 import { expectConfig, expectProblems } from './helpers/config.ts';
 import { validateConfig } from '../src/config/validate.ts';
 import { lineHash } from '../src/telemetry/auditChain.ts';
-
-const PRODUCER = 'spiffe://example.org/producer';
 
 interface Setup {
   w: World;

@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Client } from 'undici';
 import { contentDigestOf } from '../src/integrity/contentDigest.ts';
+import { PRODUCER } from './helpers/identities.ts';
 import { world, startUpstream, startTestSidecar, mtlsClient, eventually, sha256, type Test, type TestSidecar } from './helpers/world.ts';
 import { writeKey, signedHeaders, countRequests, expectRefused, type TestKey } from './helpers/signing.ts';
 
-const PRODUCER = 'spiffe://example.org/producer';
 const MIB = 1024 * 1024;
 
 /** One request as the recording app saw it. */

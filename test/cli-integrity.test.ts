@@ -6,11 +6,10 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PRODUCER } from './helpers/identities.ts';
 import { exitWithin, startTollgate, type Running } from './helpers/process.ts';
 import { eventually, plainClient, startUpstream, world, mtlsClient, sha256 } from './helpers/world.ts';
 import type { Teardownable } from './helpers/pki.ts';
-
-const PRODUCER = 'spiffe://example.org/producer';
 
 async function started(p: Running): Promise<string> {
   await eventually(() => p.logs().some((l) => l.msg === 'tollgate started') || p.exitCode() !== null, 15_000, 'tollgate started');

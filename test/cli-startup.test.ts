@@ -9,6 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { PRODUCER } from './helpers/identities.ts';
 import { exitWithin, startTollgate, type Finished } from './helpers/process.ts';
 import { hoursAgo, makeCa, makeLeaf, tempDir, type Teardownable } from './helpers/pki.ts';
 import { eventually, mtlsClient, startUpstream, world, type TestIdentity, type World } from './helpers/world.ts';
@@ -18,7 +19,6 @@ const DAY_MS = 86_400_000;
 const LONG_CA = { notAfter: new Date(Date.now() + 30 * DAY_MS) };
 /** a leaf well clear of the 7-day expiry warning */
 const LONG_LEAF = { notAfter: new Date(Date.now() + 20 * DAY_MS) };
-const PRODUCER = 'spiffe://example.org/producer';
 
 /** Run to completion, with a bound on how long that may take. */
 async function run(t: Teardownable, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<Finished> {

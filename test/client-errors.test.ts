@@ -5,9 +5,8 @@
  */
 import t from 'tap';
 import tls from 'node:tls';
+import { PRODUCER } from './helpers/identities.ts';
 import { world, startUpstream, startTestSidecar, eventually, type Test } from './helpers/world.ts';
-
-const PRODUCER = 'spiffe://example.org/producer';
 
 async function setup(t: Test, limits: Record<string, unknown> = {}) {
   const w = await world(t);

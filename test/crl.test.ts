@@ -13,14 +13,15 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { hoursAgo, makeCa, makeCrl, makeLeaf, type Teardownable } from './helpers/pki.ts';
 import { handshake } from './helpers/handshake.ts';
+import { farEnd, type FarEnd } from './helpers/farEnd.ts';
 import { eventually, plainClient, startTestSidecar, startUpstream, world, type TestSidecar, type World } from './helpers/world.ts';
 import { loadIdentity } from '../src/certs/identityBundle.ts';
 import { StartupError } from '../src/main.ts';
 import { checkCommand } from '../src/cli/check.ts';
 import type { Issued } from '../src/certs/issue.ts';
+import { PRODUCER } from './helpers/identities.ts';
 
 const DAY_MS = 86_400_000;
-const PRODUCER = 'spiffe://example.org/producer';
 const WAIT_MS = 10_000;
 const NO_WATCH = { watchDebounceMs: 3_600_000 };
 
@@ -93,23 +94,25 @@ t.test('inbound: a revoked client certificate is refused and counted as cert_rev
   t.ok((await sc.metric('tollgate_crl_next_update_timestamp_seconds', { crl: 'crl' })) > Date.now() / 1000, 'the CRL nextUpdate is published');
 });
 
-/** an HTTPS server presenting `leaf` (it does not ask for a client certificate) */
-async function tlsServer(t: Teardownable, leaf: Issued): Promise<string> {
+/** an HTTPS server presenting `leaf` (it does not ask for a client certificate), with what reaches it counted */
+async function tlsServer(t: Teardownable, leaf: Issued): Promise<{ addr: string; far: FarEnd }> {
   const server = https.createServer({ cert: leaf.certPem, key: leaf.keyPem }, (_req, res) => res.end('from the remote'));
+  server.on('tlsClientError', () => undefined);
+  const far = farEnd(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => {
     server.closeAllConnections();
     return new Promise((r) => server.close(() => r(undefined)));
   });
-  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { addr: `127.0.0.1:${(server.address() as AddressInfo).port}`, far };
 }
 
 t.test('outbound: a server whose certificate is revoked gets 502 ERR_UPSTREAM_IDENTITY over HTTP and a closed connection over TCP', async (t) => {
   const s = await setup(t);
   const revokedServer = await makeLeaf(s.w.ca, { cn: 'warehouse-revoked' });
   const goodServer = await makeLeaf(s.w.ca, { cn: 'warehouse' });
-  const revokedAddr = await tlsServer(t, revokedServer);
-  const goodAddr = await tlsServer(t, goodServer);
+  const { addr: revokedAddr, far: revokedFar } = await tlsServer(t, revokedServer);
+  const { addr: goodAddr, far: goodFar } = await tlsServer(t, goodServer);
   const files = await identityFiles(s.w.dir, s.good, s.w.ca.certPem, await makeCrl(s.w.ca, { revoked: [revokedServer] }));
   const outbound = (name: string, protocol: string, target: string): Record<string, unknown> => ({ name, mode: 'outbound', protocol, listen: '127.0.0.1:0', target, serverName: 'localhost' });
   const sc = await startTestSidecar(
@@ -122,15 +125,23 @@ t.test('outbound: a server whose certificate is revoked gets 502 ERR_UPSTREAM_ID
   const good = await plainClient(t, sc.addr(1)).request({ path: '/', method: 'GET' });
   t.equal(good.statusCode, 200, 'a server that is not revoked is reached');
   t.equal(await good.body.text(), 'from the remote');
+  t.equal(goodFar.requests(), 1, 'the good server counted the request it answered');
+  t.ok(goodFar.bytes() > 0, 'and read its bytes');
 
   const res = await plainClient(t, sc.addr(0)).request({ path: '/', method: 'GET' });
   t.equal(res.statusCode, 502, 'HTTP to the revoked server: 502');
   t.equal(res.headers['x-tollgate-error'], 'ERR_UPSTREAM_IDENTITY');
   t.match(await res.body.json(), { error: 'ERR_UPSTREAM_IDENTITY' });
   t.equal(await sc.metric('tollgate_upstream_errors_total', { listener: 'to-revoked', reason: 'upstream_identity' }), 1);
+  t.ok(revokedFar.connections() >= 1, 'tollgate did reach the revoked server (it has to, to see its certificate)');
+  t.equal(revokedFar.requests(), 0, 'HTTP: the revoked server never began a request');
+  t.equal(revokedFar.bytes(), 0, 'HTTP: the revoked server never read an application byte');
+  const connectionsBeforeTcp = revokedFar.connections();
 
   const outcome = await new Promise<{ data: string; error: string | null }>((resolve) => {
     const socket = net.connect(sc.listeners[2]!.address().port, '127.0.0.1');
+    // bytes that would reach the revoked server if the connection were spliced through
+    socket.write('GET / HTTP/1.1\r\nhost: warehouse\r\n\r\n');
     let data = '';
     socket.setEncoding('utf8');
     socket.on('data', (c: string) => (data += c));
@@ -141,6 +152,9 @@ t.test('outbound: a server whose certificate is revoked gets 502 ERR_UPSTREAM_ID
   t.equal(outcome.data, '', 'TCP to the revoked server: nothing comes back');
   t.not(outcome.error, 'timeout', `the connection is closed (${String(outcome.error)})`);
   await eventually(async () => (await sc.metric('tollgate_upstream_errors_total', { listener: 'tcp-to-revoked', reason: 'upstream_identity' })) === 1, WAIT_MS, 'the TCP refusal to be counted');
+  t.ok(revokedFar.connections() > connectionsBeforeTcp, 'TCP: tollgate dialled the revoked server');
+  t.equal(revokedFar.requests(), 0, 'TCP: the revoked server never began a request');
+  t.equal(revokedFar.bytes(), 0, 'TCP: the revoked server never read an application byte');
 });
 
 t.test('crlStale "warn": a CRL that goes stale while loaded is noticed; tollgate keeps serving without it, warns and sets tollgate_crl_stale', async (t) => {

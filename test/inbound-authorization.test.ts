@@ -10,7 +10,7 @@ import type { Client } from 'undici';
 import { spkiPin } from '../src/core/spkiPin.ts';
 import { hoursAgo, makeCa } from './helpers/pki.ts';
 import type { LeafOptions } from './helpers/pki.ts';
-import { freePort } from './helpers/process.ts';
+import { farEnd, type FarEnd, type FarEndCounts } from './helpers/farEnd.ts';
 import {
   eventually,
   mtlsClient,
@@ -23,14 +23,16 @@ import {
   type Upstream,
   type World,
 } from './helpers/world.ts';
+import { PRODUCER } from './helpers/identities.ts';
 
 
 const LISTENER = 'ingest';
-const PRODUCER = 'spiffe://example.org/producer';
 
 interface Setup {
   readonly w: World;
   readonly app: Upstream;
+  /** what reached the app, counted as it arrived (connections, request events, bytes) */
+  readonly far: FarEnd;
   readonly sc: TestSidecar;
 }
 
@@ -54,11 +56,19 @@ async function assertAllowed(t: Test, s: Setup, id: TestIdentity, expectedPeer: 
 }
 
 async function assertNotAllowed(t: Test, s: Setup, id: TestIdentity): Promise<void> {
+  const before = s.far.snapshot();
   const res = await get(mtlsClient(t, s.sc.addr(), s.w.ca, id));
   t.equal(res.status, 403, '403');
   t.equal(res.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED', 'error header names the code');
-  t.equal(s.app.seen.length, 0, 'the app never saw the request');
+  nothingReached(t, s, before, 'the app never saw the request');
 }
+
+/** No connection, request or byte reached the app since `before` (counted at the app, not inferred from our side). */
+function nothingReached(t: Test, s: Setup, before: FarEndCounts, what: string): void {
+  t.same(s.far.snapshot(), before, `${what} (no connection, request or byte at the app)`);
+}
+
+const NOTHING: FarEndCounts = { connections: 0, secureConnections: 0, requests: 0, bytes: 0 };
 
 t.test('allows a peer by exact SPIFFE ID and tells the app who it is, replacing any x-tollgate-peer the client sent', async (t) => {
   const s = await inbound(t, { spiffe: [PRODUCER] });
@@ -95,12 +105,13 @@ t.test('a trust-domain wildcard allows any ID in that domain but not another dom
     s.app.seen.map((r) => r.headers['x-tollgate-peer']),
     ['spiffe://example.org/team/a', 'spiffe://example.org/b'],
   );
+  const before = s.far.snapshot();
   for (const id of [other, lookalike]) {
     const res = await get(mtlsClient(t, s.sc.addr(), s.w.ca, id));
     t.equal(res.status, 403, `${id.leaf.cert.subject} refused`);
     t.equal(res.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
   }
-  t.equal(s.app.seen.length, 2, 'the refused peers never reached the app');
+  nothingReached(t, s, before, 'the refused peers never reached the app');
 });
 
 t.test('allows a peer by DNS SAN', async (t) => {
@@ -110,10 +121,11 @@ t.test('allows a peer by DNS SAN', async (t) => {
   t.equal(res.status, 200);
   t.equal(s.app.seen.length, 1, 'the app saw the request');
   t.match(String(s.app.seen[0]?.headers['x-tollgate-peer']), /CN=producer-dns/, 'no SPIFFE ID: the peer header is the subject');
+  const before = s.far.snapshot();
   const res2 = await get(mtlsClient(t, s.sc.addr(), s.w.ca, await s.w.identity('wrong-dns', { dns: ['consumer.svc.cluster.local'] })));
   t.equal(res2.status, 403, 'another DNS name refused');
   t.equal(res2.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
-  t.equal(s.app.seen.length, 1, 'the other DNS name never reached the app');
+  nothingReached(t, s, before, 'the other DNS name never reached the app');
 });
 
 t.test('allows a peer by CN', async (t) => {
@@ -123,9 +135,10 @@ t.test('allows a peer by CN', async (t) => {
   t.equal(res.status, 200);
   t.equal(s.app.seen.length, 1, 'the app saw the request');
   t.match(String(s.app.seen[0]?.headers['x-tollgate-peer']), /CN=legacy-producer/, 'no SPIFFE ID: the peer header is the subject');
+  const before = s.far.snapshot();
   const res2 = await get(mtlsClient(t, s.sc.addr(), s.w.ca, await s.w.identity('legacy-consumer', { dns: [], ips: [] })));
   t.equal(res2.status, 403, 'another CN refused');
-  t.equal(s.app.seen.length, 1, 'the other CN never reached the app');
+  nothingReached(t, s, before, 'the other CN never reached the app');
 });
 
 t.test('a pin-only allow-list admits the pinned key and refuses another key from the same CA', async (t) => {
@@ -136,10 +149,11 @@ t.test('a pin-only allow-list admits the pinned key and refuses another key from
   // same identity, same CA, another key
   const rekeyed = await w.identity('rekeyed', { spiffe: [PRODUCER] });
   t.not(spkiPin(rekeyed.certPem), spkiPin(pinned.certPem), 'a different key has a different pin');
+  const before = s.far.snapshot();
   const res = await get(mtlsClient(t, s.sc.addr(), w.ca, rekeyed));
   t.equal(res.status, 403);
   t.equal(res.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
-  t.equal(s.app.seen.length, 1, 'the unpinned key never reached the app');
+  nothingReached(t, s, before, 'the unpinned key never reached the app');
 });
 
 t.test('a backup pin admits the next key during rotation', async (t) => {
@@ -177,7 +191,7 @@ t.test('refuses a valid certificate that is not on the allow-list with 403, a JS
   t.equal(body.error, 'ERR_PEER_NOT_ALLOWED');
   t.type(body.message, 'string');
   t.notOk(res.body.includes('stranger'), 'the body does not echo the peer identity');
-  t.equal(s.app.seen.length, 0, 'the app never saw the request');
+  nothingReached(t, s, NOTHING, 'the app never saw the request');
   t.equal(await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'deny' }), 1, 'one deny decision');
   t.equal(await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'allow' }), 0, 'no allow decision');
   const warnings = s.sc.logs.lines.filter((l) => l.code === 'ERR_PEER_NOT_ALLOWED');
@@ -234,23 +248,26 @@ for (const c of HANDSHAKE_REFUSALS) {
     t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure', reason: c.reason }), 1, `counted with reason ${c.reason}`);
     t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'success' }), 0, 'no handshake succeeded');
     t.equal(await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER }), 0, 'never reached authorization');
-    t.equal(s.app.seen.length, 0, 'the app saw nothing');
+    nothingReached(t, s, NOTHING, 'the app saw nothing');
     const failureLogs = s.sc.logs.lines.filter((l) => l.msg === 'TLS handshake failed');
     t.equal(failureLogs.length, 1, 'one handshake failure logged');
     t.equal(failureLogs[0]?.reason, c.reason, 'the log names the reason');
   });
 }
 
-t.test('authorizes before dialling the upstream: with the app down a refused peer gets 403, an allowed one 502', async (t) => {
-  const closedPort = await freePort();
+t.test('authorizes before dialling: a refused peer gets 403 and the app sees no connection; with the app down an allowed one gets 502', async (t) => {
   const w = await world(t);
-  const s = await inboundWithWorld(t, w, { spiffe: [PRODUCER] }, `127.0.0.1:${closedPort}`);
+  const s = await inboundWithWorld(t, w, { spiffe: [PRODUCER] });
   const stranger = await w.identity('stranger', { spiffe: ['spiffe://example.org/stranger'] });
   const refused = await get(mtlsClient(t, s.sc.addr(), w.ca, stranger));
   t.equal(refused.status, 403, 'a not-allowed peer is refused before any upstream dial');
   t.equal(refused.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
-  t.equal(await s.sc.metric('tollgate_upstream_errors_total', { listener: LISTENER }), 0, 'no upstream dial was attempted');
+  nothingReached(t, s, NOTHING, 'no upstream dial was made');
+  t.equal(await s.sc.metric('tollgate_upstream_errors_total', { listener: LISTENER }), 0, 'and no upstream error counted');
 
+  // the app goes down: an allowed peer is authorized, then its dial fails
+  s.app.server.closeAllConnections();
+  await new Promise((r) => s.app.server.close(r));
   const producer = await w.identity('producer', { spiffe: [PRODUCER] });
   const allowed = await get(mtlsClient(t, s.sc.addr(), w.ca, producer));
   t.equal(allowed.status, 502, 'an allowed peer reaches the (absent) upstream');
@@ -260,13 +277,14 @@ t.test('authorizes before dialling the upstream: with the app down a refused pee
 });
 
 /** Like inbound(), in an existing world (so certificates can be made before the config that pins them). */
-async function inboundWithWorld(t: Test, w: World, allow: Record<string, unknown>, target?: string): Promise<Setup> {
+async function inboundWithWorld(t: Test, w: World, allow: Record<string, unknown>): Promise<Setup> {
   const app = await startUpstream(t);
+  const far = farEnd(app.server);
   const server = await w.identity('ingest-server', { spiffe: ['spiffe://example.org/ingest'] });
   const sc = await startTestSidecar(t, w.dir, {
     identity: server.files,
-    listeners: [{ name: LISTENER, mode: 'inbound', protocol: 'http', listen: '127.0.0.1:0', target: target ?? app.addr, allow }],
+    listeners: [{ name: LISTENER, mode: 'inbound', protocol: 'http', listen: '127.0.0.1:0', target: app.addr, allow }],
   });
-  return { w, app, sc };
+  return { w, app, far, sc };
 }
 

@@ -2,10 +2,9 @@ import t from 'tap';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { PRODUCER } from './helpers/identities.ts';
 import { world, startUpstream, startTestSidecar, mtlsClient, plainClient, sha256, type Test } from './helpers/world.ts';
 import { writeKey, signedHeaders, type TestKey } from './helpers/signing.ts';
-
-const PRODUCER = 'spiffe://example.org/producer';
 
 async function verifyingInbound(t: Test, opts: { integrity?: Record<string, unknown>; upstream?: Parameters<typeof startUpstream>[1] } = {}) {
   const w = await world(t);

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import { spkiPin, spkiPinOfKeyObject } from '../src/core/spkiPin.ts';
 import { hoursAgo, makeCa } from './helpers/pki.ts';
+import { farEnd, type FarEnd } from './helpers/farEnd.ts';
 import {
   eventually,
   plainClient,
@@ -25,10 +26,10 @@ import {
   type TestSidecar,
   type World,
 } from './helpers/world.ts';
+import { PRODUCER } from './helpers/identities.ts';
 
 
 const LISTENER = 'to-warehouse';
-const PRODUCER = 'spiffe://example.org/producer';
 const WAREHOUSE = 'spiffe://example.org/warehouse';
 
 interface TlsApp {
@@ -41,11 +42,12 @@ interface TlsApp {
   bytesReceived: number;
   /** TLS connections currently open on the server side */
   open: number;
+  /** connections, handshakes, request events and application bytes, counted as they arrive */
+  readonly far: FarEnd;
 }
 
 /** A bare mTLS HTTPS server presenting `serverId`, requiring a client certificate from the world's CA. */
 async function startHttpsApp(t: Test, w: World, serverId: TestIdentity): Promise<TlsApp> {
-  const app: TlsApp = { addr: '', seen: [], secureConnections: 0, bytesReceived: 0, open: 0 };
   const server = https.createServer(
     { cert: serverId.certPem, key: serverId.keyPem, ca: w.ca.certPem, requestCert: true, rejectUnauthorized: true },
     (req, res) => {
@@ -57,6 +59,7 @@ async function startHttpsApp(t: Test, w: World, serverId: TestIdentity): Promise
       });
     },
   );
+  const app: TlsApp = { addr: '', seen: [], secureConnections: 0, bytesReceived: 0, open: 0, far: farEnd(server) };
   server.on('secureConnection', () => {
     app.secureConnections += 1;
   });
@@ -65,7 +68,6 @@ async function startHttpsApp(t: Test, w: World, serverId: TestIdentity): Promise
 
 /** A bare mTLS TCP server presenting `serverId` that echoes what it reads, prefixed. */
 async function startTlsEcho(t: Test, w: World, serverId: TestIdentity): Promise<TlsApp> {
-  const app: TlsApp = { addr: '', seen: [], secureConnections: 0, bytesReceived: 0, open: 0 };
   const server = tls.createServer({ cert: serverId.certPem, key: serverId.keyPem, ca: w.ca.certPem, requestCert: true, rejectUnauthorized: true }, (socket) => {
     app.secureConnections += 1;
     app.open += 1;
@@ -79,6 +81,7 @@ async function startTlsEcho(t: Test, w: World, serverId: TestIdentity): Promise<
       app.open -= 1;
     });
   });
+  const app: TlsApp = { addr: '', seen: [], secureConnections: 0, bytesReceived: 0, open: 0, far: farEnd(server) };
   return listenOn(t, server, app);
 }
 
@@ -200,7 +203,9 @@ for (const c of REFUSALS) {
     t.equal(res.status, 502);
     t.equal(res.headers['x-tollgate-error'], 'ERR_UPSTREAM_IDENTITY');
     t.equal((JSON.parse(res.body) as { error: string }).error, 'ERR_UPSTREAM_IDENTITY', 'JSON body names the code');
-    t.equal(server.seen.length, 0, 'the server never received the request');
+    t.ok(server.far.connections() >= 1, 'tollgate dialled the server (to see its certificate)');
+    t.equal(server.far.requests(), 0, 'the server never began a request');
+    t.equal(server.far.bytes(), 0, 'the server never read an application byte');
     t.equal(await sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_identity' }), 1, 'counted as upstream_identity');
     const warnings = sc.logs.lines.filter((l) => l.code === 'ERR_UPSTREAM_IDENTITY');
     t.equal(warnings.length, 1, 'one warning');
@@ -240,7 +245,10 @@ t.test('checks the IP SAN when serverName is an IP address (the default: the tar
   const res = await send(sc2, t);
   t.equal(res.status, 502, 'a certificate not naming 127.0.0.1 is refused');
   t.equal(res.headers['x-tollgate-error'], 'ERR_UPSTREAM_IDENTITY');
-  t.equal(bad.seen.length, 0);
+  t.ok(good.far.bytes() > 0, 'the accepted server read the request');
+  t.ok(bad.far.connections() >= 1, 'tollgate dialled the refused server');
+  t.equal(bad.far.requests(), 0, 'the refused server never began a request');
+  t.equal(bad.far.bytes(), 0, 'the refused server never read an application byte');
 });
 
 t.test('reuses one verified upstream connection for sequential requests (keep-alive)', async (t) => {

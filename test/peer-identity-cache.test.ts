@@ -25,15 +25,29 @@ t.test('a certificate seen again gives the identity computed the first time, equ
 });
 
 t.test('a different certificate is a different entry, even for the same key and names', async (t) => {
-  const a = await makeLeaf(ca, { cn: 'a', spiffe: ['spiffe://example.org/a'] });
-  const b = await makeLeaf(ca, { cn: 'b', spiffe: ['spiffe://example.org/b'] });
-  const cache = new PeerIdentityCache();
-  const ia = cache.identityOf(new X509Certificate(a.certPem));
+  const names = { cn: 'producer', spiffe: ['spiffe://example.org/producer'], dns: ['producer.example'] };
+  const a = await makeLeaf(ca, names);
+  const b = await makeLeaf(ca, { ...names, keyOf: a });
+  const xa = new X509Certificate(a.certPem);
   const xb = new X509Certificate(b.certPem);
+  t.equal(b.keyPem, a.keyPem, 'one key pair');
+  t.ok(xb.publicKey.equals(xa.publicKey), 'both certificates carry the same public key');
+  t.equal(xb.subject, xa.subject, 'the same subject');
+  t.equal(xb.subjectAltName, xa.subjectAltName, 'the same names');
+  t.not(xb.fingerprint256, xa.fingerprint256, 'but they are different certificates');
+  const caKey = new X509Certificate(ca.certPem).publicKey;
+  t.ok(xa.verify(caKey) && xb.verify(caKey), 'both signed by the CA');
+
+  const cache = new PeerIdentityCache();
+  const ia = cache.identityOf(xa);
   const ib = cache.identityOfPeerCertificate({ fingerprint256: xb.fingerprint256, raw: xb.raw });
-  t.equal(ia.display, 'spiffe://example.org/a');
-  t.equal(ib.display, 'spiffe://example.org/b');
-  t.not(ia.spkiPin, ib.spkiPin);
+  t.equal(cache.size, 2, 'two entries');
+  t.not(ib, ia, 'the second certificate is computed afresh, not served from the first one\'s entry');
+  t.same(ib, peerIdentity(xb), 'and equals what peerIdentity computes for it');
+  t.equal(ia.spkiPin, ib.spkiPin, 'with the same pin, as the key is the same');
+  t.equal(ia.display, ib.display, 'and the same identity');
+  t.equal(cache.identityOf(new X509Certificate(b.certPem)), ib, 'each certificate then hits its own entry');
+  t.equal(cache.identityOf(new X509Certificate(a.certPem)), ia);
   t.equal(cache.size, 2);
 });
 

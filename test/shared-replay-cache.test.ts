@@ -156,6 +156,9 @@ const { parentPort, workerData } = require('node:worker_threads');
 import(workerData.module).then(({ attachSharedReplayCache }) => {
   const cache = attachSharedReplayCache(workerData.handle, { now: () => Date.now(), monotonic: () => process.hrtime.bigint() });
   const start = new Int32Array(workerData.start);
+  // say so before waiting: the main thread releases everyone once all have said so; one that
+  // is released before it reaches the wait finds the flag already set and goes straight on
+  parentPort.postMessage({ ready: true });
   Atomics.wait(start, 0, 0);
   const fresh = [];
   for (let round = 0; round < workerData.rounds; round++) {
@@ -164,7 +167,7 @@ import(workerData.module).then(({ attachSharedReplayCache }) => {
       if (cache.checkAndInsert('key', 'n' + n) === 'fresh') fresh.push(n);
     }
   }
-  parentPort.postMessage(fresh);
+  parentPort.postMessage({ fresh });
 });
 `;
 
@@ -179,20 +182,24 @@ t.test('threads racing on the same nonces: exactly one fresh per nonce across al
     let ready = 0;
     for (let w = 0; w < threads; w++) {
       const worker = new Worker(RACE_WORKER, { eval: true, workerData: { module, handle: cache.handle, start, nonces, rounds: 2, offset: w } });
-      worker.once('message', (fresh: number[]) => {
-        out.push(fresh);
+      let reported = false;
+      worker.on('message', (m: { ready?: true; fresh?: number[] }) => {
+        if (m.ready === true) {
+          ready++;
+          // every thread has attached the cache and is at (or about to enter) Atomics.wait: release them at once
+          if (ready === threads) {
+            Atomics.store(new Int32Array(start), 0, 1);
+            Atomics.notify(new Int32Array(start), 0);
+          }
+          return;
+        }
+        reported = true;
+        out.push(m.fresh!);
         if (out.length === threads) resolve(out);
       });
       worker.once('error', reject);
-      worker.once('online', () => {
-        ready++;
-        if (ready === threads) {
-          // let them all reach Atomics.wait, then release them at once
-          setTimeout(() => {
-            Atomics.store(new Int32Array(start), 0, 1);
-            Atomics.notify(new Int32Array(start), 0);
-          }, 200);
-        }
+      worker.once('exit', (code) => {
+        if (!reported) reject(new Error(`a racing thread exited (${code}) before reporting`));
       });
     }
   });

@@ -19,9 +19,10 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { createSigner, createVerifier, httpbis, type VerifyingKey } from 'http-message-signatures';
 import { mtlsClient, plainClient, sha256, startTestSidecar, startUpstream, world, type Test, type World } from './helpers/world.ts';
-import { writeKey, type TestKey } from './helpers/signing.ts';
+import { countRequests, expectRefused, writeKey, type TestKey } from './helpers/signing.ts';
+import { farEnd } from './helpers/farEnd.ts';
+import { PRODUCER } from './helpers/identities.ts';
 
-const PRODUCER = 'spiffe://example.org/producer';
 const SIGNED_FIELDS = ['@method', '@authority', '@path', '@query', 'content-digest', 'content-type', 'content-length'];
 const SIGNED_PARAMS = ['created', 'nonce', 'keyid', 'alg', 'tag'];
 
@@ -33,19 +34,24 @@ function digestField(body: Buffer, alg: 'sha-256' | 'sha-512'): string {
 // ---------------------------------------------------------------------------------------------
 // direction 1: the library signs, tollgate's inbound listener verifies
 
-async function verifyingInbound(t: Test) {
-  const w = await world(t);
-  const ingest = await w.identity('ingest', { dns: ['localhost'] });
-  const producer = await w.identity('producer', { spiffe: [PRODUCER] });
-  const key = await writeKey(join(w.dir, 'keys'), 'k1');
+/**
+ * A verifying inbound listener in front of an app whose arrivals are counted, and an mTLS
+ * client for it. `shared` puts it in an existing world with that world's key (written under keys/).
+ */
+async function verifyingInbound(t: Test, shared?: { w: World; key: TestKey }) {
+  const w = shared?.w ?? (await world(t));
+  const ingest = await w.identity('verifier', { dns: ['localhost'] });
+  const producer = await w.identity('producer-client', { spiffe: [PRODUCER] });
+  const key = shared?.key ?? (await writeKey(join(w.dir, 'keys'), 'k1'));
   const app = await startUpstream(t);
+  const far = farEnd(app.server);
   const sc = await startTestSidecar(t, w.dir, {
     identity: ingest.files,
     keys: { dir: 'keys' },
     listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] }, integrity: { verify: true } }],
   });
   const client = mtlsClient(t, sc.addr(), w.ca, producer);
-  return { key, app, sc, client };
+  return { key, app, far, sc, client };
 }
 
 /** Headers for `method path` signed by the library with `secret` under key id `keyId`. */
@@ -107,7 +113,7 @@ t.test('a GET without a body signed by http-message-signatures is accepted', asy
 });
 
 t.test('a request signed by http-message-signatures with another secret under the same key id is refused with 401 ERR_SIG_INVALID', async (t) => {
-  const { key, app, sc, client } = await verifyingInbound(t);
+  const { key, far, sc, client } = await verifyingInbound(t);
   const body = Buffer.from('{"event":"forged"}');
   const headers = await librarySigned({
     method: 'POST',
@@ -122,7 +128,7 @@ t.test('a request signed by http-message-signatures with another secret under th
   t.equal(res.statusCode, 401);
   t.equal(res.headers['x-tollgate-error'], 'ERR_SIG_INVALID');
   await res.body.dump();
-  t.equal(app.seen.length, 0, 'nothing reached the app');
+  t.same(far.snapshot(), { connections: 0, secureConnections: 0, requests: 0, bytes: 0 }, 'nothing reached the app: no connection, request or byte');
   t.equal(await sc.metric('tollgate_signature_checks_total', { result: 'invalid' }), 1);
 });
 
@@ -174,7 +180,7 @@ async function signingOutbound(t: Test) {
     keys: { dir: 'keys' },
     listeners: [{ name: 'to-app', mode: 'outbound', listen: '127.0.0.1:0', target: app.addr, serverName: 'localhost', integrity: { sign: true, keyId: 'k1' } }],
   });
-  return { key, app, client: plainClient(t, sc.addr()) };
+  return { w, key, app, client: plainClient(t, sc.addr()) };
 }
 
 /** Verify what the app received with the library, trusting exactly `key` under its id. */
@@ -234,23 +240,44 @@ t.test('a GET signed by a signing outbound listener is accepted by http-message-
   t.equal(await libraryVerifies(r, key, ['@method', '@authority', '@path', '@query']), true);
 });
 
-t.test('a request signed by the outbound listener fails the independent checks once its body or digest is changed', async (t) => {
-  const { key, app, client } = await signingOutbound(t);
+t.test('a request signed by the outbound listener is refused by a verifying inbound listener once its body, digest or query is changed', async (t) => {
+  const { w, key, app, client } = await signingOutbound(t);
   const body = Buffer.from('{"amount":100}');
-  const res = await client.request({ path: '/pay', method: 'POST', body, headers: { 'content-type': 'application/json' } });
-  t.equal(res.statusCode, 200, await res.body.text());
-  const r = app.received[0]!;
+  // two requests alike: one to change, one (with its own nonce) sent through unchanged to show the inbound accepts them
+  for (let i = 0; i < 2; i++) {
+    const res = await client.request({ path: '/pay', method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    t.equal(res.statusCode, 200, await res.body.text());
+  }
+  const [r, control] = [app.received[0]!, app.received[1]!];
   const required = ['@method', '@authority', '@path', '@query', 'content-digest'];
-  t.equal(await libraryVerifies(r, key, required), true, 'as received, it verifies');
+  t.equal(await libraryVerifies(r, key, required), true, 'as received, it verifies (independently)');
 
   const swapped = Buffer.from('{"amount":999}');
   const bodyChanged: Received = { ...r, body: swapped };
   t.notOk(digestMatchesBody(bodyChanged), 'another body of the same length no longer matches the signed Content-Digest');
-
   const digestChanged: Received = { ...r, body: swapped, headers: { ...r.headers, 'content-digest': digestField(swapped, 'sha-256') } };
   t.ok(digestMatchesBody(digestChanged), 'a digest recomputed for the new body matches it ...');
   t.equal(await libraryVerifies(digestChanged, key, required), false, '... but the signature over the old digest no longer verifies');
-
   const otherPath: Received = { ...r, url: '/pay?to=mallory' };
   t.equal(await libraryVerifies(otherPath, key, required), false, 'nor does it for another query');
+
+  // now through tollgate: the same key, a verifying inbound listener, each request exactly as it would arrive
+  const inbound = await verifyingInbound(t, { w, key });
+  const inboundApp = { requests: countRequests(inbound.app.server) };
+  const resend = (m: Received) => () =>
+    inbound.client.request({ path: m.url, method: m.method as 'POST', headers: forwardable(m.headers), body: m.body });
+  const accepted = await resend(control)();
+  t.equal(accepted.statusCode, 200, `the unchanged request is accepted (${await accepted.body.text()})`);
+  t.equal(inboundApp.requests(), 1, 'and reaches the app');
+  // an invalid signature does not spend the nonce, so the changed copies are each judged on their change
+  await expectRefused(t, inbound.sc, inboundApp, 'ERR_SIG_INVALID', resend(digestChanged));
+  await expectRefused(t, inbound.sc, inboundApp, 'ERR_SIG_INVALID', resend(otherPath));
+  await expectRefused(t, inbound.sc, inboundApp, 'ERR_DIGEST_MISMATCH', resend(bodyChanged));
+  t.equal(inbound.app.seen.length, 1, 'only the unchanged request was answered by the app');
 });
+
+/** The end-to-end fields of a received request, to send it again (hop-by-hop ones dropped). */
+function forwardable(headers: Record<string, string | string[]>): Record<string, string> {
+  const keep = ['host', 'content-type', 'content-length', 'content-digest', 'signature-input', 'signature'];
+  return Object.fromEntries(keep.filter((h) => typeof headers[h] === 'string').map((h) => [h, headers[h] as string]));
+}

@@ -8,12 +8,12 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Client } from 'undici';
+import { PRODUCER } from './helpers/identities.ts';
 import { world, startUpstream, startTestSidecar, mtlsClient, sha256, type Test, type TestSidecar, type Upstream } from './helpers/world.ts';
 import { writeKey, signedHeaders, customSignature, signatureParams, countRequests, expectRefused, type TestKey } from './helpers/signing.ts';
 import { contentDigestOf } from '../src/integrity/contentDigest.ts';
 import { sf } from '../src/integrity/structuredFields.ts';
 
-const PRODUCER = 'spiffe://example.org/producer';
 const FLOOR = ['@method', '@authority', '@path', '@query'];
 const JSON_TYPE = { 'content-type': 'application/json' };
 

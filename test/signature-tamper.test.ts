@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import type { Client } from 'undici';
 import type { ErrorCode } from '../src/core/errors.ts';
 import { contentDigestOf } from '../src/integrity/contentDigest.ts';
+import { PRODUCER } from './helpers/identities.ts';
 import { world, startUpstream, startTestSidecar, mtlsClient, plainClient, eventually, sha256, type Test, type TestSidecar, type Upstream, type World, type TestIdentity } from './helpers/world.ts';
 import { writeKey, signedHeaders, countRequests, expectRefused, type TestKey } from './helpers/signing.ts';
-
-const PRODUCER = 'spiffe://example.org/producer';
 
 interface Inbound {
   readonly w: World;

@@ -130,22 +130,31 @@ t.test('RFC 9421 B.2.5: the base of sig-b25 is the exact four lines and its HMAC
   t.equal(createHmac('sha256', SECRET).update(base).digest('hex'), 'a71710c3a1b7023b4c0508f0a3c5f39197ff6f0b392de95b68c939ac6206b44f');
 });
 
-t.test('RFC 9421 B.2.5: the common mistakes give the wrong MACs, and tollgate makes none of them', async (t) => {
-  const base = signatureBase(testRequest(), member(B25_INPUT, 'sig-b25'));
-  const wrong = {
-    trailingLf: '+fep01MNDbkKBi26gY50tRwPw0QUF/5Tq9pGatYX9Pk=',
-    crlf: '7mus6BA75KPIuLKqJ9sFGAuXFTJMu5cl4sbC1ELyn74=',
-    base64TextAsKey: '3Yw4F7uZB7WNeq/mlLOjX55ofTgveA44Fai/WhyQH5Q=',
+t.test('RFC 9421 B.2.5: the common mistakes give the wrong MACs, and tollgate\'s signer and verifier make none of them', async (t) => {
+  const b25 = signatureBase(testRequest(), member(B25_INPUT, 'sig-b25'));
+  // the listed values really are what each mistake produces over the B.2.5 base
+  t.equal(hmacB64(SECRET, b25 + '\n'), '+fep01MNDbkKBi26gY50tRwPw0QUF/5Tq9pGatYX9Pk=', 'a trailing LF');
+  t.equal(hmacB64(SECRET, b25.replaceAll('\n', '\r\n')), '7mus6BA75KPIuLKqJ9sFGAuXFTJMu5cl4sbC1ELyn74=', 'CRLF line ends');
+  t.equal(hmacB64(Buffer.from(SECRET_B64), b25), '3Yw4F7uZB7WNeq/mlLOjX55ofTgveA44Fai/WhyQH5Q=', 'the base64 text used as the key');
+
+  // tollgate's signer over the test request: the MAC derived outside tollgate, none of the mistaken ones
+  const fields = signRequest(testRequest(), { keyId: KEY_ID, key: createSecretKey(SECRET), tag: 'tollgate', created: CREATED, nonce: 'n-0001' });
+  const base = signatureBase(testRequest(), member(fields.signatureInput, fields.label));
+  const mistaken: Record<string, string> = {
+    trailingLf: hmacB64(SECRET, base + '\n'),
+    crlf: hmacB64(SECRET, base.replaceAll('\n', '\r\n')),
+    base64TextAsKey: hmacB64(Buffer.from(SECRET_B64), base),
   };
-  // the listed values really are what each mistake produces
-  t.equal(hmacB64(SECRET, base + '\n'), wrong.trailingLf);
-  t.equal(hmacB64(SECRET, base.replaceAll('\n', '\r\n')), wrong.crlf);
-  t.equal(hmacB64(Buffer.from(SECRET_B64), base), wrong.base64TextAsKey);
-  // and tollgate's base with the decoded key is none of them
-  const mac = hmacB64(SECRET, base);
-  for (const [mistake, value] of Object.entries(wrong)) t.not(mac, value, mistake);
-  // the verifier and signer MAC with a secret KeyObject over the base as latin1: same value
-  t.equal(createHmac('sha256', createSecretKey(SECRET)).update(base, 'latin1').digest('base64'), 'pxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8=');
+  t.equal(fields.signature, 'tollgate=:lf3EixSv6tCkI9vlMHsWB4wK/3Z5ZPg9b054vKvp8VU=:', 'the signer writes the derived MAC');
+  for (const [mistake, mac] of Object.entries(mistaken)) t.not(fields.signature, `tollgate=:${mac}:`, `the signer does not make the ${mistake} mistake`);
+
+  // tollgate's verifier: the signer's MAC verifies; each mistaken one is refused as invalid
+  const sent = (signature: string): MessageView => testRequest(['Signature-Input', fields.signatureInput, 'Signature', signature]);
+  const verified = (signature: string): ReturnType<typeof verifyRequest> => verifyRequest(sent(signature), true, deps({ now: CREATED }));
+  t.match(verified(fields.signature), { ok: true, keyId: KEY_ID, label: 'tollgate' }, 'the verifier accepts the signer\'s MAC');
+  for (const [mistake, mac] of Object.entries(mistaken)) {
+    t.match(verified(`tollgate=:${mac}:`), { ok: false, code: 'ERR_SIG_INVALID' }, `the verifier refuses the ${mistake} MAC`);
+  }
 });
 
 t.test('RFC 9421 B.2.5 as published is refused by the verifier: it carries no tollgate tag', async (t) => {

@@ -13,6 +13,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { StartupError } from '../src/main.ts';
 import { HYBRID_PQ_GROUP, TLS13_SUITES, runtimeSupportsGroup } from '../src/tls/policy.ts';
+import { INGEST, PRODUCER } from './helpers/identities.ts';
 import type { LeafOptions } from './helpers/pki.ts';
 import {
   eventually,
@@ -25,8 +26,6 @@ import {
   type World,
 } from './helpers/world.ts';
 
-const PRODUCER = 'spiffe://example.org/producer';
-const INGEST = 'spiffe://example.org/ingest';
 const LISTENER = 'ingest';
 const OPENSSL = '/usr/bin/openssl';
 const WAIT_MS = 10_000;

@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from 'undici';
 import { exitWithin, startTollgate, type Running } from './helpers/process.ts';
@@ -199,20 +199,32 @@ t.test('the serving certificate is reloaded when its Secret volume changes, and 
 
 t.test('SIGHUP re-reads the certificate', async (t) => {
   const ca = await makeCa();
-  const dir = await tempDir(t, 'tollgate-webhook-hup-');
+  // the webhook watches the directory of --cert/--key; there they are symlinks to files in
+  // another directory, so rewriting those files raises no event the watch sees, and the
+  // 60 s poll is far off: only SIGHUP can make the new certificate served within this test
+  const watched = await tempDir(t, 'tollgate-webhook-hup-');
+  const store = await tempDir(t, 'tollgate-webhook-hup-store-');
   const first = await servingLeaf(ca);
-  // plain files (no Secret volume): the write below is seen by the watch or, at the latest, by SIGHUP
-  await writeFile(join(dir, 'tls.crt'), first.certPem);
-  await writeFile(join(dir, 'tls.key'), first.keyPem, { mode: 0o600 });
-  const p = startTollgate(t, ['webhook', '--listen', '127.0.0.1:0', '--cert', join(dir, 'tls.crt'), '--key', join(dir, 'tls.key'), '--image', IMAGE]);
+  await writeFile(join(store, 'tls.crt'), first.certPem);
+  await writeFile(join(store, 'tls.key'), first.keyPem, { mode: 0o600 });
+  await symlink(join(store, 'tls.crt'), join(watched, 'tls.crt'));
+  await symlink(join(store, 'tls.key'), join(watched, 'tls.key'));
+  const p = startTollgate(t, ['webhook', '--listen', '127.0.0.1:0', '--cert', join(watched, 'tls.crt'), '--key', join(watched, 'tls.key'), '--image', IMAGE]);
   await eventually(() => started(p) !== undefined || !p.running(), STARTUP_MS, 'tollgate webhook started');
   const w = { address: String(started(p)?.address), ca };
+  t.equal(await servedSerial(w), first.serial, 'serves the first certificate');
+
   const second = await servingLeaf(ca, 'second');
-  await writeFile(join(dir, 'tls.key'), second.keyPem);
-  await writeFile(join(dir, 'tls.crt'), second.certPem);
+  await writeFile(join(store, 'tls.key'), second.keyPem);
+  await writeFile(join(store, 'tls.crt'), second.certPem);
   p.kill('SIGHUP');
   await eventually(async () => (await servedSerial(w)) === second.serial, 10_000, 'the new certificate after SIGHUP');
   t.pass('served after SIGHUP');
+  t.ok(p.logs().some((l) => l.msg === 'SIGHUP: reloading the certificate'), 'the signal is logged');
+  const reloaded = (): boolean => p.logs().some((l) => l.msg === 'webhook certificate reloaded' && l.serial === second.serial);
+  await eventually(reloaded, 5_000, 'the reload to be logged').catch(() => undefined);
+  t.ok(reloaded(), 'the reload is logged');
+  t.ok(p.running(), 'still running');
 });
 
 t.test('SIGTERM and SIGINT drain and exit 0', async (t) => {
