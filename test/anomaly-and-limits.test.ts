@@ -20,8 +20,8 @@ import { once } from 'node:events';
 import type http from 'node:http';
 import type { Client } from 'undici';
 import { world, startUpstream, startTestSidecar, mtlsClient, eventually, type Test, type TestIdentity, type TestSidecar, type Upstream, type World } from './helpers/world.ts';
+import { PRODUCER } from './helpers/identities.ts';
 
-const PRODUCER = 'spiffe://example.org/producer';
 const OTHER = 'spiffe://example.org/other';
 /** learning is quick: 20 accepted requests */
 const MIN_SAMPLES = 20;
@@ -207,6 +207,19 @@ async function silentSocket(t: Test, addr: string): Promise<net.Socket> {
   s.on('error', () => undefined);
   t.teardown(() => s.destroy());
   await once(s, 'connect', { signal: AbortSignal.timeout(WAIT_MS) });
+  return s;
+}
+
+/**
+ * A connection from `localAddress` that sends the first byte of a ClientHello and stalls: it
+ * holds a handshake slot (a silent one would be closed to make room), until handshakeTimeoutSeconds.
+ */
+async function stalledHandshake(t: Test, addr: string, localAddress: string): Promise<net.Socket> {
+  const s = net.connect({ ...splitAddr(addr), localAddress });
+  s.on('error', () => undefined);
+  t.teardown(() => s.destroy());
+  await once(s, 'connect', { signal: AbortSignal.timeout(WAIT_MS) });
+  s.write(Buffer.from([0x16]));
   return s;
 }
 
@@ -454,9 +467,11 @@ t.test('rate limit: the 4th immediate request of a peer gets 429 with Retry-Afte
   t.equal(logs(s.sc, 'request refused', { code: 'ERR_RATE_LIMITED' }).length, 1);
 });
 
-t.test('handshake cap: while silent connections hold every handshake slot a new mTLS connection is dropped; once they go, it succeeds', async (t) => {
-  const s = await setup(t, { anomaly: { mode: 'off' }, limits: { maxConcurrentHandshakes: 2 } });
-  const silent = [await silentSocket(t, s.sc.addr()), await silentSocket(t, s.sc.addr())];
+t.test('handshake cap: while stalled handshakes hold every slot a new mTLS connection is dropped as handshake_cap; once they go, it succeeds', async (t) => {
+  // per address as many as in all: the test's own connections from 127.0.0.1 may overlap
+  const s = await setup(t, { anomaly: { mode: 'off' }, limits: { maxConcurrentHandshakes: 2, maxHandshakesPerSource: 2 } });
+  // from two other addresses, so the cap is what refuses (not the per-address limit)
+  const silent = [await stalledHandshake(t, s.sc.addr(), '127.0.0.2'), await stalledHandshake(t, s.sc.addr(), '127.0.0.3')];
 
   const dropped = await tlsAttempt(t, s.sc.addr(), s.w, s.producer);
   t.ok(dropped.err, `the mTLS connection was dropped (${dropped.err?.message ?? 'it connected'})`);
@@ -467,9 +482,9 @@ t.test('handshake cap: while silent connections hold every handshake slot a new 
   t.match(logs(s.sc, 'connections dropped at accept: too many TLS handshakes in progress')[0], { level: 40, dropped: 1, inProgress: 2, max: 2 }, 'one log line');
   t.match(audits(s.sc, 'handshake_failure')[0], { listener: 'ingest', reason: 'handshake_cap', dropped: 1 }, 'audited as the cap');
   t.equal(audits(s.sc, 'handshake_failure').length, 1, 'one audit event');
-  t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: 'ingest', result: 'failure', reason: 'other' }), 1, 'one handshake failure counted');
+  t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: 'ingest', result: 'failure', reason: 'handshake_cap' }), 1, 'one handshake failure counted, as handshake_cap');
   t.equal(logs(s.sc, 'TLS handshake failed').length, 0, 'not logged again as a handshake failure');
-  t.ok((await s.sc.metric('tollgate_tls_handshakes_total', { listener: 'ingest', result: 'failure', reason: 'other' })) >= 1, 'the drop is counted as a handshake failure');
+  t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: 'ingest', result: 'failure', reason: 'other' }), 0, 'not as other');
   t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { result: 'success' }), 0, 'no handshake completed');
   t.equal(s.started(), 0, 'the app saw nothing');
 
@@ -495,7 +510,7 @@ t.test('a silent TCP client is dropped after handshakeTimeoutSeconds, counted as
   const silent = await silentSocket(t, s.sc.addr());
   await once(silent, 'close', { signal: AbortSignal.timeout(WAIT_MS) });
   const elapsed = Date.now() - start;
-  t.ok(elapsed >= 900 && elapsed < 5000, `dropped after about a second (${elapsed} ms)`);
+  t.ok(elapsed >= 900, `dropped only after about a second (${elapsed} ms)`);
   await eventually(async () => (await s.sc.metric('tollgate_tls_handshakes_total', { result: 'failure', reason: 'timeout' })) === 1, WAIT_MS, 'the timeout counted');
   t.equal(logs(s.sc, 'TLS handshake failed', { reason: 'timeout' }).length, 1, 'one log line');
   t.match(audits(s.sc, 'handshake_failure'), [{ reason: 'timeout' }], 'one audit event');
@@ -514,7 +529,7 @@ t.test('slow headers: a client that sends part of a request head and stalls is c
   sock.write('POST /slow HTTP/1.1\r\nHost: localhost\r\nX-Partial: ');
   await once(sock, 'close', { signal: AbortSignal.timeout(WAIT_MS) });
   const elapsed = Date.now() - start;
-  t.ok(elapsed >= 900 && elapsed < 5000, `cut after about a second (${elapsed} ms)`);
+  t.ok(elapsed >= 900, `cut only after about a second (${elapsed} ms)`);
   t.match(received, /^HTTP\/1\.1 408 /, 'answered 408 Request Timeout, then closed');
   t.equal(s.started(), 0, 'the app saw nothing');
 });

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
+import { PRODUCER } from './helpers/identities.ts';
 import { hoursAgo, makeCa } from './helpers/pki.ts';
 import { captureLogs, eventually, mtlsClient, plainClient, startTestSidecar, startUpstream, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
 import type { HandshakeRecord } from '../src/telemetry/recentHandshakes.ts';
@@ -17,7 +18,6 @@ import { RecentHandshakes } from '../src/telemetry/recentHandshakes.ts';
 import { Registry } from 'prom-client';
 import { buildAdminApp } from '../src/admin/app.ts';
 
-const PRODUCER = 'spiffe://example.org/producer';
 const WAREHOUSE = 'spiffe://example.org/warehouse';
 const WAIT_MS = 10_000;
 const DROPS = Number(process.env.DROPS ?? 5);
@@ -92,9 +92,12 @@ t.test('inbound: connections dropped by the handshake cap are one aggregated ent
   const { sc } = await inbound(t, { maxConcurrentHandshakes: 1 });
   const i = sc.addr().lastIndexOf(':');
   const port = Number(sc.addr().slice(i + 1));
-  const holder = net.connect({ host: '127.0.0.1', port });
+  // it holds the only slot: it has started a ClientHello (a silent one would be closed to make
+  // room), from another address (so the cap refuses, not the per-address limit)
+  const holder = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
   holder.on('error', () => undefined);
   await once(holder, 'connect');
+  holder.write(Buffer.from([0x16]));
   t.teardown(() => holder.destroy());
   const dropped: net.Socket[] = [];
   for (let k = 0; k < DROPS; k++) {
@@ -103,10 +106,10 @@ t.test('inbound: connections dropped by the handshake cap are one aggregated ent
     dropped.push(s);
   }
   t.teardown(() => dropped.forEach((s) => s.destroy()));
-  await eventually(async () => (await sc.metric('tollgate_tls_handshakes_total', { result: 'failure', reason: 'other' })) === DROPS, WAIT_MS, "drops counted");
+  await eventually(async () => (await sc.metric('tollgate_tls_handshakes_total', { result: 'failure', reason: 'handshake_cap' })) === DROPS, WAIT_MS, "drops counted");
   const r = await recent(sc);
   t.equal(r.entries.length, 1, 'one entry');
-  t.match(r.entries[0], { listener: 'ingest', side: 'server', reason: 'other', code: 'HANDSHAKE_CAP', count: 5 });
+  t.match(r.entries[0], { listener: 'ingest', side: 'server', reason: 'handshake_cap', code: 'HANDSHAKE_CAP', count: 5 });
   t.equal(r.total, 5, 'the total counts each drop');
 });
 
@@ -276,7 +279,7 @@ t.test('/handshakes/recent filters by ?reason=, ?listener= and ?limit= (newest k
   for (const [query, problem] of BAD) {
     const r = await injectJson(app, `/handshakes/recent${query}`);
     t.equal(r.status, 400, `${query}: 400`);
-    t.equal(r.body.error, 'bad query', `${query}: says why`);
+    t.equal(r.body.error, 'ERR_BAD_REQUEST', `${query}: says why`);
     t.equal(r.body.problems?.length, 1, `${query}: one problem`);
     t.match(r.body.problems?.[0], problem, `${query}: ${r.body.message}`);
   }

@@ -9,6 +9,8 @@ export type AuditEventType =
   | 'stop'
   | 'drain'
   | 'handshake_failure'
+  /** connections refused at accept before any TLS (maxConnections), one event per 10 s window */
+  | 'connection_dropped'
   | 'authz_deny'
   | 'upstream_identity'
   | 'request_refused'
@@ -16,6 +18,8 @@ export type AuditEventType =
   | 'replay'
   | 'anomaly'
   | 'reload'
+  /** a config file reload (SIGHUP, POST /reload) that changed settings or was refused: what changed, what needs a restart */
+  | 'config_reload'
   | 'key_ring_change';
 
 export interface AuditSink {

@@ -1,6 +1,6 @@
 import type { Config } from '../config/types.ts';
 import type { AuditEventType } from './audit.ts';
-import { HANDSHAKE_FAILURE_REASONS, SIGNATURE_RESULTS, type Metrics } from './metrics.ts';
+import { CONNECTION_DROP_REASONS, HANDSHAKE_FAILURE_REASONS, SIGNATURE_RESULTS, type Metrics } from './metrics.ts';
 
 /**
  * Series that exist from the start at 0, so every INTERFACE.md metric shows in the first
@@ -19,6 +19,7 @@ const AUDIT_TYPES = [
   'stop',
   'drain',
   'handshake_failure',
+  'connection_dropped',
   'authz_deny',
   'upstream_identity',
   'request_refused',
@@ -26,6 +27,7 @@ const AUDIT_TYPES = [
   'replay',
   'anomaly',
   'reload',
+  'config_reload',
   'key_ring_change',
 ] as const satisfies readonly AuditEventType[];
 
@@ -33,12 +35,14 @@ export function initialiseSeries(metrics: Metrics, config: Config, version: stri
   metrics.buildInfo.labels(version, process.versions.node, process.versions.openssl).set(1);
   for (const r of CERT_RELOAD_RESULTS) metrics.certReloads.labels(r).inc(0);
   for (const t of AUDIT_TYPES) metrics.auditEvents.labels(t).inc(0);
+  for (const r of ['admin_forbidden', 'admin_unauthorized']) metrics.adminRefusals.labels(r).inc(0);
   for (const l of config.listeners) {
     const name = l.name;
     metrics.handshakes.labels(name, 'success', '').inc(0);
     for (const reason of HANDSHAKE_FAILURE_REASONS) metrics.handshakes.labels(name, 'failure', reason).inc(0);
     metrics.handshakeDuration.zero({ listener: name });
     metrics.connectionsActive.labels(name).inc(0);
+    for (const r of CONNECTION_DROP_REASONS) metrics.connectionsDropped.labels(name, r).inc(0);
     for (const r of UPSTREAM_REASONS) metrics.upstreamErrors.labels(name, r).inc(0);
     if (l.mode === 'inbound') {
       metrics.authzDecisions.labels(name, 'allow').inc(0);

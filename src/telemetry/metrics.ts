@@ -24,6 +24,14 @@ export const HANDSHAKE_FAILURE_REASONS = [
 ] as const;
 export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
 
+/**
+ * Why a connection was refused at accept, before any TLS: `max_connections` (the listener
+ * already had limits.maxConnections open; Node closes it unseen). Connections the handshake
+ * cap refuses are handshake failures (reason handshake_cap), not counted here again.
+ */
+export const CONNECTION_DROP_REASONS = ['max_connections'] as const;
+export type ConnectionDropReason = (typeof CONNECTION_DROP_REASONS)[number];
+
 /** INTERFACE.md's results, plus the two refusals of the integrity path that have no slot there: digest_missing and replay_cache_full. */
 export const SIGNATURE_RESULTS = ['ok', 'missing', 'malformed', 'coverage', 'unknown_key', 'invalid', 'expired', 'replayed', 'digest_mismatch', 'digest_missing', 'replay_cache_full'] as const;
 
@@ -36,6 +44,7 @@ export interface Metrics {
   readonly crlNextUpdate: Gauge<'crl'>;
   readonly crlStale: Gauge<string>;
   readonly connectionsActive: Gauge<'listener'>;
+  readonly connectionsDropped: Counter<'listener' | 'reason'>;
   readonly authzDecisions: Counter<'listener' | 'decision'>;
   readonly requests: Counter<'listener' | 'route' | 'status_class'>;
   readonly requestDuration: Histogram<'listener' | 'route'>;
@@ -48,6 +57,8 @@ export interface Metrics {
   readonly upstreamErrors: Counter<'listener' | 'reason'>;
   readonly auditEvents: Counter<'type'>;
   readonly auditDropped: Counter;
+  /** admin and health requests refused by the request guard, by reason (admin_forbidden, admin_unauthorized) */
+  readonly adminRefusals: Counter<'reason'>;
   /** 1, labelled with what is running: tollgate's version, Node's and OpenSSL's */
   readonly buildInfo: Gauge<'version' | 'node' | 'openssl'>;
   /** where tollgate_replay_cache_entries reads its value at scrape time (entries expire between inserts) */
@@ -84,7 +95,7 @@ export function createMetrics(registry: Registry): Metrics {
     }),
     certReloads: new Counter({
       name: 'tollgate_cert_reloads_total',
-      help: 'Certificate reloads by result: success (a new identity is in use), unchanged (the files held nothing new), failure (the old identity stays)',
+      help: 'Certificate reloads by result: success (a new identity is in use), unchanged (a reload asked for by SIGHUP, admin or API found nothing new; a watched directory event that changes nothing is not a reload), failure (the old identity stays)',
       labelNames: ['result'] as const,
       registers,
     }),
@@ -105,6 +116,12 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_connections_active',
       help: 'Open downstream connections per listener',
       labelNames: ['listener'] as const,
+      registers,
+    }),
+    connectionsDropped: new Counter({
+      name: 'tollgate_connections_dropped_total',
+      help: 'Connections closed at accept before any TLS, by reason (max_connections: the listener was at limits.maxConnections)',
+      labelNames: ['listener', 'reason'] as const,
       registers,
     }),
     authzDecisions: new Counter({
@@ -182,6 +199,12 @@ export function createMetrics(registry: Registry): Metrics {
     auditDropped: new Counter({
       name: 'tollgate_audit_dropped_total',
       help: 'Audit events dropped because the audit log could not keep up (the count is also written into the chain)',
+      registers,
+    }),
+    adminRefusals: new Counter({
+      name: 'tollgate_admin_refusals_total',
+      help: 'Admin and health requests refused before any route ran: a browser request or a foreign Host (admin_forbidden), a missing or wrong token (admin_unauthorized)',
+      labelNames: ['reason'] as const,
       registers,
     }),
     buildInfo: new Gauge({

@@ -12,8 +12,11 @@ import type { HandshakeFailureReason } from './metrics.ts';
  * - `kind: "authz_deny"` — the handshake succeeded but the peer's identity or pin is not
  *   allowed (inbound); `reason` is null, `detail` says what did not match. Kept here because
  *   "why was my connection refused" is the question this list answers.
- * - Connections dropped at accept by the handshake cap are aggregated: one entry per listener
- *   per 10-second window, with `count` the number dropped (never one entry per socket).
+ * - `kind: "connection_dropped"` — refused at accept before any TLS because the listener was
+ *   at limits.maxConnections (`reason` null, `code` MAX_CONNECTIONS).
+ * - Connections refused in bulk before TLS (the handshake cap, the ClientHello deadline,
+ *   maxConnections) are aggregated: one entry per listener, code and 10-second window, with
+ *   `count` the number refused (never one entry per socket); see proxy/refusalWindow.ts.
  */
 export interface HandshakeRecord {
   /** when it happened (for an aggregated entry: the first one) */
@@ -22,7 +25,7 @@ export interface HandshakeRecord {
   lastAt: string;
   readonly listener: string;
   readonly side: 'server' | 'client';
-  readonly kind: 'handshake_failure' | 'authz_deny';
+  readonly kind: 'handshake_failure' | 'authz_deny' | 'connection_dropped';
   readonly reason: HandshakeFailureReason | null;
   /** the remote address (server side: the client; client side: the server dialled), host:port */
   readonly remote: string | null;
@@ -33,7 +36,7 @@ export interface HandshakeRecord {
   readonly code: string | null;
   /** a short human explanation (no secrets) */
   readonly detail: string | null;
-  /** how many events this entry stands for (1 except for aggregated handshake-cap drops) */
+  /** how many events this entry stands for (1 except for aggregated refusals at accept) */
   count: number;
 }
 

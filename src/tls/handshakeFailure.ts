@@ -13,6 +13,8 @@ const BY_CODE: Readonly<Record<string, HandshakeFailureReason>> = {
   ERR_SSL_NO_PROTOCOLS_AVAILABLE: 'protocol_version',
   ERR_SSL_NO_SHARED_CIPHER: 'no_shared_cipher',
   ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM: 'no_shared_cipher',
+  // the client offered no signature algorithm of ours (SHA-224 only, say): a policy mismatch like a cipher one
+  ERR_SSL_NO_SHARED_SIGNATURE_ALGORITHMS: 'no_shared_cipher',
   ERR_SSL_NO_SHARED_GROUPS: 'no_shared_cipher',
   ERR_SSL_CERTIFICATE_VERIFY_FAILED: 'bad_certificate',
   ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: 'unknown_ca',
@@ -29,9 +31,22 @@ const BY_CODE: Readonly<Record<string, HandshakeFailureReason>> = {
   CERT_HAS_EXPIRED: 'cert_expired',
   CERT_NOT_YET_VALID: 'cert_expired',
   CERT_REVOKED: 'cert_revoked',
-  // revocation could not be checked (our CRL is missing for that CA, stale, not yet valid or
-  // badly signed): not the peer's fault, so not cert_revoked
-  UNABLE_TO_GET_CRL: 'other',
+  // OpenSSL reports only the LAST error of a chain it verifies (Node's verify callback lets it go
+  // on after each one). With a CRL set, every certificate's issuer must have a CRL
+  // (X509_V_FLAG_CRL_CHECK_ALL), and that lookup runs after chain building: a chain that does
+  // not end in our bundle (SELF_SIGNED_CERT_IN_CHAIN without a CRL) then also has no CRL for
+  // its foreign issuer, and UNABLE_TO_GET_CRL is what is left. A CA of ours cannot be the one
+  // missing: the identity loader refuses a CRL file that does not cover every CA of the bundle,
+  // and CRLs are applied all or none (crl.ts). So the issuer without a CRL is one the peer
+  // brought, not one we trust: unknown_ca. Our own CRL problems have their own codes below.
+  UNABLE_TO_GET_CRL: 'unknown_ca',
+  // OpenSSL 3 gives up building a chain that uses a leaf as an issuer (no CA flag, no
+  // keyCertSign) without naming an error, and X509_verify_cert's safety net reports
+  // X509_V_ERR_UNSPECIFIED; only a failed verification of the peer's chain reaches us with it
+  // (with a CRL or without), so the peer's certificate is at fault
+  UNSPECIFIED: 'bad_certificate',
+  // revocation could not be checked because OUR CRL is stale, not yet valid or badly signed:
+  // not the peer's fault, so not cert_revoked
   CRL_HAS_EXPIRED: 'other',
   CRL_NOT_YET_VALID: 'other',
   CRL_SIGNATURE_FAILURE: 'other',
