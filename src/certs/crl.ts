@@ -11,6 +11,7 @@
  */
 import { webcrypto, type X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { NOTHING_REVOKED, revocationKey, type RevokedSerials } from '../tls/revocation.ts';
 
 /** What a stale CRL does: `warn` keeps serving without it; `refuse` refuses every handshake it covers. */
 export type CrlStalePolicy = 'warn' | 'refuse';
@@ -24,6 +25,8 @@ export interface CrlInfo {
   readonly thisUpdate: Date;
   /** absent in a CRL that never goes stale */
   readonly nextUpdate: Date | null;
+  /** the serials it revokes, as revocationKey(issuer as Node prints it, serial) */
+  readonly revoked: readonly string[];
 }
 
 const PEM_BLOCK = /-----BEGIN (X509 CRL|CRL)-----\r?\n([A-Za-z0-9+/=\r\n]+?)-----END \1-----/g;
@@ -58,7 +61,8 @@ export async function checkCrls(
   label: string,
   problems: string[],
 ): Promise<CrlInfo[]> {
-  const issuers = [...certs.cas, ...certs.intermediates].map((c) => new x509.X509Certificate(c.raw));
+  const issuerCerts = [...certs.cas, ...certs.intermediates];
+  const issuers = issuerCerts.map((c) => new x509.X509Certificate(c.raw));
   const cas = issuers.slice(0, certs.cas.length);
   const leaf = new x509.X509Certificate(certs.leaf.raw);
   const infos: CrlInfo[] = [];
@@ -88,12 +92,15 @@ export async function checkCrls(
       problems.push(`certFile: our own certificate (serial ${leaf.serialNumber}) is revoked by the CRL of ${crl.issuer}`);
     }
     covered.add(signer);
+    // keyed by the issuer's name as Node prints it, which is what a peer certificate's `issuer` reads
+    const issuerName = issuerCerts[issuers.indexOf(signer)]!.subject;
     infos.push(
       Object.freeze({
         pem: Buffer.from(x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n'),
         issuer: crl.issuer,
         thisUpdate: crl.thisUpdate,
         nextUpdate: crl.nextUpdate ?? null,
+        revoked: Object.freeze(crl.entries.map((e) => revocationKey(issuerName, e.serialNumber))),
       }),
     );
   }
@@ -132,6 +139,15 @@ export function staleCrlMessage(crl: CrlInfo, policy: CrlStalePolicy, label: str
  * checks every CA once a CRL is set, so dropping only the stale one would refuse its peers).
  */
 export function crlsToApply(crls: readonly CrlInfo[], policy: CrlStalePolicy, at: Date): readonly Buffer[] {
-  if (policy === 'warn' && crls.some((c) => isStale(c, at))) return [];
-  return crls.map((c) => c.pem);
+  return inForce(crls, policy, at).map((c) => c.pem);
+}
+
+/** What the CRLs handed to OpenSSL at time `at` revoke, as one set (tls/revocation.ts), for the connections OpenSSL does not check. */
+export function revokedToApply(crls: readonly CrlInfo[], policy: CrlStalePolicy, at: Date): RevokedSerials {
+  const applied = inForce(crls, policy, at);
+  return applied.length === 0 ? NOTHING_REVOKED : new Set(applied.flatMap((c) => c.revoked));
+}
+
+function inForce(crls: readonly CrlInfo[], policy: CrlStalePolicy, at: Date): readonly CrlInfo[] {
+  return policy === 'warn' && crls.some((c) => isStale(c, at)) ? [] : crls;
 }

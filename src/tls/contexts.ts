@@ -1,5 +1,6 @@
 import tls, { type SecureContext, type SecureContextOptions } from 'node:tls';
 import type { TlsPolicy } from './policy.ts';
+import type { RevokedSerials } from './revocation.ts';
 
 /**
  * The PEM material a TLS context is made of: our certificate chain and key, the CA bundle, and
@@ -11,6 +12,8 @@ export interface TlsMaterial {
   readonly keyPem: Buffer;
   readonly caPem: Buffer;
   readonly crls: readonly Buffer[];
+  /** what those CRLs revoke, for the connections OpenSSL does not check (resumed sessions): see revocation.ts */
+  readonly revoked: RevokedSerials;
 }
 
 /** Options shared by server and client contexts: our certificate, the trust bundle, CRLs, the policy. */
@@ -22,6 +25,7 @@ export function secureContextOptions(material: TlsMaterial, policy: TlsPolicy): 
     minVersion: policy.minVersion,
     maxVersion: policy.maxVersion,
     ciphers: policy.ciphers,
+    sigalgs: policy.sigalgs,
     ecdhCurve: policy.ecdhCurve,
     honorCipherOrder: policy.honorCipherOrder,
   };

@@ -19,6 +19,30 @@ export const TLS12_SUITES = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ] as const;
 
+/**
+ * Signature algorithms, offered and accepted, for handshake signatures and certificate chains
+ * (OpenSSL's list for both unless told otherwise; it also goes into our CertificateRequest).
+ * SHA-256 and up only: OpenSSL's default list still has SHA-224 for TLS 1.2 (ECDSA+SHA224,
+ * RSA+SHA224), which a scanner flags and no client of ours needs. SHA-1 is not listed either.
+ * In TLS 1.2 an `ecdsa_secp*_sha*` name means ECDSA with that hash on any curve.
+ */
+export const SIGNATURE_ALGORITHMS = [
+  'ecdsa_secp256r1_sha256',
+  'ecdsa_secp384r1_sha384',
+  'ecdsa_secp521r1_sha512',
+  'ed25519',
+  'ed448',
+  'rsa_pss_rsae_sha256',
+  'rsa_pss_rsae_sha384',
+  'rsa_pss_rsae_sha512',
+  'rsa_pss_pss_sha256',
+  'rsa_pss_pss_sha384',
+  'rsa_pss_pss_sha512',
+  'rsa_pkcs1_sha256',
+  'rsa_pkcs1_sha384',
+  'rsa_pkcs1_sha512',
+] as const;
+
 export const HYBRID_PQ_GROUP = 'X25519MLKEM768';
 const CLASSIC_GROUPS = ['X25519', 'P-256'] as const;
 
@@ -28,6 +52,8 @@ export interface TlsPolicy {
   readonly minVersion: TlsMinVersion;
   readonly maxVersion: 'TLSv1.3';
   readonly ciphers: string;
+  /** SIGNATURE_ALGORITHMS, colon-separated */
+  readonly sigalgs: string;
   readonly ecdhCurve: string;
   readonly honorCipherOrder: true;
   /** whether the hybrid post-quantum group is offered */
@@ -50,6 +76,7 @@ export function tlsPolicy(minVersion: TlsMinVersion, postQuantum = runtimeSuppor
     minVersion,
     maxVersion: 'TLSv1.3',
     ciphers: [...TLS13_SUITES, ...TLS12_SUITES].join(':'),
+    sigalgs: SIGNATURE_ALGORITHMS.join(':'),
     ecdhCurve: groups.join(':'),
     honorCipherOrder: true,
     postQuantum,

@@ -14,6 +14,7 @@ export function servingContextOptions(cert: ServingCert, policy: TlsPolicy): Sec
     minVersion: policy.minVersion,
     maxVersion: policy.maxVersion,
     ciphers: policy.ciphers,
+    sigalgs: policy.sigalgs,
     ecdhCurve: policy.ecdhCurve,
     honorCipherOrder: policy.honorCipherOrder,
   };

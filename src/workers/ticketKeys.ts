@@ -10,6 +10,11 @@
  * handshake, i.e. at most 300 / 3600 ≈ 8% of ticket lifetimes are cut short. The hour bounds
  * how much recorded traffic a leaked ticket key can open (TLS 1.2 resumption has no forward
  * secrecy of its own; TLS 1.3's psk_dhe_ke does).
+ *
+ * These are not used as they are: each inbound listener derives its keys from them and what it
+ * trusts (tls/sessionBinding.ts), so a change of CA bundle, CRLs or allow-list rotates the keys
+ * at once on every thread (each thread derives the same keys from the same inputs) and no
+ * session from before it resumes.
  */
 import { randomBytes } from 'node:crypto';
 
