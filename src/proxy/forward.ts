@@ -13,7 +13,18 @@ import { downstreamResponseHeaders } from './headers.ts';
 export interface ForwardResult {
   /** called once, when the exchange is over; err is null on success */
   done(err: Error | null, exchange: ForwardExchange): void;
+  /** the listener is draining: the response closes its downstream connection */
+  draining(): boolean;
+  /** send a replayable exchange again, once, on a new upstream connection (it was lost before any response byte) */
+  retry(exchange: ForwardExchange, err: Error): void;
 }
+
+/**
+ * The upstream connection went away under a request before any byte of its response: the
+ * request may never have been read (an idle keep-alive connection the server closed as the
+ * request was on its way: the race HTTP/1.1 leaves open).
+ */
+const CONNECTION_LOST: ReadonlySet<string> = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
 const kExchange = Symbol('tollgate.exchange');
 type ResWithExchange = ServerResponse & { [kExchange]?: ForwardExchange };
@@ -27,6 +38,11 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
   finished = false;
   /** the client went away first: not an upstream failure, nothing to answer */
   downstreamClosed = false;
+  /** what was dispatched, kept only when it may be sent again (its body is a Buffer or none) */
+  replayable: Dispatcher.DispatchOptions | null = null;
+  /** a response byte arrived: from then on the exchange is never sent again */
+  responded = false;
+  retried = false;
 
   constructor(req: IncomingMessage, res: ServerResponse, result: ForwardResult) {
     this.req = req;
@@ -42,7 +58,10 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    this.responded = true;
     if (this.res.destroyed) return;
+    // a response that starts while the listener drains closes its connection (read at writeHead)
+    if (this.result.draining()) this.res.shouldKeepAlive = false;
     this.res.writeHead(statusCode, statusMessage, downstreamResponseHeaders(headers));
   }
 
@@ -60,7 +79,20 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.mayRetry(err)) {
+      this.retried = true;
+      this.controller = null;
+      this.result.retry(this, err);
+      return;
+    }
     this.finish(err);
+  }
+
+  /** once, for a replayable request whose connection was lost before any response byte, while the client still waits */
+  mayRetry(err: Error): boolean {
+    if (this.replayable === null || this.retried || this.responded || this.finished || this.downstreamClosed || this.res.destroyed) return false;
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' && CONNECTION_LOST.has(code);
   }
 
   finish(err: Error | null): void {

@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import type { ServerOptions } from 'node:http';
 import type { LimitsConfig } from '../config/types.ts';
 
@@ -47,4 +47,13 @@ export function createUpstreamPool(origin: string, limits: LimitsConfig, keepAli
     bodyTimeout: timeoutMs,
     connect,
   });
+}
+
+/**
+ * One new upstream connection for one request sent again (the pool could hand back another
+ * connection the upstream is closing): the pool's timeouts and connect, no keep-alive reuse.
+ */
+export function createRetryConnection(origin: string, limits: LimitsConfig, connect: Pool.Options['connect']): Client {
+  const timeoutMs = limits.upstreamTimeoutSeconds * 1000;
+  return new Client(origin, { pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connect });
 }

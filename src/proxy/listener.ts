@@ -1,9 +1,8 @@
-import http from 'node:http';
-import type { Server, Socket, AddressInfo } from 'node:net';
+import net, { type Server, type Socket, type AddressInfo } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { ListenerConfig } from '../config/types.ts';
 import type { Gauge } from 'prom-client';
-import { contextOf } from './connectionContext.ts';
+import { trulyIdle } from './connectionContext.ts';
 
 /** A running listener: what main starts, reports on, drains and stops. */
 export interface Listener {
@@ -29,12 +28,21 @@ export interface Listener {
 }
 
 const DRAIN_POLL_MS = 25;
+/**
+ * During a drain, an HTTP connection with nothing in flight is closed only once it has stayed
+ * truly idle this long. A client's pool hands a connection its next request within a
+ * millisecond or so of the last response; closing sooner would race that request on the wire
+ * (HTTP/1.1 has no way to say "closing" to an idle connection), while a request that arrives
+ * in time is answered with `Connection: close`. HAProxy's idle-close-on-response and Envoy's
+ * drain period make the same trade.
+ */
+export const DRAIN_IDLE_QUIET_MS = 500;
 
 /**
  * What every listener shares: the set of open downstream connections (for the gauge and for
- * draining), binding, and the drain loop. `busy` says whether a connection has work in flight
- * (an HTTP request, or any open TCP pipe); `closeIdle` lets HTTP close keep-alive
- * connections that have nothing in flight.
+ * draining), binding, and the drain loop. `idle` says whether a connection can be closed
+ * without cutting anything (HTTP: nothing in flight and no byte of a next request; TCP: never,
+ * an open pipe is always busy).
  */
 export class ConnectionSet {
   readonly sockets = new Set<Socket>();
@@ -54,16 +62,36 @@ export class ConnectionSet {
     });
   }
 
-  async drain(server: Server, deadline: number, busy: (s: Socket) => boolean, closeIdle: () => void): Promise<boolean> {
+  /**
+   * Stop accepting; then, every DRAIN_POLL_MS, after the event loop has read what the sockets
+   * hold, close each connection that has been truly idle for DRAIN_IDLE_QUIET_MS; at the
+   * deadline, close the rest. Resolves true when none of those was busy.
+   */
+  async drain(server: Server, deadline: number, idle: (s: Socket) => boolean): Promise<boolean> {
     this.isDraining = true;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // net.Server's close only stops accepting. http.Server's also destroys every connection
+    // node:http thinks idle: between messages by its parser, even with the next request
+    // already in the TLS layer or the kernel, unread (it then goes out as a reset).
+    const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
+    const idleSince = new Map<Socket, number>();
     while (this.sockets.size > 0 && Date.now() < deadline) {
-      closeIdle();
       await delay(Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now())));
+      // timers run before the poll phase: look only after this turn's reads were parsed
+      await afterPendingReads();
+      const now = Date.now();
+      for (const s of this.sockets) {
+        if (!idle(s)) {
+          idleSince.delete(s);
+          continue;
+        }
+        const since = idleSince.get(s);
+        if (since === undefined) idleSince.set(s, now);
+        else if (now - since >= DRAIN_IDLE_QUIET_MS) s.destroy();
+      }
     }
     let cut = 0;
     for (const s of this.sockets) {
-      if (busy(s)) cut += 1;
+      if (!idle(s)) cut += 1;
       s.destroy();
     }
     await closed;
@@ -71,20 +99,18 @@ export class ConnectionSet {
   }
 }
 
-export function httpBusy(s: Socket): boolean {
-  const ctx = contextOf(s);
-  return ctx !== undefined && ctx.inFlight > 0;
-}
-
 export interface ListenOptions {
   readonly reusePort?: boolean;
+  /** the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511 */
+  readonly backlog?: number;
 }
 
 export function listen(server: Server, host: string, port: number, options: ListenOptions = {}): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
-    server.listen(options.reusePort === true ? { host, port, reusePort: true } : { host, port }, () => {
+    const backlog = options.backlog === undefined ? {} : { backlog: options.backlog };
+    server.listen(options.reusePort === true ? { host, port, reusePort: true, ...backlog } : { host, port, ...backlog }, () => {
       server.removeListener('error', onError);
       resolve();
     });
@@ -101,31 +127,37 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+function afterPendingReads(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /**
  * The Listener handle both listener kinds return: bind, address, connection count, and a
- * drain that stops accepting, lets in-flight work finish (HTTP: requests; TCP: any open pipe),
- * closes idle keep-alive connections as they appear, then closes the upstream pool.
+ * drain that stops accepting, lets in-flight work finish (HTTP: requests, answered with
+ * `Connection: close`; TCP: any open pipe), closes truly idle keep-alive connections, then
+ * closes the upstream pool.
  */
 export function listenerHandle(config: ListenerConfig, server: Server, conns: ConnectionSet, pool: Dispatcher | null): Listener {
-  const busy = config.protocol === 'http' ? httpBusy : alwaysBusy;
-  // https.Server extends tls.Server, which is not an http.Server; both have closeIdleConnections
-  const closeIdle = 'closeIdleConnections' in server ? () => (server as http.Server).closeIdleConnections() : () => undefined;
+  const idle = config.protocol === 'http' ? trulyIdle : neverIdle;
   return {
     name: config.name,
     mode: config.mode,
     protocol: config.protocol,
-    start: (options) => listen(server, config.listen.host, config.listen.port, options),
+    // a backlog of maxConnections, as HAProxy sizes it: a burst of connects (a flood of silent
+    // ones) overflowing Node's 511 makes the kernel drop everyone's SYNs, and a legitimate
+    // client then waits for its retransmit (1 s, 3 s, 7 s) before the handshake gate sees it
+    start: (options) => listen(server, config.listen.host, config.listen.port, { ...options, backlog: config.limits.maxConnections }),
     address: () => boundAddress(server),
     connections: () => conns.sockets.size,
     draining: () => conns.isDraining,
     async drain(deadline) {
-      const clean = await conns.drain(server, deadline, busy, closeIdle);
+      const clean = await conns.drain(server, deadline, idle);
       await pool?.close().catch(() => undefined);
       return clean;
     },
   };
 }
 
-function alwaysBusy(): boolean {
-  return true;
+function neverIdle(): boolean {
+  return false;
 }

@@ -1,14 +1,17 @@
 import type { IncomingMessage } from 'node:http';
 import { TollgateError } from '../core/errors.ts';
 import type { DigestCheck } from '../integrity/contentDigest.ts';
+import type { BodyDeadline } from './bodyDeadline.ts';
 
 /**
  * The three ways a request body travels upstream, each within a stated bound:
  *
- * - countedBody: streamed as it arrives, counted against the limit and the learned size (chunked bodies).
+ * - countedBody: streamed as it arrives, counted against the limit and the learned size.
  * - collectBody: held in memory up to a cap, for checking or signing before any byte leaves.
  * - digestCheckedBody: streamed while hashed, the last chunk held back until the digest
  *   matches; a mismatch throws, which aborts the upstream request before it is complete.
+ *
+ * Each is timed by the body's BodyDeadline (minimum data rate), when it has one.
  */
 
 /** The client went away before its body was complete. */
@@ -52,11 +55,19 @@ export class BodyMeter {
   }
 }
 
-/** A request body passed through while counted by its meter (chunked bodies, streamed signed bodies). */
-export async function* countedBody(req: IncomingMessage, meter: BodyMeter): AsyncGenerator<Buffer> {
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    meter.add(chunk.length);
-    yield chunk;
+/** A request body passed through while counted by its meter and timed by its deadline (bodies streamed as they arrive). */
+export async function* countedBody(req: IncomingMessage, meter: BodyMeter, deadline: BodyDeadline | null): AsyncGenerator<Buffer> {
+  deadline?.waiting();
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      deadline?.received(chunk.length);
+      deadline?.holding();
+      meter.add(chunk.length);
+      yield chunk;
+      deadline?.waiting();
+    }
+  } finally {
+    deadline?.done();
   }
 }
 
@@ -65,17 +76,19 @@ export async function* countedBody(req: IncomingMessage, meter: BodyMeter): Asyn
  * reading stops and the request is left paused (the caller answers 413 and closes the
  * connection); the socket is not destroyed, so that answer can still be sent.
  */
-export function collectBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function collectBody(req: IncomingMessage, limit: number, deadline: BodyDeadline | null): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
     const cleanup = (): void => {
+      deadline?.done();
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
       req.off('close', onClose);
     };
     const onData = (chunk: Buffer): void => {
+      deadline?.received(chunk.length);
       total += chunk.length;
       if (total > limit) {
         cleanup();
@@ -102,6 +115,8 @@ export function collectBody(req: IncomingMessage, limit: number): Promise<Buffer
     req.on('end', onEnd);
     req.on('error', onError);
     req.on('close', onClose);
+    // read as fast as it comes: all the time until the end is the client's
+    deadline?.waiting();
   });
 }
 
@@ -116,13 +131,27 @@ export interface DigestVerified {
  * body over `limit`) throws, so undici aborts the upstream request: the upstream never
  * receives a complete body that did not verify.
  */
-export async function* digestCheckedBody(req: IncomingMessage, check: DigestCheck, meter: BodyMeter, report: DigestVerified): AsyncGenerator<Buffer> {
+export async function* digestCheckedBody(
+  req: IncomingMessage,
+  check: DigestCheck,
+  meter: BodyMeter,
+  report: DigestVerified,
+  deadline: BodyDeadline | null,
+): AsyncGenerator<Buffer> {
   let held: Buffer | null = null;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    meter.add(chunk.length);
-    check.update(chunk);
-    if (held !== null) yield held;
-    held = chunk;
+  deadline?.waiting();
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      deadline?.received(chunk.length);
+      deadline?.holding();
+      meter.add(chunk.length);
+      check.update(chunk);
+      if (held !== null) yield held;
+      held = chunk;
+      deadline?.waiting();
+    }
+  } finally {
+    deadline?.done();
   }
   if (!check.matches()) throw new TollgateError('ERR_DIGEST_MISMATCH', 'Content-Digest does not match the streamed body');
   report.digestVerified(check.bytes);

@@ -35,6 +35,8 @@ export interface UpstreamHandshakeTelemetry {
 export interface UpstreamTls {
   /** dial host:port; resolves with the verified socket and who answered */
   connect(host: string, port: number, allowHalfOpen: boolean): Promise<{ socket: TLSSocket; peer: PeerIdentity }>;
+  /** new connections are checked against this from now on (a config reload); open ones keep the check they passed */
+  setVerify(verify: CompiledVerify): void;
   /** undici's `connect` option: the same dial, callback-style */
   undiciConnect(opts: { hostname: string; port: string }, callback: (err: Error | null, socket: TLSSocket | null) => void): void;
 }
@@ -44,7 +46,11 @@ type VerifiedSocket = TLSSocket & { [kPeer]?: PeerIdentity };
 
 export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
   const sni = isIP(opts.serverName) === 0 ? opts.serverName : undefined;
+  let verify = opts.verify;
   let session: Buffer | undefined;
+  // the client context the session was made under: a resumed session keeps the client certificate it was made
+  // with, so after a certificate reload the next connections must do a full handshake to present the new one
+  let sessionContext: SecureContext | undefined;
   const identities = new PeerIdentityCache();
   const tel = opts.telemetry;
   const handshakeOk = tel?.metrics.handshakes.labels(tel.listener, 'success', '');
@@ -73,20 +79,21 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
     const peer = identities.identityOfPeerCertificate(cert);
     const nameErr = tls.checkServerIdentity(opts.serverName, cert);
     if (nameErr !== undefined) return refusedPeer(new TollgateError('ERR_UPSTREAM_IDENTITY', nameErr.message, { cause: nameErr }), peer);
-    const why = verifyServer(opts.verify, peer);
+    const why = verifyServer(verify, peer);
     if (why !== null) return refusedPeer(new TollgateError('ERR_UPSTREAM_IDENTITY', why), peer);
     return undefined;
   }
 
   function dial(host: string, port: number, allowHalfOpen: boolean, done: (err: Error | null, socket: TLSSocket | null) => void): void {
     let settled = false;
+    const context = opts.secureContext();
     const socket: VerifiedSocket = tls.connect({
       host,
       port,
       servername: sni,
-      secureContext: opts.secureContext(),
+      secureContext: context,
       checkServerIdentity,
-      session,
+      session: context === sessionContext ? session : undefined,
       ALPNProtocols: ['http/1.1'],
       allowHalfOpen,
     } as tls.ConnectionOptions);
@@ -129,12 +136,19 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
     });
     socket.on('session', (s: Buffer) => {
       session = s;
+      sessionContext = context;
     });
     socket.once('timeout', onTimeout);
     socket.once('error', onError);
   }
 
   return {
+    setVerify(next) {
+      verify = next;
+      // Node skips checkServerIdentity on a resumed session: the next connection must do a full handshake to be checked
+      session = undefined;
+      sessionContext = undefined;
+    },
     connect(host, port, allowHalfOpen) {
       return new Promise((resolve, reject) => {
         dial(host, port, allowHalfOpen, (err, socket) => {

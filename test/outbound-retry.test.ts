@@ -1,0 +1,101 @@
+/**
+ * The outbound's answer to the race HTTP/1.1 leaves open (issue 14, item 3): an upstream closes
+ * an idle keep-alive connection (a draining tollgate) just as the outbound writes the next
+ * request on it. A request the outbound holds whole (a signed body it buffered, or none) and
+ * that got no response byte is sent once more on a new connection, with the same signature and
+ * nonce: the receiving tollgate's replay cache lets it through at most once. A request whose
+ * body streamed through is not replayable and gets 502. Here the upstream is a plain mTLS
+ * server that hangs up on the second request of each connection without answering.
+ */
+import t from 'tap';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { contentDigestOf } from '../src/integrity/contentDigest.ts';
+import { ID_HEADER, pipeline } from './helpers/pipeline.ts';
+import { freePort } from './helpers/process.ts';
+import { makeLeaf } from './helpers/pki.ts';
+import { INGEST } from './helpers/identities.ts';
+import type { Teardownable } from './helpers/pki.ts';
+import { eventually, type World } from './helpers/world.ts';
+
+interface Seen {
+  readonly conn: number;
+  readonly nth: number;
+  readonly nonce: string;
+  readonly answered: boolean;
+  readonly id: string;
+}
+
+/** An mTLS upstream on `port` with the inbound's identity that answers the first request of each connection and hangs up on the second, unanswered. */
+async function hangUpOnSecond(t: Teardownable, w: World, port: number): Promise<Seen[]> {
+  const leaf = await makeLeaf(w.ca, { cn: 'ingest', spiffe: [INGEST] });
+  const seen: Seen[] = [];
+  const perConn = new WeakMap<Socket, { id: number; n: number }>();
+  let conns = 0;
+  const server = https.createServer({ key: leaf.keyPem, cert: leaf.certPem, ca: w.ca.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    let c = perConn.get(req.socket);
+    if (c === undefined) {
+      c = { id: ++conns, n: 0 };
+      perConn.set(req.socket, c);
+    }
+    c.n += 1;
+    const nonce = /nonce="([^"]+)"/.exec(String(req.headers['signature-input']))?.[1] ?? '';
+    const answer = c.n !== 2;
+    seen.push({ conn: c.id, nth: c.n, nonce, answered: answer, id: String(req.headers[ID_HEADER] ?? '') });
+    if (!answer) {
+      req.socket.destroy();
+      return;
+    }
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise((r) => server.close(() => r(undefined)));
+  });
+  return seen;
+}
+
+t.test('a buffered signed request whose keep-alive connection is lost before any response byte is sent once more, on a new connection', async (t) => {
+  const port = await freePort();
+  const pl = await pipeline(t, { outbound: { listener: { target: `127.0.0.1:${port}` } } });
+  const seen = await hangUpOnSecond(t, pl.w, port);
+
+  const first = await pl.producer.request({ method: 'POST', path: '/one', headers: { [ID_HEADER]: 'one' }, body: randomBytes(512) });
+  t.equal(first.status, 200, 'the first request is answered');
+  const second = await pl.producer.request({ method: 'POST', path: '/two', headers: { [ID_HEADER]: 'two' }, body: randomBytes(512) });
+  t.equal(second.status, 200, `the second request succeeds (got ${second.status} ${second.code ?? ''})`);
+
+  const copies = seen.filter((s) => s.id === 'two');
+  t.equal(copies.length, 2, 'the upstream saw the second request twice');
+  t.same(
+    copies.map((s) => [s.conn, s.nth, s.answered]),
+    [
+      [1, 2, false],
+      [2, 1, true],
+    ],
+    'first on the kept-alive connection (hung up on), then once more on a new one (answered)',
+  );
+  t.equal(copies[0]!.nonce, copies[1]!.nonce, 'with the same signature nonce: the receiver replay cache sees one request');
+  t.ok(copies[0]!.nonce.length > 0, 'the request was signed');
+  t.ok(
+    pl.outbound.logs().some((l) => String(l.msg).startsWith('upstream connection lost before a response')),
+    'the retry was logged',
+  );
+});
+
+t.test('a request whose body streamed through (the app sent its own Content-Digest) is not sent again: 502', async (t) => {
+  const port = await freePort();
+  const pl = await pipeline(t, { outbound: { listener: { target: `127.0.0.1:${port}` } } });
+  const seen = await hangUpOnSecond(t, pl.w, port);
+
+  t.equal((await pl.producer.request({ method: 'POST', path: '/one', headers: { [ID_HEADER]: 'one' }, body: 'x' })).status, 200);
+  const body = randomBytes(512);
+  const second = await pl.producer.request({ method: 'POST', path: '/two', headers: { [ID_HEADER]: 'two', 'content-digest': contentDigestOf(body) }, body });
+  t.equal(second.status, 502, 'refused');
+  t.equal(second.code, 'ERR_UPSTREAM_UNAVAILABLE', 'ERR_UPSTREAM_UNAVAILABLE');
+  await eventually(() => pl.outbound.logs().some((l) => l.msg === 'request refused' && l.code === 'ERR_UPSTREAM_UNAVAILABLE'), 5_000, 'the refusal');
+  t.equal(seen.filter((s) => s.id === 'two').length, 1, 'the upstream saw it once');
+});
