@@ -5,6 +5,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Config, HostPort } from './config/types.ts';
 import { formatHostPort } from './config/hostPort.ts';
 import { notYetBuilt } from './config/notYetBuilt.ts';
+import { createReloader, type SidecarReloadOutcome } from './reload.ts';
+import type { LiveSettable } from './proxy/liveSettings.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import { createReadiness, type Readiness } from './core/readiness.ts';
 import { createLogger } from './telemetry/logger.ts';
@@ -17,6 +19,8 @@ import { createInboundListener, type InboundListener } from './proxy/inboundList
 import { createOutboundListener } from './proxy/outboundListener.ts';
 import type { Listener } from './proxy/listener.ts';
 import { buildAdminApp, type AdminAuditHead, type AdminDrainResult, type AdminView } from './admin/app.ts';
+import type { GuardRefused } from './admin/requestGuard.ts';
+import { ERRORS } from './core/errors.ts';
 import { certReport } from './admin/certReport.ts';
 import { configView } from './admin/configView.ts';
 import { RecentAnomalies } from './anomaly/recentAnomalies.ts';
@@ -61,6 +65,7 @@ export interface SidecarDeps {
 }
 
 export interface Sidecar {
+  /** the config in use: the one started with, or the last one a reload applied */
   readonly config: Config;
   /** event loops serving the listeners: the main thread and workers - 1 worker threads */
   readonly workers: number;
@@ -74,8 +79,12 @@ export interface Sidecar {
   readonly health: { host: string; port: number } | null;
   readonly readiness: Readiness;
   ready(): boolean;
-  /** reload identity files and keys; on any problem the old ones stay; ignored while draining */
-  reload(trigger?: ReloadTrigger): Promise<ReloadOutcome>;
+  /**
+   * Reload: the config file (when started from one; its live settings swapped as one snapshot,
+   * or nothing at all when it has a problem or a change that needs a restart), keys and
+   * certificates. On any problem the old ones stay; ignored while draining.
+   */
+  reload(trigger?: ReloadTrigger): Promise<SidecarReloadOutcome>;
   /**
    * Start draining (readiness 503, inbound listeners stop accepting at once, outbound ones once
    * inbound is drained, in-flight requests finish until drainTimeoutSeconds); the admin server
@@ -92,6 +101,8 @@ export interface Sidecar {
   listener(name: string): Listener | undefined;
 }
 
+export type { SidecarReloadOutcome } from './reload.ts';
+
 /** Startup failures that are the configuration's fault (exit 2), as opposed to runtime ones (exit 1). */
 export class StartupError extends Error {
   readonly problems: readonly string[];
@@ -105,7 +116,6 @@ export class StartupError extends Error {
 }
 
 const STARTING: ReloadOutcome = Object.freeze({ ok: false, problems: Object.freeze(['tollgate is starting; reload is not available yet']), changed: false, ignored: 'starting' });
-const DRAINING: ReloadOutcome = Object.freeze({ ok: false, problems: Object.freeze(['tollgate is draining; reload ignored']), changed: false, ignored: 'draining' });
 
 export async function startSidecar(config: Config, deps: SidecarDeps = {}): Promise<Sidecar> {
   const unavailable = notYetBuilt(config);
@@ -129,6 +139,8 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   const policy: TlsPolicy = tlsPolicy(config.tls.minVersion);
   const readiness = createReadiness();
   const startedAt = clock.now();
+  // the config in use; a reload replaces it whole (its live parts only: reloadPlan.ts)
+  let current: Config = config;
   const recentHandshakes = new RecentHandshakes();
   const recentAnomalies = new RecentAnomalies();
 
@@ -150,7 +162,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   function startDrain(trigger: string): { readonly started: boolean; readonly deadline: number; readonly done: Promise<boolean> } {
     if (drainState !== null) return { started: false, ...drainState };
     readiness.markDraining();
-    const deadline = Date.now() + config.drainTimeoutSeconds * 1000;
+    const deadline = Date.now() + current.drainTimeoutSeconds * 1000;
     audit.record('drain', { deadline: new Date(deadline).toISOString(), trigger });
     log.info({ trigger, deadline: new Date(deadline).toISOString() }, 'draining');
     const draining = listeners;
@@ -212,7 +224,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
       };
     },
     certs: () => (identity === null ? { loadedAt: null, files: null, certificates: [] } : certReport(identity.current(), { certFile: config.identity.certFile, caFile: config.identity.caFile, crlFile: config.identity.crlFile }, clock.now())),
-    config: () => configView(config),
+    config: () => configView(current),
     handshakes: () => ({ capacity: recentHandshakes.capacity, total: recentHandshakes.count, entries: recentHandshakes.list() }),
     anomalies: () => ({ total: recentAnomalies.count, entries: recentAnomalies.list() }),
     auditHead: () => deps.auditHead?.() ?? auditLog?.head() ?? null,
@@ -228,13 +240,18 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
       else void sidecar?.shutdown();
     },
   };
-  const adminApp = await startAdmin(config, { log, registry: served, readiness, view });
+  // a request the admin or health guard refused: one metric and one audit event (the admin log has the line)
+  const guardRefused = (server: 'admin' | 'health') => (code: 'ERR_ADMIN_FORBIDDEN' | 'ERR_ADMIN_UNAUTHORIZED', why: string, remote: string | null): void => {
+    metrics.adminRefusals.labels(ERRORS[code].reason).inc();
+    audit.record('request_refused', { listener: server, code, why, remote });
+  };
+  const adminApp = await startAdmin(config, { log, registry: served, readiness, view, onRefused: guardRefused('admin') });
 
   let health: StartedApp | null = null;
   let integrity: IntegrityRuntime | null = null;
   try {
     if (config.health.listen !== null) {
-      health = await listenApp(buildHealthApp({ log, registry: served, readiness }), config.health.listen, 'health.listen', 'health server');
+      health = await listenApp(buildHealthApp({ log, registry: served, readiness, onRefused: guardRefused('health') }), config.health.listen, 'health.listen', 'health server');
     }
     const identityStart = await startIdentity({
       files: config.identity,
@@ -309,8 +326,21 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   const id: IdentityRuntime = identity;
   const keys: IntegrityRuntime = integrity;
 
+  /** Swap in a new config's live settings: every listener of every thread, the signing keys the key ring must hold, the log level. */
+  function applyConfig(next: Config): void {
+    current = next;
+    keys.useListeners(next.listeners);
+    listeners.forEach((l, i) => (l as Listener & LiveSettable).applyLive(next.listeners[i]!, keys.stageFor(next.listeners[i]!)));
+    pool?.setConfig(next);
+    log.level = next.log.level;
+  }
+
+  const reload = createReloader({ log, audit, draining: () => readiness.draining(), keys, identity: id, current: () => current, apply: applyConfig });
+
   const started: Sidecar = {
-    config,
+    get config() {
+      return current;
+    },
     workers: workerCount,
     log,
     metrics,
@@ -322,17 +352,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     recentAnomalies,
     ready: () => readiness.ready(),
     listener: (name) => listeners.find((l) => l.name === name),
-    async reload(trigger = 'api') {
-      if (readiness.draining()) {
-        log.info({ trigger }, 'reload ignored while draining');
-        return DRAINING;
-      }
-      // keys and certificates reload independently: a bad key file must not hold back a certificate rotation
-      const keyResult = await keys.reloadKeys();
-      const certs = await id.reload(trigger);
-      if (certs.ignored !== null) return certs;
-      return { ok: keyResult.ok && certs.ok, problems: [...keyResult.problems, ...certs.problems], changed: certs.changed, ignored: null };
-    },
+    reload: (trigger = 'api') => reload(trigger),
     drain: (trigger = 'api') => startDrain(trigger).done,
     async shutdown() {
       const clean = await startDrain('shutdown').done;
@@ -350,7 +370,6 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     },
   };
   sidecar = started;
-
   audit.record('start', { version: VERSION, listeners: listeners.map((l) => l.name) });
   log.info({ listeners: listeners.map((l) => ({ name: l.name, mode: l.mode, protocol: l.protocol, address: formatHostPort(l.address()) })), postQuantum: policy.postQuantum, workers: workerCount }, 'tollgate started');
   return started;
@@ -402,6 +421,7 @@ interface AdminDeps {
   readonly registry: Registry;
   readonly readiness: Readiness;
   readonly view: AdminView;
+  readonly onRefused: GuardRefused;
 }
 
 interface StartedApp {
@@ -413,7 +433,10 @@ interface StartedApp {
 async function startAdmin(config: Config, deps: AdminDeps): Promise<StartedApp | null> {
   if (config.admin.listen === null) return null;
   const token = config.admin.tokenFile === null ? null : (await readFile(config.admin.tokenFile, 'utf8')).trim();
-  const app = buildAdminApp({ log: deps.log, registry: deps.registry, token, readiness: deps.readiness, view: deps.view });
+  // an empty token would let `Authorization: Bearer` with nothing after it in
+  if (token === '') throw new StartupError('the admin token is empty', [`admin.tokenFile: ${config.admin.tokenFile}: holds no token`], true);
+  const hosts = [config.admin.listen.host];
+  const app = buildAdminApp({ log: deps.log, registry: deps.registry, token, hosts, readiness: deps.readiness, view: deps.view, onRefused: deps.onRefused });
   return listenApp(app, config.admin.listen, 'admin.listen', 'admin server');
 }
 

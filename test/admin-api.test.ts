@@ -11,9 +11,9 @@ import { Registry } from 'prom-client';
 import { request } from 'undici';
 import { spkiPin } from '../src/core/spkiPin.ts';
 import { buildAdminApp, type AdminView } from '../src/admin/app.ts';
+import { PRODUCER } from './helpers/identities.ts';
 import { captureLogs, eventually, mtlsClient, startTestSidecar, startUpstream, world, type Test, type TestSidecar, type World } from './helpers/world.ts';
 
-const PRODUCER = 'spiffe://example.org/producer';
 const WAIT_MS = 10_000;
 
 interface Setup {
@@ -108,7 +108,7 @@ t.test('/audit/head answers 404 without an audit log; the seam answers the head 
   const s = await setup(t);
   const res = await getJson(`${s.base}/audit/head`);
   t.equal(res.status, 404);
-  t.same(res.body, { error: 'no audit log configured' });
+  t.same(res.body, { error: 'ERR_ADMIN_NOT_FOUND', message: 'no audit log configured' });
 
   const view: AdminView = { status: () => ({}), reload: () => Promise.resolve({ ok: true, problems: [], changed: false, ignored: null }), auditHead: () => ({ seq: 42, hash: 'ab'.repeat(32), file: '/var/log/audit.log' }) };
   const app = buildAdminApp({ log: captureLogs().logger, registry: new Registry(), token: null, readiness: { ready: () => true, reasons: () => [] }, view });

@@ -10,6 +10,7 @@ import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { PRODUCER } from './helpers/identities.ts';
 import { makeCa, makeLeaf, type Teardownable } from './helpers/pki.ts';
 import { secretVolume } from './helpers/secretVolume.ts';
 import { handshake } from './helpers/handshake.ts';
@@ -18,7 +19,6 @@ import { eventually, heldUpstream, mtlsClient, sha256, startTestSidecar, startUp
 import type { Issued } from '../src/certs/issue.ts';
 
 const DAY_MS = 86_400_000;
-const PRODUCER = 'spiffe://example.org/producer';
 const WAIT_MS = 10_000;
 /** the directory watch is off in tests that trigger reloads themselves (its debounce never ends within a test) */
 const NO_WATCH = { watchDebounceMs: 3_600_000 };
@@ -292,7 +292,7 @@ t.test('reload requests are ignored while draining: admin 409, watch and API log
   t.match(await sc.reload('api'), { ok: false, ignored: 'draining' }, 'an API reload is ignored');
   const viaAdmin = await postReload(sc);
   t.equal(viaAdmin.status, 409, 'POST /reload answers 409 while draining');
-  t.match(viaAdmin.body, { ok: false, error: 'ERR_DRAINING' });
+  t.match(viaAdmin.body, { ok: false, error: 'ERR_ADMIN_CONFLICT' });
 
   await id.write(s.b.certPem, s.b.keyPem, s.w.ca.certPem);
   await eventually(() => sc.logs.lines.some((l) => l.msg === 'reload ignored while draining' && l.trigger === 'watch'), WAIT_MS, 'the watched change to be ignored');

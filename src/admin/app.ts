@@ -1,17 +1,19 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type FastifyReply } from 'fastify';
-import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Readiness } from '../core/readiness.ts';
 import { registerProbeRoutes } from './probeRoutes.ts';
 import { LISTENER_NAME } from '../config/validate.ts';
 import { HANDSHAKE_FAILURE_REASONS, type HandshakeFailureReason } from '../telemetry/metrics.ts';
+import { installGuard, sendAdminError, type GuardRefused } from './requestGuard.ts';
 
 /**
  * The admin API as a fastify app that main starts (it never listens by itself): INTERFACE.md's
  * endpoints, answered from the view main hands in. Mutating routes (/reload, /drain,
  * /shutdown) are POST only: any other method gets 405. A part of the view that is not given
- * answers 404 with `{error}` (an in-process app built for one concern need not supply all).
+ * answers 404 (an in-process app built for one concern need not supply all). Every error is
+ * the data plane's `{error: ERR_…, message}` (requestGuard.ts), and every request first passes
+ * the guard: no browser, a Host that names us, then the token.
  */
 export interface AdminReloadResult {
   readonly ok: boolean;
@@ -19,6 +21,8 @@ export interface AdminReloadResult {
   readonly changed: boolean;
   /** nothing was attempted: draining (or still starting) */
   readonly ignored: 'draining' | 'starting' | null;
+  /** started from a config file: the paths the reload changed and those that need a restart (any of which refuses the whole reload) */
+  readonly config?: { readonly changed: readonly string[]; readonly restartRequired: readonly string[] };
 }
 
 /** What POST /drain (and /shutdown) did. */
@@ -66,6 +70,10 @@ export interface AdminOptions {
   readonly view: AdminView;
   /** when set, every route needs `Authorization: Bearer <token>` */
   readonly token: string | null;
+  /** host names the Host header may use besides the loopback names and the connection's own address (the configured admin.listen host) */
+  readonly hosts?: readonly string[];
+  /** told of every request the guard refused (main counts and audits it; the admin log has its line) */
+  readonly onRefused?: GuardRefused;
 }
 
 export function buildAdminApp(opts: AdminOptions): FastifyInstance {
@@ -75,16 +83,7 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
     bodyLimit: 4096,
     forceCloseConnections: true,
   });
-  if (opts.token !== null) {
-    const expected = digest(opts.token);
-    app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-      const header = req.headers.authorization ?? '';
-      const given = header.startsWith('Bearer ') ? header.slice(7) : '';
-      if (!timingSafeEqual(digest(given), expected)) {
-        await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' });
-      }
-    });
-  }
+  installGuard(app, { hosts: opts.hosts ?? [], token: opts.token, ...(opts.onRefused === undefined ? {} : { onRefused: opts.onRefused }) });
   registerProbeRoutes(app, opts);
   const view = opts.view;
   app.get('/status', async () => view.status());
@@ -94,13 +93,13 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
     if (view.handshakes === undefined) return notAvailable(reply, 'handshake telemetry');
     const recent = view.handshakes();
     const query = parseHandshakeQuery(req.query as Record<string, unknown>, recent.capacity);
-    if (!query.ok) return reply.code(400).send({ error: 'bad query', message: query.problems.join('; '), problems: query.problems });
+    if (!query.ok) return sendAdminError(reply, 'ERR_BAD_REQUEST', query.problems.join('; '), { problems: query.problems });
     return { ...recent, entries: filterHandshakes(recent.entries, query.filter) };
   });
   app.get('/anomalies/recent', async (_req, reply) => (view.anomalies === undefined ? notAvailable(reply, 'anomaly telemetry') : view.anomalies()));
   app.get('/audit/head', async (_req, reply) => {
     const head = view.auditHead?.() ?? null;
-    if (head === null) return reply.code(404).send({ error: 'no audit log configured' });
+    if (head === null) return sendAdminError(reply, 'ERR_ADMIN_NOT_FOUND', 'no audit log configured');
     return head;
   });
   postOnly(app, '/drain', async (_req, reply) => {
@@ -117,9 +116,12 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
   });
   postOnly(app, '/reload', async (_req, reply) => {
     const r = await opts.view.reload();
-    if (r.ignored === 'draining') return reply.code(409).send({ ok: false, error: 'ERR_DRAINING', message: 'draining: reload ignored', problems: r.problems });
-    if (r.ignored === 'starting') return reply.code(409).send({ ok: false, message: 'still starting: reload not available yet', problems: r.problems });
-    return reply.code(r.ok ? 200 : 500).send({ ok: r.ok, changed: r.changed, problems: r.problems });
+    const { ok, changed, problems, ignored, ...details } = r;
+    if (ignored === 'draining') return sendAdminError(reply, 'ERR_ADMIN_CONFLICT', 'draining: reload ignored', { ok, changed, problems });
+    if (ignored === 'starting') return sendAdminError(reply, 'ERR_ADMIN_CONFLICT', 'still starting: reload not available yet', { ok, changed, problems });
+    const message = `reload refused: ${problems.length} problem(s); see problems`;
+    if (!ok) return sendAdminError(reply, 'ERR_ADMIN_FAILED', message, { ok, changed, problems, ...details });
+    return reply.code(200).send({ ok, changed, problems, ...details });
   });
   return app;
 }
@@ -168,7 +170,7 @@ function filterHandshakes(entries: readonly unknown[], f: HandshakeFilter): unkn
 }
 
 function notAvailable(reply: FastifyReply, what: string): FastifyReply {
-  return reply.code(404).send({ error: `${what} not available` });
+  return sendAdminError(reply, 'ERR_ADMIN_NOT_FOUND', `${what} not available`);
 }
 
 const NOT_POST = ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -179,11 +181,6 @@ function postOnly(app: FastifyInstance, url: string, handler: (req: FastifyReque
   app.route({
     method: [...NOT_POST],
     url,
-    handler: async (_req, reply) => reply.code(405).header('allow', 'POST').send({ error: 'method not allowed', allow: 'POST' }),
+    handler: async (_req, reply) => sendAdminError(reply.header('allow', 'POST'), 'ERR_ADMIN_METHOD_NOT_ALLOWED', 'POST only', { allow: 'POST' }),
   });
-}
-
-/** Compare fixed-length digests so the comparison time does not depend on the token's length. */
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
 }

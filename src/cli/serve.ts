@@ -5,7 +5,8 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from '.
 /**
  * Run a sidecar in the foreground until a signal: SIGTERM/SIGINT drain and stop (exit 0 when
  * nothing in flight was cut, 1 otherwise; a second signal, or the drain deadline passing by
- * more than a grace period, forces exit 1); SIGHUP reloads certificates, ignored while draining.
+ * more than a grace period, forces exit 1); SIGHUP reloads (the config file's live settings,
+ * keys, certificates: main.ts reload()), ignored while draining.
  * POST /shutdown on the admin API does what SIGTERM does. With `workers`, a worker thread that
  * dies makes the instance drain what is left and exit 1 (fail closed; the supervisor restarts it).
  * tollgate installs these handlers itself, so it behaves as PID 1 in a container.
@@ -40,7 +41,7 @@ export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) 
         sidecar.log.error('drain did not finish in time: exiting now');
         sidecar.log.flush();
         process.exit(EXIT_FAILURE);
-      }, (config.drainTimeoutSeconds + 5) * 1000);
+      }, (sidecar.config.drainTimeoutSeconds + 5) * 1000);
       force.unref();
       sidecar.shutdown().then(
         (clean) => finish(clean && !failed ? EXIT_OK : EXIT_FAILURE),

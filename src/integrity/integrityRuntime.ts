@@ -20,6 +20,8 @@ export interface IntegrityRuntime {
   reloadKeys(): Promise<{ ok: boolean; problems: readonly string[] }>;
   /** the key ring in use (empty without integrity) */
   keys(): KeyRing;
+  /** a config reload changed which keys listeners sign with: a later key ring must hold those */
+  useListeners(listeners: readonly ListenerConfig[]): void;
   close(): void;
 }
 
@@ -44,13 +46,15 @@ export interface IntegrityDeps {
 export async function startIntegrity(config: Config, deps: IntegrityDeps): Promise<IntegrityStart> {
   const users = config.listeners.filter((l) => l.integrity.verify || l.integrity.sign);
   if (users.length === 0 || config.keys.dir === null) return { ok: true, runtime: NO_INTEGRITY };
-  if (deps.keysFrom !== undefined) return { ok: true, runtime: integrityFor(config, deps, deps.keysFrom, { reloadKeys: async () => ({ ok: true, problems: [] }), close: () => undefined }) };
+  if (deps.keysFrom !== undefined) {
+    return { ok: true, runtime: integrityFor(config, deps, deps.keysFrom, { reloadKeys: async () => ({ ok: true, problems: [] }), close: () => undefined, useListeners: () => undefined }) };
+  }
 
   const loaded = await loadKeys(config);
   if (!loaded.ok) return loaded;
   const log = deps.log.child({ component: 'keys' });
   for (const w of loaded.warnings) log.warn({ warning: w }, 'key file permissions');
-  const validate = signingKeysPresent(config.listeners);
+  let validate = signingKeysPresent(config.listeners);
 
   deps.metrics.keyRingKeys.set(loaded.ring.size);
   const watcher: KeyRingWatcher = watchKeyRing(loaded.ring, {
@@ -64,11 +68,16 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
       if (result === 'success') deps.onKeys?.(ring);
     },
   });
-  return { ok: true, runtime: integrityFor(config, deps, () => watcher.current(), { reloadKeys: () => watcher.reload(), close: () => watcher.close() }) };
+  const control = {
+    reloadKeys: () => watcher.reload(),
+    close: () => watcher.close(),
+    useListeners: (listeners: readonly ListenerConfig[]) => void (validate = signingKeysPresent(listeners)),
+  };
+  return { ok: true, runtime: integrityFor(config, deps, () => watcher.current(), control) };
 }
 
 /** The stages over a key source and the replay cache. */
-function integrityFor(config: Config, deps: IntegrityDeps, keys: () => KeyRing, control: Pick<IntegrityRuntime, 'reloadKeys' | 'close'>): IntegrityRuntime {
+function integrityFor(config: Config, deps: IntegrityDeps, keys: () => KeyRing, control: Pick<IntegrityRuntime, 'reloadKeys' | 'close' | 'useListeners'>): IntegrityRuntime {
   const p = config.integrity;
   const replay = deps.replay ?? createReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock: deps.clock });
   deps.metrics.readReplayCacheEntriesFrom(() => replay.size);
@@ -122,4 +131,5 @@ const NO_INTEGRITY: IntegrityRuntime = Object.freeze({
   keys: () => EMPTY_RING,
   reloadKeys: async () => ({ ok: true, problems: [] }),
   close: () => undefined,
+  useListeners: () => undefined,
 });

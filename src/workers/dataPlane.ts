@@ -18,6 +18,8 @@ import { startIntegrity } from '../integrity/integrityRuntime.ts';
 import { createInboundListener, type InboundListener } from '../proxy/inboundListener.ts';
 import { createOutboundListener } from '../proxy/outboundListener.ts';
 import type { Listener } from '../proxy/listener.ts';
+import type { LiveSettable } from '../proxy/liveSettings.ts';
+import type { Config } from '../config/types.ts';
 import { RecentAnomalies, type AnomalyRecord } from '../anomaly/recentAnomalies.ts';
 import { RecentHandshakes, type HandshakeRecord, type NewHandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import type { FromWorker, KeyEntries, WorkerInit, WorkerListenerStatus } from './protocol.ts';
@@ -35,6 +37,8 @@ export interface DataPlane {
   setMaterial(material: TlsMaterial): void;
   setKeys(keys: KeyEntries): void;
   setTicketKeys(keys: Uint8Array): void;
+  /** a reloaded config (validated by the main thread): each listener swaps its live settings */
+  setConfig(config: Config): void;
   /** drain this thread's listeners of one mode; true when nothing in flight was cut */
   drain(mode: 'inbound' | 'outbound', deadline: number): Promise<boolean>;
   status(): WorkerListenerStatus[];
@@ -47,7 +51,8 @@ function buffer(u: Uint8Array): Buffer {
 }
 
 export function materialOf(m: TlsMaterial): TlsMaterial {
-  return Object.freeze({ certPem: buffer(m.certPem), keyPem: buffer(m.keyPem), caPem: buffer(m.caPem), crls: m.crls.map(buffer) });
+  // the revoked set arrives as a Set (structured clone keeps it)
+  return Object.freeze({ certPem: buffer(m.certPem), keyPem: buffer(m.keyPem), caPem: buffer(m.caPem), crls: m.crls.map(buffer), revoked: m.revoked });
 }
 
 /** A ring over KeyObjects as the main thread sent them. */
@@ -169,6 +174,12 @@ export async function startDataPlane(init: WorkerInit, deps: DataPlaneDeps): Pro
     setTicketKeys(keys) {
       ticketKeys = buffer(keys);
       for (const l of inbound) l.setTicketKeys(ticketKeys);
+    },
+    setConfig(next) {
+      listeners.forEach((l, i) => {
+        const c = next.listeners[i];
+        if (c !== undefined) (l as Listener & LiveSettable).applyLive(c, integrity.stageFor(c));
+      });
     },
     async drain(mode, deadline) {
       const results = await Promise.all(listeners.filter((l) => l.mode === mode).map((l) => l.drain(deadline)));

@@ -48,6 +48,8 @@ export interface WorkerPool {
   setMaterial(material: TlsMaterial): void;
   setKeys(ring: KeyRing): void;
   setTicketKeys(keys: Buffer): void;
+  /** a reloaded config: each worker swaps its listeners' live settings and its log level */
+  setConfig(config: Config): void;
   /** every worker drains its listeners of this mode; true when none cut anything in flight */
   drain(mode: 'inbound' | 'outbound', deadline: number): Promise<boolean>;
   /** every worker's registry as JSON (a worker that does not answer in time is left out and logged) */
@@ -216,6 +218,7 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
       threads.forEach((t) => post(t, { type: 'keys', keys }));
     },
     setTicketKeys: (keys) => threads.forEach((t) => post(t, { type: 'ticketKeys', keys })),
+    setConfig: (config) => threads.forEach((t) => post(t, { type: 'config', config })),
     async drain(mode, deadline) {
       // a worker gets until the deadline plus a margin to answer
       const wait = Math.max(0, deadline - Date.now()) + REQUEST_TIMEOUT_MS;

@@ -29,6 +29,8 @@ export type ToWorker =
   | { readonly type: 'material'; readonly material: TlsMaterial }
   | { readonly type: 'keys'; readonly keys: KeyEntries }
   | { readonly type: 'ticketKeys'; readonly keys: Uint8Array }
+  /** a config reload's new snapshot (validated by the main thread): every listener swaps its live settings */
+  | { readonly type: 'config'; readonly config: Config }
   | { readonly type: 'drain'; readonly id: number; readonly mode: 'inbound' | 'outbound'; readonly deadline: number }
   | { readonly type: 'metrics'; readonly id: number }
   | { readonly type: 'status'; readonly id: number }

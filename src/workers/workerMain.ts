@@ -51,6 +51,10 @@ try {
       case 'ticketKeys':
         plane.setTicketKeys(m.keys);
         return;
+      case 'config':
+        plane.setConfig(m.config);
+        log.level = m.config.log.level;
+        return;
       case 'drain':
         void plane.drain(m.mode, m.deadline).then((clean) => send({ type: 'reply', id: m.id, value: clean }));
         return;
