@@ -129,7 +129,7 @@ t.test('the INTERFACE.md example file validates, with defaults applied and paths
     unsafeTarget: false,
   });
   t.same(ingest?.anomaly, DEFAULT_ANOMALY, 'anomaly minSamples and threshold defaulted');
-  t.same(ingest?.limits, DEFAULT_LIMITS, 'the other limits defaulted');
+  t.same(ingest?.limits, { ...DEFAULT_LIMITS, maxHandshakesPerSource: 32 }, 'the other limits defaulted (the per-source handshake limit derived from the cap)');
   t.match(toWarehouse, {
     name: 'to-warehouse',
     mode: 'outbound',
@@ -166,8 +166,12 @@ t.test('a minimal config gets every default', async (t) => {
     burst: 0,
     maxConnections: 1024,
     maxConcurrentHandshakes: 128,
+    maxHandshakesPerSource: 32,
+    clientHelloTimeoutSeconds: 2,
     handshakeTimeoutSeconds: 10,
     headersTimeoutSeconds: 10,
+    bodyTimeoutSeconds: 10,
+    minBodyBytesPerSecond: 1024,
     idleTimeoutSeconds: 120,
     upstreamTimeoutSeconds: 30,
   });
@@ -390,7 +394,12 @@ const RULES: readonly Rule[] = [
   { name: 'maxConnections negative', changes: { 'listeners[0].limits': { maxConnections: -1 } }, path: 'listeners[0].limits.maxConnections', message: 'expected a positive integer' },
   { name: 'a negative rate', changes: { 'listeners[0].limits': { requestsPerSecond: -1 } }, path: 'listeners[0].limits.requestsPerSecond', message: /≥ 0/ },
   { name: 'a fractional burst', changes: { 'listeners[0].limits': { burst: 0.5 } }, path: 'listeners[0].limits.burst', message: /integer/ },
+  { name: 'a per-source handshake limit above the cap', changes: { 'listeners[0].limits': { maxConcurrentHandshakes: 8, maxHandshakesPerSource: 9 } }, path: 'listeners[0].limits.maxHandshakesPerSource', message: 'at most maxConcurrentHandshakes (8); 0 derives a quarter of it' },
+  { name: 'a negative per-source handshake limit', changes: { 'listeners[0].limits': { maxHandshakesPerSource: -1 } }, path: 'listeners[0].limits.maxHandshakesPerSource', message: /integer ≥ 0/ },
+  { name: 'a zero ClientHello deadline', changes: { 'listeners[0].limits': { clientHelloTimeoutSeconds: 0 } }, path: 'listeners[0].limits.clientHelloTimeoutSeconds', message: 'expected a positive number of seconds' },
   { name: 'a zero timeout', changes: { 'listeners[0].limits': { idleTimeoutSeconds: 0 } }, path: 'listeners[0].limits.idleTimeoutSeconds', message: 'expected a positive number of seconds' },
+  { name: 'a zero body timeout', changes: { 'listeners[0].limits': { bodyTimeoutSeconds: 0 } }, path: 'listeners[0].limits.bodyTimeoutSeconds', message: 'expected a positive number of seconds' },
+  { name: 'a negative minimum body rate', changes: { 'listeners[0].limits': { minBodyBytesPerSecond: -1 } }, path: 'listeners[0].limits.minBodyBytesPerSecond', message: 'expected an integer ≥ 0' },
   { name: 'a timeout Node timers cannot hold', changes: { 'listeners[0].limits': { upstreamTimeoutSeconds: 3e6 } }, path: 'listeners[0].limits.upstreamTimeoutSeconds', message: /at most \d+ seconds/ },
   { name: 'a timeout that is not finite', changes: { drainTimeoutSeconds: '20s' }, path: 'drainTimeoutSeconds', message: 'expected a positive number of seconds' },
   { name: 'minSamples 0', changes: { 'listeners[0].anomaly': { minSamples: 0 } }, path: 'listeners[0].anomaly.minSamples', message: 'expected a positive integer' },
@@ -551,9 +560,19 @@ t.test('listeners on port 0 never collide', async (t) => {
 
 t.test('a rate without a burst gets one second of burst', async (t) => {
   const derived = expectConfig(validate(withChanges(baseRaw(), { 'listeners[0].limits': { requestsPerSecond: 2.5 } })));
-  t.same(derived.listeners[0]?.limits, { ...DEFAULT_LIMITS, requestsPerSecond: 2.5, burst: 3 });
+  t.same(derived.listeners[0]?.limits, { ...DEFAULT_LIMITS, requestsPerSecond: 2.5, burst: 3, maxHandshakesPerSource: 32 });
   const explicit = expectConfig(validate(withChanges(baseRaw(), { 'listeners[0].limits': { requestsPerSecond: 100, burst: 20 } })));
   t.equal(explicit.listeners[0]?.limits.burst, 20);
+});
+
+t.test('the per-source handshake limit is a quarter of the cap unless given', async (t) => {
+  const derived = expectConfig(validate(withChanges(baseRaw(), { 'listeners[0].limits': { maxConcurrentHandshakes: 10 } })));
+  t.equal(derived.listeners[0]?.limits.maxHandshakesPerSource, 3, 'ceil(10 / 4)');
+  const one = expectConfig(validate(withChanges(baseRaw(), { 'listeners[0].limits': { maxConcurrentHandshakes: 1 } })));
+  t.equal(one.listeners[0]?.limits.maxHandshakesPerSource, 1, 'at least 1');
+  const explicit = expectConfig(validate(withChanges(baseRaw(), { 'listeners[0].limits': { maxHandshakesPerSource: 128, clientHelloTimeoutSeconds: 1.5 } })));
+  t.equal(explicit.listeners[0]?.limits.maxHandshakesPerSource, 128, 'as many as the cap: no per-source limit');
+  t.equal(explicit.listeners[0]?.limits.clientHelloTimeoutSeconds, 1.5);
 });
 
 t.test('TLS 1.3 only and the other log levels are accepted', async (t) => {

@@ -120,9 +120,9 @@ t.test('every ERR_ code named in src/ and in the README is in the table (or is a
 
   const mentioned = new Set((await readme()).match(/\bERR_[A-Z0-9_]*[A-Z0-9]\b/g) ?? []);
   t.same(
-    [...mentioned].filter((c) => !known.has(c)),
+    [...mentioned].filter((c) => !known.has(c) && !FOREIGN_CODE.test(c)),
     [],
-    'the README mentions no code that is not in the table',
+    'the README mentions no code that is not in the table (or is a Node/OpenSSL code)',
   );
 });
 

@@ -23,7 +23,7 @@ import { secureContextOptions, type TlsMaterial } from '../tls/contexts.ts';
 import type { TlsPolicy } from '../tls/policy.ts';
 import { spkiPinOf } from '../tls/peerIdentity.ts';
 import { loadIdentity, madeOf, readIdentityFiles, validateIdentity, type IdentityBundle, type IdentityFiles } from './identityBundle.ts';
-import { crlsToApply, type CrlStalePolicy } from './crl.ts';
+import { crlsToApply, revokedToApply, type CrlStalePolicy } from './crl.ts';
 import { createIdentityMonitor, type IdentityMonitor, type MonitorTiming } from './identityMonitor.ts';
 
 export type ReloadTrigger = 'sighup' | 'admin' | 'watch' | 'api';
@@ -107,7 +107,14 @@ export async function startIdentity(deps: IdentityRuntimeDeps): Promise<Identity
 
 function buildState(bundle: IdentityBundle, deps: IdentityRuntimeDeps): State {
   const at = new Date(deps.clock.now() + STALE_LEAD_MS);
-  const material: TlsMaterial = Object.freeze({ certPem: bundle.certPem, keyPem: bundle.keyPem, caPem: bundle.caPem, crls: crlsToApply(bundle.crls, deps.files.crlStale, at) });
+  const crlStale = deps.files.crlStale;
+  const material: TlsMaterial = Object.freeze({
+    certPem: bundle.certPem,
+    keyPem: bundle.keyPem,
+    caPem: bundle.caPem,
+    crls: crlsToApply(bundle.crls, crlStale, at),
+    revoked: revokedToApply(bundle.crls, crlStale, at),
+  });
   // createSecureContext throws on what OpenSSL refuses; the server contexts take the same options
   return Object.freeze({ bundle, material, client: tls.createSecureContext(secureContextOptions(material, deps.policy)) });
 }
@@ -175,11 +182,14 @@ function identityRuntime(initial: State, deps: IdentityRuntimeDeps): IdentityRun
     if (closed) return { ok: false, problems: ['tollgate is draining; reload ignored'], changed: false, ignored: 'draining' };
     if (!read.ok) return fail(trigger, read.problems.map((p) => `identity.${p}`));
     if (madeOf(state.bundle, read.pems)) {
-      // the same bytes as the identity in use: nothing to validate or swap (the directory watch
-      // sees editors' temp files and the like, and there is nothing to say about those)
-      metrics.certReloads.labels('unchanged').inc();
+      // the same bytes as the identity in use: nothing to validate or swap. From the directory
+      // watch that is not a reload at all, so it is not counted: the watch sees editors' temp
+      // files and, after a Kubernetes `..data` swap was applied (counted once, as success),
+      // the removal of the old timestamped folder, which must not count the same swap again
+      // as unchanged. `unchanged` answers a reload someone asked for (SIGHUP, admin, API).
       if (trigger === 'watch') log.debug({ trigger, changed: false }, 'certificates reloaded');
       else {
+        metrics.certReloads.labels('unchanged').inc();
         log.info({ trigger, changed: false }, 'certificates reloaded');
         lastReload = { at: new Date(clock.now()).toISOString(), ok: true, trigger, changed: false };
       }

@@ -16,8 +16,16 @@ export const DEFAULT_LIMITS: LimitsConfig = Object.freeze({
   burst: 0,
   maxConnections: 1024,
   maxConcurrentHandshakes: 128,
+  /** 0 = derived: a quarter of maxConcurrentHandshakes (at least 1), so one address cannot hold every slot */
+  maxHandshakesPerSource: 0,
+  /** a real client sends its ClientHello right after connecting; 2 s allows for a lost packet or two */
+  clientHelloTimeoutSeconds: 2,
   handshakeTimeoutSeconds: 10,
   headersTimeoutSeconds: 10,
+  /** nginx's client_body_timeout is 60 s; a sidecar's peers are machines on a data-centre network */
+  bodyTimeoutSeconds: 10,
+  /** Kestrel's minimum is 240 B/s; ingestion clients send far faster than 1 KiB/s unless they trickle on purpose */
+  minBodyBytesPerSecond: 1024,
   idleTimeoutSeconds: 120,
   upstreamTimeoutSeconds: 30,
 });

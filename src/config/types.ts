@@ -38,10 +38,24 @@ export interface LimitsConfig {
   readonly requestsPerSecond: number;
   readonly burst: number;
   readonly maxConnections: number;
-  /** TLS handshakes in progress at once (inbound); further connections are dropped at accept */
+  /**
+   * TLS handshakes in progress at once (inbound). At the cap, the oldest connection that has not
+   * sent a byte of its ClientHello is closed to make room; only when none is silent is the new one dropped.
+   */
   readonly maxConcurrentHandshakes: number;
+  /** TLS handshakes in progress at once from one source address (IPv6: one /64); 0 in defaults = a quarter of maxConcurrentHandshakes */
+  readonly maxHandshakesPerSource: number;
+  /** a connection that has sent no byte of a ClientHello by then is closed (counted as a handshake timeout) */
+  readonly clientHelloTimeoutSeconds: number;
   readonly handshakeTimeoutSeconds: number;
   readonly headersTimeoutSeconds: number;
+  /**
+   * A request body may wait this long for its next bytes, and gets this long before its data
+   * rate is judged (time spent waiting on a slow upstream is not counted); then 408 ERR_BODY_TIMEOUT
+   */
+  readonly bodyTimeoutSeconds: number;
+  /** after bodyTimeoutSeconds, a body must average at least this many bytes per second; 0 = no rate, only the gap limit */
+  readonly minBodyBytesPerSecond: number;
   readonly idleTimeoutSeconds: number;
   readonly upstreamTimeoutSeconds: number;
 }

@@ -416,6 +416,12 @@ function validateLimits(ctx: Ctx, value: unknown, path: string): LimitsConfig {
   const d = DEFAULT_LIMITS;
   const requestsPerSecond = read(ctx, o, path, 'requestsPerSecond', nonNegativeNumber, d.requestsPerSecond);
   const burst = read(ctx, o, path, 'burst', nonNegativeInteger, d.burst);
+  const maxConcurrentHandshakes = read(ctx, o, path, 'maxConcurrentHandshakes', positiveInteger, d.maxConcurrentHandshakes);
+  // 0 (the default) derives it from the cap; a value above the cap would never apply
+  const perSource = read(ctx, o, path, 'maxHandshakesPerSource', nonNegativeInteger, d.maxHandshakesPerSource);
+  if (perSource > maxConcurrentHandshakes) {
+    report(ctx, at(path, 'maxHandshakesPerSource'), `at most maxConcurrentHandshakes (${maxConcurrentHandshakes}); 0 derives a quarter of it`);
+  }
   return {
     maxBodyBytes: read(ctx, o, path, 'maxBodyBytes', positiveInteger, d.maxBodyBytes),
     maxHeaderBytes: read(ctx, o, path, 'maxHeaderBytes', positiveInteger, d.maxHeaderBytes),
@@ -423,9 +429,13 @@ function validateLimits(ctx: Ctx, value: unknown, path: string): LimitsConfig {
     // A rate with no burst would refuse everything; 0 means "one second's worth".
     burst: requestsPerSecond > 0 && burst === 0 ? Math.max(1, Math.ceil(requestsPerSecond)) : burst,
     maxConnections: read(ctx, o, path, 'maxConnections', positiveInteger, d.maxConnections),
-    maxConcurrentHandshakes: read(ctx, o, path, 'maxConcurrentHandshakes', positiveInteger, d.maxConcurrentHandshakes),
+    maxConcurrentHandshakes,
+    maxHandshakesPerSource: perSource === 0 ? Math.max(1, Math.ceil(maxConcurrentHandshakes / 4)) : perSource,
+    clientHelloTimeoutSeconds: read(ctx, o, path, 'clientHelloTimeoutSeconds', seconds, d.clientHelloTimeoutSeconds),
     handshakeTimeoutSeconds: read(ctx, o, path, 'handshakeTimeoutSeconds', seconds, d.handshakeTimeoutSeconds),
     headersTimeoutSeconds: read(ctx, o, path, 'headersTimeoutSeconds', seconds, d.headersTimeoutSeconds),
+    bodyTimeoutSeconds: read(ctx, o, path, 'bodyTimeoutSeconds', seconds, d.bodyTimeoutSeconds),
+    minBodyBytesPerSecond: read(ctx, o, path, 'minBodyBytesPerSecond', nonNegativeInteger, d.minBodyBytesPerSecond),
     idleTimeoutSeconds: read(ctx, o, path, 'idleTimeoutSeconds', seconds, d.idleTimeoutSeconds),
     upstreamTimeoutSeconds: read(ctx, o, path, 'upstreamTimeoutSeconds', seconds, d.upstreamTimeoutSeconds),
   };

@@ -26,8 +26,12 @@ export const ERRORS = {
   ERR_HEADERS_TIMEOUT: { status: 408, reason: 'headers_timeout', message: 'request head not received in time' },
   ERR_BAD_REQUEST: { status: 400, reason: 'bad_request', message: 'the request does not parse as HTTP' },
   ERR_BODY_TIMEOUT: { status: 408, reason: 'body_timeout', message: 'request body slower than the minimum data rate' },
-  ERR_ADMIN_UNAUTHORIZED: { status: 401, reason: 'admin_unauthorized', message: 'missing or wrong bearer token' },
+  ERR_ADMIN_UNAUTHORIZED: { status: 401, reason: 'admin_unauthorized', message: 'missing or wrong admin credentials' },
   ERR_ADMIN_FORBIDDEN: { status: 403, reason: 'admin_forbidden', message: 'cross-origin request or foreign Host' },
+  ERR_ADMIN_NOT_FOUND: { status: 404, reason: 'admin_not_found', message: 'no such admin endpoint' },
+  ERR_ADMIN_METHOD_NOT_ALLOWED: { status: 405, reason: 'admin_method_not_allowed', message: 'method not allowed on this admin endpoint' },
+  ERR_ADMIN_CONFLICT: { status: 409, reason: 'admin_conflict', message: 'not possible while starting or draining' },
+  ERR_ADMIN_FAILED: { status: 500, reason: 'admin_failed', message: 'the admin operation failed' },
 } as const satisfies Record<string, { status: number; reason: string; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -8,12 +8,13 @@ import type { Clock } from '../core/clock.ts';
 import type { BodyMode, ListenerConfig } from '../config/types.ts';
 import { statusClass, type Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
-import { contextOf, type ConnectionContext } from './connectionContext.ts';
+import { contextOf, markIdle, type ConnectionContext } from './connectionContext.ts';
 import { refuse } from './refuse.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { ForwardExchange, exchangeOf, type ForwardResult } from './forward.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
 import { BodyMeter, ClientClosedError, collectBody, countedBody, digestCheckedBody, type DigestVerified } from './requestBody.ts';
+import { BodyDeadline } from './bodyDeadline.ts';
 import type { AnomalyStage, Flagged } from '../anomaly/anomalyStage.ts';
 import type { PeerRateLimiter } from '../limits/tokenBucket.ts';
 import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
@@ -56,6 +57,12 @@ export interface HttpPathDeps {
   readonly anomaly: AnomalyStage | null;
   /** per-peer rate limit, or none */
   readonly rateLimiter: PeerRateLimiter | null;
+  /**
+   * Outbound: a new single-connection dispatcher to the same upstream. When given, a request
+   * whose body is held whole (or absent) and that is signed or idempotent is sent once more on
+   * a new connection if its connection was lost before any response byte (see `retry`).
+   */
+  readonly freshConnection?: () => Dispatcher;
 }
 
 export type IntegrityStage =
@@ -63,7 +70,7 @@ export type IntegrityStage =
   | { readonly kind: 'sign'; readonly keyId: string; readonly keys: () => KeyRing; readonly macs: MacKeys; readonly nonces: NonceSource; readonly tag: string; readonly maxBufferedBytes: number };
 
 /** Errors of the request body that are the client's doing, not the upstream's. */
-const BODY_REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_PAYLOAD_TOO_LARGE', 'ERR_DIGEST_MISMATCH', 'ERR_PAYLOAD_ANOMALY']);
+const BODY_REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_PAYLOAD_TOO_LARGE', 'ERR_DIGEST_MISMATCH', 'ERR_PAYLOAD_ANOMALY', 'ERR_BODY_TIMEOUT']);
 
 const ROUTE = 'default';
 type CounterChild = ReturnType<Counter['labels']>;
@@ -100,6 +107,9 @@ export class HttpPath implements ForwardResult {
   readonly signatureChecks: Partial<Record<string, CounterChild>> = {};
   /** the most body bytes held in memory for a check or a signature */
   readonly bufferLimit: number;
+  /** the minimum body data rate: the longest wait for body bytes (and grace), and bytes per second after it */
+  readonly bodyGapMs: number;
+  readonly minBodyRate: number;
 
   constructor(deps: HttpPathDeps) {
     this.deps = deps;
@@ -111,6 +121,8 @@ export class HttpPath implements ForwardResult {
     this.requestBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'request');
     this.responseBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'response');
     this.bufferLimit = Math.min(this.maxBodyBytes, deps.integrity?.maxBufferedBytes ?? this.maxBodyBytes);
+    this.bodyGapMs = deps.listener.limits.bodyTimeoutSeconds * 1000;
+    this.minBodyRate = deps.listener.limits.minBodyBytesPerSecond;
     this.handle = this.handle.bind(this);
     this.handleExpectingContinue = this.handleExpectingContinue.bind(this);
   }
@@ -164,15 +176,19 @@ export class HttpPath implements ForwardResult {
       meter.watch(anomaly.upperBound(ROUTE, peer), (bytes) => this.sizeFlagged(req, peer, { kind: 'too_large', value: bytes, expected: anomaly.sizes.typicalSize(ROUTE, peer) }));
     }
 
-    // 3. message integrity, then 4. forward
+    // 3. message integrity, then 4. forward; a body is read no slower than the minimum data rate
+    const deadline = hasContent ? new BodyDeadline(this.bodyGapMs, this.minBodyRate, this.deps.clock, req) : null;
     const integrity = this.deps.integrity;
-    if (integrity === null) return this.forward(req, res, chunked ? countedBody(req, meter) : hasContent ? req : null, this.upstreamHeaders(req, ctx));
+    if (integrity === null) {
+      if (hasContent && !chunked) meter.bytes = 0; // counted again as it streams
+      return this.forward(req, res, hasContent ? countedBody(req, meter, deadline) : null, this.upstreamHeaders(req, ctx));
+    }
     if (integrity.kind === 'verify') {
       // a declared body that cannot fit the check buffer is refused before its signature spends a nonce
       if (integrity.bodyMode === 'buffer' && declared !== undefined && Number(declared) > this.bufferLimit) return this.refuse(req, res, 'ERR_PAYLOAD_TOO_LARGE', true);
-      return this.verifyThenForward(req, res, ctx, hasContent, integrity.verifier, integrity.bodyMode, meter, chunked);
+      return this.verifyThenForward(req, res, ctx, hasContent, integrity.verifier, integrity.bodyMode, meter, chunked, deadline);
     }
-    return this.signThenForward(req, res, ctx, hasContent, integrity, meter);
+    return this.signThenForward(req, res, ctx, hasContent, integrity, meter, deadline);
   }
 
   /**
@@ -204,22 +220,58 @@ export class HttpPath implements ForwardResult {
   forward(req: IncomingMessage, res: ServerResponse, body: Buffer | AsyncIterable<Buffer> | IncomingMessage | null, headers: string[]): void {
     if (body !== null) continueIfAsked(res);
     const exchange = new ForwardExchange(req, res, this);
-    this.deps.dispatcher.dispatch(
-      {
-        path: req.url ?? '/',
-        method: req.method ?? 'GET',
-        headers,
-        // undici streams an async iterable body with backpressure; its types only name Readable
-        body: body as Readable | Buffer | null,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-      },
-      exchange,
-    );
+    const method = req.method ?? 'GET';
+    const options: Dispatcher.DispatchOptions = {
+      path: req.url ?? '/',
+      method,
+      headers,
+      // undici streams an async iterable body with backpressure; its types only name Readable
+      body: body as Readable | Buffer | null,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    };
+    const heldWhole = body === null || Buffer.isBuffer(body);
+    if (this.deps.freshConnection !== undefined && heldWhole && (this.deps.integrity?.kind === 'sign' || IDEMPOTENT.has(method))) exchange.replayable = options;
+    this.deps.dispatcher.dispatch(options, exchange);
+  }
+
+  /** ForwardResult: responses close their connection while the listener drains */
+  draining(): boolean {
+    return this.deps.isDraining();
+  }
+
+  /**
+   * ForwardResult: the upstream connection was lost under a replayable request before any
+   * response byte, typically an idle keep-alive connection the upstream closed (a draining
+   * tollgate) as the request was on its way. Sent once more, on a new connection. A signed
+   * request goes again with the same signature and nonce, so the receiving tollgate's replay
+   * cache lets it through at most once: if the first copy was read after all, the second is
+   * refused (ERR_SIG_REPLAYED) rather than delivered twice. That holds within one replay
+   * cache (one instance with all its workers, or a sharedState cluster); an unsigned request
+   * is resent only when its method is idempotent (RFC 9110, 9.2.2).
+   */
+  retry(exchange: ForwardExchange, err: Error): void {
+    const options = exchange.replayable!;
+    const log = connectionOf(exchange.req, exchange.res)?.log ?? this.deps.log;
+    log.info({ method: options.method, cause: causeCode(err) }, 'upstream connection lost before a response: retrying once on a new connection');
+    const fresh = this.deps.freshConnection!();
+    fresh.dispatch(options, exchange);
+    // closes once this one request is done
+    void fresh.close().catch(() => undefined);
   }
 
   /** Inbound: the signature first (headers only), then the body against its Content-Digest. */
-  verifyThenForward(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, hasContent: boolean, verifier: VerifierDeps, mode: BodyMode, meter: BodyMeter, chunked: boolean): void {
+  verifyThenForward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: ConnectionContext,
+    hasContent: boolean,
+    verifier: VerifierDeps,
+    mode: BodyMode,
+    meter: BodyMeter,
+    chunked: boolean,
+    deadline: BodyDeadline | null,
+  ): void {
     const view: MessageView = { method: req.method ?? 'GET', target: req.url ?? '/', scheme: 'https', headers: HeaderIndex.fromRaw(req.rawHeaders) };
     const v = verifyRequest(view, hasContent, verifier);
     if (!v.ok) return this.refuseSignature(req, res, v.code, v.detail, v.keyId, hasContent);
@@ -234,10 +286,10 @@ export class HttpPath implements ForwardResult {
     if (mode === 'stream') {
       if (!chunked) meter.bytes = 0; // counted again as it streams
       (res as TimedResponse)[kKeyId] = v.keyId; // for the audit event of a digest refused mid-stream
-      return this.forward(req, res, digestCheckedBody(req, new DigestCheck(digests), meter, this as DigestVerified), headers);
+      return this.forward(req, res, digestCheckedBody(req, new DigestCheck(digests), meter, this as DigestVerified, deadline), headers);
     }
     continueIfAsked(res);
-    collectBody(req, this.bufferLimit).then(
+    collectBody(req, this.bufferLimit, deadline).then(
       (body) => {
         if (!digestsMatch(digests, body)) return this.refuseSignature(req, res, 'ERR_DIGEST_MISMATCH', 'Content-Digest does not match the body', v.keyId, false);
         this.countSignature('ok');
@@ -260,15 +312,24 @@ export class HttpPath implements ForwardResult {
    * streamed as is (the digest is covered and the receiver checks it); any other body is
    * held up to the cap, digested, and sent with its exact length.
    */
-  signThenForward(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, hasContent: boolean, stage: IntegrityStage & { kind: 'sign' }, meter: BodyMeter): void {
+  signThenForward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: ConnectionContext,
+    hasContent: boolean,
+    stage: IntegrityStage & { kind: 'sign' },
+    meter: BodyMeter,
+    deadline: BodyDeadline | null,
+  ): void {
     const appDigest = req.headers['content-digest'];
     if (!hasContent || (typeof appDigest === 'string' && isAcceptableContentDigest(appDigest))) {
       const headers = this.upstreamHeaders(req, ctx);
       if (!this.sign(req, res, headers, stage)) return;
-      return this.forward(req, res, hasContent ? (req.headers['content-length'] === undefined ? countedBody(req, meter) : req) : null, headers);
+      if (hasContent && req.headers['content-length'] !== undefined) meter.bytes = 0; // counted again as it streams
+      return this.forward(req, res, hasContent ? countedBody(req, meter, deadline) : null, headers);
     }
     continueIfAsked(res);
-    collectBody(req, this.bufferLimit).then(
+    collectBody(req, this.bufferLimit, deadline).then(
       (body) => {
         meter.bytes = body.length;
         const headers = withoutFields(this.upstreamHeaders(req, ctx), CONTENT_FIELDS);
@@ -317,7 +378,8 @@ export class HttpPath implements ForwardResult {
       return this.refuse(exchange.req, exchange.res, code, true, undefined, { detail: err.message });
     }
     this.countUpstreamError(code);
-    (ctx?.log ?? this.deps.log).warn({ code, err: err.message, cause: causeCode(err), method: exchange.req.method }, 'request refused');
+    const fields = { code, err: err.message, cause: causeCode(err), method: exchange.req.method, retried: exchange.retried };
+    (ctx?.log ?? this.deps.log).warn(fields, 'request refused');
     if (code === 'ERR_UPSTREAM_IDENTITY') this.deps.audit.record('upstream_identity', { listener: this.deps.listener.name, reason: err.message });
     if (exchange.res.headersSent) exchange.res.destroy();
     else refuse(exchange.res, code, true);
@@ -338,7 +400,7 @@ export class HttpPath implements ForwardResult {
       keyId,
       peer: ctx?.peer?.display ?? null,
     });
-    refuse(res, code, bodyUnread);
+    refuse(res, code, bodyUnread || this.deps.isDraining());
   }
 
   countSignature(result: string): void {
@@ -367,7 +429,7 @@ export class HttpPath implements ForwardResult {
         ...detail,
       });
     }
-    refuse(res, code, close, headers);
+    refuse(res, code, close || this.deps.isDraining(), headers);
   }
 
   countUpstreamError(code: ErrorCode): void {
@@ -429,10 +491,23 @@ function onResponseFinish(this: TimedResponse): void {
 
 function onResponseClose(this: TimedResponse): void {
   const ctx = this[kConn];
-  if (ctx !== undefined && ctx.inFlight > 0) ctx.inFlight -= 1;
+  if (ctx === undefined || ctx.inFlight === 0) return;
+  ctx.inFlight -= 1;
+  if (ctx.inFlight > 0) return;
+  // from here on, any byte read is the start of a next request (drain must not take it for idle);
+  // a body answered before it was complete is still being read (and dropped) by node:http
+  if (this.req.complete || this.req.destroyed) markIdle(ctx);
+  else this.req.once('end', onDroppedBodyEnd);
+}
+
+function onDroppedBodyEnd(this: IncomingMessage): void {
+  const ctx = contextOf(this.socket);
+  if (ctx !== undefined && ctx.inFlight === 0) markIdle(ctx);
 }
 
 const EMPTY = Buffer.alloc(0);
+/** RFC 9110, 9.2.2 */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'TRACE']);
 const CONTENT_FIELDS: ReadonlySet<string> = new Set(['content-digest', 'content-length']);
 
 /** A flat header list without the named fields. */

@@ -1,7 +1,8 @@
+import { isDeepStrictEqual } from 'node:util';
 import https from 'node:https';
 import tls, { type TLSSocket, type TlsOptions } from 'node:tls';
 import net, { type Socket } from 'node:net';
-import { createHash } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import type { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
@@ -10,20 +11,24 @@ import { formatHostPort } from '../config/hostPort.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import { secureContextOptions, type TlsMaterial } from '../tls/contexts.ts';
+import { sessionIdContextOf, ticketKeysFor, trustDigest } from '../tls/sessionBinding.ts';
 import type { TlsPolicy } from '../tls/policy.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
 import { PeerIdentityCache } from '../tls/peerIdentityCache.ts';
 import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
 import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz.ts';
+import type { AllowConfig } from '../config/types.ts';
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
-import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
+import { HttpPath, type IntegrityStage } from './httpPath.ts';
+import { attachLivePath, type LivePath, type LiveSettable } from './liveSettings.ts';
 import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
-import { HandshakeGate } from './handshakeGate.ts';
+import { HandshakeGate, sourceKey } from './handshakeGate.ts';
+import { acceptRefusals, watchMaxConnectionDrops } from './acceptRefusals.ts';
 import { attachClientErrorHandler } from './clientError.ts';
 import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
-import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } from '../telemetry/recentHandshakes.ts';
+import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord, type NewHandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import { pipeSockets } from './tcpPipe.ts';
-import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
+import { createRetryConnection, createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 
 export interface InboundDeps {
@@ -44,17 +49,22 @@ export interface InboundDeps {
   readonly ticketKeys?: Buffer;
 }
 
-export interface InboundListener extends Listener {
-  /** new handshakes use this material from now on; open connections are untouched */
+export interface InboundListener extends Listener, LiveSettable {
+  /**
+   * New handshakes use this material from now on; open connections are untouched. A new CA
+   * bundle or new CRLs also end every earlier TLS session (no resumption): tls/sessionBinding.ts.
+   */
   setTlsMaterial(material: TlsMaterial): void;
-  /** session tickets are issued and accepted under these 48 bytes from now on (kept across setTlsMaterial) */
+  /** session tickets are issued and accepted under keys derived from these 48 bytes from now on (kept across setTlsMaterial) */
   setTicketKeys(keys: Buffer): void;
+  /** new connections are authorized against this allow-list from now on; a change ends every earlier TLS session */
+  setAllow(allow: AllowConfig): void;
 }
 
 const kAccepted = Symbol('tollgate.acceptedAt');
 const kRemote = Symbol('tollgate.remote');
 const kDropped = Symbol('tollgate.droppedAtAccept');
-/** the accepted TCP socket: when it was accepted, who from (kept: a destroyed socket forgets its address), whether the cap dropped it */
+/** the accepted TCP socket: when it was accepted, who from (kept: a destroyed socket forgets its address), whether the handshake gate closed it */
 type RawSocket = Socket & { [kAccepted]?: bigint; [kRemote]?: string | null; [kDropped]?: true };
 
 /**
@@ -67,7 +77,7 @@ type RawSocket = Socket & { [kAccepted]?: bigint; [kRemote]?: string | null; [kD
 export function createInboundListener(deps: InboundDeps): InboundListener {
   const { config, metrics, log } = deps;
   const limits = config.limits;
-  const allow: CompiledAllow = compileAllow(config.allow);
+  let allow: CompiledAllow = compileAllow(config.allow);
   const conns = new ConnectionSet(metrics.connectionsActive.labels(config.name));
   const handshakeOk = metrics.handshakes.labels(config.name, 'success', '');
   const handshakeDuration = metrics.handshakeDuration.labels(config.name);
@@ -77,15 +87,32 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   const identities = new PeerIdentityCache();
   let nextId = 0;
 
-  const serverOptions = (material: TlsMaterial): TlsOptions => ({
-    ...secureContextOptions(material, deps.policy),
+  // what the current sessions are bound to (tls/sessionBinding.ts); replaced whole by a reload
+  let trust: Trust = trustOf(deps.material, config.allow);
+  // the instance's shared ticket keys (hourly), or none: Node's random keys, new with each context
+  let sharedTicketKeys = deps.ticketKeys;
+
+  function trustOf(material: TlsMaterial, allowConfig: AllowConfig): Trust {
+    return { material, allowConfig, digest: trustDigest(config.name, material, allowConfig), revoked: material.revoked };
+  }
+
+  const serverOptions = (t: Trust): TlsOptions => ({
+    ...secureContextOptions(t.material, deps.policy),
     requestCert: true,
     rejectUnauthorized: true,
-    sessionIdContext: sessionIdContextOf(config.name),
+    sessionIdContext: sessionIdContextOf(t.digest),
+    // given with the options, the keys change with the context, in one step
+    ...(sharedTicketKeys === undefined ? {} : { ticketKeys: ticketKeysFor(sharedTicketKeys, t.digest) }),
   });
 
+  /** a new secure context for new handshakes; nothing changes if OpenSSL refuses it */
+  function rebind(next: Trust): void {
+    server.setSecureContext(serverOptions(next));
+    trust = next;
+  }
+
   const tlsServerOptions: TlsOptions = {
-    ...serverOptions(deps.material),
+    ...serverOptions(trust),
     handshakeTimeout: limits.handshakeTimeoutSeconds * 1000,
     sessionTimeout: 300,
     allowHalfOpen: config.protocol === 'tcp',
@@ -93,13 +120,17 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
 
   let pool: Pool | null = null;
   let server: tls.Server;
+  // HTTP: the request path behind one reference, swapped by a config reload (applyLive)
+  let livePath: LivePath | null = null;
   if (config.protocol === 'http') {
     // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
-    pool = createUpstreamPool(`http://${formatHostPort(config.target)}`, limits, 4_000, { timeout: limits.upstreamTimeoutSeconds * 1000 });
+    const appOrigin = `http://${formatHostPort(config.target)}`;
+    const appConnect = { timeout: limits.upstreamTimeoutSeconds * 1000 };
+    pool = createUpstreamPool(appOrigin, limits, 4_000, appConnect);
     const httpsServer = https.createServer({ ...tlsServerOptions, ...httpServerLimits(limits) });
     httpsServer.timeout = idleTimeoutMs(limits);
     attachClientErrorHandler(httpsServer, { listener: config.name, metrics, log, audit: deps.audit });
-    attachHttpPath(
+    livePath = attachLivePath(
       httpsServer,
       new HttpPath({
         listener: config,
@@ -114,6 +145,9 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
         integrity: deps.integrity,
         anomaly: anomalyStageFor(deps),
         rateLimiter: rateLimiterFor(config),
+        // an app may close an idle keep-alive connection just as a request goes out on it (and not say when it will):
+        // an idempotent request lost that way is sent once more on a new connection (RFC 9110, 9.2.2); others get 502
+        freshConnection: () => createRetryConnection(appOrigin, limits, appConnect),
       }),
     );
     server = httpsServer;
@@ -130,48 +164,45 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   }
   server.maxConnections = limits.maxConnections;
 
-  const gate = new HandshakeGate(limits.maxConcurrentHandshakes);
-  let lastDropWarning = Number.NEGATIVE_INFINITY;
-  let droppedSinceWarning = 0;
-  let capEntry: HandshakeRecord | null = null;
-  let capEntryStarted = Number.NEGATIVE_INFINITY;
+  // the handshake gate (see handshakeGate.ts), and how what it refuses or closes is reported
+  const refusals = acceptRefusals({
+    listener: config.name,
+    metrics,
+    log,
+    audit: deps.audit,
+    recent,
+    clock: deps.clock,
+    limits,
+    inProgress: () => gate.inProgress,
+  });
+  const gate = new HandshakeGate(
+    {
+      maxInProgress: limits.maxConcurrentHandshakes,
+      maxPerSource: limits.maxHandshakesPerSource,
+      clientHelloTimeoutMs: limits.clientHelloTimeoutSeconds * 1000,
+    },
+    {
+      clock: deps.clock,
+      onClose(socket, why) {
+        const raw = socket as RawSocket;
+        raw[kDropped] = true;
+        (why === 'evicted' ? refusals.evicted : refusals.clientHello).record(raw[kRemote] ?? null);
+      },
+    },
+  );
+  watchMaxConnectionDrops(server, refusals.maxConnections);
   server.on('connection', (raw: RawSocket) => {
     // read before anything can destroy it (a destroyed socket has no address to give)
     const remote = formatRemote(raw.remoteAddress, raw.remotePort);
-    if (!gate.admit(raw)) {
+    raw[kRemote] = remote;
+    const admission = gate.admit(raw, sourceKey(raw.remoteAddress));
+    if (admission !== 'admitted') {
+      // counted here, once: not again as a TLS error when the wrapped socket notices
       raw[kDropped] = true;
-      // a flood must not become a log flood: counted each time, logged at most every 10 s,
-      // and folded into one /handshakes/recent entry per 10 s window
-      metrics.handshakes.labels(config.name, 'failure', 'other').inc();
-      droppedSinceWarning++;
-      const now = deps.clock.now();
-      const at = new Date(now).toISOString();
-      if (capEntry !== null && now - capEntryStarted < 10_000) recent.bump(capEntry, at);
-      else {
-        capEntryStarted = now;
-        capEntry = recent.add({
-          at,
-          listener: config.name,
-          side: 'server',
-          kind: 'handshake_failure',
-          reason: 'other',
-          remote,
-          peer: null,
-          tlsVersion: null,
-          code: 'HANDSHAKE_CAP',
-          detail: `dropped at accept: ${gate.max} TLS handshakes already in progress (count = connections dropped in this window; remote = the first)`,
-        });
-      }
-      if (now - lastDropWarning >= 10_000) {
-        log.warn({ dropped: droppedSinceWarning, inProgress: gate.inProgress, max: gate.max }, 'connections dropped at accept: too many TLS handshakes in progress');
-        deps.audit.record('handshake_failure', { listener: config.name, reason: 'handshake_cap', dropped: droppedSinceWarning });
-        lastDropWarning = now;
-        droppedSinceWarning = 0;
-      }
+      (admission === 'cap' ? refusals.cap : refusals.sourceCap).record(remote);
       return;
     }
     raw[kAccepted] = deps.clock.monotonic();
-    raw[kRemote] = remote;
   });
 
   // runs right after the HTTP parser (or our TCP handler) is attached, before any request is read
@@ -179,10 +210,19 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     conns.add(socket);
     const raw = (socket as unknown as { _parent?: RawSocket })._parent;
     gate.done(raw);
+    const cert = socket.getPeerX509Certificate();
+    // OpenSSL checks the CRLs in a full handshake only (a resumed session skips verification,
+    // and a handshake begun before a reload used the CRLs of then): the current ones, every time
+    if (cert !== undefined && trust.revoked.size > 0 && trust.revoked.has(identities.revocationKeyOf(cert))) {
+      refuseRevoked(socket, cert, raw?.[kRemote] ?? null);
+      return;
+    }
+    // TLS 1.2 renegotiation (Node allows a client 3 per 10 minutes) is refused by closing, as HAProxy does; TLS 1.3 has none
+    socket.disableRenegotiation();
+    socket.on('error', onRenegotiation);
     const accepted = raw?.[kAccepted];
     if (accepted !== undefined) handshakeDuration.observe(Number(deps.clock.monotonic() - accepted) / 1e9);
     handshakeOk.inc();
-    const cert = socket.getPeerX509Certificate();
     const id = ++nextId;
     const peer = cert === undefined ? null : identities.identityOf(cert);
     const decision = peer === null ? null : authorizePeer(allow, peer);
@@ -218,12 +258,68 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     }
   });
 
+  /** a peer the current CRLs revoke, found after the TLS layer let it in: accounted as the full handshake OpenSSL refuses would be */
+  function refuseRevoked(socket: TLSSocket, cert: X509Certificate, remote: string | null): void {
+    // read before destroy (a destroyed socket forgets its address); nothing is read from it meanwhile
+    const resumed = socket.isSessionReused();
+    const p = identities.identityOf(cert);
+    const address = socket.remoteAddress ?? null;
+    const record: NewHandshakeRecord = {
+      at: new Date(deps.clock.now()).toISOString(),
+      listener: config.name,
+      side: 'server',
+      kind: 'handshake_failure',
+      reason: 'cert_revoked',
+      remote: remote ?? formatRemote(socket.remoteAddress, socket.remotePort),
+      peer: { subject: p.subject, spiffe: p.spiffe[0] ?? null },
+      tlsVersion: tlsVersionOf(socket),
+      code: 'CERT_REVOKED',
+      detail: resumed ? 'revoked by the current CRL (a resumed session, which OpenSSL does not verify)' : 'revoked by the current CRL',
+    };
+    socket.destroy();
+    metrics.handshakes.labels(config.name, 'failure', 'cert_revoked').inc();
+    log.warn({ reason: 'cert_revoked', code: 'CERT_REVOKED', resumed, remote: address, peer: p.display }, 'TLS handshake failed');
+    deps.audit.record('handshake_failure', { listener: config.name, reason: 'cert_revoked', remote: address, code: 'CERT_REVOKED', resumed });
+    recent.add(record);
+  }
+
+  /** a renegotiation attempt (socket.disableRenegotiation() makes it an error): closed, counted, logged and audited once */
+  function onRenegotiation(this: TLSSocket, err: NodeJS.ErrnoException): void {
+    if (err.code !== 'ERR_TLS_RENEGOTIATION_DISABLED' || this.destroyed) return;
+    const ctx = contextOf(this);
+    const address = this.remoteAddress ?? null;
+    const record: NewHandshakeRecord = {
+      at: new Date(deps.clock.now()).toISOString(),
+      listener: config.name,
+      side: 'server',
+      kind: 'handshake_failure',
+      reason: 'other',
+      remote: formatRemote(this.remoteAddress, this.remotePort),
+      peer: ctx?.peer == null ? null : { subject: ctx.peer.subject, spiffe: ctx.peer.spiffe[0] ?? null },
+      tlsVersion: tlsVersionOf(this),
+      code: err.code,
+      detail: 'the client asked to renegotiate; renegotiation is refused',
+    };
+    this.destroy();
+    metrics.handshakes.labels(config.name, 'failure', 'other').inc();
+    (ctx?.log ?? log).warn({ reason: 'other', code: err.code, remote: address }, 'TLS renegotiation refused: connection closed');
+    deps.audit.record('handshake_failure', { listener: config.name, reason: 'other', remote: address, code: err.code });
+    recent.add(record);
+  }
+
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
     const raw = (socket as unknown as { _parent?: RawSocket })._parent;
-    // a connection the handshake cap dropped was counted (and aggregated) at accept already
+    // a connection the handshake gate refused or closed was counted (and aggregated) by it already
     if (raw?.[kDropped] === true) return;
     // a client certificate that fails verification only shows in authorizationError (Node destroys the socket itself)
     const verifyError = typeof socket.authorizationError === 'string' ? socket.authorizationError : null;
+    // a client that connected and left without sending a byte (a port scan, a load balancer's TCP
+    // health check, a flood's own sockets) is still counted (other) but reported per window, as
+    // HAProxy's `option dontlognull` keeps such null connections out of its log
+    if (raw !== undefined && raw.bytesRead === 0 && verifyError === null && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+      refusals.closedSilent.record(raw[kRemote] ?? null);
+      return;
+    }
     const reason = classifyHandshakeFailure(err, verifyError);
     const code = verifyError ?? (err as NodeJS.ErrnoException).code;
     metrics.handshakes.labels(config.name, 'failure', reason).inc();
@@ -265,20 +361,33 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     });
   }
 
-  // setSecureContext makes new ticket keys, so shared ones are applied again after each swap
-  let ticketKeys = deps.ticketKeys;
-  if (ticketKeys !== undefined) server.setTicketKeys(ticketKeys);
   return {
     ...listenerHandle(config, server, conns, pool),
     setTlsMaterial(material) {
-      server.setSecureContext(serverOptions(material));
-      if (ticketKeys !== undefined) server.setTicketKeys(ticketKeys);
+      rebind(trustOf(material, trust.allowConfig));
     },
     setTicketKeys(keys) {
-      ticketKeys = keys;
-      server.setTicketKeys(keys);
+      sharedTicketKeys = keys;
+      server.setTicketKeys(ticketKeysFor(keys, trust.digest));
+    },
+    applyLive(next, integrity) {
+      if (!isDeepStrictEqual(next.allow, trust.allowConfig)) this.setAllow(next.allow);
+      livePath?.apply(next, integrity, () => anomalyStageFor({ ...deps, config: next }));
+    },
+    setAllow(allowConfig) {
+      const compiled = compileAllow(allowConfig);
+      rebind(trustOf(trust.material, allowConfig));
+      allow = compiled;
     },
   };
+}
+
+/** What the listener's sessions are bound to, and the revoked serials of its CRLs, swapped as one. */
+interface Trust {
+  readonly material: TlsMaterial;
+  readonly allowConfig: AllowConfig;
+  readonly digest: Buffer;
+  readonly revoked: TlsMaterial['revoked'];
 }
 
 /**
@@ -298,13 +407,3 @@ function failedPeerOf(socket: TLSSocket): HandshakeRecord['peer'] {
   }
 }
 
-/**
- * The TLS session id context of a listener: a session (or ticket) resumes only on the listener
- * that issued it, on any worker thread and across restarts. Node's default is a hash of
- * process.argv, which differs between threads and between two ways of starting the same config.
- */
-function sessionIdContextOf(listener: string): string {
-  return createHash('sha256').update(`tollgate listener ${listener}`).digest('hex').slice(0, SESSION_ID_CONTEXT_CHARS);
-}
-/** OpenSSL's SSL_MAX_SID_CTX_LENGTH */
-const SESSION_ID_CONTEXT_CHARS = 32;

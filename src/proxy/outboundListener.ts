@@ -10,16 +10,18 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import { compileVerify } from '../policy/authz.ts';
 import { attachContext, type ConnectionContext } from './connectionContext.ts';
-import { HttpPath, attachHttpPath, type IntegrityStage } from './httpPath.ts';
+import { HttpPath, type IntegrityStage } from './httpPath.ts';
+import { attachLivePath, type LivePath, type LiveSettable } from './liveSettings.ts';
 import { rateLimiterFor } from './requestLimits.ts';
 import { attachClientErrorHandler } from './clientError.ts';
 import { pipeSockets } from './tcpPipe.ts';
-import { createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
+import { createRetryConnection, createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
 import { ERRORS } from '../core/errors.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 import { RecentHandshakes } from '../telemetry/recentHandshakes.ts';
+import { maxConnectionsWindow, watchMaxConnectionDrops } from './acceptRefusals.ts';
 
 export interface OutboundDeps {
   readonly config: ListenerConfig;
@@ -41,7 +43,7 @@ export interface OutboundDeps {
  * HTTP requests share a keep-alive pool of verified connections; TCP connections get one
  * upstream connection each.
  */
-export function createOutboundListener(deps: OutboundDeps): Listener {
+export function createOutboundListener(deps: OutboundDeps): Listener & LiveSettable {
   const { config, metrics, log } = deps;
   const limits = config.limits;
   const conns = new ConnectionSet(metrics.connectionsActive.labels(config.name));
@@ -63,14 +65,18 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
 
   let pool: Pool | null = null;
   let server: Server;
+  // HTTP: the request path behind one reference, swapped by a config reload (applyLive)
+  let livePath: LivePath | null = null;
   if (config.protocol === 'http') {
     // a remote peer: verified connections are worth keeping longer
-    pool = createUpstreamPool(`https://${formatHostPort(config.target)}`, limits, 30_000, upstreamTls.undiciConnect as unknown as Pool.Options['connect']);
+    const origin = `https://${formatHostPort(config.target)}`;
+    const connect = upstreamTls.undiciConnect as unknown as Pool.Options['connect'];
+    pool = createUpstreamPool(origin, limits, 30_000, connect);
     const httpServer = http.createServer(httpServerLimits(limits));
     httpServer.timeout = idleTimeoutMs(limits);
     attachClientErrorHandler(httpServer, { listener: config.name, metrics, log, audit: deps.audit });
     httpServer.on('connection', newContext);
-    attachHttpPath(
+    livePath = attachLivePath(
       httpServer,
       new HttpPath({
         listener: config,
@@ -85,6 +91,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
         integrity: deps.integrity,
         anomaly: null,
         rateLimiter: rateLimiterFor(config),
+        freshConnection: () => createRetryConnection(origin, limits, connect),
       }),
     );
     server = httpServer;
@@ -109,6 +116,15 @@ export function createOutboundListener(deps: OutboundDeps): Listener {
     });
   }
   server.maxConnections = limits.maxConnections;
+  const recent = deps.recentHandshakes ?? new RecentHandshakes();
+  const drops = maxConnectionsWindow({ listener: config.name, metrics, log, audit: deps.audit, recent, clock: deps.clock, maxConnections: limits.maxConnections });
+  watchMaxConnectionDrops(server, drops);
 
-  return listenerHandle(config, server, conns, pool);
+  return {
+    ...listenerHandle(config, server, conns, pool),
+    applyLive(next, integrity) {
+      upstreamTls.setVerify(compileVerify(next.verify));
+      livePath?.apply(next, integrity, () => null);
+    },
+  };
 }
