@@ -5,10 +5,9 @@
  */
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
 import type { Teardownable } from './helpers/pki.ts';
-import { exitWithin, startTollgate as start, type Running } from './helpers/process.ts';
+import { exitWithin, startTollgate as start, tryConnect, type Running } from './helpers/process.ts';
 import { eventually, heldUpstream, mtlsClient, startUpstream, world, type TestIdentity, type World } from './helpers/world.ts';
 import { PRODUCER } from './helpers/identities.ts';
 
@@ -47,18 +46,6 @@ async function startTollgate(t: Teardownable, s: Setup, target: string, drainTim
   if (line === undefined) throw new Error(`tollgate did not start; stderr: ${p.stderr()}`);
   const address = (line.listeners as Array<{ address: string }>)[0]!.address;
   return { p, address, port: Number(address.slice(address.lastIndexOf(':') + 1)) };
-}
-
-/** What a fresh TCP connection to the port gets: connected, or the error code. */
-function tryConnect(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-  });
 }
 
 interface Outcome {

@@ -8,12 +8,12 @@
  */
 import t, { type Test } from 'tap';
 import tls, { type TLSSocket } from 'node:tls';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { StartupError } from '../src/main.ts';
 import { HYBRID_PQ_GROUP, TLS13_SUITES, runtimeSupportsGroup } from '../src/tls/policy.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
+import { runOpenssl } from './helpers/process.ts';
 import type { LeafOptions } from './helpers/pki.ts';
 import {
   eventually,
@@ -27,7 +27,6 @@ import {
 } from './helpers/world.ts';
 
 const LISTENER = 'ingest';
-const OPENSSL = '/usr/bin/openssl';
 const WAIT_MS = 10_000;
 
 interface Setup {
@@ -80,18 +79,6 @@ function handshake(t: Test, s: Setup, opts: tls.ConnectionOptions = {}): Promise
     });
     socket.once('error', reject);
   });
-}
-
-/** Run the openssl CLI with stdin closed; killed after WAIT_MS. */
-async function openssl(args: string[]): Promise<{ code: number | null; out: string }> {
-  const child = spawn(OPENSSL, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  const timer = setTimeout(() => child.kill('SIGKILL'), WAIT_MS);
-  const [code] = (await once(child, 'close')) as [number | null];
-  clearTimeout(timer);
-  return { code, out };
 }
 
 function sClientArgs(s: Setup, version: string, extra: string[] = []): string[] {
@@ -153,10 +140,10 @@ t.test('with tls.minVersion TLSv1.2, a TLS 1.2 client gets an ECDHE key exchange
 t.test('TLS 1.1 is refused (openssl s_client -tls1_1), counted as protocol_version', async (t) => {
   const s = await listener(t);
   // the same command at TLS 1.2 connects: the arguments, certificate and key are good
-  const control = await openssl(sClientArgs(s, '-tls1_2'));
+  const control = await runOpenssl(sClientArgs(s, '-tls1_2'), WAIT_MS);
   t.match(control.out, /Cipher is ECDHE-/, 'control: openssl negotiates TLS 1.2 with the same arguments');
 
-  const old = await openssl(sClientArgs(s, '-tls1_1', ['-cipher', 'DEFAULT:@SECLEVEL=0']));
+  const old = await runOpenssl(sClientArgs(s, '-tls1_1', ['-cipher', 'DEFAULT:@SECLEVEL=0']), WAIT_MS);
   t.notMatch(old.out, /Cipher is (?!\(NONE\))/, 'no cipher was negotiated');
   t.match(old.out, /alert protocol version|no protocols available|unsupported protocol|wrong version number/i, 'the handshake failed on the protocol version');
   t.not(old.code, 0, 'openssl reports failure');

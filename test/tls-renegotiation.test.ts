@@ -11,9 +11,9 @@ import { once } from 'node:events';
 import { request } from 'undici';
 import { startApp, type App } from './helpers/pipeline.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
+import { OPENSSL, runOpenssl } from './helpers/process.ts';
 import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
 
-const OPENSSL = '/usr/bin/openssl';
 const LISTENER = 'ingest';
 const WAIT_MS = 10_000;
 
@@ -137,25 +137,13 @@ t.test('TLS 1.3: a key update is not a renegotiation; the connection stays and i
   t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure' }), 0, 'no failure counted');
 });
 
-/** Run s_client once with stdin closed (it connects, then quits). */
-async function oneShot(args: string[]): Promise<{ code: number | null; out: string }> {
-  const child = spawn(OPENSSL, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  const timer = setTimeout(() => child.kill('SIGKILL'), WAIT_MS);
-  const [code] = (await once(child, 'close')) as [number | null];
-  clearTimeout(timer);
-  return { code, out };
-}
-
 t.test('TLS 1.2: a client offering only SHA-224 signature algorithms is refused; SHA-256 works', async (t) => {
   const s = await setup(t);
-  const control = await oneShot(sClientArgs(s, ['-tls1_2', '-sigalgs', 'ECDSA+SHA256']));
+  const control = await runOpenssl(sClientArgs(s, ['-tls1_2', '-sigalgs', 'ECDSA+SHA256']), WAIT_MS);
   t.match(control.out, /Cipher is ECDHE-ECDSA-/, 'control: ECDSA+SHA256 negotiates TLS 1.2 with the same arguments');
   t.match(control.out, /Peer signing digest: SHA256/, 'and the server signed with SHA-256');
 
-  const sha224 = await oneShot(sClientArgs(s, ['-tls1_2', '-sigalgs', 'ECDSA+SHA224:RSA+SHA224']));
+  const sha224 = await runOpenssl(sClientArgs(s, ['-tls1_2', '-sigalgs', 'ECDSA+SHA224:RSA+SHA224']), WAIT_MS);
   t.notMatch(sha224.out, /Cipher is (?!\(NONE\))/, 'no cipher was negotiated');
   t.notMatch(sha224.out, /Peer signing digest: SHA224/, 'the server never signed with SHA-224');
   t.not(sha224.code, 0, 'openssl reports failure');

@@ -3,6 +3,7 @@
  * parsed, killed in teardown if a test leaves it running.
  */
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Teardownable } from './pki.ts';
@@ -89,4 +90,31 @@ export async function freePort(): Promise<number> {
   const port = (server.address() as net.AddressInfo).port;
   await new Promise((r) => server.close(r));
   return port;
+}
+
+/** Where the openssl CLI is (Debian's package; .ci/run installs it). */
+export const OPENSSL = '/usr/bin/openssl';
+
+/** Run the openssl CLI with stdin closed (s_client connects, then quits); killed after `ms`. Output is stdout and stderr together. */
+export async function runOpenssl(args: string[], ms: number): Promise<{ code: number | null; out: string }> {
+  const child = spawn(OPENSSL, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  return { code, out };
+}
+
+/** What a fresh TCP connection to 127.0.0.1:port gets: 'connected', or the error code. */
+export function tryConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
 }

@@ -23,13 +23,12 @@
  * ERR_UPSTREAM_UNAVAILABLE (the outbound read a reset).
  */
 import t from 'tap';
-import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline, summary, type LoadResult } from '../helpers/pipeline.ts';
 import { tempDir } from '../helpers/pki.ts';
-import { exitWithin, freePort, startTollgate, type Running } from '../helpers/process.ts';
+import { exitWithin, freePort, startTollgate, tryConnect, type Running } from '../helpers/process.ts';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheusText.ts';
 import { eventually } from '../helpers/world.ts';
 
@@ -139,14 +138,3 @@ t.test(`${ROUNDS} SIGTERMs under load: no in-flight request fails, the inbound e
   }
 });
 
-/** What a fresh TCP connection to the port gets: connected, or the error code. */
-function tryConnect(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-  });
-}
