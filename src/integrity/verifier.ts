@@ -9,7 +9,7 @@ import { signatureBase, type MessageView } from './signatureBase.ts';
 import { parseDictionary, StructuredFieldError, type BareItem, type Dictionary, type DictionaryOptions, type InnerList, type Item } from './structuredFields.ts';
 
 /**
- * Inbound verification of tollgate's RFC 9421 profile (DESIGN.md, "Integrity profile"):
+ * Inbound verification of tollgate's RFC 9421 profile (README.md, "Message integrity"):
  *
  *   signature fields present? -> parse -> ours (tag) with a known keyid? -> parameters ->
  *   time window -> coverage floor -> base -> HMAC (constant time) -> Content-Digest usable? ->

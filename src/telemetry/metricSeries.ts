@@ -3,7 +3,7 @@ import type { AuditEventType } from './audit.ts';
 import { CONNECTION_DROP_REASONS, HANDSHAKE_FAILURE_REASONS, SIGNATURE_RESULTS, type Metrics } from './metrics.ts';
 
 /**
- * Series that exist from the start at 0, so every INTERFACE.md metric shows in the first
+ * Series that exist from the start at 0, so every documented metric (README.md, "Metrics and admin") shows in the first
  * scrape and `rate()`/`increase()` see the first event (a counter that appears at 1 has no
  * increase to show). Only closed label sets: listener names from the config, reasons and
  * results from their lists. The build-info gauge is set here too.

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /**
- * Every tollgate metric, its type and label set, in one place (INTERFACE.md's table).
+ * Every tollgate metric, its type and label set, in one place (README.md's "Metrics and admin" lists them).
  * With `workers` > 1 each thread has its own registry and the main thread serves their
  * aggregate (src/workers/aggregateRegistry.ts): counters and histograms are summed, and the
  * gauges that describe the instance rather than a thread say how they combine (`aggregator`:
@@ -32,7 +32,7 @@ export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
 export const CONNECTION_DROP_REASONS = ['max_connections'] as const;
 export type ConnectionDropReason = (typeof CONNECTION_DROP_REASONS)[number];
 
-/** INTERFACE.md's results, plus the two refusals of the integrity path that have no slot there: digest_missing and replay_cache_full. */
+/** The documented results (README.md, "Metrics and admin"), plus the two refusals of the integrity path that have no slot there: digest_missing and replay_cache_full. */
 export const SIGNATURE_RESULTS = ['ok', 'missing', 'malformed', 'coverage', 'unknown_key', 'invalid', 'expired', 'replayed', 'digest_mismatch', 'digest_missing', 'replay_cache_full'] as const;
 
 export interface Metrics {

@@ -7,7 +7,7 @@ import type { HandshakeFailureReason } from './metrics.ts';
  * listener. Peer identities live here and in logs, never in metric labels.
  *
  * - `kind: "handshake_failure"` — the TLS handshake did not complete (`reason` is one of
- *   INTERFACE.md's handshake failure reasons), on either side: `side: "server"` for inbound
+ *   HANDSHAKE_FAILURE_REASONS, listed in README.md), on either side: `side: "server"` for inbound
  *   (a client connected to us), `"client"` for outbound (we dialled a server).
  * - `kind: "authz_deny"` — the handshake succeeded but the peer's identity or pin is not
  *   allowed (inbound); `reason` is null, `detail` says what did not match. Kept here because

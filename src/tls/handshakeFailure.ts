@@ -1,7 +1,7 @@
 import type { HandshakeFailureReason } from '../telemetry/metrics.ts';
 
 /**
- * Classify a failed server-side handshake (`tlsClientError`) into INTERFACE.md's reasons,
+ * Classify a failed server-side handshake (`tlsClientError`) into HANDSHAKE_FAILURE_REASONS (README.md lists them),
  * from Node's error code, OpenSSL's reason string, and the verification error code.
  */
 const BY_CODE: Readonly<Record<string, HandshakeFailureReason>> = {

@@ -1,6 +1,6 @@
 /**
  * The pod annotations the injector reads (prefix `tollgate.dev/`), and the ones it writes back.
- * Names are part of the public interface (INTERFACE.md, README.md): add, never rename.
+ * Names are part of the public interface (README.md, "Annotate a workload"): add, never rename.
  */
 export const ANNOTATIONS = Object.freeze({
   /** `"enabled"` opts a pod in; anything else (or nothing) leaves it alone */
