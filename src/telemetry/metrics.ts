@@ -32,7 +32,10 @@ export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
 export const CONNECTION_DROP_REASONS = ['max_connections'] as const;
 export type ConnectionDropReason = (typeof CONNECTION_DROP_REASONS)[number];
 
-/** The documented results (README.md, "Metrics and admin"), plus the two refusals of the integrity path that have no slot there: digest_missing and replay_cache_full. */
+/**
+ * The documented results (README.md, "Metrics and admin"), with the two refusals of the
+ * integrity path that have no other slot: digest_missing and replay_cache_full.
+ */
 export const SIGNATURE_RESULTS = ['ok', 'missing', 'malformed', 'coverage', 'unknown_key', 'invalid', 'expired', 'replayed', 'digest_mismatch', 'digest_missing', 'replay_cache_full'] as const;
 
 export interface Metrics {
