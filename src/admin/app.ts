@@ -8,9 +8,9 @@ import { HANDSHAKE_FAILURE_REASONS, type HandshakeFailureReason } from '../telem
 import { installGuard, sendAdminError, type GuardRefused } from './requestGuard.ts';
 
 /**
- * The admin API as a fastify app that main starts (it never listens by itself): the
- * endpoints README.md's "Metrics and admin" lists, answered from the view main hands in. Mutating routes (/reload, /drain,
- * /shutdown) are POST only: any other method gets 405. A part of the view that is not given
+ * The admin API as a fastify app that main starts (it never listens by itself): the endpoints
+ * README.md's "Metrics and admin" lists, answered from the view main hands in. Mutating routes
+ * (/reload, /drain, /shutdown) are POST only: any other method gets 405. A part of the view that is not given
  * answers 404 (an in-process app built for one concern need not supply all). Every error is
  * the data plane's `{error: ERR_…, message}` (requestGuard.ts), and every request first passes
  * the guard: no browser, a Host that names us, then the token.

@@ -20,13 +20,17 @@ import { RefusalWindow } from './refusalWindow.ts';
  * | MAX_CONNECTIONS       | connections_dropped_total{reason="max_connections"} | closed by Node at accept: maxConnections open |
  * | CLOSED_BEFORE_CLIENT_HELLO | tls_handshakes_total{reason="other"}           | the client left without sending a byte (not a refusal; as many in a flood) |
  */
-export interface AcceptRefusalDeps {
+/** Where a listener's refusal windows report. */
+export interface RefusalSinks {
   readonly listener: string;
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly audit: AuditSink;
   readonly recent: RecentHandshakes;
   readonly clock: Clock;
+}
+
+export interface AcceptRefusalDeps extends RefusalSinks {
   readonly limits: LimitsConfig;
   /** handshakes in progress now, for the log lines */
   readonly inProgress: () => number;
@@ -43,7 +47,7 @@ export interface AcceptRefusals {
 
 export function acceptRefusals(deps: AcceptRefusalDeps): AcceptRefusals {
   const { listener, metrics, limits } = deps;
-  const common = { listener, log: deps.log, audit: deps.audit, recent: deps.recent, clock: deps.clock } as const;
+  const common = windowSinks(deps);
   const capFailure = metrics.handshakes.labels(listener, 'failure', 'handshake_cap');
   const timeoutFailure = metrics.handshakes.labels(listener, 'failure', 'timeout');
   const otherFailure = metrics.handshakes.labels(listener, 'failure', 'other');
@@ -96,13 +100,7 @@ export function acceptRefusals(deps: AcceptRefusalDeps): AcceptRefusals {
   };
 }
 
-export interface MaxConnectionsDeps {
-  readonly listener: string;
-  readonly metrics: Metrics;
-  readonly log: Logger;
-  readonly audit: AuditSink;
-  readonly recent: RecentHandshakes;
-  readonly clock: Clock;
+export interface MaxConnectionsDeps extends RefusalSinks {
   readonly maxConnections: number;
 }
 
@@ -110,11 +108,7 @@ export interface MaxConnectionsDeps {
 export function maxConnectionsWindow(deps: MaxConnectionsDeps): RefusalWindow {
   const dropped = deps.metrics.connectionsDropped.labels(deps.listener, 'max_connections');
   return new RefusalWindow({
-    listener: deps.listener,
-    log: deps.log,
-    audit: deps.audit,
-    recent: deps.recent,
-    clock: deps.clock,
+    ...windowSinks(deps),
     kind: 'connection_dropped',
     reason: null,
     auditType: 'connection_dropped',
@@ -124,6 +118,11 @@ export function maxConnectionsWindow(deps: MaxConnectionsDeps): RefusalWindow {
     detail: `dropped at accept: ${deps.maxConnections} connections already open (limits.maxConnections)`,
     logFields: () => ({ max: deps.maxConnections }),
   });
+}
+
+/** What a RefusalWindow is given of the sinks (it counts through its own metric child). */
+function windowSinks(deps: RefusalSinks): Pick<RefusalSinks, 'listener' | 'log' | 'audit' | 'recent' | 'clock'> {
+  return { listener: deps.listener, log: deps.log, audit: deps.audit, recent: deps.recent, clock: deps.clock };
 }
 
 /**

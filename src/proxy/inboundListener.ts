@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
 import { formatHostPort } from '../config/hostPort.ts';
-import type { Metrics } from '../telemetry/metrics.ts';
+import type { HandshakeFailureReason, Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import { secureContextOptions, type TlsMaterial } from '../tls/contexts.ts';
 import { sessionIdContextOf, ticketKeysFor, trustDigest } from '../tls/sessionBinding.ts';
@@ -26,7 +26,7 @@ import { HandshakeGate, sourceKey } from './handshakeGate.ts';
 import { acceptRefusals, watchMaxConnectionDrops } from './acceptRefusals.ts';
 import { attachClientErrorHandler } from './clientError.ts';
 import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
-import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord, type NewHandshakeRecord } from '../telemetry/recentHandshakes.ts';
+import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createRetryConnection, createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
@@ -258,53 +258,61 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     }
   });
 
-  /** a peer the current CRLs revoke, found after the TLS layer let it in: accounted as the full handshake OpenSSL refuses would be */
-  function refuseRevoked(socket: TLSSocket, cert: X509Certificate, remote: string | null): void {
-    // read before destroy (a destroyed socket forgets its address); nothing is read from it meanwhile
-    const resumed = socket.isSessionReused();
-    const p = identities.identityOf(cert);
+  /**
+   * One TLS connection that failed or was refused on the TLS level, whoever noticed: counted,
+   * logged, audited and listed in /handshakes/recent once. Read from the socket before the caller
+   * destroys it (a destroyed socket forgets its address).
+   */
+  function handshakeFailed(socket: TLSSocket, f: FailedHandshake): void {
     const address = socket.remoteAddress ?? null;
-    const record: NewHandshakeRecord = {
+    metrics.handshakes.labels(config.name, 'failure', f.reason).inc();
+    (f.log ?? log).warn({ reason: f.reason, code: f.code, remote: address, ...f.logFields }, f.message);
+    deps.audit.record('handshake_failure', { listener: config.name, reason: f.reason, remote: address, code: f.code, ...f.auditFields });
+    recent.add({
       at: new Date(deps.clock.now()).toISOString(),
       listener: config.name,
       side: 'server',
       kind: 'handshake_failure',
-      reason: 'cert_revoked',
-      remote: remote ?? formatRemote(socket.remoteAddress, socket.remotePort),
-      peer: { subject: p.subject, spiffe: p.spiffe[0] ?? null },
+      reason: f.reason,
+      remote: f.remote ?? formatRemote(socket.remoteAddress, socket.remotePort),
+      peer: f.peer,
       tlsVersion: tlsVersionOf(socket),
+      code: f.code,
+      detail: f.detail,
+    });
+  }
+
+  /** a peer the current CRLs revoke, found after the TLS layer let it in: accounted as the full handshake OpenSSL refuses would be */
+  function refuseRevoked(socket: TLSSocket, cert: X509Certificate, remote: string | null): void {
+    const resumed = socket.isSessionReused();
+    const p = identities.identityOf(cert);
+    handshakeFailed(socket, {
+      reason: 'cert_revoked',
       code: 'CERT_REVOKED',
+      remote,
+      peer: { subject: p.subject, spiffe: p.spiffe[0] ?? null },
       detail: resumed ? 'revoked by the current CRL (a resumed session, which OpenSSL does not verify)' : 'revoked by the current CRL',
-    };
+      message: 'TLS handshake failed',
+      logFields: { resumed, peer: p.display },
+      auditFields: { resumed },
+    });
     socket.destroy();
-    metrics.handshakes.labels(config.name, 'failure', 'cert_revoked').inc();
-    log.warn({ reason: 'cert_revoked', code: 'CERT_REVOKED', resumed, remote: address, peer: p.display }, 'TLS handshake failed');
-    deps.audit.record('handshake_failure', { listener: config.name, reason: 'cert_revoked', remote: address, code: 'CERT_REVOKED', resumed });
-    recent.add(record);
   }
 
   /** a renegotiation attempt (socket.disableRenegotiation() makes it an error): closed, counted, logged and audited once */
   function onRenegotiation(this: TLSSocket, err: NodeJS.ErrnoException): void {
     if (err.code !== 'ERR_TLS_RENEGOTIATION_DISABLED' || this.destroyed) return;
     const ctx = contextOf(this);
-    const address = this.remoteAddress ?? null;
-    const record: NewHandshakeRecord = {
-      at: new Date(deps.clock.now()).toISOString(),
-      listener: config.name,
-      side: 'server',
-      kind: 'handshake_failure',
+    handshakeFailed(this, {
       reason: 'other',
-      remote: formatRemote(this.remoteAddress, this.remotePort),
-      peer: ctx?.peer == null ? null : { subject: ctx.peer.subject, spiffe: ctx.peer.spiffe[0] ?? null },
-      tlsVersion: tlsVersionOf(this),
       code: err.code,
+      remote: null,
+      peer: ctx?.peer == null ? null : { subject: ctx.peer.subject, spiffe: ctx.peer.spiffe[0] ?? null },
       detail: 'the client asked to renegotiate; renegotiation is refused',
-    };
+      message: 'TLS renegotiation refused: connection closed',
+      ...(ctx === undefined ? {} : { log: ctx.log }),
+    });
     this.destroy();
-    metrics.handshakes.labels(config.name, 'failure', 'other').inc();
-    (ctx?.log ?? log).warn({ reason: 'other', code: err.code, remote: address }, 'TLS renegotiation refused: connection closed');
-    deps.audit.record('handshake_failure', { listener: config.name, reason: 'other', remote: address, code: err.code });
-    recent.add(record);
   }
 
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
@@ -320,23 +328,15 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       refusals.closedSilent.record(raw[kRemote] ?? null);
       return;
     }
-    const reason = classifyHandshakeFailure(err, verifyError);
-    const code = verifyError ?? (err as NodeJS.ErrnoException).code;
-    metrics.handshakes.labels(config.name, 'failure', reason).inc();
     const peer = failedPeerOf(socket);
-    log.warn({ reason, code, err: err.message, remote: socket.remoteAddress, peer: peer?.spiffe ?? peer?.subject }, 'TLS handshake failed');
-    deps.audit.record('handshake_failure', { listener: config.name, reason, remote: socket.remoteAddress ?? null, code: code ?? null });
-    recent.add({
-      at: new Date(deps.clock.now()).toISOString(),
-      listener: config.name,
-      side: 'server',
-      kind: 'handshake_failure',
-      reason,
-      remote: raw?.[kRemote] ?? formatRemote(socket.remoteAddress, socket.remotePort),
+    handshakeFailed(socket, {
+      reason: classifyHandshakeFailure(err, verifyError),
+      code: verifyError ?? (err as NodeJS.ErrnoException).code ?? null,
+      remote: raw?.[kRemote] ?? null,
       peer,
-      tlsVersion: tlsVersionOf(socket),
-      code: code ?? null,
       detail: err.message,
+      message: 'TLS handshake failed',
+      logFields: { err: err.message, peer: peer?.spiffe ?? peer?.subject },
     });
   });
 
@@ -380,6 +380,22 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       allow = compiled;
     },
   };
+}
+
+/** A TLS-level failure as handshakeFailed reports it. */
+interface FailedHandshake {
+  readonly reason: HandshakeFailureReason;
+  readonly code: string | null;
+  /** address:port as read at accept, or null to read it from the socket */
+  readonly remote: string | null;
+  readonly peer: HandshakeRecord['peer'];
+  /** the /handshakes/recent entry's explanation */
+  readonly detail: string;
+  /** the log line: its message, what it adds, and the connection's logger when there is one */
+  readonly message: string;
+  readonly logFields?: Record<string, unknown>;
+  readonly log?: Logger;
+  readonly auditFields?: Record<string, unknown>;
 }
 
 /** What the listener's sessions are bound to, and the revoked serials of its CRLs, swapped as one. */

@@ -45,4 +45,5 @@ const SESSION_ID_CONTEXT_CHARS = 32;
 export function ticketKeysFor(shared: Buffer, trust: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', shared, trust, 'tollgate session ticket keys', TICKET_KEY_BYTES));
 }
-const TICKET_KEY_BYTES = 48;
+/** what Node's setTicketKeys takes: 16 bytes of key name, 16 of HMAC key, 16 of AES key */
+export const TICKET_KEY_BYTES = 48;

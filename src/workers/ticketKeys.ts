@@ -17,8 +17,8 @@
  * session from before it resumes.
  */
 import { randomBytes } from 'node:crypto';
+import { TICKET_KEY_BYTES } from '../tls/sessionBinding.ts';
 
-export const TICKET_KEY_BYTES = 48;
 export const TICKET_KEY_ROTATION_MS = 60 * 60 * 1000;
 
 export interface TicketKeys {
