@@ -4,14 +4,14 @@
  * renamed or dropped, and a refusal tells the client the code and nothing secret.
  */
 import t from 'tap';
-import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { ERRORS, ERROR_CODES, REFUSAL_BODIES, TollgateError, type ErrorCode } from '../src/core/errors.ts';
-import { refuse } from '../src/proxy/refuse.ts';
+import { refusalAnswer } from '../src/proxy/refusals.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -151,8 +151,14 @@ t.test('refusal bodies are exactly {error, message}, small, and reveal nothing s
   }
 });
 
-t.test('a refused request gets the table status, x-tollgate-error and the JSON body', async (t) => {
-  const server = http.createServer((req, res) => refuse(res, (req.url ?? '/').slice(1) as ErrorCode, true));
+t.test('a refused request gets the table status, x-tollgate-error and the JSON body (the bytes the request path writes)', async (t) => {
+  // a raw server writing exactly the refusal bytes the HTTP/1.1 core sends, read by undici's strict client
+  const server = net.createServer((socket) => {
+    socket.once('data', (chunk: Buffer) => {
+      const path = /^GET \/(\S+) /.exec(chunk.toString('latin1'))?.[1] ?? '';
+      socket.end(refusalAnswer(path as ErrorCode, true, '', true), 'latin1');
+    });
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise((r) => server.close(r)));
   const port = (server.address() as AddressInfo).port;

@@ -3,7 +3,7 @@ import type { Config, ListenerConfig } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
-import type { IntegrityStage } from '../proxy/httpPath.ts';
+import type { IntegrityStage } from './integrityStage.ts';
 import { keyRingFromEntries, loadKeyRing, watchKeyRing, type KeyRing, type KeyRingWatcher } from './keyRing.ts';
 import { createReplayCache, type ReplayCache } from './replayCache.ts';
 import { MacKeys } from './hmac.ts';

@@ -1,6 +1,6 @@
-import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../core/clock.ts';
 import { TollgateError } from '../core/errors.ts';
+import type { BodyClock } from '../http1/exchange.ts';
 
 /**
  * The minimum data rate of one request body (HAProxy's and nginx's answer to a client that
@@ -15,18 +15,18 @@ import { TollgateError } from '../core/errors.ts';
  * upstream does not take it yet (backpressure), or before the body is asked for (an upstream
  * still connecting, `Expect: 100-continue` not yet answered), the clock stands still. The
  * readers say which is which: `waiting()` when they want the next chunk, `received(n)` when it
- * came, `holding()` while they hand it on, `done()` at the end (every reader calls it on every
- * way out, so an expired deadline always has a reader listening). One timer per body, re-armed
- * only when it fires (not per chunk). On expiry the body is destroyed with ERR_BODY_TIMEOUT: its
- * reader throws, which aborts an upstream request already under way (the app never gets a
- * complete body), and the request path answers 408 and closes the connection.
+ * came, and the client connection says `holding()` while it stops reading for the upstream and
+ * `waiting()` when it reads again; `done()` at the end. One timer per body, re-armed only when
+ * it fires (not per chunk). On expiry `expired` gets ERR_BODY_TIMEOUT: the request path cuts an
+ * upstream request already under way (the app never gets a complete body), answers 408 and
+ * closes the connection.
  */
-export class BodyDeadline {
+export class BodyDeadline implements BodyClock {
   private readonly gapMs: number;
   /** milliseconds of waiting each byte earns; 0 = no rate, only the gap */
   private readonly msPerByte: number;
   private readonly clock: Clock;
-  private readonly body: IncomingMessage;
+  private readonly expired: (err: TollgateError) => void;
   private bytes = 0;
   /** waiting time before the current wait began */
   private waitedMs = 0;
@@ -37,11 +37,11 @@ export class BodyDeadline {
   private timer: NodeJS.Timeout | null = null;
   private over = false;
 
-  constructor(gapMs: number, bytesPerSecond: number, clock: Clock, body: IncomingMessage) {
+  constructor(gapMs: number, bytesPerSecond: number, clock: Clock, expired: (err: TollgateError) => void) {
     this.gapMs = gapMs;
     this.msPerByte = bytesPerSecond > 0 ? 1000 / bytesPerSecond : 0;
     this.clock = clock;
-    this.body = body;
+    this.expired = expired;
     this.fire = this.fire.bind(this);
   }
 
@@ -89,10 +89,7 @@ export class BodyDeadline {
     const left = this.remainingMs(this.nowMs());
     if (left > 0) return this.arm(left);
     this.done();
-    // as node:stream's own destroyer does for a server request: the request is detached from its
-    // socket first, so destroying it ends the body but leaves the connection to carry the 408
-    (this.body as { socket: unknown }).socket = null;
-    this.body.destroy(new TollgateError('ERR_BODY_TIMEOUT', `request body slower than the minimum data rate (${this.bytes} bytes so far)`));
+    this.expired(new TollgateError('ERR_BODY_TIMEOUT', `request body slower than the minimum data rate (${this.bytes} bytes so far)`));
   }
 
   private arm(ms: number): void {

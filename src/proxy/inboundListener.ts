@@ -1,9 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
-import https from 'node:https';
 import tls, { type TLSSocket, type TlsOptions } from 'node:tls';
 import net, { type Socket } from 'node:net';
 import type { X509Certificate } from 'node:crypto';
-import type { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
@@ -19,16 +17,16 @@ import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
 import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz.ts';
 import type { AllowConfig } from '../config/types.ts';
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
-import { HttpPath, type IntegrityStage } from './httpPath.ts';
-import { attachLivePath, type LivePath, type LiveSettable } from './liveSettings.ts';
+import type { IntegrityStage } from '../integrity/integrityStage.ts';
+import type { LiveSettable } from './liveSettings.ts';
+import { HttpService } from './httpService.ts';
+import { Refusals } from './refusals.ts';
 import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
 import { HandshakeGate, sourceKey } from './handshakeGate.ts';
 import { acceptRefusals, watchMaxConnectionDrops } from './acceptRefusals.ts';
-import { attachClientErrorHandler } from './clientError.ts';
 import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
 import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import { pipeSockets } from './tcpPipe.ts';
-import { createRetryConnection, createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 
 export interface InboundDeps {
@@ -68,11 +66,10 @@ const kDropped = Symbol('tollgate.droppedAtAccept');
 type RawSocket = Socket & { [kAccepted]?: bigint; [kRemote]?: string | null; [kDropped]?: true };
 
 /**
- * The inbound listener: terminates mTLS with `tls.createServer` semantics (an https.Server is
- * a tls.Server with the HTTP parser attached), requires a client certificate verified against
- * our CA bundle, then authorizes the peer against the compiled allow-list and pins, once per
- * connection, before any upstream is dialled. HTTP goes through the request path to the
- * loopback app; TCP is piped to the target port.
+ * The inbound listener: terminates mTLS with `tls.createServer`, requires a client certificate
+ * verified against our CA bundle, then authorizes the peer against the compiled allow-list and
+ * pins, once per connection, before any upstream is dialled. HTTP goes through the HTTP/1.1
+ * core and the request path to the loopback app; TCP is piped to the target port.
  */
 export function createInboundListener(deps: InboundDeps): InboundListener {
   const { config, metrics, log } = deps;
@@ -115,44 +112,43 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     ...serverOptions(trust),
     handshakeTimeout: limits.handshakeTimeoutSeconds * 1000,
     sessionTimeout: 300,
-    allowHalfOpen: config.protocol === 'tcp',
+    // a client may half-close after its request (HTTP) or its stream (TCP) and still read the answer
+    allowHalfOpen: true,
   };
 
-  let pool: Pool | null = null;
-  let server: tls.Server;
-  // HTTP: the request path behind one reference, swapped by a config reload (applyLive)
-  let livePath: LivePath | null = null;
+  const refusals = new Refusals({ listener: config.name, metrics, audit: deps.audit });
+  const server: tls.Server = tls.createServer(tlsServerOptions);
+  // HTTP: the HTTP/1.1 core with the request path behind one reference, swapped by a config reload (applyLive)
+  let http: HttpService | null = null;
   if (config.protocol === 'http') {
-    // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
-    const appOrigin = `http://${formatHostPort(config.target)}`;
-    const appConnect = { timeout: limits.upstreamTimeoutSeconds * 1000 };
-    pool = createUpstreamPool(appOrigin, limits, 4_000, appConnect);
-    const httpsServer = https.createServer({ ...tlsServerOptions, ...httpServerLimits(limits) });
-    httpsServer.timeout = idleTimeoutMs(limits);
-    attachClientErrorHandler(httpsServer, { listener: config.name, metrics, log, audit: deps.audit });
-    livePath = attachLivePath(
-      httpsServer,
-      new HttpPath({
-        listener: config,
-        dispatcher: pool,
-        metrics,
-        audit: deps.audit,
-        log,
-        clock: deps.clock,
-        hostOverride: null,
-        setPeerHeader: true,
-        isDraining: () => conns.isDraining,
-        integrity: deps.integrity,
-        anomaly: anomalyStageFor(deps),
-        rateLimiter: rateLimiterFor(config),
-        // an app may close an idle keep-alive connection just as a request goes out on it (and not say when it will):
-        // an idempotent request lost that way is sent once more on a new connection (RFC 9110, 9.2.2); others get 502
-        freshConnection: () => createRetryConnection(appOrigin, limits, appConnect),
-      }),
-    );
-    server = httpsServer;
+    const service = new HttpService({
+      listener: config,
+      metrics,
+      log,
+      clock: deps.clock,
+      refusals,
+      hostOverride: null,
+      setPeerHeader: true,
+      isDraining: () => conns.isDraining,
+      integrity: deps.integrity,
+      anomaly: anomalyStageFor(deps),
+      rateLimiter: rateLimiterFor(config),
+      upgrades: metrics.upgrades.labels(config.name),
+      dial: (done) => dialApp(done),
+      // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
+      keepAliveMs: 4_000,
+    });
+    http = service;
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const ctx = contextOf(socket);
+      if (ctx === undefined) {
+        socket.destroy();
+        return;
+      }
+      // a peer refused at the handshake still gets its 403 per request (authorizedAtHandshake)
+      service.accept(socket, ctx);
+    });
   } else {
-    server = tls.createServer(tlsServerOptions);
     server.on('secureConnection', (socket: TLSSocket) => {
       const ctx = contextOf(socket);
       if (ctx === undefined || !ctx.allowed) {
@@ -162,10 +158,27 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       openTcpUpstream(socket, ctx);
     });
   }
+
+  /** one plain connection to the local app, within the upstream timeout */
+  function dialApp(done: (err: Error | null, socket: net.Socket | null) => void): void {
+    const socket = net.connect({ host: config.target.host, port: config.target.port });
+    const fail = (err: Error): void => {
+      socket.destroy();
+      done(err, null);
+    };
+    socket.once('error', fail);
+    socket.setTimeout(limits.upstreamTimeoutSeconds * 1000, () => fail(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
+    socket.once('connect', () => {
+      socket.removeListener('error', fail);
+      socket.setTimeout(0);
+      socket.removeAllListeners('timeout');
+      done(null, socket);
+    });
+  }
   server.maxConnections = limits.maxConnections;
 
   // the handshake gate (see handshakeGate.ts), and how what it refuses or closes is reported
-  const refusals = acceptRefusals({
+  const gateRefusals = acceptRefusals({
     listener: config.name,
     metrics,
     log,
@@ -186,11 +199,11 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       onClose(socket, why) {
         const raw = socket as RawSocket;
         raw[kDropped] = true;
-        (why === 'evicted' ? refusals.evicted : refusals.clientHello).record(raw[kRemote] ?? null);
+        (why === 'evicted' ? gateRefusals.evicted : gateRefusals.clientHello).record(raw[kRemote] ?? null);
       },
     },
   );
-  watchMaxConnectionDrops(server, refusals.maxConnections);
+  watchMaxConnectionDrops(server, gateRefusals.maxConnections);
   server.on('connection', (raw: RawSocket) => {
     // read before anything can destroy it (a destroyed socket has no address to give)
     const remote = formatRemote(raw.remoteAddress, raw.remotePort);
@@ -199,7 +212,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     if (admission !== 'admitted') {
       // counted here, once: not again as a TLS error when the wrapped socket notices
       raw[kDropped] = true;
-      (admission === 'cap' ? refusals.cap : refusals.sourceCap).record(remote);
+      (admission === 'cap' ? gateRefusals.cap : gateRefusals.sourceCap).record(remote);
       return;
     }
     raw[kAccepted] = deps.clock.monotonic();
@@ -325,7 +338,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     // health check, a flood's own sockets) is still counted (other) but reported per window, as
     // HAProxy's `option dontlognull` keeps such null connections out of its log
     if (raw !== undefined && raw.bytesRead === 0 && verifyError === null && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
-      refusals.closedSilent.record(raw[kRemote] ?? null);
+      gateRefusals.closedSilent.record(raw[kRemote] ?? null);
       return;
     }
     const peer = failedPeerOf(socket);
@@ -344,9 +357,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     downstream.pause();
     const upstream = net.connect({ host: config.target.host, port: config.target.port, allowHalfOpen: true });
     const onConnectError = (err: Error): void => {
-      metrics.upstreamErrors.labels(config.name, 'upstream_unavailable').inc();
-      ctx.log.warn({ code: 'ERR_UPSTREAM_UNAVAILABLE', err: err.message }, 'upstream connect failed');
-      downstream.destroy();
+      refusals.connection(downstream, 'ERR_UPSTREAM_UNAVAILABLE', { log: ctx.log, peer: ctx.peer?.display ?? null, method: null, path: null, keyId: null }, { err: err.message });
     };
     upstream.once('error', onConnectError);
     upstream.setTimeout(limits.upstreamTimeoutSeconds * 1000, () => upstream.destroy(new Error('connect timeout')));
@@ -362,7 +373,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   }
 
   return {
-    ...listenerHandle(config, server, conns, pool),
+    ...listenerHandle(config, server, conns, http),
     setTlsMaterial(material) {
       rebind(trustOf(material, trust.allowConfig));
     },
@@ -372,7 +383,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     },
     applyLive(next, integrity) {
       if (!isDeepStrictEqual(next.allow, trust.allowConfig)) this.setAllow(next.allow);
-      livePath?.apply(next, integrity, () => anomalyStageFor({ ...deps, config: next }));
+      http?.apply(next, integrity, () => anomalyStageFor({ ...deps, config: next }));
     },
     setAllow(allowConfig) {
       const compiled = compileAllow(allowConfig);

@@ -1,5 +1,4 @@
 import net, { type Server, type Socket, type AddressInfo } from 'node:net';
-import type { Dispatcher } from 'undici';
 import type { ListenerConfig } from '../config/types.ts';
 import type { Gauge } from 'prom-client';
 import { trulyIdle } from './connectionContext.ts';
@@ -137,7 +136,7 @@ function afterPendingReads(): Promise<void> {
  * `Connection: close`; TCP: any open pipe), closes truly idle keep-alive connections, then
  * closes the upstream pool.
  */
-export function listenerHandle(config: ListenerConfig, server: Server, conns: ConnectionSet, pool: Dispatcher | null): Listener {
+export function listenerHandle(config: ListenerConfig, server: Server, conns: ConnectionSet, pool: { close(): Promise<unknown> } | null): Listener {
   const idle = config.protocol === 'http' ? trulyIdle : neverIdle;
   return {
     name: config.name,

@@ -1,7 +1,5 @@
-import http from 'node:http';
-import net, { type Server, type Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
-import type { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
@@ -10,15 +8,14 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import { compileVerify } from '../policy/authz.ts';
 import { attachContext, type ConnectionContext } from './connectionContext.ts';
-import { HttpPath, type IntegrityStage } from './httpPath.ts';
-import { attachLivePath, type LivePath, type LiveSettable } from './liveSettings.ts';
+import type { IntegrityStage } from '../integrity/integrityStage.ts';
+import type { LiveSettable } from './liveSettings.ts';
 import { rateLimiterFor } from './requestLimits.ts';
-import { attachClientErrorHandler } from './clientError.ts';
 import { pipeSockets } from './tcpPipe.ts';
-import { createRetryConnection, createUpstreamPool, httpServerLimits, idleTimeoutMs } from './httpLimits.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
-import { ERRORS } from '../core/errors.ts';
+import { HttpService } from './httpService.ts';
+import { Refusals } from './refusals.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 import { RecentHandshakes } from '../telemetry/recentHandshakes.ts';
 import { maxConnectionsWindow, watchMaxConnectionDrops } from './acceptRefusals.ts';
@@ -63,40 +60,39 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
     return ctx;
   };
 
-  let pool: Pool | null = null;
-  let server: Server;
-  // HTTP: the request path behind one reference, swapped by a config reload (applyLive)
-  let livePath: LivePath | null = null;
+  const refusals = new Refusals({ listener: config.name, metrics, audit: deps.audit });
+  // a connection from the local app: paused until there is somewhere to send its bytes (TCP) or the core reads it (HTTP)
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: config.protocol === 'tcp' });
+  // HTTP: the HTTP/1.1 core with the request path behind one reference, swapped by a config reload (applyLive)
+  let http: HttpService | null = null;
   if (config.protocol === 'http') {
-    // a remote peer: verified connections are worth keeping longer
-    const origin = `https://${formatHostPort(config.target)}`;
-    const connect = upstreamTls.undiciConnect as unknown as Pool.Options['connect'];
-    pool = createUpstreamPool(origin, limits, 30_000, connect);
-    const httpServer = http.createServer(httpServerLimits(limits));
-    httpServer.timeout = idleTimeoutMs(limits);
-    attachClientErrorHandler(httpServer, { listener: config.name, metrics, log, audit: deps.audit });
-    httpServer.on('connection', newContext);
-    livePath = attachLivePath(
-      httpServer,
-      new HttpPath({
-        listener: config,
-        dispatcher: pool,
-        metrics,
-        audit: deps.audit,
-        log,
-        clock: deps.clock,
-        hostOverride: formatHostPort(config.target),
-        setPeerHeader: false,
-        isDraining: () => conns.isDraining,
-        integrity: deps.integrity,
-        anomaly: null,
-        rateLimiter: rateLimiterFor(config),
-        freshConnection: () => createRetryConnection(origin, limits, connect),
-      }),
-    );
-    server = httpServer;
+    const service = new HttpService({
+      listener: config,
+      metrics,
+      log,
+      clock: deps.clock,
+      refusals,
+      hostOverride: formatHostPort(config.target),
+      setPeerHeader: false,
+      isDraining: () => conns.isDraining,
+      integrity: deps.integrity,
+      anomaly: null,
+      rateLimiter: rateLimiterFor(config),
+      upgrades: metrics.upgrades.labels(config.name),
+      // verified mTLS to the remote peer: chain, name, SPIFFE ID, pins, PFS policy (upstreamTls.ts)
+      dial: (done) => {
+        upstreamTls.connect(config.target.host, config.target.port, false).then(
+          ({ socket }) => done(null, socket),
+          (err: Error) => done(err, null),
+        );
+      },
+      // a remote peer: verified connections are worth keeping longer
+      keepAliveMs: 30_000,
+    });
+    http = service;
+    server.on('connection', (socket: Socket) => service.accept(socket, newContext(socket)));
   } else {
-    server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (downstream) => {
+    server.on('connection', (downstream: Socket) => {
       const ctx = newContext(downstream);
       upstreamTls.connect(config.target.host, config.target.port, true).then(
         ({ socket: upstream }) => {
@@ -107,10 +103,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
         },
         (err: Error) => {
           const code = upstreamErrorCode(err);
-          metrics.upstreamErrors.labels(config.name, ERRORS[code].reason).inc();
-          ctx.log.warn({ code, err: err.message }, 'upstream connect failed');
-          if (code === 'ERR_UPSTREAM_IDENTITY') deps.audit.record('upstream_identity', { listener: config.name, reason: err.message });
-          downstream.destroy();
+          refusals.connection(downstream, code, { log: ctx.log, peer: null, method: null, path: null, keyId: null }, { err: err.message, reason: err.message });
         },
       );
     });
@@ -121,10 +114,10 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
   watchMaxConnectionDrops(server, drops);
 
   return {
-    ...listenerHandle(config, server, conns, pool),
+    ...listenerHandle(config, server, conns, http),
     applyLive(next, integrity) {
       upstreamTls.setVerify(compileVerify(next.verify));
-      livePath?.apply(next, integrity, () => null);
+      http?.apply(next, integrity, () => null);
     },
   };
 }

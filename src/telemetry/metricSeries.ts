@@ -10,7 +10,7 @@ import { CONNECTION_DROP_REASONS, HANDSHAKE_FAILURE_REASONS, SIGNATURE_RESULTS, 
  */
 const ROUTE = 'default';
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
-const UPSTREAM_REASONS = ['upstream_unavailable', 'upstream_timeout', 'upstream_identity'] as const;
+const UPSTREAM_REASONS = ['upstream_unavailable', 'upstream_timeout', 'upstream_identity', 'upstream_protocol'] as const;
 const PAYLOAD_DIRECTIONS = ['request', 'response'] as const;
 const ANOMALY_KINDS = ['too_large', 'too_small', 'volume_requests', 'volume_bytes'] as const;
 const CERT_RELOAD_RESULTS = ['success', 'unchanged', 'failure'] as const;
@@ -49,6 +49,7 @@ export function initialiseSeries(metrics: Metrics, config: Config, version: stri
       metrics.authzDecisions.labels(name, 'deny').inc(0);
     }
     if (l.protocol !== 'http') continue;
+    metrics.upgrades.labels(name).inc(0);
     for (const c of STATUS_CLASSES) metrics.requests.labels(name, ROUTE, c).inc(0);
     metrics.requestDuration.zero({ listener: name, route: ROUTE });
     for (const d of PAYLOAD_DIRECTIONS) metrics.payloadBytes.zero({ listener: name, route: ROUTE, direction: d });

@@ -58,6 +58,8 @@ export interface Metrics {
   readonly payloadBytes: Histogram<'listener' | 'route' | 'direction'>;
   readonly payloadAnomalies: Counter<'listener' | 'route' | 'kind'>;
   readonly upstreamErrors: Counter<'listener' | 'reason'>;
+  /** HTTP connections that became tunnels after an accepted Upgrade (WebSocket), by listener */
+  readonly upgrades: Counter<'listener'>;
   readonly auditEvents: Counter<'type'>;
   readonly auditDropped: Counter;
   /** admin and health requests refused by the request guard, by reason (admin_forbidden, admin_unauthorized) */
@@ -191,6 +193,12 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_upstream_errors_total',
       help: 'Upstream failures by listener and reason',
       labelNames: ['listener', 'reason'] as const,
+      registers,
+    }),
+    upgrades: new Counter({
+      name: 'tollgate_upgrades_total',
+      help: 'HTTP connections upgraded to a tunnel (101 Switching Protocols), by listener',
+      labelNames: ['listener'] as const,
       registers,
     }),
     auditEvents: new Counter({

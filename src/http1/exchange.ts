@@ -1,0 +1,134 @@
+import type { ErrorCode } from '../core/errors.ts';
+import { requestFraming, type RequestFraming } from './fields.ts';
+import type { ServerConnection } from './serverConnection.ts';
+
+/**
+ * One request and its response on a client connection: every field set here, in the
+ * constructor, so each exchange has the same shape (nothing is added to Node's objects).
+ * The connection fills the request side from the parser; the request path fills the rest.
+ *
+ * The body arrives in the inbox as the parser delivers it; it goes to a reader once the
+ * request path has chosen what to do with it (stream it upstream, hash it, hold it).
+ */
+
+/** Takes a request body as it arrives. */
+export interface BodyReader {
+  data(chunk: Buffer): void;
+  /** the body is complete (the parser has seen its end) */
+  end(): void;
+}
+
+/** The clock of a body being read: the client is to blame only for the time tollgate waits for it. */
+export interface BodyClock {
+  /** tollgate wants the next bytes */
+  waiting(): void;
+  /** tollgate holds what came (the upstream is slow to take it): the clock stands still */
+  holding(): void;
+  received(bytes: number): void;
+  done(): void;
+}
+
+export class Exchange {
+  /** the client connection */
+  readonly host: ServerConnection;
+  readonly method: string;
+  /** the request target as sent (rewritten to origin-form by the request path when absolute-form) */
+  target: string;
+  readonly versionMinor: number;
+  readonly rawHeaders: string[];
+  readonly framing: RequestFraming;
+  /** the client asked to keep the connection (llhttp's view: version and Connection) */
+  readonly keepAlive: boolean;
+  /** llhttp's upgrade flag: an Upgrade request, or CONNECT */
+  readonly upgrade: boolean;
+  /** a body follows the head (a length above zero, or chunked) */
+  readonly hasBody: boolean;
+  readonly chunked: boolean;
+  /** monotonic ns at the head */
+  readonly startedAt: bigint;
+  /** a parser refusal queued in order with the requests before it, or null for a request */
+  readonly parserRefusal: ErrorCode | null;
+
+  // the body as it arrives
+  inbox: Buffer[] = [];
+  inboxBytes = 0;
+  bodyBytes = 0;
+  bodyComplete = false;
+  reader: BodyReader | null = null;
+  readerEnded = false;
+  /** bytes after the head of an upgrade request (the tunnel's first bytes), kept aside */
+  tunnelBytes: Buffer | null = null;
+
+  // progress
+  /** execute() returned without error for the bytes that carried the head */
+  headAccepted = false;
+  /** the request path has taken it */
+  started = false;
+  /** `Expect: 100-continue` not answered yet */
+  continuePending: boolean;
+  /** the response head (or a refusal) was written to the client */
+  responded = false;
+  finished = false;
+  /** the client connection closes after this response */
+  closeAfter = false;
+  /** the client went away first */
+  clientGone = false;
+
+  // what the request path learnt and decided
+  peer = '';
+  keyId: string | null = null;
+  status = 0;
+  responseBytes = 0;
+  code: ErrorCode | null = null;
+  /** a connection of the upstream pool carries it (set by the pool), or null */
+  upstream: unknown = null;
+  /** sent upstream (so it is counted as proxied) */
+  forwarded = false;
+  retried = false;
+  /** the head sent upstream, and the whole body when it is held, for one retry on a fresh connection */
+  sentHead = '';
+  heldBody: Buffer | null = null;
+  /** what the stages leave for the body strategy (expected digests, or fields already signed) */
+  strategy: unknown = null;
+  /** the request path that took it (a config reload may swap the listener's path; an exchange stays on its own) */
+  owner: unknown = null;
+  /** fields a refusal answer adds (Retry-After) */
+  extraFields = '';
+  /** the size anomaly that blocked it, for the refusal's audit event */
+  anomaly: { readonly kind: string; readonly value: number; readonly expected: number } | null = null;
+  bodyClock: BodyClock | null = null;
+
+  constructor(
+    host: ServerConnection,
+    method: string,
+    target: string,
+    versionMinor: number,
+    rawHeaders: string[],
+    keepAlive: boolean,
+    upgrade: boolean,
+    startedAt: bigint,
+    parserRefusal: ErrorCode | null,
+  ) {
+    this.host = host;
+    this.method = method;
+    this.target = target;
+    this.versionMinor = versionMinor;
+    this.rawHeaders = rawHeaders;
+    this.framing = requestFraming(rawHeaders);
+    this.keepAlive = keepAlive;
+    this.upgrade = upgrade;
+    this.chunked = this.framing.transferEncoding !== '';
+    this.hasBody = this.chunked || this.framing.contentLength > 0;
+    this.startedAt = startedAt;
+    this.parserRefusal = parserRefusal;
+    this.continuePending = this.framing.expectContinue;
+    // a request without a body is complete with its head
+    this.bodyComplete = !this.hasBody;
+  }
+
+  /** Hand the body to `reader` (what came so far, then the rest as it arrives). */
+  read(reader: BodyReader): void {
+    this.reader = reader;
+    this.host.deliver(this);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Field lists of HTTP/1.1 messages as the core handles them: flat [name, value, …] arrays
+ * as llhttp gives them (names as sent, order and repeats kept). What one hop must not pass
+ * on (RFC 9110 §7.6.1), the request's framing and codings, and the heads the core writes.
+ */
+
+/** Fields that apply to one connection only; with every field a Connection value names, never forwarded. */
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'http2-settings',
+]);
+
+export const PEER_HEADER = 'x-tollgate-peer';
+
+/** Lowercased tokens of every Connection field ("close, X-Foo" → {close, x-foo}); null when there is none. */
+export function connectionTokens(raw: readonly string[]): Set<string> | null {
+  let tokens: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== 'connection') continue;
+    for (const t of raw[i + 1]!.split(',')) {
+      const name = t.trim().toLowerCase();
+      if (name === '') continue;
+      tokens ??= new Set();
+      tokens.add(name);
+    }
+  }
+  return tokens;
+}
+
+/** What a request head says about its framing and its intent, read in one pass over its fields. */
+export interface RequestFraming {
+  /** the Content-Length value (llhttp has checked it is one decimal number), or -1 */
+  contentLength: number;
+  /** Transfer-Encoding fields, joined; '' when none */
+  transferEncoding: string;
+  /** how many Host fields */
+  hosts: number;
+  /** the (last) Host value, '' when none */
+  host: string;
+  /** `Expect: 100-continue` */
+  expectContinue: boolean;
+  /** the Upgrade value, lowercased; '' when none */
+  upgrade: string;
+  /** a Content-Digest field was sent */
+  contentDigest: string | null;
+}
+
+export function requestFraming(raw: readonly string[]): RequestFraming {
+  const f: RequestFraming = { contentLength: -1, transferEncoding: '', hosts: 0, host: '', expectContinue: false, upgrade: '', contentDigest: null };
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    // the first letter and the length pick the few names of interest without lowercasing every name
+    const c = name.charCodeAt(0) | 0x20;
+    if (c === 0x63 /* c */) {
+      if (name.length === 14 && name.toLowerCase() === 'content-length') f.contentLength = Number(raw[i + 1]);
+      else if (name.length === 14 && name.toLowerCase() === 'content-digest') f.contentDigest = f.contentDigest === null ? raw[i + 1]! : `${f.contentDigest}, ${raw[i + 1]}`;
+    } else if (c === 0x74 /* t */) {
+      if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') f.transferEncoding = f.transferEncoding === '' ? raw[i + 1]! : `${f.transferEncoding}, ${raw[i + 1]}`;
+    } else if (c === 0x68 /* h */) {
+      if (name.length === 4 && name.toLowerCase() === 'host') {
+        f.hosts += 1;
+        f.host = raw[i + 1]!;
+      }
+    } else if (c === 0x65 /* e */) {
+      if (name.length === 6 && name.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue') f.expectContinue = true;
+    } else if (c === 0x75 /* u */) {
+      if (name.length === 7 && name.toLowerCase() === 'upgrade') f.upgrade = raw[i + 1]!.trim().toLowerCase();
+    }
+  }
+  return f;
+}
+
+/** A Transfer-Encoding that is exactly `chunked` (the only coding tollgate forwards; llhttp has checked it is last). */
+export function onlyChunked(transferEncoding: string): boolean {
+  if (transferEncoding === '') return true;
+  for (const t of transferEncoding.split(',')) {
+    const coding = t.trim().toLowerCase();
+    if (coding !== '' && coding !== 'chunked') return false;
+  }
+  return true;
+}
+
+/**
+ * The fields of a message to pass on, as one latin1 string of `name: value\r\n` lines: hop-by-hop
+ * fields and those Connection names dropped, and any field in `drop` (lowercased names).
+ */
+export function forwardedFields(raw: readonly string[], drop: ReadonlySet<string> | null): string {
+  const named = connectionTokens(raw);
+  let out = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (named !== null && named.has(lower)) || (drop !== null && drop.has(lower))) continue;
+    out += `${name}: ${raw[i + 1]}\r\n`;
+  }
+  return out;
+}
+
+/** The same selection as a flat list (for signing: the signature base reads the fields as they will be sent). */
+export function forwardedList(raw: readonly string[], drop: ReadonlySet<string> | null): string[] {
+  const named = connectionTokens(raw);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (named !== null && named.has(lower)) || (drop !== null && drop.has(lower))) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  return out;
+}
+
+/** `name: value\r\n` lines of a flat list, as is. */
+export function fieldLines(list: readonly string[]): string {
+  let out = '';
+  for (let i = 0; i < list.length; i += 2) out += `${list[i]}: ${list[i + 1]}\r\n`;
+  return out;
+}
+
+/** Reason phrases for the statuses tollgate itself answers with (an upstream's own phrase is passed on as sent). */
+export const REASON_PHRASES: Readonly<Record<number, string>> = {
+  100: 'Continue',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** RFC 9110 §9.2.2 */
+export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'TRACE']);

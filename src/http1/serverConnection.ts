@@ -1,0 +1,411 @@
+import type { Socket } from 'node:net';
+import type { ErrorCode } from '../core/errors.ts';
+import type { ConnectionContext } from '../proxy/connectionContext.ts';
+import { markIdle } from '../proxy/connectionContext.ts';
+import { Exchange } from './exchange.ts';
+import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
+
+/**
+ * One client connection of an HTTP listener, on Node's llhttp: the bytes the client sends are
+ * parsed into exchanges, taken one at a time in arrival order (RFC 9112 §9.3.2: a pipelined
+ * request goes upstream only when the one before it has been answered), and answered in that
+ * order on this socket.
+ *
+ * Nothing the parser reports is acted on until `execute` returned without error for the
+ * bytes that carried it: llhttp may report a head and refuse the same message a moment
+ * later (a request `Transfer-Encoding: gzip`), and a refused message must never reach the app.
+ */
+
+/** What handles the exchanges of a connection (the listener's request path). */
+export interface ExchangeHandler {
+  /** the exchange at the head of the queue, in order; a parser refusal has `parserRefusal` set */
+  start(ex: Exchange, conn: ServerConnection): void;
+  /** the client left while the exchange was in flight (the handler stops its upstream work) */
+  abandoned(ex: Exchange, conn: ServerConnection): void;
+  /** the parser refused the body of an exchange already under way (its upstream request must be cut) */
+  bodyRefused(ex: Exchange, conn: ServerConnection, code: ErrorCode): void;
+  /** the listener is draining: responses close their connections */
+  draining(): boolean;
+}
+
+/** Per-connection settings, read when the connection is made. */
+export interface ConnectionSettings {
+  readonly maxHeaderBytes: number;
+  readonly maxHeaderPairs: number;
+  readonly idleTimeoutMs: number;
+}
+
+/** reasons to stop reading the client, as bits: reading resumes when none is left */
+export const PAUSE_UPSTREAM = 1;
+export const PAUSE_INBOX = 2;
+export const PAUSE_PIPELINE = 4;
+
+/** unclaimed body bytes held before reading stops */
+const INBOX_HIGH_WATER = 64 * 1024;
+
+export class ServerConnection {
+  readonly socket: Socket;
+  readonly ctx: ConnectionContext;
+  readonly handler: ExchangeHandler;
+  readonly binding: HttpParserBinding;
+  readonly parser: LlhttpParser;
+  readonly settings: ConnectionSettings;
+  readonly clock: () => bigint;
+  readonly queue: Exchange[] = [];
+  /** the exchange whose message the parser is in, until its end */
+  parsing: Exchange | null = null;
+  /** exchanges whose heads came in the current execute (accepted when it returns cleanly) */
+  fresh: Exchange[] = [];
+  /** an upgrade request (or CONNECT) just ended: llhttp returned where its tunnel's bytes begin */
+  upgradeEnded: Exchange | null = null;
+  /** a head that came in pieces (llhttp hands over 32 fields at a time) */
+  partialHeaders: string[] | null = null;
+  partialUrl = '';
+  /** monotonic ms when the current head began, 0 when none is in progress */
+  headStartedMs: number;
+  paused = 0;
+  /** no more requests are read: a refusal that closes, a close asked for, an upgrade */
+  stopped = false;
+  closed = false;
+  /** the socket is handed over to a tunnel: the connection no longer reads or writes it */
+  tunnelled = false;
+  /** called once when the client's socket drains (the upstream side paused for it) */
+  onWritable: (() => void) | null = null;
+
+  constructor(socket: Socket, ctx: ConnectionContext, handler: ExchangeHandler, binding: HttpParserBinding, settings: ConnectionSettings, clock: () => bigint) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.handler = handler;
+    this.binding = binding;
+    this.settings = settings;
+    this.clock = clock;
+    this.headStartedMs = this.nowMs();
+    const p = binding.create();
+    p.initialize(binding.REQUEST, {}, settings.maxHeaderBytes, STRICT);
+    p[binding.kOnMessageBegin] = this.onMessageBegin.bind(this);
+    p[binding.kOnHeaders] = this.onHeaders.bind(this);
+    p[binding.kOnHeadersComplete] = this.onHeadersComplete.bind(this);
+    p[binding.kOnBody] = this.onBody.bind(this);
+    p[binding.kOnMessageComplete] = this.onMessageComplete.bind(this);
+    this.parser = p;
+    socket.on('data', this.onData.bind(this));
+    socket.on('end', this.onEnd.bind(this));
+    socket.on('close', this.onClose.bind(this));
+    socket.on('error', onSocketError);
+    socket.on('drain', this.onDrain.bind(this));
+    socket.setTimeout(settings.idleTimeoutMs, this.onIdle.bind(this));
+  }
+
+  nowMs(): number {
+    return Number(this.clock() / 1_000_000n);
+  }
+
+  /* ------------------------------------------------------------------ parser callbacks */
+
+  onMessageBegin(): number {
+    this.headStartedMs = this.nowMs();
+    return 0;
+  }
+
+  onHeaders(headers: string[], url: string): void {
+    if (this.partialHeaders === null) this.partialHeaders = headers;
+    else for (const h of headers) this.partialHeaders.push(h);
+    this.partialUrl += url;
+  }
+
+  onHeadersComplete(
+    _major: number,
+    minor: number,
+    rawHeaders: string[] | undefined,
+    method: number,
+    url: string | undefined,
+    _status: number,
+    _message: string,
+    upgrade: boolean,
+    keepAlive: boolean,
+  ): number {
+    let raw = rawHeaders ?? [];
+    let target = url ?? '';
+    if (this.partialHeaders !== null) {
+      for (const h of raw) this.partialHeaders.push(h);
+      raw = this.partialHeaders;
+      target = this.partialUrl + target;
+      this.partialHeaders = null;
+      this.partialUrl = '';
+    }
+    this.headStartedMs = 0;
+    const tooMany = raw.length > this.settings.maxHeaderPairs * 2;
+    const ex = new Exchange(this, this.binding.methods[method] ?? '', target, minor, raw, keepAlive, upgrade, this.clock(), tooMany ? 'ERR_HEADERS_TOO_LARGE' : null);
+    this.ctx.inFlight += 1;
+    this.parsing = ex;
+    this.fresh.push(ex);
+    this.queue.push(ex);
+    return 0;
+  }
+
+  onBody(chunk: Buffer): void {
+    const ex = this.parsing;
+    if (ex === null) return;
+    ex.bodyBytes += chunk.length;
+    ex.inbox.push(chunk);
+    ex.inboxBytes += chunk.length;
+  }
+
+  onMessageComplete(): void {
+    const ex = this.parsing;
+    if (ex === null) return;
+    ex.bodyComplete = true;
+    this.parsing = null;
+    if (ex.upgrade) this.upgradeEnded = ex;
+  }
+
+  /* ------------------------------------------------------------------ reading */
+
+  onData(chunk: Buffer): void {
+    if (this.stopped || this.tunnelled) return;
+    let data = chunk;
+    for (;;) {
+      const r = this.parser.execute(data);
+      if (typeof r !== 'number') return this.parseFailed(r);
+      for (const ex of this.fresh) {
+        ex.headAccepted = true;
+        if (ex.parserRefusal !== null) this.stop();
+      }
+      this.fresh = [];
+      const upgraded = this.upgradeEnded;
+      if (upgraded === null) break;
+      // llhttp stops at the end of an upgrade request (or CONNECT): what follows is not HTTP
+      this.upgradeEnded = null;
+      const rest = r < data.length ? data.subarray(r) : null;
+      if (upgraded.framing.upgrade === 'h2c' && upgraded.method !== 'CONNECT') {
+        // an h2c upgrade is not taken (RFC 9110 §7.8 lets a server ignore it): what follows is HTTP/1.1 again
+        if (rest === null) break;
+        data = rest;
+        continue;
+      }
+      upgraded.tunnelBytes = rest;
+      this.stop();
+      break;
+    }
+    this.pump();
+  }
+
+  /**
+   * The parser refused the stream. Requests it completed before the error are answered in
+   * order; the message it was in is dropped unseen (its head may have been reported in this
+   * very execute), or, when its head went on already, cut; then a refusal, then the close.
+   * Bytes after a request that asked to close the connection are not an error of that
+   * request: they are ignored (RFC 9112 §9.6).
+   */
+  parseFailed(err: ParseError): void {
+    const broken = this.parsing;
+    this.parsing = null;
+    for (const ex of this.fresh) {
+      if (ex !== broken) ex.headAccepted = true;
+      else this.drop(ex);
+    }
+    this.fresh = [];
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      this.stop();
+      this.pump();
+      return;
+    }
+    const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'ERR_HEADERS_TOO_LARGE' : 'ERR_BAD_REQUEST';
+    if (broken !== null && broken.headAccepted && !broken.finished) {
+      // its head went on already: the body turned out malformed
+      this.stop();
+      this.handler.bodyRefused(broken, this, code);
+      this.pump();
+      return;
+    }
+    this.refuseStream(code, err.code);
+  }
+
+  /** Queue a refusal of the stream itself (a malformed or oversized head, a slow one), after the exchanges before it. */
+  refuseStream(code: ErrorCode, cause: string): void {
+    this.stop();
+    const ex = new Exchange(this, '', '', 1, [cause], false, false, this.clock(), code);
+    ex.headAccepted = true;
+    this.ctx.inFlight += 1;
+    this.queue.push(ex);
+    this.pump();
+  }
+
+  drop(ex: Exchange): void {
+    const i = this.queue.indexOf(ex);
+    if (i >= 0) this.queue.splice(i, 1);
+    this.ctx.inFlight -= 1;
+  }
+
+  /** read no further requests from this connection */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.headStartedMs = 0;
+  }
+
+  /** Start the exchange at the head of the queue, and hand its body over. */
+  pump(): void {
+    const ex = this.queue[0];
+    if (ex === undefined || ex.clientGone) return;
+    if (!ex.started && ex.headAccepted) {
+      ex.started = true;
+      this.handler.start(ex, this);
+    }
+    const head = this.queue[0];
+    if (head !== undefined) this.deliver(head);
+    // a request waiting behind another is not read further until its turn
+    if (this.queue.length > 1) this.pauseReading(PAUSE_PIPELINE);
+    else this.resumeReading(PAUSE_PIPELINE);
+  }
+
+  /** Hand the inbox to the exchange's reader, or hold it (up to a bound) until there is one. */
+  deliver(ex: Exchange): void {
+    const reader = ex.reader;
+    if (reader === null) {
+      if (ex.inboxBytes > INBOX_HIGH_WATER) this.pauseReading(PAUSE_INBOX);
+      return;
+    }
+    this.resumeReading(PAUSE_INBOX);
+    if (ex.inbox.length > 0) {
+      const chunks = ex.inbox;
+      ex.inbox = [];
+      ex.inboxBytes = 0;
+      for (const c of chunks) reader.data(c);
+    }
+    if (ex.bodyComplete && !ex.readerEnded && ex.reader === reader) {
+      ex.readerEnded = true;
+      reader.end();
+    }
+  }
+
+  pauseReading(reason: number): void {
+    if (this.paused === 0) this.socket.pause();
+    this.paused |= reason;
+    if (reason === PAUSE_UPSTREAM) this.queue[0]?.bodyClock?.holding();
+  }
+
+  resumeReading(reason: number): void {
+    if ((this.paused & reason) === 0) return;
+    this.paused &= ~reason;
+    if (reason === PAUSE_UPSTREAM) this.queue[0]?.bodyClock?.waiting();
+    if (this.paused === 0 && !this.closed) this.socket.resume();
+  }
+
+  draining(): boolean {
+    return this.handler.draining();
+  }
+
+  /** `Expect: 100-continue`: the client is told to send its body, once, when the body is wanted. */
+  sendContinue(ex: Exchange): void {
+    if (!ex.continuePending) return;
+    ex.continuePending = false;
+    if (!ex.bodyComplete) this.socket.write(CONTINUE);
+  }
+
+  /* ------------------------------------------------------------------ writing */
+
+  /** Write part of the response of the exchange at the head of the queue. */
+  write(data: Buffer | string): boolean {
+    if (this.closed) return true;
+    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
+  }
+
+  /** The exchange at the head of the queue is answered: the next one's turn, or the end of the connection. */
+  done(ex: Exchange): void {
+    if (ex.finished) return;
+    ex.finished = true;
+    const i = this.queue.indexOf(ex);
+    if (i >= 0) this.queue.splice(i, 1);
+    this.ctx.inFlight -= 1;
+    if (ex.tunnelBytes !== null && !this.tunnelled) ex.tunnelBytes = null;
+    if (this.tunnelled) return;
+    if (ex.closeAfter || !ex.keepAlive || (!ex.bodyComplete && !ex.clientGone)) return this.close();
+    if (this.queue.length === 0) {
+      if (this.stopped) return this.close();
+      markIdle(this.ctx);
+    }
+    this.pump();
+  }
+
+  /**
+   * End the connection once what was written is out (a half-close first, so the client reads
+   * the answer). Requests read after the one that closes it are never answered, nor is what is
+   * left of an unread body parsed.
+   */
+  close(): void {
+    this.stop();
+    for (const rest of this.queue.splice(0)) {
+      rest.finished = true;
+      this.ctx.inFlight -= 1;
+    }
+    if (!this.closed) this.socket.end();
+  }
+
+  /* ------------------------------------------------------------------ events */
+
+  /**
+   * The client closed its side. As node:http does (without httpAllowHalfOpen), that ends what
+   * it had in flight: a client that leaves (a destroyed socket sends the same FIN) must not
+   * keep upstream work going. The connection then closes.
+   */
+  onEnd(): void {
+    if (this.tunnelled) return;
+    this.stop();
+    this.parsing = null;
+    this.abandonAll();
+    this.socket.end();
+  }
+
+  /** every exchange not answered yet is given up */
+  abandonAll(): void {
+    const pending = this.queue.slice();
+    for (const ex of pending) ex.clientGone = true;
+    for (const ex of pending) {
+      if (ex.finished) continue;
+      if (ex.started) this.handler.abandoned(ex, this);
+      else this.drop(ex);
+    }
+    this.queue.length = 0;
+  }
+
+  onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.tunnelled) this.abandonAll();
+    this.parser.close();
+  }
+
+  onDrain(): void {
+    const resume = this.onWritable;
+    if (resume === null) return;
+    this.onWritable = null;
+    resume();
+  }
+
+  /** no byte either way for the idle timeout: a keep-alive connection between requests, or a stalled one */
+  onIdle(): void {
+    if (this.tunnelled) return;
+    this.socket.destroy();
+  }
+
+  /** The headers timeout (checked by the listener's sweep): a head begun and not finished in time. */
+  headOverdue(nowMs: number, timeoutMs: number): boolean {
+    return this.headStartedMs > 0 && !this.stopped && nowMs - this.headStartedMs > timeoutMs;
+  }
+
+  /** Give the socket to a tunnel: from now on this connection neither reads nor writes it. */
+  handOver(): void {
+    this.tunnelled = true;
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('end');
+    this.socket.removeAllListeners('drain');
+    this.socket.setTimeout(0);
+    this.paused = 0;
+  }
+}
+
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** a socket error ends the connection ('close' follows); the error itself needs no answer */
+function onSocketError(): void {}

@@ -1,0 +1,114 @@
+import type { Socket } from 'node:net';
+import type { HttpParserBinding } from './parserBinding.ts';
+import { UpstreamConnection, type ConnectionOwner, type UpstreamEvents } from './upstreamConnection.ts';
+
+/**
+ * A bounded pool of keep-alive connections to one upstream. A connection carries one exchange
+ * at a time and goes back to the pool only when its last exchange ended cleanly (the whole
+ * request sent, the whole response read, neither side asked to close). The most recently
+ * used idle connection is handed out first (the warmest one; the others age out after the
+ * keep-alive time). Beyond `maxConnections`, requests wait in arrival order.
+ */
+
+/** Opens one connection to the upstream (plain TCP to the app, or verified mTLS to a remote tollgate). */
+export type Dial = (done: (err: Error | null, socket: Socket | null) => void) => void;
+
+export interface PoolSettings {
+  readonly maxConnections: number;
+  /** how long an idle connection is kept */
+  readonly keepAliveMs: number;
+  /** the longest the upstream may stay silent in an exchange */
+  readonly timeoutMs: number;
+  /** the largest response head accepted */
+  readonly maxHeaderBytes: number;
+}
+
+export type Acquired = (err: Error | null, conn: UpstreamConnection | null) => void;
+
+export class UpstreamPool implements ConnectionOwner {
+  readonly dial: Dial;
+  readonly settings: PoolSettings;
+  readonly binding: HttpParserBinding;
+  readonly events: UpstreamEvents;
+  readonly idle: UpstreamConnection[] = [];
+  readonly waiting: Acquired[] = [];
+  /** connections open or being opened */
+  open = 0;
+  closed = false;
+
+  constructor(dial: Dial, settings: PoolSettings, binding: HttpParserBinding, events: UpstreamEvents) {
+    this.dial = dial;
+    this.settings = settings;
+    this.binding = binding;
+    this.events = events;
+  }
+
+  /** A connection for one exchange: an idle one, a new one, or the next one released. */
+  acquire(done: Acquired): void {
+    if (this.closed) return done(Object.assign(new Error('the upstream pool is closed'), { code: 'ECONNRESET' }), null);
+    const conn = this.idle.pop();
+    if (conn !== undefined) {
+      conn.socket.setTimeout(0);
+      return done(null, conn);
+    }
+    if (this.open < this.settings.maxConnections) return this.connect(done);
+    this.waiting.push(done);
+  }
+
+  /** A connection made just for one exchange sent again (the one it had was closed under it). */
+  fresh(done: Acquired): void {
+    if (this.closed) return done(Object.assign(new Error('the upstream pool is closed'), { code: 'ECONNRESET' }), null);
+    this.connect(done);
+  }
+
+  connect(done: Acquired): void {
+    this.open += 1;
+    this.dial((err, socket) => {
+      if (err !== null || socket === null) {
+        this.open -= 1;
+        this.serveWaiting();
+        return done(err ?? new Error('no socket'), null);
+      }
+      const s = this.settings;
+      done(null, new UpstreamConnection(socket, this.binding, s.maxHeaderBytes, s.timeoutMs, this, this.events));
+    });
+  }
+
+  /** ConnectionOwner: an exchange is over on `conn`. */
+  release(conn: UpstreamConnection, reusable: boolean): void {
+    if (conn.dead || !reusable || this.closed) {
+      if (!conn.dead) conn.kill();
+      else {
+        this.open -= 1;
+        this.forget(conn);
+        this.serveWaiting();
+      }
+      return;
+    }
+    const next = this.waiting.shift();
+    if (next !== undefined) return next(null, conn);
+    conn.socket.setTimeout(this.settings.keepAliveMs);
+    this.idle.push(conn);
+  }
+
+  forget(conn: UpstreamConnection): void {
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  /** a connection slot came free: the oldest waiting exchange gets a new connection */
+  serveWaiting(): void {
+    if (this.closed) return;
+    const next = this.waiting.shift();
+    if (next !== undefined) this.connect(next);
+  }
+
+  /** Close idle connections now and every other one when its exchange ends; waiting exchanges fail. */
+  close(): Promise<void> {
+    this.closed = true;
+    for (const conn of this.idle.splice(0)) conn.kill();
+    const err = Object.assign(new Error('the upstream pool is closed'), { code: 'ECONNRESET' });
+    for (const w of this.waiting.splice(0)) w(err, null);
+    return Promise.resolve();
+  }
+}

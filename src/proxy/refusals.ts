@@ -1,0 +1,123 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Counter } from 'prom-client';
+import { ERRORS, REFUSAL_BODIES, type ErrorCode } from '../core/errors.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { AuditEventType, AuditSink } from '../telemetry/audit.ts';
+import { REASON_PHRASES } from '../http1/fields.ts';
+
+/**
+ * Every refusal of a listener goes through here, whoever decided it (a stage of the request
+ * path, the parser, a body check, the upstream side, or a TCP listener's upstream dial), so
+ * each one is answered, logged, counted and audited the same way, once:
+ *
+ * - the answer: the status from the error table, `x-tollgate-error`, a small JSON body that
+ *   names the code and nothing secret (no body for HEAD), `connection: close` when asked;
+ *   on a TCP listener, the connection is closed (there is no one to answer);
+ * - one log line `request refused` (a peer the handshake already refused is not logged again
+ *   per request: its handshake was);
+ * - one metric: signature and digest refusals in tollgate_signature_checks_total, upstream
+ *   failures in tollgate_upstream_errors_total; every HTTP refusal also in
+ *   tollgate_requests_total by status class when its answer is written (the request path's
+ *   record, as for any response);
+ * - one audit event, its type by code (replay, signature_failure, anomaly, upstream_identity,
+ *   request_refused). An upstream that is down or slow is operational, not a security
+ *   decision: logged and counted, not audited.
+ */
+
+/** What a refusal is about, for the log line and the audit event. */
+export interface RefusalSubject {
+  readonly log: Logger;
+  readonly peer: string | null;
+  readonly method: string | null;
+  readonly path: string | null;
+  readonly keyId: string | null;
+}
+
+/** Codes counted under tollgate_signature_checks_total (by their reason) rather than as plain refusals. */
+const SIGNATURE_CODES: ReadonlySet<ErrorCode> = new Set([
+  'ERR_SIG_MISSING',
+  'ERR_SIG_MALFORMED',
+  'ERR_SIG_COVERAGE',
+  'ERR_SIG_UNKNOWN_KEY',
+  'ERR_SIG_INVALID',
+  'ERR_SIG_EXPIRED',
+  'ERR_SIG_REPLAYED',
+  'ERR_DIGEST_MISSING',
+  'ERR_DIGEST_MISMATCH',
+  'ERR_REPLAY_CACHE_FULL',
+]);
+
+/** Upstream failures: tollgate_upstream_errors_total, by reason. */
+const UPSTREAM_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_UPSTREAM_UNAVAILABLE', 'ERR_UPSTREAM_TIMEOUT', 'ERR_UPSTREAM_IDENTITY', 'ERR_UPSTREAM_PROTOCOL']);
+
+/** The bytes of a refusal answer (head and body), as one latin1 string. */
+export function refusalAnswer(code: ErrorCode, close: boolean, extraFields: string, withBody: boolean): string {
+  const status = ERRORS[code].status;
+  const body = REFUSAL_BODIES[code];
+  return (
+    `HTTP/1.1 ${status} ${REASON_PHRASES[status] ?? 'Error'}\r\n` +
+    `content-type: application/json\r\ncontent-length: ${body.length}\r\nx-tollgate-error: ${code}\r\n${extraFields}` +
+    (close ? 'connection: close\r\n\r\n' : '\r\n') +
+    (withBody ? body.toString('latin1') : '')
+  );
+}
+
+export interface RefusalDeps {
+  readonly listener: string;
+  readonly metrics: Metrics;
+  readonly audit: AuditSink;
+}
+
+type CounterChild = ReturnType<Counter['labels']>;
+
+export class Refusals {
+  readonly deps: RefusalDeps;
+  readonly signatureChecks = new Map<string, CounterChild>();
+  readonly upstreamErrors = new Map<string, CounterChild>();
+
+  constructor(deps: RefusalDeps) {
+    this.deps = deps;
+  }
+
+  /** Log, count and audit one refusal (the caller writes the answer with `refusalAnswer`, or closes a TCP connection). */
+  account(code: ErrorCode, subject: RefusalSubject, detail: Readonly<Record<string, unknown>> | null): void {
+    if (SIGNATURE_CODES.has(code)) this.countSignature(ERRORS[code].reason);
+    else if (UPSTREAM_CODES.has(code)) this.count(this.upstreamErrors, this.deps.metrics.upstreamErrors, ERRORS[code].reason);
+    // a peer refused at its handshake was logged and audited there, once per connection
+    if (code === 'ERR_PEER_NOT_ALLOWED') return;
+    subject.log.warn({ code, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail }, 'request refused');
+    const type = auditTypeOf(code);
+    if (type === null) return;
+    this.deps.audit.record(type, { listener: this.deps.listener, code, peer: subject.peer, keyId: subject.keyId, method: subject.method, path: subject.path, ...detail });
+  }
+
+  /** A TCP listener's connection refused (its upstream could not be had): accounted, then closed. */
+  connection(socket: Socket, code: ErrorCode, subject: RefusalSubject, detail: Readonly<Record<string, unknown>>): void {
+    this.account(code, subject, detail);
+    socket.destroy();
+  }
+
+  countSignature(result: string): void {
+    this.count(this.signatureChecks, this.deps.metrics.signatureChecks, result);
+  }
+
+  private count(cache: Map<string, CounterChild>, counter: Counter<'listener' | 'reason'> | Counter<'listener' | 'result'>, label: string): void {
+    let child = cache.get(label);
+    if (child === undefined) {
+      child = (counter as Counter<string>).labels(this.deps.listener, label);
+      cache.set(label, child);
+    }
+    child.inc();
+  }
+}
+
+function auditTypeOf(code: ErrorCode): AuditEventType | null {
+  if (code === 'ERR_SIG_REPLAYED') return 'replay';
+  if (SIGNATURE_CODES.has(code)) return 'signature_failure';
+  if (code === 'ERR_PAYLOAD_ANOMALY') return 'anomaly';
+  if (code === 'ERR_UPSTREAM_IDENTITY') return 'upstream_identity';
+  // an upstream that is down or slow is operational; a malformed response is refused input
+  if (code === 'ERR_UPSTREAM_UNAVAILABLE' || code === 'ERR_UPSTREAM_TIMEOUT') return null;
+  return 'request_refused';
+}

@@ -1,0 +1,632 @@
+import type { Counter, Histogram } from 'prom-client';
+import type { Logger } from 'pino';
+import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { ALLOW, deny, type Decision } from '../core/decision.ts';
+import type { Clock } from '../core/clock.ts';
+import type { ListenerConfig } from '../config/types.ts';
+import { statusClass, type Metrics } from '../telemetry/metrics.ts';
+import type { Exchange } from '../http1/exchange.ts';
+import type { ServerConnection } from '../http1/serverConnection.ts';
+import type { UpstreamConnection, RequestFraming } from '../http1/upstreamConnection.ts';
+import type { UpstreamPool } from '../http1/upstreamPool.ts';
+import { fieldLines, forwardedList, IDEMPOTENT_METHODS, PEER_HEADER } from '../http1/fields.ts';
+import type { AnomalyStage, Flagged } from '../anomaly/anomalyStage.ts';
+import type { PeerRateLimiter } from '../limits/tokenBucket.ts';
+import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
+import { verifyRequest } from '../integrity/verifier.ts';
+import { signRequest } from '../integrity/signer.ts';
+import { contentDigestOf, DigestCheck, digestsMatch, isAcceptableContentDigest, type ExpectedDigest } from '../integrity/contentDigest.ts';
+import { upstreamErrorCode } from './upstreamError.ts';
+import { BodyDeadline } from './bodyDeadline.ts';
+import { Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts';
+import type { IntegrityStage } from '../integrity/integrityStage.ts';
+import { pipeSockets } from './tcpPipe.ts';
+
+/**
+ * The HTTP request path of one listener, on the HTTP/1.1 core (src/http1/). An exchange
+ * passes the listener's header-phase stages in order, each allowing it or refusing it with
+ * an ERR_ code; then its body is handled by the listener's body strategy; then it goes
+ * upstream. The chains, as code:
+ *
+ *   inbound:  authorized at the handshake → well-formed request → peer rate → declared size
+ *             → size anomaly → signature verified                → body: stream- or buffer-verify
+ *   outbound: well-formed request → rate → declared size → signed (when the body is not needed)
+ *                                                                  → body: buffer-sign
+ *   either, without integrity:                                      → body: pass through
+ *
+ * Every refusal, whoever decides it (a stage, the parser, a body check, the upstream), goes
+ * through `refuse`: one answer, one log line, one metric, one audit event (refusals.ts).
+ */
+export interface RequestPathDeps {
+  readonly listener: ListenerConfig;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly refusals: Refusals;
+  readonly pool: UpstreamPool;
+  /** outbound: the Host to send (the target's authority); inbound: null (keep the client's) */
+  readonly hostOverride: string | null;
+  /** inbound: set x-tollgate-peer to the verified identity */
+  readonly setPeerHeader: boolean;
+  readonly isDraining: () => boolean;
+  readonly integrity: IntegrityStage | null;
+  readonly anomaly: AnomalyStage | null;
+  readonly rateLimiter: PeerRateLimiter | null;
+  /** counts tunnels (accepted upgrades) */
+  readonly upgrades: ReturnType<Counter['labels']>;
+}
+
+/** One header-phase stage: allow, or refuse with a code. */
+export type Stage = (path: RequestPath, ex: Exchange, conn: ServerConnection) => Decision;
+
+/** What happens to a request body, chosen once per listener. */
+export type BodyStrategy = 'pass' | 'stream-verify' | 'buffer-verify' | 'buffer-sign';
+
+/** The inbound chain. */
+export function inboundChain(integrity: IntegrityStage | null): { stages: readonly Stage[]; body: BodyStrategy } {
+  if (integrity?.kind === 'verify') {
+    return {
+      stages: [authorizedAtHandshake, wellFormed, withinRate, declaredSize, sizeAnomaly, signatureVerified],
+      body: integrity.bodyMode === 'stream' ? 'stream-verify' : 'buffer-verify',
+    };
+  }
+  return { stages: [authorizedAtHandshake, wellFormed, withinRate, declaredSize, sizeAnomaly], body: 'pass' };
+}
+
+/** The outbound chain (the local app's requests, signed on their way to the remote peer). */
+export function outboundChain(integrity: IntegrityStage | null): { stages: readonly Stage[]; body: BodyStrategy } {
+  if (integrity?.kind === 'sign') return { stages: [wellFormed, withinRate, declaredSize, signedNow], body: 'buffer-sign' };
+  return { stages: [wellFormed, withinRate, declaredSize], body: 'pass' };
+}
+
+/* ------------------------------------------------------------------ the stages */
+
+/** The authorization decided once at the handshake, before any upstream was dialled. */
+function authorizedAtHandshake(_path: RequestPath, _ex: Exchange, conn: ServerConnection): Decision {
+  return conn.ctx.allowed ? ALLOW : DENY_PEER;
+}
+
+/**
+ * What the parser lets through but a security proxy must not guess about: CONNECT, codings
+ * other than chunked, Host missing or repeated, a target that is not origin-form (an
+ * absolute-form target naming the Host's own authority is rewritten to origin-form).
+ */
+function wellFormed(_path: RequestPath, ex: Exchange): Decision {
+  if (ex.method === 'CONNECT') return DENY_CONNECT;
+  const f = ex.framing;
+  if (f.transferEncoding !== '' && !onlyChunkedCoding(f.transferEncoding)) return DENY_CODING;
+  if (f.hosts > 1 || (f.hosts === 0 && ex.versionMinor >= 1)) return deny('ERR_BAD_REQUEST', f.hosts > 1 ? 'more than one Host field' : 'no Host field');
+  const t = ex.target;
+  if (t.charCodeAt(0) === 0x2f /* / */) return ALLOW;
+  if (t === '*') return ex.method === 'OPTIONS' ? ALLOW : deny('ERR_BAD_REQUEST', 'asterisk-form target on a method other than OPTIONS');
+  const origin = originFormOf(t, f.host);
+  if (origin === null) return deny('ERR_BAD_REQUEST', 'a request target that is not origin-form, or names another authority than Host');
+  ex.target = origin;
+  return ALLOW;
+}
+
+function withinRate(path: RequestPath, ex: Exchange): Decision {
+  const limiter = path.deps.rateLimiter;
+  if (limiter === null) return ALLOW;
+  const rate = limiter.take(ex.peer, path.deps.clock.now());
+  if (rate.ok) return ALLOW;
+  ex.extraFields = `retry-after: ${rate.retryAfterSeconds}\r\n`;
+  return DENY_RATE;
+}
+
+function declaredSize(path: RequestPath, ex: Exchange): Decision {
+  const length = ex.framing.contentLength;
+  if (length > path.maxBodyBytes) return DENY_TOO_LARGE;
+  // a declared body that cannot fit the check buffer is refused before its signature spends a nonce
+  if (length > path.bufferLimit && (path.body === 'buffer-verify' || path.body === 'buffer-sign')) {
+    if (path.body === 'buffer-verify' || !isAcceptableDigestField(ex.framing.contentDigest)) return DENY_TOO_LARGE;
+  }
+  return ALLOW;
+}
+
+function sizeAnomaly(path: RequestPath, ex: Exchange): Decision {
+  if (path.deps.anomaly === null || ex.framing.contentLength <= 0) return ALLOW;
+  return path.judgeSize(ex, ex.framing.contentLength) ? DENY_ANOMALY : ALLOW;
+}
+
+/** Inbound: the request's signature (headers only; the body is checked against its Content-Digest by the body strategy). */
+function signatureVerified(path: RequestPath, ex: Exchange): Decision {
+  const integrity = path.deps.integrity as IntegrityStage & { kind: 'verify' };
+  const view: MessageView = { method: ex.method, target: ex.target, scheme: 'https', headers: HeaderIndex.fromRaw(ex.rawHeaders) };
+  const v = verifyRequest(view, ex.hasBody, integrity.verifier);
+  ex.keyId = v.keyId;
+  if (!v.ok) return deny(v.code, v.detail);
+  const digests = v.digests ?? NO_DIGESTS;
+  if (!ex.hasBody) {
+    // no content: a Content-Digest, if sent, must still be the digest of nothing
+    if (!digestsMatch(digests, EMPTY)) return deny('ERR_DIGEST_MISMATCH', 'Content-Digest does not match an empty body');
+    path.deps.refusals.countSignature('ok');
+    return ALLOW;
+  }
+  ex.strategy = digests;
+  return ALLOW;
+}
+
+/** Outbound: sign now what needs no body work (no body, or the app's own acceptable Content-Digest); the rest is signed once buffered. */
+function signedNow(path: RequestPath, ex: Exchange): Decision {
+  if (ex.hasBody && !isAcceptableDigestField(ex.framing.contentDigest)) return ALLOW;
+  const fields = path.outgoingFields(ex, null);
+  const refused = path.sign(ex, fields);
+  if (refused !== null) return deny(refused);
+  ex.strategy = fields;
+  return ALLOW;
+}
+
+/* ------------------------------------------------------------------ the path */
+
+type CounterChild = ReturnType<Counter['labels']>;
+type HistogramChild = ReturnType<Histogram['labels']>;
+const ROUTE = 'default';
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+export class RequestPath {
+  readonly deps: RequestPathDeps;
+  readonly stages: readonly Stage[];
+  readonly body: BodyStrategy;
+  readonly maxBodyBytes: number;
+  /** the most body bytes held in memory for a check or a signature */
+  readonly bufferLimit: number;
+  readonly bodyGapMs: number;
+  readonly minBodyRate: number;
+  readonly idleTimeoutMs: number;
+  readonly requestsByClass: Record<string, CounterChild>;
+  readonly duration: HistogramChild;
+  readonly requestBytes: HistogramChild;
+  readonly responseBytes: HistogramChild;
+
+  constructor(deps: RequestPathDeps) {
+    this.deps = deps;
+    const chain = deps.listener.mode === 'outbound' ? outboundChain(deps.integrity) : inboundChain(deps.integrity);
+    this.stages = chain.stages;
+    this.body = chain.body;
+    const limits = deps.listener.limits;
+    this.maxBodyBytes = limits.maxBodyBytes;
+    this.bufferLimit = Math.min(this.maxBodyBytes, deps.integrity?.maxBufferedBytes ?? this.maxBodyBytes);
+    this.bodyGapMs = limits.bodyTimeoutSeconds * 1000;
+    this.minBodyRate = limits.minBodyBytesPerSecond;
+    this.idleTimeoutMs = limits.idleTimeoutSeconds * 1000;
+    const name = deps.listener.name;
+    this.requestsByClass = Object.fromEntries(STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, ROUTE, c)]));
+    this.duration = deps.metrics.requestDuration.labels(name, ROUTE);
+    this.requestBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'request');
+    this.responseBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'response');
+  }
+
+  /** An exchange's turn on its connection: the stages, then its body, then upstream. */
+  start(ex: Exchange, conn: ServerConnection): void {
+    ex.owner = this;
+    ex.peer = conn.ctx.peer?.display ?? LOCAL_PEER;
+    if (this.deps.isDraining()) ex.closeAfter = true;
+    if (ex.parserRefusal !== null) return this.refuse(ex, ex.parserRefusal, { cause: ex.rawHeaders[0] ?? null });
+    for (const stage of this.stages) {
+      const d = stage(this, ex, conn);
+      if (!d.allow) return this.refuse(ex, d.code, d.detail === undefined ? null : { detail: d.detail });
+    }
+    if (!ex.hasBody) return this.forward(ex, conn, ex.strategy === null ? this.outgoingFields(ex, null) : (ex.strategy as string[]), null, 'none');
+    switch (this.body) {
+      case 'pass':
+        return this.stream(ex, conn, this.outgoingFields(ex, null), null);
+      case 'stream-verify':
+        return this.stream(ex, conn, this.outgoingFields(ex, null), new DigestCheck(ex.strategy as readonly ExpectedDigest[]));
+      case 'buffer-verify':
+        return this.collect(ex, conn, (body) => this.verifiedBody(ex, conn, body));
+      case 'buffer-sign':
+        if (ex.strategy !== null) return this.stream(ex, conn, ex.strategy as string[], null);
+        return this.collect(ex, conn, (body) => this.signedBody(ex, conn, body));
+    }
+  }
+
+  /* ---------------------------------------------------------------- bodies */
+
+  /** Stream the body upstream as it comes (counted, timed, hashed when `check` is given: the last chunk waits for the verdict). */
+  stream(ex: Exchange, conn: ServerConnection, fields: string[], check: DigestCheck | null): void {
+    const framing: RequestFraming = ex.chunked ? 'chunked' : 'length';
+    this.forward(ex, conn, fields, null, framing, (up) => {
+      const reader = new StreamedBody(this, ex, conn, up, check);
+      conn.sendContinue(ex);
+      ex.read(reader);
+    });
+  }
+
+  /** Hold the whole body (up to the buffer limit), then `done`. */
+  collect(ex: Exchange, conn: ServerConnection, done: (body: Buffer) => void): void {
+    conn.sendContinue(ex);
+    ex.read(new CollectedBody(this, ex, conn, done));
+  }
+
+  verifiedBody(ex: Exchange, conn: ServerConnection, body: Buffer): void {
+    if (!digestsMatch(ex.strategy as readonly ExpectedDigest[], body)) return this.refuse(ex, 'ERR_DIGEST_MISMATCH', { detail: 'Content-Digest does not match the body' });
+    this.deps.refusals.countSignature('ok');
+    // a chunked body's size is known only now: judged whole, before any byte goes upstream
+    if (ex.chunked && this.judgeSize(ex, body.length)) return this.refuse(ex, 'ERR_PAYLOAD_ANOMALY', null);
+    const fields = this.outgoingFields(ex, CONTENT_LENGTH);
+    fields.push('content-length', String(body.length));
+    this.forward(ex, conn, fields, body, 'length');
+  }
+
+  signedBody(ex: Exchange, conn: ServerConnection, body: Buffer): void {
+    const fields = this.outgoingFields(ex, CONTENT_FIELDS);
+    fields.push('content-digest', contentDigestOf(body), 'content-length', String(body.length));
+    const refused = this.sign(ex, fields);
+    if (refused !== null) return this.refuse(ex, refused, null);
+    this.forward(ex, conn, fields, body, 'length');
+  }
+
+  /* ---------------------------------------------------------------- upstream */
+
+  /**
+   * Send the exchange upstream on a pooled connection: its head, a body held whole, or (with
+   * `streaming`) the body as it comes. One exchange of a connection at a time, so the pool
+   * sees a client's pipelined requests one after another.
+   */
+  forward(ex: Exchange, conn: ServerConnection, fields: string[], body: Buffer | null, framing: RequestFraming, streaming?: (up: UpstreamConnection) => void): void {
+    // a body held whole has its content-length among the fields (the signature may cover it)
+    let head = `${ex.method} ${ex.target} HTTP/1.1\r\n${fieldLines(fields)}`;
+    if (body === null && framing === 'chunked') head += 'transfer-encoding: chunked\r\n';
+    if (ex.upgrade && ex.framing.upgrade !== 'h2c') {
+      head += `connection: upgrade\r\nupgrade: ${upgradeOf(ex.rawHeaders)}\r\n`;
+      // a refused upgrade ends the connection: what the client sends after it is not HTTP
+      ex.closeAfter = true;
+    }
+    head += '\r\n';
+    ex.sentHead = head;
+    ex.heldBody = body;
+    if (body !== null) ex.bodyClock?.done();
+    this.deps.pool.acquire((err, up) => {
+      if (ex.finished || ex.clientGone) {
+        if (up !== null) this.deps.pool.release(up, true);
+        return;
+      }
+      if (err !== null || up === null) return this.upstreamFailed(ex, err ?? new Error('no upstream connection'));
+      up.begin(ex, conn, head, body, framing);
+      if (streaming !== undefined) streaming(up);
+    });
+  }
+
+  /** UpstreamEvents: the response is complete and relayed. */
+  completed(ex: Exchange): void {
+    this.record(ex);
+    (ex.host as ServerConnection).done(ex);
+  }
+
+  /**
+   * UpstreamEvents: the exchange failed upstream. An idempotent request whose whole body is
+   * held, that found a reused connection closed under it before any response byte (the race
+   * keep-alive leaves open: the app closed an idle connection as the request went out), is
+   * sent once more on a new connection (RFC 9110 §9.2.2); nothing else is retried.
+   */
+  failed(ex: Exchange, up: UpstreamConnection, err: Error): void {
+    const conn = ex.host as ServerConnection;
+    if (ex.clientGone || ex.finished) {
+      conn.ctx.log.debug({ method: ex.method }, 'client closed before the response completed; upstream request aborted');
+      return conn.done(ex);
+    }
+    const lost = (err as { code?: unknown }).code === 'ECONNRESET' || (err as { code?: unknown }).code === 'EPIPE';
+    const whole = !ex.hasBody || ex.heldBody !== null;
+    if (lost && whole && up.uses > 1 && !up.gotResponseBytes && !ex.retried && !ex.responded && IDEMPOTENT_METHODS.has(ex.method)) {
+      ex.retried = true;
+      conn.ctx.log.info({ method: ex.method, cause: 'ECONNRESET' }, 'upstream connection lost before a response: retrying once on a new connection');
+      this.deps.pool.fresh((e, fresh) => {
+        if (ex.finished || ex.clientGone) {
+          if (fresh !== null) this.deps.pool.release(fresh, true);
+          return;
+        }
+        if (e !== null || fresh === null) return this.upstreamFailed(ex, e ?? err);
+        fresh.begin(ex, conn, ex.sentHead, ex.heldBody, ex.heldBody !== null ? 'length' : 'none');
+      });
+      return;
+    }
+    this.upstreamFailed(ex, err);
+  }
+
+  upstreamFailed(ex: Exchange, err: Error): void {
+    const code = upstreamErrorCode(err);
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code;
+    this.refuse(ex, code, { err: err.message, cause, retried: ex.retried, ...(code === 'ERR_UPSTREAM_IDENTITY' ? { reason: err.message } : {}) });
+  }
+
+  /** UpstreamEvents: the app switched protocols (101): from here the two sockets are one L4 pipe. */
+  upgraded(ex: Exchange, up: UpstreamConnection, upstreamRest: Buffer | null): void {
+    const conn = ex.host as ServerConnection;
+    ex.status = 101;
+    conn.handOver();
+    const down = conn.socket;
+    if (upstreamRest !== null) down.write(upstreamRest);
+    if (ex.tunnelBytes !== null) up.socket.write(ex.tunnelBytes);
+    this.deps.upgrades.inc();
+    this.record(ex);
+    conn.done(ex);
+    down.resume();
+    up.socket.resume();
+    pipeSockets(down, up.socket, this.idleTimeoutMs, {
+      closed: (stats) => conn.ctx.log.debug({ ...stats, error: stats.error?.message }, 'upgraded connection closed'),
+    });
+  }
+
+  /** The client left while the exchange was in flight: its upstream request is cut. */
+  abandoned(ex: Exchange, conn: ServerConnection): void {
+    ex.bodyClock?.done();
+    const up = ex.upstream as UpstreamConnection | null;
+    if (up !== null && up.ex === ex) up.abort();
+    conn.ctx.log.debug({ method: ex.method }, 'client closed before the response completed');
+    conn.done(ex);
+  }
+
+  /** The body was refused while it came (too large, an anomaly, a digest, too slow, malformed): its upstream request is cut. */
+  bodyRefused(ex: Exchange, _conn: ServerConnection, code: ErrorCode, detail?: string): void {
+    ex.bodyClock?.done();
+    ex.reader = null;
+    const up = ex.upstream as UpstreamConnection | null;
+    if (up !== null && up.ex === ex) up.abort();
+    this.refuse(ex, code, detail === undefined ? null : { detail });
+  }
+
+  /* ---------------------------------------------------------------- refusals and records */
+
+  /** The one refusal of an exchange: accounted (log, metric, audit), then answered, or the connection cut if the response had begun. */
+  refuse(ex: Exchange, code: ErrorCode, detail: Record<string, unknown> | null): void {
+    const conn = ex.host as ServerConnection;
+    if (ex.finished) return;
+    ex.code = code;
+    const f = ex.anomaly;
+    const why = code === 'ERR_PAYLOAD_ANOMALY' && f !== null ? { ...detail, route: ROUTE, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected } : detail;
+    this.deps.refusals.account(code, this.subjectOf(ex, conn), why);
+    if (ex.clientGone) return conn.done(ex);
+    if (ex.responded) {
+      // a response already under way cannot be turned into a refusal: it is cut short
+      conn.socket.destroy();
+      return conn.done(ex);
+    }
+    ex.status = ERRORS[code].status;
+    const close = ex.closeAfter || !ex.bodyComplete || ex.upgrade || ex.parserRefusal !== null || CLOSING_CODES.has(code) || this.deps.isDraining();
+    if (close) ex.closeAfter = true;
+    ex.responded = true;
+    ex.continuePending = false;
+    conn.write(refusalAnswer(code, close, ex.extraFields, ex.method !== 'HEAD'));
+    this.record(ex);
+    conn.done(ex);
+  }
+
+  subjectOf(ex: Exchange, conn: ServerConnection): RefusalSubject {
+    return {
+      log: conn.ctx.log,
+      peer: conn.ctx.peer?.display ?? null,
+      method: ex.parserRefusal === null ? ex.method : null,
+      path: ex.parserRefusal === null ? pathOf(ex.target) : null,
+      keyId: ex.keyId,
+    };
+  }
+
+  /** Judge a body size known before forwarding; true when it must be refused (block mode). */
+  judgeSize(ex: Exchange, bytes: number): boolean {
+    const anomaly = this.deps.anomaly;
+    if (anomaly === null) return false;
+    const f = anomaly.judge(ROUTE, ex.peer, bytes);
+    if (f === null) return false;
+    return this.sizeFlagged(ex, f);
+  }
+
+  /** Count one size anomaly; true when it must be blocked (the refusal then logs and audits it). */
+  sizeFlagged(ex: Exchange, f: Flagged): boolean {
+    const anomaly = this.deps.anomaly!;
+    anomaly.flagged(ROUTE, ex.peer, f, anomaly.block ? 'blocked' : 'observed', (ex.host as ServerConnection).ctx.log);
+    if (anomaly.block) ex.anomaly = f;
+    return anomaly.block;
+  }
+
+  /** The exchange's answer is written: request metrics, payload sizes, and what the size and volume models learn. */
+  record(ex: Exchange): void {
+    this.requestsByClass[statusClass(ex.status)]!.inc();
+    this.duration.observe(Number(this.deps.clock.monotonic() - ex.startedAt) / 1e9);
+    if (ex.forwarded) {
+      this.requestBytes.observe(ex.bodyBytes);
+      this.responseBytes.observe(ex.responseBytes);
+    }
+    const anomaly = this.deps.anomaly;
+    if (anomaly !== null && ex.status < 400 && ex.status > 0) anomaly.accepted(ROUTE, ex.peer, ex.bodyBytes > 0 ? ex.bodyBytes : null, (ex.host as ServerConnection).ctx.log);
+  }
+
+  /** The fields to send upstream: hop-by-hop ones removed, x-tollgate-peer set (inbound) or Host replaced (outbound). */
+  outgoingFields(ex: Exchange, drop: ReadonlySet<string> | null): string[] {
+    const d = this.deps;
+    const fields = forwardedList(ex.rawHeaders, d.hostOverride !== null ? withName(drop, 'host') : withName(drop, PEER_HEADER));
+    if (d.hostOverride !== null) fields.push('host', d.hostOverride);
+    if (d.setPeerHeader) fields.push(PEER_HEADER, headerSafe(ex.peer));
+    return fields;
+  }
+
+  /** Add Signature-Input and Signature to the outgoing fields; a refusal when the signing key is gone. */
+  sign(ex: Exchange, fields: string[]): ErrorCode | null {
+    const stage = this.deps.integrity as IntegrityStage & { kind: 'sign' };
+    const key = stage.keys().get(stage.keyId);
+    if (key === undefined) return 'ERR_SIG_UNKNOWN_KEY';
+    const view: MessageView = { method: ex.method, target: ex.target, scheme: 'https', headers: HeaderIndex.fromRaw(fields) };
+    const s = signRequest(view, { keyId: stage.keyId, key, macs: stage.macs, nonces: stage.nonces, tag: stage.tag, created: Math.floor(this.deps.clock.now() / 1000) });
+    fields.push('signature-input', s.signatureInput, 'signature', s.signature);
+    return null;
+  }
+
+  /** The body deadline of an exchange whose body is being read: too slow a client gets 408. */
+  deadlineFor(ex: Exchange, conn: ServerConnection): BodyDeadline {
+    const d = new BodyDeadline(this.bodyGapMs, this.minBodyRate, this.deps.clock, (err) => this.bodyRefused(ex, conn, 'ERR_BODY_TIMEOUT', err.message));
+    ex.bodyClock = d;
+    return d;
+  }
+}
+
+/* ------------------------------------------------------------------ body readers */
+
+/**
+ * A body streamed upstream: counted against the limit (and, when chunked, the largest normal
+ * size), timed, and — in stream-verify — hashed, with the last chunk held back until the
+ * whole body matched its Content-Digest, so the app never gets a complete body that did not.
+ */
+class StreamedBody {
+  readonly path: RequestPath;
+  readonly ex: Exchange;
+  readonly conn: ServerConnection;
+  readonly up: UpstreamConnection;
+  readonly check: DigestCheck | null;
+  readonly deadline: BodyDeadline;
+  readonly watchBound: number;
+  bytes = 0;
+  held: Buffer | null = null;
+  stopped = false;
+
+  constructor(path: RequestPath, ex: Exchange, conn: ServerConnection, up: UpstreamConnection, check: DigestCheck | null) {
+    this.path = path;
+    this.ex = ex;
+    this.conn = conn;
+    this.up = up;
+    this.check = check;
+    const anomaly = path.deps.anomaly;
+    this.watchBound = ex.chunked && anomaly !== null ? anomaly.upperBound(ROUTE, ex.peer) : Infinity;
+    this.deadline = path.deadlineFor(ex, conn);
+    this.deadline.waiting();
+  }
+
+  data(chunk: Buffer): void {
+    if (this.stopped) return;
+    this.deadline.received(chunk.length);
+    this.bytes += chunk.length;
+    if (this.bytes > this.path.maxBodyBytes) return this.stop('ERR_PAYLOAD_TOO_LARGE', `body over ${this.path.maxBodyBytes} bytes`);
+    if (this.bytes > this.watchBound) {
+      const anomaly = this.path.deps.anomaly!;
+      const bound = this.watchBound;
+      (this as { watchBound: number }).watchBound = Infinity;
+      const f = { kind: 'too_large', value: this.bytes, expected: anomaly.sizes.typicalSize(ROUTE, this.ex.peer) };
+      if (this.path.sizeFlagged(this.ex, f)) return this.stop('ERR_PAYLOAD_ANOMALY', `body passed ${bound} bytes, the largest normal size`);
+    }
+    if (this.check === null) return this.up.data(chunk);
+    this.check.update(chunk);
+    if (this.held !== null) this.up.data(this.held);
+    this.held = chunk;
+  }
+
+  end(): void {
+    if (this.stopped) return;
+    this.deadline.done();
+    if (this.check !== null) {
+      if (!this.check.matches()) return this.stop('ERR_DIGEST_MISMATCH', 'Content-Digest does not match the streamed body');
+      this.path.deps.refusals.countSignature('ok');
+      if (this.held !== null) this.up.data(this.held);
+      this.held = null;
+    }
+    this.up.end();
+  }
+
+  stop(code: ErrorCode, detail: string): void {
+    this.stopped = true;
+    this.path.bodyRefused(this.ex, this.conn, code, detail);
+  }
+}
+
+/** A body held whole, up to the buffer limit, then handed on. */
+class CollectedBody {
+  readonly path: RequestPath;
+  readonly ex: Exchange;
+  readonly conn: ServerConnection;
+  readonly done: (body: Buffer) => void;
+  readonly deadline: BodyDeadline;
+  chunks: Buffer[] = [];
+  bytes = 0;
+  stopped = false;
+
+  constructor(path: RequestPath, ex: Exchange, conn: ServerConnection, done: (body: Buffer) => void) {
+    this.path = path;
+    this.ex = ex;
+    this.conn = conn;
+    this.done = done;
+    this.deadline = path.deadlineFor(ex, conn);
+    this.deadline.waiting();
+  }
+
+  data(chunk: Buffer): void {
+    if (this.stopped) return;
+    this.deadline.received(chunk.length);
+    this.bytes += chunk.length;
+    if (this.bytes > this.path.bufferLimit) {
+      this.stopped = true;
+      this.chunks = [];
+      return this.path.bodyRefused(this.ex, this.conn, 'ERR_PAYLOAD_TOO_LARGE', `body over ${this.path.bufferLimit} bytes`);
+    }
+    this.chunks.push(chunk);
+  }
+
+  end(): void {
+    if (this.stopped) return;
+    this.deadline.done();
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
+    this.chunks = [];
+    this.done(body);
+  }
+}
+
+/* ------------------------------------------------------------------ small things */
+
+const LOCAL_PEER = 'local';
+const EMPTY = Buffer.alloc(0);
+const NO_DIGESTS: readonly ExpectedDigest[] = [];
+const CONTENT_LENGTH: ReadonlySet<string> = new Set(['content-length']);
+const CONTENT_FIELDS: ReadonlySet<string> = new Set(['content-digest', 'content-length']);
+/** refusals after which the connection is not trusted with another request */
+const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_PEER_NOT_ALLOWED', 'ERR_BAD_REQUEST', 'ERR_UNSUPPORTED_CODING', 'ERR_METHOD_NOT_ALLOWED']);
+const DENY_PEER = deny('ERR_PEER_NOT_ALLOWED');
+const DENY_CONNECT = deny('ERR_METHOD_NOT_ALLOWED', 'CONNECT is not proxied');
+const DENY_CODING = deny('ERR_UNSUPPORTED_CODING');
+const DENY_RATE = deny('ERR_RATE_LIMITED');
+const DENY_TOO_LARGE = deny('ERR_PAYLOAD_TOO_LARGE');
+const DENY_ANOMALY = deny('ERR_PAYLOAD_ANOMALY');
+
+function onlyChunkedCoding(te: string): boolean {
+  for (const t of te.split(',')) {
+    const c = t.trim().toLowerCase();
+    if (c !== '' && c !== 'chunked') return false;
+  }
+  return true;
+}
+
+function isAcceptableDigestField(value: string | null): boolean {
+  return value !== null && isAcceptableContentDigest(value);
+}
+
+/**
+ * An absolute-form target (`http://host:port/path?q`) as origin-form, when its authority is
+ * the Host field's (RFC 9112 §3.2.2: a server must use the target's authority and may not
+ * let the two disagree); null for anything else.
+ */
+function originFormOf(target: string, host: string): string | null {
+  const m = /^https?:\/\/([^/?#]*)([^#]*)$/i.exec(target);
+  if (m === null) return null;
+  if (m[1]!.toLowerCase() !== host.toLowerCase() || m[1] === '') return null;
+  const rest = m[2]!;
+  return rest === '' ? '/' : rest.charCodeAt(0) === 0x3f /* ? */ ? `/${rest}` : rest;
+}
+
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
+
+function upgradeOf(raw: readonly string[]): string {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 7 && raw[i]!.toLowerCase() === 'upgrade') return raw[i + 1]!;
+  return '';
+}
+
+function withName(set: ReadonlySet<string> | null, name: string): ReadonlySet<string> {
+  if (set === null) return name === 'host' ? DROP_HOST : DROP_PEER;
+  return new Set([...set, name]);
+}
+const DROP_HOST: ReadonlySet<string> = new Set(['host']);
+const DROP_PEER: ReadonlySet<string> = new Set([PEER_HEADER]);
+
+/** A value safe in a header line: anything outside visible ASCII and space is percent-encoded. */
+function headerSafe(value: string): string {
+  return /^[\x20-\x7e]*$/.test(value) ? value : value.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
+}
+
