@@ -78,8 +78,9 @@ t.test('changing any one covered part of a signed request gets it refused; the u
     { change: 'the method', code: 'ERR_SIG_INVALID', tamper: (r) => ({ ...r, method: 'PUT' }) },
     { change: 'the authority (Host)', code: 'ERR_SIG_INVALID', tamper: (r) => ({ ...r, headers: { ...r.headers, host: r.headers.host!.replace('127.0.0.1', 'localhost') } }) },
     {
+      // refused before the signature is looked at: a target that names another authority than Host is ambiguous
       change: 'the authority, through an absolute-form request-target (Host unchanged)',
-      code: 'ERR_SIG_INVALID',
+      code: 'ERR_BAD_REQUEST',
       tamper: (r) => ({ ...r, path: `https://elsewhere.example${r.path}` }),
     },
     { change: 'the path', code: 'ERR_SIG_INVALID', tamper: (r) => ({ ...r, path: r.path.replace('/events', '/admin') }) },
@@ -117,12 +118,19 @@ t.test('changing any one covered part of a signed request gets it refused; the u
     });
   }
 
-  await t.test('an absolute-form request signed over its own target authority is accepted, Host notwithstanding', async (t) => {
-    const target = `https://elsewhere.example${PATH}`;
+  await t.test('an absolute-form request naming the Host authority is verified and reaches the app in origin-form; another authority is 400', async (t) => {
+    const target = `https://${x.sc.addr()}${PATH}`;
     const headers = signedHeaders({ method: 'POST', path: target, authority: x.sc.addr(), body: BODY, headers: { 'content-type': 'application/json' }, key: x.k1 });
     const res = await send(x.client, { method: 'POST', path: target, headers, body: BODY });
     t.equal(res.statusCode, 200, await res.body.text());
-    t.equal(x.app.seen.at(-1)?.url, target);
+    t.equal(x.app.seen.at(-1)?.url, PATH, 'rewritten to origin-form');
+    const seen = x.app.seen.length;
+    const elsewhere = `https://elsewhere.example${PATH}`;
+    const signed = signedHeaders({ method: 'POST', path: elsewhere, authority: x.sc.addr(), body: BODY, headers: { 'content-type': 'application/json' }, key: x.k1 });
+    const refused = await send(x.client, { method: 'POST', path: elsewhere, headers: signed, body: BODY });
+    t.equal(refused.statusCode, 400, await refused.body.text());
+    t.equal(refused.headers['x-tollgate-error'], 'ERR_BAD_REQUEST');
+    t.equal(x.app.seen.length, seen, 'the app saw nothing');
   });
 
   await t.test('the untampered request (fresh nonce) is accepted', async (t) => {

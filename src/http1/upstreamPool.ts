@@ -5,9 +5,10 @@ import { UpstreamConnection, type ConnectionOwner, type UpstreamEvents } from '.
 /**
  * A bounded pool of keep-alive connections to one upstream. A connection carries one exchange
  * at a time and goes back to the pool only when its last exchange ended cleanly (the whole
- * request sent, the whole response read, neither side asked to close). The most recently
- * used idle connection is handed out first (the warmest one; the others age out after the
- * keep-alive time). Beyond `maxConnections`, requests wait in arrival order.
+ * request sent, the whole response read, neither side asked to close), and only from the next
+ * turn of the event loop on. The most recently used idle connection is handed out first (the
+ * warmest one; the others age out after the keep-alive time). Beyond `maxConnections`,
+ * requests wait in arrival order.
  */
 
 /** Opens one connection to the upstream (plain TCP to the app, or verified mTLS to a remote tollgate). */
@@ -32,6 +33,9 @@ export class UpstreamPool implements ConnectionOwner {
   readonly events: UpstreamEvents;
   readonly idle: UpstreamConnection[] = [];
   readonly waiting: Acquired[] = [];
+  /** connections released this turn, not handed out yet */
+  settling: UpstreamConnection[] = [];
+  settleScheduled = false;
   /** connections open or being opened */
   open = 0;
   closed = false;
@@ -41,6 +45,7 @@ export class UpstreamPool implements ConnectionOwner {
     this.settings = settings;
     this.binding = binding;
     this.events = events;
+    this.settle = this.settle.bind(this);
   }
 
   /** A connection for one exchange: an idle one, a new one, or the next one released. */
@@ -85,15 +90,36 @@ export class UpstreamPool implements ConnectionOwner {
       }
       return;
     }
-    const next = this.waiting.shift();
-    if (next !== undefined) return next(null, conn);
-    conn.socket.setTimeout(this.settings.keepAliveMs);
-    this.idle.push(conn);
+    // not handed out again in this turn of the event loop: an upstream that hangs up right after a
+    // response (a FIN behind the last byte, no `Connection: close`) is seen closing first
+    this.settling.push(conn);
+    if (this.settleScheduled) return;
+    this.settleScheduled = true;
+    setImmediate(this.settle);
+  }
+
+  /** connections released in the last turn that are still open go back to work */
+  settle(): void {
+    this.settleScheduled = false;
+    const settled = this.settling;
+    this.settling = [];
+    for (const conn of settled) {
+      if (conn.dead || this.closed) continue;
+      const next = this.waiting.shift();
+      if (next !== undefined) {
+        next(null, conn);
+        continue;
+      }
+      conn.socket.setTimeout(this.settings.keepAliveMs);
+      this.idle.push(conn);
+    }
   }
 
   forget(conn: UpstreamConnection): void {
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
+    const j = this.settling.indexOf(conn);
+    if (j >= 0) this.settling.splice(j, 1);
   }
 
   /** a connection slot came free: the oldest waiting exchange gets a new connection */
@@ -107,6 +133,7 @@ export class UpstreamPool implements ConnectionOwner {
   close(): Promise<void> {
     this.closed = true;
     for (const conn of this.idle.splice(0)) conn.kill();
+    for (const conn of this.settling.splice(0)) conn.kill();
     const err = Object.assign(new Error('the upstream pool is closed'), { code: 'ECONNRESET' });
     for (const w of this.waiting.splice(0)) w(err, null);
     return Promise.resolve();

@@ -112,8 +112,8 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     ...serverOptions(trust),
     handshakeTimeout: limits.handshakeTimeoutSeconds * 1000,
     sessionTimeout: 300,
-    // a client may half-close after its request (HTTP) or its stream (TCP) and still read the answer
-    allowHalfOpen: true,
+    // TCP: a half-close is passed on; HTTP: a client's FIN ends what it had in flight (as node:http does)
+    allowHalfOpen: config.protocol === 'tcp',
   };
 
   const refusals = new Refusals({ listener: config.name, metrics, audit: deps.audit });
@@ -328,7 +328,14 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     this.destroy();
   }
 
+  // with a listener here, Node leaves the failed socket open: it is closed, then reported from
+  // what was kept at accept (a handshake that failed has no TLS version to report)
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+    socket.destroy();
+    reportClientError(err, socket);
+  });
+
+  function reportClientError(err: Error, socket: TLSSocket): void {
     const raw = (socket as unknown as { _parent?: RawSocket })._parent;
     // a connection the handshake gate refused or closed was counted (and aggregated) by it already
     if (raw?.[kDropped] === true) return;
@@ -351,7 +358,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       message: 'TLS handshake failed',
       logFields: { err: err.message, peer: peer?.spiffe ?? peer?.subject },
     });
-  });
+  }
 
   function openTcpUpstream(downstream: TLSSocket, ctx: ConnectionContext): void {
     downstream.pause();

@@ -62,7 +62,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
 
   const refusals = new Refusals({ listener: config.name, metrics, audit: deps.audit });
   // a connection from the local app: paused until there is somewhere to send its bytes (TCP) or the core reads it (HTTP)
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: config.protocol === 'tcp' });
+  const server = net.createServer({ allowHalfOpen: config.protocol === 'tcp', pauseOnConnect: config.protocol === 'tcp' });
   // HTTP: the HTTP/1.1 core with the request path behind one reference, swapped by a config reload (applyLive)
   let http: HttpService | null = null;
   if (config.protocol === 'http') {

@@ -89,6 +89,11 @@ export class Refusals {
     subject.log.warn({ code, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail }, 'request refused');
     const type = auditTypeOf(code);
     if (type === null) return;
+    if (type === 'upstream_identity') {
+      // who answered was not who we meant to reach: the event is the listener's, with the reason (the log line has the code)
+      this.deps.audit.record(type, { listener: this.deps.listener, reason: detail?.reason ?? null, method: subject.method, path: subject.path });
+      return;
+    }
     this.deps.audit.record(type, { listener: this.deps.listener, code, peer: subject.peer, keyId: subject.keyId, method: subject.method, path: subject.path, ...detail });
   }
 
