@@ -18,6 +18,7 @@ import { tlsPolicy, type TlsPolicy } from './tls/policy.ts';
 import { createInboundListener, type InboundListener } from './proxy/inboundListener.ts';
 import { createOutboundListener } from './proxy/outboundListener.ts';
 import type { Listener } from './proxy/listener.ts';
+import { loadHttpParser, ParserUnavailableError } from './http1/parserBinding.ts';
 import { buildAdminApp, type AdminAuditHead, type AdminDrainResult, type AdminView } from './admin/app.ts';
 import type { GuardRefused } from './admin/requestGuard.ts';
 import { ERRORS } from './core/errors.ts';
@@ -123,6 +124,15 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   const workerCount = resolveWorkers(config.workers);
   if (workerCount > 1 && !reusePortSupported()) {
     throw new StartupError('configuration asks for what this Node.js cannot do', [`workers: ${workerCount} event loops share their ports with reusePort, which needs Node.js 22.12+ (this is ${process.versions.node})`], true);
+  }
+  if (config.listeners.some((l) => l.protocol === 'http')) {
+    // the HTTP/1.1 core runs on Node's own llhttp binding, internal to Node: a wrong runtime is refused in one line
+    try {
+      loadHttpParser();
+    } catch (err) {
+      if (err instanceof ParserUnavailableError) throw new StartupError('this Node.js cannot run the HTTP listeners', [err.message], false);
+      throw err;
+    }
   }
   const clock = deps.clock ?? systemClock;
   const log = deps.log ?? createLogger({ level: config.log.level });

@@ -10,6 +10,8 @@ const COLOURS: Record<string, string> = {
   direct: '#9e9e9e',
   'baseline-l4': '#90caf9',
   'baseline-l7': '#42a5f5',
+  'raw-l7': '#b39ddb',
+  'raw-l7-checks': '#7e57c2',
   'tollgate-l4': '#a5d6a7',
   'tollgate-l7': '#66bb6a',
   'tollgate-l7-checks': '#2e7d32',
@@ -88,7 +90,7 @@ export function renderSvg(res: Results): string {
     parts.push(`<text x="10" y="${y}" font-size="11"><tspan fill="${colour}" font-weight="bold">${mark}</tspan> ${esc(c.name)}: ${esc(c.detail)} (required ${esc(c.required)})</text>`);
     if (c.baseline.pass !== null) {
       y += 14;
-      parts.push(`<text x="46" y="${y}" font-size="10" fill="#555">trivial Node ${esc(c.baseline.target)}, same run: ${esc(c.baseline.detail)}, ${c.baseline.pass ? 'PASS' : 'FAIL'}</text>`);
+      parts.push(`<text x="46" y="${y}" font-size="10" fill="#555">reference ${esc(c.baseline.target)}, same run: ${esc(c.baseline.detail)}, ${c.baseline.pass ? 'PASS' : 'FAIL'}</text>`);
     }
   }
   y += 16;

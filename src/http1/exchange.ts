@@ -87,7 +87,7 @@ export class Exchange {
   retried = false;
   /** the head sent upstream, and the whole body when it is held, for one retry on a fresh connection */
   sentHead = '';
-  heldBody: Buffer | null = null;
+  heldBody: readonly Buffer[] | null = null;
   /** what the stages leave for the body strategy (expected digests, or fields already signed) */
   strategy: unknown = null;
   /** the request path that took it (a config reload may swap the listener's path; an exchange stays on its own) */

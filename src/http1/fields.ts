@@ -19,21 +19,60 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'http2-settings',
 ]);
 
+/** the lengths of those names: a field of another length is not one of them, without lowercasing it */
+const HOP_BY_HOP_LENGTHS: readonly boolean[] = (() => {
+  const lengths: boolean[] = [];
+  for (const name of HOP_BY_HOP) lengths[name.length] = true;
+  return lengths;
+})();
+
+/** A hop-by-hop field name (any case). */
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP_LENGTHS[name.length] === true && HOP_BY_HOP.has(name.toLowerCase());
+}
+
 export const PEER_HEADER = 'x-tollgate-peer';
 
-/** Lowercased tokens of every Connection field ("close, X-Foo" → {close, x-foo}); null when there is none. */
+/**
+ * Lowercased tokens of every Connection field ("close, X-Foo" → {close, x-foo}) that name a
+ * field other than the hop-by-hop ones (dropped anyway); null when there is none, as for the
+ * usual `keep-alive` or `close`.
+ */
 export function connectionTokens(raw: readonly string[]): Set<string> | null {
   let tokens: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== 'connection') continue;
-    for (const t of raw[i + 1]!.split(',')) {
+    const value = raw[i + 1]!;
+    if (value.length <= 10 && isHopByHopOrOption(value.trim().toLowerCase())) continue;
+    for (const t of value.split(',')) {
       const name = t.trim().toLowerCase();
-      if (name === '') continue;
+      if (name === '' || isHopByHopOrOption(name)) continue;
       tokens ??= new Set();
       tokens.add(name);
     }
   }
   return tokens;
+}
+
+/** A set of lowercase field names that also knows their lengths (most fields are ruled out without lowercasing). */
+export class NameSet {
+  readonly names: ReadonlySet<string>;
+  readonly lengths: readonly boolean[];
+  constructor(names: readonly string[]) {
+    this.names = new Set(names);
+    const lengths: boolean[] = [];
+    for (const n of names) lengths[n.length] = true;
+    this.lengths = lengths;
+  }
+
+  has(name: string): boolean {
+    return this.lengths[name.length] === true && this.names.has(name.toLowerCase());
+  }
+}
+
+/** connection options that are not field names, and the hop-by-hop names */
+function isHopByHopOrOption(token: string): boolean {
+  return token === 'close' || HOP_BY_HOP.has(token);
 }
 
 /** What a request head says about its framing and its intent, read in one pass over its fields. */
@@ -91,28 +130,26 @@ export function onlyChunked(transferEncoding: string): boolean {
 
 /**
  * The fields of a message to pass on, as one latin1 string of `name: value\r\n` lines: hop-by-hop
- * fields and those Connection names dropped, and any field in `drop` (lowercased names).
+ * fields and those Connection names dropped, and any field in `drop`.
  */
-export function forwardedFields(raw: readonly string[], drop: ReadonlySet<string> | null): string {
+export function forwardedFields(raw: readonly string[], drop: NameSet | null): string {
   const named = connectionTokens(raw);
   let out = '';
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || (named !== null && named.has(lower)) || (drop !== null && drop.has(lower))) continue;
+    if (isHopByHop(name) || (drop !== null && drop.has(name)) || (named !== null && named.has(name.toLowerCase()))) continue;
     out += `${name}: ${raw[i + 1]}\r\n`;
   }
   return out;
 }
 
 /** The same selection as a flat list (for signing: the signature base reads the fields as they will be sent). */
-export function forwardedList(raw: readonly string[], drop: ReadonlySet<string> | null): string[] {
+export function forwardedList(raw: readonly string[], drop: NameSet | null): string[] {
   const named = connectionTokens(raw);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || (named !== null && named.has(lower)) || (drop !== null && drop.has(lower))) continue;
+    if (isHopByHop(name) || (drop !== null && drop.has(name)) || (named !== null && named.has(name.toLowerCase()))) continue;
     out.push(name, raw[i + 1]!);
   }
   return out;

@@ -96,8 +96,9 @@ export class ServerConnection {
     socket.setTimeout(settings.idleTimeoutMs, this.onIdle.bind(this));
   }
 
+  /** a cheap monotonic reading (ms) for the headers timeout: no BigInt per request */
   nowMs(): number {
-    return Number(this.clock() / 1_000_000n);
+    return performance.now();
   }
 
   /* ------------------------------------------------------------------ parser callbacks */
@@ -167,11 +168,13 @@ export class ServerConnection {
     for (;;) {
       const r = this.parser.execute(data);
       if (typeof r !== 'number') return this.parseFailed(r);
-      for (const ex of this.fresh) {
-        ex.headAccepted = true;
-        if (ex.parserRefusal !== null) this.stop();
+      if (this.fresh.length > 0) {
+        for (const ex of this.fresh) {
+          ex.headAccepted = true;
+          if (ex.parserRefusal !== null) this.stop();
+        }
+        this.fresh = [];
       }
-      this.fresh = [];
       const upgraded = this.upgradeEnded;
       if (upgraded === null) break;
       // llhttp stops at the end of an upgrade request (or CONNECT): what follows is not HTTP

@@ -55,6 +55,8 @@ export class UpstreamConnection implements BodyReader {
   protocolError: string | null = null;
   out: Array<Buffer | string> = [];
   dead = false;
+  /** when it was last put back in the pool (performance.now() ms) */
+  idleSince = 0;
 
   constructor(socket: Socket, binding: HttpParserBinding, maxHeaderBytes: number, timeoutMs: number, owner: ConnectionOwner, events: UpstreamEvents) {
     this.socket = socket;
@@ -73,10 +75,12 @@ export class UpstreamConnection implements BodyReader {
     socket.on('close', this.onClose.bind(this));
     socket.on('error', this.onError.bind(this));
     socket.on('timeout', this.onTimeout.bind(this));
+    // one timeout for the connection's life (refreshed by every byte either way): no timer set up and torn down per exchange
+    socket.setTimeout(timeoutMs);
   }
 
   /** Send a request head (and a body held whole) for `ex`; a streamed body follows through `data`/`end`. */
-  begin(ex: Exchange, client: ServerConnection, head: string, body: Buffer | null, framing: RequestFraming): void {
+  begin(ex: Exchange, client: ServerConnection, head: string, body: readonly Buffer[] | null, framing: RequestFraming): void {
     this.uses += 1;
     this.ex = ex;
     this.client = client;
@@ -91,10 +95,9 @@ export class UpstreamConnection implements BodyReader {
     this.protocolError = null;
     ex.upstream = this;
     ex.forwarded = true;
-    this.socket.setTimeout(this.timeoutMs);
     this.socket.cork();
     this.socket.write(head, 'latin1');
-    if (body !== null && body.length > 0) this.socket.write(body);
+    if (body !== null) for (const chunk of body) this.socket.write(chunk);
     this.socket.uncork();
   }
 
@@ -247,7 +250,6 @@ export class UpstreamConnection implements BodyReader {
     this.client = null;
     // an upstream that answered before taking the whole body gets no more of it
     if (!ex.readerEnded) ex.reader = null;
-    this.socket.setTimeout(0);
     this.owner.release(this, reusable);
     this.events.completed(ex, this);
   }
@@ -312,7 +314,7 @@ export class UpstreamConnection implements BodyReader {
 
   onTimeout(): void {
     if (this.ex === null) {
-      // idle in the pool for the keep-alive time
+      // idle in the pool that long (the pool's sweep closes it sooner, at its keep-alive time)
       this.kill();
       return;
     }

@@ -36,6 +36,7 @@ export class UpstreamPool implements ConnectionOwner {
   /** connections released this turn, not handed out yet */
   settling: UpstreamConnection[] = [];
   settleScheduled = false;
+  sweeper: NodeJS.Timeout | null = null;
   /** connections open or being opened */
   open = 0;
   closed = false;
@@ -52,10 +53,7 @@ export class UpstreamPool implements ConnectionOwner {
   acquire(done: Acquired): void {
     if (this.closed) return done(Object.assign(new Error('the upstream pool is closed'), { code: 'ECONNRESET' }), null);
     const conn = this.idle.pop();
-    if (conn !== undefined) {
-      conn.socket.setTimeout(0);
-      return done(null, conn);
-    }
+    if (conn !== undefined) return done(null, conn);
     if (this.open < this.settings.maxConnections) return this.connect(done);
     this.waiting.push(done);
   }
@@ -110,9 +108,26 @@ export class UpstreamPool implements ConnectionOwner {
         next(null, conn);
         continue;
       }
-      conn.socket.setTimeout(this.settings.keepAliveMs);
+      conn.idleSince = performance.now();
       this.idle.push(conn);
+      this.sweepIdle();
     }
+  }
+
+  /** close connections idle longer than the keep-alive time: one timer for the pool, not one per connection */
+  sweepIdle(): void {
+    if (this.sweeper !== null) return;
+    const every = Math.max(50, Math.floor(this.settings.keepAliveMs / 4));
+    this.sweeper = setInterval(() => {
+      const cutoff = performance.now() - this.settings.keepAliveMs;
+      // oldest first: the idle list is in release order
+      while (this.idle.length > 0 && this.idle[0]!.idleSince <= cutoff) this.idle[0]!.kill();
+      if (this.idle.length === 0 && this.sweeper !== null) {
+        clearInterval(this.sweeper);
+        this.sweeper = null;
+      }
+    }, every);
+    this.sweeper.unref();
   }
 
   forget(conn: UpstreamConnection): void {
@@ -132,6 +147,8 @@ export class UpstreamPool implements ConnectionOwner {
   /** Close idle connections now and every other one when its exchange ends; waiting exchanges fail. */
   close(): Promise<void> {
     this.closed = true;
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
     for (const conn of this.idle.splice(0)) conn.kill();
     for (const conn of this.settling.splice(0)) conn.kill();
     const err = Object.assign(new Error('the upstream pool is closed'), { code: 'ECONNRESET' });

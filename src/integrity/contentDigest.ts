@@ -101,6 +101,56 @@ export function digestsMatch(expected: readonly ExpectedDigest[], body: Buffer):
 
 /** The Content-Digest value for a complete body. */
 export function contentDigestOf(body: Buffer, algorithm: DigestAlgorithm = 'sha-256'): string {
-  const digest = Buffer.from(hash(NODE_NAMES[algorithm], body, 'binary'), 'binary');
+  return contentDigestValue(Buffer.from(hash(NODE_NAMES[algorithm], body, 'binary'), 'binary'), algorithm);
+}
+
+/** The Content-Digest value for a digest already computed (a body hashed as it arrived). */
+export function contentDigestValue(digest: Buffer, algorithm: DigestAlgorithm = 'sha-256'): string {
   return serializeDictionary(new Map([[algorithm, sf.item(sf.bytes(digest))]]));
 }
+
+/**
+ * The digest a body being held is checked or signed with, computed as its chunks arrive (no
+ * copy of the whole body to hash it): a single chunk is hashed in one call at the end, which
+ * is cheaper for the small bodies most requests carry.
+ */
+export class ArrivingDigest {
+  private readonly algorithms: readonly DigestAlgorithm[];
+  private first: Buffer | null = null;
+  private hashes: Hash[] | null = null;
+
+  constructor(algorithms: readonly DigestAlgorithm[]) {
+    this.algorithms = algorithms;
+  }
+
+  update(chunk: Buffer): void {
+    if (this.hashes !== null) {
+      for (const h of this.hashes) h.update(chunk);
+      return;
+    }
+    if (this.first === null) {
+      this.first = chunk;
+      return;
+    }
+    this.hashes = this.algorithms.map((a) => createHash(NODE_NAMES[a]).update(this.first!));
+    this.first = null;
+    for (const h of this.hashes) h.update(chunk);
+  }
+
+  /** the digests, in the order of the algorithms; call once */
+  digests(): Buffer[] {
+    if (this.hashes !== null) return this.hashes.map((h) => h.digest());
+    const body = this.first ?? EMPTY_BODY;
+    return this.algorithms.map((a) => Buffer.from(hash(NODE_NAMES[a], body, 'binary'), 'binary'));
+  }
+
+  /** whether the body matches every expected digest, compared in constant time */
+  matches(expected: readonly ExpectedDigest[]): boolean {
+    const actual = this.digests();
+    let ok = true;
+    for (let i = 0; i < expected.length; i++) ok = timingSafeEqual(actual[i]!, expected[i]!.value) && ok;
+    return ok;
+  }
+}
+
+const EMPTY_BODY = Buffer.alloc(0);

@@ -83,7 +83,7 @@ export class HttpService implements ExchangeHandler, UpstreamEvents {
     this.sweepEveryMs = every;
     this.sweep = setInterval(() => {
       const limit = this.current.deps.listener.limits.headersTimeoutSeconds * 1000;
-      const now = Number(this.current.deps.clock.monotonic() / 1_000_000n);
+      const now = performance.now();
       for (const c of this.connections) if (c.headOverdue(now, limit)) c.refuseStream('ERR_HEADERS_TIMEOUT', 'headers timeout');
     }, every);
     this.sweep.unref();

@@ -9,13 +9,13 @@ import type { Exchange } from '../http1/exchange.ts';
 import type { ServerConnection } from '../http1/serverConnection.ts';
 import type { UpstreamConnection, RequestFraming } from '../http1/upstreamConnection.ts';
 import type { UpstreamPool } from '../http1/upstreamPool.ts';
-import { fieldLines, forwardedList, IDEMPOTENT_METHODS, PEER_HEADER } from '../http1/fields.ts';
+import { fieldLines, forwardedList, IDEMPOTENT_METHODS, NameSet, PEER_HEADER } from '../http1/fields.ts';
 import type { AnomalyStage, Flagged } from '../anomaly/anomalyStage.ts';
 import type { PeerRateLimiter } from '../limits/tokenBucket.ts';
 import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
 import { verifyRequest } from '../integrity/verifier.ts';
 import { signRequest } from '../integrity/signer.ts';
-import { contentDigestOf, DigestCheck, digestsMatch, isAcceptableContentDigest, type ExpectedDigest } from '../integrity/contentDigest.ts';
+import { ArrivingDigest, contentDigestValue, DigestCheck, digestsMatch, isAcceptableContentDigest, type ExpectedDigest } from '../integrity/contentDigest.ts';
 import { upstreamErrorCode } from './upstreamError.ts';
 import { BodyDeadline } from './bodyDeadline.ts';
 import { Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts';
@@ -88,14 +88,15 @@ function authorizedAtHandshake(_path: RequestPath, _ex: Exchange, conn: ServerCo
 
 /**
  * What the parser lets through but a security proxy must not guess about: CONNECT, codings
- * other than chunked, Host missing or repeated, a target that is not origin-form (an
+ * other than chunked, Host missing (HTTP/1.0 too) or repeated, a target that is not origin-form (an
  * absolute-form target naming the Host's own authority is rewritten to origin-form).
  */
 function wellFormed(_path: RequestPath, ex: Exchange): Decision {
   if (ex.method === 'CONNECT') return DENY_CONNECT;
   const f = ex.framing;
   if (f.transferEncoding !== '' && !onlyChunkedCoding(f.transferEncoding)) return DENY_CODING;
-  if (f.hosts > 1 || (f.hosts === 0 && ex.versionMinor >= 1)) return deny('ERR_BAD_REQUEST', f.hosts > 1 ? 'more than one Host field' : 'no Host field');
+  // HTTP/1.0 may leave Host out, but the request goes upstream as HTTP/1.1, which may not (and signatures cover the authority)
+  if (f.hosts !== 1) return deny('ERR_BAD_REQUEST', f.hosts > 1 ? 'more than one Host field' : 'no Host field');
   const t = ex.target;
   if (t.charCodeAt(0) === 0x2f /* / */) return ALLOW;
   if (t === '*') return ex.method === 'OPTIONS' ? ALLOW : deny('ERR_BAD_REQUEST', 'asterisk-form target on a method other than OPTIONS');
@@ -150,7 +151,7 @@ function signatureVerified(path: RequestPath, ex: Exchange): Decision {
 /** Outbound: sign now what needs no body work (no body, or the app's own acceptable Content-Digest); the rest is signed once buffered. */
 function signedNow(path: RequestPath, ex: Exchange): Decision {
   if (ex.hasBody && !isAcceptableDigestField(ex.framing.contentDigest)) return ALLOW;
-  const fields = path.outgoingFields(ex, null);
+  const fields = path.outgoingFields(ex, 'none');
   const refused = path.sign(ex, fields);
   if (refused !== null) return deny(refused);
   ex.strategy = fields;
@@ -207,17 +208,21 @@ export class RequestPath {
       const d = stage(this, ex, conn);
       if (!d.allow) return this.refuse(ex, d.code, d.detail === undefined ? null : { detail: d.detail });
     }
-    if (!ex.hasBody) return this.forward(ex, conn, ex.strategy === null ? this.outgoingFields(ex, null) : (ex.strategy as string[]), null, 'none');
+    if (!ex.hasBody) return this.forward(ex, conn, ex.strategy === null ? this.outgoingFields(ex, 'none') : (ex.strategy as string[]), null, 'none');
     switch (this.body) {
       case 'pass':
-        return this.stream(ex, conn, this.outgoingFields(ex, null), null);
+        return this.stream(ex, conn, this.outgoingFields(ex, 'none'), null);
       case 'stream-verify':
-        return this.stream(ex, conn, this.outgoingFields(ex, null), new DigestCheck(ex.strategy as readonly ExpectedDigest[]));
-      case 'buffer-verify':
-        return this.collect(ex, conn, (body) => this.verifiedBody(ex, conn, body));
-      case 'buffer-sign':
+        return this.stream(ex, conn, this.outgoingFields(ex, 'none'), new DigestCheck(ex.strategy as readonly ExpectedDigest[]));
+      case 'buffer-verify': {
+        const digest = new ArrivingDigest((ex.strategy as readonly ExpectedDigest[]).map((d) => d.algorithm));
+        return this.collect(ex, conn, digest, (body) => this.verifiedBody(ex, conn, digest, body));
+      }
+      case 'buffer-sign': {
         if (ex.strategy !== null) return this.stream(ex, conn, ex.strategy as string[], null);
-        return this.collect(ex, conn, (body) => this.signedBody(ex, conn, body));
+        const digest = new ArrivingDigest(SIGNED_DIGEST);
+        return this.collect(ex, conn, digest, (body) => this.signedBody(ex, conn, digest, body));
+      }
     }
   }
 
@@ -233,25 +238,25 @@ export class RequestPath {
     });
   }
 
-  /** Hold the whole body (up to the buffer limit), then `done`. */
-  collect(ex: Exchange, conn: ServerConnection, done: (body: Buffer) => void): void {
+  /** Hold the whole body (up to the buffer limit), hashed as it arrives, then `done`. */
+  collect(ex: Exchange, conn: ServerConnection, digest: ArrivingDigest, done: (body: HeldBody) => void): void {
     conn.sendContinue(ex);
-    ex.read(new CollectedBody(this, ex, conn, done));
+    ex.read(new CollectedBody(this, ex, conn, digest, done));
   }
 
-  verifiedBody(ex: Exchange, conn: ServerConnection, body: Buffer): void {
-    if (!digestsMatch(ex.strategy as readonly ExpectedDigest[], body)) return this.refuse(ex, 'ERR_DIGEST_MISMATCH', { detail: 'Content-Digest does not match the body' });
+  verifiedBody(ex: Exchange, conn: ServerConnection, digest: ArrivingDigest, body: HeldBody): void {
+    if (!digest.matches(ex.strategy as readonly ExpectedDigest[])) return this.refuse(ex, 'ERR_DIGEST_MISMATCH', { detail: 'Content-Digest does not match the body' });
     this.deps.refusals.countSignature('ok');
     // a chunked body's size is known only now: judged whole, before any byte goes upstream
-    if (ex.chunked && this.judgeSize(ex, body.length)) return this.refuse(ex, 'ERR_PAYLOAD_ANOMALY', null);
-    const fields = this.outgoingFields(ex, CONTENT_LENGTH);
-    fields.push('content-length', String(body.length));
+    if (ex.chunked && this.judgeSize(ex, body.bytes)) return this.refuse(ex, 'ERR_PAYLOAD_ANOMALY', null);
+    const fields = this.outgoingFields(ex, 'length');
+    fields.push('content-length', String(body.bytes));
     this.forward(ex, conn, fields, body, 'length');
   }
 
-  signedBody(ex: Exchange, conn: ServerConnection, body: Buffer): void {
-    const fields = this.outgoingFields(ex, CONTENT_FIELDS);
-    fields.push('content-digest', contentDigestOf(body), 'content-length', String(body.length));
+  signedBody(ex: Exchange, conn: ServerConnection, digest: ArrivingDigest, body: HeldBody): void {
+    const fields = this.outgoingFields(ex, 'content');
+    fields.push('content-digest', contentDigestValue(digest.digests()[0]!), 'content-length', String(body.bytes));
     const refused = this.sign(ex, fields);
     if (refused !== null) return this.refuse(ex, refused, null);
     this.forward(ex, conn, fields, body, 'length');
@@ -264,7 +269,7 @@ export class RequestPath {
    * `streaming`) the body as it comes. One exchange of a connection at a time, so the pool
    * sees a client's pipelined requests one after another.
    */
-  forward(ex: Exchange, conn: ServerConnection, fields: string[], body: Buffer | null, framing: RequestFraming, streaming?: (up: UpstreamConnection) => void): void {
+  forward(ex: Exchange, conn: ServerConnection, fields: string[], body: HeldBody | null, framing: RequestFraming, streaming?: (up: UpstreamConnection) => void): void {
     // a body held whole has its content-length among the fields (the signature may cover it)
     let head = `${ex.method} ${ex.target} HTTP/1.1\r\n${fieldLines(fields)}`;
     if (body === null && framing === 'chunked') head += 'transfer-encoding: chunked\r\n';
@@ -275,7 +280,7 @@ export class RequestPath {
     }
     head += '\r\n';
     ex.sentHead = head;
-    ex.heldBody = body;
+    ex.heldBody = body === null ? null : body.chunks;
     if (body !== null) ex.bodyClock?.done();
     this.deps.pool.acquire((err, up) => {
       if (ex.finished || ex.clientGone) {
@@ -283,7 +288,7 @@ export class RequestPath {
         return;
       }
       if (err !== null || up === null) return this.upstreamFailed(ex, err ?? new Error('no upstream connection'));
-      up.begin(ex, conn, head, body, framing);
+      up.begin(ex, conn, head, body === null ? null : body.chunks, framing);
       if (streaming !== undefined) streaming(up);
     });
   }
@@ -432,9 +437,9 @@ export class RequestPath {
   }
 
   /** The fields to send upstream: hop-by-hop ones removed, x-tollgate-peer set (inbound) or Host replaced (outbound). */
-  outgoingFields(ex: Exchange, drop: ReadonlySet<string> | null): string[] {
+  outgoingFields(ex: Exchange, drop: Drop): string[] {
     const d = this.deps;
-    const fields = forwardedList(ex.rawHeaders, d.hostOverride !== null ? withName(drop, 'host') : withName(drop, PEER_HEADER));
+    const fields = forwardedList(ex.rawHeaders, DROPS[d.hostOverride !== null ? 'outbound' : 'inbound'][drop]);
     if (d.hostOverride !== null) fields.push('host', d.hostOverride);
     if (d.setPeerHeader) fields.push(PEER_HEADER, headerSafe(ex.peer));
     return fields;
@@ -526,21 +531,29 @@ class StreamedBody {
   }
 }
 
-/** A body held whole, up to the buffer limit, then handed on. */
+/** A body held whole: its chunks as they came (never copied into one buffer) and their total. */
+export interface HeldBody {
+  readonly chunks: Buffer[];
+  readonly bytes: number;
+}
+
+/** A body held whole, up to the buffer limit, hashed as it arrives, then handed on. */
 class CollectedBody {
   readonly path: RequestPath;
   readonly ex: Exchange;
   readonly conn: ServerConnection;
-  readonly done: (body: Buffer) => void;
+  readonly digest: ArrivingDigest;
+  readonly done: (body: HeldBody) => void;
   readonly deadline: BodyDeadline;
   chunks: Buffer[] = [];
   bytes = 0;
   stopped = false;
 
-  constructor(path: RequestPath, ex: Exchange, conn: ServerConnection, done: (body: Buffer) => void) {
+  constructor(path: RequestPath, ex: Exchange, conn: ServerConnection, digest: ArrivingDigest, done: (body: HeldBody) => void) {
     this.path = path;
     this.ex = ex;
     this.conn = conn;
+    this.digest = digest;
     this.done = done;
     this.deadline = path.deadlineFor(ex, conn);
     this.deadline.waiting();
@@ -555,13 +568,14 @@ class CollectedBody {
       this.chunks = [];
       return this.path.bodyRefused(this.ex, this.conn, 'ERR_PAYLOAD_TOO_LARGE', `body over ${this.path.bufferLimit} bytes`);
     }
+    this.digest.update(chunk);
     this.chunks.push(chunk);
   }
 
   end(): void {
     if (this.stopped) return;
     this.deadline.done();
-    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
+    const body: HeldBody = { chunks: this.chunks, bytes: this.bytes };
     this.chunks = [];
     this.done(body);
   }
@@ -570,10 +584,16 @@ class CollectedBody {
 /* ------------------------------------------------------------------ small things */
 
 const LOCAL_PEER = 'local';
+/** what the outbound computes for a body it signs */
+const SIGNED_DIGEST = ['sha-256'] as const;
 const EMPTY = Buffer.alloc(0);
 const NO_DIGESTS: readonly ExpectedDigest[] = [];
-const CONTENT_LENGTH: ReadonlySet<string> = new Set(['content-length']);
-const CONTENT_FIELDS: ReadonlySet<string> = new Set(['content-digest', 'content-length']);
+/** what the fields sent upstream leave out: per direction (inbound: the client's x-tollgate-peer; outbound: Host), and the body's own fields when tollgate sets them */
+const DROPS = {
+  inbound: { none: new NameSet([PEER_HEADER]), length: new NameSet([PEER_HEADER, 'content-length']), content: new NameSet([PEER_HEADER, 'content-length', 'content-digest']) },
+  outbound: { none: new NameSet(['host']), length: new NameSet(['host', 'content-length']), content: new NameSet(['host', 'content-length', 'content-digest']) },
+} as const;
+type Drop = keyof (typeof DROPS)['inbound'];
 /** refusals after which the connection is not trusted with another request */
 const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_PEER_NOT_ALLOWED', 'ERR_BAD_REQUEST', 'ERR_UNSUPPORTED_CODING', 'ERR_METHOD_NOT_ALLOWED']);
 const DENY_PEER = deny('ERR_PEER_NOT_ALLOWED');
@@ -618,12 +638,6 @@ function upgradeOf(raw: readonly string[]): string {
   return '';
 }
 
-function withName(set: ReadonlySet<string> | null, name: string): ReadonlySet<string> {
-  if (set === null) return name === 'host' ? DROP_HOST : DROP_PEER;
-  return new Set([...set, name]);
-}
-const DROP_HOST: ReadonlySet<string> = new Set(['host']);
-const DROP_PEER: ReadonlySet<string> = new Set([PEER_HEADER]);
 
 /** A value safe in a header line: anything outside visible ASCII and space is percent-encoded. */
 function headerSafe(value: string): string {
