@@ -22,7 +22,7 @@ import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
-import { loadHttpParser, STRICT } from '../src/http1/parserBinding.ts';
+import { parseReplies, type Replies, type Reply } from './helpers/strictReplies.ts';
 
 /** the longest a case waits for an answer or a close */
 const WAIT_MS = 4000;
@@ -93,56 +93,6 @@ async function misbehavingUpstream(t: Test): Promise<MisbehavingUpstream> {
     armedConn: () => armedConn,
     heads,
   };
-}
-
-/* ------------------------------------------------------------------ strict reading of the answers */
-
-const llhttp = loadHttpParser();
-
-interface Reply {
-  readonly status: number;
-  /** raw name/value pairs, flat as node gives them */
-  readonly headers: string[];
-  body: Buffer;
-  complete: boolean;
-}
-
-interface Replies {
-  readonly replies: Reply[];
-  /** the llhttp error the bytes hit, if any (a malformed or, once ended, a truncated answer) */
-  readonly error: string | null;
-}
-
-/** Parse everything the client received as HTTP/1.1 responses, strictly; `ended`: the connection closed. */
-function parseReplies(bytes: Buffer, ended: boolean): Replies {
-  const replies: Reply[] = [];
-  const p = llhttp.create();
-  p.initialize(llhttp.RESPONSE, {}, 64 * 1024, STRICT);
-  let pending: string[] = [];
-  p[llhttp.kOnHeaders] = (h: string[]) => (pending = pending.concat(h));
-  p[llhttp.kOnHeadersComplete] = (_a: number, _b: number, h: string[] | undefined, _m: unknown, _u: unknown, status: number) => {
-    replies.push({ status, headers: pending.concat(h ?? []), body: Buffer.alloc(0), complete: false });
-    pending = [];
-    return 0;
-  };
-  p[llhttp.kOnBody] = (b: Buffer) => {
-    const last = replies.at(-1)!;
-    last.body = Buffer.concat([last.body, b]);
-  };
-  p[llhttp.kOnMessageComplete] = () => (replies.at(-1)!.complete = true);
-  let error: string | null = null;
-  try {
-    const r = bytes.length > 0 ? p.execute(bytes) : 0;
-    if (r instanceof Error) error = (r as Error & { code: string }).code;
-    else if (ended) {
-      const f = p.finish();
-      if (f instanceof Error) error = (f as Error & { code: string }).code;
-    }
-  } finally {
-    p.close();
-    p.free();
-  }
-  return { replies, error };
 }
 
 function header(reply: Reply | undefined, name: string): string | undefined {

@@ -14,6 +14,8 @@ import type { ServerConnection } from './serverConnection.ts';
 /** Takes a request body as it arrives. */
 export interface BodyReader {
   data(chunk: Buffer): void;
+  /** the chunks handed over together (one read from the client) are all there: what was held back for them may go */
+  flush(): void;
   /** the body is complete (the parser has seen its end) */
   end(): void;
 }

@@ -40,6 +40,9 @@ export const PAUSE_UPSTREAM = 1;
 export const PAUSE_INBOX = 2;
 export const PAUSE_PIPELINE = 4;
 
+/** what kOnHeadersComplete returns to have llhttp end the message with its head and stop there, as for an upgrade */
+const SKIP_BODY_AND_PAUSE = 2;
+
 /** unclaimed body bytes held before reading stops */
 const INBOX_HIGH_WATER = 64 * 1024;
 
@@ -56,6 +59,8 @@ export class ServerConnection {
   parsing: Exchange | null = null;
   /** exchanges whose heads came in the current execute (accepted when it returns cleanly) */
   fresh: Exchange[] = [];
+  /** bytes of the current request's body (of known length) still to come, taken without the parser */
+  bodyLeft = 0;
   /** an upgrade request (or CONNECT) just ended: llhttp returned where its tunnel's bytes begin */
   upgradeEnded: Exchange | null = null;
   /** a head that came in pieces (llhttp hands over 32 fields at a time) */
@@ -141,6 +146,13 @@ export class ServerConnection {
     this.parsing = ex;
     this.fresh.push(ex);
     this.queue.push(ex);
+    if (ex.framing.contentLength > 0 && !ex.chunked && !upgrade) {
+      // a body of known length is taken straight from the bytes read (no copy per chunk, as the
+      // binding's body callback makes): llhttp is told the message ends with its head (2, as for
+      // an upgrade) and goes on parsing once the body's bytes are counted off (onData)
+      this.bodyLeft = ex.framing.contentLength;
+      return SKIP_BODY_AND_PAUSE;
+    }
     return 0;
   }
 
@@ -154,7 +166,8 @@ export class ServerConnection {
 
   onMessageComplete(): void {
     const ex = this.parsing;
-    if (ex === null) return;
+    // a body of known length is still to come (see onHeadersComplete)
+    if (ex === null || this.bodyLeft > 0) return;
     ex.bodyComplete = true;
     this.parsing = null;
     if (ex.upgrade) this.upgradeEnded = ex;
@@ -164,8 +177,8 @@ export class ServerConnection {
 
   onData(chunk: Buffer): void {
     if (this.stopped || this.tunnelled) return;
-    let data = chunk;
-    for (;;) {
+    let data: Buffer | null = this.bodyLeft > 0 ? this.takeBody(chunk, 0) : chunk;
+    while (data !== null) {
       const r = this.parser.execute(data);
       if (typeof r !== 'number') return this.parseFailed(r);
       if (this.fresh.length > 0) {
@@ -174,6 +187,11 @@ export class ServerConnection {
           if (ex.parserRefusal !== null) this.stop();
         }
         this.fresh = [];
+      }
+      if (this.bodyLeft > 0) {
+        // a head whose body is counted off here, then the parser goes on after it
+        data = this.takeBody(data, r);
+        continue;
       }
       const upgraded = this.upgradeEnded;
       if (upgraded === null) break;
@@ -191,6 +209,27 @@ export class ServerConnection {
       break;
     }
     this.pump();
+  }
+
+  /**
+   * Count the next body bytes of `data` (from `offset`) off the body of known length being read;
+   * what follows it, if anything, is for the parser (null: nothing).
+   */
+  takeBody(data: Buffer, offset: number): Buffer | null {
+    const ex = this.parsing!;
+    const n = Math.min(this.bodyLeft, data.length - offset);
+    if (n > 0) {
+      const part = offset === 0 && n === data.length ? data : data.subarray(offset, offset + n);
+      ex.bodyBytes += n;
+      ex.inbox.push(part);
+      ex.inboxBytes += n;
+      this.bodyLeft -= n;
+    }
+    if (this.bodyLeft > 0) return null;
+    ex.bodyComplete = true;
+    this.parsing = null;
+    const end = offset + n;
+    return end < data.length ? data.subarray(end) : null;
   }
 
   /**
@@ -275,6 +314,7 @@ export class ServerConnection {
       ex.inbox = [];
       ex.inboxBytes = 0;
       for (const c of chunks) reader.data(c);
+      reader.flush();
     }
     if (ex.bodyComplete && !ex.readerEnded && ex.reader === reader) {
       ex.readerEnded = true;

@@ -14,6 +14,14 @@ import { PAUSE_UPSTREAM, type ServerConnection } from './serverConnection.ts';
  * the client gets 502 ERR_UPSTREAM_PROTOCOL and this connection is discarded.
  */
 
+/** what kOnHeadersComplete returns to have llhttp skip the body (a response to HEAD, 204, 304) */
+const SKIP_BODY = 1;
+/** … or to end the message with its head and stop there, as for an upgrade (a body of known length is taken by hand) */
+const SKIP_BODY_AND_PAUSE = 2;
+
+/** body bytes gathered before they are written at once, without waiting for the end of the turn */
+const COALESCE_BYTES = 64 * 1024;
+
 /** What the request path does when an exchange on an upstream connection ends. */
 export interface UpstreamEvents {
   /** the response is complete and relayed */
@@ -57,6 +65,14 @@ export class UpstreamConnection implements BodyReader {
   dead = false;
   /** when it was last put back in the pool (performance.now() ms) */
   idleSince = 0;
+  /** bytes of the response body (of known length) still to come, taken without the parser */
+  bodyLeft = 0;
+  /** bytes came after a complete response */
+  trailing = false;
+  /** body chunks of the current turn are being gathered for one write */
+  corked = false;
+  corkedBytes = 0;
+  flushScheduled = false;
 
   constructor(socket: Socket, binding: HttpParserBinding, maxHeaderBytes: number, timeoutMs: number, owner: ConnectionOwner, events: UpstreamEvents) {
     this.socket = socket;
@@ -75,6 +91,7 @@ export class UpstreamConnection implements BodyReader {
     socket.on('close', this.onClose.bind(this));
     socket.on('error', this.onError.bind(this));
     socket.on('timeout', this.onTimeout.bind(this));
+    this.flushNow = this.flushNow.bind(this);
     // one timeout for the connection's life (refreshed by every byte either way): no timer set up and torn down per exchange
     socket.setTimeout(timeoutMs);
   }
@@ -93,6 +110,7 @@ export class UpstreamConnection implements BodyReader {
     this.upstreamKeepAlive = true;
     this.complete = false;
     this.protocolError = null;
+    this.bodyLeft = 0;
     ex.upstream = this;
     ex.forwarded = true;
     this.socket.cork();
@@ -103,20 +121,48 @@ export class UpstreamConnection implements BodyReader {
 
   /* ------------------------------------------------------------------ request body */
 
+  /**
+   * A body chunk: held in the corked socket, so that the chunks of everything read from the
+   * client in one turn of the event loop (several TLS records) leave in one write.
+   */
   data(chunk: Buffer): void {
     if (this.ex === null || this.dead || chunk.length === 0) return;
-    let ok: boolean;
-    if (this.requestChunked) {
+    if (!this.corked) {
+      this.corked = true;
       this.socket.cork();
+    }
+    this.corkedBytes += chunk.length;
+    if (this.requestChunked) {
       this.socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
       this.socket.write(chunk);
-      ok = this.socket.write('\r\n', 'latin1');
-      this.socket.uncork();
+      this.socket.write('\r\n', 'latin1');
     } else {
-      ok = this.socket.write(chunk);
+      this.socket.write(chunk);
     }
-    if (!ok) {
-      const client = this.client!;
+  }
+
+  /** BodyReader: a read's chunks are all there; they go out at the end of this turn (or now, when there are many) */
+  flush(): void {
+    if (!this.corked) return;
+    if (this.corkedBytes < COALESCE_BYTES) {
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(this.flushNow);
+      }
+      return;
+    }
+    this.flushNow();
+  }
+
+  /** write what is held now */
+  flushNow(): void {
+    this.flushScheduled = false;
+    if (!this.corked) return;
+    this.corked = false;
+    this.corkedBytes = 0;
+    this.socket.uncork();
+    if (this.socket.writableNeedDrain && this.client !== null) {
+      const client = this.client;
       client.pauseReading(PAUSE_UPSTREAM);
       this.socket.once('drain', () => client.resumeReading(PAUSE_UPSTREAM));
     }
@@ -125,6 +171,7 @@ export class UpstreamConnection implements BodyReader {
   end(): void {
     if (this.ex === null || this.dead) return;
     if (this.requestChunked) this.socket.write('0\r\n\r\n', 'latin1');
+    this.flushNow();
     this.requestSent = true;
   }
 
@@ -166,12 +213,13 @@ export class UpstreamConnection implements BodyReader {
     this.finalHead = true;
     ex.status = status;
     let te = '';
-    let hasLength = false;
+    let length = -1;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
       if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') te = te === '' ? raw[i + 1]! : `${te}, ${raw[i + 1]}`;
-      else if (n.length === 14 && n.toLowerCase() === 'content-length') hasLength = true;
+      else if (n.length === 14 && n.toLowerCase() === 'content-length') length = Number(raw[i + 1]);
     }
+    const hasLength = length >= 0;
     if (te !== '' && !onlyChunked(te)) {
       this.protocolError = `a transfer-coding other than chunked (${te})`;
       return 0;
@@ -191,7 +239,13 @@ export class UpstreamConnection implements BodyReader {
     if (ex.closeAfter) head += 'connection: close\r\n';
     else if (ex.versionMinor === 0) head += 'connection: keep-alive\r\n';
     this.out.push(`${head}\r\n`);
-    return ex.method === 'HEAD' ? 1 : 0;
+    if (bodyless) return SKIP_BODY;
+    if (length > 0 && te === '') {
+      // a body of known length is taken straight from the bytes read (see the client side, serverConnection.ts)
+      this.bodyLeft = length;
+      return SKIP_BODY_AND_PAUSE;
+    }
+    return 0;
   }
 
   onBody(chunk: Buffer): void {
@@ -203,25 +257,48 @@ export class UpstreamConnection implements BodyReader {
   }
 
   onMessageComplete(): void {
-    if (this.finalHead && this.ex !== null) this.complete = true;
+    if (this.finalHead && this.ex !== null && this.bodyLeft === 0) this.complete = true;
   }
 
   onData(chunk: Buffer): void {
-    const r = this.parser.execute(chunk);
-    if (typeof r !== 'number') return this.fail(protocolErrorOf(r));
-    if (this.protocolError !== null) return this.fail(new TollgateError('ERR_UPSTREAM_PROTOCOL', this.protocolError));
-    this.flush();
-    if (this.upgraded) {
-      const ex = this.ex!;
-      this.detach();
-      this.events.upgraded(ex, this, r < chunk.length ? chunk.subarray(r) : null);
-      return;
+    if (this.bodyLeft > 0) {
+      this.takeBody(chunk, 0);
+    } else {
+      const r = this.parser.execute(chunk);
+      if (typeof r !== 'number') return this.fail(protocolErrorOf(r));
+      if (this.protocolError !== null) return this.fail(new TollgateError('ERR_UPSTREAM_PROTOCOL', this.protocolError));
+      if (this.bodyLeft > 0) this.takeBody(chunk, r);
+      else if (this.upgraded) {
+        this.relay();
+        const ex = this.ex!;
+        this.detach();
+        this.events.upgraded(ex, this, r < chunk.length ? chunk.subarray(r) : null);
+        return;
+      }
     }
+    this.relay();
     if (this.complete) this.finish();
   }
 
+  /**
+   * Count the next bytes of a response body of known length off `data` (from `offset`), relayed
+   * as they are (views of what was read, no copy). Bytes after the end of the body are a
+   * response nobody asked for: the connection is not used again.
+   */
+  takeBody(data: Buffer, offset: number): void {
+    const n = Math.min(this.bodyLeft, data.length - offset);
+    if (n > 0) {
+      this.out.push(offset === 0 && n === data.length ? data : data.subarray(offset, offset + n));
+      this.ex!.responseBytes += n;
+      this.bodyLeft -= n;
+    }
+    if (this.bodyLeft > 0) return;
+    this.complete = true;
+    if (offset + n < data.length) this.trailing = true;
+  }
+
   /** write what this execute produced to the client, in one go */
-  flush(): void {
+  relay(): void {
     const out = this.out;
     if (out.length === 0) return;
     this.out = [];
@@ -243,9 +320,10 @@ export class UpstreamConnection implements BodyReader {
 
   finish(): void {
     const ex = this.ex!;
+    this.flushNow();
     if (this.rechunk) this.client!.write('0\r\n\r\n');
     // a connection that carried an upgrade the upstream did not take may no longer speak HTTP
-    const reusable = this.upstreamKeepAlive && this.requestSent && this.protocolError === null && !(ex.upgrade && ex.framing.upgrade !== 'h2c');
+    const reusable = this.upstreamKeepAlive && this.requestSent && this.protocolError === null && !this.trailing && !(ex.upgrade && ex.framing.upgrade !== 'h2c');
     this.ex = null;
     this.client = null;
     // an upstream that answered before taking the whole body gets no more of it
@@ -295,7 +373,7 @@ export class UpstreamConnection implements BodyReader {
     if (this.ex !== null && this.closeDelimited && this.finalHead) {
       const r = this.parser.finish();
       if (r !== undefined) return this.fail(protocolErrorOf(r));
-      this.flush();
+      this.relay();
       this.upstreamKeepAlive = false;
       if (this.complete) return this.finish();
     }

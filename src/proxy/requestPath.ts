@@ -513,6 +513,10 @@ class StreamedBody {
     this.held = chunk;
   }
 
+  flush(): void {
+    if (!this.stopped) this.up.flush();
+  }
+
   end(): void {
     if (this.stopped) return;
     this.deadline.done();
@@ -570,6 +574,10 @@ class CollectedBody {
     }
     this.digest.update(chunk);
     this.chunks.push(chunk);
+  }
+
+  flush(): void {
+    // held until the end anyway
   }
 
   end(): void {
