@@ -249,3 +249,36 @@ t.test('Transfer-Encoding: gzip, chunked (chunked last) is ACCEPTED by llhttp: t
   t.same(outline(ev), ['head POST /', 'body abc', 'complete', `exec ${input.length}`], 'no error');
   t.same(heads(ev)[0]?.headers, ['Host', 'a', 'Transfer-Encoding', 'gzip, chunked']);
 });
+
+t.test('kOnHeadersComplete returning 2 ends the message with its head; execute returns where the body starts, and parsing goes on after it', async (t) => {
+  // what the core relies on to take bodies of known length straight from the bytes read (serverConnection.ts, upstreamConnection.ts)
+  const head = 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n';
+  const next = 'GET /b HTTP/1.1\r\nHost: x\r\n\r\n';
+  const first = parse(REQ, [`${head}abc${next}`], { headResult: 2 });
+  t.same(outline(first), ['head POST /a', 'complete', `exec ${head.length}`], 'no body callback: execute stops right after the head');
+  // the same parser, fed what follows the body, parses the next request (2 only for the first head here)
+  const p = binding.create();
+  p.initialize(REQ, {}, HEAD_LIMIT, STRICT);
+  const seen: string[] = [];
+  let n = 0;
+  p[binding.kOnHeadersComplete] = (_a: number, _b: number, _h: string[], _m: number, url: string) => {
+    seen.push(`head ${url}`);
+    return n++ === 0 ? 2 : 0;
+  };
+  p[binding.kOnBody] = (b: Buffer) => seen.push(`body ${b.toString('latin1')}`);
+  p[binding.kOnMessageComplete] = () => seen.push('complete');
+  try {
+    const bytes = Buffer.from(`${head}abc${next}`, 'latin1');
+    const r = p.execute(bytes);
+    t.equal(r, head.length, 'stopped after the head');
+    const r2 = p.execute(bytes.subarray(head.length + 3));
+    t.equal(r2, next.length, 'the next request parsed whole');
+    t.same(seen, ['head /a', 'complete', 'head /b', 'complete']);
+    // a response parser behaves the same
+    const res = parse(RES, ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'], { headResult: 2 });
+    t.same(outline(res), ['head 200', 'complete', 'exec 38'], 'a response: stops after its head too');
+  } finally {
+    p.close();
+    p.free();
+  }
+});
