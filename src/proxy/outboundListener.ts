@@ -80,12 +80,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
       rateLimiter: rateLimiterFor(config),
       upgrades: metrics.upgrades.labels(config.name),
       // verified mTLS to the remote peer: chain, name, SPIFFE ID, pins, PFS policy (upstreamTls.ts)
-      dial: (done) => {
-        upstreamTls.connect(config.target.host, config.target.port, false).then(
-          ({ socket }) => done(null, socket),
-          (err: Error) => done(err, null),
-        );
-      },
+      dial: (done) => upstreamTls.dial(config.target.host, config.target.port, done),
       // a remote peer: verified connections are worth keeping longer
       keepAliveMs: 30_000,
     });

@@ -37,8 +37,8 @@ export interface UpstreamTls {
   connect(host: string, port: number, allowHalfOpen: boolean): Promise<{ socket: TLSSocket; peer: PeerIdentity }>;
   /** new connections are checked against this from now on (a config reload); open ones keep the check they passed */
   setVerify(verify: CompiledVerify): void;
-  /** undici's `connect` option: the same dial, callback-style */
-  undiciConnect(opts: { hostname: string; port: string }, callback: (err: Error | null, socket: TLSSocket | null) => void): void;
+  /** the same dial, callback-style (the HTTP/1.1 core's upstream pool) */
+  dial(host: string, port: number, done: (err: Error | null, socket: TLSSocket | null) => void): void;
 }
 
 const kPeer = Symbol('tollgate.upstreamPeer');
@@ -157,8 +157,8 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
         });
       });
     },
-    undiciConnect(o, callback) {
-      dial(o.hostname, Number(o.port), false, callback);
+    dial(host, port, done) {
+      dial(host, port, false, done);
     },
   };
 }
