@@ -478,7 +478,8 @@ class StreamedBody {
   readonly up: UpstreamConnection;
   readonly check: DigestCheck | null;
   readonly deadline: BodyDeadline;
-  readonly watchBound: number;
+  /** a chunked body passing this many bytes is judged as a size anomaly, once (then Infinity) */
+  watchBound: number;
   bytes = 0;
   held: Buffer | null = null;
   stopped = false;
@@ -503,7 +504,7 @@ class StreamedBody {
     if (this.bytes > this.watchBound) {
       const anomaly = this.path.deps.anomaly!;
       const bound = this.watchBound;
-      (this as { watchBound: number }).watchBound = Infinity;
+      this.watchBound = Infinity;
       const f = { kind: 'too_large', value: this.bytes, expected: anomaly.sizes.typicalSize(ROUTE, this.ex.peer) };
       if (this.path.sizeFlagged(this.ex, f)) return this.stop('ERR_PAYLOAD_ANOMALY', `body passed ${bound} bytes, the largest normal size`);
     }
