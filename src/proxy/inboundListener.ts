@@ -162,13 +162,18 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   /** one plain connection to the local app, within the upstream timeout */
   function dialApp(done: (err: Error | null, socket: net.Socket | null) => void): void {
     const socket = net.connect({ host: config.target.host, port: config.target.port });
+    let settled = false;
     const fail = (err: Error): void => {
       socket.destroy();
+      if (settled) return;
+      settled = true;
       done(err, null);
     };
     socket.once('error', fail);
     socket.setTimeout(limits.upstreamTimeoutSeconds * 1000, () => fail(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
     socket.once('connect', () => {
+      if (settled) return;
+      settled = true;
       socket.removeListener('error', fail);
       socket.setTimeout(0);
       socket.removeAllListeners('timeout');
