@@ -18,10 +18,10 @@ import t from 'tap';
 import http from 'node:http';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import tls, { type TLSSocket } from 'node:tls';
 import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
-import { parseReplies, type Replies, type Reply } from './helpers/strictReplies.ts';
+import { header, type Reply } from './helpers/strictReplies.ts';
+import { rawConnect, type RawConn } from './helpers/rawClient.ts';
 
 /** the longest a case waits for an answer or a close */
 const WAIT_MS = 4000;
@@ -107,75 +107,13 @@ function jsonOf(body: Buffer): unknown {
   }
 }
 
-function header(reply: Reply, name: string): string | undefined {
-  for (let i = 0; i < reply.headers.length; i += 2) if (reply.headers[i]!.toLowerCase() === name) return reply.headers[i + 1];
-  return undefined;
-}
-
 /* ------------------------------------------------------------------ the raw client */
 
-interface Conn {
-  readonly socket: TLSSocket;
-  received(): Buffer;
-  closed(): boolean;
-  /** wait until `done()` holds or the connection closed; false after WAIT_MS */
-  until(done: () => boolean): Promise<boolean>;
-  replies(): Replies;
-}
+type Conn = RawConn;
 
-async function connect(addr: string, w: World, producer: TestIdentity): Promise<Conn> {
-  const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.slice(addr.lastIndexOf(':') + 1))];
-  const socket = await new Promise<TLSSocket>((resolve, reject) => {
-    const s = tls.connect({ host, port, servername: 'localhost', ca: w.ca.certPem, cert: producer.certPem, key: producer.keyPem });
-    const timer = setTimeout(() => s.destroy(new Error('no TLS handshake in time')), WAIT_MS);
-    s.once('secureConnect', () => {
-      clearTimeout(timer);
-      s.removeListener('error', reject);
-      resolve(s);
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-  const chunks: Buffer[] = [];
-  let closed = false;
-  const wakers = new Set<() => void>();
-  const wake = (): void => {
-    for (const f of wakers) f();
-  };
-  socket.on('data', (c: Buffer) => {
-    chunks.push(c);
-    wake();
-  });
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    closed = true;
-    wake();
-  });
-  const received = (): Buffer => Buffer.concat(chunks);
-  return {
-    socket,
-    received,
-    closed: () => closed,
-    replies: () => parseReplies(received(), closed),
-    until(done) {
-      return new Promise((resolve) => {
-        const check = (): void => {
-          if (!done() && !closed) return;
-          finish(true);
-        };
-        const timer = setTimeout(() => finish(false), WAIT_MS);
-        const finish = (ok: boolean): void => {
-          clearTimeout(timer);
-          wakers.delete(check);
-          resolve(ok);
-        };
-        wakers.add(check);
-        check();
-      });
-    },
-  };
+/** a raw mTLS connection as the producer */
+function connect(addr: string, w: World, producer: TestIdentity): Promise<Conn> {
+  return rawConnect(addr, { w, producer }, WAIT_MS);
 }
 
 const completeCount = (c: Conn): number => c.replies().replies.filter((r) => r.complete && r.status >= 200).length;

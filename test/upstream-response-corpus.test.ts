@@ -19,10 +19,10 @@
  */
 import t from 'tap';
 import net, { type AddressInfo } from 'node:net';
-import tls from 'node:tls';
 import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
-import { parseReplies, type Replies, type Reply } from './helpers/strictReplies.ts';
+import { header, type Replies, type Reply } from './helpers/strictReplies.ts';
+import { rawConnect, type RawConn, type TlsCreds } from './helpers/rawClient.ts';
 
 /** the longest a case waits for an answer or a close */
 const WAIT_MS = 4000;
@@ -95,12 +95,6 @@ async function misbehavingUpstream(t: Test): Promise<MisbehavingUpstream> {
   };
 }
 
-function header(reply: Reply | undefined, name: string): string | undefined {
-  if (reply === undefined) return undefined;
-  for (let i = 0; i < reply.headers.length; i += 2) if (reply.headers[i]!.toLowerCase() === name) return reply.headers[i + 1];
-  return undefined;
-}
-
 function jsonOf(body: Buffer): unknown {
   try {
     return JSON.parse(body.toString('utf8'));
@@ -113,74 +107,11 @@ const finals = (rs: Replies): Reply[] => rs.replies.filter((r) => r.status >= 20
 
 /* ------------------------------------------------------------------ the raw client */
 
-interface Conn {
-  readonly socket: net.Socket;
-  closed(): boolean;
-  /** wait until `done()` holds or the connection closed; false after WAIT_MS */
-  until(done: () => boolean): Promise<boolean>;
-  replies(): Replies;
-}
-
-interface TlsCreds {
-  readonly w: World;
-  readonly producer: TestIdentity;
-}
+type Conn = RawConn;
 
 /** A raw connection to `addr`: mTLS as the producer, or plain TCP when `creds` is null. */
-async function connect(addr: string, creds: TlsCreds | null): Promise<Conn> {
-  const host = addr.slice(0, addr.lastIndexOf(':'));
-  const port = Number(addr.slice(addr.lastIndexOf(':') + 1));
-  const socket = await new Promise<net.Socket>((resolve, reject) => {
-    const s =
-      creds === null
-        ? net.connect({ host, port })
-        : tls.connect({ host, port, servername: 'localhost', ca: creds.w.ca.certPem, cert: creds.producer.certPem, key: creds.producer.keyPem });
-    const timer = setTimeout(() => s.destroy(new Error('not connected in time')), WAIT_MS);
-    s.once(creds === null ? 'connect' : 'secureConnect', () => {
-      clearTimeout(timer);
-      s.removeListener('error', reject);
-      resolve(s);
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-  const chunks: Buffer[] = [];
-  let closed = false;
-  const wakers = new Set<() => void>();
-  const wake = (): void => {
-    for (const f of wakers) f();
-  };
-  socket.on('data', (c: Buffer) => {
-    chunks.push(c);
-    wake();
-  });
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    closed = true;
-    wake();
-  });
-  return {
-    socket,
-    closed: () => closed,
-    replies: () => parseReplies(Buffer.concat(chunks), closed),
-    until(done) {
-      return new Promise((resolve) => {
-        const check = (): void => {
-          if (done() || closed) finish(true);
-        };
-        const timer = setTimeout(() => finish(false), WAIT_MS);
-        const finish = (ok: boolean): void => {
-          clearTimeout(timer);
-          wakers.delete(check);
-          resolve(ok);
-        };
-        wakers.add(check);
-        check();
-      });
-    },
-  };
+function connect(addr: string, creds: TlsCreds | null): Promise<Conn> {
+  return rawConnect(addr, creds, WAIT_MS);
 }
 
 /** what the client received up to and including its `count`-th complete final answer, and what came after */

@@ -78,10 +78,11 @@ export class Exchange {
 
   // what the request path learnt and decided
   peer = '';
+  /** the peer as the x-tollgate-peer value */
+  peerHeader = '';
   keyId: string | null = null;
   status = 0;
   responseBytes = 0;
-  code: ErrorCode | null = null;
   /** a connection of the upstream pool carries it (set by the pool), or null */
   upstream: unknown = null;
   /** sent upstream (so it is counted as proxied) */

@@ -135,24 +135,27 @@ export function onlyChunked(transferEncoding: string): boolean {
 export function forwardedFields(raw: readonly string[], drop: NameSet | null): string {
   const named = connectionTokens(raw);
   let out = '';
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (isHopByHop(name) || (drop !== null && drop.has(name)) || (named !== null && named.has(name.toLowerCase()))) continue;
-    out += `${name}: ${raw[i + 1]}\r\n`;
-  }
+  for (let i = 0; i < raw.length; i += 2) if (passesOn(raw[i]!, named, drop)) out += `${raw[i]}: ${raw[i + 1]}\r\n`;
   return out;
+}
+
+/** A field this hop passes on: not hop-by-hop, not named by Connection, not in `drop`. */
+function passesOn(name: string, named: Set<string> | null, drop: NameSet | null): boolean {
+  return !isHopByHop(name) && (drop === null || !drop.has(name)) && (named === null || !named.has(name.toLowerCase()));
 }
 
 /** The same selection as a flat list (for signing: the signature base reads the fields as they will be sent). */
 export function forwardedList(raw: readonly string[], drop: NameSet | null): string[] {
   const named = connectionTokens(raw);
   const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (isHopByHop(name) || (drop !== null && drop.has(name)) || (named !== null && named.has(name.toLowerCase()))) continue;
-    out.push(name, raw[i + 1]!);
-  }
+  for (let i = 0; i < raw.length; i += 2) if (passesOn(raw[i]!, named, drop)) out.push(raw[i]!, raw[i + 1]!);
   return out;
+}
+
+/** The first value of a field (`lowerName` lowercased), or '' when it is absent. */
+export function fieldValue(raw: readonly string[], lowerName: string): string {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) return raw[i + 1]!;
+  return '';
 }
 
 /** `name: value\r\n` lines of a flat list, as is. */

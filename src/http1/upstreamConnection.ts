@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { TollgateError } from '../core/errors.ts';
 import type { BodyReader, Exchange } from './exchange.ts';
-import { forwardedFields, onlyChunked } from './fields.ts';
+import { fieldValue, forwardedFields, onlyChunked } from './fields.ts';
 import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
 import { PAUSE_UPSTREAM, type ServerConnection } from './serverConnection.ts';
 
@@ -207,7 +207,7 @@ export class UpstreamConnection implements BodyReader {
       }
       this.upgraded = true;
       this.finalHead = true;
-      this.out.push(`HTTP/1.1 101 ${reason}\r\n${forwardedFields(raw, null)}connection: upgrade\r\nupgrade: ${upgradeValue(raw)}\r\n\r\n`);
+      this.out.push(`HTTP/1.1 101 ${reason}\r\n${forwardedFields(raw, null)}connection: upgrade\r\nupgrade: ${fieldValue(raw, 'upgrade')}\r\n\r\n`);
       return 0;
     }
     this.finalHead = true;
@@ -398,11 +398,6 @@ export class UpstreamConnection implements BodyReader {
     }
     this.fail(new TollgateError('ERR_UPSTREAM_TIMEOUT', `no byte from the upstream for ${this.timeoutMs} ms`));
   }
-}
-
-function upgradeValue(raw: readonly string[]): string {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'upgrade') return raw[i + 1]!;
-  return '';
 }
 
 function protocolErrorOf(err: ParseError): TollgateError {

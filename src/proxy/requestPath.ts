@@ -9,7 +9,7 @@ import type { Exchange } from '../http1/exchange.ts';
 import type { ServerConnection } from '../http1/serverConnection.ts';
 import type { UpstreamConnection, RequestFraming } from '../http1/upstreamConnection.ts';
 import type { UpstreamPool } from '../http1/upstreamPool.ts';
-import { fieldLines, forwardedList, IDEMPOTENT_METHODS, NameSet, PEER_HEADER } from '../http1/fields.ts';
+import { fieldLines, fieldValue, forwardedList, IDEMPOTENT_METHODS, NameSet, onlyChunked, PEER_HEADER } from '../http1/fields.ts';
 import type { AnomalyStage, Flagged } from '../anomaly/anomalyStage.ts';
 import type { PeerRateLimiter } from '../limits/tokenBucket.ts';
 import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
@@ -94,7 +94,7 @@ function authorizedAtHandshake(_path: RequestPath, _ex: Exchange, conn: ServerCo
 function wellFormed(_path: RequestPath, ex: Exchange): Decision {
   if (ex.method === 'CONNECT') return DENY_CONNECT;
   const f = ex.framing;
-  if (f.transferEncoding !== '' && !onlyChunkedCoding(f.transferEncoding)) return DENY_CODING;
+  if (f.transferEncoding !== '' && !onlyChunked(f.transferEncoding)) return DENY_CODING;
   // HTTP/1.0 may leave Host out, but the request goes upstream as HTTP/1.1, which may not (and signatures cover the authority)
   if (f.hosts !== 1) return deny('ERR_BAD_REQUEST', f.hosts > 1 ? 'more than one Host field' : 'no Host field');
   const t = ex.target;
@@ -179,9 +179,12 @@ export class RequestPath {
   readonly duration: HistogramChild;
   readonly requestBytes: HistogramChild;
   readonly responseBytes: HistogramChild;
+  /** what the fields sent upstream leave out, for this direction */
+  readonly drops: (typeof DROPS)['inbound'];
 
   constructor(deps: RequestPathDeps) {
     this.deps = deps;
+    this.drops = DROPS[deps.hostOverride !== null ? 'outbound' : 'inbound'];
     const chain = deps.listener.mode === 'outbound' ? outboundChain(deps.integrity) : inboundChain(deps.integrity);
     this.stages = chain.stages;
     this.body = chain.body;
@@ -201,7 +204,9 @@ export class RequestPath {
   /** An exchange's turn on its connection: the stages, then its body, then upstream. */
   start(ex: Exchange, conn: ServerConnection): void {
     ex.owner = this;
-    ex.peer = conn.ctx.peer?.display ?? LOCAL_PEER;
+    const peer = conn.ctx.peer;
+    ex.peer = peer?.display ?? LOCAL_PEER;
+    ex.peerHeader = peer?.headerValue ?? LOCAL_PEER;
     if (this.deps.isDraining()) ex.closeAfter = true;
     if (ex.parserRefusal !== null) return this.refuse(ex, ex.parserRefusal, { cause: ex.rawHeaders[0] ?? null });
     for (const stage of this.stages) {
@@ -274,7 +279,7 @@ export class RequestPath {
     let head = `${ex.method} ${ex.target} HTTP/1.1\r\n${fieldLines(fields)}`;
     if (body === null && framing === 'chunked') head += 'transfer-encoding: chunked\r\n';
     if (ex.upgrade && ex.framing.upgrade !== 'h2c') {
-      head += `connection: upgrade\r\nupgrade: ${upgradeOf(ex.rawHeaders)}\r\n`;
+      head += `connection: upgrade\r\nupgrade: ${fieldValue(ex.rawHeaders, 'upgrade')}\r\n`;
       // a refused upgrade ends the connection: what the client sends after it is not HTTP
       ex.closeAfter = true;
     }
@@ -377,7 +382,6 @@ export class RequestPath {
   refuse(ex: Exchange, code: ErrorCode, detail: Record<string, unknown> | null): void {
     const conn = ex.host as ServerConnection;
     if (ex.finished) return;
-    ex.code = code;
     const f = ex.anomaly;
     const why = code === 'ERR_PAYLOAD_ANOMALY' && f !== null ? { ...detail, route: ROUTE, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected } : detail;
     this.deps.refusals.account(code, this.subjectOf(ex, conn), why);
@@ -439,9 +443,9 @@ export class RequestPath {
   /** The fields to send upstream: hop-by-hop ones removed, x-tollgate-peer set (inbound) or Host replaced (outbound). */
   outgoingFields(ex: Exchange, drop: Drop): string[] {
     const d = this.deps;
-    const fields = forwardedList(ex.rawHeaders, DROPS[d.hostOverride !== null ? 'outbound' : 'inbound'][drop]);
+    const fields = forwardedList(ex.rawHeaders, this.drops[drop]);
     if (d.hostOverride !== null) fields.push('host', d.hostOverride);
-    if (d.setPeerHeader) fields.push(PEER_HEADER, headerSafe(ex.peer));
+    if (d.setPeerHeader) fields.push(PEER_HEADER, ex.peerHeader);
     return fields;
   }
 
@@ -612,14 +616,6 @@ const DENY_RATE = deny('ERR_RATE_LIMITED');
 const DENY_TOO_LARGE = deny('ERR_PAYLOAD_TOO_LARGE');
 const DENY_ANOMALY = deny('ERR_PAYLOAD_ANOMALY');
 
-function onlyChunkedCoding(te: string): boolean {
-  for (const t of te.split(',')) {
-    const c = t.trim().toLowerCase();
-    if (c !== '' && c !== 'chunked') return false;
-  }
-  return true;
-}
-
 function isAcceptableDigestField(value: string | null): boolean {
   return value !== null && isAcceptableContentDigest(value);
 }
@@ -642,14 +638,5 @@ function pathOf(target: string): string {
   return q < 0 ? target : target.slice(0, q);
 }
 
-function upgradeOf(raw: readonly string[]): string {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 7 && raw[i]!.toLowerCase() === 'upgrade') return raw[i + 1]!;
-  return '';
-}
 
-
-/** A value safe in a header line: anything outside visible ASCII and space is percent-encoded. */
-function headerSafe(value: string): string {
-  return /^[\x20-\x7e]*$/.test(value) ? value : value.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
-}
 

@@ -9,8 +9,10 @@ export interface PeerIdentity {
   readonly subject: string;
   /** sha256/BASE64 of the SPKI */
   readonly spkiPin: string;
-  /** the name shown to the app (x-tollgate-peer) and in logs: the first SPIFFE ID, else the subject */
+  /** the name shown in logs, metrics and the audit log: the first SPIFFE ID, else the subject */
   readonly display: string;
+  /** `display` as the value of x-tollgate-peer: anything outside visible ASCII and space percent-encoded (a header line stays one line) */
+  readonly headerValue: string;
 }
 
 export function spkiPinOf(cert: X509Certificate): string {
@@ -27,7 +29,12 @@ export function peerIdentity(cert: X509Certificate): PeerIdentity {
   }
   const cn = commonName(cert.subject);
   const subject = cert.subject.replace(/\n/g, ', ');
-  return Object.freeze({ spiffe, dns, cn, subject, spkiPin: spkiPinOf(cert), display: spiffe[0] ?? subject });
+  const display = spiffe[0] ?? subject;
+  return Object.freeze({ spiffe, dns, cn, subject, spkiPin: spkiPinOf(cert), display, headerValue: headerSafe(display) });
+}
+
+function headerSafe(value: string): string {
+  return /^[\x20-\x7e]*$/.test(value) ? value : value.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
 }
 
 /**

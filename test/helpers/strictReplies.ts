@@ -52,3 +52,10 @@ export function parseReplies(bytes: Buffer, ended: boolean): Replies {
   }
   return { replies, error };
 }
+
+/** A field of a reply (first occurrence, `name` lowercased), or undefined. */
+export function header(reply: Reply | undefined, name: string): string | undefined {
+  if (reply === undefined) return undefined;
+  for (let i = 0; i < reply.headers.length; i += 2) if (reply.headers[i]!.toLowerCase() === name) return reply.headers[i + 1];
+  return undefined;
+}
