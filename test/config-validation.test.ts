@@ -145,7 +145,7 @@ t.test('a minimal config gets every default', async (t) => {
   t.same(config.admin, { listen: { host: '127.0.0.1', port: 15000 }, tokenFile: null }, 'admin on loopback');
   t.same(config.health, { listen: null }, 'no health server unless asked');
   t.same(config.tls, { minVersion: 'TLSv1.2' });
-  t.same(config.log, { level: 'info' });
+  t.same(config.log, { level: 'info', access: false });
   t.same(config.audit, { file: null, keyFile: null, maxFileBytes: 64 * 1024 * 1024, maxFiles: 10 });
   t.same(config.integrity, {
     tag: 'tollgate',

@@ -72,7 +72,7 @@ export const DEFAULT_KEYS: Config['keys'] = Object.freeze({ dir: null });
 /** No audit log unless `audit.file` (and its `audit.keyFile`) are given; rotated at 64 MiB, 10 rotated files kept. */
 export const DEFAULT_AUDIT: Config['audit'] = Object.freeze({ file: null, keyFile: null, maxFileBytes: 64 * 1024 * 1024, maxFiles: 10 });
 
-export const DEFAULT_LOG: Config['log'] = Object.freeze({ level: 'info' });
+export const DEFAULT_LOG: Config['log'] = Object.freeze({ level: 'info', access: false });
 
 /** SIGTERM: seconds in-flight requests get before a forced exit. */
 export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 20;

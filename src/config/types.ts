@@ -129,7 +129,8 @@ export interface Config {
     /** rotated files kept (FILE.1 … FILE.maxFiles) */
     readonly maxFiles: number;
   };
-  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  /** `access`: one JSON line per request (msg "access"), off by default. */
+  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; readonly access: boolean };
   /** SIGTERM: how long in-flight requests get before a forced exit */
   readonly drainTimeoutSeconds: number;
   /**

@@ -196,8 +196,11 @@ const MAX_AUDIT_FILES = 1000;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 function validateLog(ctx: Ctx, value: unknown, path: string): Config['log'] {
-  const o = section(ctx, value, path, ['level']);
-  return { level: read(ctx, o, path, 'level', oneOf(LOG_LEVELS), DEFAULT_LOG.level) };
+  const o = section(ctx, value, path, ['level', 'access']);
+  return {
+    level: read(ctx, o, path, 'level', oneOf(LOG_LEVELS), DEFAULT_LOG.level),
+    access: read(ctx, o, path, 'access', booleanValue, DEFAULT_LOG.access),
+  };
 }
 
 /* ----------------------------------------------------------------- listeners */
