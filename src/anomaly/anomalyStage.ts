@@ -70,7 +70,8 @@ export class AnomalyStage {
     metrics.payloadAnomalies.labels(listener, route, f.kind).inc();
     recent.add({ at: new Date(clock.now()).toISOString(), listener, route, peer, kind: f.kind, value: f.value, expected: f.expected, action });
     if (action === 'observed') {
-      log.warn({ kind: f.kind, value: f.value, expected: f.expected, peer }, 'payload anomaly observed');
+      // the connection's logger already names the peer (a repeated key would make the line invalid for strict JSON readers)
+      log.warn({ route, kind: f.kind, value: f.value, expected: f.expected }, 'payload anomaly observed');
       audit.record('anomaly', { listener, route, peer, kind: f.kind, value: f.value, expected: f.expected, action });
     }
   }

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Teardownable } from './pki.ts';
+import { strictJsonProblem } from './strictJson.ts';
 
 export const BIN = fileURLToPath(new URL('../../bin/tollgate.js', import.meta.url));
 
@@ -42,6 +43,12 @@ export function startTollgate(t: Teardownable, args: string[], cwd?: string): Ru
       child.kill('SIGKILL');
       await exited;
     }
+    // every JSON line the process logged must be strict JSON (no repeated key)
+    const problems = out.split('\n').filter((l) => l.startsWith('{')).flatMap((l) => {
+      const problem = strictJsonProblem(l);
+      return problem === null ? [] : [`${problem}: ${l}`];
+    });
+    if (problems.length > 0) throw new Error(`tollgate logged ${problems.length} line(s) that are not strict JSON:\n${problems.slice(0, 5).join('\n')}`);
   });
   return {
     pid: child.pid!,

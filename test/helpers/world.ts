@@ -17,6 +17,7 @@ import pino, { type Logger } from 'pino';
 import { Client } from 'undici';
 import { validateConfig } from '../../src/config/validate.ts';
 import { startSidecar, type Sidecar, type SidecarDeps } from '../../src/main.ts';
+import { strictJsonProblem } from './strictJson.ts';
 import { makeCa, makeLeaf, tempDir, writeIdentityDir, type LeafOptions, type TestCa, type Teardownable } from './pki.ts';
 import type { IdentityFiles } from '../../src/certs/devPki.ts';
 import type { Issued } from '../../src/certs/issue.ts';
@@ -55,17 +56,30 @@ export async function world(t: Teardownable, caOpts?: Parameters<typeof makeCa>[
 export interface LogCapture {
   readonly lines: Array<Record<string, unknown>>;
   readonly logger: Logger;
+  /** lines that are not strict JSON (a repeated key, say), with why */
+  readonly problems: string[];
 }
 
 export function captureLogs(level = 'debug'): LogCapture {
   const lines: Array<Record<string, unknown>> = [];
+  const problems: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim() === '') continue;
+        const problem = strictJsonProblem(line);
+        if (problem !== null) problems.push(`${problem}: ${line}`);
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
       cb();
     },
   });
-  return { lines, logger: pino({ level }, sink) };
+  return { lines, problems, logger: pino({ level }, sink) };
+}
+
+/** Fail the test (from its teardown) when a log line was not strict JSON. */
+export function assertStrictLogLines(problems: readonly string[], who: string): void {
+  if (problems.length > 0) throw new Error(`${who} logged ${problems.length} line(s) that are not strict JSON:\n${problems.slice(0, 5).join('\n')}`);
 }
 
 export interface TestSidecar extends Sidecar {
@@ -100,7 +114,10 @@ export async function startTestSidecar(
     stopped = true;
     return sc.shutdown();
   };
-  t.teardown(shutdown);
+  t.teardown(async () => {
+    await shutdown();
+    assertStrictLogLines(logs.problems, 'the sidecar');
+  });
   return {
     ...sc,
     shutdown,
