@@ -8,7 +8,7 @@ import type { Config } from './types.ts';
  * (fail closed: it is reported, never silently ignored).
  *
  * Live, swapped as one snapshot (proxy/liveSettings.ts, main's reload):
- * - `log.level`, `drainTimeoutSeconds`;
+ * - `log.level`, `log.access`, `drainTimeoutSeconds`;
  * - per listener: `allow` (new connections; earlier TLS sessions end), `verify` (new upstream
  *   connections), `integrity.keyId` (the next request is signed with the new key), `anomaly`
  *   (a changed section starts learning afresh);
@@ -29,7 +29,7 @@ export interface ReloadPlan {
   readonly restartRequired: readonly string[];
 }
 
-const LIVE_TOP = new Set(['log.level', 'drainTimeoutSeconds']);
+const LIVE_TOP = new Set(['log.level', 'log.access', 'drainTimeoutSeconds']);
 const LIVE_LISTENER = /^listeners\[\d+\]\.(allow|verify|anomaly)(\.|$)|^listeners\[\d+\]\.integrity\.keyId$/;
 const LIVE_HTTP_LIMIT = /^listeners\[(\d+)\]\.limits\.(maxBodyBytes|maxHeaderBytes|requestsPerSecond|burst|headersTimeoutSeconds|idleTimeoutSeconds|bodyTimeoutSeconds|minBodyBytesPerSecond)$/;
 

@@ -83,6 +83,11 @@ export class Exchange {
   keyId: string | null = null;
   status = 0;
   responseBytes = 0;
+  /** the refusal's code, or null */
+  code: ErrorCode | null = null;
+  /** monotonic ns: the request went upstream, and the upstream's final response head came (0: not yet; set only for the access log) */
+  upstreamAt = 0n;
+  upstreamHeadAt = 0n;
   /** a connection of the upstream pool carries it (set by the pool), or null */
   upstream: unknown = null;
   /** sent upstream (so it is counted as proxied) */

@@ -24,6 +24,8 @@ const COALESCE_BYTES = 64 * 1024;
 
 /** What the request path does when an exchange on an upstream connection ends. */
 export interface UpstreamEvents {
+  /** the upstream's final response head (or its 101) arrived */
+  answered(ex: Exchange): void;
   /** the response is complete and relayed */
   completed(ex: Exchange, conn: UpstreamConnection): void;
   /** the exchange failed on the upstream side; `conn.gotResponseBytes` says whether any byte of a response came */
@@ -207,11 +209,13 @@ export class UpstreamConnection implements BodyReader {
       }
       this.upgraded = true;
       this.finalHead = true;
+      this.events.answered(ex);
       this.out.push(`HTTP/1.1 101 ${reason}\r\n${forwardedFields(raw, null)}connection: upgrade\r\nupgrade: ${fieldValue(raw, 'upgrade')}\r\n\r\n`);
       return 0;
     }
     this.finalHead = true;
     ex.status = status;
+    this.events.answered(ex);
     let te = '';
     let length = -1;
     for (let i = 0; i < raw.length; i += 2) {

@@ -107,6 +107,10 @@ export class HttpService implements ExchangeHandler, UpstreamEvents {
   }
 
   /* UpstreamEvents */
+  answered(ex: Exchange): void {
+    pathOf(ex, this.current).answered(ex);
+  }
+
   completed(ex: Exchange): void {
     pathOf(ex, this.current).completed(ex);
   }

@@ -28,6 +28,7 @@ import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
 import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
+import { AccessLog } from '../telemetry/accessLog.ts';
 
 export interface InboundDeps {
   readonly config: ListenerConfig;
@@ -45,6 +46,8 @@ export interface InboundDeps {
   readonly recentHandshakes?: RecentHandshakes;
   /** 48 bytes of TLS session ticket keys shared by every worker (resumption across them); Node's random ones when not given */
   readonly ticketKeys?: Buffer;
+  /** the access log's switch (one per thread, flipped by a reload); off when not given */
+  readonly accessLog?: AccessLog;
 }
 
 export interface InboundListener extends Listener, LiveSettable {
@@ -134,6 +137,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       anomaly: anomalyStageFor(deps),
       rateLimiter: rateLimiterFor(config),
       upgrades: metrics.upgrades.labels(config.name),
+      accessLog: deps.accessLog ?? new AccessLog(false),
       dial: (done) => dialApp(done),
       // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
       keepAliveMs: 4_000,

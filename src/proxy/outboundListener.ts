@@ -19,6 +19,7 @@ import { Refusals } from './refusals.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 import { RecentHandshakes } from '../telemetry/recentHandshakes.ts';
 import { maxConnectionsWindow, watchMaxConnectionDrops } from './acceptRefusals.ts';
+import { AccessLog } from '../telemetry/accessLog.ts';
 
 export interface OutboundDeps {
   readonly config: ListenerConfig;
@@ -32,6 +33,8 @@ export interface OutboundDeps {
   readonly integrity: IntegrityStage | null;
   /** where failed upstream handshakes are kept for the admin API (one per sidecar); a private list when not given */
   readonly recentHandshakes?: RecentHandshakes;
+  /** the access log's switch (one per thread, flipped by a reload); off when not given */
+  readonly accessLog?: AccessLog;
 }
 
 /**
@@ -79,6 +82,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
       anomaly: null,
       rateLimiter: rateLimiterFor(config),
       upgrades: metrics.upgrades.labels(config.name),
+      accessLog: deps.accessLog ?? new AccessLog(false),
       // verified mTLS to the remote peer: chain, name, SPIFFE ID, pins, PFS policy (upstreamTls.ts)
       dial: (done) => upstreamTls.dial(config.target.host, config.target.port, done),
       // a remote peer: verified connections are worth keeping longer

@@ -1,6 +1,6 @@
 import type { Counter, Histogram } from 'prom-client';
 import type { Logger } from 'pino';
-import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { ERRORS, REFUSAL_BODIES, type ErrorCode } from '../core/errors.ts';
 import { ALLOW, deny, type Decision } from '../core/decision.ts';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
@@ -21,6 +21,7 @@ import { BodyDeadline } from './bodyDeadline.ts';
 import { Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import { pipeSockets } from './tcpPipe.ts';
+import { targetForLog, type AccessEnd, type AccessLog } from '../telemetry/accessLog.ts';
 
 /**
  * The HTTP request path of one listener, on the HTTP/1.1 core (src/http1/). An exchange
@@ -54,6 +55,8 @@ export interface RequestPathDeps {
   readonly rateLimiter: PeerRateLimiter | null;
   /** counts tunnels (accepted upgrades) */
   readonly upgrades: ReturnType<Counter['labels']>;
+  /** one line per request when on */
+  readonly accessLog: AccessLog;
 }
 
 /** One header-phase stage: allow, or refuse with a code. */
@@ -293,14 +296,21 @@ export class RequestPath {
         return;
       }
       if (err !== null || up === null) return this.upstreamFailed(ex, err ?? new Error('no upstream connection'));
+      if (this.deps.accessLog.enabled) ex.upstreamAt = this.deps.clock.monotonic();
       up.begin(ex, conn, head, body === null ? null : body.chunks, framing);
       if (streaming !== undefined) streaming(up);
     });
   }
 
+  /** UpstreamEvents: the upstream's final head came (the access log's upstream time). */
+  answered(ex: Exchange): void {
+    if (this.deps.accessLog.enabled) ex.upstreamHeadAt = this.deps.clock.monotonic();
+  }
+
   /** UpstreamEvents: the response is complete and relayed. */
   completed(ex: Exchange): void {
     this.record(ex);
+    if (this.deps.accessLog.enabled) this.logAccess(ex, 'complete');
     (ex.host as ServerConnection).done(ex);
   }
 
@@ -314,6 +324,7 @@ export class RequestPath {
     const conn = ex.host as ServerConnection;
     if (ex.clientGone || ex.finished) {
       conn.ctx.log.debug({ method: ex.method }, 'client closed before the response completed; upstream request aborted');
+      if (!ex.finished && this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');
       return conn.done(ex);
     }
     const lost = (err as { code?: unknown }).code === 'ECONNRESET' || (err as { code?: unknown }).code === 'EPIPE';
@@ -327,6 +338,7 @@ export class RequestPath {
           return;
         }
         if (e !== null || fresh === null) return this.upstreamFailed(ex, e ?? err);
+        if (this.deps.accessLog.enabled) ex.upstreamAt = this.deps.clock.monotonic();
         fresh.begin(ex, conn, ex.sentHead, ex.heldBody, ex.heldBody !== null ? 'length' : 'none');
       });
       return;
@@ -350,6 +362,7 @@ export class RequestPath {
     if (ex.tunnelBytes !== null) up.socket.write(ex.tunnelBytes);
     this.deps.upgrades.inc();
     this.record(ex);
+    if (this.deps.accessLog.enabled) this.logAccess(ex, 'upgraded');
     conn.done(ex);
     down.resume();
     up.socket.resume();
@@ -364,6 +377,7 @@ export class RequestPath {
     const up = ex.upstream as UpstreamConnection | null;
     if (up !== null && up.ex === ex) up.abort();
     conn.ctx.log.debug({ method: ex.method }, 'client closed before the response completed');
+    if (this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');
     conn.done(ex);
   }
 
@@ -385,10 +399,15 @@ export class RequestPath {
     const f = ex.anomaly;
     const why = code === 'ERR_PAYLOAD_ANOMALY' && f !== null ? { ...detail, route: ROUTE, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected } : detail;
     this.deps.refusals.account(code, this.subjectOf(ex, conn), why);
-    if (ex.clientGone) return conn.done(ex);
+    ex.code = code;
+    if (ex.clientGone) {
+      if (this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');
+      return conn.done(ex);
+    }
     if (ex.responded) {
       // a response already under way cannot be turned into a refusal: it is cut short
       conn.socket.destroy();
+      if (this.deps.accessLog.enabled) this.logAccess(ex, 'cut');
       return conn.done(ex);
     }
     ex.status = ERRORS[code].status;
@@ -396,9 +415,40 @@ export class RequestPath {
     if (close) ex.closeAfter = true;
     ex.responded = true;
     ex.continuePending = false;
-    conn.write(refusalAnswer(code, close, ex.extraFields, ex.method !== 'HEAD'));
+    const withBody = ex.method !== 'HEAD';
+    conn.write(refusalAnswer(code, close, ex.extraFields, withBody));
     this.record(ex);
+    if (this.deps.accessLog.enabled) {
+      ex.responseBytes = withBody ? REFUSAL_BODIES[code].length : 0;
+      this.logAccess(ex, 'refused');
+    }
     conn.done(ex);
+  }
+
+  /** The access log's line for an exchange that ended (the connection's logger names the listener, connection and peer). */
+  logAccess(ex: Exchange, end: AccessEnd): void {
+    const now = this.deps.clock.monotonic();
+    const parsed = ex.parserRefusal === null;
+    const target = parsed ? targetForLog(ex.target) : null;
+    const upstreamNs = ex.upstreamAt > 0n && ex.upstreamHeadAt >= ex.upstreamAt ? ex.upstreamHeadAt - ex.upstreamAt : -1n;
+    (ex.host as ServerConnection).ctx.log.info(
+      {
+        route: ROUTE,
+        method: parsed ? ex.method : null,
+        path: target?.path ?? null,
+        query: target?.query ?? null,
+        status: ex.status,
+        code: ex.code,
+        end,
+        bytesIn: ex.bodyBytes,
+        bytesOut: ex.responseBytes,
+        durationMs: millis(now - ex.startedAt),
+        upstreamMs: upstreamNs < 0n ? null : millis(upstreamNs),
+        keyId: ex.keyId,
+        retried: ex.retried,
+      },
+      'access',
+    );
   }
 
   subjectOf(ex: Exchange, conn: ServerConnection): RefusalSubject {
@@ -631,6 +681,11 @@ function originFormOf(target: string, host: string): string | null {
   if (m[1]!.toLowerCase() !== host.toLowerCase() || m[1] === '') return null;
   const rest = m[2]!;
   return rest === '' ? '/' : rest.charCodeAt(0) === 0x3f /* ? */ ? `/${rest}` : rest;
+}
+
+/** nanoseconds as milliseconds, to the microsecond */
+function millis(ns: bigint): number {
+  return Number(ns / 1000n) / 1000;
 }
 
 function pathOf(target: string): string {

@@ -23,6 +23,7 @@ import type { Config } from '../config/types.ts';
 import { RecentAnomalies, type AnomalyRecord } from '../anomaly/recentAnomalies.ts';
 import { RecentHandshakes, type HandshakeRecord, type NewHandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import type { FromWorker, KeyEntries, WorkerInit, WorkerListenerStatus } from './protocol.ts';
+import { AccessLog } from '../telemetry/accessLog.ts';
 
 export interface DataPlaneDeps {
   readonly log: Logger;
@@ -132,11 +133,12 @@ export async function startDataPlane(init: WorkerInit, deps: DataPlaneDeps): Pro
   const integrity = integrityStart.runtime;
   const recentHandshakes = new ForwardedHandshakes(send);
   const recentAnomalies = new ForwardedAnomalies(send);
+  const accessLog = new AccessLog(config.log.access);
 
   const listeners: Listener[] = config.listeners.map((l) =>
     l.mode === 'inbound'
-      ? createInboundListener({ config: l, policy, material, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l), recentAnomalies, recentHandshakes, ticketKeys })
-      : createOutboundListener({ config: l, clientContext: () => client, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l), recentHandshakes }),
+      ? createInboundListener({ config: l, policy, material, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l), recentAnomalies, recentHandshakes, ticketKeys, accessLog })
+      : createOutboundListener({ config: l, clientContext: () => client, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l), recentHandshakes, accessLog }),
   );
   const inbound = listeners.filter((l): l is InboundListener => l.mode === 'inbound');
   let started = 0;
@@ -176,6 +178,7 @@ export async function startDataPlane(init: WorkerInit, deps: DataPlaneDeps): Pro
       for (const l of inbound) l.setTicketKeys(ticketKeys);
     },
     setConfig(next) {
+      accessLog.enabled = next.log.access;
       listeners.forEach((l, i) => {
         const c = next.listeners[i];
         if (c !== undefined) (l as Listener & LiveSettable).applyLive(c, integrity.stageFor(c));
