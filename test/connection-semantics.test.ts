@@ -374,7 +374,12 @@ t.test('no backend listening: 502 ERR_UPSTREAM_UNAVAILABLE with a JSON body', as
   const body = JSON.parse(text) as { error: string; message: string };
   t.equal(body.error, 'ERR_UPSTREAM_UNAVAILABLE', 'the body names the code');
   t.type(body.message, 'string', 'and says what happened');
-  t.equal(await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_unavailable' }), 1, 'counted as an upstream error');
+  t.equal(await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_refused' }), 1, 'counted as an upstream error: refused');
+  t.match(
+    inb.sc.logs.lines.filter((l) => l.code === 'ERR_UPSTREAM_UNAVAILABLE'),
+    [{ level: 40, reason: 'upstream_refused', msg: 'the upstream refused the connection (nothing listens on its port)' }],
+    'one log line that says the connection was refused',
+  );
 });
 
 t.test('a backend that never answers: 504 ERR_UPSTREAM_TIMEOUT after limits.upstreamTimeoutSeconds', async (t) => {
@@ -421,7 +426,7 @@ t.test('a backend that resets mid-response: the client sees a broken response, n
     t.not(outcome.status === 200 && outcome.err === null, true, `${path}: not a clean complete 200 (got ${outcome.length} bytes)`);
   }
   await eventually(
-    async () => (await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_unavailable' })) === 2,
+    async () => (await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_reset' })) === 2,
     WAIT_MS,
     'both resets to be counted',
   );

@@ -273,7 +273,7 @@ t.test('authorizes before dialling: a refused peer gets 403 and the app sees no 
   t.equal(allowed.status, 502, 'an allowed peer reaches the (absent) upstream');
   t.equal(allowed.headers['x-tollgate-error'], 'ERR_UPSTREAM_UNAVAILABLE');
   t.equal((JSON.parse(allowed.body) as { error: string }).error, 'ERR_UPSTREAM_UNAVAILABLE');
-  t.equal(await s.sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_unavailable' }), 1);
+  t.equal(await s.sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_refused' }), 1);
 });
 
 /** Like inbound(), in an existing world (so certificates can be made before the config that pins them). */

@@ -106,6 +106,6 @@ t.test('a request whose body streamed through (the app sent its own Content-Dige
   const second = await pl.producer.request({ method: 'POST', path: '/two', headers: { [ID_HEADER]: 'two', 'content-digest': contentDigestOf(body) }, body });
   t.equal(second.status, 502, 'refused');
   t.equal(second.code, 'ERR_UPSTREAM_UNAVAILABLE', 'ERR_UPSTREAM_UNAVAILABLE');
-  await eventually(() => pl.outbound.logs().some((l) => l.msg === 'request refused' && l.code === 'ERR_UPSTREAM_UNAVAILABLE'), 5_000, 'the refusal');
+  await eventually(() => pl.outbound.logs().some((l) => l.code === 'ERR_UPSTREAM_UNAVAILABLE' && l.reason === 'upstream_reset'), 5_000, 'the refusal');
   t.equal(seen.filter((s) => s.id === 'two').length, 1, 'the upstream saw it once');
 });

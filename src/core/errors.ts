@@ -18,7 +18,7 @@ export const ERRORS = {
   ERR_PAYLOAD_TOO_LARGE: { status: 413, reason: 'payload_too_large', message: 'body over the configured limit' },
   ERR_PAYLOAD_ANOMALY: { status: 422, reason: 'payload_anomaly', message: 'payload size anomaly' },
   ERR_RATE_LIMITED: { status: 429, reason: 'rate_limited', message: 'rate limit exceeded' },
-  ERR_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream_unavailable', message: 'upstream refused or reset the connection' },
+  ERR_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream_unavailable', message: 'the upstream could not be reached' },
   ERR_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream_timeout', message: 'upstream did not answer in time' },
   ERR_UPSTREAM_IDENTITY: { status: 502, reason: 'upstream_identity', message: 'upstream identity or pin does not match' },
   ERR_DRAINING: { status: 503, reason: 'draining', message: 'shutting down' },
@@ -38,6 +38,26 @@ export const ERRORS = {
 } as const satisfies Record<string, { status: number; reason: string; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/**
+ * Why an upstream failed, finer than its code: the `reason` label of
+ * tollgate_upstream_errors_total and the message of the log line, so a name that does not
+ * resolve, a refused or reset connection, no route and a timeout are told apart. The client
+ * sees only the code (how the sidecar's network looks is not its business).
+ */
+export const UPSTREAM_FAILURES = {
+  upstream_dns: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: "the upstream's name does not resolve (DNS)" },
+  upstream_refused: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream refused the connection (nothing listens on its port)' },
+  upstream_reset: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream reset or closed the connection before answering' },
+  upstream_unreachable: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: 'no route to the upstream host' },
+  upstream_unavailable: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream could not be reached' },
+  upstream_timeout: { code: 'ERR_UPSTREAM_TIMEOUT', message: 'the upstream did not answer in time' },
+  upstream_identity: { code: 'ERR_UPSTREAM_IDENTITY', message: "the upstream's identity or pin does not match" },
+  upstream_protocol: { code: 'ERR_UPSTREAM_PROTOCOL', message: "the upstream's response is malformed or ambiguous" },
+} as const satisfies Record<string, { code: ErrorCode; message: string }>;
+
+export type UpstreamFailureReason = keyof typeof UPSTREAM_FAILURES;
+export const UPSTREAM_FAILURE_REASONS = Object.keys(UPSTREAM_FAILURES) as UpstreamFailureReason[];
 
 export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
 

@@ -27,6 +27,7 @@ import { acceptRefusals, watchMaxConnectionDrops } from './acceptRefusals.ts';
 import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
 import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import { pipeSockets } from './tcpPipe.ts';
+import { upstreamFailure } from './upstreamError.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 import { AccessLog } from '../telemetry/accessLog.ts';
 
@@ -373,10 +374,11 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     downstream.pause();
     const upstream = net.connect({ host: config.target.host, port: config.target.port, allowHalfOpen: true });
     const onConnectError = (err: Error): void => {
-      refusals.connection(downstream, 'ERR_UPSTREAM_UNAVAILABLE', { log: ctx.log, peer: ctx.peer?.display ?? null, method: null, path: null, keyId: null }, { err: err.message });
+      const failure = upstreamFailure(err);
+      refusals.connection(downstream, failure.code, { log: ctx.log, peer: ctx.peer?.display ?? null, method: null, path: null, keyId: null }, { err: err.message }, failure.reason);
     };
     upstream.once('error', onConnectError);
-    upstream.setTimeout(limits.upstreamTimeoutSeconds * 1000, () => upstream.destroy(new Error('connect timeout')));
+    upstream.setTimeout(limits.upstreamTimeoutSeconds * 1000, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
     upstream.once('connect', () => {
       upstream.removeListener('error', onConnectError);
       upstream.setTimeout(0);

@@ -13,7 +13,7 @@ import type { LiveSettable } from './liveSettings.ts';
 import { rateLimiterFor } from './requestLimits.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
-import { upstreamErrorCode } from './upstreamError.ts';
+import { upstreamFailure } from './upstreamError.ts';
 import { HttpService } from './httpService.ts';
 import { Refusals } from './refusals.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
@@ -101,8 +101,8 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
           downstream.resume();
         },
         (err: Error) => {
-          const code = upstreamErrorCode(err);
-          refusals.connection(downstream, code, { log: ctx.log, peer: null, method: null, path: null, keyId: null }, { err: err.message, reason: err.message });
+          const failure = upstreamFailure(err);
+          refusals.connection(downstream, failure.code, { log: ctx.log, peer: null, method: null, path: null, keyId: null }, { err: err.message }, failure.reason);
         },
       );
     });

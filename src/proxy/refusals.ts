@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
-import { ERRORS, REFUSAL_BODIES, type ErrorCode } from '../core/errors.ts';
+import { ERRORS, REFUSAL_BODIES, UPSTREAM_FAILURES, type ErrorCode, type UpstreamFailureReason } from '../core/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditEventType, AuditSink } from '../telemetry/audit.ts';
 import { REASON_PHRASES } from '../http1/fields.ts';
@@ -15,7 +15,8 @@ import { REASON_PHRASES } from '../http1/fields.ts';
  *   names the code and nothing secret (no body for HEAD), `connection: close` when asked;
  *   on a TCP listener, the connection is closed (there is no one to answer);
  * - one log line `request refused` (a peer the handshake already refused is not logged again
- *   per request: its handshake was);
+ *   per request: its handshake was); an upstream failure's line says what failed instead
+ *   (its name does not resolve, refused, reset, no route, timed out), with the metric's reason;
  * - one metric: signature and digest refusals in tollgate_signature_checks_total, upstream
  *   failures in tollgate_upstream_errors_total; every HTTP refusal also in
  *   tollgate_requests_total by status class when its answer is written (the request path's
@@ -81,25 +82,30 @@ export class Refusals {
   }
 
   /** Log, count and audit one refusal (the caller writes the answer with `refusalAnswer`, or closes a TCP connection). */
-  account(code: ErrorCode, subject: RefusalSubject, detail: Readonly<Record<string, unknown>> | null): void {
+  account(code: ErrorCode, subject: RefusalSubject, detail: Readonly<Record<string, unknown>> | null, upstream?: UpstreamFailureReason): void {
     if (SIGNATURE_CODES.has(code)) this.countSignature(ERRORS[code].reason);
-    else if (UPSTREAM_CODES.has(code)) this.count(this.upstreamErrors, this.deps.metrics.upstreamErrors, ERRORS[code].reason);
+    else if (UPSTREAM_CODES.has(code)) {
+      // an upstream failure says which (a name that does not resolve, refused, reset, no route, timed out) in the metric and the log line
+      const reason = upstream ?? (ERRORS[code].reason as UpstreamFailureReason);
+      this.count(this.upstreamErrors, this.deps.metrics.upstreamErrors, reason);
+      subject.log.warn({ code, reason, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail }, UPSTREAM_FAILURES[reason].message);
+    }
     // a peer refused at its handshake was logged and audited there, once per connection
     if (code === 'ERR_PEER_NOT_ALLOWED') return;
-    subject.log.warn({ code, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail }, 'request refused');
+    if (!UPSTREAM_CODES.has(code)) subject.log.warn({ code, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail }, 'request refused');
     const type = auditTypeOf(code);
     if (type === null) return;
     if (type === 'upstream_identity') {
       // who answered was not who we meant to reach: the event is the listener's, with the reason (the log line has the code)
-      this.deps.audit.record(type, { listener: this.deps.listener, reason: detail?.reason ?? null, method: subject.method, path: subject.path });
+      this.deps.audit.record(type, { listener: this.deps.listener, reason: detail?.err ?? null, method: subject.method, path: subject.path });
       return;
     }
     this.deps.audit.record(type, { listener: this.deps.listener, code, peer: subject.peer, keyId: subject.keyId, method: subject.method, path: subject.path, ...detail });
   }
 
   /** A TCP listener's connection refused (its upstream could not be had): accounted, then closed. */
-  connection(socket: Socket, code: ErrorCode, subject: RefusalSubject, detail: Readonly<Record<string, unknown>>): void {
-    this.account(code, subject, detail);
+  connection(socket: Socket, code: ErrorCode, subject: RefusalSubject, detail: Readonly<Record<string, unknown>>, upstream?: UpstreamFailureReason): void {
+    this.account(code, subject, detail, upstream);
     socket.destroy();
   }
 

@@ -1,6 +1,6 @@
 import type { Counter, Histogram } from 'prom-client';
 import type { Logger } from 'pino';
-import { ERRORS, REFUSAL_BODIES, type ErrorCode } from '../core/errors.ts';
+import { ERRORS, REFUSAL_BODIES, type ErrorCode, type UpstreamFailureReason } from '../core/errors.ts';
 import { ALLOW, deny, type Decision } from '../core/decision.ts';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
@@ -16,7 +16,7 @@ import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
 import { verifyRequest } from '../integrity/verifier.ts';
 import { signRequest } from '../integrity/signer.ts';
 import { ArrivingDigest, contentDigestValue, DigestCheck, digestsMatch, isAcceptableContentDigest, type ExpectedDigest } from '../integrity/contentDigest.ts';
-import { upstreamErrorCode } from './upstreamError.ts';
+import { upstreamFailure } from './upstreamError.ts';
 import { BodyDeadline } from './bodyDeadline.ts';
 import { Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
@@ -347,9 +347,9 @@ export class RequestPath {
   }
 
   upstreamFailed(ex: Exchange, err: Error): void {
-    const code = upstreamErrorCode(err);
+    const failure = upstreamFailure(err);
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code;
-    this.refuse(ex, code, { err: err.message, cause, retried: ex.retried, ...(code === 'ERR_UPSTREAM_IDENTITY' ? { reason: err.message } : {}) });
+    this.refuse(ex, failure.code, { err: err.message, cause, retried: ex.retried }, failure.reason);
   }
 
   /** UpstreamEvents: the app switched protocols (101): from here the two sockets are one L4 pipe. */
@@ -393,12 +393,12 @@ export class RequestPath {
   /* ---------------------------------------------------------------- refusals and records */
 
   /** The one refusal of an exchange: accounted (log, metric, audit), then answered, or the connection cut if the response had begun. */
-  refuse(ex: Exchange, code: ErrorCode, detail: Record<string, unknown> | null): void {
+  refuse(ex: Exchange, code: ErrorCode, detail: Record<string, unknown> | null, upstream?: UpstreamFailureReason): void {
     const conn = ex.host as ServerConnection;
     if (ex.finished) return;
     const f = ex.anomaly;
     const why = code === 'ERR_PAYLOAD_ANOMALY' && f !== null ? { ...detail, route: ROUTE, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected } : detail;
-    this.deps.refusals.account(code, this.subjectOf(ex, conn), why);
+    this.deps.refusals.account(code, this.subjectOf(ex, conn), why, upstream);
     ex.code = code;
     if (ex.clientGone) {
       if (this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');

@@ -77,7 +77,8 @@ t.test(`${ROUNDS} SIGTERMs under load: no in-flight request fails, the inbound e
 
   // why the outbound answered 502 in this round: its log lines since the round began
   let seenLogs = 0;
-  const outboundRefusals = (): Array<Record<string, unknown>> => pl.outbound.logs().slice(seenLogs).filter((l) => l.msg === 'request refused');
+  // every refusal line names its ERR_ code (an upstream failure's line says what failed instead of "request refused")
+  const outboundRefusals = (): Array<Record<string, unknown>> => pl.outbound.logs().slice(seenLogs).filter((l) => String(l.code).startsWith('ERR_'));
   const neverSent = (l: Record<string, unknown>): boolean => String(l.err).startsWith('connect ECONNREFUSED') && l.retried === false;
 
   let inbound: Running = pl.inbound.process!;

@@ -34,7 +34,7 @@ async function expectClean(t: Test, app: http.RequestListener, setup?: (server: 
   setup?.(pl.app.server);
   const r = await pl.producer.load(load);
   t.equal(r.sent, load.count, `all ${load.count} requests were sent (${summary(r)})`);
-  const refused = (): string => JSON.stringify(pl.inbound.logs().filter((l) => l.msg === 'request refused').map((l) => [l.code, l.err, l.cause]).slice(0, 3));
+  const refused = (): string => JSON.stringify(pl.inbound.logs().filter((l) => String(l.code).startsWith('ERR_')).map((l) => [l.code, l.err, l.cause]).slice(0, 3));
   t.equal(r.failed, 0, `none failed (${summary(r)}; the inbound refused ${refused()})`);
   t.equal(r.corrupted, 0, 'none corrupted');
   t.equal(r.duplicated, 0, 'none reached the app twice');
