@@ -18,8 +18,9 @@ import { createDevPki, writeDevPki } from '../src/certs/devPki.ts';
 import { installCleanup, killAllNow, removeOnExit } from './macro/children.ts';
 import { emptyCell, measure, type Cell, type LoadContext } from './macro/measure.ts';
 import { clockTicksPerSecond } from './macro/procStats.ts';
+import { plannedMs, Progress, type Step } from './macro/progress.ts';
 import { renderMarkdown, summarise, printSummary, type Results } from './macro/report.ts';
-import { applies, DURATIONS, SCENARIOS, type Scenario } from './macro/scenarios.ts';
+import { applies, DURATIONS, SCENARIOS, type Durations, type Scenario } from './macro/scenarios.ts';
 import { renderSvg } from './macro/svg.ts';
 import { ALL_TARGETS, startTarget, TARGET_INFO, tollgateRefuses, workersConfig, type TargetContext, type TargetName } from './macro/targets.ts';
 import { detectTools } from './macro/tools.ts';
@@ -74,6 +75,41 @@ function gitRevision(): string | null {
 
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
+}
+
+/** progress goes to stderr: stdout keeps the results, and a redirected stdout still shows where a long run is */
+function progressOut(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** alternate the order of targets between reps, so drift on a shared machine hits all */
+function orderOf(targets: readonly TargetName[], rep: number): readonly TargetName[] {
+  return rep % 2 === 1 ? targets : [...targets].reverse();
+}
+
+const stepKey = (rep: number, target: string, scenario: string): string => `${rep} ${target} ${scenario}`;
+
+/** every measurement the loop in main will make, in its order */
+function planSteps(
+  targets: readonly TargetName[],
+  throughput: readonly Scenario[],
+  idle: Scenario | undefined,
+  runsIdle: (name: TargetName, rep: number) => boolean,
+  durations: Durations,
+): Step[] {
+  const steps: Step[] = [];
+  const step = (rep: number, name: string, s: Scenario, first: boolean): Step => ({
+    key: stepKey(rep, name, s.name),
+    label: `rep ${rep}/${durations.reps} ${name} ${s.name}`,
+    plannedMs: plannedMs(s, durations, first),
+  });
+  for (let rep = 1; rep <= durations.reps; rep++) {
+    for (const name of orderOf(targets, rep)) {
+      throughput.filter((s) => applies(s, TARGET_INFO[name])).forEach((s, i) => steps.push(step(rep, name, s, i === 0)));
+      if (idle && runsIdle(name, rep)) steps.push(step(rep, name, idle, true));
+    }
+  }
+  return steps;
 }
 
 async function main(): Promise<number> {
@@ -143,10 +179,12 @@ async function main(): Promise<number> {
     const cells: Cell[] = [];
     const throughput = scenarios.filter((s) => s.mode !== 'idle');
     const idle = scenarios.find((s) => s.mode === 'idle');
+    const idleTarget = (name: TargetName): boolean => durations.idleTargets === null || durations.idleTargets.includes(name);
+    const runsIdle = (name: TargetName, rep: number): boolean =>
+      idle !== undefined && rep <= durations.idleReps && applies(idle, TARGET_INFO[name]) && idleTarget(name);
+    const progress = new Progress(planSteps(targets, throughput, idle, runsIdle, durations), Date.now, progressOut);
     for (let rep = 1; rep <= durations.reps; rep++) {
-      // alternate the order of targets between reps, so drift on a shared machine hits all
-      const order = rep % 2 === 1 ? targets : [...targets].reverse();
-      for (const name of order) {
+      for (const name of orderOf(targets, rep)) {
         const info = TARGET_INFO[name];
         const own = throughput.filter((s) => applies(s, info));
         if (own.length > 0) {
@@ -158,11 +196,13 @@ async function main(): Promise<number> {
             const why = `did not start: ${(err as Error).message.slice(0, 2000)}`;
             log(`  rep ${rep} ${name}: ${why}`);
             for (const s of own) cells.push(emptyCell(name, s.name, rep, why));
+            for (const s of own) progress.skip(stepKey(rep, name, s.name));
             target = null;
           }
           if (target !== null) {
             try {
               for (const scenario of own) {
+                progress.start(stepKey(rep, name, scenario.name));
                 const cell = await measure(scenario, info, target, rep, load, scenario === own[0]).catch((err: Error) => emptyCell(name, scenario.name, rep, err.message.slice(0, 2000)));
                 for (const c of target.children) {
                   if (c.proc.exitCode !== null || c.proc.signalCode !== null) {
@@ -170,16 +210,20 @@ async function main(): Promise<number> {
                   }
                 }
                 cells.push(cell);
+                progress.finish(stepKey(rep, name, scenario.name));
                 log(`  rep ${rep} ${name.padEnd(22)} ${scenario.name.padEnd(18)} ${oneLine(cell)}`);
                 if (cell.failure !== null && cell.failure.includes('exited')) break;
               }
+              // the scenarios not reached after the target exited leave the plan (a no-op for those measured)
+              for (const s of own) progress.skip(stepKey(rep, name, s.name));
             } finally {
               await target.stop();
             }
           }
         }
-        if (idle && rep <= durations.idleReps && applies(idle, info) && (durations.idleTargets === null || durations.idleTargets.includes(name))) {
+        if (idle && runsIdle(name, rep)) {
           // a fresh process: RSS with idle connections, not after the load scenarios
+          progress.start(stepKey(rep, name, idle.name));
           try {
             const target = await startTarget(name, ctx);
             try {
@@ -192,6 +236,7 @@ async function main(): Promise<number> {
           } catch (err) {
             cells.push(emptyCell(name, idle.name, rep, `did not start: ${(err as Error).message.slice(0, 2000)}`));
           }
+          progress.finish(stepKey(rep, name, idle.name));
         }
       }
     }

@@ -18,6 +18,8 @@ const LIMIT_MS = 90_000;
 interface SmokeRun {
   code: number | null;
   output: string;
+  /** stderr alone: the progress lines */
+  stderr: string;
 }
 
 function runBench(out: string, extra: readonly string[] = []): Promise<SmokeRun> {
@@ -28,15 +30,19 @@ function runBench(out: string, extra: readonly string[] = []): Promise<SmokeRun>
     delete env.NODE_V8_COVERAGE;
     const child = spawn(process.execPath, [join(ROOT, 'bench', 'run.ts'), '--quick', '--smoke', '--out', out, ...extra], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
+    let stderr = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      output += c.toString();
+      stderr += c.toString();
+    });
     const timer = setTimeout(() => {
       child.kill('SIGINT'); // the benchmark stops its own children on SIGINT
       reject(new Error(`bench smoke run did not finish within ${LIMIT_MS} ms:\n${output}`));
     }, LIMIT_MS);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      resolve({ code, output });
+      resolve({ code, output, stderr });
     });
   });
 }
@@ -46,6 +52,11 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
   t.teardown(() => rm(out, { recursive: true, force: true }));
   const run = await runBench(out);
   t.equal(run.code, 0, 'exits 0', { output: run.output.slice(-6000) });
+  // progress on stderr, one line as each measurement starts, counted up to the planned total
+  const progress = [...run.stderr.matchAll(/^\[(\d+)\/(\d+)\] rep 1\/1 \S+ \S+ … \d+:\d\d elapsed, ~\d+:\d\d left$/gm)];
+  t.ok(progress.length > 1, 'a progress line per measurement', { stderr: run.stderr.slice(-3000) });
+  t.same(progress.map((m) => Number(m[1])), progress.map((_, i) => i + 1), 'counted 1, 2, 3, … in order');
+  t.ok(progress.every((m) => Number(m[2]) === progress.length), 'the planned total is the number of measurements made');
 
   const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as {
     mode: string;
@@ -68,6 +79,7 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
   t.ok(results.targets.some((x) => x.name === 'direct'), 'the direct path is always measured');
   t.ok(results.targets.some((x) => x.name.startsWith('tollgate')), 'tollgate is measured');
   t.ok(results.cells.length > 0, 'cells were measured');
+  t.equal(progress.length, results.cells.length, 'one progress line per measured cell');
   t.same(
     results.cells.filter((c) => c.failure !== null).map((c) => `${c.target}/${c.scenario}: ${c.failure}`),
     [],

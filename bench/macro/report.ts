@@ -7,6 +7,7 @@ import type { Cell } from './measure.ts';
 import type { Durations, Scenario } from './scenarios.ts';
 import type { TargetInfo, TargetName } from './targets.ts';
 import { TARGET_INFO } from './targets.ts';
+import { describeDisagreement, noiseOf, NOISE_RULE, type Disagreement } from './noise.ts';
 
 const MIB = 1024 * 1024;
 
@@ -335,11 +336,40 @@ const ratio = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2
 const reps = (xs: Array<number | null>, f: (v: number | null) => string): string => (xs.length === 0 ? '-' : xs.map(f).join(' / '));
 const mib = (v: number | null): string => (v === null || !Number.isFinite(v) ? '-' : (v / MIB).toFixed(1));
 
+export interface NoisyRow {
+  scenario: string;
+  target: string;
+  disagreements: Disagreement[];
+}
+
+/** Every row whose reps disagree beyond NOISE_LIMITS, in the order of the tables */
+export function noisyRows(res: Results): NoisyRow[] {
+  const out: NoisyRow[] = [];
+  for (const s of res.scenarios) {
+    for (const r of res.summary.scenarios[s.name] ?? []) {
+      const disagreements = noiseOf(r, s.unit);
+      if (disagreements.length > 0) out.push({ scenario: s.name, target: r.target, disagreements });
+    }
+  }
+  return out;
+}
+
+const NOISY_MARK = ' ⚠ noisy';
+
 function scenarioTable(res: Results, s: Results['scenarios'][number], rows: Row[]): string[] {
+  const noisy = rows.map((r) => ({ target: r.target, ds: noiseOf(r, s.unit) })).filter((n) => n.ds.length > 0);
+  const label = (r: Row): string => (noisy.some((n) => n.target === r.target) ? `${r.target}${NOISY_MARK}` : r.target);
+  const lines = rowsTable(s, rows, label);
+  if (noisy.length > 0) lines.push('', `⚠ noisy: ${noisy.map((n) => `${n.target}: ${n.ds.map(describeDisagreement).join(', ')}`).join('; ')}.`);
+  return lines;
+}
+
+/** label: the target's name in the first column, with its noisy mark */
+function rowsTable(s: Results['scenarios'][number], rows: Row[], label: (r: Row) => string): string[] {
   const lines: string[] = [];
   if (s.unit === 'bytes') {
     lines.push('| target | RSS MiB (per rep) | × baseline | × HAProxy | errors | failures |', '|---|---:|---:|---:|---:|---|');
-    for (const r of rows) lines.push(`| ${r.target} | ${reps(r.value, mib)} | ${ratio(r.vsBaseline)} | ${ratio(r.vsHaproxy)} | ${r.errors.join(' / ') || '-'} | ${r.failures.join('; ').slice(0, 200)} |`);
+    for (const r of rows) lines.push(`| ${label(r)} | ${reps(r.value, mib)} | ${ratio(r.vsBaseline)} | ${ratio(r.vsHaproxy)} | ${r.errors.join(' / ') || '-'} | ${r.failures.join('; ').slice(0, 200)} |`);
     return lines;
   }
   const unit = s.unit === 'MiB' ? 'MiB/s' : 'req/s';
@@ -348,7 +378,7 @@ function scenarioTable(res: Results, s: Results['scenarios'][number], rows: Row[
     lines.push(`| target | ${unit} | p50 ms | p99 ms | p99.9 ms | added p50 / p99 / p99.9 ms (mean − best direct rep) | ${perCpu} | proxy CPU % | peak RSS MiB | errors |`, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of rows) {
       const added = r.target === 'direct' ? '-' : `${fix(r.addedP50Ms, 3)} / ${fix(r.addedP99Ms, 3)} / ${fix(r.addedP999Ms, 3)}`;
-      lines.push(`| ${r.target} | ${reps(r.value, int)} | ${reps(r.p50, (v) => fix(v, 3))} | ${reps(r.p99, (v) => fix(v, 3))} | ${reps(r.p999, (v) => fix(v, 3))} | ${added} | ${reps(r.perProxyCpuSecond, int)} | ${reps(r.cpuUtilisation, (v) => fix(v === null ? null : v * 100, 0))} | ${reps(r.rssPeakBytes, mib)} | ${r.errors.join(' / ') || '-'}${r.failures.length ? ` (failed: ${r.failures.join('; ').slice(0, 150)})` : ''} |`);
+      lines.push(`| ${label(r)} | ${reps(r.value, int)} | ${reps(r.p50, (v) => fix(v, 3))} | ${reps(r.p99, (v) => fix(v, 3))} | ${reps(r.p999, (v) => fix(v, 3))} | ${added} | ${reps(r.perProxyCpuSecond, int)} | ${reps(r.cpuUtilisation, (v) => fix(v === null ? null : v * 100, 0))} | ${reps(r.rssPeakBytes, mib)} | ${r.errors.join(' / ') || '-'}${r.failures.length ? ` (failed: ${r.failures.join('; ').slice(0, 150)})` : ''} |`);
     }
     return lines;
   }
@@ -357,10 +387,9 @@ function scenarioTable(res: Results, s: Results['scenarios'][number], rows: Row[
   for (const r of rows) {
     const lat = r.p50.map((v, i) => `${fix(v, 2)}/${fix(r.p99[i] ?? null, 2)}`).join(' · ') || '-';
     lines.push(
-      `| ${r.target} | ${reps(r.value, fmt)} | ${reps(r.perProxyCpuSecond, fmt)} | ${reps(r.cpuUtilisation, (v) => fix(v === null ? null : v * 100, 0))} | ${lat} | ${reps(r.rssPeakBytes, mib)} | ${r.errors.join(' / ') || '-'}${r.failures.length ? ` (failed: ${r.failures.join('; ').slice(0, 150)})` : ''} | ${r.target === 'direct' ? '1.00×' : ratio(r.vsDirect)} | ${ratio(r.vsBaseline)} | ${ratio(r.vsHaproxy)} |`,
+      `| ${label(r)} | ${reps(r.value, fmt)} | ${reps(r.perProxyCpuSecond, fmt)} | ${reps(r.cpuUtilisation, (v) => fix(v === null ? null : v * 100, 0))} | ${lat} | ${reps(r.rssPeakBytes, mib)} | ${r.errors.join(' / ') || '-'}${r.failures.length ? ` (failed: ${r.failures.join('; ').slice(0, 150)})` : ''} | ${r.target === 'direct' ? '1.00×' : ratio(r.vsDirect)} | ${ratio(r.vsBaseline)} | ${ratio(r.vsHaproxy)} |`,
     );
   }
-  void res;
   return lines;
 }
 
@@ -389,7 +418,11 @@ export function renderMarkdown(res: Results): string {
     '',
   ];
   for (const n of res.notes) lines.push(`- ${n}`);
-  if (res.notes.length) lines.push('');
+  const noisy = noisyRows(res);
+  if (noisy.length > 0) {
+    lines.push(`- ${noisy.length} row(s) noisy (${NOISE_RULE}): marked "⚠ noisy" in the tables below; read their per-rep values, not the mean`);
+  }
+  if (res.notes.length || noisy.length) lines.push('');
   lines.push(
     '## Targets of the issue',
     '',
@@ -436,4 +469,12 @@ export function printSummary(res: Results, log: (line: string) => void): void {
   for (const c of res.summary.checks) {
     log(`  ${checkMark(c).padEnd(4)} ${c.name}: ${c.detail} (required ${c.required}; ${baselineText(c)}, ${mark(c.baseline.pass)})`);
   }
+  const noisy = noisyRows(res);
+  if (noisy.length > 0) log('');
+  for (const n of noisy) log(noisyWarning(n));
+}
+
+/** "warning: noisy reps in handshake-full / tollgate-l7-checks: req/s 496 vs 728 (×1.47 > ×1.15)" */
+export function noisyWarning(n: NoisyRow): string {
+  return `warning: noisy reps in ${n.scenario} / ${n.target}: ${n.disagreements.map(describeDisagreement).join(', ')}`;
 }
