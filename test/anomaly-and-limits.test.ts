@@ -21,6 +21,8 @@ import type http from 'node:http';
 import type { Client } from 'undici';
 import { world, startUpstream, startTestSidecar, mtlsClient, eventually, type Test, type TestIdentity, type TestSidecar, type Upstream, type World } from './helpers/world.ts';
 import { PRODUCER } from './helpers/identities.ts';
+import { join } from 'node:path';
+import { writeKey, signedHeaders } from './helpers/signing.ts';
 
 const OTHER = 'spiffe://example.org/other';
 /** learning is quick: 20 accepted requests */
@@ -556,4 +558,46 @@ t.test('tollgate_payload_bytes observes one request and one response sample per 
   await eventually(async () => (await histogram(s.sc, 'tollgate_payload_bytes', { direction: 'request' })).count === 4, WAIT_MS, 'the chunked one recorded');
   t.equal((await histogram(s.sc, 'tollgate_payload_bytes', { direction: 'request' })).sum, 1234 + 50_000 + 1000);
   t.equal((await histogram(s.sc, 'tollgate_payload_bytes', { direction: 'response' })).sum, responseBytes + Buffer.byteLength(res.body));
+});
+
+t.test('with signatures verified, the size model judges authenticated requests only: an unsigned or replayed one raises no anomaly', async (t) => {
+  const w = await world(t);
+  const ingest = await w.identity('ingest', { dns: ['localhost'] });
+  const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+  const key = await writeKey(join(w.dir, 'keys'), 'k1');
+  const app = await startUpstream(t);
+  const sc = await startTestSidecar(t, w.dir, {
+    identity: ingest.files,
+    keys: { dir: 'keys' },
+    listeners: [
+      {
+        name: 'ingest',
+        mode: 'inbound',
+        listen: '127.0.0.1:0',
+        target: app.addr,
+        allow: { spiffe: [PRODUCER] },
+        integrity: { verify: true },
+        anomaly: { mode: 'block', minSamples: MIN_SAMPLES },
+      },
+    ],
+  });
+  const client = mtlsClient(t, sc.addr(), w.ca, producer);
+  const send = async (headers: Record<string, string>, body: Buffer): Promise<{ status: number; error: unknown }> => {
+    const res = await client.request({ path: '/events', method: 'POST', headers, body, headersTimeout: WAIT_MS, bodyTimeout: WAIT_MS });
+    await res.body.dump();
+    return { status: res.statusCode, error: res.headers['x-tollgate-error'] };
+  };
+  const signed = (body: Buffer): Record<string, string> => signedHeaders({ method: 'POST', path: '/events', authority: sc.addr(), body, key });
+  for (const size of NORMAL) t.equal((await send(signed(Buffer.alloc(size, 'a')), Buffer.alloc(size, 'a'))).status, 200);
+
+  const huge = Buffer.alloc(HUGE, 'a');
+  t.match(await send({ 'content-length': String(HUGE) }, huge), { status: 401, error: 'ERR_SIG_MISSING' }, 'unsigned and huge: refused for the signature');
+  const replayed = signed(Buffer.alloc(MEDIAN, 'a'));
+  t.equal((await send(replayed, Buffer.alloc(MEDIAN, 'a'))).status, 200, 'a normal signed request');
+  t.match(await send(replayed, Buffer.alloc(MEDIAN, 'a')), { status: 401, error: 'ERR_SIG_REPLAYED' }, 'its replay: refused as a replay');
+  t.same(sc.recentAnomalies.list(), [], 'no anomaly recorded for either');
+  t.equal(await sc.metric('tollgate_payload_anomalies_total'), 0, 'none counted');
+
+  t.match(await send(signed(huge), huge), { status: 422, error: 'ERR_PAYLOAD_ANOMALY' }, 'signed and huge: the size model blocks it');
+  t.equal(await sc.metric('tollgate_payload_anomalies_total', { kind: 'too_large' }), 1);
 });

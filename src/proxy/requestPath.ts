@@ -68,8 +68,10 @@ export type BodyStrategy = 'pass' | 'stream-verify' | 'buffer-verify' | 'buffer-
 /** The inbound chain. */
 export function inboundChain(integrity: IntegrityStage | null): { stages: readonly Stage[]; body: BodyStrategy } {
   if (integrity?.kind === 'verify') {
+    // the size anomaly is judged on authenticated messages only: an unsigned, forged or replayed request is refused
+    // before it can raise an alarm (or, in block mode, be refused for its size instead of what it really is)
     return {
-      stages: [authorizedAtHandshake, wellFormed, withinRate, declaredSize, sizeAnomaly, signatureVerified],
+      stages: [authorizedAtHandshake, wellFormed, withinRate, declaredSize, signatureVerified, sizeAnomaly],
       body: integrity.bodyMode === 'stream' ? 'stream-verify' : 'buffer-verify',
     };
   }
