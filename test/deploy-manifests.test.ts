@@ -1,9 +1,10 @@
 /**
  * deploy/ without a cluster: every manifest parses (as YAML 1.1, the way Kubernetes reads it),
  * validates against the Kubernetes object models with no unknown fields, every kustomization's
- * resources exist and every tree builds (patches apply), and the pieces agree with each other
- * and with tollgate itself: the webhook's flags and config, the certificate's names, the
- * gateway config, the example workload run through the injector.
+ * resources exist and every tree builds (patches apply, the dev overlay's Secrets generated from
+ * the keys the README's command makes), and the pieces agree with each other and with tollgate
+ * itself: the webhook's flags and config, the certificate's names, the gateway config, the
+ * example workload run through the injector.
  */
 import t from 'tap';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -16,10 +17,29 @@ import { imageReferenceProblem } from '../src/webhook/imageReference.ts';
 import { decideInjection } from '../src/webhook/injection.ts';
 import { validateWebhookConfig } from '../src/webhook/webhookConfig.ts';
 import { applyJsonPatch, kubernetesProblems, type Operation } from './helpers/k8s.ts';
-import { build, imageTag, kustomizationProblems, podContainers, podSpecOf, readYamlDocuments, type Container, type K8sObject } from './helpers/kustomize.ts';
+import {
+  build as buildIn,
+  imageTag,
+  kustomizationFiles,
+  kustomizationProblems,
+  podContainers,
+  podSpecOf,
+  readKustomization,
+  readYamlDocuments,
+  type K8sObject,
+} from './helpers/kustomize.ts';
+import { expandedArgs, flagValues as flags, mountedFile } from './helpers/kustomizeCluster.ts';
+import { stageAfterReadmeKeys } from './helpers/kustomizeStage.ts';
 
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
 const TREES = ['injector', 'gateway', 'examples', 'overlays/dev', 'overlays/production'];
+
+// trees are built from a copy of deploy/ as a fresh clone has it, after the README's key commands
+const staged = await stageAfterReadmeKeys();
+t.teardown(staged.remove);
+const build = (dir: string): K8sObject[] => buildIn(join(staged.root, 'deploy', relative(DEPLOY, dir)));
+/** transformer configurations (`configurations:`) are kustomize's files, not Kubernetes objects */
+const CONFIGURATIONS = new Set(TREES.flatMap((tree) => (readKustomization(join(DEPLOY, tree)).configurations ?? []).map((c) => join(DEPLOY, tree, c))));
 
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -41,23 +61,6 @@ function get<T>(o: unknown, ...path: Array<string | number>): T {
   return cur as T;
 }
 
-/** `--flag value` pairs of an args list */
-function flags(args: string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) if (args[i]!.startsWith('--')) m.set(args[i]!.slice(2), args[i + 1]!);
-  return m;
-}
-
-function mountedFile(container: Container, spec: Record<string, unknown>, file: string): { volume: Record<string, unknown>; inside: string } | null {
-  const mounts = (container.volumeMounts as Array<{ name: string; mountPath: string }> | undefined) ?? [];
-  for (const m of mounts) {
-    if (!file.startsWith(`${m.mountPath}/`)) continue;
-    const volume = (spec.volumes as Array<Record<string, unknown>>).find((v) => v.name === m.name);
-    if (volume !== undefined) return { volume, inside: file.slice(m.mountPath.length + 1) };
-  }
-  return null;
-}
-
 function selects(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
   return selector !== undefined && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 }
@@ -68,7 +71,7 @@ t.test('every YAML file in deploy/ parses and every object is a valid Kubernetes
   for (const file of files) {
     const docs = readYamlDocuments(file);
     t.ok(docs.length > 0, `${relative(DEPLOY, file)} has documents`);
-    if (file.endsWith('kustomization.yaml')) continue;
+    if (file.endsWith('kustomization.yaml') || CONFIGURATIONS.has(file)) continue;
     for (const doc of docs) {
       const o = doc as K8sObject;
       t.same(kubernetesProblems(o), [], `${relative(DEPLOY, file)}: ${o.kind} ${o.metadata?.name}`);
@@ -87,8 +90,8 @@ t.test('every kustomization names resources that exist, and every tree builds in
     const keys = objects.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`);
     t.equal(new Set(keys).size, keys.length, `${tree}: no object defined twice`);
   }
-  const files = yamlFiles(DEPLOY).filter((f) => !f.endsWith('kustomization.yaml') && !f.endsWith('README.md'));
-  const referenced = new Set(TREES.flatMap((tree) => (readYamlDocuments(join(DEPLOY, tree, 'kustomization.yaml'))[0] as { resources?: string[] }).resources?.map((r) => join(DEPLOY, tree, r)) ?? []));
+  const files = yamlFiles(DEPLOY).filter((f) => !f.endsWith('kustomization.yaml'));
+  const referenced = new Set(TREES.flatMap((tree) => kustomizationFiles(join(DEPLOY, tree))));
   for (const f of files) t.ok(referenced.has(f), `${relative(DEPLOY, f)} is part of a kustomization`);
 });
 
@@ -159,10 +162,11 @@ t.test('the injector: webhook contract, certificate and Service agree, and its f
   t.ok(selects(get(svc, 'spec', 'selector'), get(deployment, 'spec', 'template', 'metadata', 'labels')), 'the Service selects the injector pods');
   const spec = podSpecOf(deployment)!;
   const container = podContainers(deployment)[0]!;
-  const args = container.args as string[];
+  const args = expandedArgs(container);
   t.equal(args[0], 'webhook');
   const f = flags(args);
   t.same([...f.keys()].sort(), ['cert', 'config', 'image', 'key', 'listen']);
+  t.equal(flags(container.args as string[]).get('image'), '$(TOLLGATE_SIDECAR_IMAGE)', '--image comes from the variable that kustomize sets with the image');
   t.equal(imageReferenceProblem(f.get('image')!), null, '--image is a pinned reference');
   t.equal(f.get('image'), container.image, 'the injected sidecar image is the injector image');
   const listen = parseHostPort(f.get('listen')!);
@@ -201,7 +205,8 @@ t.test('the gateway: its config is valid for tollgate today, and Service, HPA, P
   if (!result.ok) return;
   t.same(notYetBuilt(result.config), [], 'nothing this build refuses (no gateway mode, no health server yet)');
   for (const path of [result.config.identity.certFile, result.config.identity.keyFile, result.config.identity.caFile]) {
-    t.equal(get(mountedFile(container, spec, path)?.volume, 'secret', 'secretName'), 'tollgate-gateway-identity', `${path} is mounted from the identity Secret`);
+    const secretName = get(mountedFile(container, spec, path)?.volume, 'secret', 'secretName');
+    t.equal(secretName, 'tollgate-gateway-identity', `${path} is mounted from the identity Secret`);
   }
   const cert = find(objects, 'Certificate', 'tollgate-gateway');
   t.equal(get(cert, 'spec', 'secretName'), 'tollgate-gateway-identity');
@@ -227,11 +232,13 @@ t.test('the example workload: its pods get the sidecar from the injector, and on
   const namespace = find(objects, 'Namespace', 'pipeline');
   t.equal(namespace.metadata.labels?.['tollgate.dev/injection'], 'enabled', "the namespace matches the injector's namespaceSelector");
   const deployment = find(objects, 'Deployment', 'ingest');
-  const template = get<{ metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: Record<string, unknown> }>(deployment, 'spec', 'template');
+  type Template = { metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: Record<string, unknown> };
+  const template = get<Template>(deployment, 'spec', 'template');
   t.equal(template.metadata.annotations['tollgate.dev/inject'], 'enabled');
 
   // the pod the ReplicaSet would create, as the webhook sees it
-  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'ingest-5c9d8f7b6-', ...structuredClone(template.metadata) }, spec: structuredClone(template.spec) };
+  const metadata = { generateName: 'ingest-5c9d8f7b6-', ...structuredClone(template.metadata) };
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata, spec: structuredClone(template.spec) };
   const decision = decideInjection(pod, { ...(await import('../src/webhook/injectorSettings.ts')).injectorSettings('registry.example.com/tollgate:0.1.0') });
   t.equal(decision.kind, 'inject', `injected: ${decision.kind === 'deny' ? decision.message : ''}`);
   if (decision.kind !== 'inject') return;
@@ -252,18 +259,24 @@ t.test('the example workload: its pods get the sidecar from the injector, and on
   t.match((podContainers(deployment)[0]!.args as string[]).join(' '), /127\.0\.0\.1:8080/, 'the app listens on loopback only');
 });
 
-t.test('the overlays: dev runs a local image with a self-signed mesh CA, production pins the image', async (t) => {
+t.test('the overlays: dev runs a local image with a self-signed mesh CA and generated key Secrets, production pins the image', async (t) => {
   const dev = build(join(DEPLOY, 'overlays/dev'));
   const devInjector = find(dev, 'Deployment', 'tollgate-injector');
   t.equal(podContainers(devInjector)[0]!.image, 'tollgate:dev');
-  t.equal(flags(podContainers(devInjector)[0]!.args as string[]).get('image'), 'tollgate:dev', 'the injected sidecar is the local image too');
+  t.equal(flags(expandedArgs(podContainers(devInjector)[0]!)).get('image'), 'tollgate:dev', 'the injected sidecar is the local image too');
   t.equal(podContainers(find(dev, 'Deployment', 'tollgate-gateway'))[0]!.image, 'tollgate:dev');
   t.ok(find(dev, 'ClusterIssuer', 'tollgate-ca'), 'the mesh CA the gateway and example certificates use');
+  for (const [namespace, name] of [['pipeline', 'ingest-keys'], ['tollgate-gateway', 'tollgate-gateway-keys']] as const) {
+    const secret = find(dev, 'Secret', name);
+    t.equal(secret.metadata.namespace, namespace, `${name} is generated in ${namespace}`);
+    t.same(Object.keys(get(secret, 'data')), ['k1'], `${name} holds the key k1`);
+    t.ok(Buffer.from(get<string>(secret, 'data', 'k1'), 'base64').length >= 32, `${name}: the key file as tollgate keys new writes it`);
+  }
   t.equal(get(find(dev, 'PodDisruptionBudget', 'tollgate-injector'), 'spec', 'maxUnavailable'), 1, 'one replica does not block node drains');
 
   const prod = build(join(DEPLOY, 'overlays/production'));
   const prodInjector = find(prod, 'Deployment', 'tollgate-injector');
   t.equal(get(prodInjector, 'spec', 'replicas'), 3);
-  t.equal(flags(podContainers(prodInjector)[0]!.args as string[]).get('image'), podContainers(prodInjector)[0]!.image, 'the sidecar image is the injector image');
+  t.equal(flags(expandedArgs(podContainers(prodInjector)[0]!)).get('image'), podContainers(prodInjector)[0]!.image, 'the sidecar image is the injector image');
   for (const issuer of [find(prod, 'Certificate', 'tollgate-gateway')]) t.equal(get(issuer, 'spec', 'issuerRef', 'name'), 'tollgate-ca');
 });

@@ -13,6 +13,7 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBu
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { Pod } from 'kubernetes-models/v1/Pod';
+import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
@@ -30,6 +31,7 @@ const MODELS: Readonly<Record<string, { readonly make: (data: object) => Model; 
   'v1/ServiceAccount': { make: (d) => new ServiceAccount(d), serializer: 'V1ServiceAccount' },
   'v1/Service': { make: (d) => new Service(d), serializer: 'V1Service' },
   'v1/ConfigMap': { make: (d) => new ConfigMap(d), serializer: 'V1ConfigMap' },
+  'v1/Secret': { make: (d) => new Secret(d), serializer: 'V1Secret' },
   'apps/v1/Deployment': { make: (d) => new Deployment(d), serializer: 'V1Deployment' },
   'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': {
     make: (d) => new MutatingWebhookConfiguration(d as ConstructorParameters<typeof MutatingWebhookConfiguration>[0]),
