@@ -111,6 +111,7 @@ t.test('the INTERFACE.md example file validates, with defaults applied and paths
     caFile: join(dir, 'ca.crt'),
     crlFile: null,
     crlStale: 'warn',
+    expiryWarningFraction: 1 / 3,
   });
   t.equal(config.keys.dir, join(dir, 'keys'));
   t.same(config.audit, { file: join(dir, 'audit.log'), keyFile: join(dir, 'audit.key'), maxFileBytes: 64 * 1024 * 1024, maxFiles: 10 });

@@ -6,11 +6,13 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
-import { chmod, mkdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AuditEventType, AuditSink } from '../src/telemetry/audit.ts';
-import { keyRingFromEntries, loadKeyRing, watchKeyRing, type KeyRing, type KeyRingLoad, type KeyRingWatcher, type KeyRingWatcherOptions } from '../src/integrity/keyRing.ts';
+import { processGroupIds } from '../src/core/fileExposure.ts';
+import { keyRingFromEntries, loadKeyFile, loadKeyRing, watchKeyRing } from '../src/integrity/keyRing.ts';
+import type { KeyRing, KeyRingLoad, KeyRingWatcher, KeyRingWatcherOptions } from '../src/integrity/keyRing.ts';
 import { tempDir, type Teardownable } from './helpers/pki.ts';
 import { captureLogs, eventually, type LogCapture } from './helpers/world.ts';
 
@@ -33,6 +35,17 @@ async function writeKey(dir: string, id: string, content: string, mode = 0o600):
   await writeFile(join(dir, id), content, { mode });
   await chmod(join(dir, id), mode); // whatever the umask
 }
+
+/** A group this process is not in, for a file chown'd to a group it cannot read through. */
+function foreignGroup(): number {
+  const own = processGroupIds();
+  let gid = 4242;
+  while (own.has(gid)) gid++;
+  return gid;
+}
+
+/** Changing a file's group to one the process is not in takes root (CAP_CHOWN). */
+const CANNOT_CHOWN = process.getuid?.() === 0 ? false : 'giving a file a foreign group needs root (CAP_CHOWN); these tests run unprivileged';
 
 function loaded(t: Tap, result: KeyRingLoad): { ring: KeyRing; warnings: readonly string[] } {
   if (!result.ok) {
@@ -184,7 +197,7 @@ t.test('loading', async (t) => {
     t.same(warnings, []);
   });
 
-  t.test('a key file readable by group or others loads with a warning naming the file and its mode', async (t) => {
+  t.test('a key file readable by others loads with a warning naming the file and its mode', async (t) => {
     const dir = await tempDir(t, 'keyring-');
     const k1 = newKey();
     await writeKey(dir, 'k1', k1.text, 0o644);
@@ -208,6 +221,60 @@ t.test('loading', async (t) => {
     t.same(ring.ids, ['k1', 'k2']);
     t.equal(warnings.length, 1);
     t.match(warnings[0], /^k1: mode 0644 /);
+  });
+
+  t.test('Kubernetes fsGroup modes: group read by the process\'s own group loads without a warning', async (t) => {
+    const dir = await tempDir(t, 'keyring-');
+    const gid = process.getgid!();
+    await writeKey(dir, 'k1', newKey().text, 0o440); // what the kubelet makes of defaultMode 0400 with fsGroup
+    await writeKey(dir, 'k2', newKey().text, 0o640);
+    for (const id of ['k1', 'k2']) await chown(join(dir, id), process.getuid!(), gid);
+    t.ok(processGroupIds().has((await stat(join(dir, 'k1'))).gid), 'the files belong to a group of this process');
+    const { ring, warnings } = loaded(t, await loadKeyRing(dir));
+    t.same(ring.ids, ['k1', 'k2']);
+    t.same(warnings, [], '0440 and 0640 for our own group: nothing to warn about');
+  });
+
+  t.test('group write, or any access for others, is still warned about even for the process\'s own group', async (t) => {
+    const dir = await tempDir(t, 'keyring-');
+    await writeKey(dir, 'k1', newKey().text, 0o660);
+    await writeKey(dir, 'k2', newKey().text, 0o444);
+    await writeKey(dir, 'k3', newKey().text, 0o604);
+    const gid = process.getgid!();
+    for (const id of ['k1', 'k2', 'k3']) await chown(join(dir, id), process.getuid!(), gid);
+    const { warnings } = loaded(t, await loadKeyRing(dir));
+    t.match(warnings, [
+      `k1: mode 0660 lets group ${gid} write it; make it 0600 or 0400`,
+      /^k2: mode 0444 lets others read it; /,
+      /^k3: mode 0604 lets others read it; /,
+    ]);
+    t.equal(warnings.length, 3);
+  });
+
+  t.test('group read by a group the process is not in is warned about, naming the group', { skip: CANNOT_CHOWN }, async (t) => {
+    const dir = await tempDir(t, 'keyring-');
+    const gid = foreignGroup();
+    await writeKey(dir, 'k1', newKey().text, 0o440);
+    await writeKey(dir, 'k2', newKey().text, 0o400);
+    for (const id of ['k1', 'k2']) await chown(join(dir, id), process.getuid!(), gid);
+    const { ring, warnings } = loaded(t, await loadKeyRing(dir));
+    t.same(ring.ids, ['k1', 'k2'], 'the keys still load');
+    t.same(warnings.length, 1, 'only the group-readable file');
+    t.match(warnings[0], `k1: mode 0440 lets group ${gid} (not a group of this process) read it; make it 0600 or 0400`);
+  });
+
+  t.test('a single key file (the audit key) follows the same rule and is named by its path', async (t) => {
+    const dir = await tempDir(t, 'keyring-');
+    await writeKey(dir, 'own.key', newKey().text, 0o440);
+    await chown(join(dir, 'own.key'), process.getuid!(), process.getgid!());
+    await writeKey(dir, 'open.key', newKey().text, 0o644);
+    t.match(await loadKeyFile(join(dir, 'own.key')), { ok: true, warning: null }, '0440 for our own group');
+    t.match(await loadKeyFile(join(dir, 'open.key')), { ok: true, warning: `${join(dir, 'open.key')}: mode 0644 lets others read it; ` }, '0644');
+    if (CANNOT_CHOWN !== false) return;
+    await writeKey(dir, 'foreign.key', newKey().text, 0o440);
+    await chown(join(dir, 'foreign.key'), process.getuid!(), foreignGroup());
+    const foreign = await loadKeyFile(join(dir, 'foreign.key'));
+    t.match(foreign, { ok: true, warning: /foreign\.key: mode 0440 lets group \d+ \(not a group of this process\) read it/ }, 'a foreign group');
   });
 
   t.test('dotfiles, subdirectories and names that are not key ids are skipped', async (t) => {

@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import { DEFAULT_EXPIRY_WARNING_FRACTION } from '../config/defaults.ts';
 import { keyPolicyProblem } from '../tls/policy.ts';
+import { expirySoonNotice } from './expiryWarning.ts';
 import { notAfter, notBefore, parseCertificates } from './pem.ts';
 import { checkCrls, isStale, parseCrls, staleCrlMessage, type CrlInfo, type CrlStalePolicy } from './crl.ts';
 
@@ -12,6 +14,8 @@ export interface IdentityFiles {
   readonly crlFile: string | null;
   /** what a CRL past its nextUpdate means; default warn */
   readonly crlStale?: CrlStalePolicy;
+  /** warn when less than this part of a certificate's lifetime is left; default a third */
+  readonly expiryWarningFraction?: number;
 }
 
 /**
@@ -37,14 +41,13 @@ export type IdentityLoadResult =
   | { readonly ok: true; readonly bundle: IdentityBundle; readonly warnings: readonly string[] }
   | { readonly ok: false; readonly problems: readonly string[] };
 
-export const EXPIRY_WARNING_DAYS = 7;
-const DAY_MS = 86_400_000;
 const MAX_CHAIN_DEPTH = 8;
 
 /**
  * Read and validate an identity: every file readable, the key matches the certificate and
- * is strong enough, the chain verifies to a CA in the bundle, nothing is expired, and the
- * CRLs (when configured) parse, are signed by CAs of the bundle and cover each of them.
+ * is strong enough, the chain verifies to a CA in the bundle, nothing is expired (a certificate
+ * with less than expiryWarningFraction of its lifetime left is a warning), and the CRLs (when
+ * configured) parse, are signed by CAs of the bundle and cover each of them.
  * A stale CRL is a problem with `crlStale: "refuse"`, a warning with `"warn"`.
  * All problems are reported together; nothing is half-loaded.
  */
@@ -107,20 +110,21 @@ export async function validateIdentity(
     problems.push(`keyFile ${files.keyFile}: not a private key (${(err as Error).message})`);
   }
   const leaf = chain[0];
+  const fraction = files.expiryWarningFraction ?? DEFAULT_EXPIRY_WARNING_FRACTION;
   if (leaf !== undefined && key !== null) {
     if (!leaf.checkPrivateKey(key)) problems.push(`keyFile ${files.keyFile}: does not match the certificate in ${files.certFile}`);
     const weak = keyPolicyProblem(key);
     if (weak !== null) problems.push(`keyFile ${files.keyFile}: ${weak}`);
   }
   if (leaf !== undefined) {
-    checkValidity(leaf, `certFile ${files.certFile}`, now, problems, warnings);
+    checkValidity(leaf, `certFile ${files.certFile}`, now, fraction, problems, warnings);
     if (cas.length > 0 && !chainVerifies(leaf, chain.slice(1), cas)) {
       problems.push(`certFile ${files.certFile}: chain does not verify against caFile ${files.caFile}`);
     }
   }
   for (const ca of cas) {
     if (!ca.ca) problems.push(`caFile ${files.caFile}: ${ca.subject.replace(/\n/g, ', ')} is not a CA certificate`);
-    checkValidity(ca, `caFile ${files.caFile}`, now, problems, warnings);
+    checkValidity(ca, `caFile ${files.caFile}`, now, fraction, problems, warnings);
   }
   let crls: CrlInfo[] = [];
   if (pems.crlPem !== null) {
@@ -158,13 +162,13 @@ function parseOrProblem(pem: Buffer, label: string, problems: string[]): X509Cer
   }
 }
 
-/** Certificates of a loaded identity that expire within EXPIRY_WARNING_DAYS, or have expired, at `now`. */
-export function expiryNotices(bundle: IdentityBundle, now: Date): { expiring: string[]; expired: string[] } {
+/** Certificates of a loaded identity with less than `fraction` of their lifetime left, or expired, at `now`. */
+export function expiryNotices(bundle: IdentityBundle, now: Date, fraction: number): { expiring: string[]; expired: string[] } {
   const expiring: string[] = [];
   const expired: string[] = [];
   const look = (cert: X509Certificate, label: string): void => {
     const problems: string[] = [];
-    checkValidity(cert, label, now, problems, expiring);
+    checkValidity(cert, label, now, fraction, problems, expiring);
     for (const p of problems) if (notAfter(cert).getTime() <= now.getTime()) expired.push(p);
   };
   look(bundle.leaf, 'certFile');
@@ -173,14 +177,12 @@ export function expiryNotices(bundle: IdentityBundle, now: Date): { expiring: st
   return { expiring, expired };
 }
 
-function checkValidity(cert: X509Certificate, label: string, now: Date, problems: string[], warnings: string[]): void {
+function checkValidity(cert: X509Certificate, label: string, now: Date, fraction: number, problems: string[], warnings: string[]): void {
   const subject = cert.subject.replace(/\n/g, ', ');
-  const end = notAfter(cert);
   if (notBefore(cert).getTime() > now.getTime()) problems.push(`${label}: ${subject} is not valid before ${cert.validFrom}`);
-  if (end.getTime() <= now.getTime()) problems.push(`${label}: ${subject} expired at ${cert.validTo}`);
-  else if (end.getTime() - now.getTime() < EXPIRY_WARNING_DAYS * DAY_MS) {
-    warnings.push(`${label}: ${subject} expires at ${cert.validTo} (less than ${EXPIRY_WARNING_DAYS} days)`);
-  }
+  if (notAfter(cert).getTime() <= now.getTime()) problems.push(`${label}: ${subject} expired at ${cert.validTo}`);
+  const soon = expirySoonNotice(cert, now, fraction);
+  if (soon !== null) warnings.push(`${label}: ${subject} ${soon}`);
 }
 
 /** Walk leaf -> intermediates -> a CA of the bundle, checking each signature. */

@@ -1,11 +1,12 @@
 /**
- * Watches the identity in use over time: certificate expiry (gauges, a warning when fewer than
- * EXPIRY_WARNING_DAYS remain, re-checked periodically) and CRL freshness (gauges, a warning
- * when a CRL is past its nextUpdate, repeated at most once per interval while it stays stale,
- * and a wake-up at each nextUpdate so staleness is noticed without a reload). All timers are
- * unref'd and cleared by close().
+ * Watches the identity in use over time: certificate expiry (gauges, a warning when less than
+ * expiryWarningFraction of a certificate's lifetime is left, re-checked periodically) and CRL
+ * freshness (gauges, a warning when a CRL is past its nextUpdate, repeated at most once per
+ * interval while it stays stale, and a wake-up at each nextUpdate so staleness is noticed without
+ * a reload). All timers are unref'd and cleared by close().
  */
 import type { Logger } from 'pino';
+import { DEFAULT_EXPIRY_WARNING_FRACTION } from '../config/defaults.ts';
 import type { Clock } from '../core/clock.ts';
 import { wakeAt, type Wake } from '../core/wakeAt.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
@@ -25,6 +26,8 @@ export interface MonitorDeps {
   readonly metrics: Metrics;
   readonly clock: Clock;
   readonly crlStale: CrlStalePolicy;
+  /** warn when less than this part of a certificate's lifetime is left; default a third */
+  readonly expiryWarningFraction?: number;
   /**
    * With crlStale "warn", stale CRLs are taken away from OpenSSL this long before their
    * nextUpdate (OpenSSL would refuse every peer from that moment on).
@@ -51,6 +54,7 @@ export function createIdentityMonitor(deps: MonitorDeps): IdentityMonitor {
   const { log, metrics, clock } = deps;
   const expiryEvery = deps.timing?.expiryCheckIntervalMs ?? DEFAULT_EXPIRY_CHECK_INTERVAL_MS;
   const staleEvery = deps.timing?.staleWarningIntervalMs ?? DEFAULT_STALE_WARNING_INTERVAL_MS;
+  const expiryFraction = deps.expiryWarningFraction ?? DEFAULT_EXPIRY_WARNING_FRACTION;
   let bundle: IdentityBundle | null = null;
   let lastStaleWarning: number | null = null;
   let crlWake: Wake | null = null;
@@ -59,7 +63,7 @@ export function createIdentityMonitor(deps: MonitorDeps): IdentityMonitor {
 
   function checkExpiry(): void {
     if (bundle === null) return;
-    const { expiring, expired } = expiryNotices(bundle, new Date(clock.now()));
+    const { expiring, expired } = expiryNotices(bundle, new Date(clock.now()), expiryFraction);
     for (const warning of expiring) log.warn({ warning }, 'certificate expires soon');
     for (const problem of expired) log.error({ problem }, 'certificate has expired');
   }

@@ -137,6 +137,7 @@ function identityRuntime(initial: State, deps: IdentityRuntimeDeps): IdentityRun
     metrics,
     clock,
     crlStale: deps.files.crlStale,
+    expiryWarningFraction: deps.files.expiryWarningFraction,
     staleLeadMs: STALE_LEAD_MS,
     onCrlDeadline: () => void serialized(refreshCrls),
     ...(deps.timing === undefined ? {} : { timing: deps.timing }),

@@ -65,6 +65,12 @@ export const DEFAULT_HEALTH: Config['health'] = Object.freeze({ listen: null });
  */
 export const DEFAULT_CRL_STALE: Config['identity']['crlStale'] = 'warn';
 
+/**
+ * "Expires soon" is less than a third of the certificate's own lifetime left: cert-manager renews at
+ * two thirds by default, so the warning means renewal is late (a 24 h certificate: under 8 h left).
+ */
+export const DEFAULT_EXPIRY_WARNING_FRACTION: Config['identity']['expiryWarningFraction'] = 1 / 3;
+
 export const DEFAULT_TLS: Config['tls'] = Object.freeze({ minVersion: 'TLSv1.2' satisfies TlsMinVersion });
 
 export const DEFAULT_KEYS: Config['keys'] = Object.freeze({ dir: null });

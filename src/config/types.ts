@@ -107,6 +107,8 @@ export interface Config {
     readonly caFile: string;
     readonly crlFile: string | null;
     readonly crlStale: CrlStale;
+    /** a certificate with less than this part of its lifetime (notAfter − notBefore) left is warned about; in (0, 1) */
+    readonly expiryWarningFraction: number;
   };
   readonly tls: { readonly minVersion: TlsMinVersion };
   readonly keys: { readonly dir: string | null };

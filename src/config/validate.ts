@@ -8,6 +8,7 @@
  * exposure (public plaintext, no allow-list) must be said explicitly.
  */
 import { isSpkiPin } from '../core/spkiPin.ts';
+import { closestName } from '../core/closestName.ts';
 import { resolve } from 'node:path';
 import {
   DEFAULT_ADMIN,
@@ -15,6 +16,7 @@ import {
   DEFAULT_AUDIT,
   DEFAULT_CRL_STALE,
   DEFAULT_DRAIN_TIMEOUT_SECONDS,
+  DEFAULT_EXPIRY_WARNING_FRACTION,
   DEFAULT_HEALTH,
   DEFAULT_INTEGRITY,
   DEFAULT_KEYS,
@@ -125,14 +127,17 @@ function validateHealth(ctx: Ctx, value: unknown, path: string): Config['health'
 }
 
 function validateIdentity(ctx: Ctx, value: unknown, path: string): Config['identity'] {
-  const o = section(ctx, value, path, ['certFile', 'keyFile', 'caFile', 'crlFile', 'crlStale'], { required: true });
-  if (!isObject(value)) return { certFile: '', keyFile: '', caFile: '', crlFile: null, crlStale: DEFAULT_CRL_STALE };
+  const o = section(ctx, value, path, ['certFile', 'keyFile', 'caFile', 'crlFile', 'crlStale', 'expiryWarningFraction'], { required: true });
+  if (!isObject(value)) {
+    return { certFile: '', keyFile: '', caFile: '', crlFile: null, crlStale: DEFAULT_CRL_STALE, expiryWarningFraction: DEFAULT_EXPIRY_WARNING_FRACTION };
+  }
   return {
     certFile: read(ctx, o, path, 'certFile', filePath(ctx), '', REQUIRED),
     keyFile: read(ctx, o, path, 'keyFile', filePath(ctx), '', REQUIRED),
     caFile: read(ctx, o, path, 'caFile', filePath(ctx), '', REQUIRED),
     crlFile: read(ctx, o, path, 'crlFile', nullable(filePath(ctx)), null),
     crlStale: read(ctx, o, path, 'crlStale', oneOf(['warn', 'refuse'] as const), DEFAULT_CRL_STALE),
+    expiryWarningFraction: read(ctx, o, path, 'expiryWarningFraction', fractionOfOne, DEFAULT_EXPIRY_WARNING_FRACTION),
   };
 }
 
@@ -534,39 +539,12 @@ function unknownKeyMessage(key: string, value: unknown, allowed: readonly string
   if (typeof value === 'string' && (holdsSecrets || SECRET_KEY_NAME.test(key) || value.includes('-----BEGIN'))) {
     return SECRETS_MESSAGE;
   }
-  const suggestion = closestKey(key, allowed);
+  const suggestion = closestName(key, allowed);
   return suggestion === null ? 'unknown key' : `unknown key (did you mean ${suggestion}?)`;
 }
 
 function misplacedAs(keys: readonly string[], message: string): ReadonlyMap<string, string> {
   return new Map(keys.map((k) => [k, message]));
-}
-
-/** An allowed key within edit distance 2 (or equal ignoring case), for typo hints. */
-function closestKey(key: string, allowed: readonly string[]): string | null {
-  let best: string | null = null;
-  let bestDistance = 3;
-  for (const candidate of allowed) {
-    const d = candidate.toLowerCase() === key.toLowerCase() ? 0 : editDistance(key, candidate);
-    if (d < bestDistance && d < candidate.length / 2) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + cost);
-    }
-    row = next;
-  }
-  return row[b.length] ?? 0;
 }
 
 /* ------------------------------------------------------------------ readers */
@@ -650,6 +628,10 @@ const positiveNumber: Parser<number> = (v) =>
 
 const nonNegativeNumber: Parser<number> = (v) =>
   typeof v === 'number' && Number.isFinite(v) && v >= 0 ? ok(v) : bad('expected a number ≥ 0');
+
+/** A part of a whole, both ends excluded: 0 would never warn and 1 would always. */
+const fractionOfOne: Parser<number> = (v) =>
+  typeof v === 'number' && v > 0 && v < 1 ? ok(v) : bad('expected a number between 0 and 1, both excluded (e.g. 0.33 for a third)');
 
 /** Timers beyond 2^31-1 ms fire at once in Node, which would silently turn a timeout off. */
 const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);

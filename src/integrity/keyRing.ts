@@ -16,6 +16,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditEventType, AuditSink } from '../telemetry/audit.ts';
 import { debounce, type Debounced } from '../core/debounce.ts';
+import { fileExposure, processGroupIds } from '../core/fileExposure.ts';
 import { watchDir, type DirWatch } from '../core/dirWatch.ts';
 
 export interface KeyRing {
@@ -87,10 +88,6 @@ function errCode(err: unknown): string {
   return (err as NodeJS.ErrnoException | null)?.code ?? 'error';
 }
 
-function octal(mode: number): string {
-  return '0' + (mode & 0o777).toString(8).padStart(3, '0');
-}
-
 function isSpace(b: number): boolean {
   return b === 0x20 || (b >= 0x09 && b <= 0x0d);
 }
@@ -147,8 +144,11 @@ function decodeKeyText(text: Buffer, length: number): { bytes: Buffer } | { prob
 
 type FileResult = { kind: 'key'; key: KeyObject; warning: string | null } | { kind: 'skip'; warning: string | null } | { kind: 'problem'; problem: string };
 
-/** Read one directory entry `name` (already known to be a valid key id). */
-async function readKeyFile(dir: string, name: string): Promise<FileResult> {
+/** Kubernetes with fsGroup makes Secret files 0440 for the pod's group, which the process is in: accepted, so not advised against. */
+const MODE_ADVICE = "make it 0600 or 0400 (Kubernetes: defaultMode 0400; fsGroup's 0440 is fine, the group being this process's own)";
+
+/** Read one directory entry `name` (already known to be a valid key id); `ownGroups` may read it (processGroupIds()). */
+async function readKeyFile(dir: string, name: string, ownGroups: ReadonlySet<number>): Promise<FileResult> {
   const path = join(dir, name);
   let st: Stats;
   try {
@@ -192,11 +192,8 @@ async function readKeyFile(dir: string, name: string): Promise<FileResult> {
     try {
       if (bytes.length < MIN_KEY_BYTES) return { kind: 'problem', problem: `${name}: key is ${bytes.length} bytes; at least ${MIN_KEY_BYTES} are required` };
       const key = createSecretKey(bytes);
-      const warning =
-        (fst.mode & 0o077) !== 0
-          ? `${name}: mode ${octal(fst.mode)} lets group or others read the key; make it 0600 or 0400 (Kubernetes: defaultMode 0400 with the sidecar's runAsUser owning the files; with fsGroup the kubelet adds group read, so keep that group to the sidecar alone)`
-          : null;
-      return { kind: 'key', key, warning };
+      const exposure = fileExposure(fst, ownGroups);
+      return { kind: 'key', key, warning: exposure === null ? null : `${name}: ${exposure}; ${MODE_ADVICE}` };
     } finally {
       bytes.fill(0);
     }
@@ -223,13 +220,14 @@ export async function loadKeyRing(dir: string): Promise<KeyRingLoad> {
   const problems: string[] = [];
   const warnings: string[] = [];
   const keys = new Map<string, KeyObject>();
+  const ownGroups = processGroupIds();
   for (const name of names) {
     if (name.startsWith('.')) continue; // ..data, ..2026_11_23_…, editors' dotfiles
     if (!KEY_ID_PATTERN.test(name)) {
       warnings.push(`${JSON.stringify(name)}: skipped: not a valid key id (1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit)`);
       continue;
     }
-    const r = await readKeyFile(dir, name);
+    const r = await readKeyFile(dir, name, ownGroups);
     if (r.kind === 'problem') problems.push(r.problem);
     else {
       if (r.warning !== null) warnings.push(r.warning);
@@ -353,7 +351,7 @@ export function watchKeyRing(initial: KeyRing, options: KeyRingWatcherOptions): 
  * base64 of at least 32 bytes; problems and warnings name the path, never the content.
  */
 export async function loadKeyFile(path: string): Promise<{ ok: true; key: KeyObject; warning: string | null } | { ok: false; problem: string }> {
-  const r = await readKeyFile(dirname(path), basename(path));
+  const r = await readKeyFile(dirname(path), basename(path), processGroupIds());
   if (r.kind === 'problem') return { ok: false, problem: `${path}: ${r.problem.slice(basename(path).length + 2)}` };
   if (r.kind === 'skip') return { ok: false, problem: `${path}: not a key file (missing, a directory or not a regular file)` };
   return { ok: true, key: r.key, warning: r.warning === null ? null : `${path}: ${r.warning.slice(basename(path).length + 2)}` };

@@ -23,6 +23,7 @@ import type { KeyObject } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { Config } from '../config/types.ts';
+import { fileExposure, processGroupIds } from '../core/fileExposure.ts';
 import { loadKeyFile } from '../integrity/keyRing.ts';
 import type { AuditEventType, AuditSink } from './audit.ts';
 import { checkLine, formatLine, GENESIS_HASH, lineHash, type ChainPosition } from './auditChain.ts';
@@ -142,7 +143,8 @@ export async function openAuditLog(opts: AuditLogOptions): Promise<AuditLogOpen>
     fh = await openFile(opts.file);
     const st = await fh.stat();
     size = st.size;
-    if ((st.mode & 0o077) !== 0) opts.log.warn({ file: opts.file }, 'the audit log file is readable by group or others; make it 0600');
+    const exposure = fileExposure(st, processGroupIds());
+    if (exposure !== null) opts.log.warn({ file: opts.file, exposure }, 'the audit log file is open to more than this process; make it 0600');
   } catch (err) {
     return { ok: false, problems: [`${opts.file}: cannot open for appending (${errCode(err)})`] };
   }

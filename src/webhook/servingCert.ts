@@ -1,12 +1,14 @@
 /**
  * The webhook's own serving certificate and key, read from files and checked the way the
  * sidecar checks its identity: the key matches the certificate and meets the TLS policy, and
- * the certificate is within its validity. No CA bundle: the API server trusts this certificate
+ * the certificate is within its validity (less than a third of its lifetime left is a warning, as
+ * for the identity's default). No CA bundle: the API server trusts this certificate
  * through the webhook configuration's caBundle (cert-manager's CA injector fills it in).
  */
 import { createPrivateKey, type X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { EXPIRY_WARNING_DAYS } from '../certs/identityBundle.ts';
+import { DEFAULT_EXPIRY_WARNING_FRACTION } from '../config/defaults.ts';
+import { expirySoonNotice } from '../certs/expiryWarning.ts';
 import { notAfter, notBefore, parseCertificates } from '../certs/pem.ts';
 import { keyPolicyProblem } from '../tls/policy.ts';
 
@@ -24,8 +26,6 @@ export interface ServingCert {
 export type ServingCertLoad =
   | { readonly ok: true; readonly cert: ServingCert; readonly warnings: readonly string[] }
   | { readonly ok: false; readonly problems: readonly string[] };
-
-const DAY_MS = 86_400_000;
 
 export async function loadServingCert(files: ServingCertFiles, now: Date): Promise<ServingCertLoad> {
   const problems: string[] = [];
@@ -64,12 +64,10 @@ export function checkServingCert(certPem: Buffer, keyPem: Buffer, files: Serving
   }
   if (leaf !== undefined) {
     const subject = leaf.subject.replace(/\n/g, ', ');
-    const end = notAfter(leaf);
     if (notBefore(leaf).getTime() > now.getTime()) problems.push(`--cert ${files.certFile}: ${subject} is not valid before ${leaf.validFrom}`);
-    if (end.getTime() <= now.getTime()) problems.push(`--cert ${files.certFile}: ${subject} expired at ${leaf.validTo}`);
-    else if (end.getTime() - now.getTime() < EXPIRY_WARNING_DAYS * DAY_MS) {
-      warnings.push(`--cert ${files.certFile}: ${subject} expires at ${leaf.validTo} (less than ${EXPIRY_WARNING_DAYS} days)`);
-    }
+    if (notAfter(leaf).getTime() <= now.getTime()) problems.push(`--cert ${files.certFile}: ${subject} expired at ${leaf.validTo}`);
+    const soon = expirySoonNotice(leaf, now, DEFAULT_EXPIRY_WARNING_FRACTION);
+    if (soon !== null) warnings.push(`--cert ${files.certFile}: ${subject} ${soon}`);
   }
   if (problems.length > 0 || leaf === undefined || !keyOk) return { ok: false, problems };
   return { ok: true, cert: Object.freeze({ certPem, keyPem, leaf }), warnings };
