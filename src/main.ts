@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Config, HostPort } from './config/types.ts';
@@ -10,7 +10,7 @@ import type { LiveSettable } from './proxy/liveSettings.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import { createReadiness, type Readiness } from './core/readiness.ts';
 import { createLogger } from './telemetry/logger.ts';
-import { createMetrics, type Metrics } from './telemetry/metrics.ts';
+import { collectRuntimeMetrics, createMetrics, type Metrics } from './telemetry/metrics.ts';
 import { logAuditSink, type AuditSink } from './telemetry/audit.ts';
 import { startAuditLog } from './telemetry/auditLog.ts';
 import { startIdentity, type IdentityRuntime, type IdentityTiming, type ReloadOutcome, type ReloadTrigger } from './certs/identityRuntime.ts';
@@ -25,6 +25,7 @@ import { ERRORS } from './core/errors.ts';
 import { certReport } from './admin/certReport.ts';
 import { configView } from './admin/configView.ts';
 import { RecentAnomalies } from './anomaly/recentAnomalies.ts';
+import { AccessLog } from './telemetry/accessLog.ts';
 import { RecentHandshakes } from './telemetry/recentHandshakes.ts';
 import { initialiseSeries } from './telemetry/metricSeries.ts';
 import { notAfter, notBefore } from './certs/pem.ts';
@@ -139,7 +140,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   const registry = deps.registry ?? new Registry();
   const metrics = createMetrics(registry);
   initialiseSeries(metrics, config, VERSION);
-  collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
+  collectRuntimeMetrics(registry);
   const countAudit = (type: Parameters<AuditSink['record']>[0]): void => void metrics.auditEvents.labels(type).inc();
   // with audit.file: the hash-chained, MACed file; without: one log line per event
   const auditStart = deps.audit === undefined ? await startAuditLog(config.audit, { log: log.child({ component: 'audit' }), count: countAudit, countDropped: () => metrics.auditDropped.inc() }) : { ok: true as const, log: null };
@@ -153,6 +154,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   let current: Config = config;
   const recentHandshakes = new RecentHandshakes();
   const recentAnomalies = new RecentAnomalies();
+  const accessLog = new AccessLog(config.log.access);
 
   // filled in as startup proceeds; the admin API answers from whatever is there
   let identity: IdentityRuntime | null = null;
@@ -298,8 +300,8 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
 
     listeners = config.listeners.map((l) =>
       l.mode === 'inbound'
-        ? createInboundListener({ config: l, policy, material: id.material(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentAnomalies, recentHandshakes, ticketKeys: tickets.current() })
-        : createOutboundListener({ config: l, clientContext: () => id.clientContext(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentHandshakes }),
+        ? createInboundListener({ config: l, policy, material: id.material(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentAnomalies, recentHandshakes, ticketKeys: tickets.current(), accessLog })
+        : createOutboundListener({ config: l, clientContext: () => id.clientContext(), metrics, audit, log: log.child({ listener: l.name }), clock, integrity: keys.stageFor(l), recentHandshakes, accessLog }),
     );
     await startListeners(config, listeners, { reusePort: workerCount > 1 });
     if (workerCount > 1) {
@@ -343,6 +345,7 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     listeners.forEach((l, i) => (l as Listener & LiveSettable).applyLive(next.listeners[i]!, keys.stageFor(next.listeners[i]!)));
     pool?.setConfig(next);
     log.level = next.log.level;
+    accessLog.enabled = next.log.access;
   }
 
   const reload = createReloader({ log, audit, draining: () => readiness.draining(), keys, identity: id, current: () => current, apply: applyConfig });

@@ -33,7 +33,7 @@ t.test('admin serves liveness, readiness, metrics and status on loopback', async
   t.match(text, /tollgate_authz_decisions_total\{listener="ingest",decision="allow"\} 1/);
   t.match(text, /tollgate_requests_total\{listener="ingest",route="default",status_class="2xx"\} 1/);
   t.match(text, /tollgate_cert_expiration_timestamp_seconds\{cert="identity"\} \d+/);
-  t.match(text, /tollgate_process_cpu_seconds_total/);
+  t.match(text, /^process_cpu_seconds_total /m);
 
   const status = (await (await request(`${admin}/status`)).body.json()) as { version: string; ready: boolean; listeners: Array<{ name: string; mode: string }>; identity: { spkiPin: string } };
   t.equal(status.ready, true);

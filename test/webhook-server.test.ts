@@ -3,6 +3,7 @@
  * HTTPS to the Service's DNS name (checked against the caBundle), POST /mutate with an
  * AdmissionReview. Malformed input gets 400 and the process keeps serving; the certificate is
  * reloaded when its Secret volume changes; bad flags exit 2; SIGTERM drains and exits 0.
+ * GET /metrics counts admissions by outcome from a first scrape of zeros, and passes promtool.
  */
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
@@ -15,8 +16,11 @@ import { Client } from 'undici';
 import { exitWithin, startTollgate, type Running } from './helpers/process.ts';
 import { makeCa, makeLeaf, tempDir, type Teardownable, type TestCa } from './helpers/pki.ts';
 import { secretVolume, type SecretVolume } from './helpers/secretVolume.ts';
-import { eventually } from './helpers/world.ts';
+import { eventually, type Test } from './helpers/world.ts';
 import { goldenFile, reviewFixtures, type DecodedAnswer } from './helpers/admission.ts';
+import { expositionProblems, parsePrometheusText, sampleValue, type MetricFamily } from './helpers/prometheusText.ts';
+import { NEEDS_PROMTOOL, promtoolCheckMetrics } from './helpers/promtool.ts';
+import { ADMISSION_SERIES } from '../src/webhook/webhookMetrics.ts';
 
 const SERVICE_DNS = 'tollgate-injector.tollgate-system.svc';
 const IMAGE = 'registry.example.com/tollgate:0.1.0';
@@ -119,6 +123,62 @@ t.test('POST /mutate over HTTPS answers the AdmissionReview with the JSONPatch, 
   const log = w.p.logs().find((l) => l.msg === 'admission reviewed' && l.outcome === 'injected');
   t.match(log, { uid: native.review.request.uid, namespace: 'pipeline', generateName: 'ingest-6b8f9c7d5-', dryRun: false }, 'one log line per review');
   t.notMatch(w.p.stdout(), /ingest-keys.*tls\.key|BEGIN/, 'no key material in the logs');
+});
+
+async function webhookMetrics(t: Test, client: Client): Promise<{ text: string; families: MetricFamily[] }> {
+  const res = await client.request({ method: 'GET', path: '/metrics' });
+  t.equal(res.statusCode, 200, 'GET /metrics is 200');
+  t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/, 'Prometheus text format 0.0.4');
+  const text = await res.body.text();
+  return { text, families: parsePrometheusText(text) };
+}
+
+t.test('GET /metrics counts every admission by outcome from a first scrape of zeros, times it, and serves the process metrics', async (t) => {
+  const w = await startWebhook(t);
+  const client = apiServer(t, w);
+  const before = await webhookMetrics(t, client);
+  t.same(expositionProblems(before.families), [], 'well formed');
+  const admissions = (families: MetricFamily[]): string[] =>
+    families.find((f) => f.name === 'tollgate_webhook_admissions_total')!.samples.map((s) => `${s.labels.outcome}/${s.labels.reason}=${s.value}`).sort();
+  const zeros = Object.values(ADMISSION_SERIES).map(([outcome, reason]) => `${outcome}/${reason}=0`);
+  t.same(admissions(before.families), zeros.sort(), 'every outcome and reason at 0 before any review');
+  t.equal(sampleValue(before.families, 'tollgate_webhook_admission_duration_seconds_count'), 0, 'no admission timed yet');
+  const names = before.families.map((f) => f.name);
+  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_total_bytes']) {
+    t.ok(names.includes(name), `${name} is served`);
+  }
+  t.same(names.filter((n) => !/^(tollgate_webhook_|process_|nodejs_)/.test(n)), [], 'nothing of the sidecar, no tollgate_process_ names');
+
+  const fixture = (name: string): string => reviewFixtures().find((f) => f.name === name)!.text;
+  t.equal((await post(client, native.text)).status, 200);
+  t.equal((await post(client, fixture('host-network'))).status, 200);
+  t.equal((await post(client, fixture('opted-out'))).status, 200);
+  t.equal((await post(client, '{"apiVersion":')).status, 400);
+  t.equal((await post(client, native.text, 'text/plain')).status, 415);
+  const get = await client.request({ method: 'GET', path: '/mutate' });
+  t.equal(get.statusCode, 405, 'a GET /mutate is not an admission');
+  await get.body.dump();
+  const refused = await client.request({ method: 'POST', path: '/metrics', body: 'x' });
+  t.equal(refused.statusCode, 405, 'POST /metrics: 405');
+  t.equal(refused.headers.allow, 'GET, HEAD');
+  await refused.body.dump();
+
+  const after = await webhookMetrics(t, client);
+  t.same(expositionProblems(after.families), [], 'still well formed');
+  const counted = admissions(after.families).filter((s) => !s.endsWith('=0'));
+  const expected = ['denied/=1', 'error/bad_review=1', 'error/unsupported_media_type=1', 'injected/=1', 'skipped/not_opted_in=1'];
+  t.same(counted, expected, 'each review under what it was answered');
+  t.equal(sampleValue(after.families, 'tollgate_webhook_admission_duration_seconds_count'), 5, 'five admissions timed');
+  const seconds = sampleValue(after.families, 'tollgate_webhook_admission_duration_seconds_sum');
+  t.ok(seconds > 0 && seconds < 5, `taking some time (${seconds} s in all)`);
+
+  t.test('and passes promtool check metrics', { skip: NEEDS_PROMTOOL }, async (t) => {
+    for (const [what, text] of [['before any review', before.text], ['after five', after.text]] as const) {
+      const verdict = await promtoolCheckMetrics(text);
+      t.equal(verdict.code, 0, `${what}: exit 0`);
+      t.equal(verdict.output, '', `${what}: no problem named`);
+    }
+  });
 });
 
 t.test('malformed input gets a 4xx with a message, never a crash, and the webhook keeps serving', async (t) => {
@@ -267,8 +327,8 @@ t.test('bad usage exits 2 naming every bad flag; a port in use exits 1', async (
   t.match(mismatch.stderr, /--key .*: does not match the certificate/);
   const missing = await run(['--listen', '127.0.0.1:0', '--cert', join(dir, 'none.crt'), '--key', join(dir, 'none.key'), '--image', IMAGE]);
   t.equal(missing.code, 2);
-  t.match(missing.stderr, /--cert .*none\.crt: cannot read \(ENOENT\)/);
-  t.match(missing.stderr, /--key .*none\.key: cannot read \(ENOENT\)/);
+  t.match(missing.stderr, /--cert .*none\.crt: cannot read \(ENOENT\b/);
+  t.match(missing.stderr, /--key .*none\.key: cannot read \(ENOENT\b/);
 
   await writeFile(join(dir, 'tls.key'), leaf.keyPem, { mode: 0o600 });
   await writeFile(join(dir, 'config.json'), JSON.stringify({ sidecar: { runAsUser: 0, resources: { cpuRequest: 'lots' }, colour: 'blue' }, drainTimeoutSeconds: -1 }));

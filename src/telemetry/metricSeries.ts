@@ -1,4 +1,5 @@
 import type { Config } from '../config/types.ts';
+import { ERRORS, UPSTREAM_FAILURE_REASONS } from '../core/errors.ts';
 import type { AuditEventType } from './audit.ts';
 import { CONNECTION_DROP_REASONS, HANDSHAKE_FAILURE_REASONS, SIGNATURE_RESULTS, type Metrics } from './metrics.ts';
 
@@ -10,10 +11,13 @@ import { CONNECTION_DROP_REASONS, HANDSHAKE_FAILURE_REASONS, SIGNATURE_RESULTS, 
  */
 const ROUTE = 'default';
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
-const UPSTREAM_REASONS = ['upstream_unavailable', 'upstream_timeout', 'upstream_identity', 'upstream_protocol'] as const;
+/** tollgate_upstream_errors_total's reasons: what failed upstream (a name that does not resolve, refused, reset, …), a closed set in the error module */
+const UPSTREAM_REASONS: readonly string[] = UPSTREAM_FAILURE_REASONS;
 const PAYLOAD_DIRECTIONS = ['request', 'response'] as const;
 const ANOMALY_KINDS = ['too_large', 'too_small', 'volume_requests', 'volume_bytes'] as const;
 const CERT_RELOAD_RESULTS = ['success', 'unchanged', 'failure'] as const;
+const KEY_RING_RELOAD_RESULTS = ['success', 'failure'] as const;
+const ADMIN_REFUSAL_REASONS = [ERRORS.ERR_ADMIN_FORBIDDEN.reason, ERRORS.ERR_ADMIN_UNAUTHORIZED.reason] as const;
 const AUDIT_TYPES = [
   'start',
   'stop',
@@ -30,12 +34,16 @@ const AUDIT_TYPES = [
   'config_reload',
   'key_ring_change',
 ] as const satisfies readonly AuditEventType[];
+/** a compile error when an audit event type is added to audit.ts but not to the list above */
+const EVERY_AUDIT_TYPE_LISTED: [Exclude<AuditEventType, (typeof AUDIT_TYPES)[number]>] extends [never] ? true : never = true;
 
 export function initialiseSeries(metrics: Metrics, config: Config, version: string): void {
   metrics.buildInfo.labels(version, process.versions.node, process.versions.openssl).set(1);
   for (const r of CERT_RELOAD_RESULTS) metrics.certReloads.labels(r).inc(0);
+  // also without keys.dir: the family is documented, and a dashboard's rate() needs a series to read
+  for (const r of KEY_RING_RELOAD_RESULTS) metrics.keyRingReloads.labels(r).inc(0);
   for (const t of AUDIT_TYPES) metrics.auditEvents.labels(t).inc(0);
-  for (const r of ['admin_forbidden', 'admin_unauthorized']) metrics.adminRefusals.labels(r).inc(0);
+  for (const r of ADMIN_REFUSAL_REASONS) metrics.adminRefusals.labels(r).inc(0);
   for (const l of config.listeners) {
     const name = l.name;
     metrics.handshakes.labels(name, 'success', '').inc(0);

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /**
  * Every tollgate metric, its type and label set, in one place (README.md's "Metrics and admin" lists them).
@@ -226,6 +226,24 @@ export function createMetrics(registry: Registry): Metrics {
       registers,
     }),
   });
+}
+
+/**
+ * prom-client's gauges that end in `_total`, a suffix Prometheus keeps for counters (`promtool
+ * check metrics` fails on them). Each is the sum of a per-type gauge that stays, so nothing is
+ * lost: `sum without (type) (nodejs_active_handles)`.
+ */
+export const RUNTIME_GAUGES_NAMED_AS_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
+
+/**
+ * The standard process and Node.js metrics (`process_cpu_seconds_total`, `nodejs_heap_size_total_bytes`…)
+ * under their usual names, without the `tollgate_` prefix, as stock dashboards and alerts expect;
+ * the gauges named as counters are left out. Process-wide: registered once per process (with
+ * `workers` > 1, by the main thread only).
+ */
+export function collectRuntimeMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of RUNTIME_GAUGES_NAMED_AS_COUNTERS) registry.removeSingleMetric(name);
 }
 
 /** '2xx' for 204 etc.; a closed set of five values. */

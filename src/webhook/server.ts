@@ -1,13 +1,16 @@
 /**
  * The injector's HTTPS server: `POST /mutate` (an AdmissionReview in, one out), `GET /livez`,
- * `GET /readyz` (503 while draining). Bodies are bounded; a malformed review is answered 400
- * with what is wrong; nothing a client sends can crash the process. The serving certificate
- * is swapped for new connections with setSecureContext, open connections keep theirs.
+ * `GET /readyz` (503 while draining), `GET /metrics` (Prometheus text: webhookMetrics.ts, and
+ * whatever else the command registered on the registry, such as the process metrics). Bodies
+ * are bounded; a malformed review is answered 400 with what is wrong; nothing a client sends
+ * can crash the process. The serving certificate is swapped for new connections with
+ * setSecureContext, open connections keep theirs.
  */
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { HostPort } from '../config/types.ts';
 import { formatHostPort } from '../config/hostPort.ts';
 import type { TlsPolicy } from '../tls/policy.ts';
@@ -15,12 +18,15 @@ import type { InjectorSettings } from './injectorSettings.ts';
 import { parseAdmissionReview, reviewAdmission } from './review.ts';
 import type { ServingCert } from './servingCert.ts';
 import { checkServingContext, servingContextOptions } from './servingTls.ts';
+import { createWebhookMetrics, type AdmissionFailure, type AdmissionResult, type WebhookMetrics } from './webhookMetrics.ts';
 
 export interface WebhookServerOptions {
   readonly cert: ServingCert;
   readonly policy: TlsPolicy;
   readonly injector: InjectorSettings;
   readonly log: Logger;
+  /** the webhook's own registry: its metrics are created on it and `GET /metrics` serves it */
+  readonly registry: Registry;
   /** the largest AdmissionReview accepted (default 4 MiB: a pod is at most ~1.5 MiB in etcd, and the review wraps it) */
   readonly maxBodyBytes?: number;
 }
@@ -35,6 +41,7 @@ export interface WebhookServer {
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+const ROUTES = 'POST /mutate, GET /livez, GET /readyz, GET /metrics';
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const HEADERS_TIMEOUT_MS = 10_000;
 /** the API server's webhook timeout is at most 30 s */
@@ -49,6 +56,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 120_000;
 interface State {
   readonly injector: InjectorSettings;
   readonly log: Logger;
+  readonly metrics: WebhookMetrics;
   readonly maxBodyBytes: number;
   serving: boolean;
   draining: boolean;
@@ -58,6 +66,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
   const state: State = {
     injector: options.injector,
     log: options.log,
+    metrics: createWebhookMetrics(options.registry),
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     serving: false,
     draining: false,
@@ -121,11 +130,7 @@ function handle(state: State, req: IncomingMessage, res: ServerResponse): void {
   switch (path) {
     case '/mutate':
       if (req.method !== 'POST') return methodNotAllowed(req, res, 'POST');
-      return void mutate(state, req, res).catch((err: unknown) => {
-        state.log.error({ err: (err as Error).message }, 'admission review failed unexpectedly');
-        if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: 'the review could not be answered' });
-        else res.destroy();
-      });
+      return void admit(state, req, res);
     case '/livez':
       if (req.method !== 'GET' && req.method !== 'HEAD') return methodNotAllowed(req, res, 'GET, HEAD');
       return sendJson(res, 200, { status: 'ok' });
@@ -134,28 +139,59 @@ function handle(state: State, req: IncomingMessage, res: ServerResponse): void {
       const ready = state.serving && !state.draining;
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'draining' });
     }
+    case '/metrics':
+      if (req.method !== 'GET' && req.method !== 'HEAD') return methodNotAllowed(req, res, 'GET, HEAD');
+      return void serveMetrics(state, res);
     default:
       drainRequest(req);
-      return sendJson(res, 404, { error: 'not_found', message: `no route ${req.method ?? ''} ${path ?? ''}; the webhook serves POST /mutate, GET /livez, GET /readyz` });
+      return sendJson(res, 404, { error: 'not_found', message: `no route ${req.method ?? ''} ${path ?? ''}; the webhook serves ${ROUTES}` });
   }
 }
 
-async function mutate(state: State, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serveMetrics(state: State, res: ServerResponse): Promise<void> {
+  const registry = state.metrics.registry;
+  let text: string;
+  try {
+    text = await registry.metrics();
+  } catch (err) {
+    state.log.error({ err: (err as Error).message }, 'metrics could not be collected');
+    return sendJson(res, 500, { error: 'internal', message: 'the metrics could not be collected' });
+  }
+  res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(text) });
+  res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+/** One POST /mutate, answered whatever happens, then counted and timed. */
+async function admit(state: State, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = process.hrtime.bigint();
+  let result: AdmissionResult;
+  try {
+    result = await mutate(state, req, res, started);
+  } catch (err) {
+    state.log.error({ err: (err as Error).message }, 'admission review failed unexpectedly');
+    if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: 'the review could not be answered' });
+    else res.destroy();
+    result = 'internal';
+  }
+  state.metrics.admission(result, Number(process.hrtime.bigint() - started) / 1e9);
+}
+
+/** Answer one POST /mutate; resolves with what it came to (for the metrics). */
+async function mutate(state: State, req: IncomingMessage, res: ServerResponse, started: bigint): Promise<AdmissionResult> {
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\s*(;|$)/i.test(type)) {
     drainRequest(req);
-    return sendJson(res, 415, { error: 'unsupported_media_type', message: `content-type must be application/json (got ${JSON.stringify(type)})` });
+    return failed(res, 415, 'unsupported_media_type', `content-type must be application/json (got ${JSON.stringify(type)})`);
   }
   const body = await readBody(req, state.maxBodyBytes);
   if (!body.ok) {
     res.setHeader('connection', 'close');
-    return sendJson(res, body.status, { error: body.status === 413 ? 'too_large' : 'bad_request', message: body.message });
+    return failed(res, body.status, body.status === 413 ? 'too_large' : 'bad_request', body.message);
   }
   const parsed = parseAdmissionReview(body.text);
   if (!parsed.ok) {
     state.log.warn({ message: parsed.message }, 'malformed admission review');
-    return sendJson(res, 400, { error: 'bad_review', message: parsed.message });
+    return failed(res, 400, 'bad_review', parsed.message);
   }
   const { answer, outcome, decision } = reviewAdmission(parsed.request, state.injector);
   const request = parsed.request;
@@ -174,6 +210,13 @@ async function mutate(state: State, req: IncomingMessage, res: ServerResponse): 
     'admission reviewed',
   );
   sendJson(res, 200, answer);
+  return outcome;
+}
+
+/** A POST /mutate answered with an error instead of a review: `error` names it in the body and in the metrics. */
+function failed(res: ServerResponse, status: number, error: Exclude<AdmissionFailure, 'internal'>, message: string): AdmissionResult {
+  sendJson(res, status, { error, message });
+  return error;
 }
 
 type BodyRead = { ok: true; text: string } | { ok: false; status: number; message: string };
