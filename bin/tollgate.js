@@ -1,12 +1,78 @@
 #!/usr/bin/env node
 // tollgate's command-line entry: the compiled CLI (npm ci / npm run build make dist/).
-import { main } from '../dist/cli/main.js';
+//
+// Plain JavaScript that parses on old Nodes: the Node.js version is looked at first, and dist/
+// (whose dependencies need Node 22+) is imported only after. Started by an older node (a
+// machine's Node 20 running ./bin/tollgate.js), tollgate runs itself again with the project's
+// pinned Node from node_modules, or says in one line what to run instead.
+import { spawn } from 'child_process';
+import { fileURLToPath } from 'url';
+import { decideForThisProcess, REEXEC_MARK } from './nodeRuntime.js';
 
-main(process.argv.slice(2)).then(
-  // exit explicitly: a drained sidecar may still hold timers it no longer needs
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`tollgate: ${err?.stack ?? err}\n`);
+/** What a supervisor or a terminal sends us goes on to the tollgate doing the work. */
+var FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'];
+
+var decision = decideForThisProcess();
+if (decision.action === 'run') runHere();
+else if (decision.action === 'reexec') runWith(decision.binary);
+else {
+  process.stderr.write(decision.message + '\n');
+  process.exitCode = 1;
+}
+
+function runHere() {
+  import('../dist/cli/main.js').then(
+    function (cli) {
+      return cli.main(process.argv.slice(2)).then(
+        // exit explicitly: a drained sidecar may still hold timers it no longer needs
+        function (code) {
+          process.exit(code);
+        },
+        fail,
+      );
+    },
+    function (err) {
+      if (err && err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).indexOf('dist') !== -1) {
+        process.stderr.write('tollgate: dist/ is not built: run `npm ci` (or `npm run build`) in the tollgate folder\n');
+        process.exit(1);
+      }
+      fail(err);
+    },
+  );
+}
+
+function fail(err) {
+  process.stderr.write('tollgate: ' + ((err && err.stack) || err) + '\n');
+  process.exit(1);
+}
+
+/**
+ * Run this file again with `binary`, same arguments and Node options, output straight through.
+ * The child gets its own process group, so a Ctrl-C reaches it once (forwarded from here), not
+ * twice (the terminal's and ours): tollgate reads a second SIGINT as "stop now". Its exit code,
+ * or the signal that ended it, becomes ours.
+ */
+function runWith(binary) {
+  var env = Object.assign({}, process.env);
+  env[REEXEC_MARK] = '1';
+  var args = process.execArgv.concat([fileURLToPath(import.meta.url)], process.argv.slice(2));
+  var child = spawn(binary, args, { stdio: 'inherit', env: env, detached: process.platform !== 'win32' });
+  var forward = {};
+  FORWARDED_SIGNALS.forEach(function (signal) {
+    forward[signal] = function () {
+      child.kill(signal);
+    };
+    process.on(signal, forward[signal]);
+  });
+  child.on('error', function (err) {
+    process.stderr.write('tollgate: cannot run the pinned Node.js ' + binary + ': ' + err.message + '\n');
     process.exit(1);
-  },
-);
+  });
+  child.on('exit', function (code, signal) {
+    FORWARDED_SIGNALS.forEach(function (s) {
+      process.removeListener(s, forward[s]);
+    });
+    if (signal !== null) process.kill(process.pid, signal);
+    else process.exit(code);
+  });
+}

@@ -1,14 +1,15 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import { createDevPki, writeDevPki } from '../src/certs/devPki.ts';
 import type { PemKeyPair } from '../src/certs/devPki.ts';
-import { makeCa, makeLeaf, tempDir } from './helpers/pki.ts';
+import { makeCa, makeLeaf, tempDir, type Teardownable } from './helpers/pki.ts';
+import { exitWithin, startTollgate, type Finished } from './helpers/process.ts';
 
 const NOW = new Date('2026-03-01T12:00:00.000Z');
 const MINUTE = 60_000;
@@ -245,4 +246,65 @@ t.test('two dev identities complete a mutual-TLS handshake; a foreign CA leaf is
   t.ok(refusedServer.clientError, 'client refused the foreign server certificate');
   t.equal(refusedServer.clientAuthorized, undefined, 'client never reached secureConnect');
   t.match((refusedServer.clientError as NodeJS.ErrnoException | undefined)?.code, /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT/);
+});
+
+/** `tollgate certs dev …` as a process, run to its end. */
+function certsDev(t: Teardownable, args: string[], cwd?: string): Promise<Finished> {
+  return exitWithin(startTollgate(t, ['certs', 'dev', ...args], cwd), 20_000, `tollgate certs dev ${args.join(' ')}`);
+}
+
+t.test('certs dev writes into an absent folder and into an empty one', async (t) => {
+  const dir = await tempDir(t, 'tollgate-certs-dev-');
+  // what `npm run certs:dev` runs, from the folder it runs in
+  const absent = await certsDev(t, ['--out', 'certs-dev/out'], dir);
+  t.equal(absent.code, 0, `an absent folder: exit 0 (stderr: ${absent.stderr})`);
+  t.ok((await stat(join(dir, 'certs-dev', 'out', 'ca.crt'))).isFile(), 'the CA is written');
+  const empty = join(dir, 'empty');
+  await mkdir(empty);
+  const r = await certsDev(t, ['--out', empty, '--identity', 'solo']);
+  t.equal(r.code, 0, `an empty folder: exit 0 (stderr: ${r.stderr})`);
+  t.same((await readdir(empty)).sort(), ['ca.crt', 'ca.key', 'solo']);
+});
+
+t.test('certs dev refuses a folder that already holds files, in one line, and leaves its CA as it was', async (t) => {
+  const dir = await tempDir(t, 'tollgate-certs-dev-');
+  const out = join(dir, 'pki');
+  t.equal((await certsDev(t, ['--out', out])).code, 0, 'the first PKI');
+  const ca = await readFile(join(out, 'ca.crt'), 'utf8');
+  const again = await certsDev(t, ['--out', out, '--identity', 'other']);
+  t.equal(again.code, 2, 'exit 2');
+  t.equal(again.stdout, '', 'nothing written to stdout');
+  const lines = again.stderr.trimEnd().split('\n');
+  t.equal(lines.length, 1, `one line (got: ${again.stderr})`);
+  t.match(lines[0], `--out ${out} already holds ca.crt, ca.key, ingest/ and 1 more`, 'what is there');
+  t.match(lines[0], /pass --force/, 'and how to go ahead anyway');
+  t.equal(await readFile(join(out, 'ca.crt'), 'utf8'), ca, 'the CA is untouched');
+  await t.rejects(stat(join(out, 'other')), 'no identity was added');
+
+  const stray = join(dir, 'stray');
+  await mkdir(stray);
+  await writeFile(join(stray, 'notes.txt'), 'mine\n');
+  const other = await certsDev(t, ['--out', stray]);
+  t.equal(other.code, 2, 'a folder of anything else is refused too');
+  t.match(other.stderr, 'already holds notes.txt;');
+
+  const file = join(dir, 'a-file');
+  await writeFile(file, 'x');
+  const notDir = await certsDev(t, ['--out', file]);
+  t.equal(notDir.code, 2, 'a file where the folder should be: exit 2');
+  t.match(notDir.stderr, 'is a file, not a folder');
+});
+
+t.test('certs dev --force replaces the CA in a folder that holds one', async (t) => {
+  const dir = await tempDir(t, 'tollgate-certs-dev-');
+  const out = join(dir, 'pki');
+  t.equal((await certsDev(t, ['--out', out])).code, 0, 'the first PKI');
+  const before = new X509Certificate(await readFile(join(out, 'ca.crt')));
+  const r = await certsDev(t, ['--out', out, '--force']);
+  t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr})`);
+  const after = new X509Certificate(await readFile(join(out, 'ca.crt')));
+  t.not(after.fingerprint256, before.fingerprint256, 'a new CA');
+  const leaf = new X509Certificate(await readFile(join(out, 'ingest', 'tls.crt')));
+  t.ok(leaf.verify(after.publicKey), 'the identities are issued by the new CA');
+  t.notOk(leaf.verify(before.publicKey), 'not by the old one');
 });

@@ -55,7 +55,7 @@ t.test('outbound --keys --sign-key-id and inbound --keys, as processes, carry a 
   t.equal((await exitWithin(outbound, 15_000)).code, 0);
 });
 
-t.test('inbound --keys refuses to start on an unusable key file, naming keys.dir and never printing the key', async (t) => {
+t.test('inbound --keys refuses to start on an unusable key file, naming --keys and never printing the key', async (t) => {
   const w = await world(t);
   const ingest = await w.identity('ingest');
   const keys = join(w.dir, 'keys');
@@ -66,7 +66,8 @@ t.test('inbound --keys refuses to start on an unusable key file, naming keys.dir
     15_000,
   );
   t.equal(r.code, 2, 'a configuration problem');
-  t.match(r.stderr, /keys\.dir: .*short.*16 bytes/);
+  t.match(r.stderr, /  - --keys: .*short.*16 bytes/, 'named by the flag given');
+  t.notMatch(r.stderr, /keys\.dir/, 'not by the config path the flags became');
   t.notMatch(r.stderr + r.stdout, Buffer.alloc(16, 7).toString('base64'), 'the key text is not printed');
 });
 

@@ -250,7 +250,7 @@ t.test('an unknown command exits 2 and says which', async (t) => {
 t.test('check --config: exit 0 on a good config, 0 with a warning when the certificate expires in 3 days, 2 when broken', async (t) => {
   const w = await world(t, LONG_CA);
   const good = await w.identity('good', LONG_LEAF);
-  const soon = await w.identity('soon', { notAfter: hoursAgo(-72) });
+  const soon = await w.identity('soon', { notBefore: hoursAgo(21 * 24), notAfter: hoursAgo(-72) }); // 3 of its 24 days left: under a third
   const broken = await w.identity('broken', { notBefore: hoursAgo(48), notAfter: hoursAgo(1) });
   const goodFile = await writeConfig(w.dir, 'good.json', configFor(good, [inboundListener('127.0.0.1:8080')]));
   const soonFile = await writeConfig(w.dir, 'soon.json', configFor(soon, [inboundListener('127.0.0.1:8080')]));
@@ -335,7 +335,9 @@ t.test('demo --once runs the whole story and exits 0', async (t) => {
   const r = await run(t, ['demo', '--once'], { timeoutMs: 60_000 });
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr})`);
   t.match(r.stdout, /30\/30 signed events accepted/, 'all thirty signed events went through');
-  t.match(r.stdout, /100x the usual size: HTTP 202 .* flagged too_large/, 'the oversized event passed in observe mode and was flagged');
+  t.match(r.stdout, /100x the usual size: HTTP 202 .* flagged: 1 too_large \(the same in \/anomalies\/recent and tollgate_payload_anomalies_total\)/, 'the oversized event passed in observe mode and was flagged once, as the admin API lists it');
+  t.notMatch(r.stdout, /http:\/\/127\.0\.0\.1:\d+\/status/, 'no admin URL that is dead once --once returns');
+  t.match(r.stdout, /without --once/, 'it says how to keep the sidecars up');
   t.match(r.stdout, /Signature-Input: tollgate=\("@method" "@authority" "@path" "@query" "content-digest"/, 'the signature the app saw is shown');
   t.match(r.stdout, /ERR_PEER_NOT_ALLOWED/, 'the intruder was refused with ERR_PEER_NOT_ALLOWED');
   t.match(r.stdout, /no signature: refused with HTTP 401 ERR_SIG_MISSING/, 'an unsigned request was refused');

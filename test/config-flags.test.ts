@@ -3,7 +3,7 @@ import { expectConfig, expectProblems } from './helpers/config.ts';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { configFromFlags } from '../src/config/flags.ts';
+import { configFromFlags, problemInFlagTerms, quickModeFlags } from '../src/config/flags.ts';
 import { loadConfigFile } from '../src/config/load.ts';
 import { formatProblem } from '../src/config/validate.ts';
 import type { Config } from '../src/config/types.ts';
@@ -48,6 +48,7 @@ t.test('inbound flags build the same config as the equivalent file', async (t) =
     '--keys', 'keys',
     '--admin', '127.0.0.1:15000',
     '--log-level', 'debug',
+    '--access-log',
     '--max-body-bytes', '1048576',
     '--idle-timeout', '30',
   ];
@@ -56,7 +57,7 @@ t.test('inbound flags build the same config as the equivalent file', async (t) =
     admin: { listen: '127.0.0.1:15000' },
     identity: { certFile: 'tls.crt', keyFile: 'tls.key', caFile: 'ca.crt', crlFile: 'ca.crl' },
     keys: { dir: 'keys' },
-    log: { level: 'debug' },
+    log: { level: 'debug', access: true },
     listeners: [
       {
         name: 'inbound',
@@ -122,7 +123,7 @@ t.test('quick commands run no admin server unless --admin is given', async (t) =
   t.same(config.admin, { listen: null, tokenFile: null });
   t.same(config.health, { listen: null });
   t.same(config.listeners[0]?.allow, { any: true, spiffe: [], dns: [], cn: [], spkiPins: [] }, '--allow-any alone is enough');
-  t.same(config.identity, { certFile: join(CWD, 'tls.crt'), keyFile: join(CWD, 'tls.key'), caFile: join(CWD, 'ca.crt'), crlFile: null, crlStale: 'warn' });
+  t.same(config.identity, { certFile: join(CWD, 'tls.crt'), keyFile: join(CWD, 'tls.key'), caFile: join(CWD, 'ca.crt'), crlFile: null, crlStale: 'warn', expiryWarningFraction: 1 / 3 });
   const withAdmin = expectConfig(configFromFlags('inbound', [...INBOUND_MINIMAL, '--admin', '127.0.0.1:0'], CWD));
   t.same(withAdmin.admin.listen, { host: '127.0.0.1', port: 0 });
 });
@@ -167,12 +168,44 @@ t.test('missing required flags are each reported', async (t) => {
   ]);
 });
 
-t.test('unknown flags and stray arguments are problems named as typed', async (t) => {
-  t.same(problemsOf('inbound', [...INBOUND_MINIMAL, '--frobnicate', '-x', 'extra']), [
+t.test('unknown flags and stray arguments are problems named as typed; the word after an unknown flag is its value', async (t) => {
+  t.same(problemsOf('inbound', [...INBOUND_MINIMAL, '--frobnicate', '-x', 'its-value', 'extra']), [
     '--frobnicate: unknown flag',
     '-x: unknown flag',
     'extra: unexpected argument (flags are --name VALUE)',
   ]);
+});
+
+t.test('a mistyped flag gets "did you mean" the flag of this command it is closest to', async (t) => {
+  t.same(problemsOf('inbound', [...INBOUND_MINIMAL, '--allow-spife', 'spiffe://example.org/a']), [
+    '--allow-spife: unknown flag (did you mean --allow-spiffe?)',
+  ]);
+  t.same(problemsOf('outbound', [...OUTBOUND_MINIMAL, '--server-nme', 'x']), ['--server-nme: unknown flag (did you mean --server-name?)']);
+  t.same(problemsOf('outbound', [...OUTBOUND_MINIMAL, '--verify-spife', 'x']), ['--verify-spife: unknown flag (did you mean --verify-spiffe?)']);
+});
+
+t.test('startup problems of a flag-built config are put in flag terms; others stay as they are', async (t) => {
+  t.equal(problemInFlagTerms('listeners[0].listen: 127.0.0.1:8443: EADDRINUSE'), '--listen: 127.0.0.1:8443: EADDRINUSE');
+  t.equal(problemInFlagTerms('admin.listen: 127.0.0.1:15000: EADDRINUSE'), '--admin: 127.0.0.1:15000: EADDRINUSE');
+  t.equal(problemInFlagTerms('admin.tokenFile: /t: holds no token'), '--admin-token-file: /t: holds no token');
+  t.equal(problemInFlagTerms('health.listen: 127.0.0.1:15021: EADDRINUSE'), 'health.listen: 127.0.0.1:15021: EADDRINUSE', 'no flag sets health.listen');
+  t.equal(problemInFlagTerms('workers: no reusePort'), 'workers: no reusePort');
+  t.equal(problemInFlagTerms('identity.certFile /x/tls.crt: ENOENT'), '--cert /x/tls.crt: ENOENT', 'a path followed by the file it names');
+  t.equal(problemInFlagTerms('keys.dir: /k: short: key is 16 bytes'), '--keys: /k: short: key is 16 bytes');
+});
+
+t.test('the help of each quick command lists exactly the flags its parser takes for it', async (t) => {
+  for (const mode of ['inbound', 'outbound'] as const) {
+    const other = mode === 'inbound' ? 'outbound' : 'inbound';
+    const names = quickModeFlags(mode).map((f) => f.name);
+    t.ok(quickModeFlags(mode).every((f) => f.description.length > 0), `${mode}: every flag has a description`);
+    for (const name of quickModeFlags(other).map((f) => f.name).filter((n) => !names.includes(n))) {
+      t.match(problemsOf(mode, [`--${name}`]).join('\n'), `--${name}: is for ${other} only`, `${mode}: --${name} is refused as ${other}'s`);
+    }
+    for (const name of names) {
+      t.notMatch(problemsOf(mode, [`--${name}`]).join('\n'), `--${name}: unknown flag`, `${mode}: --${name} is known`);
+    }
+  }
 });
 
 t.test('flags of the other command are problems', async (t) => {

@@ -109,6 +109,6 @@ t.test('no ADD, and every file copied from the build context exists and is not d
   }
   for (const w of instructions.filter((i) => i.getKeyword() === 'WORKDIR')) t.match(args(w)[0], /^\//, 'WORKDIR is absolute');
   const entry = readFileSync(`${ROOT}bin/tollgate.js`, 'utf8');
-  t.match(entry, /from '\.\.\/dist\/cli\/main\.js'/, 'the entry script loads the compiled CLI that the build stage produces');
+  t.match(entry, /(from |import\()'\.\.\/dist\/cli\/main\.js'/, 'the entry script loads the compiled CLI that the build stage produces');
   t.ok(existsSync(`${ROOT}src/cli/main.ts`), 'from src/cli/main.ts');
 });

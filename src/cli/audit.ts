@@ -1,15 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { errnoText } from '../core/errnoText.ts';
 import { loadKeyFile } from '../integrity/keyRing.ts';
 import { verifyChain, type ChainPosition, type VerifyFile } from '../telemetry/auditChain.ts';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Output } from './output.ts';
+import { AUDIT_VERIFY_COMMAND, commandsUnder, usageOf } from './commands.ts';
+import { parseCommand, wantsHelp } from './flagSpec.ts';
+import { answerUnparsed, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Output } from './output.ts';
 
-const USAGE = 'usage: tollgate audit verify FILE --key F [--partial] [--expect-head SEQ:HASH]';
 const HEAD = /^([1-9][0-9]{0,15}):([0-9a-f]{64})$/;
 
+/** the errno code with its sentence, or the message */
 function errCode(err: unknown): string {
-  return (err as NodeJS.ErrnoException | null)?.code ?? (err as Error).message;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === undefined ? (err as Error).message : errnoText(code);
 }
 
 /**
@@ -26,21 +29,18 @@ function errCode(err: unknown): string {
 export async function auditCommand(argv: string[], o: Output, cwd: string): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub !== 'verify') {
-    o.err(USAGE);
+    const usage = usageOf(commandsUnder('audit'));
+    if (wantsHelp(argv)) {
+      o.out(usage);
+      return EXIT_OK;
+    }
+    o.err(sub === undefined ? usage : `tollgate audit: unknown subcommand ${sub}\n${usage}`);
     return EXIT_USAGE;
   }
-  let parsed;
-  try {
-    parsed = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { key: { type: 'string' }, partial: { type: 'boolean' }, 'expect-head': { type: 'string' } } });
-  } catch (err) {
-    o.err(`tollgate audit verify: ${(err as Error).message}\n${USAGE}`);
-    return EXIT_USAGE;
-  }
-  const { values, positionals } = parsed;
-  if (positionals.length !== 1 || values.key === undefined) {
-    o.err(`tollgate audit verify: one FILE and --key F are required (rotated files FILE.1, FILE.2, … are found next to FILE)\n${USAGE}`);
-    return EXIT_USAGE;
-  }
+  const parsed = parseCommand(AUDIT_VERIFY_COMMAND, rest);
+  if (parsed.kind !== 'ok') return answerUnparsed(o, AUDIT_VERIFY_COMMAND, parsed);
+  const { values } = parsed;
+  const logFile = parsed.operand;
   let anchor: ChainPosition | null = null;
   if (values['expect-head'] !== undefined) {
     const m = HEAD.exec(values['expect-head']);
@@ -55,24 +55,24 @@ export async function auditCommand(argv: string[], o: Output, cwd: string): Prom
     o.err(`tollgate audit verify: --key: ${key.problem}`);
     return EXIT_USAGE;
   }
-  const file = resolve(cwd, positionals[0]!);
+  const file = resolve(cwd, logFile);
   const files: VerifyFile[] = [];
   try {
-    files.push({ name: positionals[0]!, text: await readFile(file, 'utf8') });
+    files.push({ name: logFile, text: await readFile(file, 'utf8') });
   } catch (err) {
-    o.err(`tollgate audit verify: ${positionals[0]}: cannot read (${errCode(err)})`);
+    o.err(`tollgate audit verify: ${logFile}: cannot read (${errCode(err)})`);
     return EXIT_USAGE;
   }
   for (let n = 1; ; n++) {
     const text = await readFile(`${file}.${n}`, 'utf8').catch((err: unknown) => err as Error);
     if (text instanceof Error) {
-      if (errCode(text) === 'ENOENT') break;
-      o.err(`tollgate audit verify: ${positionals[0]}.${n}: cannot read (${errCode(text)})`);
+      if ((text as NodeJS.ErrnoException).code === 'ENOENT') break;
+      o.err(`tollgate audit verify: ${logFile}.${n}: cannot read (${errCode(text)})`);
       return EXIT_FAILURE;
     }
-    files.unshift({ name: `${positionals[0]}.${n}`, text });
+    files.unshift({ name: `${logFile}.${n}`, text });
   }
-  const verdict = verifyChain(key.key, files, values.partial === true, anchor);
+  const verdict = verifyChain(key.key, files, values.partial, anchor);
   if (!verdict.ok) {
     o.err(`${verdict.file}:${verdict.line}: ${verdict.problem}`);
     o.out(`tampered: first bad line ${verdict.file}:${verdict.line}`);

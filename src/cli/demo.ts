@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { Client } from 'undici';
@@ -12,7 +11,9 @@ import { validateConfig } from '../config/validate.ts';
 import { formatHostPort } from '../config/hostPort.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startSidecar, type Sidecar } from '../main.ts';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
+import { DEMO_COMMAND } from './commands.ts';
+import { parseCommand } from './flagSpec.ts';
+import { answerUnparsed, EXIT_FAILURE, EXIT_OK, printProblems, type Output } from './output.ts';
 
 const TRUST_DOMAIN = 'example.org';
 const EVENTS = 30;
@@ -28,13 +29,9 @@ const KEY_ID = 'demo-k1';
  * Prints what passed and what was refused and why; runs until Ctrl-C (or exits with --once).
  */
 export async function demoCommand(argv: string[], o: Output): Promise<number> {
-  let once = false;
-  try {
-    once = parseArgs({ args: argv, options: { once: { type: 'boolean', default: false } }, strict: true }).values.once;
-  } catch (err) {
-    o.err(`tollgate demo: ${(err as Error).message}`);
-    return EXIT_USAGE;
-  }
+  const parsed = parseCommand(DEMO_COMMAND, argv);
+  if (parsed.kind !== 'ok') return answerUnparsed(o, DEMO_COMMAND, parsed);
+  const once = parsed.values.once;
   const dir = await mkdtemp(join(tmpdir(), 'tollgate-demo-'));
   const stops: Array<() => Promise<unknown>> = [];
   try {
@@ -70,13 +67,14 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
 
     const sent = await sendEvents(`http://${outboundAddress}`, EVENTS);
     const oversized = await sendEvents(`http://${outboundAddress}`, 1, 100);
-    const anomalies = await anomalyCounts(ingest);
     const noCert = await attempt(inboundAddress, pki.ca.certPem, null);
     const noCertReason = await handshakeFailureReason(ingest);
     const intruder = await attempt(inboundAddress, pki.ca.certPem, pki.identities.intruder!);
     const unsigned = await attempt(inboundAddress, pki.ca.certPem, pki.identities.producer!);
     const captured = app.lastSigned();
     const replay = captured === null ? 'nothing to replay (no signed request reached the app)' : await attempt(inboundAddress, pki.ca.certPem, pki.identities.producer!, captured);
+    // read once every attempt is over, from the list /anomalies/recent serves, so the two agree
+    const anomalies = await anomalySummary(ingest);
 
     o.out(`tollgate demo: two sidecars on loopback, dev PKI in ${join(dir, 'pki')}`);
     o.out('');
@@ -88,20 +86,27 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     o.out(`  ✔ ${ok}/${EVENTS} signed events accepted by the app (HTTP 202); it saw x-tollgate-peer: ${app.peers().join(', ') || '(none)'}`);
     if (captured !== null) o.out(`    Signature-Input: ${captured.headers['signature-input']}`);
     o.out('flagged:');
-    o.out(`  ⚠ one event 100x the usual size: HTTP ${oversized[0]?.status ?? '-'} (observe mode lets it through) and flagged ${anomalies || 'nothing'}`);
+    o.out(`  ⚠ one event 100x the usual size: HTTP ${oversized[0]?.status ?? '-'} (observe mode lets it through); flagged: ${anomalies.text}`);
     o.out('refused:');
     o.out(`  ✘ client without a certificate: ${noCert}; the inbound sidecar counted reason ${noCertReason}`);
     o.out(`  ✘ spiffe://${TRUST_DOMAIN}/intruder (valid certificate, not on the allow-list): ${intruder}`);
     o.out(`  ✘ the producer's certificate, but no signature: ${unsigned}`);
     o.out(`  ✘ the last signed event sent again, byte for byte (a replay): ${replay}`);
     o.out('');
-    o.out('admin:');
-    o.out(`  ingest sidecar    http://${formatHostPort(ingest.admin!)}/status   /metrics`);
-    o.out(`  producer sidecar  http://${formatHostPort(producer.admin!)}/status   /metrics`);
-    if (!once) o.out(`logs: ${join(dir, 'ingest.log')}, ${join(dir, 'producer.log')} (removed on exit)`);
+    if (once) {
+      // the sidecars stop when --once returns: their admin URLs would be dead links
+      o.out('admin: run `npm run demo` (without --once) to keep both sidecars up and explore /status, /metrics, /anomalies/recent');
+    } else {
+      o.out('admin:');
+      o.out(`  ingest sidecar    http://${formatHostPort(ingest.admin!)}/status   /metrics   /anomalies/recent   /handshakes/recent`);
+      o.out(`  producer sidecar  http://${formatHostPort(producer.admin!)}/status   /metrics`);
+      o.out(`logs: ${join(dir, 'ingest.log')}, ${join(dir, 'producer.log')} (removed on exit)`);
+    }
     const success =
       ok === EVENTS &&
-      anomalies.includes('too_large') &&
+      anomalies.tooLarge === 1 &&
+      anomalies.total === 1 &&
+      anomalies.counted === anomalies.total &&
       noCert.startsWith('refused') &&
       intruder.includes('ERR_PEER_NOT_ALLOWED') &&
       unsigned.includes('ERR_SIG_MISSING') &&
@@ -200,13 +205,18 @@ async function startIngestionApp(): Promise<IngestionApp> {
   return { server, address: { host: a.address, port: a.port }, peers: () => [...peers], lastSigned: () => lastSigned };
 }
 
-/** What the inbound sidecar's size model flagged, as `kind x count` (from its metrics). */
-async function anomalyCounts(sidecar: Sidecar): Promise<string> {
-  const { values } = await sidecar.metrics.payloadAnomalies.get();
-  return values
-    .filter((v) => v.value > 0)
-    .map((v) => `${String(v.labels.kind)} (tollgate_payload_anomalies_total ${v.value})`)
-    .join(', ');
+/**
+ * What the inbound sidecar's size model flagged: the entries /anomalies/recent lists, by kind
+ * (the demo's refused attempts are refused before the size model judges them, so they add none).
+ */
+async function anomalySummary(sidecar: Sidecar): Promise<{ text: string; total: number; counted: number; tooLarge: number }> {
+  const entries = sidecar.recentAnomalies.list();
+  const byKind = new Map<string, number>();
+  for (const e of entries) byKind.set(e.kind, (byKind.get(e.kind) ?? 0) + 1);
+  const counted = (await sidecar.metrics.payloadAnomalies.get()).values.reduce((sum, v) => sum + v.value, 0);
+  const kinds = [...byKind].map(([kind, n]) => `${n} ${kind}`).join(', ');
+  const agree = counted === entries.length ? 'the same in /anomalies/recent and tollgate_payload_anomalies_total' : `tollgate_payload_anomalies_total says ${counted}`;
+  return { text: entries.length === 0 ? `nothing (${agree})` : `${kinds} (${agree})`, total: entries.length, counted, tooLarge: byKind.get('too_large') ?? 0 };
 }
 
 /** POST n JSON events; `scale` pads each to about that many times the usual size. */

@@ -1,94 +1,105 @@
-import { parseArgs } from 'node:util';
-import { loadConfigFile } from '../config/load.ts';
-import { configFromFlags } from '../config/flags.ts';
-import { certsCommand } from './certs.ts';
-import { keysCommand } from './keys.ts';
-import { auditCommand } from './audit.ts';
-import { checkCommand } from './check.ts';
-import { demoCommand } from './demo.ts';
-import { probeCommand } from './probe.ts';
-import { webhookCommand } from './webhook.ts';
-import { serve } from './serve.ts';
-import { EXIT_USAGE, printProblems, processOutput, type Output } from './output.ts';
-import { VERSION } from '../main.ts';
+/**
+ * `tollgate COMMAND …`: help and usage come from the command descriptions alone (commands.ts);
+ * a command's module, with the sidecar, TLS and HTTP stacks behind it, is loaded only when
+ * the command runs, so `--help` and a typo answer at once.
+ */
+import { closestName } from '../core/closestName.ts';
+import { COMMANDS, INBOUND_COMMAND, OUTBOUND_COMMAND, RUN_COMMAND, topLevelUsage } from './commands.ts';
+import { helpText, parseCommand, wantsHelp, type CommandSpec } from './flagSpec.ts';
+import { answerUnparsed, EXIT_OK, EXIT_USAGE, printFlagProblems, printProblems, processOutput, type Output } from './output.ts';
 
-const USAGE = `tollgate ${VERSION}: mTLS sidecar with message signatures
-
-usage:
-  tollgate run --config FILE
-  tollgate inbound  --listen H:P --target H:P --cert F --key F --ca F [--allow-spiffe ID]… [--allow-dns N]… [--allow-cn CN]… [--allow-spki-pin PIN]… [--protocol http|tcp] [--keys DIR] [--admin H:P]
-  tollgate outbound --listen H:P --target H:P --cert F --key F --ca F [--server-name N] [--verify-spiffe ID]… [--verify-spki-pin PIN]… [--protocol http|tcp] [--keys DIR --sign-key-id ID] [--admin H:P]
-  tollgate check --config FILE
-  tollgate certs dev --out DIR [--trust-domain D] [--identity NAME]…
-  tollgate certs pin FILE
-  tollgate keys new --out DIR --id ID
-  tollgate audit verify FILE --key F [--partial] [--expect-head SEQ:HASH]
-  tollgate probe HOST:PORT --ca F [--cert F --key F] [--server-name N] [--expect-spiffe ID]… [--expect-spki-pin PIN]… [--min-days-valid N] [--alpn P]… [--timeout SECONDS] [--json]
-  tollgate webhook --listen H:P --cert F --key F --image IMAGE [--config FILE]
-  tollgate demo [--once]
-
-exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration`;
+const COMMAND_WORDS = ['run', 'inbound', 'outbound', 'check', 'certs', 'keys', 'audit', 'probe', 'webhook', 'demo', 'help', 'version'];
 
 /** argv (after the program name) -> exit code */
 export async function main(argv: string[], o: Output = processOutput, cwd = process.cwd()): Promise<number> {
   const [command, ...rest] = argv;
+  const spec = COMMANDS.find((c) => c.name === command || c.name === `${command} ${rest[0]}`);
+  if (spec !== undefined && wantsHelp(argv.slice(words(spec).length))) {
+    o.out(helpText(spec));
+    return EXIT_OK;
+  }
   switch (command) {
     case 'run':
       return runCommand(rest, o);
     case 'inbound':
-    case 'outbound': {
-      const result = configFromFlags(command, rest, cwd);
-      if (!result.ok) {
-        printProblems(o, `tollgate ${command}: invalid flags`, result.problems);
-        return EXIT_USAGE;
-      }
-      return serve(result.config, o);
-    }
+    case 'outbound':
+      return quickCommand(command, rest, o, cwd);
     case 'check':
-      return checkCommand(rest, o, new Date());
+      return (await import('./check.ts')).checkCommand(rest, o, new Date());
     case 'certs':
-      return certsCommand(rest, o, cwd);
+      return (await import('./certs.ts')).certsCommand(rest, o, cwd);
     case 'keys':
-      return keysCommand(rest, o, cwd);
+      return (await import('./keys.ts')).keysCommand(rest, o, cwd);
     case 'audit':
-      return auditCommand(rest, o, cwd);
+      return (await import('./audit.ts')).auditCommand(rest, o, cwd);
     case 'demo':
-      return demoCommand(rest, o);
+      return (await import('./demo.ts')).demoCommand(rest, o);
     case 'probe':
-      return probeCommand(rest, o, cwd);
+      return (await import('./probe.ts')).probeCommand(rest, o, cwd);
     case 'webhook':
-      return webhookCommand(rest, o);
+      return (await import('./webhook.ts')).webhookCommand(rest, o);
     case 'version':
     case '--version':
-      o.out(VERSION);
-      return 0;
+      o.out(await version());
+      return EXIT_OK;
     case 'help':
+      return helpCommand(rest, o);
     case '--help':
     case '-h':
-      o.out(USAGE);
-      return 0;
+      o.out(topLevelUsage(await version()));
+      return EXIT_OK;
     default:
-      o.err(command === undefined ? USAGE : `tollgate: unknown command ${command}\n\n${USAGE}`);
-      return EXIT_USAGE;
+      return unknownCommand(command, o);
   }
 }
 
-async function runCommand(argv: string[], o: Output): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' } }, strict: true }));
-  } catch (err) {
-    o.err(`tollgate run: ${(err as Error).message}`);
+function words(spec: CommandSpec): string[] {
+  return spec.name.split(' ');
+}
+
+async function version(): Promise<string> {
+  return (await import('../main.ts')).VERSION;
+}
+
+/** `tollgate help [COMMAND…]`: the command's help (a group's usage for `certs`), or the usage of them all. */
+async function helpCommand(argv: string[], o: Output): Promise<number> {
+  if (argv.length === 0) {
+    o.out(topLevelUsage(await version()));
+    return EXIT_OK;
+  }
+  return main([...argv, '--help'], o);
+}
+
+function unknownCommand(command: string | undefined, o: Output): number {
+  // no version here: the usage for a mistake should not wait for the whole sidecar to load
+  const usage = topLevelUsage(null);
+  if (command === undefined) {
+    o.err(usage);
     return EXIT_USAGE;
   }
-  if (values.config === undefined) {
-    o.err('tollgate run: --config FILE is required');
-    return EXIT_USAGE;
-  }
-  const result = await loadConfigFile(values.config);
+  const suggestion = closestName(command, COMMAND_WORDS);
+  o.err(`tollgate: unknown command ${command}${suggestion === null ? '' : ` (did you mean ${suggestion}?)`}\n\n${usage}`);
+  return EXIT_USAGE;
+}
+
+async function quickCommand(mode: 'inbound' | 'outbound', argv: string[], o: Output, cwd: string): Promise<number> {
+  const { configFromFlags, problemInFlagTerms } = await import('../config/flags.ts');
+  const result = configFromFlags(mode, argv, cwd);
   if (!result.ok) {
-    printProblems(o, `${values.config}: invalid configuration`, result.problems);
+    printFlagProblems(o, (mode === 'inbound' ? INBOUND_COMMAND : OUTBOUND_COMMAND).name, result.problems);
     return EXIT_USAGE;
   }
-  return serve(result.config, o);
+  return (await import('./serve.ts')).serve(result.config, o, { problemText: problemInFlagTerms });
+}
+
+async function runCommand(argv: string[], o: Output): Promise<number> {
+  const parsed = parseCommand(RUN_COMMAND, argv);
+  if (parsed.kind !== 'ok') return answerUnparsed(o, RUN_COMMAND, parsed);
+  const file = parsed.values.config;
+  const result = await (await import('../config/load.ts')).loadConfigFile(file);
+  if (!result.ok) {
+    printProblems(o, `${file}: invalid configuration`, result.problems);
+    return EXIT_USAGE;
+  }
+  return (await import('./serve.ts')).serve(result.config, o);
 }

@@ -1,16 +1,13 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseHostPort } from '../config/hostPort.ts';
 import { isSpkiPin } from '../core/spkiPin.ts';
 import { judgeProbe, probeEndpoint, type ProbeCheck, type ProbeExpectations, type ProbeReport } from '../tls/probe.ts';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
+import { PROBE_COMMAND } from './commands.ts';
+import { parseCommand, type FlagValues } from './flagSpec.ts';
+import { answerUnparsed, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printFlagProblems, type Output } from './output.ts';
 
-export const PROBE_USAGE =
-  'usage: tollgate probe HOST:PORT --ca F [--cert F --key F] [--server-name N] [--expect-spiffe ID]… [--expect-spki-pin PIN]… [--min-days-valid N] [--alpn P]… [--timeout SECONDS] [--json]';
-
-const DEFAULT_TIMEOUT_SECONDS = 10;
 const MAX_TIMEOUT_SECONDS = 300;
 
 interface Problem {
@@ -36,38 +33,14 @@ interface ProbeArgs {
  * Exit 0 when every check holds, 1 when any fails (each listed), 2 for bad usage.
  */
 export async function probeCommand(argv: string[], o: Output, cwd: string): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        ca: { type: 'string' },
-        cert: { type: 'string' },
-        key: { type: 'string' },
-        'server-name': { type: 'string' },
-        'expect-spiffe': { type: 'string', multiple: true },
-        'expect-spki-pin': { type: 'string', multiple: true },
-        'min-days-valid': { type: 'string' },
-        alpn: { type: 'string', multiple: true },
-        timeout: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (err) {
-    o.err(`tollgate probe: ${(err as Error).message}\n${PROBE_USAGE}`);
-    return EXIT_USAGE;
-  }
-  if (parsed.values.help) {
-    o.out(PROBE_USAGE);
-    return EXIT_OK;
-  }
-  const args = await checkArgs(parsed.values, parsed.positionals, cwd);
-  if (!('host' in args)) {
-    printProblems(o, 'tollgate probe: invalid flags', args);
-    o.err(PROBE_USAGE);
+  const parsed = parseCommand(PROBE_COMMAND, argv);
+  if (parsed.kind === 'help') return answerUnparsed(o, PROBE_COMMAND, parsed);
+  // what did parse is checked too, so every problem is listed in one run
+  const args = await checkArgs(parsed.values, parsed.operand, cwd);
+  const syntax = parsed.kind === 'problems' ? parsed.problems : [];
+  const problems = [...syntax, ...('host' in args ? [] : args).filter((p) => !syntax.some((q) => q.path === p.path))];
+  if (problems.length > 0 || !('host' in args)) {
+    printFlagProblems(o, PROBE_COMMAND.name, problems);
     return EXIT_USAGE;
   }
 
@@ -94,31 +67,19 @@ export async function probeCommand(argv: string[], o: Output, cwd: string): Prom
   return ok ? EXIT_OK : EXIT_FAILURE;
 }
 
-type Values = {
-  ca?: string | undefined;
-  cert?: string | undefined;
-  key?: string | undefined;
-  'server-name'?: string | undefined;
-  'expect-spiffe'?: string[] | undefined;
-  'expect-spki-pin'?: string[] | undefined;
-  'min-days-valid'?: string | undefined;
-  alpn?: string[] | undefined;
-  timeout?: string | undefined;
-  json?: boolean | undefined;
-};
+type Values = Partial<FlagValues<(typeof PROBE_COMMAND)['flags']>>;
 
 /** Every usage problem at once, each named by its flag; or the arguments, files read and parsed. */
-async function checkArgs(v: Values, positionals: string[], cwd: string): Promise<ProbeArgs | Problem[]> {
+async function checkArgs(v: Values, endpoint: string | undefined, cwd: string): Promise<ProbeArgs | Problem[]> {
   const problems: Problem[] = [];
 
   let host = '';
   let port = 0;
-  if (positionals.length === 0) problems.push({ path: 'HOST:PORT', message: 'required (the endpoint to probe)' });
-  else if (positionals.length > 1) problems.push({ path: 'HOST:PORT', message: `exactly one endpoint, got ${positionals.length}: ${positionals.join(' ')}` });
+  if (endpoint === undefined) problems.push({ path: 'HOST:PORT', message: 'required (the endpoint to probe)' });
   else {
-    const hp = parseHostPort(positionals[0]!);
-    if (typeof hp === 'string') problems.push({ path: 'HOST:PORT', message: `${positionals[0]}: ${hp}` });
-    else if (hp.port === 0) problems.push({ path: 'HOST:PORT', message: `${positionals[0]}: port 0 cannot be dialled` });
+    const hp = parseHostPort(endpoint);
+    if (typeof hp === 'string') problems.push({ path: 'HOST:PORT', message: `${endpoint}: ${hp}` });
+    else if (hp.port === 0) problems.push({ path: 'HOST:PORT', message: `${endpoint}: port 0 cannot be dialled` });
     else ({ host, port } = hp);
   }
 
@@ -162,7 +123,7 @@ async function checkArgs(v: Values, positionals: string[], cwd: string): Promise
     else minDaysValid = n;
   }
 
-  let timeoutMs = DEFAULT_TIMEOUT_SECONDS * 1000;
+  let timeoutMs = 0; // --timeout has a default (PROBE_COMMAND), so it is absent only when it did not parse
   if (v.timeout !== undefined) {
     const s = Number(v.timeout);
     if (v.timeout.trim() === '' || !Number.isFinite(s) || s <= 0 || s > MAX_TIMEOUT_SECONDS) {

@@ -11,7 +11,17 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from '.
  * dies makes the instance drain what is left and exit 1 (fail closed; the supervisor restarts it).
  * tollgate installs these handlers itself, so it behaves as PID 1 in a container.
  */
-export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) => void): Promise<number> {
+export interface ServeOptions {
+  /** called once everything listens */
+  readonly onStarted?: (s: Sidecar) => void;
+  /**
+   * A startup problem in the words the operator used: `inbound`/`outbound` name the flag
+   * (`--listen`) where a config file names its path (`listeners[0].listen`).
+   */
+  readonly problemText?: (problem: string) => string;
+}
+
+export async function serve(config: Config, o: Output, opts: ServeOptions = {}): Promise<number> {
   let sidecar: Sidecar;
   // POST /shutdown: the same path as SIGTERM (set once the handlers are in place)
   let requestShutdown: () => void = () => undefined;
@@ -20,12 +30,12 @@ export async function serve(config: Config, o: Output, onStarted?: (s: Sidecar) 
     sidecar = await startSidecar(config, { requestShutdown: () => requestShutdown(), workerFailed: (problem) => workerFailed(problem) });
   } catch (err) {
     if (err instanceof StartupError) {
-      printProblems(o, `tollgate: ${err.message}`, err.problems);
+      printProblems(o, `tollgate: ${err.message}`, err.problems.map(opts.problemText ?? ((p) => p)));
       return err.usage ? EXIT_USAGE : EXIT_FAILURE;
     }
     throw err;
   }
-  onStarted?.(sidecar);
+  opts.onStarted?.(sidecar);
   return new Promise<number>((resolve) => {
     let stopping = false;
     let failed = false;

@@ -9,9 +9,13 @@
  */
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { parseHostPort } from '../config/hostPort.ts';
+import { unknownFlagMessage } from '../core/closestName.ts';
+import { systemErrorText } from '../core/errnoText.ts';
 import type { HostPort } from '../config/types.ts';
 import { createLogger } from '../telemetry/logger.ts';
+import { collectRuntimeMetrics } from '../telemetry/metrics.ts';
 import { tlsPolicy } from '../tls/policy.ts';
 import { watchServingCert } from '../webhook/certReload.ts';
 import { imageReferenceProblem } from '../webhook/imageReference.ts';
@@ -20,7 +24,8 @@ import { loadServingCert } from '../webhook/servingCert.ts';
 import { defaultWebhookConfig, loadWebhookConfigFile, type WebhookConfig } from '../webhook/webhookConfig.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 
-const FLAGS = ['listen', 'cert', 'key', 'image', 'config'] as const;
+/** every flag the webhook takes; test/cli-help.test.ts checks WEBHOOK_COMMAND (its --help) lists exactly these */
+export const FLAGS = ['listen', 'cert', 'key', 'image', 'config'] as const;
 type Flag = (typeof FLAGS)[number];
 const REQUIRED: readonly Flag[] = ['listen', 'cert', 'key', 'image'];
 
@@ -62,9 +67,12 @@ export async function webhookCommand(argv: string[], o: Output): Promise<number>
 
   const log = createLogger({ level: config.logLevel });
   for (const warning of cert.warnings) log.warn(warning);
+  // the webhook's own registry, served at GET /metrics: its admissions and the process metrics
+  const registry = new Registry();
+  collectRuntimeMetrics(registry);
   let server: WebhookServer;
   try {
-    server = createWebhookServer({ cert: cert.cert, policy: tlsPolicy('TLSv1.2'), injector: config.injector, log });
+    server = createWebhookServer({ cert: cert.cert, policy: tlsPolicy('TLSv1.2'), injector: config.injector, log, registry });
   } catch (err) {
     printProblems(o, 'tollgate webhook: the serving certificate cannot be used', [`--cert/--key: the TLS stack refused them: ${(err as Error).message}`]);
     return EXIT_USAGE;
@@ -73,7 +81,7 @@ export async function webhookCommand(argv: string[], o: Output): Promise<number>
   try {
     address = await server.listen(flags.listen);
   } catch (err) {
-    o.err(`tollgate webhook: cannot listen on --listen ${flags.listen.host}:${flags.listen.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    o.err(`tollgate webhook: cannot listen on --listen ${flags.listen.host}:${flags.listen.port}: ${systemErrorText(err, 'socket')}`);
     return EXIT_FAILURE;
   }
   const reloader = watchServingCert({ files, initial: cert.cert, apply: (c) => server.setCertificate(c), log, now: () => new Date() });
@@ -142,7 +150,7 @@ function readFlags(argv: string[]): FlagsResult {
     if (token.kind !== 'option') continue;
     const name = token.name as Flag;
     if (!FLAGS.includes(name)) {
-      problems.push({ path: token.rawName, message: `unknown flag (the webhook takes ${FLAGS.map((f) => `--${f}`).join(', ')})` });
+      problems.push({ path: token.rawName, message: `${unknownFlagMessage(token.name, FLAGS)}; the webhook takes ${FLAGS.map((f) => `--${f}`).join(', ')}` });
     } else if (token.value === undefined) {
       problems.push({ path: token.rawName, message: 'needs a value' });
     } else if (token.inlineValue !== true && token.value.startsWith('-')) {

@@ -6,49 +6,99 @@
  *
  * parseArgs runs non-strict with tokens so that every bad flag is reported at once; the
  * checks strict mode would make (unknown flags, missing values, stray arguments) are
- * made here, one problem each.
+ * made here, one problem each; an unknown flag gets "did you mean" like a config key.
+ *
+ * The flag table also describes each flag for `--help` (quickModeFlags), so the help lists
+ * exactly the flags the parser takes.
  */
 import { parseArgs } from 'node:util';
+import { unknownFlagMessage } from '../core/closestName.ts';
 import type { ConfigProblem, ConfigResult } from './types.ts';
 import { validateConfig } from './validate.ts';
 
 export type QuickMode = 'inbound' | 'outbound';
 
-interface FlagSpec {
-  readonly type: 'string' | 'boolean';
-  readonly multiple?: boolean;
+/** One flag of the quick commands: how it parses and the line `--help` shows for it. */
+interface QuickFlagSpec {
+  /** the value's placeholder (`H:P`, `F`); absent for a boolean flag */
+  readonly value?: string;
+  readonly repeatable?: boolean;
   /** the command it belongs to; both when absent */
   readonly only?: QuickMode;
-  /** required value */
   readonly required?: boolean;
+  /** one line for the help, or one per command when the flag means something different in each */
+  readonly description: string | Readonly<Record<QuickMode, string>>;
 }
 
-const FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
-  listen: { type: 'string', required: true },
-  target: { type: 'string', required: true },
-  cert: { type: 'string', required: true },
-  key: { type: 'string', required: true },
-  ca: { type: 'string', required: true },
-  crl: { type: 'string' },
-  protocol: { type: 'string' },
-  keys: { type: 'string' },
-  admin: { type: 'string' },
-  'admin-token-file': { type: 'string' },
-  'log-level': { type: 'string' },
-  'max-body-bytes': { type: 'string' },
-  'idle-timeout': { type: 'string' },
-  'allow-spiffe': { type: 'string', multiple: true, only: 'inbound' },
-  'allow-dns': { type: 'string', multiple: true, only: 'inbound' },
-  'allow-cn': { type: 'string', multiple: true, only: 'inbound' },
-  'allow-spki-pin': { type: 'string', multiple: true, only: 'inbound' },
-  'allow-any': { type: 'boolean', only: 'inbound' },
-  'unsafe-target': { type: 'boolean', only: 'inbound' },
-  'server-name': { type: 'string', only: 'outbound' },
-  'verify-spiffe': { type: 'string', multiple: true, only: 'outbound' },
-  'verify-spki-pin': { type: 'string', multiple: true, only: 'outbound' },
-  'sign-key-id': { type: 'string', only: 'outbound' },
-  'unsafe-listen': { type: 'boolean', only: 'outbound' },
-});
+const FLAGS: Readonly<Record<string, QuickFlagSpec>> = Object.freeze({
+  listen: {
+    value: 'H:P',
+    required: true,
+    description: {
+      inbound: 'address to accept mTLS connections on',
+      outbound: 'address the local app sends plain requests to (loopback unless --unsafe-listen)',
+    },
+  },
+  target: {
+    value: 'H:P',
+    required: true,
+    description: {
+      inbound: 'the local app, spoken to in plain HTTP or TCP (loopback unless --unsafe-target)',
+      outbound: 'the remote mTLS endpoint (another tollgate, or any mTLS server)',
+    },
+  },
+  cert: { value: 'F', required: true, description: "this sidecar's certificate, PEM (reloaded when its folder changes, and on SIGHUP)" },
+  key: { value: 'F', required: true, description: 'its private key, PEM (not readable by others)' },
+  ca: { value: 'F', required: true, description: "the CA bundle peers' certificates must chain to, PEM" },
+  crl: { value: 'F', description: 'certificate revocation lists, PEM, signed by a CA of --ca' },
+  protocol: { value: 'http|tcp', description: 'http (default): checks, limits and signatures per request; tcp: bytes only' },
+  keys: {
+    value: 'DIR',
+    description: {
+      inbound: 'HMAC key directory: every request must carry a valid signature (RFC 9421)',
+      outbound: 'HMAC key directory: every request is signed with --sign-key-id (RFC 9421)',
+    },
+  },
+  admin: { value: 'H:P', description: 'admin API address: /status, /metrics, /reload (loopback unless --admin-token-file)' },
+  'admin-token-file': { value: 'F', description: 'a file holding the bearer token the admin API requires' },
+  'log-level': { value: 'LEVEL', description: 'trace, debug, info (default), warn, error, fatal or silent' },
+  'access-log': { description: 'one JSON line per request (msg "access"): peer, method, path, status, sizes, times, ERR_ code' },
+  'max-body-bytes': { value: 'N', description: 'the largest request body accepted, in bytes' },
+  'idle-timeout': { value: 'SECONDS', description: 'close a connection idle for this long' },
+  'allow-spiffe': { value: 'ID', repeatable: true, only: 'inbound', description: 'admit peers whose certificate carries this SPIFFE ID' },
+  'allow-dns': { value: 'NAME', repeatable: true, only: 'inbound', description: 'admit peers whose certificate carries this DNS name' },
+  'allow-cn': { value: 'CN', repeatable: true, only: 'inbound', description: 'admit peers with this subject common name' },
+  'allow-spki-pin': { value: 'PIN', repeatable: true, only: 'inbound', description: 'admit peers whose key has this pin (from tollgate certs pin)' },
+  'allow-any': { only: 'inbound', description: 'admit any peer --ca vouches for, instead of an allow-list' },
+  'unsafe-target': { only: 'inbound', description: 'allow a --target off loopback (the hop to it is plain text)' },
+  'server-name': { value: 'NAME', only: 'outbound', description: 'the name sent as SNI and checked in the certificate (default: the --target host)' },
+  'verify-spiffe': { value: 'ID', repeatable: true, only: 'outbound', description: "the upstream's certificate must carry this SPIFFE ID" },
+  'verify-spki-pin': { value: 'PIN', repeatable: true, only: 'outbound', description: "the upstream's key must have this pin" },
+  'sign-key-id': { value: 'ID', only: 'outbound', description: 'the key in --keys to sign with' },
+  'unsafe-listen': { only: 'outbound', description: "allow a --listen off loopback (the app's side is plain text)" },
+} satisfies Record<string, QuickFlagSpec>);
+
+/** A flag as `--help` shows it and the parser takes it (the shape of the CLI's FlagSpec). */
+export interface QuickFlag {
+  readonly name: string;
+  readonly value?: string;
+  readonly repeatable?: boolean;
+  readonly required?: boolean;
+  readonly description: string;
+}
+
+/** Every flag `tollgate inbound|outbound` takes, in the order of the table: the help lists exactly these. */
+export function quickModeFlags(mode: QuickMode): readonly QuickFlag[] {
+  return Object.entries(FLAGS)
+    .filter(([, spec]) => spec.only === undefined || spec.only === mode)
+    .map(([name, spec]) => ({
+      name,
+      ...(spec.value === undefined ? {} : { value: spec.value }),
+      ...(spec.repeatable === true ? { repeatable: true } : {}),
+      ...(spec.required === true ? { required: true } : {}),
+      description: typeof spec.description === 'string' ? spec.description : spec.description[mode],
+    }));
+}
 
 /** What the command line said: string flags (all values, in order) and boolean flags present. */
 interface Given {
@@ -78,16 +128,21 @@ export function configFromFlags(mode: QuickMode, argv: string[], cwd: string): C
 /* ------------------------------------------------------------- reading argv */
 
 function readFlags(mode: QuickMode, argv: string[], problems: ConfigProblem[]): Given {
-  const options = Object.fromEntries(Object.entries(FLAGS).map(([name, s]) => [name, { type: s.type, multiple: s.multiple === true }]));
+  const options = Object.fromEntries(
+    Object.entries(FLAGS).map(([name, s]) => [name, { type: s.value === undefined ? 'boolean' : 'string', multiple: s.repeatable === true }] as const),
+  );
   const { tokens } = parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
   const given: Given = { strings: new Map(), booleans: new Set() };
+  // the word after an unknown flag is taken for its value, not reported as a stray argument
+  let valueOfUnknownAt = -1;
   for (const token of tokens) {
     if (token.kind === 'positional') {
-      problems.push({ path: token.value, message: 'unexpected argument (flags are --name VALUE)' });
+      if (token.index !== valueOfUnknownAt) problems.push({ path: token.value, message: 'unexpected argument (flags are --name VALUE)' });
     } else if (token.kind === 'option') {
       const problem = flagTokenProblem(mode, token.name, token.value, token.inlineValue, given);
       if (problem !== null) problems.push({ path: token.rawName, message: problem });
       else recordFlag(given, token.name, token.value);
+      if (FLAGS[token.name] === undefined && token.inlineValue !== true) valueOfUnknownAt = token.index + 1;
     }
   }
   return given;
@@ -101,16 +156,16 @@ function flagTokenProblem(
   given: Given,
 ): string | null {
   const spec = FLAGS[name];
-  if (spec === undefined) return 'unknown flag';
+  if (spec === undefined) return unknownFlagMessage(name, quickModeFlags(mode).map((f) => f.name));
   if (spec.only !== undefined && spec.only !== mode) return `is for ${spec.only} only`;
-  if (spec.type === 'boolean') {
+  if (spec.value === undefined) {
     if (value !== undefined) return 'takes no value';
     return given.booleans.has(name) ? 'given more than once' : null;
   }
   // Non-strict parseArgs hands a string flag the next word even when it is another flag.
   if (value === undefined) return 'needs a value';
   if (inline !== true && value.startsWith('-')) return `needs a value (the next word, ${value}, is a flag)`;
-  if (spec.multiple !== true && given.strings.has(name)) return 'given more than once';
+  if (spec.repeatable !== true && given.strings.has(name)) return 'given more than once';
   return null;
 }
 
@@ -168,7 +223,10 @@ function rawConfig(mode: QuickMode, given: Given): Record<string, unknown> {
       crlFile: one(given, 'crl'),
     }),
     keys: keysDir === undefined ? undefined : { dir: keysDir },
-    log: given.strings.has('log-level') ? { level: one(given, 'log-level') } : undefined,
+    log:
+      given.strings.has('log-level') || given.booleans.has('access-log')
+        ? withoutUndefined({ level: one(given, 'log-level'), access: given.booleans.has('access-log') ? true : undefined })
+        : undefined,
     listeners: [mode === 'inbound' ? rawInbound(given, keysDir) : rawOutbound(given, tcp)],
   });
 }
@@ -256,6 +314,7 @@ const FLAG_FOR_PATH: readonly (readonly [string, string])[] = [
   ['admin.listen', '--admin'],
   ['admin.tokenFile', '--admin-token-file'],
   ['log.level', '--log-level'],
+  ['log.access', '--access-log'],
 ];
 
 /** Config vocabulary inside messages -> flag vocabulary. */
@@ -276,6 +335,21 @@ function renameProblem(problem: ConfigProblem, given: Given): ConfigProblem {
   const element = /^\[(\d+)\]$/.exec(problem.path.slice(prefix.length));
   const value = element?.[1] === undefined ? undefined : all(given, flag.slice(2))?.[Number(element[1])];
   return { path: flag, message: value === undefined ? message : `${JSON.stringify(value)}: ${message}` };
+}
+
+/**
+ * A startup problem (`listeners[0].listen: 127.0.0.1:8443: EADDRINUSE`, `identity.certFile
+ * /x.crt: ENOENT`) in the words of the command line that built the config (`--listen:
+ * 127.0.0.1:8443: EADDRINUSE`, `--cert /x.crt: ENOENT`). A problem no flag stands for is
+ * returned as it is.
+ */
+export function problemInFlagTerms(problem: string): string {
+  // the path is the first word, followed by `: ` or by a space and what it names
+  const m = /^([^\s:]+)(:?\s)([\s\S]*)$/.exec(problem);
+  if (m === null) return problem;
+  const [, path = '', separator = '', rest = ''] = m;
+  const renamed = renameProblem({ path, message: rest }, { strings: new Map(), booleans: new Set() });
+  return renamed.path === path ? problem : `${renamed.path}${separator}${renamed.message}`;
 }
 
 function isPathWithin(path: string, prefix: string): boolean {

@@ -8,21 +8,35 @@ import type { ConfigProblem, ConfigResult } from './types.ts';
 import { validateConfig } from './validate.ts';
 
 export async function loadConfigFile(file: string): Promise<ConfigResult> {
+  return (await readConfigFile(file)).result;
+}
+
+/** A config file read and validated, with what it held before validation (for `check`, which looks at the files it names even when it is invalid). */
+export interface ReadConfig {
+  readonly result: ConfigResult;
+  /** the parsed JSON; undefined when the file could not be read or parsed */
+  readonly raw: unknown;
+  /** the folder relative paths in the file resolve against */
+  readonly baseDir: string;
+}
+
+export async function readConfigFile(file: string): Promise<ReadConfig> {
   const source = resolve(file);
+  const baseDir = dirname(source);
   let text: string;
   try {
     text = await readFile(source, 'utf8');
   } catch (err) {
-    return configProblem(`cannot read ${source}: ${readFailureReason(err)}`);
+    return { result: configProblem(`cannot read ${source}: ${readFailureReason(err)}`), raw: undefined, baseDir };
   }
   let raw: unknown;
   try {
     raw = JSON.parse(stripByteOrderMark(text));
   } catch (err) {
     // V8's message carries the position: `... in JSON at position 11 (line 3 column 1)`.
-    return configProblem(`invalid JSON: ${err instanceof Error ? err.message : String(err)}`);
+    return { result: configProblem(`invalid JSON: ${err instanceof Error ? err.message : String(err)}`), raw: undefined, baseDir };
   }
-  return validateConfig(raw, { baseDir: dirname(source), source });
+  return { result: validateConfig(raw, { baseDir, source }), raw, baseDir };
 }
 
 const READ_FAILURES: Readonly<Record<string, string>> = Object.freeze({
