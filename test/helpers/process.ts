@@ -44,7 +44,8 @@ export function startTollgate(t: Teardownable, args: string[], cwd?: string): Ru
       await exited;
     }
     // every JSON line the process logged must be strict JSON (no repeated key)
-    const problems = out.split('\n').filter((l) => l.startsWith('{')).flatMap((l) => {
+    // (a log line is one JSON object on one line; a pretty-printed --json report spans several and is not checked here)
+    const problems = out.split('\n').filter((l) => l.startsWith('{') && parseLine(l).length === 1).flatMap((l) => {
       const problem = strictJsonProblem(l);
       return problem === null ? [] : [`${problem}: ${l}`];
     });
