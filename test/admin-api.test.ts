@@ -1,7 +1,7 @@
 /**
  * The admin API over a real admin server: /status, /certs, /config, /handshakes/recent,
  * /anomalies/recent, /audit/head, POST /drain and POST /shutdown (GET on them is 405), the
- * bearer token on every route, and every INTERFACE.md metric present from the first scrape.
+ * bearer token on every route, and every metric of the first documented set present from the first scrape.
  */
 import t from 'tap';
 import net from 'node:net';
@@ -225,7 +225,7 @@ t.test('every admin route needs the bearer token when one is configured', async 
   await ok.body.dump();
 });
 
-/** INTERFACE.md's metrics table */
+/** the first documented set of metrics (docs/reference.md, "Metrics"): names that never change */
 const INTERFACE_METRICS = [
   'tollgate_tls_handshakes_total',
   'tollgate_tls_handshake_duration_seconds',
@@ -243,7 +243,7 @@ const INTERFACE_METRICS = [
   'tollgate_audit_events_total',
 ];
 
-t.test('a fresh sidecar exposes every INTERFACE.md metric with samples, and tollgate_build_info', async (t) => {
+t.test('a fresh sidecar exposes every metric of the first documented set with samples, and tollgate_build_info', async (t) => {
   const w = await world(t);
   const ingest = await w.identity('ingest');
   await writeFile(`${w.dir}/k1`, Buffer.alloc(32, 1).toString('base64'), { mode: 0o600 });

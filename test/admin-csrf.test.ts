@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Registry } from 'prom-client';
 import { buildAdminApp, type AdminView } from '../src/admin/app.ts';
-import { StartupError } from '../src/main.ts';
+import { StartupError } from '../src/core/errors.ts';
 import { exitWithin, freePort, startTollgate } from './helpers/process.ts';
 import { captureLogs, eventually, startTestSidecar, startUpstream, world, type Test, type TestSidecar } from './helpers/world.ts';
 

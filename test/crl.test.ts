@@ -16,7 +16,7 @@ import { handshake } from './helpers/handshake.ts';
 import { farEnd, type FarEnd } from './helpers/farEnd.ts';
 import { eventually, plainClient, startTestSidecar, startUpstream, world, type TestSidecar, type World } from './helpers/world.ts';
 import { loadIdentity } from '../src/certs/identityBundle.ts';
-import { StartupError } from '../src/main.ts';
+import { StartupError } from '../src/core/errors.ts';
 import { checkCommand } from '../src/cli/check.ts';
 import type { Issued } from '../src/certs/issue.ts';
 import { PRODUCER } from './helpers/identities.ts';

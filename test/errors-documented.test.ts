@@ -1,7 +1,7 @@
 /**
  * One table of error codes, documented exactly: README.md's error table lists the codes of
- * src/core/errors.ts with the same statuses, the first set named by INTERFACE.md is never
- * renamed or dropped, and a refusal tells the client the code and nothing secret.
+ * src/core/errors.ts with the same statuses, the first set of codes the interface fixed is never
+ * renamed or dropped (docs/reference.md, "Stability"), and a refusal tells the client the code and nothing secret.
  */
 import t from 'tap';
 import net from 'node:net';

@@ -6,7 +6,7 @@ import t from 'tap';
 import net from 'node:net';
 import { request } from 'undici';
 import { world, startUpstream, startTestSidecar, type Test } from './helpers/world.ts';
-import { StartupError } from '../src/main.ts';
+import { StartupError } from '../src/core/errors.ts';
 
 async function healthSidecar(t: Test) {
   const w = await world(t);

@@ -1,7 +1,7 @@
 /**
  * Node's llhttp binding as this runtime offers it, through src/http1/parserBinding.ts: the
- * strict-mode behaviour the HTTP/1.1 core builds on (../shared/briefs/http1-core.md, table
- * "Strict-mode behaviour observed"), pinned one row per subtest, plus what the core relies on
+ * strict-mode behaviour the HTTP/1.1 core builds on (docs/architecture.md, "The HTTP/1.1 core"),
+ * pinned one case per subtest, plus what the core relies on
  * beyond the table (pipelined messages in one execute, kOnBody's buffers, HEAD responses,
  * maxHeaderSize, a coding list llhttp accepts but the core must refuse itself). If a Node
  * upgrade changes one of these, this file says which.
@@ -211,7 +211,7 @@ t.test('pipelined requests in one execute: several head/body/complete sequences'
 });
 
 t.test('kOnBody gives a Buffer holding the body bytes of the chunk, a copy on this runtime (not a view)', async (t) => {
-  // The brief expected a view into the chunk; Node 24.21.0's binding copies (Buffer::Copy).
+  // A view into the chunk was expected; Node 24.21.0's binding copies (Buffer::Copy).
   // Pinned so a change either way is noticed: a view must be copied by whoever keeps it.
   const chunk = Buffer.alloc(32 * 1024, 0x2e);
   const msg = Buffer.from('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello', 'latin1');

@@ -205,7 +205,7 @@ interface HandshakeCase {
   readonly name: string;
   /** the client certificate, or null for none */
   readonly client: (w: World) => Promise<TestIdentity | null>;
-  /** the handshake failure reason label (INTERFACE.md's closed set) */
+  /** the handshake failure reason label (a closed set: docs/reference.md, "Metrics") */
   readonly reason: string;
 }
 

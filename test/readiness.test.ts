@@ -13,11 +13,12 @@ import { Registry } from 'prom-client';
 import { request } from 'undici';
 import { createReadiness } from '../src/core/readiness.ts';
 import { buildAdminApp, type AdminReloadResult } from '../src/admin/app.ts';
-import { startSidecar, StartupError } from '../src/main.ts';
+import { startSidecar } from '../src/main.ts';
+import { StartupError } from '../src/core/errors.ts';
 import { validateConfig } from '../src/config/validate.ts';
 import { makeCrl } from './helpers/pki.ts';
 import { captureLogs, eventually, heldUpstream, mtlsClient, startTestSidecar, startUpstream, world } from './helpers/world.ts';
-import { freePort } from './helpers/process.ts';
+import { freePort, tryConnect } from './helpers/process.ts';
 
 const WAIT_MS = 10_000;
 
@@ -141,4 +142,28 @@ t.test('a listener that cannot bind fails the start and shuts the admin server d
   t.ok(err instanceof StartupError, 'the start fails');
   t.match((err as StartupError).problems, [new RegExp(`^listeners\\[0\\]\\.listen: 127\\.0\\.0\\.1:${takenPort}: EADDRINUSE`)]);
   t.equal(await readyz(adminPort), 'ECONNREFUSED', 'and the admin server is no longer listening');
+});
+
+t.test('a listener that cannot bind closes the ones bound before it: a failed start leaves no port open', async (t) => {
+  const w = await world(t);
+  const ingest = await w.identity('ingest');
+  const taken = net.createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise((r) => taken.close(r)));
+  const takenPort = (taken.address() as AddressInfo).port;
+  const firstPort = await freePort();
+  const err = await startTestSidecar(t, w.dir, {
+    identity: ingest.files,
+    listeners: [
+      { name: 'first', mode: 'inbound', listen: `127.0.0.1:${firstPort}`, target: '127.0.0.1:9', allow: { any: true } },
+      { name: 'second', mode: 'outbound', listen: `127.0.0.1:${takenPort}`, target: '127.0.0.1:9' },
+    ],
+  }).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof StartupError, 'the start fails');
+  t.equal((err as StartupError).message, 'listener second cannot listen');
+  t.match((err as StartupError).problems, [new RegExp(`^listeners\\[1\\]\\.listen: 127\\.0\\.0\\.1:${takenPort}: EADDRINUSE$`)]);
+  t.equal(await tryConnect(firstPort), 'ECONNREFUSED', 'the first listener, bound before, is closed again');
 });

@@ -5,7 +5,7 @@
  * - its signatures, sent by an mTLS client, are accepted by a verifying inbound listener;
  * - the requests a signing outbound listener sends are accepted by its verifier.
  *
- * Its known deviations (brief §6.1) are kept out of the way rather than tested around: it
+ * Its known deviations (read in its source, 1.0.6) are kept out of the way rather than tested around: it
  * upper-cases @method (we send upper-case methods), takes @authority/@path/@query from the
  * WHATWG URL it is given (we give it https://<the Host sent><the raw target>, with targets URL
  * parsing leaves unchanged), does not check bodies (the digest is checked here, independently)

@@ -1,6 +1,6 @@
 /**
  * Every refusal of the inbound signature and digest checks, triggered for real over mTLS on
- * loopback: the status and code of ../shared/INTERFACE.md, the JSON body, exactly one count
+ * loopback: the status and code of the error table (README.md, "Error codes"), the JSON body, exactly one count
  * under tollgate_signature_checks_total, one 'request refused' log line, one audit event, and
  * nothing at the app (expectRefused in helpers/signing.ts asserts all of it).
  */

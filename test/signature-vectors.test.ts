@@ -2,13 +2,13 @@
  * Exact vectors for the signature base, the HMAC, the verifier's profile and Content-Digest
  * (RFC 9421 Appendix B, RFC 9530 §2 / Appendix B / Appendix D), at unit level: no network.
  *
- * Every expected value below is a literal. The RFC ones are copied from the RFCs (via
- * ../shared/briefs/message-signatures.md §4); the "derived" ones (HMACs of RFC bases that the
+ * Every expected value below is a literal. The RFC ones are copied from the RFCs (RFC 9421
+ * Appendix B, RFC 9530); the "derived" ones (HMACs of RFC bases that the
  * RFC only signs with RSA-PSS, and the tollgate-profile vectors) were recomputed outside
  * tollgate, with Python's hmac/hashlib over hand-written base strings.
  *
- * Note on brief §4.5: the brief prints the member with tag="tollgate" but the MAC
- * Gm+S18nbKkrzpkDCXqamZva91Y4DaXag7iIxd+JtmD8= (481-byte base) is that of the same member with
+ * Note on the profile vector: a first draft of it gave the member with tag="tollgate" but the MAC
+ * Gm+S18nbKkrzpkDCXqamZva91Y4DaXag7iIxd+JtmD8= (481-byte base), which is that of the same member with
  * tag="sidecar"; with tag="tollgate" the base is 482 bytes and the MAC is Ot0YjuZL…. Both are
  * asserted below under their true member. tollgate's signer never writes `expires`, so the
  * signRequest vector is the same member without it (463 bytes, MAC lf3EixSv…).
@@ -230,7 +230,7 @@ t.test('RFC 9421 B.2.3: full coverage gives the exact nine-line base', async (t)
 });
 
 // ---------------------------------------------------------------------------------------------
-// tollgate profile vectors (brief §4.5, derived)
+// tollgate profile vectors (derived, not from any RFC: the B.2 test-request under tollgate's profile)
 
 const PROFILE_LINES =
   '"@method": POST\n' +
@@ -252,14 +252,14 @@ interface ProfileVector {
 
 const PROFILE_VECTORS: readonly ProfileVector[] = [
   {
-    name: 'brief §4.5 as printed (its MAC is that of tag="sidecar")',
+    name: 'the first draft\'s MAC, which is that of tag="sidecar"',
     tag: 'sidecar',
     input: `sig1=${PROFILE_COMPONENTS};created=1618884473;expires=1618884773;nonce="n-0001";keyid="test-shared-secret";alg="hmac-sha256";tag="sidecar"`,
     bytes: 481,
     mac: 'Gm+S18nbKkrzpkDCXqamZva91Y4DaXag7iIxd+JtmD8=',
   },
   {
-    name: 'brief §4.5 with tag="tollgate"',
+    name: 'the same member with tag="tollgate"',
     tag: 'tollgate',
     input: `sig1=${PROFILE_COMPONENTS};created=1618884473;expires=1618884773;nonce="n-0001";keyid="test-shared-secret";alg="hmac-sha256";tag="tollgate"`,
     bytes: 482,

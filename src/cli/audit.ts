@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { errnoText } from '../core/errnoText.ts';
-import { loadKeyFile } from '../integrity/keyRing.ts';
+import { loadKeyFile } from '../core/keyFile.ts';
 import { verifyChain, type ChainPosition, type VerifyFile } from '../telemetry/auditChain.ts';
 import { AUDIT_VERIFY_COMMAND, commandsUnder, usageOf } from './commands.ts';
 import { parseCommand, wantsHelp } from './flagSpec.ts';

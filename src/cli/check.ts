@@ -1,6 +1,5 @@
 import { readConfigFile } from '../config/load.ts';
 import { loadIdentity } from '../certs/identityBundle.ts';
-import { notYetBuilt } from '../config/notYetBuilt.ts';
 import { formatProblem } from '../config/validate.ts';
 import { loadKeys } from '../integrity/integrityRuntime.ts';
 import { checkAuditLog } from '../telemetry/auditLog.ts';
@@ -37,7 +36,6 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
     tokenFileProblem(c.admin.tokenFile),
   ]);
   const problems = [
-    ...notYetBuilt(c).map(formatProblem),
     ...(identity.ok ? [] : identity.problems.map((p) => `identity.${p}`)),
     ...(keys.ok ? [] : keys.problems),
     ...(audit.ok ? [] : audit.problems),

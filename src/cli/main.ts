@@ -58,7 +58,7 @@ function words(spec: CommandSpec): string[] {
 }
 
 async function version(): Promise<string> {
-  return (await import('../main.ts')).VERSION;
+  return (await import('../version.ts')).VERSION;
 }
 
 /** `tollgate help [COMMAND…]`: the command's help (a group's usage for `certs`), or the usage of them all. */

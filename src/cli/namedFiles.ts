@@ -8,7 +8,8 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { loadIdentity } from '../certs/identityBundle.ts';
-import { loadKeyFile, loadKeyRing } from '../integrity/keyRing.ts';
+import { loadKeyFile } from '../core/keyFile.ts';
+import { loadKeyRing } from '../integrity/keyRing.ts';
 
 type Obj = Readonly<Record<string, unknown>>;
 

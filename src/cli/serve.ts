@@ -1,5 +1,6 @@
 import type { Config } from '../config/types.ts';
-import { startSidecar, StartupError, type Sidecar } from '../main.ts';
+import { startSidecar, type Sidecar } from '../main.ts';
+import { StartupError } from '../core/errors.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 
 /**

@@ -1,6 +1,5 @@
 import type { Config } from './types.ts';
 import { loadConfigFile } from './load.ts';
-import { notYetBuilt } from './notYetBuilt.ts';
 import { reloadPlan, type ReloadPlan } from './reloadPlan.ts';
 
 /**
@@ -21,8 +20,6 @@ export async function checkConfigReload(current: Config): Promise<ConfigReloadCh
   const loaded = await loadConfigFile(current.source);
   if (!loaded.ok) return { ok: false, problems: loaded.problems.map((p) => `${p.path}: ${p.message}`), plan: NO_CHANGE };
   const next = loaded.config;
-  const unavailable = notYetBuilt(next);
-  if (unavailable.length > 0) return { ok: false, problems: unavailable.map((p) => `${p.path}: ${p.message}`), plan: NO_CHANGE };
   const plan = reloadPlan(current, next);
   if (plan.restartRequired.length > 0) {
     const problems = plan.restartRequired.map((path) => `${path}: changed, and cannot change while running: restart to apply it (nothing was changed)`);

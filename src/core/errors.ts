@@ -79,3 +79,19 @@ export const REFUSAL_BODIES: Readonly<Record<ErrorCode, Buffer>> = Object.freeze
     ERROR_CODES.map((code) => [code, Buffer.from(JSON.stringify({ error: code, message: ERRORS[code].message }))]),
   ) as Record<ErrorCode, Buffer>,
 );
+
+/**
+ * A start that cannot happen, with every problem named by its config path. `usage`: the
+ * configuration's fault (exit 2), as opposed to the runtime's (exit 1: a port taken, a
+ * worker thread that cannot start).
+ */
+export class StartupError extends Error {
+  readonly problems: readonly string[];
+  readonly usage: boolean;
+  constructor(message: string, problems: readonly string[], usage: boolean) {
+    super(message);
+    this.name = 'StartupError';
+    this.problems = problems;
+    this.usage = usage;
+  }
+}

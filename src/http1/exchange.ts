@@ -1,6 +1,5 @@
 import type { ErrorCode } from '../core/errors.ts';
 import { requestFraming, type RequestFraming } from './fields.ts';
-import type { ServerConnection } from './serverConnection.ts';
 
 /**
  * One request and its response on a client connection: every field set here, in the
@@ -30,9 +29,15 @@ export interface BodyClock {
   done(): void;
 }
 
+/** The client connection an exchange came on, as the exchange needs it (serverConnection.ts is the one). */
+export interface ExchangeHost {
+  /** hand the exchange's body, what came so far and the rest as it arrives, to its reader */
+  deliver(ex: Exchange): void;
+}
+
 export class Exchange {
   /** the client connection */
-  readonly host: ServerConnection;
+  readonly host: ExchangeHost;
   readonly method: string;
   /** the request target as sent (rewritten to origin-form by the request path when absolute-form) */
   target: string;
@@ -107,7 +112,7 @@ export class Exchange {
   bodyClock: BodyClock | null = null;
 
   constructor(
-    host: ServerConnection,
+    host: ExchangeHost,
     method: string,
     target: string,
     versionMinor: number,

@@ -10,19 +10,6 @@ import { createRequire } from 'node:module';
  * test/http1-parser-binding.test.ts pins that behaviour on this runtime.
  */
 
-/** kOnHeadersComplete(versionMajor, versionMinor, rawHeaders, methodIndex, url, statusCode, statusMessage, upgrade, shouldKeepAlive) */
-export type OnHeadersComplete = (
-  versionMajor: number,
-  versionMinor: number,
-  rawHeaders: string[],
-  method: number,
-  url: string,
-  statusCode: number,
-  statusMessage: string,
-  upgrade: boolean,
-  shouldKeepAlive: boolean,
-) => number;
-
 /** An error execute() returns: `code` is llhttp's (HPE_…), `bytesParsed` where it stopped. */
 export interface ParseError extends Error {
   readonly code: string;

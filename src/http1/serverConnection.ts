@@ -1,7 +1,5 @@
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../core/errors.ts';
-import type { ConnectionContext } from '../proxy/connectionContext.ts';
-import { markIdle } from '../proxy/connectionContext.ts';
 import { Exchange } from './exchange.ts';
 import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
 
@@ -16,14 +14,25 @@ import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } fr
  * later (a request `Transfer-Encoding: gzip`), and a refused message must never reach the app.
  */
 
+/**
+ * The per-connection state the listener attached at accept, as far as the connection keeps it up
+ * to date: how many exchanges were read and not yet answered (drain tells idle from busy by it).
+ * The rest of it (peer, logger, …) is the listener's; `ctx` hands it back typed as given.
+ */
+export interface ConnectionActivity {
+  inFlight: number;
+}
+
 /** What handles the exchanges of a connection (the listener's request path). */
-export interface ExchangeHandler {
+export interface ExchangeHandler<C extends ConnectionActivity = ConnectionActivity> {
   /** the exchange at the head of the queue, in order; a parser refusal has `parserRefusal` set */
-  start(ex: Exchange, conn: ServerConnection): void;
+  start(ex: Exchange, conn: ServerConnection<C>): void;
   /** the client left while the exchange was in flight (the handler stops its upstream work) */
-  abandoned(ex: Exchange, conn: ServerConnection): void;
+  abandoned(ex: Exchange, conn: ServerConnection<C>): void;
   /** the parser refused the body of an exchange already under way (its upstream request must be cut) */
-  bodyRefused(ex: Exchange, conn: ServerConnection, code: ErrorCode): void;
+  bodyRefused(ex: Exchange, conn: ServerConnection<C>, code: ErrorCode): void;
+  /** the last response is out and nothing is queued: the connection waits for its next request */
+  idle(conn: ServerConnection<C>): void;
   /** the listener is draining: responses close their connections */
   draining(): boolean;
 }
@@ -46,10 +55,10 @@ const SKIP_BODY_AND_PAUSE = 2;
 /** unclaimed body bytes held before reading stops */
 const INBOX_HIGH_WATER = 64 * 1024;
 
-export class ServerConnection {
+export class ServerConnection<C extends ConnectionActivity = ConnectionActivity> {
   readonly socket: Socket;
-  readonly ctx: ConnectionContext;
-  readonly handler: ExchangeHandler;
+  readonly ctx: C;
+  readonly handler: ExchangeHandler<C>;
   readonly binding: HttpParserBinding;
   readonly parser: LlhttpParser;
   readonly settings: ConnectionSettings;
@@ -77,7 +86,7 @@ export class ServerConnection {
   /** called once when the client's socket drains (the upstream side paused for it) */
   onWritable: (() => void) | null = null;
 
-  constructor(socket: Socket, ctx: ConnectionContext, handler: ExchangeHandler, binding: HttpParserBinding, settings: ConnectionSettings, clock: () => bigint) {
+  constructor(socket: Socket, ctx: C, handler: ExchangeHandler<C>, binding: HttpParserBinding, settings: ConnectionSettings, clock: () => bigint) {
     this.socket = socket;
     this.ctx = ctx;
     this.handler = handler;
@@ -366,7 +375,7 @@ export class ServerConnection {
     if (ex.closeAfter || !ex.keepAlive || (!ex.bodyComplete && !ex.clientGone)) return this.close();
     if (this.queue.length === 0) {
       if (this.stopped) return this.close();
-      markIdle(this.ctx);
+      this.handler.idle(this);
     }
     this.pump();
   }

@@ -43,20 +43,10 @@
  * ~16–35 MiB.
  */
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../core/clock.ts';
-import { checkedReplayOptions, FINGERPRINT_SALT_BYTES, PairFingerprint } from './pairFingerprint.ts';
+import { FINGERPRINT_SALT_BYTES, PairFingerprint } from './pairFingerprint.ts';
+import { checkedReplayOptions, type ReplayCacheOptions } from './replayOptions.ts';
 
 export type ReplayVerdict = 'fresh' | 'replayed' | 'full';
-
-export interface ReplayCacheOptions {
-  /** how long an entry must be remembered: maxAge + skew of the signature profile, in ms */
-  readonly ttlMs: number;
-  /** the most live entries held; when reached, new nonces get 'full' (nothing live is ever evicted) */
-  readonly maxEntries: number;
-  readonly clock: Clock;
-  /** number of time buckets the ttl is split into (default 16) */
-  readonly buckets?: number;
-}
 
 export interface ReplayCache {
   /** atomically: 'replayed' if (keyId, nonce) is live, else 'full' if at capacity, else insert and 'fresh' */

@@ -42,8 +42,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
-import type { ReplayCache, ReplayCacheOptions, ReplayVerdict } from './replayCache.ts';
-import { checkedReplayOptions, FINGERPRINT_SALT_BYTES as SALT_BYTES, PairFingerprint } from './pairFingerprint.ts';
+import type { ReplayCache, ReplayVerdict } from './replayCache.ts';
+import { FINGERPRINT_SALT_BYTES as SALT_BYTES, PairFingerprint } from './pairFingerprint.ts';
+import { checkedReplayOptions, type ReplayCacheOptions } from './replayOptions.ts';
 
 /** What a thread needs to attach to the cache: structured-cloneable (postMessage, workerData). */
 export interface SharedReplayHandle {

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { ServerConnection } from '../http1/serverConnection.ts';
 
 /**
  * Per-connection state, made once when a connection is accepted (and, for TLS, once
@@ -23,6 +24,9 @@ export interface ConnectionContext {
   socket?: Socket;
   idleBytes?: number;
 }
+
+/** A client connection of an HTTP listener, carrying the context the listener attached at accept. */
+export type ClientConnection = ServerConnection<ConnectionContext>;
 
 const kContext = Symbol('tollgate.connection');
 

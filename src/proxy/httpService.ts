@@ -9,7 +9,7 @@ import { loadHttpParser, type HttpParserBinding } from '../http1/parserBinding.t
 import { ServerConnection, type ExchangeHandler } from '../http1/serverConnection.ts';
 import type { UpstreamConnection, UpstreamEvents } from '../http1/upstreamConnection.ts';
 import { UpstreamPool, type Dial } from '../http1/upstreamPool.ts';
-import type { ConnectionContext } from './connectionContext.ts';
+import { markIdle, type ClientConnection, type ConnectionContext } from './connectionContext.ts';
 import { RequestPath, type RequestPathDeps } from './requestPath.ts';
 import { rateLimiterFor } from './requestLimits.ts';
 
@@ -31,11 +31,11 @@ const MAX_HEADER_PAIRS = 2000;
 /** an upstream's response head may be this large (the local app's framework decides, not our client limit) */
 const MIN_RESPONSE_HEAD_BYTES = 64 * 1024;
 
-export class HttpService implements ExchangeHandler, UpstreamEvents {
+export class HttpService implements ExchangeHandler<ConnectionContext>, UpstreamEvents {
   current: RequestPath;
   readonly binding: HttpParserBinding;
   readonly pool: UpstreamPool;
-  readonly connections = new Set<ServerConnection>();
+  readonly connections = new Set<ClientConnection>();
   private sweep: NodeJS.Timeout | null = null;
   private sweepEveryMs = 0;
 
@@ -57,7 +57,7 @@ export class HttpService implements ExchangeHandler, UpstreamEvents {
   }
 
   /** A client connection (TLS accepted and authorized, or plain on loopback) starts speaking HTTP. */
-  accept(socket: Socket, ctx: ConnectionContext): ServerConnection {
+  accept(socket: Socket, ctx: ConnectionContext): ClientConnection {
     const limits = this.current.deps.listener.limits;
     socket.setNoDelay(true);
     const conn = new ServerConnection(
@@ -90,16 +90,21 @@ export class HttpService implements ExchangeHandler, UpstreamEvents {
   }
 
   /* ExchangeHandler: the exchange's own path, or the current one for a new exchange */
-  start(ex: Exchange, conn: ServerConnection): void {
+  start(ex: Exchange, conn: ClientConnection): void {
     this.current.start(ex, conn);
   }
 
-  abandoned(ex: Exchange, conn: ServerConnection): void {
+  abandoned(ex: Exchange, conn: ClientConnection): void {
     pathOf(ex, this.current).abandoned(ex, conn);
   }
 
-  bodyRefused(ex: Exchange, conn: ServerConnection, code: ErrorCode): void {
+  bodyRefused(ex: Exchange, conn: ClientConnection, code: ErrorCode): void {
     pathOf(ex, this.current).bodyRefused(ex, conn, code, 'the request body does not parse');
+  }
+
+  /** drain tells this connection from a busy one by the bytes it has read from here on */
+  idle(conn: ClientConnection): void {
+    markIdle(conn.ctx);
   }
 
   draining(): boolean {

@@ -5,8 +5,8 @@ import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
-import { formatHostPort } from '../config/hostPort.ts';
-import type { HandshakeFailureReason, Metrics } from '../telemetry/metrics.ts';
+import type { HandshakeFailureReason } from '../core/handshakeFailureReasons.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import { secureContextOptions, type TlsMaterial } from '../tls/contexts.ts';
 import { sessionIdContextOf, ticketKeysFor, trustDigest } from '../tls/sessionBinding.ts';
@@ -289,7 +289,9 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   function handshakeFailed(socket: TLSSocket, f: FailedHandshake): void {
     const address = socket.remoteAddress ?? null;
     metrics.handshakes.labels(config.name, 'failure', f.reason).inc();
-    (f.log ?? log).warn({ reason: f.reason, code: f.code, remote: address, ...f.logFields }, f.message);
+    // a connection's own logger already names its remote address (a key twice would make the line invalid for strict readers)
+    if (f.log === undefined) log.warn({ reason: f.reason, code: f.code, remote: address, ...f.logFields }, f.message);
+    else f.log.warn({ reason: f.reason, code: f.code, ...f.logFields }, f.message);
     deps.audit.record('handshake_failure', { listener: config.name, reason: f.reason, remote: address, code: f.code, ...f.auditFields });
     recent.add({
       at: new Date(deps.clock.now()).toISOString(),

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import type { AuditEventType, AuditSink } from '../telemetry/audit.ts';
-import type { HandshakeFailureReason } from '../telemetry/metrics.ts';
+import type { HandshakeFailureReason } from '../core/handshakeFailureReasons.ts';
 import type { HandshakeRecord, RecentHandshakes } from '../telemetry/recentHandshakes.ts';
 
 /**

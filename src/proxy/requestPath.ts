@@ -6,7 +6,6 @@ import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
 import { statusClass, type Metrics } from '../telemetry/metrics.ts';
 import type { Exchange } from '../http1/exchange.ts';
-import type { ServerConnection } from '../http1/serverConnection.ts';
 import type { UpstreamConnection, RequestFraming } from '../http1/upstreamConnection.ts';
 import type { UpstreamPool } from '../http1/upstreamPool.ts';
 import { fieldLines, fieldValue, forwardedList, IDEMPOTENT_METHODS, NameSet, onlyChunked, PEER_HEADER } from '../http1/fields.ts';
@@ -16,6 +15,7 @@ import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
 import { verifyRequest } from '../integrity/verifier.ts';
 import { signRequest } from '../integrity/signer.ts';
 import { ArrivingDigest, contentDigestValue, DigestCheck, digestsMatch, isAcceptableContentDigest, type ExpectedDigest } from '../integrity/contentDigest.ts';
+import type { ClientConnection } from './connectionContext.ts';
 import { upstreamFailure } from './upstreamError.ts';
 import { BodyDeadline } from './bodyDeadline.ts';
 import { Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts';
@@ -30,7 +30,8 @@ import { targetForLog, type AccessEnd, type AccessLog } from '../telemetry/acces
  * upstream. The chains, as code:
  *
  *   inbound:  authorized at the handshake → well-formed request → peer rate → declared size
- *             → size anomaly → signature verified                → body: stream- or buffer-verify
+ *             → signature verified → size anomaly                → body: stream- or buffer-verify
+ *             (without integrity: the same, with no signature)
  *   outbound: well-formed request → rate → declared size → signed (when the body is not needed)
  *                                                                  → body: buffer-sign
  *   either, without integrity:                                      → body: pass through
@@ -60,7 +61,7 @@ export interface RequestPathDeps {
 }
 
 /** One header-phase stage: allow, or refuse with a code. */
-export type Stage = (path: RequestPath, ex: Exchange, conn: ServerConnection) => Decision;
+export type Stage = (path: RequestPath, ex: Exchange, conn: ClientConnection) => Decision;
 
 /** What happens to a request body, chosen once per listener. */
 export type BodyStrategy = 'pass' | 'stream-verify' | 'buffer-verify' | 'buffer-sign';
@@ -87,7 +88,7 @@ export function outboundChain(integrity: IntegrityStage | null): { stages: reado
 /* ------------------------------------------------------------------ the stages */
 
 /** The authorization decided once at the handshake, before any upstream was dialled. */
-function authorizedAtHandshake(_path: RequestPath, _ex: Exchange, conn: ServerConnection): Decision {
+function authorizedAtHandshake(_path: RequestPath, _ex: Exchange, conn: ClientConnection): Decision {
   return conn.ctx.allowed ? ALLOW : DENY_PEER;
 }
 
@@ -207,7 +208,7 @@ export class RequestPath {
   }
 
   /** An exchange's turn on its connection: the stages, then its body, then upstream. */
-  start(ex: Exchange, conn: ServerConnection): void {
+  start(ex: Exchange, conn: ClientConnection): void {
     ex.owner = this;
     const peer = conn.ctx.peer;
     ex.peer = peer?.display ?? LOCAL_PEER;
@@ -239,7 +240,7 @@ export class RequestPath {
   /* ---------------------------------------------------------------- bodies */
 
   /** Stream the body upstream as it comes (counted, timed, hashed when `check` is given: the last chunk waits for the verdict). */
-  stream(ex: Exchange, conn: ServerConnection, fields: string[], check: DigestCheck | null): void {
+  stream(ex: Exchange, conn: ClientConnection, fields: string[], check: DigestCheck | null): void {
     const framing: RequestFraming = ex.chunked ? 'chunked' : 'length';
     this.forward(ex, conn, fields, null, framing, (up) => {
       const reader = new StreamedBody(this, ex, conn, up, check);
@@ -249,12 +250,12 @@ export class RequestPath {
   }
 
   /** Hold the whole body (up to the buffer limit), hashed as it arrives, then `done`. */
-  collect(ex: Exchange, conn: ServerConnection, digest: ArrivingDigest, done: (body: HeldBody) => void): void {
+  collect(ex: Exchange, conn: ClientConnection, digest: ArrivingDigest, done: (body: HeldBody) => void): void {
     conn.sendContinue(ex);
     ex.read(new CollectedBody(this, ex, conn, digest, done));
   }
 
-  verifiedBody(ex: Exchange, conn: ServerConnection, digest: ArrivingDigest, body: HeldBody): void {
+  verifiedBody(ex: Exchange, conn: ClientConnection, digest: ArrivingDigest, body: HeldBody): void {
     if (!digest.matches(ex.strategy as readonly ExpectedDigest[])) return this.refuse(ex, 'ERR_DIGEST_MISMATCH', { detail: 'Content-Digest does not match the body' });
     this.deps.refusals.countSignature('ok');
     // a chunked body's size is known only now: judged whole, before any byte goes upstream
@@ -264,7 +265,7 @@ export class RequestPath {
     this.forward(ex, conn, fields, body, 'length');
   }
 
-  signedBody(ex: Exchange, conn: ServerConnection, digest: ArrivingDigest, body: HeldBody): void {
+  signedBody(ex: Exchange, conn: ClientConnection, digest: ArrivingDigest, body: HeldBody): void {
     const fields = this.outgoingFields(ex, 'content');
     fields.push('content-digest', contentDigestValue(digest.digests()[0]!), 'content-length', String(body.bytes));
     const refused = this.sign(ex, fields);
@@ -279,7 +280,7 @@ export class RequestPath {
    * `streaming`) the body as it comes. One exchange of a connection at a time, so the pool
    * sees a client's pipelined requests one after another.
    */
-  forward(ex: Exchange, conn: ServerConnection, fields: string[], body: HeldBody | null, framing: RequestFraming, streaming?: (up: UpstreamConnection) => void): void {
+  forward(ex: Exchange, conn: ClientConnection, fields: string[], body: HeldBody | null, framing: RequestFraming, streaming?: (up: UpstreamConnection) => void): void {
     // a body held whole has its content-length among the fields (the signature may cover it)
     let head = `${ex.method} ${ex.target} HTTP/1.1\r\n${fieldLines(fields)}`;
     if (body === null && framing === 'chunked') head += 'transfer-encoding: chunked\r\n';
@@ -313,7 +314,7 @@ export class RequestPath {
   completed(ex: Exchange): void {
     this.record(ex);
     if (this.deps.accessLog.enabled) this.logAccess(ex, 'complete');
-    (ex.host as ServerConnection).done(ex);
+    (ex.host as ClientConnection).done(ex);
   }
 
   /**
@@ -323,7 +324,7 @@ export class RequestPath {
    * sent once more on a new connection (RFC 9110 §9.2.2); nothing else is retried.
    */
   failed(ex: Exchange, up: UpstreamConnection, err: Error): void {
-    const conn = ex.host as ServerConnection;
+    const conn = ex.host as ClientConnection;
     if (ex.clientGone || ex.finished) {
       conn.ctx.log.debug({ method: ex.method }, 'client closed before the response completed; upstream request aborted');
       if (!ex.finished && this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');
@@ -356,7 +357,7 @@ export class RequestPath {
 
   /** UpstreamEvents: the app switched protocols (101): from here the two sockets are one L4 pipe. */
   upgraded(ex: Exchange, up: UpstreamConnection, upstreamRest: Buffer | null): void {
-    const conn = ex.host as ServerConnection;
+    const conn = ex.host as ClientConnection;
     ex.status = 101;
     conn.handOver();
     const down = conn.socket;
@@ -374,7 +375,7 @@ export class RequestPath {
   }
 
   /** The client left while the exchange was in flight: its upstream request is cut. */
-  abandoned(ex: Exchange, conn: ServerConnection): void {
+  abandoned(ex: Exchange, conn: ClientConnection): void {
     ex.bodyClock?.done();
     const up = ex.upstream as UpstreamConnection | null;
     if (up !== null && up.ex === ex) up.abort();
@@ -384,7 +385,7 @@ export class RequestPath {
   }
 
   /** The body was refused while it came (too large, an anomaly, a digest, too slow, malformed): its upstream request is cut. */
-  bodyRefused(ex: Exchange, _conn: ServerConnection, code: ErrorCode, detail?: string): void {
+  bodyRefused(ex: Exchange, _conn: ClientConnection, code: ErrorCode, detail?: string): void {
     ex.bodyClock?.done();
     ex.reader = null;
     const up = ex.upstream as UpstreamConnection | null;
@@ -396,7 +397,7 @@ export class RequestPath {
 
   /** The one refusal of an exchange: accounted (log, metric, audit), then answered, or the connection cut if the response had begun. */
   refuse(ex: Exchange, code: ErrorCode, detail: Record<string, unknown> | null, upstream?: UpstreamFailureReason): void {
-    const conn = ex.host as ServerConnection;
+    const conn = ex.host as ClientConnection;
     if (ex.finished) return;
     const f = ex.anomaly;
     const why = code === 'ERR_PAYLOAD_ANOMALY' && f !== null ? { ...detail, route: ROUTE, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected } : detail;
@@ -433,7 +434,7 @@ export class RequestPath {
     const parsed = ex.parserRefusal === null;
     const target = parsed ? targetForLog(ex.target) : null;
     const upstreamNs = ex.upstreamAt > 0n && ex.upstreamHeadAt >= ex.upstreamAt ? ex.upstreamHeadAt - ex.upstreamAt : -1n;
-    (ex.host as ServerConnection).ctx.log.info(
+    (ex.host as ClientConnection).ctx.log.info(
       {
         route: ROUTE,
         method: parsed ? ex.method : null,
@@ -453,7 +454,7 @@ export class RequestPath {
     );
   }
 
-  subjectOf(ex: Exchange, conn: ServerConnection): RefusalSubject {
+  subjectOf(ex: Exchange, conn: ClientConnection): RefusalSubject {
     return {
       log: conn.ctx.log,
       peer: conn.ctx.peer?.display ?? null,
@@ -475,7 +476,7 @@ export class RequestPath {
   /** Count one size anomaly; true when it must be blocked (the refusal then logs and audits it). */
   sizeFlagged(ex: Exchange, f: Flagged): boolean {
     const anomaly = this.deps.anomaly!;
-    anomaly.flagged(ROUTE, ex.peer, f, anomaly.block ? 'blocked' : 'observed', (ex.host as ServerConnection).ctx.log);
+    anomaly.flagged(ROUTE, ex.peer, f, anomaly.block ? 'blocked' : 'observed', (ex.host as ClientConnection).ctx.log);
     if (anomaly.block) ex.anomaly = f;
     return anomaly.block;
   }
@@ -489,7 +490,7 @@ export class RequestPath {
       this.responseBytes.observe(ex.responseBytes);
     }
     const anomaly = this.deps.anomaly;
-    if (anomaly !== null && ex.status < 400 && ex.status > 0) anomaly.accepted(ROUTE, ex.peer, ex.bodyBytes > 0 ? ex.bodyBytes : null, (ex.host as ServerConnection).ctx.log);
+    if (anomaly !== null && ex.status < 400 && ex.status > 0) anomaly.accepted(ROUTE, ex.peer, ex.bodyBytes > 0 ? ex.bodyBytes : null, (ex.host as ClientConnection).ctx.log);
   }
 
   /** The fields to send upstream: hop-by-hop ones removed, x-tollgate-peer set (inbound) or Host replaced (outbound). */
@@ -513,7 +514,7 @@ export class RequestPath {
   }
 
   /** The body deadline of an exchange whose body is being read: too slow a client gets 408. */
-  deadlineFor(ex: Exchange, conn: ServerConnection): BodyDeadline {
+  deadlineFor(ex: Exchange, conn: ClientConnection): BodyDeadline {
     const d = new BodyDeadline(this.bodyGapMs, this.minBodyRate, this.deps.clock, (err) => this.bodyRefused(ex, conn, 'ERR_BODY_TIMEOUT', err.message));
     ex.bodyClock = d;
     return d;
@@ -530,7 +531,7 @@ export class RequestPath {
 class StreamedBody {
   readonly path: RequestPath;
   readonly ex: Exchange;
-  readonly conn: ServerConnection;
+  readonly conn: ClientConnection;
   readonly up: UpstreamConnection;
   readonly check: DigestCheck | null;
   readonly deadline: BodyDeadline;
@@ -540,7 +541,7 @@ class StreamedBody {
   held: Buffer | null = null;
   stopped = false;
 
-  constructor(path: RequestPath, ex: Exchange, conn: ServerConnection, up: UpstreamConnection, check: DigestCheck | null) {
+  constructor(path: RequestPath, ex: Exchange, conn: ClientConnection, up: UpstreamConnection, check: DigestCheck | null) {
     this.path = path;
     this.ex = ex;
     this.conn = conn;
@@ -602,7 +603,7 @@ export interface HeldBody {
 class CollectedBody {
   readonly path: RequestPath;
   readonly ex: Exchange;
-  readonly conn: ServerConnection;
+  readonly conn: ClientConnection;
   readonly digest: ArrivingDigest;
   readonly done: (body: HeldBody) => void;
   readonly deadline: BodyDeadline;
@@ -610,7 +611,7 @@ class CollectedBody {
   bytes = 0;
   stopped = false;
 
-  constructor(path: RequestPath, ex: Exchange, conn: ServerConnection, digest: ArrivingDigest, done: (body: HeldBody) => void) {
+  constructor(path: RequestPath, ex: Exchange, conn: ClientConnection, digest: ArrivingDigest, done: (body: HeldBody) => void) {
     this.path = path;
     this.ex = ex;
     this.conn = conn;

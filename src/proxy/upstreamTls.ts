@@ -7,7 +7,8 @@ import { verifyServer, type CompiledVerify } from '../policy/authz.ts';
 import { CERT_VERIFY_CODES } from './upstreamError.ts';
 import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
 import type { Clock } from '../core/clock.ts';
-import type { HandshakeFailureReason, Metrics } from '../telemetry/metrics.ts';
+import type { HandshakeFailureReason } from '../core/handshakeFailureReasons.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
 import { formatRemote, tlsVersionOf, type RecentHandshakes } from '../telemetry/recentHandshakes.ts';
 
 /**

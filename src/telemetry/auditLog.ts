@@ -21,10 +21,10 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import type { Config } from '../config/types.ts';
 import { fileExposure, processGroupIds } from '../core/fileExposure.ts';
-import { loadKeyFile } from '../integrity/keyRing.ts';
+import { loadKeyFile } from '../core/keyFile.ts';
 import type { AuditEventType, AuditSink } from './audit.ts';
 import { checkLine, formatLine, GENESIS_HASH, lineHash, type ChainPosition } from './auditChain.ts';
 

@@ -1,7 +1,8 @@
 import type { Config } from '../config/types.ts';
 import { ERRORS, UPSTREAM_FAILURE_REASONS } from '../core/errors.ts';
 import type { AuditEventType } from './audit.ts';
-import { CONNECTION_DROP_REASONS, HANDSHAKE_FAILURE_REASONS, SIGNATURE_RESULTS, type Metrics } from './metrics.ts';
+import { HANDSHAKE_FAILURE_REASONS } from '../core/handshakeFailureReasons.ts';
+import { CONNECTION_DROP_REASONS, SIGNATURE_RESULTS, type Metrics } from './metrics.ts';
 
 /**
  * Series that exist from the start at 0, so every documented metric (README.md, "Metrics and admin") shows in the first

@@ -8,21 +8,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 
  * expiry timestamps by min, flags and the shared replay cache by max, build info first).
  * Created on the registry main hands in, never on prom-client's global registry.
  * Label values come only from closed sets: listener and route names from config,
- * reasons from the error table or the handshake-reason list.
+ * reasons from the error table or the handshake-reason list (core/handshakeFailureReasons.ts).
  */
-export const HANDSHAKE_FAILURE_REASONS = [
-  'no_client_cert',
-  'unknown_ca',
-  'cert_expired',
-  'cert_revoked',
-  'bad_certificate',
-  'protocol_version',
-  'no_shared_cipher',
-  'timeout',
-  'handshake_cap',
-  'other',
-] as const;
-export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
 
 /**
  * Why a connection was refused at accept, before any TLS: `max_connections` (the listener
@@ -30,7 +17,6 @@ export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
  * cap refuses are handshake failures (reason handshake_cap), not counted here again.
  */
 export const CONNECTION_DROP_REASONS = ['max_connections'] as const;
-export type ConnectionDropReason = (typeof CONNECTION_DROP_REASONS)[number];
 
 /**
  * The documented results (README.md, "Metrics and admin"), with the two refusals of the

@@ -1,5 +1,5 @@
 import type { TLSSocket } from 'node:tls';
-import type { HandshakeFailureReason } from './metrics.ts';
+import type { HandshakeFailureReason } from '../core/handshakeFailureReasons.ts';
 
 /**
  * The most recent failed handshakes (and refused peers), for the admin API

@@ -1,4 +1,4 @@
-import type { HandshakeFailureReason } from '../telemetry/metrics.ts';
+import type { HandshakeFailureReason } from '../core/handshakeFailureReasons.ts';
 
 /**
  * Classify a failed server-side handshake (`tlsClientError`) into HANDSHAKE_FAILURE_REASONS (README.md lists them),

@@ -59,7 +59,8 @@ export function describeWorkers(setting: number | 'auto', read: ReadText = readT
   const loops = `${n} event loop${n === 1 ? '' : 's'}`;
   if (setting !== 'auto') return `workers ${loops}`;
   const limit = cgroupCpuLimit(read);
-  const source = limit === null ? `no cgroup CPU quota, ${cpus} CPU${cpus === 1 ? '' : 's'} available` : `cgroup CPU quota ${limit} of ${cpus} CPU${cpus === 1 ? '' : 's'}`;
+  const plural = cpus === 1 ? '' : 's';
+  const source = limit === null ? `no cgroup CPU quota, ${cpus} CPU${plural} available` : `cgroup CPU quota ${limit} of ${cpus} CPU${plural}`;
   return `workers ${loops} ("auto": ${source})`;
 }
 

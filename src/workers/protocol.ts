@@ -10,6 +10,7 @@ import type { AuditEventType } from '../telemetry/audit.ts';
 import type { NewHandshakeRecord } from '../telemetry/recentHandshakes.ts';
 import type { AnomalyRecord } from '../anomaly/recentAnomalies.ts';
 import type { SharedReplayHandle } from '../integrity/sharedReplayCache.ts';
+import type { ListenerStatus } from '../proxy/dataPlane.ts';
 
 export type KeyEntries = ReadonlyArray<readonly [string, KeyObject]>;
 
@@ -48,8 +49,4 @@ export type FromWorker =
   | { readonly type: 'reply'; readonly id: number; readonly value: unknown };
 
 /** what a worker's listeners report for /status */
-export interface WorkerListenerStatus {
-  readonly name: string;
-  readonly connections: number;
-  readonly accepting: boolean;
-}
+export type WorkerListenerStatus = ListenerStatus;

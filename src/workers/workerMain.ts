@@ -15,8 +15,8 @@ import { createMetrics } from '../telemetry/metrics.ts';
 import { initialiseSeries } from '../telemetry/metricSeries.ts';
 import { tlsPolicy } from '../tls/policy.ts';
 import { attachSharedReplayCache } from '../integrity/sharedReplayCache.ts';
-import { VERSION } from '../main.ts';
-import { startDataPlane } from './dataPlane.ts';
+import { VERSION } from '../version.ts';
+import { startWorkerDataPlane } from './workerDataPlane.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
 
 const port = parentPort;
@@ -32,7 +32,7 @@ initialiseSeries(metrics, init.config, VERSION);
 const clock = systemClock;
 
 try {
-  const plane = await startDataPlane(init, {
+  const plane = await startWorkerDataPlane(init, {
     log,
     metrics,
     clock,

@@ -1,0 +1,247 @@
+/**
+ * The `listeners` section: each listener's common fields, the part its mode adds (inbound:
+ * allow-list, loopback target; outbound: server name, verification, loopback listen), its
+ * anomaly and limits, and distinct names across the list.
+ */
+import { DEFAULT_ANOMALY, DEFAULT_LIMITS, DEFAULT_PROTOCOL } from './defaults.ts';
+import { formatHostPort, isLoopbackHost, isValidHost } from './hostPort.ts';
+import { LISTENER_NAME } from './listenerName.ts';
+import type { AnomalyConfig, HostPort, LimitsConfig, ListenerConfig, ListenerMode } from './types.ts';
+import { validateListenerIntegrity } from './validateIntegrity.ts';
+import { EMPTY_ALLOW, EMPTY_VERIFY, validateAllow, validateVerify } from './validatePeers.ts';
+import {
+  at,
+  bad,
+  booleanValue,
+  checkKeys,
+  isObject,
+  listenAddress,
+  misplacedAs,
+  nonNegativeInteger,
+  nonNegativeNumber,
+  ok,
+  oneOf,
+  positiveInteger,
+  positiveNumber,
+  read,
+  report,
+  REQUIRED,
+  seconds,
+  section,
+  targetAddress,
+  UNSET_ADDRESS,
+  type Ctx,
+  type Obj,
+  type Parser,
+} from './validateReaders.ts';
+
+export function validateListeners(ctx: Ctx, value: unknown, path: string, keysDir: string | null): ListenerConfig[] {
+  if (value === undefined) {
+    report(ctx, path, 'required: at least one listener');
+    return [];
+  }
+  if (!Array.isArray(value)) {
+    report(ctx, path, 'expected an array of listeners');
+    return [];
+  }
+  if (value.length === 0) report(ctx, path, 'at least one listener is required');
+  const listeners = value.map((item: unknown, i) => validateListener(ctx, item, `${path}[${i}]`, keysDir));
+  checkDistinctNames(ctx, listeners, path);
+  return listeners;
+}
+
+const COMMON_LISTENER_KEYS = ['name', 'mode', 'protocol', 'listen', 'target', 'integrity', 'anomaly', 'limits'];
+const INBOUND_ONLY_KEYS = ['allow', 'unsafeTarget'];
+const OUTBOUND_ONLY_KEYS = ['serverName', 'verify', 'unsafeListen'];
+
+function validateListener(ctx: Ctx, value: unknown, path: string, keysDir: string | null): ListenerConfig {
+  if (!isObject(value)) {
+    report(ctx, path, 'expected an object');
+    return placeholderListener('', UNSET_ADDRESS);
+  }
+  const o = value;
+  const name = read(ctx, o, path, 'name', listenerName, '', REQUIRED);
+  if (o.mode === 'gateway') {
+    // Routes, per-route policy and rate limits come with the gateway work; until then, refuse honestly.
+    report(ctx, at(path, 'mode'), 'mode gateway is not supported yet');
+    return placeholderListener(name, read(ctx, o, path, 'listen', listenAddress, UNSET_ADDRESS));
+  }
+  const mode = read(ctx, o, path, 'mode', oneOf(['inbound', 'outbound'] as const), null, REQUIRED);
+  checkListenerKeys(ctx, o, path, mode);
+  const protocol = read(ctx, o, path, 'protocol', oneOf(['http', 'tcp'] as const), DEFAULT_PROTOCOL);
+  const listen = read(ctx, o, path, 'listen', listenAddress, UNSET_ADDRESS, REQUIRED);
+  const target = read(ctx, o, path, 'target', targetAddress, UNSET_ADDRESS, REQUIRED);
+  const common: ListenerCommon = {
+    name,
+    protocol,
+    listen,
+    target,
+    anomaly: validateAnomaly(ctx, o.anomaly, at(path, 'anomaly')),
+    limits: validateLimits(ctx, o.limits, at(path, 'limits')),
+  };
+  if (mode === 'inbound') return assembleListener(common, validateInboundPart(ctx, o, path, common, keysDir));
+  if (mode === 'outbound') return assembleListener(common, validateOutboundPart(ctx, o, path, common, keysDir));
+  return placeholderListener(name, listen);
+}
+
+/** Fields in a fixed, readable order (this is what `GET /config` shows). */
+function assembleListener(c: ListenerCommon, m: ModePart): ListenerConfig {
+  return {
+    name: c.name,
+    mode: m.mode,
+    protocol: c.protocol,
+    listen: c.listen,
+    target: c.target,
+    allow: m.allow,
+    serverName: m.serverName,
+    verify: m.verify,
+    integrity: m.integrity,
+    anomaly: c.anomaly,
+    limits: c.limits,
+    unsafeTarget: m.unsafeTarget,
+    unsafeListen: m.unsafeListen,
+  };
+}
+
+type ListenerCommon = Pick<ListenerConfig, 'name' | 'protocol' | 'listen' | 'target' | 'anomaly' | 'limits'>;
+type ModePart = Omit<ListenerConfig, keyof ListenerCommon>;
+
+function checkListenerKeys(ctx: Ctx, o: Obj, path: string, mode: ListenerMode | null): void {
+  if (mode === null) {
+    checkKeys(ctx, o, path, [...COMMON_LISTENER_KEYS, ...INBOUND_ONLY_KEYS, ...OUTBOUND_ONLY_KEYS]);
+  } else if (mode === 'inbound') {
+    checkKeys(ctx, o, path, [...COMMON_LISTENER_KEYS, ...INBOUND_ONLY_KEYS], {
+      misplaced: misplacedAs(OUTBOUND_ONLY_KEYS, 'is for outbound listeners only'),
+    });
+  } else {
+    checkKeys(ctx, o, path, [...COMMON_LISTENER_KEYS, ...OUTBOUND_ONLY_KEYS], {
+      misplaced: misplacedAs(INBOUND_ONLY_KEYS, 'is for inbound listeners only'),
+    });
+  }
+}
+
+/** Inbound: TLS in, plaintext out to the local app, so the target stays on loopback unless said otherwise. */
+function validateInboundPart(
+  ctx: Ctx,
+  o: Obj,
+  path: string,
+  common: ListenerCommon,
+  keysDir: string | null,
+): ModePart {
+  const unsafeTarget = read(ctx, o, path, 'unsafeTarget', booleanValue, false);
+  if (common.target !== UNSET_ADDRESS && !unsafeTarget && !isLoopbackHost(common.target.host)) {
+    report(
+      ctx,
+      at(path, 'target'),
+      `${formatHostPort(common.target)} is off loopback; an inbound listener sends plaintext to its target, so set unsafeTarget: true if this is intended`,
+    );
+  }
+  return {
+    mode: 'inbound',
+    allow: validateAllow(ctx, o.allow, at(path, 'allow')),
+    serverName: common.target.host,
+    verify: EMPTY_VERIFY,
+    integrity: validateListenerIntegrity(ctx, o.integrity, at(path, 'integrity'), 'inbound', common.protocol, keysDir),
+    unsafeTarget,
+    unsafeListen: false,
+  };
+}
+
+/** Outbound: plaintext in from the local app, so the listen address stays on loopback unless said otherwise. */
+function validateOutboundPart(ctx: Ctx, o: Obj, path: string, common: ListenerCommon, keysDir: string | null): ModePart {
+  const unsafeListen = read(ctx, o, path, 'unsafeListen', booleanValue, false);
+  if (common.listen !== UNSET_ADDRESS && !unsafeListen && !isLoopbackHost(common.listen.host)) {
+    report(
+      ctx,
+      at(path, 'listen'),
+      `${formatHostPort(common.listen)} is off loopback; an outbound listener accepts plaintext, so set unsafeListen: true if this is intended`,
+    );
+  }
+  return {
+    mode: 'outbound',
+    allow: EMPTY_ALLOW,
+    serverName: read(ctx, o, path, 'serverName', serverNameValue, common.target.host),
+    verify: validateVerify(ctx, o.verify, at(path, 'verify')),
+    integrity: validateListenerIntegrity(ctx, o.integrity, at(path, 'integrity'), 'outbound', common.protocol, keysDir),
+    unsafeTarget: false,
+    unsafeListen,
+  };
+}
+
+function validateAnomaly(ctx: Ctx, value: unknown, path: string): AnomalyConfig {
+  const o = section(ctx, value, path, ['mode', 'minSamples', 'threshold', 'maxTrackedPeers']);
+  const d = DEFAULT_ANOMALY;
+  return {
+    mode: read(ctx, o, path, 'mode', oneOf(['off', 'observe', 'block'] as const), d.mode),
+    minSamples: read(ctx, o, path, 'minSamples', positiveInteger, d.minSamples),
+    threshold: read(ctx, o, path, 'threshold', positiveNumber, d.threshold),
+    maxTrackedPeers: read(ctx, o, path, 'maxTrackedPeers', positiveInteger, d.maxTrackedPeers),
+  };
+}
+
+function validateLimits(ctx: Ctx, value: unknown, path: string): LimitsConfig {
+  const o = section(ctx, value, path, Object.keys(DEFAULT_LIMITS));
+  const d = DEFAULT_LIMITS;
+  const requestsPerSecond = read(ctx, o, path, 'requestsPerSecond', nonNegativeNumber, d.requestsPerSecond);
+  const burst = read(ctx, o, path, 'burst', nonNegativeInteger, d.burst);
+  const maxConcurrentHandshakes = read(ctx, o, path, 'maxConcurrentHandshakes', positiveInteger, d.maxConcurrentHandshakes);
+  // 0 (the default) derives it from the cap; a value above the cap would never apply
+  const perSource = read(ctx, o, path, 'maxHandshakesPerSource', nonNegativeInteger, d.maxHandshakesPerSource);
+  if (perSource > maxConcurrentHandshakes) {
+    report(ctx, at(path, 'maxHandshakesPerSource'), `at most maxConcurrentHandshakes (${maxConcurrentHandshakes}); 0 derives a quarter of it`);
+  }
+  return {
+    maxBodyBytes: read(ctx, o, path, 'maxBodyBytes', positiveInteger, d.maxBodyBytes),
+    maxHeaderBytes: read(ctx, o, path, 'maxHeaderBytes', positiveInteger, d.maxHeaderBytes),
+    requestsPerSecond,
+    // A rate with no burst would refuse everything; 0 means "one second's worth".
+    burst: requestsPerSecond > 0 && burst === 0 ? Math.max(1, Math.ceil(requestsPerSecond)) : burst,
+    maxConnections: read(ctx, o, path, 'maxConnections', positiveInteger, d.maxConnections),
+    maxConcurrentHandshakes,
+    maxHandshakesPerSource: perSource === 0 ? Math.max(1, Math.ceil(maxConcurrentHandshakes / 4)) : perSource,
+    clientHelloTimeoutSeconds: read(ctx, o, path, 'clientHelloTimeoutSeconds', seconds, d.clientHelloTimeoutSeconds),
+    handshakeTimeoutSeconds: read(ctx, o, path, 'handshakeTimeoutSeconds', seconds, d.handshakeTimeoutSeconds),
+    headersTimeoutSeconds: read(ctx, o, path, 'headersTimeoutSeconds', seconds, d.headersTimeoutSeconds),
+    bodyTimeoutSeconds: read(ctx, o, path, 'bodyTimeoutSeconds', seconds, d.bodyTimeoutSeconds),
+    minBodyBytesPerSecond: read(ctx, o, path, 'minBodyBytesPerSecond', nonNegativeInteger, d.minBodyBytesPerSecond),
+    idleTimeoutSeconds: read(ctx, o, path, 'idleTimeoutSeconds', seconds, d.idleTimeoutSeconds),
+    upstreamTimeoutSeconds: read(ctx, o, path, 'upstreamTimeoutSeconds', seconds, d.upstreamTimeoutSeconds),
+  };
+}
+
+function checkDistinctNames(ctx: Ctx, listeners: readonly ListenerConfig[], path: string): void {
+  const seen = new Map<string, number>();
+  listeners.forEach((l, i) => {
+    if (l.name === '') return;
+    const first = seen.get(l.name);
+    if (first === undefined) seen.set(l.name, i);
+    else report(ctx, `${path}[${i}].name`, `"${l.name}" is already the name of ${path}[${first}]`);
+  });
+}
+
+const listenerName: Parser<string> = (v) =>
+  typeof v === 'string' && LISTENER_NAME.test(v)
+    ? ok(v)
+    : bad('expected lowercase letters, digits, "_" and "-", starting with a letter or digit (it becomes a metric label)');
+
+const serverNameValue: Parser<string> = (v) =>
+  typeof v === 'string' && isValidHost(v) ? ok(v) : bad('expected a DNS name or an IP address');
+
+/** A listener that failed early (gateway): enough for the name and address checks. */
+function placeholderListener(name: string, listen: HostPort): ListenerConfig {
+  return {
+    name,
+    mode: 'inbound',
+    protocol: DEFAULT_PROTOCOL,
+    listen,
+    target: UNSET_ADDRESS,
+    allow: EMPTY_ALLOW,
+    serverName: '',
+    verify: EMPTY_VERIFY,
+    integrity: { verify: false, sign: false, keyId: null },
+    anomaly: DEFAULT_ANOMALY,
+    limits: DEFAULT_LIMITS,
+    unsafeTarget: false,
+    unsafeListen: false,
+  };
+}
