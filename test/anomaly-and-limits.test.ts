@@ -247,8 +247,6 @@ function tlsAttempt(t: Test, addr: string, w: World, as: TestIdentity): Promise<
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /* ---------------------------------------------------------------- observe mode */
 
 t.test('observe: after learning, a 100x body passes and is counted once as too_large; a tiny body as too_small', async (t) => {

@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -89,11 +90,11 @@ function keepAliveAgent(t: Teardownable, s: Setup): https.Agent {
   return agent;
 }
 
-function get(agent: https.Agent, addr: string, path: string): Promise<{ status: number; socket: import('node:tls').TLSSocket; fingerprint: string }> {
+function get(agent: https.Agent, addr: string, path: string): Promise<{ status: number; socket: TLSSocket; fingerprint: string }> {
   const i = addr.lastIndexOf(':');
   return new Promise((resolve, reject) => {
     const req = https.request({ host: addr.slice(0, i), port: Number(addr.slice(i + 1)), path, agent, method: 'GET' }, (res) => {
-      const socket = res.socket as import('node:tls').TLSSocket;
+      const socket = res.socket as TLSSocket;
       const fp = socket.getPeerCertificate().fingerprint256;
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode ?? 0, socket, fingerprint: fp }));

@@ -7,7 +7,7 @@ import { DEFAULT_ANOMALY, DEFAULT_INTEGRITY, DEFAULT_LIMITS } from '../src/confi
 import { formatHostPort, isLoopbackHost, parseHostPort } from '../src/config/hostPort.ts';
 import { loadConfigFile } from '../src/config/load.ts';
 import { formatProblem, validateConfig } from '../src/config/validate.ts';
-import type { Config, ConfigProblem, ConfigResult } from '../src/config/types.ts';
+import type { ConfigProblem, ConfigResult } from '../src/config/types.ts';
 
 /** The interface's first example config (a health server, an anomaly section; README.md, "Configuration" has today's), verbatim: it must keep validating. */
 const INTERFACE_EXAMPLE = `{

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { PRODUCER } from './helpers/identities.ts';
 import { world, startUpstream, startTestSidecar, mtlsClient, plainClient, sha256, type Test } from './helpers/world.ts';
-import { writeKey, signedHeaders, type TestKey } from './helpers/signing.ts';
+import { writeKey, signedHeaders } from './helpers/signing.ts';
 
 async function verifyingInbound(t: Test, opts: { integrity?: Record<string, unknown>; upstream?: Parameters<typeof startUpstream>[1] } = {}) {
   const w = await world(t);

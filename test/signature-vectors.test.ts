@@ -18,7 +18,7 @@ import fc from 'fast-check';
 import { createHmac, createSecretKey } from 'node:crypto';
 import type { Clock } from '../src/core/clock.ts';
 import { TollgateError, type ErrorCode } from '../src/core/errors.ts';
-import { contentDigestOf, DigestCheck, parseContentDigest, type DigestAlgorithm } from '../src/integrity/contentDigest.ts';
+import { contentDigestOf, DigestCheck, parseContentDigest } from '../src/integrity/contentDigest.ts';
 import { keyRingFromEntries } from '../src/integrity/keyRing.ts';
 import { createReplayCache } from '../src/integrity/replayCache.ts';
 import { HeaderIndex, signatureBase, type MessageView } from '../src/integrity/signatureBase.ts';

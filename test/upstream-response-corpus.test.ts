@@ -21,7 +21,7 @@ import t from 'tap';
 import net, { type AddressInfo } from 'node:net';
 import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
-import { header, type Replies, type Reply } from './helpers/strictReplies.ts';
+import { header, type Reply } from './helpers/strictReplies.ts';
 import { rawConnect, type RawConn, type TlsCreds } from './helpers/rawClient.ts';
 
 /** the longest a case waits for an answer or a close */
@@ -102,8 +102,6 @@ function jsonOf(body: Buffer): unknown {
     return body.toString('latin1');
   }
 }
-
-const finals = (rs: Replies): Reply[] => rs.replies.filter((r) => r.status >= 200);
 
 /* ------------------------------------------------------------------ the raw client */
 

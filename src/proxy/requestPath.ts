@@ -18,7 +18,7 @@ import { ArrivingDigest, contentDigestValue, DigestCheck, digestsMatch, isAccept
 import type { ClientConnection } from './connectionContext.ts';
 import { upstreamFailure } from './upstreamError.ts';
 import { BodyDeadline } from './bodyDeadline.ts';
-import { Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts';
+import { type Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { targetForLog, type AccessEnd, type AccessLog } from '../telemetry/accessLog.ts';

@@ -36,7 +36,7 @@ const AUDIT_TYPES = [
   'key_ring_change',
 ] as const satisfies readonly AuditEventType[];
 /** a compile error when an audit event type is added to audit.ts but not to the list above */
-const EVERY_AUDIT_TYPE_LISTED: [Exclude<AuditEventType, (typeof AUDIT_TYPES)[number]>] extends [never] ? true : never = true;
+const _EVERY_AUDIT_TYPE_LISTED: [Exclude<AuditEventType, (typeof AUDIT_TYPES)[number]>] extends [never] ? true : never = true;
 
 export function initialiseSeries(metrics: Metrics, config: Config, version: string): void {
   metrics.buildInfo.labels(version, process.versions.node, process.versions.openssl).set(1);
