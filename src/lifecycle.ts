@@ -84,7 +84,10 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     async abort() {
       // the start's own error is what the caller reports: a part that fails to stop is not
       await drainInOrder(drainables.splice(0), Date.now()).catch(() => undefined);
-      for (const stop of stops.splice(0).reverse()) await Promise.resolve().then(stop).catch(() => undefined);
+      for (const stop of stops.splice(0).reverse())
+        await Promise.resolve()
+          .then(stop)
+          .catch(() => undefined);
       await deps.closeAudit().catch(() => undefined);
     },
   };

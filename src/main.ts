@@ -14,7 +14,13 @@ import { startAuditLog, type AuditLog } from './telemetry/auditLog.ts';
 import { initialiseSeries } from './telemetry/metricSeries.ts';
 import { RecentHandshakes } from './telemetry/recentHandshakes.ts';
 import { RecentAnomalies } from './anomaly/recentAnomalies.ts';
-import { startIdentity, type IdentityRuntime, type IdentityTiming, type ReloadOutcome, type ReloadTrigger } from './certs/identityRuntime.ts';
+import {
+  startIdentity,
+  type IdentityRuntime,
+  type IdentityTiming,
+  type ReloadOutcome,
+  type ReloadTrigger,
+} from './certs/identityRuntime.ts';
 import { tlsPolicy, type TlsPolicy } from './tls/policy.ts';
 import type { TlsMaterial } from './tls/contexts.ts';
 import { startDataPlane, type DataPlane } from './proxy/dataPlane.ts';
@@ -163,7 +169,8 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     tickets: sharedTicketKeys(parts, lifecycle),
   };
   // with workers, /metrics and the health server serve every thread's registry merged
-  const served = eventLoops > 1 ? new AggregateRegistry(registry, () => parts.pool?.metrics() ?? Promise.resolve([])) : registry;
+  const served =
+    eventLoops > 1 ? new AggregateRegistry(registry, () => parts.pool?.metrics() ?? Promise.resolve([])) : registry;
   let servers: ServerAddresses;
   try {
     // the admin and health servers first, so a probe sees /readyz 503 while the rest starts
@@ -173,7 +180,10 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
     const plane = await startMainDataPlane(scope, identity, replay);
     const pool = eventLoops > 1 ? await startWorkerThreads(scope, identity, plane, replay) : null;
     // from now on a new identity reaches every inbound listener of every thread
-    identity.activate([...plane.inbound, ...(pool === null ? [] : [{ setTlsMaterial: (m: TlsMaterial) => pool.setMaterial(m) }])]);
+    identity.activate([
+      ...plane.inbound,
+      ...(pool === null ? [] : [{ setTlsMaterial: (m: TlsMaterial) => pool.setMaterial(m) }]),
+    ]);
     readiness.markListenersBound();
   } catch (err) {
     await lifecycle.abort();
@@ -181,7 +191,9 @@ export async function startSidecar(config: Config, deps: SidecarDeps = {}): Prom
   }
   const sidecar = runningSidecar(scope, servers);
   audit.sink.record('start', { version: VERSION, listeners: sidecar.listeners.map((l) => l.name) });
-  const listening = parts.plane!.status().map(({ name, mode, protocol, address }) => ({ name, mode, protocol, address }));
+  const listening = parts
+    .plane!.status()
+    .map(({ name, mode, protocol, address }) => ({ name, mode, protocol, address }));
   log.info({ listeners: listening, postQuantum: scope.policy.postQuantum, workers: eventLoops }, 'tollgate started');
   return sidecar;
 }
@@ -198,7 +210,8 @@ function eventLoopsFor(config: Config): number {
     try {
       loadHttpParser();
     } catch (err) {
-      if (err instanceof ParserUnavailableError) throw new StartupError('this Node.js cannot run the HTTP listeners', [err.message], false);
+      if (err instanceof ParserUnavailableError)
+        throw new StartupError('this Node.js cannot run the HTTP listeners', [err.message], false);
       throw err;
     }
   }
@@ -225,7 +238,11 @@ interface Audit {
 async function startAudit(config: Config, given: AuditSink | undefined, log: Logger, metrics: Metrics): Promise<Audit> {
   if (given !== undefined) return { sink: given, file: null, close: () => given.flush() };
   const count = (type: Parameters<AuditSink['record']>[0]): void => void metrics.auditEvents.labels(type).inc();
-  const started = await startAuditLog(config.audit, { log: log.child({ component: 'audit' }), count, countDropped: () => metrics.auditDropped.inc() });
+  const started = await startAuditLog(config.audit, {
+    log: log.child({ component: 'audit' }),
+    count,
+    countDropped: () => metrics.auditDropped.inc(),
+  });
   if (!started.ok) throw new StartupError('the audit log cannot start', started.problems, true);
   const file = started.log;
   if (file !== null) return { sink: file, file, close: () => file.close() };
@@ -252,9 +269,20 @@ function shutdownInProcess(scope: Scope): void {
 async function startServersIfConfigured(scope: Scope, registry: Registry): Promise<ServerAddresses> {
   const { config, log, readiness, metrics, lifecycle } = scope;
   if (config.admin.listen === null && config.health.listen === null) return { admin: null, health: null };
-  const [{ startServers }, { statusView }] = await Promise.all([import('./admin/servers.ts'), import('./admin/statusView.ts')]);
+  const [{ startServers }, { statusView }] = await Promise.all([
+    import('./admin/servers.ts'),
+    import('./admin/statusView.ts'),
+  ]);
   const view = statusView(statusSources(scope));
-  return startServers(config, { log, registry, readiness, view, metrics, audit: scope.audit.sink, onStop: (stop) => lifecycle.onStop(stop) });
+  return startServers(config, {
+    log,
+    registry,
+    readiness,
+    view,
+    metrics,
+    audit: scope.audit.sink,
+    onStop: (stop) => lifecycle.onStop(stop),
+  });
 }
 
 /** What the admin API's view (admin/statusView.ts) reads: the parts as they are when asked. */
@@ -303,7 +331,11 @@ async function startIdentityOf(scope: Scope): Promise<IdentityRuntime> {
 }
 
 /** The main thread's data plane (proxy/dataPlane.ts), drained and stopped by the lifecycle. */
-async function startMainDataPlane(scope: Scope, identity: IdentityRuntime, replay: SharedReplayCache | null): Promise<DataPlane> {
+async function startMainDataPlane(
+  scope: Scope,
+  identity: IdentityRuntime,
+  replay: SharedReplayCache | null,
+): Promise<DataPlane> {
   const { parts, lifecycle } = scope;
   const plane = await startDataPlane(scope.config, {
     log: scope.log,
@@ -327,7 +359,12 @@ async function startMainDataPlane(scope: Scope, identity: IdentityRuntime, repla
 }
 
 /** The worker threads on the ports the main thread bound, drained and stopped by the lifecycle; one that dies stops the instance. */
-async function startWorkerThreads(scope: Scope, identity: IdentityRuntime, plane: DataPlane, replay: SharedReplayCache | null): Promise<WorkerPool> {
+async function startWorkerThreads(
+  scope: Scope,
+  identity: IdentityRuntime,
+  plane: DataPlane,
+  replay: SharedReplayCache | null,
+): Promise<WorkerPool> {
   const { parts, deps, lifecycle } = scope;
   const pool = await startWorkers(scope.eventLoops, scope.config, plane.listeners, {
     material: identity.material(),
@@ -364,7 +401,15 @@ function runningSidecar(scope: Scope, servers: ServerAddresses): Sidecar {
     log.level = next.log.level;
   };
   const draining = (): boolean => readiness.draining();
-  const reload = createReloader({ log, audit: scope.audit.sink, draining, keys: plane.integrity, identity, current: () => parts.config, apply });
+  const reload = createReloader({
+    log,
+    audit: scope.audit.sink,
+    draining,
+    keys: plane.integrity,
+    identity,
+    current: () => parts.config,
+    apply,
+  });
   parts.reload = reload;
   return {
     get config() {

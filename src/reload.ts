@@ -53,7 +53,8 @@ export function createReloader(deps: ReloaderDeps): (trigger: ReloadTrigger) => 
     // keys and certificates reload independently: a bad key file must not hold back a certificate rotation
     const keyResult = await keys.reloadKeys();
     // a new signing key id must be in the ring now in use (its file added before the reload)
-    const missing = check.next === null ? [] : missingSigningKeys(check.next, (id) => keys.keys().get(id) !== undefined);
+    const missing =
+      check.next === null ? [] : missingSigningKeys(check.next, (id) => keys.keys().get(id) !== undefined);
     if (missing.length > 0) return refused(trigger, [...missing, ...keyResult.problems], check.plan);
     const certs = await deps.identity.reload(trigger);
     if (certs.ignored !== null) return certs;
@@ -66,14 +67,29 @@ export function createReloader(deps: ReloaderDeps): (trigger: ReloadTrigger) => 
     const problems = [...keyResult.problems, ...certs.problems];
     const changed = certs.changed || configChanged;
     // started from flags: there is no config file, so no config part to report
-    return { ok: keyResult.ok && certs.ok, problems, changed, ignored: null, ...(check.next === null ? {} : { config: check.plan }) };
+    return {
+      ok: keyResult.ok && certs.ok,
+      problems,
+      changed,
+      ignored: null,
+      ...(check.next === null ? {} : { config: check.plan }),
+    };
   }
 
   /** A config reload refused whole: one error line and one audit event naming every problem and what needs a restart. */
   function refused(trigger: ReloadTrigger, problems: readonly string[], plan: ReloadPlan): SidecarReloadOutcome {
     audit.record('config_reload', { trigger, ok: false, changed: [], restartRequired: plan.restartRequired, problems });
-    log.error({ trigger, problems, restartRequired: plan.restartRequired }, 'configuration reload refused; nothing changed');
-    return { ok: false, problems, changed: false, ignored: null, config: { changed: [], restartRequired: plan.restartRequired } };
+    log.error(
+      { trigger, problems, restartRequired: plan.restartRequired },
+      'configuration reload refused; nothing changed',
+    );
+    return {
+      ok: false,
+      problems,
+      changed: false,
+      ignored: null,
+      config: { changed: [], restartRequired: plan.restartRequired },
+    };
   }
 
   return (trigger) => {

@@ -6,4 +6,6 @@ import { readFileSync } from 'node:fs';
  * or `tollgate --help` gets it without loading the sidecar. src/ and dist/ both sit one folder
  * below package.json (the image copies it next to dist/).
  */
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;

@@ -7,7 +7,15 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { world, startUpstream, startTestSidecar, mtlsClient, eventually, type Test, type TestSidecar } from './helpers/world.ts';
+import {
+  world,
+  startUpstream,
+  startTestSidecar,
+  mtlsClient,
+  eventually,
+  type Test,
+  type TestSidecar,
+} from './helpers/world.ts';
 import { PRODUCER } from './helpers/identities.ts';
 import { redactedQuery, targetForLog } from '../src/telemetry/accessLog.ts';
 import { reloadPlan } from '../src/config/reloadPlan.ts';
@@ -18,11 +26,18 @@ const WAIT_MS = 10_000;
 
 interface Setup {
   readonly sc: TestSidecar;
-  request(path: string, opts?: { method?: string; body?: Buffer }): Promise<{ status: number; error: string | undefined }>;
+  request(
+    path: string,
+    opts?: { method?: string; body?: Buffer },
+  ): Promise<{ status: number; error: string | undefined }>;
   access(): Array<Record<string, unknown>>;
 }
 
-async function setup(t: Test, log: Record<string, unknown>, listener: Record<string, unknown> = {}): Promise<Setup & { write(log: Record<string, unknown>): Promise<void> }> {
+async function setup(
+  t: Test,
+  log: Record<string, unknown>,
+  listener: Record<string, unknown> = {},
+): Promise<Setup & { write(log: Record<string, unknown>): Promise<void> }> {
   const w = await world(t);
   const ingest = await w.identity('ingest', { dns: ['localhost'] });
   const producer = await w.identity('producer', { spiffe: [PRODUCER] });
@@ -32,7 +47,16 @@ async function setup(t: Test, log: Record<string, unknown>, listener: Record<str
     admin: { listen: null },
     identity: ingest.files,
     log: l,
-    listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] }, ...listener }],
+    listeners: [
+      {
+        name: 'ingest',
+        mode: 'inbound',
+        listen: '127.0.0.1:0',
+        target: app.addr,
+        allow: { spiffe: [PRODUCER] },
+        ...listener,
+      },
+    ],
   });
   await writeFile(file, JSON.stringify(raw(log)));
   const sc = await startTestSidecar(t, w.dir, raw(log), {}, file);
@@ -41,7 +65,13 @@ async function setup(t: Test, log: Record<string, unknown>, listener: Record<str
     sc,
     async request(path, opts = {}) {
       const method = opts.method ?? (opts.body === undefined ? 'GET' : 'POST');
-      const res = await client.request({ path, method, ...(opts.body === undefined ? {} : { body: opts.body }), headersTimeout: WAIT_MS, bodyTimeout: WAIT_MS });
+      const res = await client.request({
+        path,
+        method,
+        ...(opts.body === undefined ? {} : { body: opts.body }),
+        headersTimeout: WAIT_MS,
+        bodyTimeout: WAIT_MS,
+      });
       await res.body.dump();
       const error = res.headers['x-tollgate-error'];
       return { status: res.statusCode, error: typeof error === 'string' ? error : undefined };
@@ -86,7 +116,15 @@ t.test('a refused request gets its access line with the code, and its refusal li
   t.equal(r.status, 413);
   t.equal(r.error, 'ERR_PAYLOAD_TOO_LARGE');
   await eventually(() => s.access().length === 1, WAIT_MS);
-  t.match(s.access()[0], { method: 'POST', path: '/v1/big', query: 'batch=7', status: 413, code: 'ERR_PAYLOAD_TOO_LARGE', end: 'refused', upstreamMs: null });
+  t.match(s.access()[0], {
+    method: 'POST',
+    path: '/v1/big',
+    query: 'batch=7',
+    status: 413,
+    code: 'ERR_PAYLOAD_TOO_LARGE',
+    end: 'refused',
+    upstreamMs: null,
+  });
   t.ok((s.access()[0]!.bytesOut as number) > 0, 'the refusal body is counted');
   t.match(
     s.sc.logs.lines.find((l) => l.msg === 'request refused'),
@@ -120,7 +158,11 @@ t.test('a reload turns the access log on without a restart', async (t) => {
   t.match(outcome, { ok: true });
   t.equal((await s.request('/after')).status, 200);
   await eventually(() => s.access().length === 1, WAIT_MS);
-  t.same(s.access().map((l) => l.path), ['/after'], 'only the request after the reload is logged');
+  t.same(
+    s.access().map((l) => l.path),
+    ['/after'],
+    'only the request after the reload is logged',
+  );
 });
 
 t.test('log.access is a live setting (applied by a reload, no restart needed)', async (t) => {
@@ -131,17 +173,31 @@ t.test('log.access is a live setting (applied by a reload, no restart needed)', 
   t.same(plan.restartRequired, []);
 });
 
-t.test('the query redaction: names are compared percent-decoded and case-blind; pairs without a value are kept', async (t) => {
-  t.equal(redactedQuery('%74oken=x&Password=y&flag&a=b'), '%74oken=[REDACTED]&Password=[REDACTED]&flag&a=b');
-  t.equal(redactedQuery('%zz=1'), '%zz=[REDACTED]', 'a name that does not decode is redacted');
-  t.same(targetForLog('/p'), { path: '/p', query: null });
-  t.same(targetForLog('/p?'), { path: '/p', query: '' });
-});
+t.test(
+  'the query redaction: names are compared percent-decoded and case-blind; pairs without a value are kept',
+  async (t) => {
+    t.equal(redactedQuery('%74oken=x&Password=y&flag&a=b'), '%74oken=[REDACTED]&Password=[REDACTED]&flag&a=b');
+    t.equal(redactedQuery('%zz=1'), '%zz=[REDACTED]', 'a name that does not decode is redacted');
+    t.same(targetForLog('/p'), { path: '/p', query: null });
+    t.same(targetForLog('/p?'), { path: '/p', query: '' });
+  },
+);
 
 async function startedConfig(t: Test, dir: string): Promise<Config> {
   const ingest = await (await world(t)).identity('ingest', { dns: ['localhost'] });
   const result = validateConfig(
-    { identity: ingest.files, listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:1', allow: { spiffe: [PRODUCER] } }] },
+    {
+      identity: ingest.files,
+      listeners: [
+        {
+          name: 'ingest',
+          mode: 'inbound',
+          listen: '127.0.0.1:0',
+          target: '127.0.0.1:1',
+          allow: { spiffe: [PRODUCER] },
+        },
+      ],
+    },
     { baseDir: dir, source: null },
   );
   if (!result.ok) throw new Error('config invalid');

@@ -11,7 +11,15 @@ t.test('admin serves liveness, readiness, metrics and status on loopback', async
   const sc = await startTestSidecar(t, w.dir, {
     admin: { listen: '127.0.0.1:0' },
     identity: ingest.files,
-    listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: ['spiffe://example.org/producer'] } }],
+    listeners: [
+      {
+        name: 'ingest',
+        mode: 'inbound',
+        listen: '127.0.0.1:0',
+        target: app.addr,
+        allow: { spiffe: ['spiffe://example.org/producer'] },
+      },
+    ],
   });
   const admin = `http://127.0.0.1:${sc.admin!.port}`;
   t.equal(sc.admin!.host, '127.0.0.1');
@@ -35,11 +43,19 @@ t.test('admin serves liveness, readiness, metrics and status on loopback', async
   t.match(text, /tollgate_cert_expiration_timestamp_seconds\{cert="identity"\} \d+/);
   t.match(text, /^process_cpu_seconds_total /m);
 
-  const status = (await (await request(`${admin}/status`)).body.json()) as { version: string; ready: boolean; listeners: Array<{ name: string; mode: string }>; identity: { spkiPin: string } };
+  const status = (await (await request(`${admin}/status`)).body.json()) as {
+    version: string;
+    ready: boolean;
+    listeners: Array<{ name: string; mode: string }>;
+    identity: { spkiPin: string };
+  };
   t.equal(status.ready, true);
   const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   t.equal(status.version, pkg.version, 'the reported version is the package version');
-  t.same(status.listeners.map((l) => [l.name, l.mode]), [['ingest', 'inbound']]);
+  t.same(
+    status.listeners.map((l) => [l.name, l.mode]),
+    [['ingest', 'inbound']],
+  );
   t.match(status.identity.spkiPin, /^sha256\//);
 });
 

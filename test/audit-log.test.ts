@@ -62,7 +62,11 @@ async function writeEvents(s: Setup, n: number, extra: Partial<AuditLogOptions> 
 async function verify(s: Setup, ...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await auditCommand(['verify', s.file, '--key', s.keyFile, ...args], { out: (l) => out.push(l), err: (l) => err.push(l) }, s.dir);
+  const code = await auditCommand(
+    ['verify', s.file, '--key', s.keyFile, ...args],
+    { out: (l) => out.push(l), err: (l) => err.push(l) },
+    s.dir,
+  );
   return { code, out, err };
 }
 
@@ -97,22 +101,53 @@ t.test('each event is one line with seq, time, type, its fields, prev and mac, a
 t.test('the mac is HMAC-SHA256 over the line without its mac field', async (t) => {
   const s = await setup(t);
   const key = createSecretKey(s.keyBytes);
-  const line = formatLine(key, { seq: 41, hash: 'a'.repeat(64) }, '2026-01-01T00:00:00.000Z', 'replay', { keyId: 'k1', seq: 'not ours' });
+  const line = formatLine(key, { seq: 41, hash: 'a'.repeat(64) }, '2026-01-01T00:00:00.000Z', 'replay', {
+    keyId: 'k1',
+    seq: 'not ours',
+  });
   const { createHmac } = await import('node:crypto');
-  const body = '{"seq":42,"time":"2026-01-01T00:00:00.000Z","type":"replay","keyId":"k1","field_seq":"not ours","prev":"' + 'a'.repeat(64) + '"}';
+  const body =
+    '{"seq":42,"time":"2026-01-01T00:00:00.000Z","type":"replay","keyId":"k1","field_seq":"not ours","prev":"' +
+    'a'.repeat(64) +
+    '"}';
   const mac = createHmac('sha256', s.keyBytes).update(body).digest('hex');
-  t.equal(line, body.slice(0, -1) + `,"mac":"${mac}"}`, 'a field named like a chain field is renamed, never overrides it');
+  t.equal(
+    line,
+    body.slice(0, -1) + `,"mac":"${mac}"}`,
+    'a field named like a chain field is renamed, never overrides it',
+  );
 });
 
 t.test('tampering is detected at the first bad line', async (t) => {
   const cases: Array<{ name: string; tamper: (ls: string[], s: Setup) => string; line: number; problem: RegExp }> = [
-    { name: 'a changed field', tamper: (ls) => [ls[0], ls[1]!.replace('"i":1', '"i":7'), ...ls.slice(2)].join('\n') + '\n', line: 2, problem: /bad MAC/ },
-    { name: 'a deleted line', tamper: (ls) => [ls[0], ...ls.slice(2)].join('\n') + '\n', line: 2, problem: /seq gap: expected seq 2, found 3/ },
-    { name: 'two lines reordered', tamper: (ls) => [ls[0], ls[2], ls[1], ...ls.slice(3)].join('\n') + '\n', line: 2, problem: /seq gap: expected seq 2, found 3/ },
+    {
+      name: 'a changed field',
+      tamper: (ls) => [ls[0], ls[1]!.replace('"i":1', '"i":7'), ...ls.slice(2)].join('\n') + '\n',
+      line: 2,
+      problem: /bad MAC/,
+    },
+    {
+      name: 'a deleted line',
+      tamper: (ls) => [ls[0], ...ls.slice(2)].join('\n') + '\n',
+      line: 2,
+      problem: /seq gap: expected seq 2, found 3/,
+    },
+    {
+      name: 'two lines reordered',
+      tamper: (ls) => [ls[0], ls[2], ls[1], ...ls.slice(3)].join('\n') + '\n',
+      line: 2,
+      problem: /seq gap: expected seq 2, found 3/,
+    },
     {
       name: 'an inserted line forged without the key',
       tamper: (ls) => {
-        const forged = formatLine(createSecretKey(randomBytes(32)), { seq: 1, hash: lineHash(ls[0]!) }, new Date().toISOString(), 'authz_deny', { listener: 'ingest' });
+        const forged = formatLine(
+          createSecretKey(randomBytes(32)),
+          { seq: 1, hash: lineHash(ls[0]!) },
+          new Date().toISOString(),
+          'authz_deny',
+          { listener: 'ingest' },
+        );
         return [ls[0], forged, ...ls.slice(1)].join('\n') + '\n';
       },
       line: 2,
@@ -124,9 +159,34 @@ t.test('tampering is detected at the first bad line', async (t) => {
       line: 1,
       problem: /seq gap: expected seq 1, found 2/,
     },
-    { name: 'a truncated last line', tamper: (ls) => (ls.join('\n') + '\n').slice(0, -10), line: 5, problem: /no newline/ },
-    { name: 'a line cut short in the middle', tamper: (ls) => [ls[0], ls[1]!.slice(0, 40), ...ls.slice(2)].join('\n') + '\n', line: 2, problem: /unparsable/ },
-    { name: 'a line written under another key', tamper: (ls) => [...ls.slice(0, 4), formatLine(createSecretKey(randomBytes(32)), { seq: 4, hash: lineHash(ls[3]!) }, new Date().toISOString(), 'stop', {})].join('\n') + '\n', line: 5, problem: /bad MAC/ },
+    {
+      name: 'a truncated last line',
+      tamper: (ls) => (ls.join('\n') + '\n').slice(0, -10),
+      line: 5,
+      problem: /no newline/,
+    },
+    {
+      name: 'a line cut short in the middle',
+      tamper: (ls) => [ls[0], ls[1]!.slice(0, 40), ...ls.slice(2)].join('\n') + '\n',
+      line: 2,
+      problem: /unparsable/,
+    },
+    {
+      name: 'a line written under another key',
+      tamper: (ls) =>
+        [
+          ...ls.slice(0, 4),
+          formatLine(
+            createSecretKey(randomBytes(32)),
+            { seq: 4, hash: lineHash(ls[3]!) },
+            new Date().toISOString(),
+            'stop',
+            {},
+          ),
+        ].join('\n') + '\n',
+      line: 5,
+      problem: /bad MAC/,
+    },
   ];
   for (const c of cases) {
     await t.test(c.name, async (t) => {
@@ -136,7 +196,11 @@ t.test('tampering is detected at the first bad line', async (t) => {
       await writeFile(s.file, c.tamper(ls, s));
       const v = await verify(s);
       t.equal(v.code, 1, 'exit 1');
-      t.match(v.err[0], new RegExp(`^${s.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${c.line}: `), `names line ${c.line}: ${v.err[0]}`);
+      t.match(
+        v.err[0],
+        new RegExp(`^${s.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${c.line}: `),
+        `names line ${c.line}: ${v.err[0]}`,
+      );
       t.match(v.err[0], c.problem);
       t.match(v.out[0], `first bad line ${s.file}:${c.line}`);
     });
@@ -186,11 +250,19 @@ t.test('verify: bad usage exits 2', async (t) => {
   t.equal(await auditCommand(['verify', '--key', s.keyFile], o, s.dir), 2, 'no FILE');
   t.equal(await auditCommand(['check', s.file, '--key', s.keyFile], o, s.dir), 2, 'unknown subcommand');
   t.equal(await auditCommand(['verify', join(s.dir, 'nope.log'), '--key', s.keyFile], o, s.dir), 2, 'missing FILE');
-  t.equal(await auditCommand(['verify', s.file, '--key', s.keyFile, '--expect-head', '3:abc'], o, s.dir), 2, 'bad head');
+  t.equal(
+    await auditCommand(['verify', s.file, '--key', s.keyFile, '--expect-head', '3:abc'], o, s.dir),
+    2,
+    'bad head',
+  );
   const weak = join(s.dir, 'weak.key');
   await writeFile(weak, randomBytes(16).toString('base64'));
   const err: string[] = [];
-  t.equal(await auditCommand(['verify', s.file, '--key', weak], { out: () => undefined, err: (l) => err.push(l) }, s.dir), 2, 'a weak key is refused');
+  t.equal(
+    await auditCommand(['verify', s.file, '--key', weak], { out: () => undefined, err: (l) => err.push(l) }, s.dir),
+    2,
+    'a weak key is refused',
+  );
   t.match(err[0], /key is 16 bytes; at least 32/);
 });
 
@@ -222,19 +294,22 @@ t.test('rotation: the chain continues across files and verify follows it', async
   t.match(bad.err[0], `${s.file}.1:2: bad MAC`);
 });
 
-t.test('rotation keeps at most maxFiles rotated files; verify --partial accepts a chain whose start was rotated away', async (t) => {
-  const s = await setup(t);
-  await writeEvents(s, 80, { maxFileBytes: 1500, maxFiles: 2 });
-  const names = (await readdir(s.dir)).filter((n) => n.startsWith('audit.log')).sort();
-  t.same(names, ['audit.log', 'audit.log.1', 'audit.log.2']);
-  const strict = await verify(s);
-  t.equal(strict.code, 1, 'the start of the chain is missing');
-  t.match(strict.err[0], /audit\.log\.2:1: seq gap: expected seq 1/);
-  const partial = await verify(s, '--partial');
-  t.equal(partial.code, 0, partial.err.join('\n'));
-  t.match(partial.out.join('\n'), /note: the chain starts at seq \d+/);
-  t.match(partial.out[0], /seq \d+\.\.80/);
-});
+t.test(
+  'rotation keeps at most maxFiles rotated files; verify --partial accepts a chain whose start was rotated away',
+  async (t) => {
+    const s = await setup(t);
+    await writeEvents(s, 80, { maxFileBytes: 1500, maxFiles: 2 });
+    const names = (await readdir(s.dir)).filter((n) => n.startsWith('audit.log')).sort();
+    t.same(names, ['audit.log', 'audit.log.1', 'audit.log.2']);
+    const strict = await verify(s);
+    t.equal(strict.code, 1, 'the start of the chain is missing');
+    t.match(strict.err[0], /audit\.log\.2:1: seq gap: expected seq 1/);
+    const partial = await verify(s, '--partial');
+    t.equal(partial.code, 0, partial.err.join('\n'));
+    t.match(partial.out.join('\n'), /note: the chain starts at seq \d+/);
+    t.match(partial.out[0], /seq \d+\.\.80/);
+  },
+);
 
 t.test('a restart continues the chain', async (t) => {
   const s = await setup(t);
@@ -266,7 +341,15 @@ t.test('a corrupt or foreign last line refuses to start rather than begin a new 
   await writeEvents(s, 3);
   const text = await readFile(s.file, 'utf8');
   const k = createSecretKey(s.keyBytes);
-  const tryOpen = () => openAuditLog({ file: s.file, key: k, log: { error() {}, warn() {}, debug() {} }, count() {}, maxFileBytes: 1 << 20, maxFiles: 2 });
+  const tryOpen = () =>
+    openAuditLog({
+      file: s.file,
+      key: k,
+      log: { error() {}, warn() {}, debug() {} },
+      count() {},
+      maxFileBytes: 1 << 20,
+      maxFiles: 2,
+    });
 
   await writeFile(s.file, text.slice(0, -20));
   let r = await tryOpen();
@@ -279,7 +362,14 @@ t.test('a corrupt or foreign last line refuses to start rather than begin a new 
   if (!r.ok) t.match(r.problems[0], /the last line does not verify/);
 
   await writeFile(s.file, text);
-  const other = await openAuditLog({ file: s.file, key: createSecretKey(randomBytes(32)), log: { error() {}, warn() {}, debug() {} }, count() {}, maxFileBytes: 1 << 20, maxFiles: 2 });
+  const other = await openAuditLog({
+    file: s.file,
+    key: createSecretKey(randomBytes(32)),
+    log: { error() {}, warn() {}, debug() {} },
+    count() {},
+    maxFileBytes: 1 << 20,
+    maxFiles: 2,
+  });
   t.equal(other.ok, false, 'a different key');
   if (!other.ok) t.match(other.problems[0], /bad MAC/);
   t.equal(await readFile(s.file, 'utf8'), text, 'nothing was written');
@@ -327,23 +417,38 @@ t.test('the batch timer writes without an explicit flush', async (t) => {
   await log.close();
 });
 
-t.test('a stuck disk: events are kept up to the cap, the rest are counted and the gap written into the chain', async (t) => {
-  const s = await setup(t);
-  const state = { writes: 0, fail: true };
-  const log = await openLog(s, { openFile: spyOpen(state), maxPendingEvents: 10, flushIntervalMs: 60_000 });
-  for (let i = 0; i < 5; i++) log.record('authz_deny', { i });
-  await t.rejects(log.flush(), { code: 'EIO' }, 'flush reports the failure');
-  for (let i = 5; i < 25; i++) log.record('authz_deny', { i });
-  t.equal(log.dropped(), 10, 'the 5 being written and 10 waiting are kept, 10 dropped');
-  t.equal(s.logs.filter((l) => l.level === 'error' && /dropped/.test(l.msg)).length, 1, 'one loud log line, not one per event');
-  state.fail = false;
-  await log.close();
-  const ls = (await lines(s.file)).map((l) => JSON.parse(l) as Record<string, unknown>);
-  t.equal(ls.length, 16);
-  t.same(ls.slice(0, 15).map((l) => l.i), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], 'kept events in order');
-  t.same([ls[15]!.type, ls[15]!.dropped], ['audit_dropped', 10], 'the drop is part of the chain, after the events kept');
-  t.equal((await verify(s)).code, 0);
-});
+t.test(
+  'a stuck disk: events are kept up to the cap, the rest are counted and the gap written into the chain',
+  async (t) => {
+    const s = await setup(t);
+    const state = { writes: 0, fail: true };
+    const log = await openLog(s, { openFile: spyOpen(state), maxPendingEvents: 10, flushIntervalMs: 60_000 });
+    for (let i = 0; i < 5; i++) log.record('authz_deny', { i });
+    await t.rejects(log.flush(), { code: 'EIO' }, 'flush reports the failure');
+    for (let i = 5; i < 25; i++) log.record('authz_deny', { i });
+    t.equal(log.dropped(), 10, 'the 5 being written and 10 waiting are kept, 10 dropped');
+    t.equal(
+      s.logs.filter((l) => l.level === 'error' && /dropped/.test(l.msg)).length,
+      1,
+      'one loud log line, not one per event',
+    );
+    state.fail = false;
+    await log.close();
+    const ls = (await lines(s.file)).map((l) => JSON.parse(l) as Record<string, unknown>);
+    t.equal(ls.length, 16);
+    t.same(
+      ls.slice(0, 15).map((l) => l.i),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+      'kept events in order',
+    );
+    t.same(
+      [ls[15]!.type, ls[15]!.dropped],
+      ['audit_dropped', 10],
+      'the drop is part of the chain, after the events kept',
+    );
+    t.equal((await verify(s)).code, 0);
+  },
+);
 
 t.test('a write that fails part way is retried from where it stopped, keeping the chain', async (t) => {
   const s = await setup(t);

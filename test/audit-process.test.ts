@@ -35,7 +35,16 @@ async function setup(t: Teardownable): Promise<Setup> {
     identity: { certFile: ingest.files.certFile, keyFile: ingest.files.keyFile, caFile: ingest.files.caFile },
     audit: { file: 'audit.log', keyFile: 'audit.key' },
     log: { level: 'debug' },
-    listeners: [{ name: 'ingest', mode: 'inbound', protocol: 'http', listen: '127.0.0.1:0', target: '127.0.0.1:9', allow: { spiffe: [PRODUCER] } }],
+    listeners: [
+      {
+        name: 'ingest',
+        mode: 'inbound',
+        protocol: 'http',
+        listen: '127.0.0.1:0',
+        target: '127.0.0.1:9',
+        allow: { spiffe: [PRODUCER] },
+      },
+    ],
   };
   const configFile = join(w.dir, 'tollgate.json');
   await writeFile(configFile, JSON.stringify(config));
@@ -45,7 +54,11 @@ async function setup(t: Teardownable): Promise<Setup> {
 /** Run tollgate until it has started, SIGTERM it, and return what it printed. */
 async function runAndStop(t: Teardownable, s: Setup): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = startTollgate(t, ['run', '--config', s.configFile]);
-  await eventually(() => p.logs().some((l) => l.msg === 'tollgate started') || !p.running(), 15_000, 'tollgate started');
+  await eventually(
+    () => p.logs().some((l) => l.msg === 'tollgate started') || !p.running(),
+    15_000,
+    'tollgate started',
+  );
   if (!p.running()) throw new Error(`tollgate did not start: ${p.stderr()}${p.stdout()}`);
   p.kill('SIGTERM');
   return exitWithin(p, 15_000);
@@ -59,45 +72,51 @@ async function types(file: string): Promise<Array<{ seq: number; type: string }>
     .map((l) => JSON.parse(l) as { seq: number; type: string });
 }
 
-t.test('SIGTERM loses nothing: start, drain and stop are in the file, and the chain verifies; a restart continues it', async (t) => {
-  const s = await setup(t);
-  const first = await runAndStop(t, s);
-  t.equal(first.code, 0, first.stderr);
-  t.same(
-    (await types(s.auditFile)).map((e) => [e.seq, e.type]),
-    [
-      [1, 'start'],
-      [2, 'drain'],
-      [3, 'stop'],
-    ],
-  );
+t.test(
+  'SIGTERM loses nothing: start, drain and stop are in the file, and the chain verifies; a restart continues it',
+  async (t) => {
+    const s = await setup(t);
+    const first = await runAndStop(t, s);
+    t.equal(first.code, 0, first.stderr);
+    t.same(
+      (await types(s.auditFile)).map((e) => [e.seq, e.type]),
+      [
+        [1, 'start'],
+        [2, 'drain'],
+        [3, 'stop'],
+      ],
+    );
 
-  const second = await runAndStop(t, s);
-  t.equal(second.code, 0, second.stderr);
-  t.same(
-    (await types(s.auditFile)).map((e) => e.seq),
-    [1, 2, 3, 4, 5, 6],
-    'the second run continues the chain',
-  );
+    const second = await runAndStop(t, s);
+    t.equal(second.code, 0, second.stderr);
+    t.same(
+      (await types(s.auditFile)).map((e) => e.seq),
+      [1, 2, 3, 4, 5, 6],
+      'the second run continues the chain',
+    );
 
-  const v = startTollgate(t, ['audit', 'verify', s.auditFile, '--key', join(s.w.dir, 'audit.key')]);
-  const done = await exitWithin(v, 15_000);
-  t.equal(done.code, 0, done.stderr);
-  t.match(done.stdout, /intact: 6 lines in 1 file .* seq 1\.\.6, head [0-9a-f]{64}/);
+    const v = startTollgate(t, ['audit', 'verify', s.auditFile, '--key', join(s.w.dir, 'audit.key')]);
+    const done = await exitWithin(v, 15_000);
+    t.equal(done.code, 0, done.stderr);
+    t.match(done.stdout, /intact: 6 lines in 1 file .* seq 1\.\.6, head [0-9a-f]{64}/);
 
-  const file = await readFile(s.auditFile, 'utf8');
-  const hex = Buffer.from(s.keyText, 'base64').toString('hex');
-  for (const [name, text] of [
-    ['the audit file', file],
-    ['stdout', first.stdout + second.stdout],
-    ['stderr', first.stderr + second.stderr],
-  ] as const) {
-    t.notOk(text.includes(s.keyText) || text.includes(hex), `the key is not in ${name}`);
-  }
-  const auditLines = first.stdout.split('\n').filter((l) => l.includes('"audit":true'));
-  t.ok(auditLines.length >= 3, 'each event is logged at debug');
-  t.ok(auditLines.every((l) => l.includes('"level":"debug"')), 'and not above debug');
-});
+    const file = await readFile(s.auditFile, 'utf8');
+    const hex = Buffer.from(s.keyText, 'base64').toString('hex');
+    for (const [name, text] of [
+      ['the audit file', file],
+      ['stdout', first.stdout + second.stdout],
+      ['stderr', first.stderr + second.stderr],
+    ] as const) {
+      t.notOk(text.includes(s.keyText) || text.includes(hex), `the key is not in ${name}`);
+    }
+    const auditLines = first.stdout.split('\n').filter((l) => l.includes('"audit":true'));
+    t.ok(auditLines.length >= 3, 'each event is logged at debug');
+    t.ok(
+      auditLines.every((l) => l.includes('"level":"debug"')),
+      'and not above debug',
+    );
+  },
+);
 
 t.test('a corrupt last line refuses to start with exit 2, naming audit.file', async (t) => {
   const s = await setup(t);
@@ -136,14 +155,20 @@ t.test('/audit/head gives the seq and hash of the last line written', async (t) 
     admin: { listen: '127.0.0.1:0' },
     identity: s.ingest.files,
     audit: { file: 'audit.log', keyFile: 'audit.key' },
-    listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:9', allow: { any: true } }],
+    listeners: [
+      { name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:9', allow: { any: true } },
+    ],
   });
   const url = `http://127.0.0.1:${sc.admin!.port}/audit/head`;
   let head: { seq: number; hash: string; file: string } = { seq: 0, hash: '', file: '' };
-  await eventually(async () => {
-    head = (await (await fetch(url)).json()) as typeof head;
-    return head.seq >= 1;
-  }, 5000, 'the start event written');
+  await eventually(
+    async () => {
+      head = (await (await fetch(url)).json()) as typeof head;
+      return head.seq >= 1;
+    },
+    5000,
+    'the start event written',
+  );
   const lines = (await readFile(s.auditFile, 'utf8')).split('\n').filter((l) => l !== '');
   t.equal(head.seq, lines.length);
   t.equal(head.hash, lineHash(lines[lines.length - 1]!));
@@ -154,15 +179,31 @@ t.test('/audit/head gives the seq and hash of the last line written', async (t) 
 });
 
 t.test('config: the audit section', async (t) => {
-  const base = { identity: { certFile: 'c', keyFile: 'k', caFile: 'ca' }, listeners: [{ name: 'l', mode: 'inbound', listen: '127.0.0.1:1', target: '127.0.0.1:2', allow: { any: true } }] };
+  const base = {
+    identity: { certFile: 'c', keyFile: 'k', caFile: 'ca' },
+    listeners: [{ name: 'l', mode: 'inbound', listen: '127.0.0.1:1', target: '127.0.0.1:2', allow: { any: true } }],
+  };
   const opts = { baseDir: '/etc/tollgate', source: null };
   const c = expectConfig(validateConfig({ ...base, audit: { file: 'audit.log', keyFile: 'audit.key' } }, opts));
-  t.same(c.audit, { file: '/etc/tollgate/audit.log', keyFile: '/etc/tollgate/audit.key', maxFileBytes: 64 * 1024 * 1024, maxFiles: 10 }, 'defaults: 64 MiB, 10 rotated files');
-  const problems = (audit: unknown): string[] => expectProblems(validateConfig({ ...base, audit }, opts)).map((p) => `${p.path}: ${p.message}`);
+  t.same(
+    c.audit,
+    {
+      file: '/etc/tollgate/audit.log',
+      keyFile: '/etc/tollgate/audit.key',
+      maxFileBytes: 64 * 1024 * 1024,
+      maxFiles: 10,
+    },
+    'defaults: 64 MiB, 10 rotated files',
+  );
+  const problems = (audit: unknown): string[] =>
+    expectProblems(validateConfig({ ...base, audit }, opts)).map((p) => `${p.path}: ${p.message}`);
   t.match(problems({ file: 'audit.log' }), [/^audit\.keyFile: required when audit\.file is set/]);
   t.match(problems({ file: 'audit.log', keyFile: null }), [/^audit\.keyFile: required/]);
   t.match(problems({ keyFile: 'audit.key' }), [/^audit\.file: required when audit\.keyFile is set/]);
-  t.match(problems({ file: 'a', keyFile: 'k', maxFileBytes: 100, maxFiles: 0 }).sort(), [/^audit\.maxFileBytes: at least 4096/, /^audit\.maxFiles: expected a positive integer/]);
+  t.match(problems({ file: 'a', keyFile: 'k', maxFileBytes: 100, maxFiles: 0 }).sort(), [
+    /^audit\.maxFileBytes: at least 4096/,
+    /^audit\.maxFiles: expected a positive integer/,
+  ]);
   t.match(problems({ file: 'a', keyFile: 'k', maxFiles: 5000 }), [/^audit\.maxFiles: at most 1000/]);
   t.match(problems({ file: 'a', keyFile: 'k', maxFileBytez: 1 }), [/^audit\.maxFileBytez/]);
 });

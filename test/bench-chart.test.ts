@@ -12,7 +12,10 @@ import { DURATIONS, SCENARIOS } from '../bench/macro/scenarios.ts';
 import { MEAN_LABEL_GAP, renderSvg, textWidth } from '../bench/macro/svg.ts';
 import { TARGET_INFO } from '../bench/macro/targets.ts';
 
-function row(target: string, figures: { value?: number[]; perCpu?: Array<number | null>; p99?: Array<number | null> }): Row {
+function row(
+  target: string,
+  figures: { value?: number[]; perCpu?: Array<number | null>; p99?: Array<number | null> },
+): Row {
   const perCpu = figures.perCpu ?? [1000, 1020];
   return {
     target,
@@ -41,12 +44,14 @@ const longCheck: Check = {
   measured: 0.99,
   required: '≥ 1.6× baseline-l7 per proxy-CPU-second',
   pass: false,
-  detail: '0.99× (per rep: 1.08, 0.90; tollgate-l7-checks 23,456 / 20,477, baseline-l7 21,761 / 22,709; 0.31× HAProxy), and then some more words to wrap',
+  detail:
+    '0.99× (per rep: 1.08, 0.90; tollgate-l7-checks 23,456 / 20,477, baseline-l7 21,761 / 22,709; 0.31× HAProxy), and then some more words to wrap',
   baseline: {
     target: 'raw-l7-checks',
     measured: 1.37,
     pass: true,
-    detail: '1.37× (per rep: 1.39, 1.36), with a reference detail as long as the measured one, long enough to wrap as well',
+    detail:
+      '1.37× (per rep: 1.39, 1.36), with a reference detail as long as the measured one, long enough to wrap as well',
   },
 };
 
@@ -56,7 +61,14 @@ const LONG_NODE = 'v24.21.0-with-a-rather-long-version-suffix';
 function results(): Results {
   const scenario = (name: string) => {
     const s = SCENARIOS.find((x) => x.name === name)!;
-    return { name: s.name, description: s.description, unit: s.unit, bodyBytes: s.bodyBytes, connections: s.connections, rate: s.rate };
+    return {
+      name: s.name,
+      description: s.description,
+      unit: s.unit,
+      bodyBytes: s.bodyBytes,
+      connections: s.connections,
+      rate: s.rate,
+    };
   };
   return {
     version: 1,
@@ -64,8 +76,23 @@ function results(): Results {
     startedAt: '2026-12-02T10:45:00.000Z',
     wallSeconds: 874,
     git: 'abc1234',
-    machine: { cpuModel: 'Test CPU', cores: 2, memoryBytes: 8 * 2 ** 30, kernel: 'Linux 6.1', node: LONG_NODE, openssl: '3.5.0', clockTicksPerSecond: 100 },
-    tools: { upstream: 'nginx', upstreamVersion: '1.22.1', wrk: '4.2.0', ab: null, haproxy: '2.6', loadClient: 'bench/macro/loadClient.ts' },
+    machine: {
+      cpuModel: 'Test CPU',
+      cores: 2,
+      memoryBytes: 8 * 2 ** 30,
+      kernel: 'Linux 6.1',
+      node: LONG_NODE,
+      openssl: '3.5.0',
+      clockTicksPerSecond: 100,
+    },
+    tools: {
+      upstream: 'nginx',
+      upstreamVersion: '1.22.1',
+      wrk: '4.2.0',
+      ab: null,
+      haproxy: '2.6',
+      loadClient: 'bench/macro/loadClient.ts',
+    },
     durations: DURATIONS.full,
     targets: [TARGET_INFO['baseline-l7'], TARGET_INFO['tollgate-l7'], TARGET_INFO['tollgate-l7-checks-w2']],
     scenarios: [scenario('get-keepalive'), scenario('latency-1000rps')],
@@ -94,7 +121,8 @@ interface SvgText {
   runs: Array<{ text: string; bold: boolean }>;
 }
 
-const attrsOf = (s: string): Record<string, string> => Object.fromEntries([...s.matchAll(/([\w-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+const attrsOf = (s: string): Record<string, string> =>
+  Object.fromEntries([...s.matchAll(/([\w-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
 const unescape = (s: string): string => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 
 function textsOf(svg: string): SvgText[] {
@@ -130,21 +158,33 @@ t.test('no text of the chart extends beyond the canvas, the title wrapped onto m
   const whole = `tollgate macro benchmark (full) — 2026-12-02 10:45 UTC, 2 cores, Node ${LONG_NODE}, upstream nginx`;
   t.equal(title.map(plain).join(' '), whole, 'the whole title, nothing cut');
   const firstPanel = texts.find((x) => plain(x) === 'get-keepalive')!;
-  t.ok(Number(firstPanel.attrs['y']) > Number(title.at(-1)!.attrs['y']) + 16, 'the panels start below the last line of the title');
-  t.ok(texts.some((x) => plain(x).startsWith('reference raw-l7-checks')), 'long target rows are wrapped, not cut');
+  t.ok(
+    Number(firstPanel.attrs['y']) > Number(title.at(-1)!.attrs['y']) + 16,
+    'the panels start below the last line of the title',
+  );
+  t.ok(
+    texts.some((x) => plain(x).startsWith('reference raw-l7-checks')),
+    'long target rows are wrapped, not cut',
+  );
 });
 
 t.test('the mean label sits at the mean marker, left of the end of the range', async (t) => {
   const svg = renderSvg(results());
   const markers = [...svg.matchAll(/<line class="mean-marker" x1="([\d.]+)"/g)].map((m) => Number(m[1]));
   const labels = textsOf(svg).filter((x) => x.attrs['class'] === 'mean-label');
-  const ranges = [...svg.matchAll(/<path class="range" d="M([\d.]+) [^H]*H([\d.]+)/g)].map((m) => [Number(m[1]), Number(m[2])] as const);
+  const ranges = [...svg.matchAll(/<path class="range" d="M([\d.]+) [^H]*H([\d.]+)/g)].map(
+    (m) => [Number(m[1]), Number(m[2])] as const,
+  );
   t.equal(markers.length, 5, 'one mean marker per bar');
   t.equal(labels.length, 5);
   t.equal(ranges.length, 5);
   for (let i = 0; i < markers.length; i++) {
     const [min, max] = ranges[i]!;
-    t.equal(Number(labels[i]!.attrs['x']), Number((markers[i]! + MEAN_LABEL_GAP).toFixed(1)), 'the label starts just after the mean marker');
+    t.equal(
+      Number(labels[i]!.attrs['x']),
+      Number((markers[i]! + MEAN_LABEL_GAP).toFixed(1)),
+      'the label starts just after the mean marker',
+    );
     // two reps: the mean is halfway along the range
     t.ok(Math.abs(markers[i]! - (min + max) / 2) <= 0.2, `the marker is at the mean (${markers[i]} in ${min}–${max})`);
   }
@@ -154,39 +194,44 @@ t.test('the mean label sits at the mean marker, left of the end of the range', a
   t.ok(Number(wide.attrs['x']) < ranges[1]![1] - 50, 'the mean label is well left of the maximum');
 });
 
-t.test('rows whose reps disagree are flagged in the chart, the markdown and the summary; steady rows are not', async (t) => {
-  const res = results();
-  const svg = renderSvg(res);
-  const labels = textsOf(svg).filter((x) => x.attrs['class'] === 'mean-label').map(plain);
-  t.same(
-    labels.map((l) => l.includes('noisy')),
-    [false, true, false, false, true],
-    'the noisy rows carry the tag on the chart',
-  );
-  t.match(labels[1]!, /noisy: per CPU-s ×3\.00/);
-  t.match(labels[4]!, /noisy: p99 ×3\.87/);
+t.test(
+  'rows whose reps disagree are flagged in the chart, the markdown and the summary; steady rows are not',
+  async (t) => {
+    const res = results();
+    const svg = renderSvg(res);
+    const labels = textsOf(svg)
+      .filter((x) => x.attrs['class'] === 'mean-label')
+      .map(plain);
+    t.same(
+      labels.map((l) => l.includes('noisy')),
+      [false, true, false, false, true],
+      'the noisy rows carry the tag on the chart',
+    );
+    t.match(labels[1]!, /noisy: per CPU-s ×3\.00/);
+    t.match(labels[4]!, /noisy: p99 ×3\.87/);
 
-  t.same(
-    noisyRows(res).map((n) => `${n.scenario} ${n.target}`),
-    ['get-keepalive tollgate-l7', 'latency-1000rps tollgate-l7'],
-  );
-  const md = renderMarkdown(res);
-  t.match(md, /^\| tollgate-l7 ⚠ noisy \|/m);
-  t.notMatch(md, /baseline-l7 ⚠ noisy/);
-  t.notMatch(md, /tollgate-l7-checks-w2 ⚠ noisy/);
-  t.match(md, /p99 ms 10\.5 vs 40\.6 \(×3\.87 > ×2\)/);
-  t.match(md, /^- 2 row\(s\) noisy/m);
+    t.same(
+      noisyRows(res).map((n) => `${n.scenario} ${n.target}`),
+      ['get-keepalive tollgate-l7', 'latency-1000rps tollgate-l7'],
+    );
+    const md = renderMarkdown(res);
+    t.match(md, /^\| tollgate-l7 ⚠ noisy \|/m);
+    t.notMatch(md, /baseline-l7 ⚠ noisy/);
+    t.notMatch(md, /tollgate-l7-checks-w2 ⚠ noisy/);
+    t.match(md, /p99 ms 10\.5 vs 40\.6 \(×3\.87 > ×2\)/);
+    t.match(md, /^- 2 row\(s\) noisy/m);
 
-  const printed: string[] = [];
-  printSummary(res, (line) => printed.push(line));
-  t.same(
-    printed.filter((l) => l.startsWith('warning:')),
-    [
-      'warning: noisy reps in get-keepalive / tollgate-l7: per proxy-CPU-s 10,000 vs 30,000 (×3.00 > ×1.15)',
-      'warning: noisy reps in latency-1000rps / tollgate-l7: p99 ms 10.5 vs 40.6 (×3.87 > ×2)',
-    ],
-  );
-});
+    const printed: string[] = [];
+    printSummary(res, (line) => printed.push(line));
+    t.same(
+      printed.filter((l) => l.startsWith('warning:')),
+      [
+        'warning: noisy reps in get-keepalive / tollgate-l7: per proxy-CPU-s 10,000 vs 30,000 (×3.00 > ×1.15)',
+        'warning: noisy reps in latency-1000rps / tollgate-l7: p99 ms 10.5 vs 40.6 (×3.87 > ×2)',
+      ],
+    );
+  },
+);
 
 t.test('a row is noisy only past the stated limits, and never with a single rep', async (t) => {
   t.same(NOISE_LIMITS, { throughput: 1.15, p99: 2 });
@@ -198,24 +243,37 @@ t.test('a row is noisy only past the stated limits, and never with a single rep'
   t.same(figures(row('a', { perCpu: [1000], p99: [1] })), [], 'one rep cannot disagree');
   t.same(figures(row('a', { perCpu: [1000, null], p99: [null, null] })), [], 'a missing figure is not noise');
   const rss = row('a', { value: [100 * 1048576, 130 * 1048576] });
-  t.same(noiseOf(rss, 'bytes').map((d) => [d.figure, d.low, d.high]), [['RSS MiB', 100, 130]]);
+  t.same(
+    noiseOf(rss, 'bytes').map((d) => [d.figure, d.low, d.high]),
+    [['RSS MiB', 100, 130]],
+  );
 });
 
 t.test('the progress line counts steps and estimates the time left from the pace so far', async (t) => {
   t.equal(formatClock(7_400), '0:07');
   t.equal(formatClock(750_000), '12:30');
   t.equal(formatClock(3_723_000), '1:02:03');
-  t.equal(progressLine(12, 84, 'rep 1/2 tollgate-l7 post-16k', 151_000, 842_000), '[12/84] rep 1/2 tollgate-l7 post-16k … 2:31 elapsed, ~14:02 left');
+  t.equal(
+    progressLine(12, 84, 'rep 1/2 tollgate-l7 post-16k', 151_000, 842_000),
+    '[12/84] rep 1/2 tollgate-l7 post-16k … 2:31 elapsed, ~14:02 left',
+  );
 
   t.equal(estimateLeftMs(0, 0, 40_000), 40_000, 'before a step finished, the plan');
-  t.equal(estimateLeftMs(30_000, 10_000, 20_000), 60_000, 'three times slower than planned so far: three times the plan left');
+  t.equal(
+    estimateLeftMs(30_000, 10_000, 20_000),
+    60_000,
+    'three times slower than planned so far: three times the plan left',
+  );
   t.equal(estimateLeftMs(30_000, 10_000, 0), 0);
 
   const d = DURATIONS.full;
   const get = SCENARIOS.find((s) => s.name === 'get-keepalive')!;
   const latency = SCENARIOS.find((s) => s.name === 'latency-1000rps')!;
   t.equal(plannedMs(get, d, false), d.warmupMs + d.durationMs);
-  t.ok(plannedMs(get, d, true) > plannedMs(get, d, false) + d.targetWarmupMs - 1, 'the first window after a start includes the start and its warm-up');
+  t.ok(
+    plannedMs(get, d, true) > plannedMs(get, d, false) + d.targetWarmupMs - 1,
+    'the first window after a start includes the start and its warm-up',
+  );
   t.equal(plannedMs(latency, d, false), d.warmupMs + d.latencyMs);
 
   let now = 1_000_000;
@@ -225,7 +283,11 @@ t.test('the progress line counts steps and estimates the time left from the pace
     { key: 'b', label: 'rep 1/1 tollgate-l7 get-keepalive', plannedMs: 1_000 },
     { key: 'c', label: 'rep 1/1 tollgate-l7 latency-1000rps', plannedMs: 2_000 },
   ];
-  const progress = new Progress(steps, () => now, (l) => lines.push(l));
+  const progress = new Progress(
+    steps,
+    () => now,
+    (l) => lines.push(l),
+  );
   progress.start('a');
   now += 3_000;
   progress.finish('a');
@@ -233,5 +295,8 @@ t.test('the progress line counts steps and estimates the time left from the pace
   progress.start('c');
   now += 6_000;
   progress.finish('c');
-  t.same(lines, ['[1/3] rep 1/1 direct get-keepalive … 0:00 elapsed, ~0:04 left', '[3/3] rep 1/1 tollgate-l7 latency-1000rps … 0:03 elapsed, ~0:06 left']);
+  t.same(lines, [
+    '[1/3] rep 1/1 direct get-keepalive … 0:00 elapsed, ~0:04 left',
+    '[3/3] rep 1/1 tollgate-l7 latency-1000rps … 0:03 elapsed, ~0:06 left',
+  ]);
 });

@@ -28,7 +28,11 @@ function runBench(out: string, extra: readonly string[] = []): Promise<SmokeRun>
     const env = { ...process.env };
     delete env.NODE_OPTIONS;
     delete env.NODE_V8_COVERAGE;
-    const child = spawn(process.execPath, [join(ROOT, 'bench', 'run.ts'), '--quick', '--smoke', '--out', out, ...extra], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'bench', 'run.ts'), '--quick', '--smoke', '--out', out, ...extra],
+      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let output = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
@@ -55,8 +59,15 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
   // progress on stderr, one line as each measurement starts, counted up to the planned total
   const progress = [...run.stderr.matchAll(/^\[(\d+)\/(\d+)\] rep 1\/1 \S+ \S+ … \d+:\d\d elapsed, ~\d+:\d\d left$/gm)];
   t.ok(progress.length > 1, 'a progress line per measurement', { stderr: run.stderr.slice(-3000) });
-  t.same(progress.map((m) => Number(m[1])), progress.map((_, i) => i + 1), 'counted 1, 2, 3, … in order');
-  t.ok(progress.every((m) => Number(m[2]) === progress.length), 'the planned total is the number of measurements made');
+  t.same(
+    progress.map((m) => Number(m[1])),
+    progress.map((_, i) => i + 1),
+    'counted 1, 2, 3, … in order',
+  );
+  t.ok(
+    progress.every((m) => Number(m[2]) === progress.length),
+    'the planned total is the number of measurements made',
+  );
 
   const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as {
     mode: string;
@@ -64,8 +75,22 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
     tools: { upstream: string; haproxy: string | null; wrk: string | null };
     scenarios: Array<{ name: string }>;
     targets: Array<{ name: string }>;
-    cells: Array<{ target: string; scenario: string; rep: number; failure: string | null; completed: number; proxyCpuSeconds: number | null }>;
-    summary: { scenarios: Record<string, unknown[]>; checks: Array<{ name: string; pass: boolean | null; baseline: { target: string; measured: number | null; pass: boolean | null } }> };
+    cells: Array<{
+      target: string;
+      scenario: string;
+      rep: number;
+      failure: string | null;
+      completed: number;
+      proxyCpuSeconds: number | null;
+    }>;
+    summary: {
+      scenarios: Record<string, unknown[]>;
+      checks: Array<{
+        name: string;
+        pass: boolean | null;
+        baseline: { target: string; measured: number | null; pass: boolean | null };
+      }>;
+    };
   };
   t.equal(results.mode, 'smoke');
   t.equal(results.tools.upstream, 'node', 'smoke mode uses the node:http upstream');
@@ -76,8 +101,14 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
     results.scenarios.map((s) => s.name),
     ['get-keepalive', 'post-16k', 'post-1m', 'handshake-full', 'handshake-resumed', 'latency-1000rps', 'idle-rss'],
   );
-  t.ok(results.targets.some((x) => x.name === 'direct'), 'the direct path is always measured');
-  t.ok(results.targets.some((x) => x.name.startsWith('tollgate')), 'tollgate is measured');
+  t.ok(
+    results.targets.some((x) => x.name === 'direct'),
+    'the direct path is always measured',
+  );
+  t.ok(
+    results.targets.some((x) => x.name.startsWith('tollgate')),
+    'tollgate is measured',
+  );
   t.ok(results.cells.length > 0, 'cells were measured');
   t.equal(progress.length, results.cells.length, 'one progress line per measured cell');
   t.same(
@@ -85,23 +116,32 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
     [],
     'no measurement failed',
   );
-  for (const c of results.cells.filter((x) => x.scenario !== 'idle-rss')) t.ok(c.completed > 0, `${c.target}/${c.scenario} completed requests`);
+  for (const c of results.cells.filter((x) => x.scenario !== 'idle-rss'))
+    t.ok(c.completed > 0, `${c.target}/${c.scenario} completed requests`);
   t.ok(
-    results.cells.filter((c) => c.target.startsWith('tollgate') && c.scenario === 'get-keepalive').every((c) => c.proxyCpuSeconds !== null),
+    results.cells
+      .filter((c) => c.target.startsWith('tollgate') && c.scenario === 'get-keepalive')
+      .every((c) => c.proxyCpuSeconds !== null),
     'proxy CPU read from /proc',
   );
   t.ok(results.summary.checks.length > 0, 'the issue targets are listed');
   t.ok(
-    results.summary.checks.filter((c) => c.name.includes('HAProxy') || c.name.startsWith('L')).every((c) => c.pass === null || typeof c.pass === 'boolean'),
+    results.summary.checks
+      .filter((c) => c.name.includes('HAProxy') || c.name.startsWith('L'))
+      .every((c) => c.pass === null || typeof c.pass === 'boolean'),
     'checks are pass, fail or n/a',
   );
   // the trivial Node baseline of the layer is held to the same target, from the same run
-  const l4Rss = results.summary.checks.find((c) => c.name === 'RSS with idle keep-alive mTLS connections (tollgate-l4)');
+  const l4Rss = results.summary.checks.find(
+    (c) => c.name === 'RSS with idle keep-alive mTLS connections (tollgate-l4)',
+  );
   t.equal(l4Rss?.baseline.target, 'baseline-l4');
   t.ok(typeof l4Rss?.baseline.measured === 'number' && l4Rss.baseline.measured > 0, 'the baseline RSS is measured');
   // the rows of issue 15 are ratios to raw-l7, baseline-l7 or tollgate-l7: their reference is a path without tollgate's request path
   const references = ['baseline-l4', 'baseline-l7', 'raw-l7', 'raw-l7-checks'];
-  const unreferenced = results.summary.checks.filter((c) => !references.includes(c.baseline.target) && !c.name.startsWith('end to end'));
+  const unreferenced = results.summary.checks.filter(
+    (c) => !references.includes(c.baseline.target) && !c.name.startsWith('end to end'),
+  );
   t.same(
     unreferenced.map((c) => `${c.name}: ${c.baseline.target}`),
     [],
@@ -119,7 +159,11 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
     'p99 added latency at 1,000 req/s (L7 with all checks)',
     'L7 with all checks, GET keep-alive',
   ];
-  for (const name of issue15) t.ok(results.summary.checks.some((c) => c.name === name), `the targets table holds "${name}"`);
+  for (const name of issue15)
+    t.ok(
+      results.summary.checks.some((c) => c.name === name),
+      `the targets table holds "${name}"`,
+    );
   // smoke mode measures tollgate-l7-checks but not baseline-l7: a ratio to a target not measured is n/a, never a guess
   const vsBaseline = results.summary.checks.find((c) => c.name === 'L7 with all checks vs baseline-l7, GET keep-alive');
   t.equal(vsBaseline?.pass, null, 'a ratio to a target that was not measured is n/a');
@@ -128,27 +172,43 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
   t.match(md, /^# tollgate macro benchmark/m);
   t.match(md, /^\| target \|/m, 'a markdown table');
   t.match(md, /^\|---/m);
-  t.match(md, /\| trivial Node baseline \| baseline result \|/, 'the targets table shows the baseline against each target');
+  t.match(
+    md,
+    /\| trivial Node baseline \| baseline result \|/,
+    'the targets table shows the baseline against each target',
+  );
   const svg = await readFile(join(out, 'latest.svg'), 'utf8');
   t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   t.match(svg, /<\/svg>\s*$/);
   t.match(svg, /<rect /);
 });
 
-t.test('the exploratory hand-written HTTP path forwards every request, and with checks verifies every signed one', async (t) => {
-  const out = await mkdtemp(join(tmpdir(), 'tollgate-bench-raw-'));
-  t.teardown(() => rm(out, { recursive: true, force: true }));
-  const run = await runBench(out, ['--only', 'direct,raw-l7,raw-l7-checks', '--scenarios', 'get-keepalive,post-16k']);
-  t.equal(run.code, 0, run.output);
-  const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as {
-    cells: Array<{ target: string; scenario: string; failure: string | null; completed: number; errors: Record<string, number> }>;
-  };
-  for (const target of ['raw-l7', 'raw-l7-checks']) {
-    for (const scenario of ['get-keepalive', 'post-16k']) {
-      const c = results.cells.find((x) => x.target === target && x.scenario === scenario);
-      t.ok(c !== undefined && c.failure === null && c.completed > 0, `${target}/${scenario} measured (${c?.failure ?? ''})`);
-      // a refused signature (401), a failed digest or a broken framing shows up as an error here
-      t.same(c?.errors, { status: 0, reset: 0, connect: 0 }, `${target}/${scenario}: every response a 2xx`);
+t.test(
+  'the exploratory hand-written HTTP path forwards every request, and with checks verifies every signed one',
+  async (t) => {
+    const out = await mkdtemp(join(tmpdir(), 'tollgate-bench-raw-'));
+    t.teardown(() => rm(out, { recursive: true, force: true }));
+    const run = await runBench(out, ['--only', 'direct,raw-l7,raw-l7-checks', '--scenarios', 'get-keepalive,post-16k']);
+    t.equal(run.code, 0, run.output);
+    const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as {
+      cells: Array<{
+        target: string;
+        scenario: string;
+        failure: string | null;
+        completed: number;
+        errors: Record<string, number>;
+      }>;
+    };
+    for (const target of ['raw-l7', 'raw-l7-checks']) {
+      for (const scenario of ['get-keepalive', 'post-16k']) {
+        const c = results.cells.find((x) => x.target === target && x.scenario === scenario);
+        t.ok(
+          c !== undefined && c.failure === null && c.completed > 0,
+          `${target}/${scenario} measured (${c?.failure ?? ''})`,
+        );
+        // a refused signature (401), a failed digest or a broken framing shows up as an error here
+        t.same(c?.errors, { status: 0, reset: 0, connect: 0 }, `${target}/${scenario}: every response a 2xx`);
+      }
     }
-  }
-});
+  },
+);

@@ -87,12 +87,15 @@ t.test('createDevPki honours validityDays and leaves nothing sharing a key', asy
 });
 
 t.test('createDevPki refuses invalid names, listing every problem', async (t) => {
-  await t.rejects(
-    createDevPki({ trustDomain: 'Example.org', identities: ['ok'] }),
-    { message: /trust domain "Example\.org"/ },
-  );
+  await t.rejects(createDevPki({ trustDomain: 'Example.org', identities: ['ok'] }), {
+    message: /trust domain "Example\.org"/,
+  });
   for (const td of ['', 'under_score.org', 'a..b', '-lead.org', 'spiffe://x']) {
-    await t.rejects(createDevPki({ trustDomain: td, identities: [] }), { message: /trust domain/ }, `trust domain ${td}`);
+    await t.rejects(
+      createDevPki({ trustDomain: td, identities: [] }),
+      { message: /trust domain/ },
+      `trust domain ${td}`,
+    );
   }
   for (const name of ['a/b', '..', '.', '', 'sp ace', 'ca.key', 'é']) {
     await t.rejects(
@@ -129,9 +132,14 @@ t.test('writeDevPki lays out a CA and one TLS-secret-shaped folder per identity'
   const files = await writeDevPki(out, pki);
 
   const expected = [
-    'ca.crt', 'ca.key',
-    'producer/tls.crt', 'producer/tls.key', 'producer/ca.crt',
-    'warehouse/tls.crt', 'warehouse/tls.key', 'warehouse/ca.crt',
+    'ca.crt',
+    'ca.key',
+    'producer/tls.crt',
+    'producer/tls.key',
+    'producer/ca.crt',
+    'warehouse/tls.crt',
+    'warehouse/tls.key',
+    'warehouse/ca.crt',
   ].map((f) => join(out, f));
   t.same(files, expected, 'returns every file written, in order');
 
@@ -235,17 +243,21 @@ t.test('two dev identities complete a mutual-TLS handshake; a foreign CA leaf is
 
   const refusedClient = await mutualTls(warehouse, { certPem: stranger.certPem, keyPem: stranger.keyPem, caPem });
   t.ok(refusedClient.serverError, 'server refused the foreign client certificate');
-  t.match(refusedClient.serverAuthorizationError, /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT/, 'refused for its issuer');
+  t.match(
+    refusedClient.serverAuthorizationError,
+    /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT/,
+    'refused for its issuer',
+  );
   t.equal(refusedClient.serverSawPeer, undefined, 'no secure connection was established');
   t.not(refusedClient.reply, 'hello');
 
-  const refusedServer = await mutualTls(
-    { certPem: stranger.certPem, keyPem: stranger.keyPem, caPem },
-    producer,
-  );
+  const refusedServer = await mutualTls({ certPem: stranger.certPem, keyPem: stranger.keyPem, caPem }, producer);
   t.ok(refusedServer.clientError, 'client refused the foreign server certificate');
   t.equal(refusedServer.clientAuthorized, undefined, 'client never reached secureConnect');
-  t.match((refusedServer.clientError as NodeJS.ErrnoException | undefined)?.code, /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT/);
+  t.match(
+    (refusedServer.clientError as NodeJS.ErrnoException | undefined)?.code,
+    /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT/,
+  );
 });
 
 /** `tollgate certs dev …` as a process, run to its end. */

@@ -26,7 +26,19 @@ const words = (spec: CommandSpec): string[] => spec.name.split(' ');
 
 t.test('the command list covers every command the issue names', async (t) => {
   const names = COMMANDS.map((c) => c.name).sort();
-  t.same(names, ['audit verify', 'certs dev', 'certs pin', 'check', 'demo', 'inbound', 'keys new', 'outbound', 'probe', 'run', 'webhook']);
+  t.same(names, [
+    'audit verify',
+    'certs dev',
+    'certs pin',
+    'check',
+    'demo',
+    'inbound',
+    'keys new',
+    'outbound',
+    'probe',
+    'run',
+    'webhook',
+  ]);
 });
 
 /** What a help must hold: the usage, then every flag of the description with its line. */
@@ -59,28 +71,42 @@ t.test('-h is --help, for every command', async (t) => {
   }
   const r = await run(t, ['audit', 'verify', '-h']);
   t.equal(r.code, 0, 'as a process too: exit 0');
-  checkHelp(t, COMMANDS.find((c) => c.name === 'audit verify')!, r.stdout, 'audit verify -h');
+  checkHelp(
+    t,
+    COMMANDS.find((c) => c.name === 'audit verify')!,
+    r.stdout,
+    'audit verify -h',
+  );
 });
 
-t.test('--help wins over every other problem: inbound --help with no other flag prints help, not eight errors', async (t) => {
-  const r = await run(t, ['inbound', '--target', '--help', 'stray']);
-  t.equal(r.code, 0, 'exit 0');
-  t.match(r.stdout, /--allow-spiffe ID/, 'the help');
-  t.equal(r.stderr, '', 'no problems listed');
-});
+t.test(
+  '--help wins over every other problem: inbound --help with no other flag prints help, not eight errors',
+  async (t) => {
+    const r = await run(t, ['inbound', '--target', '--help', 'stray']);
+    t.equal(r.code, 0, 'exit 0');
+    t.match(r.stdout, /--allow-spiffe ID/, 'the help');
+    t.equal(r.stderr, '', 'no problems listed');
+  },
+);
 
 t.test('the top-level usage lists every command with every one of its flags, and exits 0', async (t) => {
   const spawned = await run(t, ['--help']);
   const answers = [{ args: '--help (a process)', code: spawned.code, stdout: spawned.stdout }];
   for (const args of [['-h'], ['help']]) {
     const out: string[] = [];
-    answers.push({ args: args.join(' '), code: await main(args, { out: (l) => out.push(l), err: (l) => out.push(l) }), stdout: out.join('\n') });
+    answers.push({
+      args: args.join(' '),
+      code: await main(args, { out: (l) => out.push(l), err: (l) => out.push(l) }),
+      stdout: out.join('\n'),
+    });
   }
   for (const { args, code, stdout } of answers) {
     t.equal(code, 0, `tollgate ${args}: exit 0`);
     const usage = stdout.replace(/\n {4,}/g, ' '); // continuation lines are indented under the command
     for (const spec of COMMANDS) {
-      const line = usage.split('\n').find((l) => l.startsWith(`  tollgate ${spec.name} `) || l === `  tollgate ${spec.name}`);
+      const line = usage
+        .split('\n')
+        .find((l) => l.startsWith(`  tollgate ${spec.name} `) || l === `  tollgate ${spec.name}`);
       t.ok(line !== undefined, `${args}: a usage line for ${spec.name}`);
       for (const f of spec.flags) {
         const shown = f.value === undefined ? `--${f.name}` : `--${f.name} ${f.value}`;
@@ -104,7 +130,12 @@ function typoOf(spec: CommandSpec): { typo: string; meant: string } | null {
   const longest = [...spec.flags].sort((a, b) => b.name.length - a.name.length)[0];
   if (longest === undefined) return null;
   const typo = longest.name.slice(0, -2) + longest.name.slice(-1);
-  return closestName(typo, spec.flags.map((f) => f.name)) === longest.name ? { typo, meant: longest.name } : null;
+  return closestName(
+    typo,
+    spec.flags.map((f) => f.name),
+  ) === longest.name
+    ? { typo, meant: longest.name }
+    : null;
 }
 
 t.test('an unknown flag exits 2 with "did you mean" the flag it is closest to, for every command', async (t) => {
@@ -113,7 +144,12 @@ t.test('an unknown flag exits 2 with "did you mean" the flag it is closest to, f
     const r = await run(t, [...words(spec), `--${typo?.typo ?? 'bogus'}`]);
     t.equal(r.code, 2, `${spec.name}: exit 2`);
     if (typo === null) t.match(r.stderr, /  - --bogus: unknown flag/, `${spec.name}: names the unknown flag`);
-    else t.match(r.stderr, `  - --${typo.typo}: unknown flag (did you mean --${typo.meant}?)`, `${spec.name}: --${typo.typo} -> did you mean --${typo.meant}`);
+    else
+      t.match(
+        r.stderr,
+        `  - --${typo.typo}: unknown flag (did you mean --${typo.meant}?)`,
+        `${spec.name}: --${typo.typo} -> did you mean --${typo.meant}`,
+      );
     t.equal(r.stdout, '', `${spec.name}: nothing on stdout`);
   });
 });
@@ -130,10 +166,20 @@ t.test('every flag a command help lists is one its parser takes', async (t) => {
       const err: string[] = [];
       // an unknown flag next to it makes every command stop at its flag problems, before doing anything
       const flag = f.value === undefined ? `--${f.name}` : `--${f.name}=x`;
-      const code = await main([...words(spec), flag, '--not-a-flag'], { out: () => undefined, err: (l) => err.push(l) }, '/nonexistent');
+      const code = await main(
+        [...words(spec), flag, '--not-a-flag'],
+        { out: () => undefined, err: (l) => err.push(l) },
+        '/nonexistent',
+      );
       t.equal(code, 2, `${spec.name} ${flag}: a usage problem (the stray flag)`);
-      t.notOk(err.some((l) => l.startsWith(`  - --${f.name}: unknown flag`)), `${spec.name}: --${f.name} is taken by the parser`);
-      t.ok(err.some((l) => l.startsWith('  - --not-a-flag: unknown flag')), `${spec.name}: the stray flag is the problem`);
+      t.notOk(
+        err.some((l) => l.startsWith(`  - --${f.name}: unknown flag`)),
+        `${spec.name}: --${f.name} is taken by the parser`,
+      );
+      t.ok(
+        err.some((l) => l.startsWith('  - --not-a-flag: unknown flag')),
+        `${spec.name}: the stray flag is the problem`,
+      );
     }
   }
 });

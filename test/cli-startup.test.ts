@@ -21,7 +21,11 @@ const LONG_CA = { notAfter: new Date(Date.now() + 30 * DAY_MS) };
 const LONG_LEAF = { notAfter: new Date(Date.now() + 20 * DAY_MS) };
 
 /** Run to completion, with a bound on how long that may take. */
-async function run(t: Teardownable, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<Finished> {
+async function run(
+  t: Teardownable,
+  args: string[],
+  opts: { cwd?: string; timeoutMs?: number } = {},
+): Promise<Finished> {
   return exitWithin(startTollgate(t, args, opts.cwd), opts.timeoutMs ?? 20_000, `tollgate ${args.join(' ')}`);
 }
 
@@ -40,8 +44,17 @@ async function writeConfig(dir: string, name: string, raw: Record<string, unknow
   return file;
 }
 
-function configFor(id: TestIdentity, listeners: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { admin: { listen: null }, identity: { certFile: id.files.certFile, keyFile: id.files.keyFile, caFile: id.files.caFile }, listeners, ...extra };
+function configFor(
+  id: TestIdentity,
+  listeners: unknown[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    admin: { listen: null },
+    identity: { certFile: id.files.certFile, keyFile: id.files.keyFile, caFile: id.files.caFile },
+    listeners,
+    ...extra,
+  };
 }
 
 async function sidecarWorld(t: Teardownable): Promise<{ w: World; ingest: TestIdentity }> {
@@ -54,9 +67,17 @@ t.test('run --config with a valid config starts, proxies mTLS traffic, and exits
   const { w, ingest } = await sidecarWorld(t);
   const producer = await w.identity('producer', { spiffe: [PRODUCER] });
   const app = await startUpstream(t);
-  const file = await writeConfig(w.dir, 'good.json', configFor(ingest, [inboundListener(app.addr)], { admin: { listen: '127.0.0.1:0' } }));
+  const file = await writeConfig(
+    w.dir,
+    'good.json',
+    configFor(ingest, [inboundListener(app.addr)], { admin: { listen: '127.0.0.1:0' } }),
+  );
   const p = startTollgate(t, ['run', '--config', file]);
-  await eventually(() => p.logs().some((l) => l.msg === 'tollgate started') || p.exitCode() !== null, 15_000, 'tollgate started');
+  await eventually(
+    () => p.logs().some((l) => l.msg === 'tollgate started') || p.exitCode() !== null,
+    15_000,
+    'tollgate started',
+  );
   const started = p.logs().find((l) => l.msg === 'tollgate started');
   t.ok(started, `logged "tollgate started" (stderr: ${p.stderr()})`);
   const listeners = (started?.listeners ?? []) as Array<{ name: string; address: string }>;
@@ -88,21 +109,36 @@ t.test('run refuses an inbound listener without allow: exit 2 naming listeners[0
   t.notMatch(r.stdout, /tollgate started/, 'never started');
 });
 
-t.test('run refuses an off-loopback inbound target without unsafeTarget, and accepts it with unsafeTarget', async (t) => {
-  const { w, ingest } = await sidecarWorld(t);
-  const file = await writeConfig(w.dir, 'off-loopback.json', configFor(ingest, [inboundListener('10.1.2.3:8080')]));
-  const r = await run(t, ['run', '--config', file]);
-  t.equal(r.code, 2, 'exit 2');
-  t.match(r.stderr, /listeners\[0\]\.target: 10\.1\.2\.3:8080 .*unsafeTarget/, 'names listeners[0].target and the way out');
+t.test(
+  'run refuses an off-loopback inbound target without unsafeTarget, and accepts it with unsafeTarget',
+  async (t) => {
+    const { w, ingest } = await sidecarWorld(t);
+    const file = await writeConfig(w.dir, 'off-loopback.json', configFor(ingest, [inboundListener('10.1.2.3:8080')]));
+    const r = await run(t, ['run', '--config', file]);
+    t.equal(r.code, 2, 'exit 2');
+    t.match(
+      r.stderr,
+      /listeners\[0\]\.target: 10\.1\.2\.3:8080 .*unsafeTarget/,
+      'names listeners[0].target and the way out',
+    );
 
-  const allowed = await writeConfig(w.dir, 'unsafe-ok.json', configFor(ingest, [inboundListener('10.1.2.3:8080', { unsafeTarget: true })]));
-  const c = await run(t, ['check', '--config', allowed]);
-  t.equal(c.code, 0, `with unsafeTarget: true the same config is valid (stderr: ${c.stderr})`);
-});
+    const allowed = await writeConfig(
+      w.dir,
+      'unsafe-ok.json',
+      configFor(ingest, [inboundListener('10.1.2.3:8080', { unsafeTarget: true })]),
+    );
+    const c = await run(t, ['check', '--config', allowed]);
+    t.equal(c.code, 0, `with unsafeTarget: true the same config is valid (stderr: ${c.stderr})`);
+  },
+);
 
 t.test('run refuses an unknown key: exit 2 naming its path', async (t) => {
   const { w, ingest } = await sidecarWorld(t);
-  const file = await writeConfig(w.dir, 'unknown.json', configFor(ingest, [inboundListener('127.0.0.1:8080', { allwo: { any: true } })]));
+  const file = await writeConfig(
+    w.dir,
+    'unknown.json',
+    configFor(ingest, [inboundListener('127.0.0.1:8080', { allwo: { any: true } })]),
+  );
   const r = await run(t, ['run', '--config', file]);
   t.equal(r.code, 2, 'exit 2');
   t.match(r.stderr, /listeners\[0\]\.allwo: .*unknown/, 'names listeners[0].allwo as unknown');
@@ -128,7 +164,10 @@ t.test('run lists every problem at once, each with its path', async (t) => {
 
 t.test('run refuses a certificate file of garbage PEM: exit 2 naming identity.certFile', async (t) => {
   const { w, ingest } = await sidecarWorld(t);
-  await writeFile(ingest.files.certFile, '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n');
+  await writeFile(
+    ingest.files.certFile,
+    '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n',
+  );
   const file = await writeConfig(w.dir, 'garbage.json', configFor(ingest, [inboundListener('127.0.0.1:8080')]));
   const r = await run(t, ['run', '--config', file]);
   t.equal(r.code, 2, 'exit 2');
@@ -172,10 +211,18 @@ t.test('run exits 1 naming listeners[0].listen and EADDRINUSE when the port is t
   await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise((r) => squatter.close(r)));
   const port = (squatter.address() as AddressInfo).port;
-  const file = await writeConfig(w.dir, 'in-use.json', configFor(ingest, [inboundListener('127.0.0.1:8080', { listen: `127.0.0.1:${port}` })]));
+  const file = await writeConfig(
+    w.dir,
+    'in-use.json',
+    configFor(ingest, [inboundListener('127.0.0.1:8080', { listen: `127.0.0.1:${port}` })]),
+  );
   const r = await run(t, ['run', '--config', file]);
   t.equal(r.code, 1, 'exit 1: a runtime failure, not a config one');
-  t.match(r.stderr, new RegExp(`listeners\\[0\\]\\.listen: 127\\.0\\.0\\.1:${port}: EADDRINUSE`), 'names the listener path, the address and EADDRINUSE');
+  t.match(
+    r.stderr,
+    new RegExp(`listeners\\[0\\]\\.listen: 127\\.0\\.0\\.1:${port}: EADDRINUSE`),
+    'names the listener path, the address and EADDRINUSE',
+  );
 });
 
 t.test('run exits 1 naming admin.listen and EADDRINUSE when the admin port is taken', async (t) => {
@@ -184,10 +231,18 @@ t.test('run exits 1 naming admin.listen and EADDRINUSE when the admin port is ta
   await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise((r) => squatter.close(r)));
   const port = (squatter.address() as AddressInfo).port;
-  const file = await writeConfig(w.dir, 'admin-in-use.json', configFor(ingest, [inboundListener('127.0.0.1:8080')], { admin: { listen: `127.0.0.1:${port}` } }));
+  const file = await writeConfig(
+    w.dir,
+    'admin-in-use.json',
+    configFor(ingest, [inboundListener('127.0.0.1:8080')], { admin: { listen: `127.0.0.1:${port}` } }),
+  );
   const r = await run(t, ['run', '--config', file]);
   t.equal(r.code, 1, 'exit 1');
-  t.match(r.stderr, new RegExp(`admin\\.listen: 127\\.0\\.0\\.1:${port}: EADDRINUSE`), 'names admin.listen, the address and EADDRINUSE');
+  t.match(
+    r.stderr,
+    new RegExp(`admin\\.listen: 127\\.0\\.0\\.1:${port}: EADDRINUSE`),
+    'names admin.listen, the address and EADDRINUSE',
+  );
 });
 
 t.test('run without a usable config file exits 2 and says why', async (t) => {
@@ -220,7 +275,19 @@ t.test('run refuses an identity file that does not exist: exit 2 naming identity
 t.test('inbound without --target exits 2 naming --target', async (t) => {
   const { ingest } = await sidecarWorld(t);
   const f = ingest.files;
-  const r = await run(t, ['inbound', '--listen', '127.0.0.1:0', '--cert', f.certFile, '--key', f.keyFile, '--ca', f.caFile, '--allow-spiffe', PRODUCER]);
+  const r = await run(t, [
+    'inbound',
+    '--listen',
+    '127.0.0.1:0',
+    '--cert',
+    f.certFile,
+    '--key',
+    f.keyFile,
+    '--ca',
+    f.caFile,
+    '--allow-spiffe',
+    PRODUCER,
+  ]);
   t.equal(r.code, 2, 'exit 2');
   t.match(r.stderr, /  - --target: required/, 'names --target');
   t.equal(problemLines(r.stderr).length, 1, 'and nothing else');
@@ -229,7 +296,21 @@ t.test('inbound without --target exits 2 naming --target', async (t) => {
 t.test('inbound refuses flags of the wrong mode or that cannot go together: exit 2 naming the flag', async (t) => {
   const { w, ingest } = await sidecarWorld(t);
   const f = ingest.files;
-  const base = ['inbound', '--listen', '127.0.0.1:0', '--target', '127.0.0.1:8080', '--cert', f.certFile, '--key', f.keyFile, '--ca', f.caFile, '--allow-spiffe', PRODUCER];
+  const base = [
+    'inbound',
+    '--listen',
+    '127.0.0.1:0',
+    '--target',
+    '127.0.0.1:8080',
+    '--cert',
+    f.certFile,
+    '--key',
+    f.keyFile,
+    '--ca',
+    f.caFile,
+    '--allow-spiffe',
+    PRODUCER,
+  ];
 
   const wrongMode = await run(t, [...base, '--verify-spiffe', 'spiffe://example.org/ingest']);
   t.equal(wrongMode.code, 2, '--verify-spiffe on inbound: exit 2');
@@ -247,40 +328,58 @@ t.test('an unknown command exits 2 and says which', async (t) => {
   t.match(r.stderr, /unknown command frobnicate/, 'names the command');
 });
 
-t.test('check --config: exit 0 on a good config, 0 with a warning when the certificate expires in 3 days, 2 when broken', async (t) => {
-  const w = await world(t, LONG_CA);
-  const good = await w.identity('good', LONG_LEAF);
-  const soon = await w.identity('soon', { notBefore: hoursAgo(21 * 24), notAfter: hoursAgo(-72) }); // 3 of its 24 days left: under a third
-  const broken = await w.identity('broken', { notBefore: hoursAgo(48), notAfter: hoursAgo(1) });
-  const goodFile = await writeConfig(w.dir, 'good.json', configFor(good, [inboundListener('127.0.0.1:8080')]));
-  const soonFile = await writeConfig(w.dir, 'soon.json', configFor(soon, [inboundListener('127.0.0.1:8080')]));
-  const brokenFile = await writeConfig(w.dir, 'broken.json', configFor(broken, [inboundListener('127.0.0.1:8080')]));
+t.test(
+  'check --config: exit 0 on a good config, 0 with a warning when the certificate expires in 3 days, 2 when broken',
+  async (t) => {
+    const w = await world(t, LONG_CA);
+    const good = await w.identity('good', LONG_LEAF);
+    const soon = await w.identity('soon', { notBefore: hoursAgo(21 * 24), notAfter: hoursAgo(-72) }); // 3 of its 24 days left: under a third
+    const broken = await w.identity('broken', { notBefore: hoursAgo(48), notAfter: hoursAgo(1) });
+    const goodFile = await writeConfig(w.dir, 'good.json', configFor(good, [inboundListener('127.0.0.1:8080')]));
+    const soonFile = await writeConfig(w.dir, 'soon.json', configFor(soon, [inboundListener('127.0.0.1:8080')]));
+    const brokenFile = await writeConfig(w.dir, 'broken.json', configFor(broken, [inboundListener('127.0.0.1:8080')]));
 
-  const g = await run(t, ['check', '--config', goodFile]);
-  t.equal(g.code, 0, `good config: exit 0 (stderr: ${g.stderr})`);
-  t.notMatch(g.stderr, /warning/i, 'good config: no warning');
-  t.match(g.stdout, /: ok/, 'good config: says ok');
+    const g = await run(t, ['check', '--config', goodFile]);
+    t.equal(g.code, 0, `good config: exit 0 (stderr: ${g.stderr})`);
+    t.notMatch(g.stderr, /warning/i, 'good config: no warning');
+    t.match(g.stdout, /: ok/, 'good config: says ok');
 
-  const s = await run(t, ['check', '--config', soonFile]);
-  t.equal(s.code, 0, `expiring in 3 days: still exit 0 (stderr: ${s.stderr})`);
-  t.match(s.stderr, /warning: identity\.certFile .*expires/, 'expiring in 3 days: a warning naming identity.certFile');
+    const s = await run(t, ['check', '--config', soonFile]);
+    t.equal(s.code, 0, `expiring in 3 days: still exit 0 (stderr: ${s.stderr})`);
+    t.match(
+      s.stderr,
+      /warning: identity\.certFile .*expires/,
+      'expiring in 3 days: a warning naming identity.certFile',
+    );
 
-  const b = await run(t, ['check', '--config', brokenFile]);
-  t.equal(b.code, 2, 'expired certificate: exit 2');
-  t.match(b.stderr, /identity\.certFile .*expired/, 'expired certificate: named');
+    const b = await run(t, ['check', '--config', brokenFile]);
+    t.equal(b.code, 2, 'expired certificate: exit 2');
+    t.match(b.stderr, /identity\.certFile .*expired/, 'expired certificate: named');
 
-  const listener = inboundListener('127.0.0.1:8080');
-  delete listener.allow;
-  const invalidFile = await writeConfig(w.dir, 'invalid.json', configFor(good, [listener]));
-  const i = await run(t, ['check', '--config', invalidFile]);
-  t.equal(i.code, 2, 'invalid config: exit 2');
-  t.match(i.stderr, /listeners\[0\]\.allow: /, 'invalid config: problem named by path');
-});
+    const listener = inboundListener('127.0.0.1:8080');
+    delete listener.allow;
+    const invalidFile = await writeConfig(w.dir, 'invalid.json', configFor(good, [listener]));
+    const i = await run(t, ['check', '--config', invalidFile]);
+    t.equal(i.code, 2, 'invalid config: exit 2');
+    t.match(i.stderr, /listeners\[0\]\.allow: /, 'invalid config: problem named by path');
+  },
+);
 
 t.test('certs dev writes a CA and identities with private keys 0600, and certs pin agrees with openssl', async (t) => {
   const dir = await tempDir(t, 'tollgate-cli-certs-');
   const out = join(dir, 'pki');
-  const r = await run(t, ['certs', 'dev', '--out', out, '--identity', 'alpha', '--identity', 'beta', '--trust-domain', 'test.local']);
+  const r = await run(t, [
+    'certs',
+    'dev',
+    '--out',
+    out,
+    '--identity',
+    'alpha',
+    '--identity',
+    'beta',
+    '--trust-domain',
+    'test.local',
+  ]);
   t.equal(r.code, 0, `certs dev: exit 0 (stderr: ${r.stderr})`);
   for (const keyFile of ['ca.key', 'alpha/tls.key', 'beta/tls.key']) {
     t.equal((await stat(join(out, keyFile))).mode & 0o777, 0o600, `${keyFile} is mode 0600`);
@@ -299,7 +398,12 @@ t.test('certs dev writes a CA and identities with private keys 0600, and certs p
   t.equal(pin.code, 0, 'certs pin: exit 0');
   const expected = execFileSync(
     'sh',
-    ['-c', 'openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | openssl enc -base64', 'sh', certFile],
+    [
+      '-c',
+      'openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | openssl enc -base64',
+      'sh',
+      certFile,
+    ],
     { encoding: 'utf8' },
   ).trim();
   t.match(expected, /^[A-Za-z0-9+/]{43}=$/, 'openssl produced a base64 SHA-256');
@@ -335,10 +439,18 @@ t.test('demo --once runs the whole story and exits 0', async (t) => {
   const r = await run(t, ['demo', '--once'], { timeoutMs: 60_000 });
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr})`);
   t.match(r.stdout, /30\/30 signed events accepted/, 'all thirty signed events went through');
-  t.match(r.stdout, /100x the usual size: HTTP 202 .* flagged: 1 too_large \(the same in \/anomalies\/recent and tollgate_payload_anomalies_total\)/, 'the oversized event passed in observe mode and was flagged once, as the admin API lists it');
+  t.match(
+    r.stdout,
+    /100x the usual size: HTTP 202 .* flagged: 1 too_large \(the same in \/anomalies\/recent and tollgate_payload_anomalies_total\)/,
+    'the oversized event passed in observe mode and was flagged once, as the admin API lists it',
+  );
   t.notMatch(r.stdout, /http:\/\/127\.0\.0\.1:\d+\/status/, 'no admin URL that is dead once --once returns');
   t.match(r.stdout, /without --once/, 'it says how to keep the sidecars up');
-  t.match(r.stdout, /Signature-Input: tollgate=\("@method" "@authority" "@path" "@query" "content-digest"/, 'the signature the app saw is shown');
+  t.match(
+    r.stdout,
+    /Signature-Input: tollgate=\("@method" "@authority" "@path" "@query" "content-digest"/,
+    'the signature the app saw is shown',
+  );
   t.match(r.stdout, /ERR_PEER_NOT_ALLOWED/, 'the intruder was refused with ERR_PEER_NOT_ALLOWED');
   t.match(r.stdout, /no signature: refused with HTTP 401 ERR_SIG_MISSING/, 'an unsigned request was refused');
   t.match(r.stdout, /a replay\): refused with HTTP 401 ERR_SIG_REPLAYED/, 'the replayed request was refused');

@@ -21,7 +21,6 @@ async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string
   return dir;
 }
 
-
 function problemsOf(mode: 'inbound' | 'outbound', argv: string[]): string[] {
   return expectProblems(configFromFlags(mode, argv, CWD)).map(formatProblem);
 }
@@ -36,21 +35,41 @@ async function loadEquivalentFile(dir: string, raw: unknown): Promise<Config> {
 t.test('inbound flags build the same config as the equivalent file', async (t) => {
   const dir = await tempDir(t);
   const argv = [
-    '--listen', '0.0.0.0:15443',
-    '--target', '127.0.0.1:8080',
-    '--cert', 'tls.crt', '--key', 'tls.key', '--ca', 'ca.crt', '--crl', 'ca.crl',
-    '--allow-spiffe', 'spiffe://example.org/producer',
-    '--allow-spiffe', 'spiffe://example.org/batch',
-    '--allow-dns', 'producer.example.org',
-    '--allow-cn', 'producer',
-    '--allow-spki-pin', PIN,
-    '--protocol', 'http',
-    '--keys', 'keys',
-    '--admin', '127.0.0.1:15000',
-    '--log-level', 'debug',
+    '--listen',
+    '0.0.0.0:15443',
+    '--target',
+    '127.0.0.1:8080',
+    '--cert',
+    'tls.crt',
+    '--key',
+    'tls.key',
+    '--ca',
+    'ca.crt',
+    '--crl',
+    'ca.crl',
+    '--allow-spiffe',
+    'spiffe://example.org/producer',
+    '--allow-spiffe',
+    'spiffe://example.org/batch',
+    '--allow-dns',
+    'producer.example.org',
+    '--allow-cn',
+    'producer',
+    '--allow-spki-pin',
+    PIN,
+    '--protocol',
+    'http',
+    '--keys',
+    'keys',
+    '--admin',
+    '127.0.0.1:15000',
+    '--log-level',
+    'debug',
     '--access-log',
-    '--max-body-bytes', '1048576',
-    '--idle-timeout', '30',
+    '--max-body-bytes',
+    '1048576',
+    '--idle-timeout',
+    '30',
   ];
   const fromFlags = expectConfig(configFromFlags('inbound', argv, dir));
   const fromFile = await loadEquivalentFile(dir, {
@@ -85,16 +104,25 @@ t.test('inbound flags build the same config as the equivalent file', async (t) =
 t.test('outbound flags build the same config as the equivalent file', async (t) => {
   const dir = await tempDir(t);
   const argv = [
-    '--listen', '127.0.0.1:15001',
-    '--target', 'warehouse.example.org:15443',
+    '--listen',
+    '127.0.0.1:15001',
+    '--target',
+    'warehouse.example.org:15443',
     ...IDENTITY_FLAGS,
-    '--server-name', 'warehouse',
-    '--verify-spiffe', 'spiffe://example.org/warehouse',
-    '--verify-spiffe', 'spiffe://example.org/warehouse-canary',
-    '--verify-spki-pin', PIN,
-    '--protocol', 'http',
-    '--keys', 'keys',
-    '--sign-key-id', 'k1',
+    '--server-name',
+    'warehouse',
+    '--verify-spiffe',
+    'spiffe://example.org/warehouse',
+    '--verify-spiffe',
+    'spiffe://example.org/warehouse-canary',
+    '--verify-spki-pin',
+    PIN,
+    '--protocol',
+    'http',
+    '--keys',
+    'keys',
+    '--sign-key-id',
+    'k1',
   ];
   const fromFlags = expectConfig(configFromFlags('outbound', argv, dir));
   const fromFile = await loadEquivalentFile(dir, {
@@ -109,7 +137,10 @@ t.test('outbound flags build the same config as the equivalent file', async (t) 
         listen: '127.0.0.1:15001',
         target: 'warehouse.example.org:15443',
         serverName: 'warehouse',
-        verify: { spiffe: ['spiffe://example.org/warehouse', 'spiffe://example.org/warehouse-canary'], spkiPins: [PIN] },
+        verify: {
+          spiffe: ['spiffe://example.org/warehouse', 'spiffe://example.org/warehouse-canary'],
+          spkiPins: [PIN],
+        },
         integrity: { sign: true, keyId: 'k1' },
       },
     ],
@@ -122,8 +153,19 @@ t.test('quick commands run no admin server unless --admin is given', async (t) =
   const config = expectConfig(configFromFlags('inbound', INBOUND_MINIMAL, CWD));
   t.same(config.admin, { listen: null, tokenFile: null });
   t.same(config.health, { listen: null });
-  t.same(config.listeners[0]?.allow, { any: true, spiffe: [], dns: [], cn: [], spkiPins: [] }, '--allow-any alone is enough');
-  t.same(config.identity, { certFile: join(CWD, 'tls.crt'), keyFile: join(CWD, 'tls.key'), caFile: join(CWD, 'ca.crt'), crlFile: null, crlStale: 'warn', expiryWarningFraction: 1 / 3 });
+  t.same(
+    config.listeners[0]?.allow,
+    { any: true, spiffe: [], dns: [], cn: [], spkiPins: [] },
+    '--allow-any alone is enough',
+  );
+  t.same(config.identity, {
+    certFile: join(CWD, 'tls.crt'),
+    keyFile: join(CWD, 'tls.key'),
+    caFile: join(CWD, 'ca.crt'),
+    crlFile: null,
+    crlStale: 'warn',
+    expiryWarningFraction: 1 / 3,
+  });
   const withAdmin = expectConfig(configFromFlags('inbound', [...INBOUND_MINIMAL, '--admin', '127.0.0.1:0'], CWD));
   t.same(withAdmin.admin.listen, { host: '127.0.0.1', port: 0 });
 });
@@ -143,7 +185,13 @@ t.test('the flag-built config is deeply frozen', async (t) => {
   const result = configFromFlags('outbound', OUTBOUND_MINIMAL, CWD);
   t.ok(Object.isFrozen(result));
   const config = expectConfig(result);
-  for (const value of [config, config.listeners, config.listeners[0], config.listeners[0]?.verify.spiffe, config.identity]) {
+  for (const value of [
+    config,
+    config.listeners,
+    config.listeners[0],
+    config.listeners[0]?.verify.spiffe,
+    config.identity,
+  ]) {
     t.ok(Object.isFrozen(value));
   }
   const bad = configFromFlags('outbound', [], CWD);
@@ -168,29 +216,47 @@ t.test('missing required flags are each reported', async (t) => {
   ]);
 });
 
-t.test('unknown flags and stray arguments are problems named as typed; the word after an unknown flag is its value', async (t) => {
-  t.same(problemsOf('inbound', [...INBOUND_MINIMAL, '--frobnicate', '-x', 'its-value', 'extra']), [
-    '--frobnicate: unknown flag',
-    '-x: unknown flag',
-    'extra: unexpected argument (flags are --name VALUE)',
-  ]);
-});
+t.test(
+  'unknown flags and stray arguments are problems named as typed; the word after an unknown flag is its value',
+  async (t) => {
+    t.same(problemsOf('inbound', [...INBOUND_MINIMAL, '--frobnicate', '-x', 'its-value', 'extra']), [
+      '--frobnicate: unknown flag',
+      '-x: unknown flag',
+      'extra: unexpected argument (flags are --name VALUE)',
+    ]);
+  },
+);
 
 t.test('a mistyped flag gets "did you mean" the flag of this command it is closest to', async (t) => {
   t.same(problemsOf('inbound', [...INBOUND_MINIMAL, '--allow-spife', 'spiffe://example.org/a']), [
     '--allow-spife: unknown flag (did you mean --allow-spiffe?)',
   ]);
-  t.same(problemsOf('outbound', [...OUTBOUND_MINIMAL, '--server-nme', 'x']), ['--server-nme: unknown flag (did you mean --server-name?)']);
-  t.same(problemsOf('outbound', [...OUTBOUND_MINIMAL, '--verify-spife', 'x']), ['--verify-spife: unknown flag (did you mean --verify-spiffe?)']);
+  t.same(problemsOf('outbound', [...OUTBOUND_MINIMAL, '--server-nme', 'x']), [
+    '--server-nme: unknown flag (did you mean --server-name?)',
+  ]);
+  t.same(problemsOf('outbound', [...OUTBOUND_MINIMAL, '--verify-spife', 'x']), [
+    '--verify-spife: unknown flag (did you mean --verify-spiffe?)',
+  ]);
 });
 
 t.test('startup problems of a flag-built config are put in flag terms; others stay as they are', async (t) => {
-  t.equal(problemInFlagTerms('listeners[0].listen: 127.0.0.1:8443: EADDRINUSE'), '--listen: 127.0.0.1:8443: EADDRINUSE');
+  t.equal(
+    problemInFlagTerms('listeners[0].listen: 127.0.0.1:8443: EADDRINUSE'),
+    '--listen: 127.0.0.1:8443: EADDRINUSE',
+  );
   t.equal(problemInFlagTerms('admin.listen: 127.0.0.1:15000: EADDRINUSE'), '--admin: 127.0.0.1:15000: EADDRINUSE');
   t.equal(problemInFlagTerms('admin.tokenFile: /t: holds no token'), '--admin-token-file: /t: holds no token');
-  t.equal(problemInFlagTerms('health.listen: 127.0.0.1:15021: EADDRINUSE'), 'health.listen: 127.0.0.1:15021: EADDRINUSE', 'no flag sets health.listen');
+  t.equal(
+    problemInFlagTerms('health.listen: 127.0.0.1:15021: EADDRINUSE'),
+    'health.listen: 127.0.0.1:15021: EADDRINUSE',
+    'no flag sets health.listen',
+  );
   t.equal(problemInFlagTerms('workers: no reusePort'), 'workers: no reusePort');
-  t.equal(problemInFlagTerms('identity.certFile /x/tls.crt: ENOENT'), '--cert /x/tls.crt: ENOENT', 'a path followed by the file it names');
+  t.equal(
+    problemInFlagTerms('identity.certFile /x/tls.crt: ENOENT'),
+    '--cert /x/tls.crt: ENOENT',
+    'a path followed by the file it names',
+  );
   t.equal(problemInFlagTerms('keys.dir: /k: short: key is 16 bytes'), '--keys: /k: short: key is 16 bytes');
 });
 
@@ -198,9 +264,18 @@ t.test('the help of each quick command lists exactly the flags its parser takes 
   for (const mode of ['inbound', 'outbound'] as const) {
     const other = mode === 'inbound' ? 'outbound' : 'inbound';
     const names = quickModeFlags(mode).map((f) => f.name);
-    t.ok(quickModeFlags(mode).every((f) => f.description.length > 0), `${mode}: every flag has a description`);
-    for (const name of quickModeFlags(other).map((f) => f.name).filter((n) => !names.includes(n))) {
-      t.match(problemsOf(mode, [`--${name}`]).join('\n'), `--${name}: is for ${other} only`, `${mode}: --${name} is refused as ${other}'s`);
+    t.ok(
+      quickModeFlags(mode).every((f) => f.description.length > 0),
+      `${mode}: every flag has a description`,
+    );
+    for (const name of quickModeFlags(other)
+      .map((f) => f.name)
+      .filter((n) => !names.includes(n))) {
+      t.match(
+        problemsOf(mode, [`--${name}`]).join('\n'),
+        `--${name}: is for ${other} only`,
+        `${mode}: --${name} is refused as ${other}'s`,
+      );
     }
     for (const name of names) {
       t.notMatch(problemsOf(mode, [`--${name}`]).join('\n'), `--${name}: unknown flag`, `${mode}: --${name} is known`);
@@ -212,10 +287,14 @@ t.test('flags of the other command are problems', async (t) => {
   t.same(
     problemsOf('outbound', [
       ...OUTBOUND_MINIMAL,
-      '--allow-spiffe', 'spiffe://example.org/a',
-      '--allow-dns', 'a',
-      '--allow-cn', 'a',
-      '--allow-spki-pin', PIN,
+      '--allow-spiffe',
+      'spiffe://example.org/a',
+      '--allow-dns',
+      'a',
+      '--allow-cn',
+      'a',
+      '--allow-spki-pin',
+      PIN,
       '--allow-any',
       '--unsafe-target',
     ]),
@@ -231,10 +310,14 @@ t.test('flags of the other command are problems', async (t) => {
   t.same(
     problemsOf('inbound', [
       ...INBOUND_MINIMAL,
-      '--server-name', 'x',
-      '--verify-spiffe', 'spiffe://example.org/a',
-      '--verify-spki-pin', PIN,
-      '--sign-key-id', 'k1',
+      '--server-name',
+      'x',
+      '--verify-spiffe',
+      'spiffe://example.org/a',
+      '--verify-spki-pin',
+      PIN,
+      '--sign-key-id',
+      'k1',
       '--unsafe-listen',
     ]),
     [
@@ -267,8 +350,19 @@ t.test('repeated list flags are collected in order', async (t) => {
     configFromFlags(
       'inbound',
       [
-        '--listen', '0.0.0.0:0', '--target', '127.0.0.1:8080', ...IDENTITY_FLAGS,
-        '--allow-dns', 'b.example.org', '--allow-dns', 'a.example.org', '--allow-cn', 'one', '--allow-cn', 'two',
+        '--listen',
+        '0.0.0.0:0',
+        '--target',
+        '127.0.0.1:8080',
+        ...IDENTITY_FLAGS,
+        '--allow-dns',
+        'b.example.org',
+        '--allow-dns',
+        'a.example.org',
+        '--allow-cn',
+        'one',
+        '--allow-cn',
+        'two',
         '--allow-spiffe=spiffe://example.org/x',
       ],
       CWD,
@@ -284,18 +378,30 @@ t.test('repeated list flags are collected in order', async (t) => {
 });
 
 t.test('validation problems are renamed to the flag they came from', async (t) => {
-  t.same(problemsOf('inbound', ['--listen', '0.0.0.0:0', '--target', '10.0.0.5:8080', ...IDENTITY_FLAGS, '--allow-any']), [
-    '--target: 10.0.0.5:8080 is off loopback; an inbound listener sends plaintext to its target, so add --unsafe-target if this is intended',
-  ]);
+  t.same(
+    problemsOf('inbound', ['--listen', '0.0.0.0:0', '--target', '10.0.0.5:8080', ...IDENTITY_FLAGS, '--allow-any']),
+    [
+      '--target: 10.0.0.5:8080 is off loopback; an inbound listener sends plaintext to its target, so add --unsafe-target if this is intended',
+    ],
+  );
   t.same(problemsOf('outbound', ['--listen', '0.0.0.0:15001', '--target', 'w:1', ...IDENTITY_FLAGS]), [
     '--listen: 0.0.0.0:15001 is off loopback; an outbound listener accepts plaintext, so add --unsafe-listen if this is intended',
   ]);
   t.same(
     problemsOf('inbound', [
-      '--listen', '0.0.0.0', '--target', '127.0.0.1:0', ...IDENTITY_FLAGS,
-      '--allow-spiffe', 'spiffe://example.org/ok', '--allow-spiffe', 'spiffe://Example.org/bad',
-      '--allow-spki-pin', 'sha256/short',
-      '--allow-dns', '*.example.org',
+      '--listen',
+      '0.0.0.0',
+      '--target',
+      '127.0.0.1:0',
+      ...IDENTITY_FLAGS,
+      '--allow-spiffe',
+      'spiffe://example.org/ok',
+      '--allow-spiffe',
+      'spiffe://Example.org/bad',
+      '--allow-spki-pin',
+      'sha256/short',
+      '--allow-dns',
+      '*.example.org',
     ]),
     [
       '--listen: expected HOST:PORT: missing ":PORT"',
@@ -308,11 +414,16 @@ t.test('validation problems are renamed to the flag they came from', async (t) =
   t.same(
     problemsOf('outbound', [
       ...OUTBOUND_MINIMAL,
-      '--server-name', 'not a name',
-      '--verify-spiffe', 'warehouse',
-      '--verify-spki-pin', 'md5/x',
-      '--keys', 'keys',
-      '--sign-key-id', '../k1',
+      '--server-name',
+      'not a name',
+      '--verify-spiffe',
+      'warehouse',
+      '--verify-spki-pin',
+      'md5/x',
+      '--keys',
+      'keys',
+      '--sign-key-id',
+      '../k1',
     ]),
     [
       '--server-name: expected a DNS name or an IP address',
@@ -324,11 +435,16 @@ t.test('validation problems are renamed to the flag they came from', async (t) =
   t.same(
     problemsOf('inbound', [
       ...INBOUND_MINIMAL,
-      '--protocol', 'udp',
-      '--log-level', 'loud',
-      '--max-body-bytes', '16MiB',
-      '--idle-timeout', '0',
-      '--admin', 'localhost',
+      '--protocol',
+      'udp',
+      '--log-level',
+      'loud',
+      '--max-body-bytes',
+      '16MiB',
+      '--idle-timeout',
+      '0',
+      '--admin',
+      'localhost',
     ]),
     [
       '--admin: expected HOST:PORT: missing ":PORT"',
@@ -342,18 +458,28 @@ t.test('validation problems are renamed to the flag they came from', async (t) =
 
 t.test('the unsafe flags allow plaintext off loopback', async (t) => {
   const inbound = expectConfig(
-    configFromFlags('inbound', ['--listen', '0.0.0.0:0', '--target', '10.0.0.5:8080', ...IDENTITY_FLAGS, '--allow-any', '--unsafe-target'], CWD),
+    configFromFlags(
+      'inbound',
+      ['--listen', '0.0.0.0:0', '--target', '10.0.0.5:8080', ...IDENTITY_FLAGS, '--allow-any', '--unsafe-target'],
+      CWD,
+    ),
   );
   t.match(inbound.listeners[0], { target: { host: '10.0.0.5', port: 8080 }, unsafeTarget: true });
   const outbound = expectConfig(
-    configFromFlags('outbound', ['--listen', '0.0.0.0:15001', '--target', 'w:1', ...IDENTITY_FLAGS, '--unsafe-listen'], CWD),
+    configFromFlags(
+      'outbound',
+      ['--listen', '0.0.0.0:15001', '--target', 'w:1', ...IDENTITY_FLAGS, '--unsafe-listen'],
+      CWD,
+    ),
   );
   t.match(outbound.listeners[0], { listen: { host: '0.0.0.0', port: 15001 }, unsafeListen: true });
 });
 
 t.test('--protocol tcp with --keys is a problem; tcp without keys is fine', async (t) => {
   const tcpKeysMessage = 'a tcp listener carries no HTTP messages to sign or verify';
-  t.same(problemsOf('inbound', [...INBOUND_MINIMAL, '--protocol', 'tcp', '--keys', 'keys']), [`--keys: ${tcpKeysMessage}`]);
+  t.same(problemsOf('inbound', [...INBOUND_MINIMAL, '--protocol', 'tcp', '--keys', 'keys']), [
+    `--keys: ${tcpKeysMessage}`,
+  ]);
   t.same(problemsOf('outbound', [...OUTBOUND_MINIMAL, '--protocol', 'tcp', '--keys', 'keys', '--sign-key-id', 'k1']), [
     `--keys: ${tcpKeysMessage}`,
     `--sign-key-id: ${tcpKeysMessage}`,
@@ -376,7 +502,11 @@ t.test('a public admin address needs --admin-token-file', async (t) => {
     '--admin-token-file: required when the admin server listens off loopback (0.0.0.0:15000)',
   ]);
   const config = expectConfig(
-    configFromFlags('inbound', [...INBOUND_MINIMAL, '--admin', '0.0.0.0:15000', '--admin-token-file', 'admin.token'], CWD),
+    configFromFlags(
+      'inbound',
+      [...INBOUND_MINIMAL, '--admin', '0.0.0.0:15000', '--admin-token-file', 'admin.token'],
+      CWD,
+    ),
   );
   t.same(config.admin, { listen: { host: '0.0.0.0', port: 15000 }, tokenFile: join(CWD, 'admin.token') });
 });
@@ -385,7 +515,21 @@ t.test('several flag problems are all reported at once, every one named by a fla
   const problems = expectProblems(
     configFromFlags(
       'inbound',
-      ['--listen', '0.0.0.0:0', '--target', '10.1.1.1:80', '--cert', 'c', '--bogus', '--server-name', 'x', '--protocol', 'tcp', '--keys', 'k'],
+      [
+        '--listen',
+        '0.0.0.0:0',
+        '--target',
+        '10.1.1.1:80',
+        '--cert',
+        'c',
+        '--bogus',
+        '--server-name',
+        'x',
+        '--protocol',
+        'tcp',
+        '--keys',
+        'k',
+      ],
       CWD,
     ),
   );
@@ -393,5 +537,8 @@ t.test('several flag problems are all reported at once, every one named by a fla
     problems.map((p) => p.path),
     ['--bogus', '--server-name', '--key', '--ca', '--keys', '--target', '--allow-*'],
   );
-  t.ok(problems.every((p) => p.path.startsWith('-')), 'no config paths leak into flag problems');
+  t.ok(
+    problems.every((p) => p.path.startsWith('-')),
+    'no config paths leak into flag problems',
+  );
 });

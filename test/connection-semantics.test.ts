@@ -51,7 +51,9 @@ async function inbound(t: Test, target: string, extra: Record<string, unknown> =
   const producer = await w.identity('producer', { spiffe: [PRODUCER] });
   const sc = await startTestSidecar(t, w.dir, {
     identity: ingest.files,
-    listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target, allow: { spiffe: [PRODUCER] }, ...extra }],
+    listeners: [
+      { name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target, allow: { spiffe: [PRODUCER] }, ...extra },
+    ],
   });
   return { w, sc, producer };
 }
@@ -61,7 +63,14 @@ async function outboundTo(t: Test, inb: Inbound): Promise<TestSidecar> {
   return startTestSidecar(t, inb.w.dir, {
     identity: inb.producer.files,
     listeners: [
-      { name: 'to-ingest', mode: 'outbound', listen: '127.0.0.1:0', target: inb.sc.addr(), serverName: 'localhost', verify: { spiffe: [INGEST] } },
+      {
+        name: 'to-ingest',
+        mode: 'outbound',
+        listen: '127.0.0.1:0',
+        target: inb.sc.addr(),
+        serverName: 'localhost',
+        verify: { spiffe: [INGEST] },
+      },
     ],
   });
 }
@@ -132,14 +141,31 @@ interface RawResponse {
  * body written as the given chunks with no content-length (so Node sends it chunked) unless
  * the headers declare one.
  */
-function rawRequest(target: RawTarget, opts: { method: string; path: string; headers?: http.OutgoingHttpHeaders; chunks?: Buffer[] }): Promise<RawResponse> {
+function rawRequest(
+  target: RawTarget,
+  opts: { method: string; path: string; headers?: http.OutgoingHttpHeaders; chunks?: Buffer[] },
+): Promise<RawResponse> {
   const [host, port] = splitAddr(target.addr);
   return new Promise((resolve, reject) => {
-    const common = { host, port, method: opts.method, path: opts.path, headers: opts.headers ?? {}, agent: false as const, timeout: WAIT_MS };
+    const common = {
+      host,
+      port,
+      method: opts.method,
+      path: opts.path,
+      headers: opts.headers ?? {},
+      agent: false as const,
+      timeout: WAIT_MS,
+    };
     const req =
       target.tls === null
         ? http.request(common)
-        : https.request({ ...common, servername: 'localhost', ca: target.tls.ca, cert: target.tls.cert, key: target.tls.key });
+        : https.request({
+            ...common,
+            servername: 'localhost',
+            ca: target.tls.ca,
+            cert: target.tls.cert,
+            key: target.tls.key,
+          });
     req.on('timeout', () => req.destroy(new Error('client timeout')));
     req.on('error', reject);
     req.on('response', (res) => {
@@ -162,7 +188,14 @@ function splitAddr(addr: string): [string, number] {
 function tlsConnect(addr: string, inb: Inbound, identity: TestIdentity = inb.producer): Promise<TLSSocket> {
   const [host, port] = splitAddr(addr);
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host, port, servername: 'localhost', ca: inb.w.ca.certPem, cert: identity.certPem, key: identity.keyPem });
+    const s = tls.connect({
+      host,
+      port,
+      servername: 'localhost',
+      ca: inb.w.ca.certPem,
+      cert: identity.certPem,
+      key: identity.keyPem,
+    });
     s.once('secureConnect', () => {
       s.removeListener('error', reject);
       resolve(s);
@@ -215,7 +248,13 @@ t.test('a 5 MiB request body reaches the app byte-exact, directly and through ou
   const body = pattern(5 * MIB, 0xc0ffee);
   for (const path of await bothPaths(t, app.addr)) {
     const before = app.seen.length;
-    const res = await path.client.request({ ...BOUNDED, method: 'POST', path: '/upload', body, headers: { 'content-type': 'application/octet-stream' } });
+    const res = await path.client.request({
+      ...BOUNDED,
+      method: 'POST',
+      path: '/upload',
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     const summary = (await res.body.json()) as SeenRequest;
     t.equal(res.statusCode, 200, `${path.name}: 200`);
     t.equal(app.seen.length, before + 1, `${path.name}: the app saw one request`);
@@ -257,109 +296,159 @@ t.test('a 5 MiB response body reaches the client byte-exact, directly and throug
   }
 });
 
-t.test('a chunked request body (no content-length) arrives intact, directly and through outbound -> inbound', async (t) => {
-  const app = await startUpstream(t);
-  const chunks = [pattern(1000, 1), pattern(70_000, 2), pattern(1, 3), pattern(300_000, 4)];
-  const whole = Buffer.concat(chunks);
-  for (const path of await bothPaths(t, app.addr)) {
-    const before = app.seen.length;
-    const res = await rawRequest(path.raw, { method: 'POST', path: '/chunked', chunks });
-    t.equal(res.status, 200, `${path.name}: 200`);
-    const seen = app.seen[before];
-    t.ok(seen, `${path.name}: the app saw the request`);
-    t.equal(seen?.aborted, false, `${path.name}: the app saw a complete body`);
-    t.equal(seen?.bodyLength, whole.length, `${path.name}: every byte arrived`);
-    t.equal(seen?.bodySha256, sha256(whole), `${path.name}: the same bytes arrived`);
-  }
-});
+t.test(
+  'a chunked request body (no content-length) arrives intact, directly and through outbound -> inbound',
+  async (t) => {
+    const app = await startUpstream(t);
+    const chunks = [pattern(1000, 1), pattern(70_000, 2), pattern(1, 3), pattern(300_000, 4)];
+    const whole = Buffer.concat(chunks);
+    for (const path of await bothPaths(t, app.addr)) {
+      const before = app.seen.length;
+      const res = await rawRequest(path.raw, { method: 'POST', path: '/chunked', chunks });
+      t.equal(res.status, 200, `${path.name}: 200`);
+      const seen = app.seen[before];
+      t.ok(seen, `${path.name}: the app saw the request`);
+      t.equal(seen?.aborted, false, `${path.name}: the app saw a complete body`);
+      t.equal(seen?.bodyLength, whole.length, `${path.name}: every byte arrived`);
+      t.equal(seen?.bodySha256, sha256(whole), `${path.name}: the same bytes arrived`);
+    }
+  },
+);
 
 /* ---------------------------------------------------------------- body limits */
 
-t.test('a declared content-length over limits.maxBodyBytes is refused with 413 and never reaches the app', async (t) => {
-  const app = await startUpstream(t);
-  const inb = await inbound(t, app.addr, { limits: { maxBodyBytes: 1024 } });
-  const target: RawTarget = { addr: inb.sc.addr(), tls: { ca: inb.w.ca.certPem, cert: inb.producer.certPem, key: inb.producer.keyPem } };
-  const big = pattern(4096, 9);
-  const res = await rawRequest(target, { method: 'POST', path: '/too-big', headers: { 'content-length': big.length }, chunks: [big] });
-  t.equal(res.status, 413, '413');
-  t.equal(res.headers['x-tollgate-error'], 'ERR_PAYLOAD_TOO_LARGE', 'the error header names the code');
-  t.match(JSON.parse(res.body.toString('utf8')), { error: 'ERR_PAYLOAD_TOO_LARGE', message: String }, 'a small JSON body names the code');
+t.test(
+  'a declared content-length over limits.maxBodyBytes is refused with 413 and never reaches the app',
+  async (t) => {
+    const app = await startUpstream(t);
+    const inb = await inbound(t, app.addr, { limits: { maxBodyBytes: 1024 } });
+    const target: RawTarget = {
+      addr: inb.sc.addr(),
+      tls: { ca: inb.w.ca.certPem, cert: inb.producer.certPem, key: inb.producer.keyPem },
+    };
+    const big = pattern(4096, 9);
+    const res = await rawRequest(target, {
+      method: 'POST',
+      path: '/too-big',
+      headers: { 'content-length': big.length },
+      chunks: [big],
+    });
+    t.equal(res.status, 413, '413');
+    t.equal(res.headers['x-tollgate-error'], 'ERR_PAYLOAD_TOO_LARGE', 'the error header names the code');
+    t.match(
+      JSON.parse(res.body.toString('utf8')),
+      { error: 'ERR_PAYLOAD_TOO_LARGE', message: String },
+      'a small JSON body names the code',
+    );
 
-  // a body within the limit still goes through; the app saw only that one
-  const small = pattern(512, 10);
-  const ok = await rawRequest(target, { method: 'POST', path: '/small', headers: { 'content-length': small.length }, chunks: [small] });
-  t.equal(ok.status, 200, 'a body within the limit is forwarded');
-  t.same(app.seen.map((s) => s.url), ['/small'], 'the app never saw the oversized request');
-});
+    // a body within the limit still goes through; the app saw only that one
+    const small = pattern(512, 10);
+    const ok = await rawRequest(target, {
+      method: 'POST',
+      path: '/small',
+      headers: { 'content-length': small.length },
+      chunks: [small],
+    });
+    t.equal(ok.status, 200, 'a body within the limit is forwarded');
+    t.same(
+      app.seen.map((s) => s.url),
+      ['/small'],
+      'the app never saw the oversized request',
+    );
+  },
+);
 
-t.test('a chunked body that grows over limits.maxBodyBytes is refused and the app never sees it complete', async (t) => {
-  let started = 0;
-  const app = await startUpstream(t);
-  app.server.on('request', () => (started += 1));
-  const inb = await inbound(t, app.addr, { limits: { maxBodyBytes: 1024 } });
-  const target: RawTarget = { addr: inb.sc.addr(), tls: { ca: inb.w.ca.certPem, cert: inb.producer.certPem, key: inb.producer.keyPem } };
-  const chunks = Array.from({ length: 8 }, (_, i) => pattern(512, 100 + i));
-  const outcome = await rawRequest(target, { method: 'POST', path: '/grows', chunks }).then(
-    (res) => ({ res, err: null }),
-    (err: Error) => ({ res: null, err }),
-  );
-  if (outcome.res !== null) {
-    t.equal(outcome.res.status, 413, 'refused with 413');
-    t.equal(outcome.res.headers['x-tollgate-error'], 'ERR_PAYLOAD_TOO_LARGE', 'the error header names the code');
-  } else {
-    // the 413 can be lost when the connection is reset with request bytes still unread; only a reset or a broken pipe counts
-    t.match((outcome.err as NodeJS.ErrnoException).code, /^(ECONNRESET|EPIPE)$/, `the connection was reset instead (${outcome.err.message})`);
-  }
-  // either way, refused for the body limit and nothing else: one refusal, with that code
-  await eventually(() => inb.sc.logs.lines.some((l) => l.msg === 'request refused'), WAIT_MS, 'the refusal to be logged');
-  t.same(
-    inb.sc.logs.lines.filter((l) => l.msg === 'request refused').map((l) => l.code),
-    ['ERR_PAYLOAD_TOO_LARGE'],
-    'refused as ERR_PAYLOAD_TOO_LARGE',
-  );
-  // whatever part reached the app was cut off: every request the app started has ended, none complete
-  await eventually(() => app.seen.length === started, WAIT_MS, 'the app to finish with every request it started');
-  t.same(
-    app.seen.filter((s) => !s.aborted),
-    [],
-    'the app never saw a complete oversized body',
-  );
-  t.ok(app.seen.every((s) => s.bodyLength <= 1024), 'the app never saw more than the limit');
-});
+t.test(
+  'a chunked body that grows over limits.maxBodyBytes is refused and the app never sees it complete',
+  async (t) => {
+    let started = 0;
+    const app = await startUpstream(t);
+    app.server.on('request', () => (started += 1));
+    const inb = await inbound(t, app.addr, { limits: { maxBodyBytes: 1024 } });
+    const target: RawTarget = {
+      addr: inb.sc.addr(),
+      tls: { ca: inb.w.ca.certPem, cert: inb.producer.certPem, key: inb.producer.keyPem },
+    };
+    const chunks = Array.from({ length: 8 }, (_, i) => pattern(512, 100 + i));
+    const outcome = await rawRequest(target, { method: 'POST', path: '/grows', chunks }).then(
+      (res) => ({ res, err: null }),
+      (err: Error) => ({ res: null, err }),
+    );
+    if (outcome.res !== null) {
+      t.equal(outcome.res.status, 413, 'refused with 413');
+      t.equal(outcome.res.headers['x-tollgate-error'], 'ERR_PAYLOAD_TOO_LARGE', 'the error header names the code');
+    } else {
+      // the 413 can be lost when the connection is reset with request bytes still unread; only a reset or a broken pipe counts
+      t.match(
+        (outcome.err as NodeJS.ErrnoException).code,
+        /^(ECONNRESET|EPIPE)$/,
+        `the connection was reset instead (${outcome.err.message})`,
+      );
+    }
+    // either way, refused for the body limit and nothing else: one refusal, with that code
+    await eventually(
+      () => inb.sc.logs.lines.some((l) => l.msg === 'request refused'),
+      WAIT_MS,
+      'the refusal to be logged',
+    );
+    t.same(
+      inb.sc.logs.lines.filter((l) => l.msg === 'request refused').map((l) => l.code),
+      ['ERR_PAYLOAD_TOO_LARGE'],
+      'refused as ERR_PAYLOAD_TOO_LARGE',
+    );
+    // whatever part reached the app was cut off: every request the app started has ended, none complete
+    await eventually(() => app.seen.length === started, WAIT_MS, 'the app to finish with every request it started');
+    t.same(
+      app.seen.filter((s) => !s.aborted),
+      [],
+      'the app never saw a complete oversized body',
+    );
+    t.ok(
+      app.seen.every((s) => s.bodyLength <= 1024),
+      'the app never saw more than the limit',
+    );
+  },
+);
 
 /* ---------------------------------------------------------------- headers */
 
-t.test('hop-by-hop headers, and headers the Connection header names, are not forwarded to the app; others are', async (t) => {
-  const app = await startUpstream(t);
-  const inb = await inbound(t, app.addr);
-  const target: RawTarget = { addr: inb.sc.addr(), tls: { ca: inb.w.ca.certPem, cert: inb.producer.certPem, key: inb.producer.keyPem } };
-  const res = await rawRequest(target, {
-    method: 'GET',
-    path: '/headers',
-    headers: {
-      Connection: 'X-Custom',
-      'X-Custom': 'per-hop secret',
-      'Keep-Alive': 'timeout=5',
-      'Proxy-Authorization': 'Basic dXNlcjpwYXNz',
-      TE: 'trailers',
-      Upgrade: 'h2c',
-      'X-Normal': 'kept',
-      Accept: 'application/json',
-    },
-  });
-  t.equal(res.status, 200, '200');
-  t.equal(app.seen.length, 1, 'the app saw the request');
-  const h = app.seen[0]!.headers;
-  t.equal(h['x-custom'], undefined, 'a header named by Connection is dropped');
-  t.notMatch(String(h.connection ?? ''), /x-custom/i, "the client's Connection header is not passed on");
-  t.equal(h['keep-alive'], undefined, 'Keep-Alive is dropped');
-  t.equal(h['proxy-authorization'], undefined, 'Proxy-Authorization is dropped');
-  t.equal(h.te, undefined, 'TE is dropped');
-  t.equal(h.upgrade, undefined, 'Upgrade is dropped');
-  t.equal(h['x-normal'], 'kept', 'an end-to-end header is forwarded');
-  t.equal(h.accept, 'application/json', 'Accept is forwarded');
-  t.equal(h['x-tollgate-peer'], PRODUCER, 'the peer header is set');
-});
+t.test(
+  'hop-by-hop headers, and headers the Connection header names, are not forwarded to the app; others are',
+  async (t) => {
+    const app = await startUpstream(t);
+    const inb = await inbound(t, app.addr);
+    const target: RawTarget = {
+      addr: inb.sc.addr(),
+      tls: { ca: inb.w.ca.certPem, cert: inb.producer.certPem, key: inb.producer.keyPem },
+    };
+    const res = await rawRequest(target, {
+      method: 'GET',
+      path: '/headers',
+      headers: {
+        Connection: 'X-Custom',
+        'X-Custom': 'per-hop secret',
+        'Keep-Alive': 'timeout=5',
+        'Proxy-Authorization': 'Basic dXNlcjpwYXNz',
+        TE: 'trailers',
+        Upgrade: 'h2c',
+        'X-Normal': 'kept',
+        Accept: 'application/json',
+      },
+    });
+    t.equal(res.status, 200, '200');
+    t.equal(app.seen.length, 1, 'the app saw the request');
+    const h = app.seen[0]!.headers;
+    t.equal(h['x-custom'], undefined, 'a header named by Connection is dropped');
+    t.notMatch(String(h.connection ?? ''), /x-custom/i, "the client's Connection header is not passed on");
+    t.equal(h['keep-alive'], undefined, 'Keep-Alive is dropped');
+    t.equal(h['proxy-authorization'], undefined, 'Proxy-Authorization is dropped');
+    t.equal(h.te, undefined, 'TE is dropped');
+    t.equal(h.upgrade, undefined, 'Upgrade is dropped');
+    t.equal(h['x-normal'], 'kept', 'an end-to-end header is forwarded');
+    t.equal(h.accept, 'application/json', 'Accept is forwarded');
+    t.equal(h['x-tollgate-peer'], PRODUCER, 'the peer header is set');
+  },
+);
 
 /* ---------------------------------------------------------------- upstream failures */
 
@@ -374,10 +463,20 @@ t.test('no backend listening: 502 ERR_UPSTREAM_UNAVAILABLE with a JSON body', as
   const body = JSON.parse(text) as { error: string; message: string };
   t.equal(body.error, 'ERR_UPSTREAM_UNAVAILABLE', 'the body names the code');
   t.type(body.message, 'string', 'and says what happened');
-  t.equal(await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_refused' }), 1, 'counted as an upstream error: refused');
+  t.equal(
+    await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_refused' }),
+    1,
+    'counted as an upstream error: refused',
+  );
   t.match(
     inb.sc.logs.lines.filter((l) => l.code === 'ERR_UPSTREAM_UNAVAILABLE'),
-    [{ level: 40, reason: 'upstream_refused', msg: 'the upstream refused the connection (nothing listens on its port)' }],
+    [
+      {
+        level: 40,
+        reason: 'upstream_refused',
+        msg: 'the upstream refused the connection (nothing listens on its port)',
+      },
+    ],
     'one log line that says the connection was refused',
   );
 });
@@ -399,38 +498,53 @@ t.test('a backend that never answers: 504 ERR_UPSTREAM_TIMEOUT after limits.upst
   t.equal(res.headers['x-tollgate-error'], 'ERR_UPSTREAM_TIMEOUT', 'the error header names the code');
   t.equal(body.error, 'ERR_UPSTREAM_TIMEOUT', 'the body names the code');
   t.ok(elapsed >= 900, `waited for the timeout (${elapsed} ms)`);
-  t.equal(await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_timeout' }), 1, 'counted as an upstream timeout');
-});
-
-t.test('a backend that resets mid-response: the client sees a broken response, never a clean complete one', async (t) => {
-  const app = await startUpstream(t, (req, res) => {
-    req.resume();
-    // /sized declares its length; /chunked does not (a clean end would look complete)
-    res.writeHead(200, req.url === '/sized' ? { 'content-length': String(MIB) } : {});
-    res.write(pattern(64 * 1024, 7), () => res.socket?.destroy());
-  });
-  const inb = await inbound(t, app.addr);
-  for (const path of ['/sized', '/chunked']) {
-    const client = mtlsClient(t, inb.sc.addr(), inb.w.ca, inb.producer);
-    const outcome = await client.request({ ...BOUNDED, method: 'GET', path }).then(
-      async (res) => {
-        const got = await res.body.arrayBuffer().then(
-          (b) => ({ length: b.byteLength, err: null }),
-          (err: Error) => ({ length: -1, err }),
-        );
-        return { status: res.statusCode, ...got };
-      },
-      (err: Error) => ({ status: 0, length: -1, err }),
-    );
-    t.ok(outcome.err !== null || outcome.status >= 500, `${path}: the truncation is reported (status ${outcome.status}, ${outcome.err?.message ?? 'no error'})`);
-    t.not(outcome.status === 200 && outcome.err === null, true, `${path}: not a clean complete 200 (got ${outcome.length} bytes)`);
-  }
-  await eventually(
-    async () => (await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_reset' })) === 2,
-    WAIT_MS,
-    'both resets to be counted',
+  t.equal(
+    await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_timeout' }),
+    1,
+    'counted as an upstream timeout',
   );
 });
+
+t.test(
+  'a backend that resets mid-response: the client sees a broken response, never a clean complete one',
+  async (t) => {
+    const app = await startUpstream(t, (req, res) => {
+      req.resume();
+      // /sized declares its length; /chunked does not (a clean end would look complete)
+      res.writeHead(200, req.url === '/sized' ? { 'content-length': String(MIB) } : {});
+      res.write(pattern(64 * 1024, 7), () => res.socket?.destroy());
+    });
+    const inb = await inbound(t, app.addr);
+    for (const path of ['/sized', '/chunked']) {
+      const client = mtlsClient(t, inb.sc.addr(), inb.w.ca, inb.producer);
+      const outcome = await client.request({ ...BOUNDED, method: 'GET', path }).then(
+        async (res) => {
+          const got = await res.body.arrayBuffer().then(
+            (b) => ({ length: b.byteLength, err: null }),
+            (err: Error) => ({ length: -1, err }),
+          );
+          return { status: res.statusCode, ...got };
+        },
+        (err: Error) => ({ status: 0, length: -1, err }),
+      );
+      t.ok(
+        outcome.err !== null || outcome.status >= 500,
+        `${path}: the truncation is reported (status ${outcome.status}, ${outcome.err?.message ?? 'no error'})`,
+      );
+      t.not(
+        outcome.status === 200 && outcome.err === null,
+        true,
+        `${path}: not a clean complete 200 (got ${outcome.length} bytes)`,
+      );
+    }
+    await eventually(
+      async () =>
+        (await inb.sc.metric('tollgate_upstream_errors_total', { listener: 'ingest', reason: 'upstream_reset' })) === 2,
+      WAIT_MS,
+      'both resets to be counted',
+    );
+  },
+);
 
 t.test('a client that goes away mid-request aborts the upstream request, and the sidecar keeps serving', async (t) => {
   const requests: Array<{ url: string; complete: () => boolean; closedEarly: boolean }> = [];
@@ -454,7 +568,11 @@ t.test('a client that goes away mid-request aborts the upstream request, and the
   half.write(pattern(16 * 1024, 5));
   await eventually(() => requests.some((r) => r.url === '/half-sent'), WAIT_MS, 'the app to get the half-sent request');
   half.destroy();
-  await eventually(() => requests.find((r) => r.url === '/half-sent')!.closedEarly, WAIT_MS, 'the upstream request to be aborted');
+  await eventually(
+    () => requests.find((r) => r.url === '/half-sent')!.closedEarly,
+    WAIT_MS,
+    'the upstream request to be aborted',
+  );
   t.notOk(requests.find((r) => r.url === '/half-sent')!.complete(), 'the app never got the whole body');
 
   // 2. whole request sent, the client leaves while waiting for the answer
@@ -463,14 +581,25 @@ t.test('a client that goes away mid-request aborts the upstream request, and the
   waiting.write('GET /waiting HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await eventually(() => requests.some((r) => r.url === '/waiting'), WAIT_MS, 'the app to get the waiting request');
   waiting.destroy();
-  await eventually(() => requests.find((r) => r.url === '/waiting')!.closedEarly, WAIT_MS, 'the upstream request to be aborted');
+  await eventually(
+    () => requests.find((r) => r.url === '/waiting')!.closedEarly,
+    WAIT_MS,
+    'the upstream request to be aborted',
+  );
 
   // 3. still healthy
-  const res = await rawRequest({ addr: inb.sc.addr(), tls: tlsOpts }, { method: 'POST', path: '/ok', chunks: [Buffer.from('hello')] });
+  const res = await rawRequest(
+    { addr: inb.sc.addr(), tls: tlsOpts },
+    { method: 'POST', path: '/ok', chunks: [Buffer.from('hello')] },
+  );
   t.equal(res.status, 200, 'the next request works');
   t.equal(res.body.toString(), 'fine', 'with the answer of the app');
   t.ok(inb.sc.ready(), 'the sidecar is ready');
-  t.equal(await inb.sc.metric('tollgate_upstream_errors_total'), 0, 'a client going away is not counted as an upstream failure');
+  t.equal(
+    await inb.sc.metric('tollgate_upstream_errors_total'),
+    0,
+    'a client going away is not counted as an upstream failure',
+  );
   await eventually(() => inb.sc.listeners[0]!.connections() === 0, WAIT_MS, 'the abandoned connections to be gone');
 });
 
@@ -498,7 +627,11 @@ t.test('20 concurrent clients x 10 requests each all get their own correct answe
   t.same(failures, [], 'no request failed or got another request’s answer');
   t.equal(ok, CLIENTS * REQUESTS, 'every request succeeded');
   t.equal(app.seen.length, CLIENTS * REQUESTS, 'the app saw each request once');
-  t.equal(await inb.sc.metric('tollgate_requests_total', { listener: 'ingest', status_class: '2xx' }), CLIENTS * REQUESTS, 'all counted as 2xx');
+  t.equal(
+    await inb.sc.metric('tollgate_requests_total', { listener: 'ingest', status_class: '2xx' }),
+    CLIENTS * REQUESTS,
+    'all counted as 2xx',
+  );
 });
 
 t.test('requests keep working when the app closes idle keep-alive connections', async (t) => {
@@ -542,38 +675,48 @@ t.test('tcp: 1 MiB crosses an inbound tcp listener byte-exact in both directions
     });
   });
   client.write(sent);
-  await Promise.race([echoed, event(client, 'close').then(() => Promise.reject(new Error('closed before the echo was complete')))]);
+  await Promise.race([
+    echoed,
+    event(client, 'close').then(() => Promise.reject(new Error('closed before the echo was complete'))),
+  ]);
   t.equal(received, sent.length, 'as many bytes came back as were sent');
   t.equal(hash.digest('hex'), sha256(sent), 'the same bytes came back');
   client.end();
   await event(client, 'close');
 });
 
-t.test('tcp: after the client half-closes, the app still answers with 1 MiB and the client gets all of it; then both sides close', async (t) => {
-  const request = pattern(MIB, 11);
-  const reply = pattern(MIB, 12);
-  const appSaw: Array<{ length: number; sha: string; sawEndFirst: boolean }> = [];
-  const app = await startTcpApp(t, (s) => {
-    void collect(s).then((got) => {
-      appSaw.push({ ...got, sawEndFirst: true });
-      s.end(reply); // answer only after the client's FIN
+t.test(
+  'tcp: after the client half-closes, the app still answers with 1 MiB and the client gets all of it; then both sides close',
+  async (t) => {
+    const request = pattern(MIB, 11);
+    const reply = pattern(MIB, 12);
+    const appSaw: Array<{ length: number; sha: string; sawEndFirst: boolean }> = [];
+    const app = await startTcpApp(t, (s) => {
+      void collect(s).then((got) => {
+        appSaw.push({ ...got, sawEndFirst: true });
+        s.end(reply); // answer only after the client's FIN
+      });
     });
-  });
-  const inb = await inbound(t, app.addr, { protocol: 'tcp' });
-  const client = await tlsConnect(inb.sc.addr(), inb);
-  const replyReceived = collect(client);
-  const clientClosed = event(client, 'close');
-  client.end(request);
-  const got = await replyReceived;
-  t.equal(appSaw.length, 1, 'the app saw the end of the request');
-  t.equal(appSaw[0]?.length, request.length, 'the app got every request byte');
-  t.equal(appSaw[0]?.sha, sha256(request), 'the app got the same request bytes');
-  t.equal(got.length, reply.length, 'the client got every reply byte after its half-close');
-  t.equal(got.sha, sha256(reply), 'the client got the same reply bytes');
-  await clientClosed;
-  await eventually(() => app.closed === 1, WAIT_MS, 'the app side to close');
-  await eventually(() => inb.sc.listeners[0]!.connections() === 0, WAIT_MS, 'the sidecar to let go of the connection');
-});
+    const inb = await inbound(t, app.addr, { protocol: 'tcp' });
+    const client = await tlsConnect(inb.sc.addr(), inb);
+    const replyReceived = collect(client);
+    const clientClosed = event(client, 'close');
+    client.end(request);
+    const got = await replyReceived;
+    t.equal(appSaw.length, 1, 'the app saw the end of the request');
+    t.equal(appSaw[0]?.length, request.length, 'the app got every request byte');
+    t.equal(appSaw[0]?.sha, sha256(request), 'the app got the same request bytes');
+    t.equal(got.length, reply.length, 'the client got every reply byte after its half-close');
+    t.equal(got.sha, sha256(reply), 'the client got the same reply bytes');
+    await clientClosed;
+    await eventually(() => app.closed === 1, WAIT_MS, 'the app side to close');
+    await eventually(
+      () => inb.sc.listeners[0]!.connections() === 0,
+      WAIT_MS,
+      'the sidecar to let go of the connection',
+    );
+  },
+);
 
 t.test('tcp: limits.idleTimeoutSeconds closes connections on which nothing moves, and only those', async (t) => {
   const app = await startTcpApp(t, (s) => {
@@ -612,7 +755,10 @@ t.test('tcp: limits.idleTimeoutSeconds closes connections on which nothing moves
     longestGap = Math.max(longestGap, performance.now() - last);
     last = performance.now();
   }
-  t.ok(!busyClosed || longestGap >= 1000, `a connection with traffic is not closed as idle (longest gap between bytes ${Math.round(longestGap)} ms)`);
+  t.ok(
+    !busyClosed || longestGap >= 1000,
+    `a connection with traffic is not closed as idle (longest gap between bytes ${Math.round(longestGap)} ms)`,
+  );
   await busyClose;
   t.ok(busyClosed, 'once quiet, it is closed too');
 });
@@ -629,7 +775,11 @@ t.test('tcp: a peer that is not allowed is closed without the upstream being dia
   refused.write('let me in');
   await closed;
   t.equal(Buffer.concat(refusedData).length, 0, 'the refused peer got nothing back');
-  t.equal(await inb.sc.metric('tollgate_authz_decisions_total', { listener: 'ingest', decision: 'deny' }), 1, 'one deny decision');
+  t.equal(
+    await inb.sc.metric('tollgate_authz_decisions_total', { listener: 'ingest', decision: 'deny' }),
+    1,
+    'one deny decision',
+  );
 
   // an allowed peer after it: the app's only connection is this one
   const allowed = await tlsConnect(inb.sc.addr(), inb);

@@ -10,7 +10,14 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { build, imageName, podContainers, readKustomization, updatedImage, type K8sObject } from './helpers/kustomize.ts';
+import {
+  build,
+  imageName,
+  podContainers,
+  readKustomization,
+  updatedImage,
+  type K8sObject,
+} from './helpers/kustomize.ts';
 import { expandedArgs, flagValues, isClusterScoped } from './helpers/kustomizeCluster.ts';
 import { stageAfterReadmeKeys } from './helpers/kustomizeStage.ts';
 import type { Test } from './helpers/world.ts';
@@ -27,7 +34,9 @@ const needsKubectl = { skip: kubectl ? false : 'kubectl is not installed' };
 function kubectlKustomize(dir: string): unknown[] {
   const run = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`kubectl kustomize ${dir}: ${run.stderr}`);
-  return parseAllDocuments(run.stdout, { version: '1.1' }).map((d) => d.toJS() as unknown).filter((d) => d !== null);
+  return parseAllDocuments(run.stdout, { version: '1.1' })
+    .map((d) => d.toJS() as unknown)
+    .filter((d) => d !== null);
 }
 
 /** a throwaway directory of files (path -> text) */
@@ -45,9 +54,13 @@ const staged = await stageAfterReadmeKeys();
 t.teardown(staged.remove);
 const tree = (name: string): string => join(staged.root, 'deploy', name);
 
-t.test('every deploy/ tree renders to exactly the objects, in the order, that kubectl kustomize prints', needsKubectl, async (t) => {
-  for (const name of TREES) t.same(build(tree(name)), kubectlKustomize(tree(name)), name);
-});
+t.test(
+  'every deploy/ tree renders to exactly the objects, in the order, that kubectl kustomize prints',
+  needsKubectl,
+  async (t) => {
+    for (const name of TREES) t.same(build(tree(name)), kubectlKustomize(tree(name)), name);
+  },
+);
 
 const FEATURES: Record<string, string> = {
   'base/kustomization.yaml': `apiVersion: kustomize.config.k8s.io/v1beta1
@@ -109,20 +122,42 @@ images:
 t.test('the renderer builds each feature deploy/ uses as kustomize does', async (t) => {
   const root = fixture(t, FEATURES);
   const objects = build(join(root, 'overlay'));
-  const order = ['Namespace/alpha', 'Namespace/zeta', 'ServiceAccount/sa', 'ConfigMap/settings', 'Secret/creds', 'Deployment/app'];
-  t.same(objects.map((o) => `${o.kind}/${o.metadata.name}`), order, "kustomize's order");
+  const order = [
+    'Namespace/alpha',
+    'Namespace/zeta',
+    'ServiceAccount/sa',
+    'ConfigMap/settings',
+    'Secret/creds',
+    'Deployment/app',
+  ];
+  t.same(
+    objects.map((o) => `${o.kind}/${o.metadata.name}`),
+    order,
+    "kustomize's order",
+  );
   const byKind = (kind: string): K8sObject => objects.find((o) => o.kind === kind)!;
-  t.same(byKind('ConfigMap').data, { 'app.json': '{"a": 1}\n', 'renamed.txt': 'notes\n', mode: 'dev', empty: '' }, 'files, key=file and literals');
+  t.same(
+    byKind('ConfigMap').data,
+    { 'app.json': '{"a": 1}\n', 'renamed.txt': 'notes\n', mode: 'dev', empty: '' },
+    'files, key=file and literals',
+  );
   const data = { key: Buffer.from('c2VjcmV0\n').toString('base64') };
   const metadata = { name: 'creds', namespace: 'zeta' };
-  t.same(byKind('Secret'), { apiVersion: 'v1', kind: 'Secret', metadata, type: 'Opaque', data }, 'a Secret in its namespace');
+  t.same(
+    byKind('Secret'),
+    { apiVersion: 'v1', kind: 'Secret', metadata, type: 'Opaque', data },
+    'a Secret in its namespace',
+  );
   const deployment = byKind('Deployment');
   t.equal((deployment.spec as { replicas: number }).replicas, 2, 'a JSON 6902 patch, its target a regular expression');
   const [init, main, helper] = podContainers(deployment);
   t.equal(main!.image, 'registry.test/app:1.0', 'newName keeps the tag');
   t.equal(init!.image, `example.org/tool:3@sha256:${'b'.repeat(64)}`, 'newTag and digest replace a digest');
   t.equal(helper!.image, `example.org/tool:3@sha256:${'b'.repeat(64)}`, 'and a tag');
-  const env = [{ name: 'SAME', value: 'registry.test/app:1.0' }, { name: 'OTHER', value: 'example.org/apples:1.0' }];
+  const env = [
+    { name: 'SAME', value: 'registry.test/app:1.0' },
+    { name: 'OTHER', value: 'example.org/apples:1.0' },
+  ];
   t.same(main!.env, env, 'an image field declared by a base configuration; other values untouched');
 });
 
@@ -138,32 +173,58 @@ t.test('the renderer refuses every kustomization feature it does not implement, 
   const cases: Record<string, [string, RegExp]> = {
     'a namespace for everything': [`${head}namespace: other\n`, /field namespace is not supported/],
     'a name prefix': [`${head}namePrefix: x-\n`, /field namePrefix is not supported/],
-    'labels': [`${head}labels:\n  - pairs: {a: b}\n`, /field labels is not supported/],
+    labels: [`${head}labels:\n  - pairs: {a: b}\n`, /field labels is not supported/],
     'common labels': [`${head}commonLabels: {a: b}\n`, /field commonLabels is not supported/],
-    'replacements': [`${head}replacements: []\n`, /field replacements is not supported/],
-    'components': [`${head}components: [c]\n`, /field components is not supported/],
-    'a strategic merge patch': [`${head}patches:\n  - target: {kind: ConfigMap}\n    patch: |-\n      metadata: {labels: {a: b}}\n`, /a strategic merge patch/],
+    replacements: [`${head}replacements: []\n`, /field replacements is not supported/],
+    components: [`${head}components: [c]\n`, /field components is not supported/],
+    'a strategic merge patch': [
+      `${head}patches:\n  - target: {kind: ConfigMap}\n    patch: |-\n      metadata: {labels: {a: b}}\n`,
+      /a strategic merge patch/,
+    ],
     'a patch file': [`${head}patches:\n  - path: p.yaml\n`, /patches\[0\]\.path is not supported/],
-    'a patch target by label': [`${head}patches:\n  - target: {labelSelector: a=b}\n    patch: "[]"\n`, /patches\[0\]\.target\.labelSelector is not supported/],
+    'a patch target by label': [
+      `${head}patches:\n  - target: {labelSelector: a=b}\n    patch: "[]"\n`,
+      /patches\[0\]\.target\.labelSelector is not supported/,
+    ],
     'an image tag suffix': [`${head}images:\n  - {name: x, tagSuffix: y}\n`, /images\[0\]\.tagSuffix is not supported/],
-    'a generator from an env file': [`${head}secretGenerator:\n  - {name: s, envs: [a.env]}\n${noHash}`, /secretGenerator\[0\]\.envs is not supported/],
-    'a secret type': [`${head}secretGenerator:\n  - {name: s, type: kubernetes.io/tls}\n${noHash}`, /secretGenerator\[0\]\.type is not supported/],
+    'a generator from an env file': [
+      `${head}secretGenerator:\n  - {name: s, envs: [a.env]}\n${noHash}`,
+      /secretGenerator\[0\]\.envs is not supported/,
+    ],
+    'a secret type': [
+      `${head}secretGenerator:\n  - {name: s, type: kubernetes.io/tls}\n${noHash}`,
+      /secretGenerator\[0\]\.type is not supported/,
+    ],
     'a name suffix hash': [`${head}configMapGenerator:\n  - {name: g, literals: [a=b]}\n`, /name suffix hash/],
-    'generator labels': [`${head}generatorOptions: {disableNameSuffixHash: true, labels: {a: b}}\n`, /generatorOptions\[0\]\.labels is not supported/],
-    'a remote resource': ['apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [https://example.com/x.yaml]\n', /remote resource/],
-    'another transformer configuration': [`${head}configurations: [t.yaml]\n`, /transformer configuration namePrefix is not supported/],
-    'a CronJob (a pod template in another place)': ['apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [cj.yaml]\n', /kind CronJob/],
+    'generator labels': [
+      `${head}generatorOptions: {disableNameSuffixHash: true, labels: {a: b}}\n`,
+      /generatorOptions\[0\]\.labels is not supported/,
+    ],
+    'a remote resource': [
+      'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [https://example.com/x.yaml]\n',
+      /remote resource/,
+    ],
+    'another transformer configuration': [
+      `${head}configurations: [t.yaml]\n`,
+      /transformer configuration namePrefix is not supported/,
+    ],
+    'a CronJob (a pod template in another place)': [
+      'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [cj.yaml]\n',
+      /kind CronJob/,
+    ],
   };
   for (const [what, [kustomization, error]] of Object.entries(cases)) {
     const root = fixture(t, {
       'kustomization.yaml': kustomization,
       'cm.yaml': cm,
       't.yaml': 'namePrefix:\n  - path: metadata/name\n',
-      'cj.yaml': 'apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: j}\nspec: {schedule: "* * * * *", jobTemplate: {spec: {template: {}}}}\n',
+      'cj.yaml':
+        'apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: j}\nspec: {schedule: "* * * * *", jobTemplate: {spec: {template: {}}}}\n',
     });
     t.throws(() => build(root), error, what);
   }
-  const generating = (file: string): string => `${head.replace('[cm.yaml]', '[]')}secretGenerator:\n  - {name: s, files: [${file}]}\n${noHash}`;
+  const generating = (file: string): string =>
+    `${head.replace('[cm.yaml]', '[]')}secretGenerator:\n  - {name: s, files: [${file}]}\n${noHash}`;
   const outside = fixture(t, { 'k/kustomization.yaml': generating('../secret'), secret: 'x' });
   t.throws(() => build(join(outside, 'k')), /outside/, 'a generator file outside the kustomization');
   const missing = fixture(t, { 'kustomization.yaml': generating('keys/k1') });
@@ -181,29 +242,48 @@ function tollgateImages(objects: readonly K8sObject[]): Array<{ where: string; i
         if (e.name === SIDECAR_IMAGE_VARIABLE) found.push({ where: `${where} env`, image: e.value! });
       }
       const sidecar = flagValues(expandedArgs(c)).get('image');
-      if ((c.args as string[] | undefined)?.[0] === 'webhook') found.push({ where: `${where} --image`, image: sidecar ?? '(none)' });
+      if ((c.args as string[] | undefined)?.[0] === 'webhook')
+        found.push({ where: `${where} --image`, image: sidecar ?? '(none)' });
     }
   }
   return found;
 }
 
-t.test("the image is set once: an overlay's one images entry reaches every container and the injector's sidecar image, with no patch", async (t) => {
-  for (const name of TREES) {
-    const k = readKustomization(tree(name));
-    const entries = (k.images ?? []).filter((i) => i.name === IMAGE);
-    const expected = entries.length === 0 ? BASE_IMAGE : updatedImage(BASE_IMAGE, entries[0]!);
-    t.ok(entries.length <= 1 && (k.images ?? []).length === entries.length, `${name}: at most one images entry, for ${IMAGE}`);
-    for (const p of k.patches ?? []) {
-      const paths = (parseYaml(p.patch) as Array<{ path: string }>).map((op) => op.path);
-      t.same(paths.filter((path) => /\/(image|args|env)(\/|$)/.test(path)), [], `${name}: no patch touches an image, args or env`);
+t.test(
+  "the image is set once: an overlay's one images entry reaches every container and the injector's sidecar image, with no patch",
+  async (t) => {
+    for (const name of TREES) {
+      const k = readKustomization(tree(name));
+      const entries = (k.images ?? []).filter((i) => i.name === IMAGE);
+      const expected = entries.length === 0 ? BASE_IMAGE : updatedImage(BASE_IMAGE, entries[0]!);
+      t.ok(
+        entries.length <= 1 && (k.images ?? []).length === entries.length,
+        `${name}: at most one images entry, for ${IMAGE}`,
+      );
+      for (const p of k.patches ?? []) {
+        const paths = (parseYaml(p.patch) as Array<{ path: string }>).map((op) => op.path);
+        t.same(
+          paths.filter((path) => /\/(image|args|env)(\/|$)/.test(path)),
+          [],
+          `${name}: no patch touches an image, args or env`,
+        );
+      }
+      const found = tollgateImages(build(tree(name)));
+      if (name !== 'examples') t.ok(found.length >= 1, `${name}: runs tollgate`);
+      for (const f of found) t.equal(f.image, expected, `${name}: ${f.where}`);
+      if (name === 'injector' || name.startsWith('overlays/'))
+        t.ok(
+          found.some((f) => f.where.endsWith('--image')),
+          `${name}: the injector's sidecar image too`,
+        );
     }
-    const found = tollgateImages(build(tree(name)));
-    if (name !== 'examples') t.ok(found.length >= 1, `${name}: runs tollgate`);
-    for (const f of found) t.equal(f.image, expected, `${name}: ${f.where}`);
-    if (name === 'injector' || name.startsWith('overlays/')) t.ok(found.some((f) => f.where.endsWith('--image')), `${name}: the injector's sidecar image too`);
-  }
-  t.equal(updatedImage(BASE_IMAGE, readKustomization(tree('overlays/dev')).images![0]!), 'tollgate:dev', 'dev runs the local build');
-});
+    t.equal(
+      updatedImage(BASE_IMAGE, readKustomization(tree('overlays/dev')).images![0]!),
+      'tollgate:dev',
+      'dev runs the local build',
+    );
+  },
+);
 
 t.test('in every tree each namespace comes before the objects in it, so one apply creates it first', async (t) => {
   // cert-manager's own namespace exists once cert-manager is installed (README: Kubernetes)
@@ -212,10 +292,14 @@ t.test('in every tree each namespace comes before the objects in it, so one appl
     const created = new Set<string>();
     for (const o of build(tree(name))) {
       if (o.kind === 'Namespace') created.add(o.metadata.name);
-      else if (isClusterScoped(o.kind)) t.equal(o.metadata.namespace, undefined, `${name}: ${o.kind} ${o.metadata.name} is cluster-scoped`);
+      else if (isClusterScoped(o.kind))
+        t.equal(o.metadata.namespace, undefined, `${name}: ${o.kind} ${o.metadata.name} is cluster-scoped`);
       else {
         const ns = o.metadata.namespace;
-        t.ok(ns !== undefined && (created.has(ns) || prerequisites.has(ns)), `${name}: ${o.kind} ${ns}/${o.metadata.name} after its namespace`);
+        t.ok(
+          ns !== undefined && (created.has(ns) || prerequisites.has(ns)),
+          `${name}: ${o.kind} ${ns}/${o.metadata.name} after its namespace`,
+        );
       }
     }
   }

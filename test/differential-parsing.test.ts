@@ -138,7 +138,12 @@ async function recordingServer(): Promise<Recorder> {
     req.on('error', () => undefined);
     req.once('close', () => (inflight -= 1));
     req.on('end', () => {
-      const r = { method: req.method ?? '', url: req.url ?? '', headers: comparableFields(req.rawHeaders), body: Buffer.concat(parts).toString('hex') };
+      const r = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: comparableFields(req.rawHeaders),
+        body: Buffer.concat(parts).toString('hex'),
+      };
       if (stray) strays.push(`${r.method} ${r.url} of the stream with Host ${host}`);
       else mine[slot] = r;
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 }).end('ok');
@@ -189,7 +194,14 @@ const tollgatePort = sc.listeners[0]!.address().port;
 
 function connectTollgate(): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: tollgatePort, servername: 'localhost', ca: w.ca.certPem, cert: producer.certPem, key: producer.keyPem });
+    const s = tls.connect({
+      host: '127.0.0.1',
+      port: tollgatePort,
+      servername: 'localhost',
+      ca: w.ca.certPem,
+      cert: producer.certPem,
+      key: producer.keyPem,
+    });
     s.once('secureConnect', () => {
       s.removeListener('error', reject);
       resolve(s);
@@ -217,7 +229,11 @@ const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * While `behind(reply)` says this side's server has recorded fewer requests than the other's,
  * a quiet period is not the end (a loaded machine, not a difference), up to EXCHANGE_MAX_MS.
  */
-async function play(socket: net.Socket, writes: readonly Buffer[], behind: (reply: string) => boolean): Promise<string> {
+async function play(
+  socket: net.Socket,
+  writes: readonly Buffer[],
+  behind: (reply: string) => boolean,
+): Promise<string> {
   let reply = '';
   let closed = false;
   let quiet: NodeJS.Timeout | undefined;
@@ -255,7 +271,10 @@ async function play(socket: net.Socket, writes: readonly Buffer[], behind: (repl
 async function settled(what: Recorder, name: string): Promise<void> {
   const end = Date.now() + SETTLE_MAX_MS;
   while (what.inflight() > 0) {
-    if (Date.now() > end) throw new Error(`the ${name} still holds ${what.inflight()} request(s) ${SETTLE_MAX_MS} ms after the client left`);
+    if (Date.now() > end)
+      throw new Error(
+        `the ${name} still holds ${what.inflight()} request(s) ${SETTLE_MAX_MS} ms after the client left`,
+      );
     await pause(5);
   }
 }
@@ -313,10 +332,12 @@ function isPrefix(short: readonly Recorded[], long: readonly Recorded[]): boolea
 
 /** null when the outcome satisfies the property, else why not. */
 function disagreement(o: Outcome): string | null {
-  if (o.strays.length > 0) return `the app received requests of an earlier stream, after that stream's client had left: ${o.strays.join('; ')}`;
+  if (o.strays.length > 0)
+    return `the app received requests of an earlier stream, after that stream's client had left: ${o.strays.join('; ')}`;
   if (isDeepStrictEqual(o.viaTollgate, o.oracle)) return null;
   if (!refused(o.reply)) return 'the app received other requests than the oracle, and tollgate refused nothing';
-  if (!isPrefix(o.viaTollgate, o.oracle)) return 'tollgate refused the stream, but what the app received is not a prefix of what the oracle received';
+  if (!isPrefix(o.viaTollgate, o.oracle))
+    return 'tollgate refused the stream, but what the app received is not a prefix of what the oracle received';
   return null;
 }
 
@@ -331,7 +352,11 @@ function pristineProblem(c: Case, o: Outcome): string | null {
 
 function describe(o: Outcome): string {
   const show = (rs: readonly Recorded[]): string =>
-    rs.length === 0 ? '    (none)' : rs.map((r) => `    ${r.method} ${JSON.stringify(r.url)} ${JSON.stringify(r.headers)} body=${r.body || '-'}`).join('\n');
+    rs.length === 0
+      ? '    (none)'
+      : rs
+          .map((r) => `    ${r.method} ${JSON.stringify(r.url)} ${JSON.stringify(r.headers)} body=${r.body || '-'}`)
+          .join('\n');
   return [
     `stream ${JSON.stringify(o.stream)}`,
     `writes of ${o.writes.map((b) => b.length).join(', ')} bytes`,
@@ -344,7 +369,9 @@ function describe(o: Outcome): string {
 /** Split `stream` (latin1) into writes at the given offsets. */
 function splitWrites(stream: string, cuts: readonly number[]): Buffer[] {
   const bytes = Buffer.from(stream, 'latin1');
-  const at = [...new Set(cuts.map((c) => (bytes.length < 2 ? 0 : 1 + (c % (bytes.length - 1)))).filter((c) => c > 0))].sort((a, b) => a - b);
+  const at = [
+    ...new Set(cuts.map((c) => (bytes.length < 2 ? 0 : 1 + (c % (bytes.length - 1)))).filter((c) => c > 0)),
+  ].sort((a, b) => a - b);
   const out: Buffer[] = [];
   let from = 0;
   for (const c of at) {
@@ -397,7 +424,10 @@ const visibleValue = fc.oneof(
 /** optional whitespace around a field value (llhttp trims it; both sides must see the trimmed value) */
 const ows = fc.constantFrom(' ', ' ', '', '\t', ' \t ');
 const originTarget = fc
-  .tuple(fc.array(fc.stringMatching(/^[A-Za-z0-9._~-]{1,8}$/), { maxLength: 3 }), fc.option(fc.stringMatching(/^[A-Za-z0-9=&._~-]{0,12}$/), { nil: undefined }))
+  .tuple(
+    fc.array(fc.stringMatching(/^[A-Za-z0-9._~-]{1,8}$/), { maxLength: 3 }),
+    fc.option(fc.stringMatching(/^[A-Za-z0-9=&._~-]{0,12}$/), { nil: undefined }),
+  )
   .map(([segs, query]) => '/' + segs.join('/') + (query === undefined ? '' : '?' + query));
 const chunkExt = fc.option(
   fc.oneof(
@@ -426,7 +456,9 @@ const request: fc.Arbitrary<GenRequest> = fc.record({
   target: originTarget,
   version: fc.constantFrom('1.1', '1.1', '1.0') as fc.Arbitrary<'1.0' | '1.1'>,
   fields: fc.array(fc.tuple(tokenName, visibleValue, ows, ows), { maxLength: 4 }),
-  connection: fc.constantFrom('keep-alive', 'keep-alive', 'close', 'named', null) as fc.Arbitrary<GenRequest['connection']>,
+  connection: fc.constantFrom('keep-alive', 'keep-alive', 'close', 'named', null) as fc.Arbitrary<
+    GenRequest['connection']
+  >,
   body,
   slots: fc.tuple(fc.nat(), fc.nat(), fc.nat()),
   framingName: fc.constantFrom('', 'lower', 'UPPER'),
@@ -438,7 +470,10 @@ function casing(name: string, how: string): string {
 
 function chunked(b: Extract<Body, { kind: 'chunked' }>): string {
   const data = Buffer.from(b.bytes).toString('latin1');
-  const at = data.length === 0 ? [] : [...new Set(b.cuts.map((c) => 1 + (c % data.length)))].filter((c) => c < data.length).sort((x, y) => x - y);
+  const at =
+    data.length === 0
+      ? []
+      : [...new Set(b.cuts.map((c) => 1 + (c % data.length)))].filter((c) => c < data.length).sort((x, y) => x - y);
   let out = '';
   let from = 0;
   if (data.length > 0) {
@@ -457,7 +492,8 @@ function serialise(r: GenRequest): string {
   const insert = (line: string, slot: number): void => void lines.splice(slot % (lines.length + 1), 0, line);
   insert('Host: localhost', r.slots[0]);
   if (r.connection !== null) {
-    const value = r.connection === 'named' ? ['keep-alive', ...r.fields.slice(0, 1).map(([n]) => n)].join(', ') : r.connection;
+    const value =
+      r.connection === 'named' ? ['keep-alive', ...r.fields.slice(0, 1).map(([n]) => n)].join(', ') : r.connection;
     insert(`Connection: ${value}`, r.slots[1]);
   }
   let payload = '';
@@ -502,8 +538,25 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     which: fc.nat(),
     line: fc
       .tuple(
-        fc.constantFrom('Transfer-Encoding', 'transfer-encoding', 'Transfer-Encoding ', 'Transfer_Encoding', ' Transfer-Encoding'),
-        fc.constantFrom('chunked', 'gzip', 'gzip, chunked', 'chunked, chunked', 'identity', ' chunked', 'xchunked', 'Chunked', 'chunked\t', 'chunked, gzip'),
+        fc.constantFrom(
+          'Transfer-Encoding',
+          'transfer-encoding',
+          'Transfer-Encoding ',
+          'Transfer_Encoding',
+          ' Transfer-Encoding',
+        ),
+        fc.constantFrom(
+          'chunked',
+          'gzip',
+          'gzip, chunked',
+          'chunked, chunked',
+          'identity',
+          ' chunked',
+          'xchunked',
+          'Chunked',
+          'chunked\t',
+          'chunked, gzip',
+        ),
       )
       .map(([n, v]) => `${n}: ${v}`),
   }),
@@ -572,46 +625,66 @@ const streamCase: fc.Arbitrary<Case> = fc
   .map(({ requests, mutations, cuts }) => {
     const stream = mutations.reduce(mutate, requests.map(serialise).join(''));
     const pristine =
-      mutations.length === 0 && requests.every((r) => !(r.version === '1.0' && r.body.kind === 'chunked')) && requests.slice(0, -1).every(keepsAlive);
-    return { stream, cuts, requests: requests.length, pristine, [fc.toStringMethod]: () => `${JSON.stringify(stream)} cut at ${JSON.stringify(cuts)}` };
+      mutations.length === 0 &&
+      requests.every((r) => !(r.version === '1.0' && r.body.kind === 'chunked')) &&
+      requests.slice(0, -1).every(keepsAlive);
+    return {
+      stream,
+      cuts,
+      requests: requests.length,
+      pristine,
+      [fc.toStringMethod]: () => `${JSON.stringify(stream)} cut at ${JSON.stringify(cuts)}`,
+    };
   });
 
 /* ------------------------------------------------------------------ the property */
 
-t.test('for generated and mutated streams, the app receives what node:http receives, or a prefix of it when tollgate refuses', async (t) => {
-  const seed = process.env.FC_SEED === undefined || process.env.FC_SEED === '' ? undefined : Number(process.env.FC_SEED);
-  let streams = 0;
-  let refusals = 0;
-  let pristine = 0;
-  const details = await fc.check(
-    fc.asyncProperty(streamCase, async (c) => {
-      streams += 1;
-      const o = await exchange(c.stream, c.cuts);
-      if (refused(o.reply)) refusals += 1;
-      const why = disagreement(o) ?? (c.pristine ? pristineProblem(c, o) : null);
-      if (c.pristine) pristine += 1;
-      if (why !== null) throw new Error(`${why}\n${describe(o)}`);
-    }),
-    {
-      numRuns: Number(process.env.FC_RUNS ?? 150),
-      ...(seed === undefined ? {} : { seed }),
-      // shrinking costs a real exchange per step: only on request, and within tap's time for the file
-      ...(process.env.FC_SHRINK === '1' ? { interruptAfterTimeLimit: SHRINK_BUDGET_MS } : { endOnFailure: true }),
-    },
-  );
-  await underWay;
-  const failure = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
-  t.notOk(details.failed, `property over ${streams} streams, seed ${details.seed} (replay: FC_SEED=${details.seed})`, {
-    diagnostic: details.failed,
-    ...(details.failed ? { report: fc.defaultReportMessage(details), failure } : {}),
-  });
-  t.ok(streams > 0, `${streams} streams sent, ${refusals} refused by tollgate, ${pristine} unmutated and passed whole`);
-  // a request tollgate still held when the last stream ended must not reach the app later
-  app.reset('');
-  await pause(500);
-  t.same(app.strays(), [], 'no request reached the app after its stream was over');
-  t.equal(await activeConnections(), 0, 'every connection the client closed is closed by tollgate too');
-});
+t.test(
+  'for generated and mutated streams, the app receives what node:http receives, or a prefix of it when tollgate refuses',
+  async (t) => {
+    const seed =
+      process.env.FC_SEED === undefined || process.env.FC_SEED === '' ? undefined : Number(process.env.FC_SEED);
+    let streams = 0;
+    let refusals = 0;
+    let pristine = 0;
+    const details = await fc.check(
+      fc.asyncProperty(streamCase, async (c) => {
+        streams += 1;
+        const o = await exchange(c.stream, c.cuts);
+        if (refused(o.reply)) refusals += 1;
+        const why = disagreement(o) ?? (c.pristine ? pristineProblem(c, o) : null);
+        if (c.pristine) pristine += 1;
+        if (why !== null) throw new Error(`${why}\n${describe(o)}`);
+      }),
+      {
+        numRuns: Number(process.env.FC_RUNS ?? 150),
+        ...(seed === undefined ? {} : { seed }),
+        // shrinking costs a real exchange per step: only on request, and within tap's time for the file
+        ...(process.env.FC_SHRINK === '1' ? { interruptAfterTimeLimit: SHRINK_BUDGET_MS } : { endOnFailure: true }),
+      },
+    );
+    await underWay;
+    const failure =
+      details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
+    t.notOk(
+      details.failed,
+      `property over ${streams} streams, seed ${details.seed} (replay: FC_SEED=${details.seed})`,
+      {
+        diagnostic: details.failed,
+        ...(details.failed ? { report: fc.defaultReportMessage(details), failure } : {}),
+      },
+    );
+    t.ok(
+      streams > 0,
+      `${streams} streams sent, ${refusals} refused by tollgate, ${pristine} unmutated and passed whole`,
+    );
+    // a request tollgate still held when the last stream ended must not reach the app later
+    app.reset('');
+    await pause(500);
+    t.same(app.strays(), [], 'no request reached the app after its stream was over');
+    t.equal(await activeConnections(), 0, 'every connection the client closed is closed by tollgate too');
+  },
+);
 
 /** tollgate's open downstream connections, once they stopped changing (at most SETTLE_MAX_MS) */
 async function activeConnections(): Promise<number> {
@@ -629,7 +702,12 @@ async function activeConnections(): Promise<number> {
 async function agrees(t: Test, stream: string, cuts: number[] = []): Promise<Outcome> {
   const o = await exchange(stream, cuts);
   const why = disagreement(o);
-  t.equal(why, null, 'tollgate agrees with node:http', why === null ? {} : { diagnostic: true, failure: `${why}\n${describe(o)}` });
+  t.equal(
+    why,
+    null,
+    'tollgate agrees with node:http',
+    why === null ? {} : { diagnostic: true, failure: `${why}\n${describe(o)}` },
+  );
   return o;
 }
 
@@ -638,73 +716,86 @@ function refusalCodes(reply: string): string[] {
   return [...reply.matchAll(/\r\nx-tollgate-error: *([A-Z_]+)/gi)].map((m) => m[1]!);
 }
 
-t.test('pipelined requests reach the app in order, with field names, Content-Length and chunked framing as sent', async (t) => {
-  const stream =
-    'DELETE /a HTTP/1.1\r\nHost: localhost\r\nCONTENT-LENGTH: 0\r\nX-Trace: 1\r\n\r\n' +
-    'PUT /b?q=1 HTTP/1.1\r\nhost: localhost\r\nConnection: keep-alive, X-Hop\r\nX-Hop: gone\r\nTransfer-Encoding: chunked\r\nx-tRACE: 2\r\n\r\n' +
-    '3;ext=1\r\nabc\r\nA;q="x y"\r\n0123456789\r\n0\r\n\r\n' +
-    'POST /c HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\nContent-length: 2\r\n\r\nhi';
-  // cut between CR and LF of a field line, inside a chunk-size line, and inside the last body
-  const cuts = [stream.indexOf('X-Trace: 1') + 11, stream.indexOf('A;q=') + 1, stream.length - 1];
-  const o = await agrees(t, stream, cuts);
-  t.same(refusalCodes(o.reply), [], 'nothing refused');
-  t.same(
-    o.viaTollgate.map((r) => [r.method, r.url, r.headers, Buffer.from(r.body, 'hex').toString('latin1')]),
-    [
-      ['DELETE', '/a', ['CONTENT-LENGTH', '0', 'X-Trace', '1'], ''],
-      ['PUT', '/b?q=1', ['x-tRACE', '2'], 'abc0123456789'],
-      ['POST', '/c', ['Content-length', '2'], 'hi'],
-    ],
-    'the app got the three requests in order, the field named in Connection removed',
-  );
-});
+t.test(
+  'pipelined requests reach the app in order, with field names, Content-Length and chunked framing as sent',
+  async (t) => {
+    const stream =
+      'DELETE /a HTTP/1.1\r\nHost: localhost\r\nCONTENT-LENGTH: 0\r\nX-Trace: 1\r\n\r\n' +
+      'PUT /b?q=1 HTTP/1.1\r\nhost: localhost\r\nConnection: keep-alive, X-Hop\r\nX-Hop: gone\r\nTransfer-Encoding: chunked\r\nx-tRACE: 2\r\n\r\n' +
+      '3;ext=1\r\nabc\r\nA;q="x y"\r\n0123456789\r\n0\r\n\r\n' +
+      'POST /c HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\nContent-length: 2\r\n\r\nhi';
+    // cut between CR and LF of a field line, inside a chunk-size line, and inside the last body
+    const cuts = [stream.indexOf('X-Trace: 1') + 11, stream.indexOf('A;q=') + 1, stream.length - 1];
+    const o = await agrees(t, stream, cuts);
+    t.same(refusalCodes(o.reply), [], 'nothing refused');
+    t.same(
+      o.viaTollgate.map((r) => [r.method, r.url, r.headers, Buffer.from(r.body, 'hex').toString('latin1')]),
+      [
+        ['DELETE', '/a', ['CONTENT-LENGTH', '0', 'X-Trace', '1'], ''],
+        ['PUT', '/b?q=1', ['x-tRACE', '2'], 'abc0123456789'],
+        ['POST', '/c', ['Content-length', '2'], 'hi'],
+      ],
+      'the app got the three requests in order, the field named in Connection removed',
+    );
+  },
+);
 
-t.test('a request refused for two Host fields ends the stream: what was pipelined after it never reaches the app', async (t) => {
-  const stream =
-    'GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n' +
-    'DELETE /twice HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' +
-    'OPTIONS /after HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n';
-  const o = await agrees(t, stream);
-  t.same(refusalCodes(o.reply), ['ERR_BAD_REQUEST'], 'tollgate refused the request with two Host fields');
-  t.same(
-    o.oracle.map((r) => r.url),
-    ['/first', '/twice', '/after'],
-    'node:http takes all three',
-  );
-  t.same(
-    o.viaTollgate.map((r) => r.url),
-    ['/first'],
-    'the app got only the request before the refused one',
-  );
-});
+t.test(
+  'a request refused for two Host fields ends the stream: what was pipelined after it never reaches the app',
+  async (t) => {
+    const stream =
+      'GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n' +
+      'DELETE /twice HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' +
+      'OPTIONS /after HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n';
+    const o = await agrees(t, stream);
+    t.same(refusalCodes(o.reply), ['ERR_BAD_REQUEST'], 'tollgate refused the request with two Host fields');
+    t.same(
+      o.oracle.map((r) => r.url),
+      ['/first', '/twice', '/after'],
+      'node:http takes all three',
+    );
+    t.same(
+      o.viaTollgate.map((r) => r.url),
+      ['/first'],
+      'the app got only the request before the refused one',
+    );
+  },
+);
 
-t.test('a transfer-coding node:http accepts (gzip, chunked) is refused with 501, and nothing after it is forwarded', async (t) => {
-  const stream =
-    'POST /first HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc' +
-    'POST /coded HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n' +
-    'GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n';
-  const o = await agrees(t, stream, [stream.indexOf('gzip') + 2]);
-  t.same(refusalCodes(o.reply), ['ERR_UNSUPPORTED_CODING'], 'tollgate refused the coded request');
-  t.match(o.reply, /HTTP\/1\.1 501 [^\r]*\r\n(?:[^\r\n]+\r\n)*x-tollgate-error: ERR_UNSUPPORTED_CODING/i, 'with 501');
-  t.same(
-    o.oracle.map((r) => r.url),
-    ['/first', '/coded', '/after'],
-    'node:http takes all three',
-  );
-  t.same(
-    o.viaTollgate.map((r) => r.url),
-    ['/first'],
-    'the app got only the request before the refused one',
-  );
-});
+t.test(
+  'a transfer-coding node:http accepts (gzip, chunked) is refused with 501, and nothing after it is forwarded',
+  async (t) => {
+    const stream =
+      'POST /first HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc' +
+      'POST /coded HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n' +
+      'GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n';
+    const o = await agrees(t, stream, [stream.indexOf('gzip') + 2]);
+    t.same(refusalCodes(o.reply), ['ERR_UNSUPPORTED_CODING'], 'tollgate refused the coded request');
+    t.match(o.reply, /HTTP\/1\.1 501 [^\r]*\r\n(?:[^\r\n]+\r\n)*x-tollgate-error: ERR_UNSUPPORTED_CODING/i, 'with 501');
+    t.same(
+      o.oracle.map((r) => r.url),
+      ['/first', '/coded', '/after'],
+      'node:http takes all three',
+    );
+    t.same(
+      o.viaTollgate.map((r) => r.url),
+      ['/first'],
+      'the app got only the request before the refused one',
+    );
+  },
+);
 
-t.test('an HTTP/1.0 request without Host reaches the app as node:http takes it, or tollgate refuses it itself', async (t) => {
-  // node:http takes it (Host is required of HTTP/1.1 only); forwarded upstream as HTTP/1.1 it needs a Host the app accepts
-  const stream = 'GET /first HTTP/1.1\r\nHost: localhost\r\n\r\nDELETE /old HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok';
-  const o = await agrees(t, stream);
-  t.same(
-    o.oracle.map((r) => r.url),
-    ['/first', '/old'],
-    'node:http takes both',
-  );
-});
+t.test(
+  'an HTTP/1.0 request without Host reaches the app as node:http takes it, or tollgate refuses it itself',
+  async (t) => {
+    // node:http takes it (Host is required of HTTP/1.1 only); forwarded upstream as HTTP/1.1 it needs a Host the app accepts
+    const stream =
+      'GET /first HTTP/1.1\r\nHost: localhost\r\n\r\nDELETE /old HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok';
+    const o = await agrees(t, stream);
+    t.same(
+      o.oracle.map((r) => r.url),
+      ['/first', '/old'],
+      'node:http takes both',
+    );
+  },
+);

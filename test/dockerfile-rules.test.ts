@@ -25,7 +25,8 @@ interface Stage {
 function stages(): Stage[] {
   const out: Stage[] = [];
   for (const ins of instructions) {
-    if (ins.getKeyword() === 'FROM') out.push({ name: (ins as From).getBuildStage(), from: ins as From, instructions: [] });
+    if (ins.getKeyword() === 'FROM')
+      out.push({ name: (ins as From).getBuildStage(), from: ins as From, instructions: [] });
     else out.at(-1)?.instructions.push(ins);
   }
   return out;
@@ -33,7 +34,8 @@ function stages(): Stage[] {
 
 const all = stages();
 const runtime = all.at(-1)!;
-const byKeyword = (stage: Stage, keyword: string): Instruction[] => stage.instructions.filter((i) => i.getKeyword() === keyword);
+const byKeyword = (stage: Stage, keyword: string): Instruction[] =>
+  stage.instructions.filter((i) => i.getKeyword() === keyword);
 const args = (i: Instruction): string[] => i.getArguments().map((a) => a.getValue());
 const fromStage = (c: Copy): string | null => c.getFromFlag()?.getValue() ?? null;
 
@@ -44,8 +46,12 @@ t.test('the build is multi-stage and the runtime stage is Node.js 24', async (t)
   for (const f of froms) {
     const tag = f.getImageTag();
     const digest = f.getImageDigest();
-    t.ok(digest !== null || (tag !== null && tag !== 'latest'), `${f.getImage()} is pinned (a tag other than latest, or a digest)`);
-    if (f !== runtime.from) t.match(f.getImage(), /^node:24\.\d+\.\d+-/, `build stage ${f.getBuildStage()} uses an exact Node 24 version`);
+    t.ok(
+      digest !== null || (tag !== null && tag !== 'latest'),
+      `${f.getImage()} is pinned (a tag other than latest, or a digest)`,
+    );
+    if (f !== runtime.from)
+      t.match(f.getImage(), /^node:24\.\d+\.\d+-/, `build stage ${f.getBuildStage()} uses an exact Node 24 version`);
   }
 });
 
@@ -64,10 +70,17 @@ t.test('tollgate is the exec-form ENTRYPOINT, so it is PID 1 and receives SIGTER
   t.equal(entries.length, 1);
   const words = entries[0]!.getJSONStrings().map((s) => s.getJSONValue());
   t.ok(words.length > 0, 'JSON (exec) form, no shell');
-  t.same(words, ['/nodejs/bin/node', ...NODE_FLAGS, '/app/bin/tollgate.js'], 'node runs tollgate directly (no npm, no sh -c), with the V8 flags the benchmarks use');
+  t.same(
+    words,
+    ['/nodejs/bin/node', ...NODE_FLAGS, '/app/bin/tollgate.js'],
+    'node runs tollgate directly (no npm, no sh -c), with the V8 flags the benchmarks use',
+  );
   t.ok(NODE_FLAGS.includes('--max-semi-space-size=4'), 'the young generation is capped');
   for (const i of instructions.filter((x) => x.getKeyword() === 'CMD' || x.getKeyword() === 'ENTRYPOINT')) {
-    t.ok((i as JSONInstruction).getJSONStrings().length > 0, `${i.getKeyword()} on line ${i.getRange().start.line + 1} is exec form`);
+    t.ok(
+      (i as JSONInstruction).getJSONStrings().length > 0,
+      `${i.getKeyword()} on line ${i.getRange().start.line + 1} is exec form`,
+    );
   }
   const stop = byKeyword(runtime, 'STOPSIGNAL');
   t.ok(stop.length === 0 || args(stop[0]!)[0] === 'SIGTERM', 'the stop signal is SIGTERM');
@@ -81,34 +94,58 @@ t.test('dev dependencies never reach the runtime stage', async (t) => {
   const source = all.find((s) => s.name === fromStage(moduleCopies[0]!));
   t.ok(source, `from stage ${fromStage(moduleCopies[0]!)}`);
   const installs = byKeyword(source!, 'RUN').map((r) => args(r).join(' '));
-  t.ok(installs.some((r) => /npm ci\b.*--omit=dev/.test(r)), `that stage installs with npm ci --omit=dev: ${installs.join(' | ')}`);
-  t.notOk(installs.some((r) => /npm (install|i)\b/.test(r)), 'npm ci (the lockfile), never npm install');
-  t.notOk(byKeyword(source!, 'COPY').some((c) => fromStage(c as Copy) !== null), 'it copies nothing from other stages');
+  t.ok(
+    installs.some((r) => /npm ci\b.*--omit=dev/.test(r)),
+    `that stage installs with npm ci --omit=dev: ${installs.join(' | ')}`,
+  );
+  t.notOk(
+    installs.some((r) => /npm (install|i)\b/.test(r)),
+    'npm ci (the lockfile), never npm install',
+  );
+  t.notOk(
+    byKeyword(source!, 'COPY').some((c) => fromStage(c as Copy) !== null),
+    'it copies nothing from other stages',
+  );
   const build = all.find((s) => s.name === 'build')!;
-  t.ok(byKeyword(build, 'RUN').some((r) => /npm ci\b/.test(args(r).join(' '))), 'the build stage installs the dev dependencies with npm ci');
+  t.ok(
+    byKeyword(build, 'RUN').some((r) => /npm ci\b/.test(args(r).join(' '))),
+    'the build stage installs the dev dependencies with npm ci',
+  );
   for (const c of copies) {
     const from = fromStage(c);
     const what = args(c).filter((a) => !a.startsWith('--'));
     if (from === 'build') t.same(what, ['/app/dist', './dist'], 'only dist/ comes from the build stage');
     if (from === null) {
-      for (const path of what.slice(0, -1)) t.notMatch(path, /^(\.|src|test|node_modules)\/?$/, `no ${path} from the context`);
+      for (const path of what.slice(0, -1))
+        t.notMatch(path, /^(\.|src|test|node_modules)\/?$/, `no ${path} from the context`);
     }
   }
 });
 
 t.test('no ADD, and every file copied from the build context exists and is not dockerignored', async (t) => {
   t.equal(instructions.filter((i) => i.getKeyword() === 'ADD').length, 0, 'COPY only');
-  const ignored = readFileSync(`${ROOT}.dockerignore`, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
-  for (const must of ['node_modules', 'dist', '.git', '*.key']) t.ok(ignored.includes(must), `.dockerignore excludes ${must}`);
+  const ignored = readFileSync(`${ROOT}.dockerignore`, 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  for (const must of ['node_modules', 'dist', '.git', '*.key'])
+    t.ok(ignored.includes(must), `.dockerignore excludes ${must}`);
   for (const c of instructions.filter((i) => i.getKeyword() === 'COPY') as Copy[]) {
     if (fromStage(c) !== null) continue;
-    for (const path of args(c).filter((a) => !a.startsWith('--')).slice(0, -1)) {
+    for (const path of args(c)
+      .filter((a) => !a.startsWith('--'))
+      .slice(0, -1)) {
       t.ok(existsSync(`${ROOT}${path}`), `${path} exists`);
       t.notOk(ignored.includes(path), `${path} is not in .dockerignore`);
     }
   }
-  for (const w of instructions.filter((i) => i.getKeyword() === 'WORKDIR')) t.match(args(w)[0], /^\//, 'WORKDIR is absolute');
+  for (const w of instructions.filter((i) => i.getKeyword() === 'WORKDIR'))
+    t.match(args(w)[0], /^\//, 'WORKDIR is absolute');
   const entry = readFileSync(`${ROOT}bin/tollgate.js`, 'utf8');
-  t.match(entry, /(from |import\()'\.\.\/dist\/cli\/main\.js'/, 'the entry script loads the compiled CLI that the build stage produces');
+  t.match(
+    entry,
+    /(from |import\()'\.\.\/dist\/cli\/main\.js'/,
+    'the entry script loads the compiled CLI that the build stage produces',
+  );
   t.ok(existsSync(`${ROOT}src/cli/main.ts`), 'from src/cli/main.ts');
 });

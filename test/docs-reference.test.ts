@@ -44,7 +44,12 @@ function codeRows(text: string): string[][] {
   const rows: string[][] = [];
   for (const line of text.split('\n')) {
     if (!/^\|\s*`[^`]+`\s*\|/.test(line)) continue;
-    rows.push(line.split('|').slice(1, -1).map((c) => c.trim()));
+    rows.push(
+      line
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim()),
+    );
   }
   return rows;
 }
@@ -81,13 +86,22 @@ async function reference(): Promise<string> {
 const BASE = Object.freeze({
   identity: { certFile: 'tls.crt', keyFile: 'tls.key', caFile: 'ca.crt' },
   listeners: [
-    { name: 'in', mode: 'inbound', listen: '127.0.0.1:1', target: '127.0.0.1:2', allow: { spiffe: ['spiffe://example.org/a'], dns: ['a.example.org'] } },
+    {
+      name: 'in',
+      mode: 'inbound',
+      listen: '127.0.0.1:1',
+      target: '127.0.0.1:2',
+      allow: { spiffe: ['spiffe://example.org/a'], dns: ['a.example.org'] },
+    },
     { name: 'out', mode: 'outbound', listen: '127.0.0.1:3', target: 'peer.example.org:4' },
   ],
 });
 
 /** The same with its inbound listener allowed by CN only, for the allow rules BASE sets itself. */
-const BASE_BY_CN = Object.freeze({ ...BASE, listeners: [{ ...BASE.listeners[0]!, allow: { cn: ['a'] } }, BASE.listeners[1]!] });
+const BASE_BY_CN = Object.freeze({
+  ...BASE,
+  listeners: [{ ...BASE.listeners[0]!, allow: { cn: ['a'] } }, BASE.listeners[1]!],
+});
 
 function validate(raw: unknown): ConfigResult {
   return validateConfig(raw, { baseDir: '/etc/tollgate', source: null });
@@ -111,7 +125,8 @@ function keyPaths(value: Json, prefix: string): string[] {
   for (const [key, v] of Object.entries(value)) {
     if (prefix === '' && key === 'source') continue; // where the config came from, not a key
     const path = prefix === '' ? key : `${prefix}.${key}`;
-    if (prefix === '' && key === 'listeners') out.push(path, ...(v as Json[]).flatMap((l) => keyPaths(l, 'listeners[]')));
+    if (prefix === '' && key === 'listeners')
+      out.push(path, ...(v as Json[]).flatMap((l) => keyPaths(l, 'listeners[]')));
     else if (isPlainObject(v) && !isHostPort(v)) out.push(...keyPaths(v, path));
     else out.push(path);
   }
@@ -135,7 +150,8 @@ function withValue(raw: Json, path: string, value: unknown): Json {
 /** The value at a concrete dotted path (`listeners.0.allow.dns`), or undefined. */
 function valueAt(raw: Json, path: string): unknown {
   let at: unknown = raw;
-  for (const p of path.split('.')) at = isPlainObject(at) || Array.isArray(at) ? (at as Record<string, unknown>)[p] : undefined;
+  for (const p of path.split('.'))
+    at = isPlainObject(at) || Array.isArray(at) ? (at as Record<string, unknown>)[p] : undefined;
   return at;
 }
 
@@ -158,51 +174,62 @@ function withListenerValue(raw: Json, path: string, value: unknown): Json {
 
 t.test('every config key the validator accepts is in the reference, and the reference names no other', async (t) => {
   const accepted = keyPaths(expectConfig(validate(BASE)) as unknown as Json, '').sort();
-  t.ok(accepted.includes('listeners[].limits.maxBodyBytes') && accepted.includes('admin.listen'), 'the walk finds nested and top-level keys');
+  t.ok(
+    accepted.includes('listeners[].limits.maxBodyBytes') && accepted.includes('admin.listen'),
+    'the walk finds nested and top-level keys',
+  );
   const documented = codeRows(section(await reference(), 'Configuration')).map((r) => unquote(r[0]!));
   t.same([...documented].sort(), accepted, 'docs/reference.md "Configuration" lists exactly the accepted keys');
   t.equal(new Set(documented).size, documented.length, 'each key once');
 });
 
-t.test("each default the reference gives is what the validator fills in, and each 'required' key is required", async (t) => {
-  const base = BASE as unknown as Json;
-  const rows = codeRows(section(await reference(), 'Configuration'));
-  let literals = 0;
-  let required = 0;
-  for (const [keyCell, defaultCell] of rows) {
-    const key = unquote(keyCell!);
-    const literal = /^`([^`]+)`/.exec(defaultCell!);
-    if (literal !== null) {
-      // written into a config that leaves it out, the documented default must change nothing (on a listener of either mode)
-      const value: unknown = JSON.parse(literal[1]!);
-      const paths = key.startsWith('listeners[].') ? [0, 1].map((i) => onListener(key, i)) : [key];
-      const same = [BASE, BASE_BY_CN].some((b) => {
-        const without = JSON.stringify(expectConfig(validate(b)));
-        return paths.some((path) => {
-          if (valueAt(b as unknown as Json, path) !== undefined) return false; // the base must leave it out
-          const r = validate(withListenerValue(b as unknown as Json, path, value));
-          return r.ok && JSON.stringify(r.config) === without;
+t.test(
+  "each default the reference gives is what the validator fills in, and each 'required' key is required",
+  async (t) => {
+    const base = BASE as unknown as Json;
+    const rows = codeRows(section(await reference(), 'Configuration'));
+    let literals = 0;
+    let required = 0;
+    for (const [keyCell, defaultCell] of rows) {
+      const key = unquote(keyCell!);
+      const literal = /^`([^`]+)`/.exec(defaultCell!);
+      if (literal !== null) {
+        // written into a config that leaves it out, the documented default must change nothing (on a listener of either mode)
+        const value: unknown = JSON.parse(literal[1]!);
+        const paths = key.startsWith('listeners[].') ? [0, 1].map((i) => onListener(key, i)) : [key];
+        const same = [BASE, BASE_BY_CN].some((b) => {
+          const without = JSON.stringify(expectConfig(validate(b)));
+          return paths.some((path) => {
+            if (valueAt(b as unknown as Json, path) !== undefined) return false; // the base must leave it out
+            const r = validate(withListenerValue(b as unknown as Json, path, value));
+            return r.ok && JSON.stringify(r.config) === without;
+          });
         });
-      });
-      t.ok(same, `${key}: ${literal[1]} is the default`);
-      literals += 1;
-    } else if (defaultCell === 'required') {
-      const path = key.startsWith('listeners[].') ? onListener(key, 0) : key;
-      const r = validate(withListenerValue(base, path, undefined));
-      const expected = path.replace(/^listeners\.(\d+)/, 'listeners[$1]');
-      t.ok(!r.ok && r.problems.some((p) => p.path === expected), `${key}: leaving it out is a problem at ${expected}`);
-      required += 1;
+        t.ok(same, `${key}: ${literal[1]} is the default`);
+        literals += 1;
+      } else if (defaultCell === 'required') {
+        const path = key.startsWith('listeners[].') ? onListener(key, 0) : key;
+        const r = validate(withListenerValue(base, path, undefined));
+        const expected = path.replace(/^listeners\.(\d+)/, 'listeners[$1]');
+        t.ok(
+          !r.ok && r.problems.some((p) => p.path === expected),
+          `${key}: leaving it out is a problem at ${expected}`,
+        );
+        required += 1;
+      }
     }
-  }
-  t.ok(literals > 40 && required > 5, `checked ${literals} defaults and ${required} required keys`);
-});
+    t.ok(literals > 40 && required > 5, `checked ${literals} defaults and ${required} required keys`);
+  },
+);
 
 /** Series exist from the start for: an inbound listener that verifies and watches sizes, an outbound one, and the injector. */
 async function startedRegistry(): Promise<Registry> {
   const registry = new Registry();
   const config = expectConfig(
     validate(
-      withListenerValue(withValue(BASE as unknown as Json, 'keys.dir', 'keys'), 'listeners.0.integrity', { verify: true }),
+      withListenerValue(withValue(BASE as unknown as Json, 'keys.dir', 'keys'), 'listeners.0.integrity', {
+        verify: true,
+      }),
     ),
   );
   initialiseSeries(createMetrics(registry), config, '0.0.0-test');
@@ -210,20 +237,25 @@ async function startedRegistry(): Promise<Registry> {
   return registry;
 }
 
-t.test('every metric tollgate registers is in the reference with its type and label names, and the reference names no other', async (t) => {
-  const registry = await startedRegistry();
-  const families = await registry.getMetricsAsJSON();
-  t.ok(families.length > 20, 'the registry holds the metrics');
-  const rows = new Map(codeRows(section(await reference(), 'Metrics')).map((r) => [unquote(r[0]!), r]));
-  t.same([...rows.keys()].sort(), families.map((f) => f.name).sort(), 'the same metric names');
-  for (const f of families) {
-    const row = rows.get(f.name);
-    if (row === undefined) continue;
-    t.equal(row[1], f.type, `${f.name} is a ${f.type}`);
-    const labelNames = [...((registry.getSingleMetric(f.name) as unknown as { labelNames: readonly string[] }).labelNames ?? [])];
-    t.same([...codeSpans(row[2]!)].sort(), labelNames.sort(), `${f.name}: labels ${labelNames.join(', ') || 'none'}`);
-  }
-});
+t.test(
+  'every metric tollgate registers is in the reference with its type and label names, and the reference names no other',
+  async (t) => {
+    const registry = await startedRegistry();
+    const families = await registry.getMetricsAsJSON();
+    t.ok(families.length > 20, 'the registry holds the metrics');
+    const rows = new Map(codeRows(section(await reference(), 'Metrics')).map((r) => [unquote(r[0]!), r]));
+    t.same([...rows.keys()].sort(), families.map((f) => f.name).sort(), 'the same metric names');
+    for (const f of families) {
+      const row = rows.get(f.name);
+      if (row === undefined) continue;
+      t.equal(row[1], f.type, `${f.name} is a ${f.type}`);
+      const labelNames = [
+        ...((registry.getSingleMetric(f.name) as unknown as { labelNames: readonly string[] }).labelNames ?? []),
+      ];
+      t.same([...codeSpans(row[2]!)].sort(), labelNames.sort(), `${f.name}: labels ${labelNames.join(', ') || 'none'}`);
+    }
+  },
+);
 
 /** Labels whose values come from a closed list in the code (listener, route, cert and version labels come from elsewhere). */
 const CLOSED_LABELS = new Set(['result', 'reason', 'decision', 'status_class', 'direction', 'kind', 'type', 'outcome']);
@@ -239,7 +271,10 @@ t.test('every value of a closed label set that a started registry holds is named
       }
     }
   }
-  t.ok(values.has('handshake_cap') && values.has('replay_cache_full') && values.has('key_ring_change'), 'the closed sets were read');
+  t.ok(
+    values.has('handshake_cap') && values.has('replay_cache_full') && values.has('key_ring_change'),
+    'the closed sets were read',
+  );
   t.same([...values].filter((v) => !named.has(v)).sort(), [], 'no closed label value is missing from the reference');
 });
 
@@ -247,7 +282,8 @@ t.test("the reference's error table has every code of the error table with its s
   const rows = codeRows(section(await reference(), 'Error codes'));
   const documented = new Map(rows.map((r) => [unquote(r[0]!), { status: Number(r[1]), reason: unquote(r[2]!) }]));
   t.same([...documented.keys()].sort(), [...ERROR_CODES].sort(), 'the same codes');
-  for (const code of ERROR_CODES) t.same(documented.get(code), { status: ERRORS[code].status, reason: ERRORS[code].reason }, code);
+  for (const code of ERROR_CODES)
+    t.same(documented.get(code), { status: ERRORS[code].status, reason: ERRORS[code].reason }, code);
 });
 
 /** `METHOD /path` of each route an app serves; the first method printed is the one the route is for (405 handlers come after). */
@@ -262,12 +298,25 @@ t.test('every route of the admin and health servers is in the reference with its
   const log = captureLogs().logger;
   const readiness = { ready: () => true, reasons: () => [] };
   const admin = await routesOf(
-    buildAdminApp({ log, registry: new Registry(), token: null, readiness, view: { status: () => ({}), reload: () => Promise.reject(new Error('not here')) } }),
+    buildAdminApp({
+      log,
+      registry: new Registry(),
+      token: null,
+      readiness,
+      view: { status: () => ({}), reload: () => Promise.reject(new Error('not here')) },
+    }),
   );
   const health = await routesOf(buildHealthApp({ log, registry: new Registry(), readiness }));
-  t.ok(admin.includes('POST /reload') && admin.includes('GET /status') && health.includes('GET /readyz'), 'the routes were read');
+  t.ok(
+    admin.includes('POST /reload') && admin.includes('GET /status') && health.includes('GET /readyz'),
+    'the routes were read',
+  );
   const named = codeSpans(section(await reference(), 'Admin and health endpoints'));
-  t.same([...admin, ...health].filter((r) => !named.has(r)), [], 'each route is named as `METHOD /path`');
+  t.same(
+    [...admin, ...health].filter((r) => !named.has(r)),
+    [],
+    'each route is named as `METHOD /path`',
+  );
 });
 
 t.test('every command and every pod annotation is in the reference', async (t) => {
@@ -292,18 +341,28 @@ t.test('every link from docs/ to a heading leads to a heading that exists', asyn
   t.ok(links > 10, `checked ${links} links`);
 });
 
-t.test('every source file the docs name exists, so a moved module cannot leave the docs pointing nowhere', async (t) => {
-  let named = 0;
-  for (const doc of DOCS) {
-    const text = await readFile(doc, 'utf8');
-    for (const m of text.matchAll(/`((?:[a-z0-9]+\/)+[A-Za-z0-9]+\.ts)`/g)) {
-      const path = m[1]!;
-      // test/… from the repository's root, anything else from src/
-      const candidates = path.startsWith('test/') ? [join(ROOT, path)] : [join(ROOT, 'src', path), join(ROOT, path)];
-      const found = await Promise.all(candidates.map((c) => readFile(c).then(() => true, () => false)));
-      t.ok(found.some(Boolean), `${doc.slice(ROOT.length)}: ${path}`);
-      named += 1;
+t.test(
+  'every source file the docs name exists, so a moved module cannot leave the docs pointing nowhere',
+  async (t) => {
+    let named = 0;
+    for (const doc of DOCS) {
+      const text = await readFile(doc, 'utf8');
+      for (const m of text.matchAll(/`((?:[a-z0-9]+\/)+[A-Za-z0-9]+\.ts)`/g)) {
+        const path = m[1]!;
+        // test/… from the repository's root, anything else from src/
+        const candidates = path.startsWith('test/') ? [join(ROOT, path)] : [join(ROOT, 'src', path), join(ROOT, path)];
+        const found = await Promise.all(
+          candidates.map((c) =>
+            readFile(c).then(
+              () => true,
+              () => false,
+            ),
+          ),
+        );
+        t.ok(found.some(Boolean), `${doc.slice(ROOT.length)}: ${path}`);
+        named += 1;
+      }
     }
-  }
-  t.ok(named > 10, `checked ${named} file names`);
-});
+    t.ok(named > 10, `checked ${named} file names`);
+  },
+);

@@ -86,23 +86,33 @@ t.test("README's error table lists exactly the codes of the error table, with th
   }
 });
 
-t.test('the error table keeps every code of the interface with its status, and every code has the stable form', async (t) => {
-  for (const [code, status] of Object.entries(INTERFACE_CODES)) {
-    t.equal((ERRORS as Record<string, { status: number }>)[code]?.status, status, `${code} is in the table with status ${status}`);
-  }
-  const reasons = new Set<string>();
-  for (const code of ERROR_CODES) {
-    const e = ERRORS[code];
-    t.match(code, CODE_FORM, `${code}: ERR_ + upper-case words`);
-    t.ok(Number.isInteger(e.status) && e.status >= 400 && e.status <= 599, `${code}: an HTTP error status (${e.status})`);
-    t.match(e.reason, /^[a-z][a-z0-9_]*$/, `${code}: metric reason is a snake_case label`);
-    t.notOk(reasons.has(e.reason), `${code}: reason ${e.reason} is not shared with another code`);
-    reasons.add(e.reason);
-    const err = new TollgateError(code);
-    t.equal(err.code, code, `${code}: TollgateError keeps the code`);
-    t.equal(err.status, e.status, `${code}: TollgateError carries the table status`);
-  }
-});
+t.test(
+  'the error table keeps every code of the interface with its status, and every code has the stable form',
+  async (t) => {
+    for (const [code, status] of Object.entries(INTERFACE_CODES)) {
+      t.equal(
+        (ERRORS as Record<string, { status: number }>)[code]?.status,
+        status,
+        `${code} is in the table with status ${status}`,
+      );
+    }
+    const reasons = new Set<string>();
+    for (const code of ERROR_CODES) {
+      const e = ERRORS[code];
+      t.match(code, CODE_FORM, `${code}: ERR_ + upper-case words`);
+      t.ok(
+        Number.isInteger(e.status) && e.status >= 400 && e.status <= 599,
+        `${code}: an HTTP error status (${e.status})`,
+      );
+      t.match(e.reason, /^[a-z][a-z0-9_]*$/, `${code}: metric reason is a snake_case label`);
+      t.notOk(reasons.has(e.reason), `${code}: reason ${e.reason} is not shared with another code`);
+      reasons.add(e.reason);
+      const err = new TollgateError(code);
+      t.equal(err.code, code, `${code}: TollgateError keeps the code`);
+      t.equal(err.status, e.status, `${code}: TollgateError carries the table status`);
+    }
+  },
+);
 
 t.test('every ERR_ code named in src/ and in the README is in the table (or is a Node/OpenSSL code)', async (t) => {
   const known = new Set<string>(ERROR_CODES);
@@ -147,27 +157,31 @@ t.test('refusal bodies are exactly {error, message}, small, and reveal nothing s
     t.equal(body.message, ERRORS[code].message, `${code}: message is the table's message`);
     t.ok(typeof body.message === 'string' && body.message.length > 0, `${code}: message is not empty`);
     t.ok(raw.length <= 200, `${code}: small (${raw.length} bytes)`);
-    for (const [what, shape] of SECRET_SHAPES) t.notMatch(String(body.message), shape, `${code}: message has no ${what}`);
+    for (const [what, shape] of SECRET_SHAPES)
+      t.notMatch(String(body.message), shape, `${code}: message has no ${what}`);
   }
 });
 
-t.test('a refused request gets the table status, x-tollgate-error and the JSON body (the bytes the request path writes)', async (t) => {
-  // a raw server writing exactly the refusal bytes the HTTP/1.1 core sends, read by undici's strict client
-  const server = net.createServer((socket) => {
-    socket.once('data', (chunk: Buffer) => {
-      const path = /^GET \/(\S+) /.exec(chunk.toString('latin1'))?.[1] ?? '';
-      socket.end(refusalAnswer(path as ErrorCode, true, '', true), 'latin1');
+t.test(
+  'a refused request gets the table status, x-tollgate-error and the JSON body (the bytes the request path writes)',
+  async (t) => {
+    // a raw server writing exactly the refusal bytes the HTTP/1.1 core sends, read by undici's strict client
+    const server = net.createServer((socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        const path = /^GET \/(\S+) /.exec(chunk.toString('latin1'))?.[1] ?? '';
+        socket.end(refusalAnswer(path as ErrorCode, true, '', true), 'latin1');
+      });
     });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise((r) => server.close(r)));
-  const port = (server.address() as AddressInfo).port;
-  for (const code of ERROR_CODES) {
-    const res = await request(`http://127.0.0.1:${port}/${code}`);
-    const body = await res.body.json();
-    t.equal(res.statusCode, ERRORS[code].status, `${code}: status ${ERRORS[code].status}`);
-    t.equal(res.headers['x-tollgate-error'], code, `${code}: x-tollgate-error header`);
-    t.match(String(res.headers['content-type']), /^application\/json/, `${code}: JSON content type`);
-    t.same(body, { error: code, message: ERRORS[code].message }, `${code}: the body`);
-  }
-});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise((r) => server.close(r)));
+    const port = (server.address() as AddressInfo).port;
+    for (const code of ERROR_CODES) {
+      const res = await request(`http://127.0.0.1:${port}/${code}`);
+      const body = await res.body.json();
+      t.equal(res.statusCode, ERRORS[code].status, `${code}: status ${ERRORS[code].status}`);
+      t.equal(res.headers['x-tollgate-error'], code, `${code}: x-tollgate-error header`);
+      t.match(String(res.headers['content-type']), /^application\/json/, `${code}: JSON content type`);
+      t.same(body, { error: code, message: ERRORS[code].message }, `${code}: the body`);
+    }
+  },
+);

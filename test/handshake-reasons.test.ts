@@ -16,7 +16,17 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { makeCrl, type LeafOptions } from './helpers/pki.ts';
-import { eventually, startTestSidecar, startUpstream, world, type Test, type TestIdentity, type TestSidecar, type Upstream, type World } from './helpers/world.ts';
+import {
+  eventually,
+  startTestSidecar,
+  startUpstream,
+  world,
+  type Test,
+  type TestIdentity,
+  type TestSidecar,
+  type Upstream,
+  type World,
+} from './helpers/world.ts';
 import { expositionProblems, parsePrometheusText, sampleValue, type MetricFamily } from './helpers/prometheusText.ts';
 import type { HandshakeRecord } from '../src/telemetry/recentHandshakes.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
@@ -56,7 +66,16 @@ async function inbound(t: Test, opts: SetupOptions = {}): Promise<Setup> {
     admin: { listen: '127.0.0.1:0' },
     identity,
     ...(opts.tls === undefined ? {} : { tls: opts.tls }),
-    listeners: [{ name: LISTENER, mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] }, ...(opts.limits === undefined ? {} : { limits: opts.limits }) }],
+    listeners: [
+      {
+        name: LISTENER,
+        mode: 'inbound',
+        listen: '127.0.0.1:0',
+        target: app.addr,
+        allow: { spiffe: [PRODUCER] },
+        ...(opts.limits === undefined ? {} : { limits: opts.limits }),
+      },
+    ],
   });
   return { w, app, sc, ingest, producer };
 }
@@ -123,7 +142,11 @@ async function scrape(s: Setup): Promise<MetricFamily[]> {
 }
 
 async function failures(s: Setup, labels: Record<string, string> = {}): Promise<number> {
-  return sampleValue(await scrape(s), 'tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure', ...labels });
+  return sampleValue(await scrape(s), 'tollgate_tls_handshakes_total', {
+    listener: LISTENER,
+    result: 'failure',
+    ...labels,
+  });
 }
 
 async function recent(s: Setup): Promise<HandshakeRecord[]> {
@@ -132,7 +155,13 @@ async function recent(s: Setup): Promise<HandshakeRecord[]> {
 }
 
 /** Wait for exactly one recent entry, then check it and the scraped metric: one failure, of `reason`, and nothing else failed. */
-async function expectOneFailure(t: Test, s: Setup, reason: string, expected: Partial<Record<keyof HandshakeRecord, unknown>>, client: Attempt): Promise<HandshakeRecord> {
+async function expectOneFailure(
+  t: Test,
+  s: Setup,
+  reason: string,
+  expected: Partial<Record<keyof HandshakeRecord, unknown>>,
+  client: Attempt,
+): Promise<HandshakeRecord> {
   let entries: HandshakeRecord[] = [];
   await eventually(async () => (entries = await recent(s)).length >= 1, WAIT_MS, 'an entry in /handshakes/recent');
   t.equal(entries.length, 1, 'one entry in /handshakes/recent');
@@ -141,12 +170,28 @@ async function expectOneFailure(t: Test, s: Setup, reason: string, expected: Par
   t.equal(entry.remote, client.local, 'the remote is the client (its address and port)');
   t.type(entry.code, 'string', 'the error or verification code is kept');
   t.ok(Date.parse(entry.at) > 0, 'with a time');
-  await eventually(async () => (await failures(s, { reason })) === 1, WAIT_MS, `the scraped tollgate_tls_handshakes_total{reason="${reason}"} to be 1`);
+  await eventually(
+    async () => (await failures(s, { reason })) === 1,
+    WAIT_MS,
+    `the scraped tollgate_tls_handshakes_total{reason="${reason}"} to be 1`,
+  );
   const families = await scrape(s);
   t.same(expositionProblems(families), [], 'the scrape is well formed');
-  t.equal(sampleValue(families, 'tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure', reason }), 1, `tollgate_tls_handshakes_total{listener="${LISTENER}",result="failure",reason="${reason}"} 1`);
-  t.equal(sampleValue(families, 'tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure' }), 1, 'and no other failure was counted');
-  t.equal(sampleValue(families, 'tollgate_tls_handshakes_total', { listener: LISTENER, result: 'success' }), 0, 'nor a success');
+  t.equal(
+    sampleValue(families, 'tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure', reason }),
+    1,
+    `tollgate_tls_handshakes_total{listener="${LISTENER}",result="failure",reason="${reason}"} 1`,
+  );
+  t.equal(
+    sampleValue(families, 'tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure' }),
+    1,
+    'and no other failure was counted',
+  );
+  t.equal(
+    sampleValue(families, 'tollgate_tls_handshakes_total', { listener: LISTENER, result: 'success' }),
+    0,
+    'nor a success',
+  );
   t.equal(s.app.seen.length, 0, 'the app saw nothing');
   return entry;
 }
@@ -168,30 +213,42 @@ async function plainServer(t: Test, id: TestIdentity, opts: tls.TlsOptions): Pro
   return (server.address() as AddressInfo).port;
 }
 
-t.test('a client certificate good only for serverAuth (EKU) is refused as bad_certificate, seen in the metric and /handshakes/recent', async (t) => {
-  const s = await inbound(t);
-  // same CA, same SPIFFE ID, only the extended key usage differs from the producer's
-  const serverOnly = await s.w.identity('server-only', { spiffe: [PRODUCER], eku: 'server' });
-  const client = await attempt(t, portOf(s), clientCert(serverOnly, s.w.ca));
-  t.notMatch(client.answer, /^HTTP/, 'no HTTP answer');
-  // Node destroys a socket whose client certificate fails verification before it reports
-  // the failure, so neither the certificate nor the version is left to record
-  await expectOneFailure(t, s, 'bad_certificate', { code: 'INVALID_PURPOSE', peer: null, tlsVersion: null }, client);
+t.test(
+  'a client certificate good only for serverAuth (EKU) is refused as bad_certificate, seen in the metric and /handshakes/recent',
+  async (t) => {
+    const s = await inbound(t);
+    // same CA, same SPIFFE ID, only the extended key usage differs from the producer's
+    const serverOnly = await s.w.identity('server-only', { spiffe: [PRODUCER], eku: 'server' });
+    const client = await attempt(t, portOf(s), clientCert(serverOnly, s.w.ca));
+    t.notMatch(client.answer, /^HTTP/, 'no HTTP answer');
+    // Node destroys a socket whose client certificate fails verification before it reports
+    // the failure, so neither the certificate nor the version is left to record
+    await expectOneFailure(t, s, 'bad_certificate', { code: 'INVALID_PURPOSE', peer: null, tlsVersion: null }, client);
 
-  const control = await attempt(t, portOf(s), clientCert(s.producer, s.w.ca));
-  t.match(control.answer, /^HTTP\/1\.1 200 /, 'control: the producer (EKU clientAuth) is served');
-});
+    const control = await attempt(t, portOf(s), clientCert(s.producer, s.w.ca));
+    t.match(control.answer, /^HTTP\/1\.1 200 /, 'control: the producer (EKU clientAuth) is served');
+  },
+);
 
-t.test('a revoked client certificate is refused as cert_revoked, seen in the metric and /handshakes/recent', async (t) => {
-  let revoked: TestIdentity | null = null;
-  const s = await inbound(t, { revoke: async (w) => [(revoked = await w.identity('revoked', { spiffe: [PRODUCER] }))] });
-  const client = await attempt(t, portOf(s), clientCert(revoked!, s.w.ca));
-  t.notMatch(client.answer, /^HTTP/, 'no HTTP answer');
-  await expectOneFailure(t, s, 'cert_revoked', { code: 'CERT_REVOKED', peer: null, tlsVersion: null }, client);
+t.test(
+  'a revoked client certificate is refused as cert_revoked, seen in the metric and /handshakes/recent',
+  async (t) => {
+    let revoked: TestIdentity | null = null;
+    const s = await inbound(t, {
+      revoke: async (w) => [(revoked = await w.identity('revoked', { spiffe: [PRODUCER] }))],
+    });
+    const client = await attempt(t, portOf(s), clientCert(revoked!, s.w.ca));
+    t.notMatch(client.answer, /^HTTP/, 'no HTTP answer');
+    await expectOneFailure(t, s, 'cert_revoked', { code: 'CERT_REVOKED', peer: null, tlsVersion: null }, client);
 
-  const control = await attempt(t, portOf(s), clientCert(s.producer, s.w.ca));
-  t.match(control.answer, /^HTTP\/1\.1 200 /, 'control: a producer certificate that is not revoked is served (the CRL loaded and verifies)');
-});
+    const control = await attempt(t, portOf(s), clientCert(s.producer, s.w.ca));
+    t.match(
+      control.answer,
+      /^HTTP\/1\.1 200 /,
+      'control: a producer certificate that is not revoked is served (the CRL loaded and verifies)',
+    );
+  },
+);
 
 t.test('a TLS 1.1 client is refused as protocol_version, seen in the metric and /handshakes/recent', async (t) => {
   const s = await inbound(t, { tls: { minVersion: 'TLSv1.2' } });
@@ -205,38 +262,66 @@ t.test('a TLS 1.1 client is refused as protocol_version, seen in the metric and 
   const client = await attempt(t, portOf(s), { ...clientCert(s.producer, s.w.ca), ...TLS11 });
   t.equal(client.secure, false, 'the handshake does not complete');
   // refused at the ClientHello: no version was agreed and no certificate was sent
-  await expectOneFailure(t, s, 'protocol_version', { code: 'ERR_SSL_UNSUPPORTED_PROTOCOL', peer: null, tlsVersion: null }, client);
+  await expectOneFailure(
+    t,
+    s,
+    'protocol_version',
+    { code: 'ERR_SSL_UNSUPPORTED_PROTOCOL', peer: null, tlsVersion: null },
+    client,
+  );
 });
 
-t.test('a TLS 1.2 client offering only RSA key transport (no forward secrecy) to an RSA-keyed listener is refused as no_shared_cipher', async (t) => {
-  const s = await inbound(t, { identity: { keyType: 'rsa2048' } });
-  const NON_PFS: tls.ConnectionOptions = { maxVersion: 'TLSv1.2', ciphers: 'AES128-GCM-SHA256' };
+t.test(
+  'a TLS 1.2 client offering only RSA key transport (no forward secrecy) to an RSA-keyed listener is refused as no_shared_cipher',
+  async (t) => {
+    const s = await inbound(t, { identity: { keyType: 'rsa2048' } });
+    const NON_PFS: tls.ConnectionOptions = { maxVersion: 'TLSv1.2', ciphers: 'AES128-GCM-SHA256' };
 
-  // control: the same offer is accepted by a server with the same RSA identity but without our policy
-  const open = await plainServer(t, s.ingest, { ciphers: 'AES128-GCM-SHA256', minVersion: 'TLSv1.2' });
-  const ok = await attempt(t, open, { ca: s.w.ca.certPem, ...NON_PFS });
-  t.equal(ok.secure, true, 'control: AES128-GCM-SHA256 is negotiable with this RSA certificate');
+    // control: the same offer is accepted by a server with the same RSA identity but without our policy
+    const open = await plainServer(t, s.ingest, { ciphers: 'AES128-GCM-SHA256', minVersion: 'TLSv1.2' });
+    const ok = await attempt(t, open, { ca: s.w.ca.certPem, ...NON_PFS });
+    t.equal(ok.secure, true, 'control: AES128-GCM-SHA256 is negotiable with this RSA certificate');
 
-  const client = await attempt(t, portOf(s), { ...clientCert(s.producer, s.w.ca), ...NON_PFS });
-  t.equal(client.secure, false, 'the handshake does not complete');
-  await expectOneFailure(t, s, 'no_shared_cipher', { code: 'ERR_SSL_NO_SHARED_CIPHER', peer: null, tlsVersion: null }, client);
+    const client = await attempt(t, portOf(s), { ...clientCert(s.producer, s.w.ca), ...NON_PFS });
+    t.equal(client.secure, false, 'the handshake does not complete');
+    await expectOneFailure(
+      t,
+      s,
+      'no_shared_cipher',
+      { code: 'ERR_SSL_NO_SHARED_CIPHER', peer: null, tlsVersion: null },
+      client,
+    );
 
-  const pfs = await attempt(t, portOf(s), { ...clientCert(s.producer, s.w.ca), maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' });
-  t.match(pfs.answer, /^HTTP\/1\.1 200 /, 'control: ECDHE-RSA-AES128-GCM-SHA256 from the same client is served');
-});
+    const pfs = await attempt(t, portOf(s), {
+      ...clientCert(s.producer, s.w.ca),
+      maxVersion: 'TLSv1.2',
+      ciphers: 'ECDHE-RSA-AES128-GCM-SHA256',
+    });
+    t.match(pfs.answer, /^HTTP\/1\.1 200 /, 'control: ECDHE-RSA-AES128-GCM-SHA256 from the same client is served');
+  },
+);
 
-t.test('a client that connects and sends nothing is cut at limits.handshakeTimeoutSeconds and shows as timeout', async (t) => {
-  const TIMEOUT_S = 0.5;
-  const s = await inbound(t, { limits: { handshakeTimeoutSeconds: TIMEOUT_S } });
-  const socket = net.connect({ host: '127.0.0.1', port: portOf(s) });
-  t.teardown(() => socket.destroy());
-  socket.on('error', () => undefined);
-  await once(socket, 'connect');
-  const connectedAt = performance.now();
-  const local = `${socket.localAddress}:${socket.localPort}`;
-  await once(socket, 'close', { signal: AbortSignal.timeout(WAIT_MS) });
-  const elapsed = performance.now() - connectedAt;
-  t.ok(elapsed >= TIMEOUT_S * 1000 - 50, `the server waited for the handshake timeout (${Math.round(elapsed)} ms)`);
-  // that the cut was this timeout, and nothing else, is the reason and code asserted below
-  await expectOneFailure(t, s, 'timeout', { code: 'ERR_TLS_HANDSHAKE_TIMEOUT', peer: null, tlsVersion: null }, { secure: false, protocol: null, answer: '', error: null, local });
-});
+t.test(
+  'a client that connects and sends nothing is cut at limits.handshakeTimeoutSeconds and shows as timeout',
+  async (t) => {
+    const TIMEOUT_S = 0.5;
+    const s = await inbound(t, { limits: { handshakeTimeoutSeconds: TIMEOUT_S } });
+    const socket = net.connect({ host: '127.0.0.1', port: portOf(s) });
+    t.teardown(() => socket.destroy());
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    const connectedAt = performance.now();
+    const local = `${socket.localAddress}:${socket.localPort}`;
+    await once(socket, 'close', { signal: AbortSignal.timeout(WAIT_MS) });
+    const elapsed = performance.now() - connectedAt;
+    t.ok(elapsed >= TIMEOUT_S * 1000 - 50, `the server waited for the handshake timeout (${Math.round(elapsed)} ms)`);
+    // that the cut was this timeout, and nothing else, is the reason and code asserted below
+    await expectOneFailure(
+      t,
+      s,
+      'timeout',
+      { code: 'ERR_TLS_HANDSHAKE_TIMEOUT', peer: null, tlsVersion: null },
+      { secure: false, protocol: null, answer: '', error: null, local },
+    );
+  },
+);

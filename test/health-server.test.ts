@@ -61,7 +61,9 @@ t.test('a health address that is taken fails start naming health.listen', async 
   const err = await startTestSidecar(t, w.dir, {
     identity: ingest.files,
     health: { listen: `127.0.0.1:${port}` },
-    listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:9', allow: { any: true } }],
+    listeners: [
+      { name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:9', allow: { any: true } },
+    ],
   }).then(
     () => null,
     (e: unknown) => e,

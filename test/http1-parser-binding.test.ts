@@ -14,7 +14,16 @@ const HEAD_LIMIT = 16 * 1024;
 
 /** One callback as it fired, in order; `exec`/`finish` record what those calls returned. */
 type Event =
-  | { kind: 'head'; method: string | null; url: string; status: number; statusMessage: string; headers: string[]; upgrade: boolean; keepAlive: boolean }
+  | {
+      kind: 'head';
+      method: string | null;
+      url: string;
+      status: number;
+      statusMessage: string;
+      headers: string[];
+      upgrade: boolean;
+      keepAlive: boolean;
+    }
   | { kind: 'body'; bytes: string; buffer: Buffer }
   | { kind: 'complete' }
   | { kind: 'exec'; consumed: number | null; error: string | null }
@@ -66,7 +75,11 @@ function parse(type: number, chunks: ReadonlyArray<string | Buffer>, opts: RunOp
   try {
     for (const chunk of chunks) {
       const r = p.execute(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
-      events.push(r instanceof Error ? { kind: 'exec', consumed: null, error: (r as ParseError).code } : { kind: 'exec', consumed: r, error: null });
+      events.push(
+        r instanceof Error
+          ? { kind: 'exec', consumed: null, error: (r as ParseError).code }
+          : { kind: 'exec', consumed: r, error: null },
+      );
       if (r instanceof Error) break;
     }
     if (opts.finish === true) {
@@ -128,13 +141,20 @@ t.test('ParserUnavailableError names the runtime to use', async (t) => {
 
 /* ------------------------------------------------------------------ the table, requests */
 
-t.test('request with Content-Length and Transfer-Encoding: HPE_INVALID_TRANSFER_ENCODING before any callback', async (t) => {
-  const ev = parse(REQ, ['POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n']);
-  t.same(outline(ev), ['error HPE_INVALID_TRANSFER_ENCODING'], 'no head, no body: only the error');
-});
+t.test(
+  'request with Content-Length and Transfer-Encoding: HPE_INVALID_TRANSFER_ENCODING before any callback',
+  async (t) => {
+    const ev = parse(REQ, [
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ]);
+    t.same(outline(ev), ['error HPE_INVALID_TRANSFER_ENCODING'], 'no head, no body: only the error');
+  },
+);
 
 t.test('request with Transfer-Encoding: chunked twice: HPE_INVALID_TRANSFER_ENCODING', async (t) => {
-  const ev = parse(REQ, ['POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n']);
+  const ev = parse(REQ, [
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+  ]);
   t.same(outline(ev), ['error HPE_INVALID_TRANSFER_ENCODING']);
 });
 
@@ -153,24 +173,44 @@ t.test('request with bare LF line endings: HPE_INVALID_VERSION', async (t) => {
   t.same(outline(ev), ['error HPE_INVALID_VERSION']);
 });
 
-t.test('request with Transfer-Encoding: gzip: the head callback fires FIRST, then HPE_INVALID_TRANSFER_ENCODING', async (t) => {
-  const ev = parse(REQ, ['POST /coded HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc']);
-  t.same(outline(ev), ['head POST /coded', 'error HPE_INVALID_TRANSFER_ENCODING'], 'a head was delivered by the same execute that then failed');
-  t.same(heads(ev)[0]?.headers, ['Host', 'a', 'Transfer-Encoding', 'gzip'], 'the head carried the coding');
-});
+t.test(
+  'request with Transfer-Encoding: gzip: the head callback fires FIRST, then HPE_INVALID_TRANSFER_ENCODING',
+  async (t) => {
+    const ev = parse(REQ, ['POST /coded HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc']);
+    t.same(
+      outline(ev),
+      ['head POST /coded', 'error HPE_INVALID_TRANSFER_ENCODING'],
+      'a head was delivered by the same execute that then failed',
+    );
+    t.same(heads(ev)[0]?.headers, ['Host', 'a', 'Transfer-Encoding', 'gzip'], 'the head carried the coding');
+  },
+);
 
 t.test('request with chunk extensions: accepted, body delivered', async (t) => {
-  const input = 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;foo=bar\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\n';
+  const input =
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;foo=bar\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\n';
   const ev = parse(REQ, [input]);
-  t.same(outline(ev), ['head POST /', 'body abc', 'body de', 'complete', `exec ${input.length}`], 'every byte consumed, no error');
+  t.same(
+    outline(ev),
+    ['head POST /', 'body abc', 'body de', 'complete', `exec ${input.length}`],
+    'every byte consumed, no error',
+  );
 });
 
-t.test('request with Upgrade: websocket: upgrade=true, message complete, execute stops where the tunnel bytes start', async (t) => {
-  const input = 'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05TUNNEL BYTES';
-  const ev = parse(REQ, [input]);
-  t.same(outline(ev), ['head GET /ws', 'complete', `exec ${input.indexOf('\x81')}`], 'the return value is the offset of the first tunnel byte');
-  t.equal(heads(ev)[0]?.upgrade, true, 'upgrade flag');
-});
+t.test(
+  'request with Upgrade: websocket: upgrade=true, message complete, execute stops where the tunnel bytes start',
+  async (t) => {
+    const input =
+      'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05TUNNEL BYTES';
+    const ev = parse(REQ, [input]);
+    t.same(
+      outline(ev),
+      ['head GET /ws', 'complete', `exec ${input.indexOf('\x81')}`],
+      'the return value is the offset of the first tunnel byte',
+    );
+    t.equal(heads(ev)[0]?.upgrade, true, 'upgrade flag');
+  },
+);
 
 t.test('CONNECT: upgrade=true, message complete, execute stops where the tunnel bytes start', async (t) => {
   const input = 'CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\nTUNNEL';
@@ -195,7 +235,11 @@ t.test('response 100 Continue then 200: two messages', async (t) => {
 t.test('response without a length: the body runs until finish()', async (t) => {
   const head = 'HTTP/1.1 200 OK\r\n\r\nabc';
   const ev = parse(RES, [head, 'def'], { finish: true });
-  t.same(outline(ev), ['head 200', 'body abc', `exec ${head.length}`, 'body def', 'exec 3', 'complete', 'finish'], 'complete fires only at finish()');
+  t.same(
+    outline(ev),
+    ['head 200', 'body abc', `exec ${head.length}`, 'body def', 'exec 3', 'complete', 'finish'],
+    'complete fires only at finish()',
+  );
   t.equal(heads(ev)[0]?.keepAlive, false, 'a close-delimited response is not keep-alive');
 });
 
@@ -207,7 +251,17 @@ t.test('pipelined requests in one execute: several head/body/complete sequences'
     'POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi' +
     'POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n';
   const ev = parse(REQ, [input]);
-  t.same(outline(ev), ['head GET /a', 'complete', 'head POST /b', 'body hi', 'complete', 'head POST /c', 'body x', 'complete', `exec ${input.length}`]);
+  t.same(outline(ev), [
+    'head GET /a',
+    'complete',
+    'head POST /b',
+    'body hi',
+    'complete',
+    'head POST /c',
+    'body x',
+    'complete',
+    `exec ${input.length}`,
+  ]);
 });
 
 t.test('kOnBody gives a Buffer holding the body bytes of the chunk, a copy on this runtime (not a view)', async (t) => {
@@ -230,10 +284,18 @@ t.test('kOnBody gives a Buffer holding the body bytes of the chunk, a copy on th
 t.test('a RESPONSE parser whose kOnHeadersComplete returns 1 (HEAD) skips the body', async (t) => {
   const input = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
   const ev = parse(RES, [input], { headResult: 1 });
-  t.same(outline(ev), ['head 200', 'complete', 'head 200', 'complete', `exec ${input.length}`], 'no body: the next bytes are the next response');
+  t.same(
+    outline(ev),
+    ['head 200', 'complete', 'head 200', 'complete', `exec ${input.length}`],
+    'no body: the next bytes are the next response',
+  );
   const plain = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello';
   const withBody = parse(RES, [plain]);
-  t.same(outline(withBody), ['head 200', 'body hello', 'complete', `exec ${plain.length}`], 'returning 0 reads the body');
+  t.same(
+    outline(withBody),
+    ['head 200', 'body hello', 'complete', `exec ${plain.length}`],
+    'returning 0 reads the body',
+  );
 });
 
 t.test('a head over maxHeaderSize: HPE_HEADER_OVERFLOW', async (t) => {
@@ -243,42 +305,52 @@ t.test('a head over maxHeaderSize: HPE_HEADER_OVERFLOW', async (t) => {
   t.same(outline(fits).slice(0, 2), ['head GET /', 'complete'], 'a head under the limit parses');
 });
 
-t.test('Transfer-Encoding: gzip, chunked (chunked last) is ACCEPTED by llhttp: the core must check codings itself', async (t) => {
-  const input = 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n';
-  const ev = parse(REQ, [input]);
-  t.same(outline(ev), ['head POST /', 'body abc', 'complete', `exec ${input.length}`], 'no error');
-  t.same(heads(ev)[0]?.headers, ['Host', 'a', 'Transfer-Encoding', 'gzip, chunked']);
-});
+t.test(
+  'Transfer-Encoding: gzip, chunked (chunked last) is ACCEPTED by llhttp: the core must check codings itself',
+  async (t) => {
+    const input = 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n';
+    const ev = parse(REQ, [input]);
+    t.same(outline(ev), ['head POST /', 'body abc', 'complete', `exec ${input.length}`], 'no error');
+    t.same(heads(ev)[0]?.headers, ['Host', 'a', 'Transfer-Encoding', 'gzip, chunked']);
+  },
+);
 
-t.test('kOnHeadersComplete returning 2 ends the message with its head; execute returns where the body starts, and parsing goes on after it', async (t) => {
-  // what the core relies on to take bodies of known length straight from the bytes read (serverConnection.ts, upstreamConnection.ts)
-  const head = 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n';
-  const next = 'GET /b HTTP/1.1\r\nHost: x\r\n\r\n';
-  const first = parse(REQ, [`${head}abc${next}`], { headResult: 2 });
-  t.same(outline(first), ['head POST /a', 'complete', `exec ${head.length}`], 'no body callback: execute stops right after the head');
-  // the same parser, fed what follows the body, parses the next request (2 only for the first head here)
-  const p = binding.create();
-  p.initialize(REQ, {}, HEAD_LIMIT, STRICT);
-  const seen: string[] = [];
-  let n = 0;
-  p[binding.kOnHeadersComplete] = (_a: number, _b: number, _h: string[], _m: number, url: string) => {
-    seen.push(`head ${url}`);
-    return n++ === 0 ? 2 : 0;
-  };
-  p[binding.kOnBody] = (b: Buffer) => seen.push(`body ${b.toString('latin1')}`);
-  p[binding.kOnMessageComplete] = () => seen.push('complete');
-  try {
-    const bytes = Buffer.from(`${head}abc${next}`, 'latin1');
-    const r = p.execute(bytes);
-    t.equal(r, head.length, 'stopped after the head');
-    const r2 = p.execute(bytes.subarray(head.length + 3));
-    t.equal(r2, next.length, 'the next request parsed whole');
-    t.same(seen, ['head /a', 'complete', 'head /b', 'complete']);
-    // a response parser behaves the same
-    const res = parse(RES, ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'], { headResult: 2 });
-    t.same(outline(res), ['head 200', 'complete', 'exec 38'], 'a response: stops after its head too');
-  } finally {
-    p.close();
-    p.free();
-  }
-});
+t.test(
+  'kOnHeadersComplete returning 2 ends the message with its head; execute returns where the body starts, and parsing goes on after it',
+  async (t) => {
+    // what the core relies on to take bodies of known length straight from the bytes read (serverConnection.ts, upstreamConnection.ts)
+    const head = 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n';
+    const next = 'GET /b HTTP/1.1\r\nHost: x\r\n\r\n';
+    const first = parse(REQ, [`${head}abc${next}`], { headResult: 2 });
+    t.same(
+      outline(first),
+      ['head POST /a', 'complete', `exec ${head.length}`],
+      'no body callback: execute stops right after the head',
+    );
+    // the same parser, fed what follows the body, parses the next request (2 only for the first head here)
+    const p = binding.create();
+    p.initialize(REQ, {}, HEAD_LIMIT, STRICT);
+    const seen: string[] = [];
+    let n = 0;
+    p[binding.kOnHeadersComplete] = (_a: number, _b: number, _h: string[], _m: number, url: string) => {
+      seen.push(`head ${url}`);
+      return n++ === 0 ? 2 : 0;
+    };
+    p[binding.kOnBody] = (b: Buffer) => seen.push(`body ${b.toString('latin1')}`);
+    p[binding.kOnMessageComplete] = () => seen.push('complete');
+    try {
+      const bytes = Buffer.from(`${head}abc${next}`, 'latin1');
+      const r = p.execute(bytes);
+      t.equal(r, head.length, 'stopped after the head');
+      const r2 = p.execute(bytes.subarray(head.length + 3));
+      t.equal(r2, next.length, 'the next request parsed whole');
+      t.same(seen, ['head /a', 'complete', 'head /b', 'complete']);
+      // a response parser behaves the same
+      const res = parse(RES, ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'], { headResult: 2 });
+      t.same(outline(res), ['head 200', 'complete', 'exec 38'], 'a response: stops after its head too');
+    } finally {
+      p.close();
+      p.free();
+    }
+  },
+);

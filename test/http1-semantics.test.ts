@@ -19,7 +19,15 @@ import { ERRORS, type ErrorCode } from '../src/core/errors.ts';
 import { loadHttpParser, STRICT, type ParseError } from '../src/http1/parserBinding.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
 import { writeKey } from './helpers/signing.ts';
-import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
+import {
+  eventually,
+  startTestSidecar,
+  world,
+  type Test,
+  type TestIdentity,
+  type TestSidecar,
+  type World,
+} from './helpers/world.ts';
 
 /** upper bound for any single wait */
 const WAIT_MS = 15_000;
@@ -95,7 +103,14 @@ async function startRecordingApp(t: Test): Promise<RecordingApp> {
 
   const server = http.createServer((req, res) => {
     const conn = connIds.get(req.socket) ?? -1;
-    const rec: AppRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, conn, upgrade: false, body: Buffer.alloc(0) };
+    const rec: AppRequest = {
+      method: req.method ?? '',
+      url: req.url ?? '',
+      headers: req.headers,
+      conn,
+      upgrade: false,
+      body: Buffer.alloc(0),
+    };
     seen.push(rec);
     inFlight += 1;
     maxInFlight = Math.max(maxInFlight, inFlight);
@@ -124,7 +139,14 @@ async function startRecordingApp(t: Test): Promise<RecordingApp> {
     s.on('close', () => sockets.delete(s));
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, conn: connIds.get(socket) ?? -1, upgrade: true, body: Buffer.alloc(0) });
+    seen.push({
+      method: req.method ?? '',
+      url: req.url ?? '',
+      headers: req.headers,
+      conn: connIds.get(socket) ?? -1,
+      upgrade: true,
+      body: Buffer.alloc(0),
+    });
     socket.on('error', () => undefined);
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
       socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
@@ -192,7 +214,14 @@ class RawConnection {
     p[binding.kOnHeaders] = (h: string[]) => {
       pending = pending.concat(h);
     };
-    p[binding.kOnHeadersComplete] = (_a: number, _b: number, raw: string[], _m: unknown, _u: unknown, status: number): number => {
+    p[binding.kOnHeadersComplete] = (
+      _a: number,
+      _b: number,
+      raw: string[],
+      _m: unknown,
+      _u: unknown,
+      status: number,
+    ): number => {
       const headers = new Map<string, string[]>();
       const all = pending.concat(raw);
       pending = [];
@@ -289,7 +318,14 @@ function splitAddr(addr: string): [string, number] {
 
 async function tlsConnection(t: Test, s: Setup): Promise<RawConnection> {
   const [host, port] = splitAddr(s.sc.addr());
-  const socket = tls.connect({ host, port, servername: 'localhost', ca: s.w.ca.certPem, cert: s.producer.certPem, key: s.producer.keyPem });
+  const socket = tls.connect({
+    host,
+    port,
+    servername: 'localhost',
+    ca: s.w.ca.certPem,
+    cert: s.producer.certPem,
+    key: s.producer.keyPem,
+  });
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', resolve);
     socket.once('error', reject);
@@ -383,7 +419,14 @@ function assertRefusal(t: Test, m: Message | undefined, code: ErrorCode, what: s
 }
 
 /** A refused request on a fresh connection: the answer, the connection closed after it, nothing at the app. */
-async function expectRefusedRaw(t: Test, s: Setup, bytes: string, method: string, code: ErrorCode, what: string): Promise<void> {
+async function expectRefusedRaw(
+  t: Test,
+  s: Setup,
+  bytes: string,
+  method: string,
+  code: ErrorCode,
+  what: string,
+): Promise<void> {
   const before = s.app.seen.length;
   const c = await tlsConnection(t, s);
   c.send(bytes, [method]);
@@ -418,21 +461,42 @@ t.test('an absolute-form target whose authority is the Host reaches the app in o
   c.send(`GET http://localhost:${port}/abs HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`, ['GET']);
   const [res] = await c.responses(1);
   t.equal(res?.status, 200, 'answered');
-  t.same(s.app.seen.map((r) => `${r.method} ${r.url}`), ['GET /abs'], 'the app saw origin-form /abs');
+  t.same(
+    s.app.seen.map((r) => `${r.method} ${r.url}`),
+    ['GET /abs'],
+    'the app saw origin-form /abs',
+  );
   c.send(`GET http://LOCALHOST:${port}/abs2?q=1 HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`, ['GET']);
   await c.responses(2);
   t.equal(s.app.seen[1]?.url, '/abs2?q=1', 'the authority compares case-insensitively; the query is kept');
 });
 
-t.test('an absolute-form target with another authority than Host is 400 ERR_BAD_REQUEST and reaches nothing', async (t) => {
-  const s = await setup(t);
-  const port = splitAddr(s.sc.addr())[1];
-  await expectRefusedRaw(t, s, `GET http://evil.example:8080/abs HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`, 'GET', 'ERR_BAD_REQUEST', 'foreign authority');
-});
+t.test(
+  'an absolute-form target with another authority than Host is 400 ERR_BAD_REQUEST and reaches nothing',
+  async (t) => {
+    const s = await setup(t);
+    const port = splitAddr(s.sc.addr())[1];
+    await expectRefusedRaw(
+      t,
+      s,
+      `GET http://evil.example:8080/abs HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`,
+      'GET',
+      'ERR_BAD_REQUEST',
+      'foreign authority',
+    );
+  },
+);
 
 t.test('two Host fields are 400 ERR_BAD_REQUEST', async (t) => {
   const s = await setup(t);
-  await expectRefusedRaw(t, s, 'GET /two-hosts HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n', 'GET', 'ERR_BAD_REQUEST', 'two Host fields');
+  await expectRefusedRaw(
+    t,
+    s,
+    'GET /two-hosts HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n',
+    'GET',
+    'ERR_BAD_REQUEST',
+    'two Host fields',
+  );
 });
 
 t.test('an HTTP/1.1 request without Host is 400 ERR_BAD_REQUEST', async (t) => {
@@ -446,46 +510,67 @@ t.test('OPTIONS * is forwarded as OPTIONS * and answered', async (t) => {
   c.send(`OPTIONS * HTTP/1.1\r\nHost: ${s.sc.addr()}\r\n\r\n`, ['OPTIONS']);
   const [res] = await c.responses(1);
   t.equal(res?.status, 200, `the client gets 200 (got ${res?.status} ${header(res, 'x-tollgate-error') ?? ''})`);
-  t.same(s.app.seen.map((r) => `${r.method} ${r.url}`), ['OPTIONS *'], 'the app saw OPTIONS *');
+  t.same(
+    s.app.seen.map((r) => `${r.method} ${r.url}`),
+    ['OPTIONS *'],
+    'the app saw OPTIONS *',
+  );
 });
 
 /* ------------------------------------------------------------------ codings and CONNECT */
 
-t.test('a request with Transfer-Encoding: gzip, chunked is 501 ERR_UNSUPPORTED_CODING and reaches nothing', async (t) => {
-  const s = await setup(t);
-  const bytes = `POST /coded HTTP/1.1\r\nHost: ${s.sc.addr()}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`;
-  await expectRefusedRaw(t, s, bytes, 'POST', 'ERR_UNSUPPORTED_CODING', 'gzip, chunked');
-});
+t.test(
+  'a request with Transfer-Encoding: gzip, chunked is 501 ERR_UNSUPPORTED_CODING and reaches nothing',
+  async (t) => {
+    const s = await setup(t);
+    const bytes = `POST /coded HTTP/1.1\r\nHost: ${s.sc.addr()}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`;
+    await expectRefusedRaw(t, s, bytes, 'POST', 'ERR_UNSUPPORTED_CODING', 'gzip, chunked');
+  },
+);
 
 t.test('CONNECT is 405 ERR_METHOD_NOT_ALLOWED and reaches nothing', async (t) => {
   const s = await setup(t);
-  await expectRefusedRaw(t, s, 'CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n', 'CONNECT', 'ERR_METHOD_NOT_ALLOWED', 'CONNECT');
+  await expectRefusedRaw(
+    t,
+    s,
+    'CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n',
+    'CONNECT',
+    'ERR_METHOD_NOT_ALLOWED',
+    'CONNECT',
+  );
 });
 
 /* ------------------------------------------------------------------ upgrades */
 
-t.test('a WebSocket upgrade into the inbound listener is tunnelled: 101, then bytes echo both ways, counted', async (t) => {
-  const s = await setup(t);
-  const c = await tlsConnection(t, s);
-  c.send(wsRequest(s.sc.addr()), ['GET']);
-  const [res] = await c.responses(1);
-  t.equal(res?.status, 101, `101 Switching Protocols (got ${res?.status} ${res?.body.toString('utf8') ?? ''})`);
-  t.equal(header(res, 'upgrade')?.toLowerCase(), 'websocket', 'Upgrade: websocket relayed');
-  const seen = s.app.seen[0];
-  t.equal(seen?.upgrade, true, 'the app got the request as an upgrade');
-  t.equal(seen?.headers.upgrade, 'websocket', 'with its Upgrade field');
-  t.match(seen?.headers.connection ?? '', /upgrade/i, 'and Connection: Upgrade');
-  if (res?.status !== 101) return;
+t.test(
+  'a WebSocket upgrade into the inbound listener is tunnelled: 101, then bytes echo both ways, counted',
+  async (t) => {
+    const s = await setup(t);
+    const c = await tlsConnection(t, s);
+    c.send(wsRequest(s.sc.addr()), ['GET']);
+    const [res] = await c.responses(1);
+    t.equal(res?.status, 101, `101 Switching Protocols (got ${res?.status} ${res?.body.toString('utf8') ?? ''})`);
+    t.equal(header(res, 'upgrade')?.toLowerCase(), 'websocket', 'Upgrade: websocket relayed');
+    const seen = s.app.seen[0];
+    t.equal(seen?.upgrade, true, 'the app got the request as an upgrade');
+    t.equal(seen?.headers.upgrade, 'websocket', 'with its Upgrade field');
+    t.match(seen?.headers.connection ?? '', /upgrade/i, 'and Connection: Upgrade');
+    if (res?.status !== 101) return;
 
-  t.ok(await echoes(c, Buffer.from('\x81\x05hello', 'latin1')), 'a small frame echoes');
-  const big = Buffer.alloc(256 * 1024, 0x5a);
-  t.ok(await echoes(c, big), 'a 256 KiB write echoes entirely');
-  t.equal(c.tunnel.length, 7 + big.length, 'exactly the bytes sent came back');
-  t.equal(c.parseError, null, 'nothing parsed as HTTP after the 101');
-  t.equal(await s.sc.metric('tollgate_upgrades_total', { listener: 'ingest' }), 1, 'tollgate_upgrades_total{listener="ingest"} is 1');
-  c.socket.end();
-  t.ok(await c.closedWithin(), 'closing the client end closes the tunnel');
-});
+    t.ok(await echoes(c, Buffer.from('\x81\x05hello', 'latin1')), 'a small frame echoes');
+    const big = Buffer.alloc(256 * 1024, 0x5a);
+    t.ok(await echoes(c, big), 'a 256 KiB write echoes entirely');
+    t.equal(c.tunnel.length, 7 + big.length, 'exactly the bytes sent came back');
+    t.equal(c.parseError, null, 'nothing parsed as HTTP after the 101');
+    t.equal(
+      await s.sc.metric('tollgate_upgrades_total', { listener: 'ingest' }),
+      1,
+      'tollgate_upgrades_total{listener="ingest"} is 1',
+    );
+    c.socket.end();
+    t.ok(await c.closedWithin(), 'closing the client end closes the tunnel');
+  },
+);
 
 t.test('a WebSocket upgrade through outbound -> inbound is signed, verified and tunnelled', async (t) => {
   const s = await setup(t, { verify: true, outbound: true });
@@ -544,31 +629,59 @@ t.test('Upgrade: h2c is ignored: the app gets plain HTTP/1.1 without Upgrade or 
 
 /* ------------------------------------------------------------------ pipelining */
 
-t.test(`${PIPELINED} pipelined GETs on one connection: answered in order, one at a time, over a handful of upstream connections`, async (t) => {
-  const s = await setup(t);
-  const c = await tlsConnection(t, s);
-  const paths = Array.from({ length: PIPELINED }, (_, i) => (i % 50 === 7 ? `/p/${i}?delay=3` : `/p/${i}`));
-  const bytes = paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: ${s.sc.addr()}\r\n\r\n`).join('');
-  c.send(bytes, paths.map(() => 'GET'));
-  const got = await c.responses(PIPELINED, 60_000);
-  t.equal(got.length, PIPELINED, `${PIPELINED} responses (closed ${c.closed}, parse error ${c.parseError})`);
-  const bodies = got.map((m) => m.body.toString('latin1'));
-  const firstOutOfOrder = bodies.findIndex((b, i) => b !== paths[i]);
-  t.equal(firstOutOfOrder, -1, `responses in request order (first mismatch at ${firstOutOfOrder}: ${bodies[firstOutOfOrder]})`);
-  t.ok(got.every((m) => m.status === 200), 'all 200');
-  t.ok(s.app.connections() <= 4, `at most 4 upstream connections (saw ${s.app.connections()})`);
-  t.equal(s.app.maxInFlight(), 1, 'the app never had two requests of this connection in flight at once');
-  t.same(s.app.seen.map((r) => r.url), paths, 'the app got them in arrival order');
-});
+t.test(
+  `${PIPELINED} pipelined GETs on one connection: answered in order, one at a time, over a handful of upstream connections`,
+  async (t) => {
+    const s = await setup(t);
+    const c = await tlsConnection(t, s);
+    const paths = Array.from({ length: PIPELINED }, (_, i) => (i % 50 === 7 ? `/p/${i}?delay=3` : `/p/${i}`));
+    const bytes = paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: ${s.sc.addr()}\r\n\r\n`).join('');
+    c.send(
+      bytes,
+      paths.map(() => 'GET'),
+    );
+    const got = await c.responses(PIPELINED, 60_000);
+    t.equal(got.length, PIPELINED, `${PIPELINED} responses (closed ${c.closed}, parse error ${c.parseError})`);
+    const bodies = got.map((m) => m.body.toString('latin1'));
+    const firstOutOfOrder = bodies.findIndex((b, i) => b !== paths[i]);
+    t.equal(
+      firstOutOfOrder,
+      -1,
+      `responses in request order (first mismatch at ${firstOutOfOrder}: ${bodies[firstOutOfOrder]})`,
+    );
+    t.ok(
+      got.every((m) => m.status === 200),
+      'all 200',
+    );
+    t.ok(s.app.connections() <= 4, `at most 4 upstream connections (saw ${s.app.connections()})`);
+    t.equal(s.app.maxInFlight(), 1, 'the app never had two requests of this connection in flight at once');
+    t.same(
+      s.app.seen.map((r) => r.url),
+      paths,
+      'the app got them in arrival order',
+    );
+  },
+);
 
 t.test('a GET and a POST pipelined reach the app in order, never overlapping', async (t) => {
   const s = await setup(t);
   const c = await tlsConnection(t, s);
   const host = s.sc.addr();
-  c.send(`GET /first?delay=50 HTTP/1.1\r\nHost: ${host}\r\n\r\nPOST /second HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 5\r\n\r\nhello`, ['GET', 'POST']);
+  c.send(
+    `GET /first?delay=50 HTTP/1.1\r\nHost: ${host}\r\n\r\nPOST /second HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 5\r\n\r\nhello`,
+    ['GET', 'POST'],
+  );
   const got = await c.responses(2);
-  t.same(got.map((m) => m.body.toString('latin1')), ['/first?delay=50', '/second'], 'answers in order');
-  t.same(s.app.seen.map((r) => `${r.method} ${r.url}`), ['GET /first?delay=50', 'POST /second'], 'the app got them in order');
+  t.same(
+    got.map((m) => m.body.toString('latin1')),
+    ['/first?delay=50', '/second'],
+    'answers in order',
+  );
+  t.same(
+    s.app.seen.map((r) => `${r.method} ${r.url}`),
+    ['GET /first?delay=50', 'POST /second'],
+    'the app got them in order',
+  );
   t.equal(s.app.seen[1]?.body.toString('latin1'), 'hello', 'with the POST body');
   t.equal(s.app.maxInFlight(), 1, 'the POST reached the app only after the GET was answered');
 });
@@ -586,7 +699,10 @@ t.test('Content-Length is forwarded as Content-Length, chunked stays chunked', a
   t.equal(cl?.headers['transfer-encoding'], undefined, 'and no Transfer-Encoding');
   t.equal(cl?.body.toString('latin1'), 'hello', 'and the body');
 
-  c.send(`POST /chunked HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n`, ['POST']);
+  c.send(
+    `POST /chunked HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n`,
+    ['POST'],
+  );
   await c.responses(2);
   const ch = s.app.seen[1];
   t.equal(ch?.headers['transfer-encoding'], 'chunked', 'a chunked request stays chunked');
@@ -594,20 +710,23 @@ t.test('Content-Length is forwarded as Content-Length, chunked stays chunked', a
   t.equal(ch?.body.toString('latin1'), 'hello', 'and the body');
 });
 
-t.test('a response with Content-Length reaches the client with Content-Length; one without stays chunked', async (t) => {
-  const s = await setup(t);
-  const c = await tlsConnection(t, s);
-  c.send(`GET /with-length HTTP/1.1\r\nHost: ${s.sc.addr()}\r\n\r\n`, ['GET']);
-  const [res] = await c.responses(1);
-  t.equal(header(res, 'content-length'), String('/with-length'.length), 'Content-Length kept');
-  t.equal(header(res, 'transfer-encoding'), undefined, 'not re-chunked');
-  t.equal(res?.body.toString('latin1'), '/with-length');
+t.test(
+  'a response with Content-Length reaches the client with Content-Length; one without stays chunked',
+  async (t) => {
+    const s = await setup(t);
+    const c = await tlsConnection(t, s);
+    c.send(`GET /with-length HTTP/1.1\r\nHost: ${s.sc.addr()}\r\n\r\n`, ['GET']);
+    const [res] = await c.responses(1);
+    t.equal(header(res, 'content-length'), String('/with-length'.length), 'Content-Length kept');
+    t.equal(header(res, 'transfer-encoding'), undefined, 'not re-chunked');
+    t.equal(res?.body.toString('latin1'), '/with-length');
 
-  c.send(`GET /chunked-response HTTP/1.1\r\nHost: ${s.sc.addr()}\r\n\r\n`, ['GET']);
-  const got = await c.responses(2);
-  t.equal(header(got[1], 'transfer-encoding'), 'chunked', 'a response without length is chunked');
-  t.equal(got[1]?.body.toString('latin1'), 'part1-part2');
-});
+    c.send(`GET /chunked-response HTTP/1.1\r\nHost: ${s.sc.addr()}\r\n\r\n`, ['GET']);
+    const got = await c.responses(2);
+    t.equal(header(got[1], 'transfer-encoding'), 'chunked', 'a response without length is chunked');
+    t.equal(got[1]?.body.toString('latin1'), 'part1-part2');
+  },
+);
 
 /* ------------------------------------------------------------------ interim and bodiless responses */
 
@@ -616,7 +735,11 @@ t.test('an upstream 103 Early Hints then 200: the client gets the final 200 inta
   const c = await tlsConnection(t, s);
   c.send(`GET /early HTTP/1.1\r\nHost: ${s.sc.addr()}\r\n\r\n`, ['GET']);
   const [res] = await c.responses(1);
-  t.equal(res?.status, 200, `the final 200 (got ${res?.status} ${header(res, 'x-tollgate-error') ?? ''}, closed ${c.closed}, parse error ${c.parseError})`);
+  t.equal(
+    res?.status,
+    200,
+    `the final 200 (got ${res?.status} ${header(res, 'x-tollgate-error') ?? ''}, closed ${c.closed}, parse error ${c.parseError})`,
+  );
   t.equal(res?.body.toString('latin1'), 'final', 'its body intact');
   t.ok(
     c.messages.filter((m) => m.status < 200).every((m) => m.status === 103),
@@ -648,7 +771,11 @@ t.test('HEAD, 204 and 304 answers have no body and the connection stays usable',
     const body = status === 200 && method === 'GET' ? path : '';
     t.equal(res?.body.toString('latin1'), body, `${method} ${path}: ${body === '' ? 'no body' : 'its body'}`);
   }
-  t.equal(header(c.finals()[0], 'content-length'), String('/head'.length), 'HEAD keeps the Content-Length of the GET it stands for');
+  t.equal(
+    header(c.finals()[0], 'content-length'),
+    String('/head'.length),
+    'HEAD keeps the Content-Length of the GET it stands for',
+  );
   t.equal(c.parseError, null, 'no stray bytes: the stream parses strictly');
   t.equal(c.closed, false, 'the connection is still open');
   t.equal(c.finals().length, steps.length, 'one answer per request');

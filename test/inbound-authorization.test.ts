@@ -25,7 +25,6 @@ import {
 } from './helpers/world.ts';
 import { PRODUCER } from './helpers/identities.ts';
 
-
 const LISTENER = 'ingest';
 
 interface Setup {
@@ -41,7 +40,10 @@ async function inbound(t: Test, allow: Record<string, unknown>): Promise<Setup> 
   return inboundWithWorld(t, await world(t), allow);
 }
 
-async function get(client: Client, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+async function get(
+  client: Client,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   const res = await client.request({ path: '/data', method: 'GET', headers });
   return { status: res.statusCode, headers: res.headers as Record<string, unknown>, body: await res.body.text() };
 }
@@ -70,21 +72,34 @@ function nothingReached(t: Test, s: Setup, before: FarEndCounts, what: string): 
 
 const NOTHING: FarEndCounts = { connections: 0, secureConnections: 0, requests: 0, bytes: 0 };
 
-t.test('allows a peer by exact SPIFFE ID and tells the app who it is, replacing any x-tollgate-peer the client sent', async (t) => {
-  const s = await inbound(t, { spiffe: [PRODUCER] });
-  const producer = await s.w.identity('producer', { spiffe: [PRODUCER] });
-  const client = mtlsClient(t, s.sc.addr(), s.w.ca, producer);
-  const res = await get(client, { 'x-tollgate-peer': 'spiffe://example.org/admin' });
-  t.equal(res.status, 200);
-  t.equal(s.app.seen.length, 1, 'the app saw the request');
-  const seen = s.app.seen[0]!;
-  t.equal(seen.headers['x-tollgate-peer'], PRODUCER, 'the peer header is the verified SPIFFE ID');
-  const copies = seen.rawHeaders.filter((_, i) => i % 2 === 0 && seen.rawHeaders[i]!.toLowerCase() === 'x-tollgate-peer');
-  t.equal(copies.length, 1, 'exactly one x-tollgate-peer header reached the app');
-  t.notOk(seen.rawHeaders.includes('spiffe://example.org/admin'), 'the client-sent value is gone');
-  t.equal(await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'allow' }), 1, 'one allow decision');
-  t.equal(await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'deny' }), 0, 'no deny decision');
-});
+t.test(
+  'allows a peer by exact SPIFFE ID and tells the app who it is, replacing any x-tollgate-peer the client sent',
+  async (t) => {
+    const s = await inbound(t, { spiffe: [PRODUCER] });
+    const producer = await s.w.identity('producer', { spiffe: [PRODUCER] });
+    const client = mtlsClient(t, s.sc.addr(), s.w.ca, producer);
+    const res = await get(client, { 'x-tollgate-peer': 'spiffe://example.org/admin' });
+    t.equal(res.status, 200);
+    t.equal(s.app.seen.length, 1, 'the app saw the request');
+    const seen = s.app.seen[0]!;
+    t.equal(seen.headers['x-tollgate-peer'], PRODUCER, 'the peer header is the verified SPIFFE ID');
+    const copies = seen.rawHeaders.filter(
+      (_, i) => i % 2 === 0 && seen.rawHeaders[i]!.toLowerCase() === 'x-tollgate-peer',
+    );
+    t.equal(copies.length, 1, 'exactly one x-tollgate-peer header reached the app');
+    t.notOk(seen.rawHeaders.includes('spiffe://example.org/admin'), 'the client-sent value is gone');
+    t.equal(
+      await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'allow' }),
+      1,
+      'one allow decision',
+    );
+    t.equal(
+      await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'deny' }),
+      0,
+      'no deny decision',
+    );
+  },
+);
 
 t.test('refuses a SPIFFE ID that is not on the exact allow-list', async (t) => {
   const s = await inbound(t, { spiffe: [PRODUCER] });
@@ -120,9 +135,15 @@ t.test('allows a peer by DNS SAN', async (t) => {
   const res = await get(mtlsClient(t, s.sc.addr(), s.w.ca, producer));
   t.equal(res.status, 200);
   t.equal(s.app.seen.length, 1, 'the app saw the request');
-  t.match(String(s.app.seen[0]?.headers['x-tollgate-peer']), /CN=producer-dns/, 'no SPIFFE ID: the peer header is the subject');
+  t.match(
+    String(s.app.seen[0]?.headers['x-tollgate-peer']),
+    /CN=producer-dns/,
+    'no SPIFFE ID: the peer header is the subject',
+  );
   const before = s.far.snapshot();
-  const res2 = await get(mtlsClient(t, s.sc.addr(), s.w.ca, await s.w.identity('wrong-dns', { dns: ['consumer.svc.cluster.local'] })));
+  const res2 = await get(
+    mtlsClient(t, s.sc.addr(), s.w.ca, await s.w.identity('wrong-dns', { dns: ['consumer.svc.cluster.local'] })),
+  );
   t.equal(res2.status, 403, 'another DNS name refused');
   t.equal(res2.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
   nothingReached(t, s, before, 'the other DNS name never reached the app');
@@ -134,9 +155,15 @@ t.test('allows a peer by CN', async (t) => {
   const res = await get(mtlsClient(t, s.sc.addr(), s.w.ca, legacy));
   t.equal(res.status, 200);
   t.equal(s.app.seen.length, 1, 'the app saw the request');
-  t.match(String(s.app.seen[0]?.headers['x-tollgate-peer']), /CN=legacy-producer/, 'no SPIFFE ID: the peer header is the subject');
+  t.match(
+    String(s.app.seen[0]?.headers['x-tollgate-peer']),
+    /CN=legacy-producer/,
+    'no SPIFFE ID: the peer header is the subject',
+  );
   const before = s.far.snapshot();
-  const res2 = await get(mtlsClient(t, s.sc.addr(), s.w.ca, await s.w.identity('legacy-consumer', { dns: [], ips: [] })));
+  const res2 = await get(
+    mtlsClient(t, s.sc.addr(), s.w.ca, await s.w.identity('legacy-consumer', { dns: [], ips: [] })),
+  );
   t.equal(res2.status, 403, 'another CN refused');
   nothingReached(t, s, before, 'the other CN never reached the app');
 });
@@ -160,7 +187,10 @@ t.test('a backup pin admits the next key during rotation', async (t) => {
   const w = await world(t);
   const current = await w.identity('current', { spiffe: [PRODUCER] });
   const next = await w.identity('next', { spiffe: [PRODUCER] });
-  const s = await inboundWithWorld(t, w, { spiffe: [PRODUCER], spkiPins: [spkiPin(current.certPem), spkiPin(next.certPem)] });
+  const s = await inboundWithWorld(t, w, {
+    spiffe: [PRODUCER],
+    spkiPins: [spkiPin(current.certPem), spkiPin(next.certPem)],
+  });
   const res = await get(mtlsClient(t, s.sc.addr(), w.ca, next));
   t.equal(res.status, 200, 'the second (backup) pin matches');
   t.equal(s.app.seen.length, 1);
@@ -180,26 +210,41 @@ t.test('an identity rule and pins are both required: the right identity with the
   t.same(whys, ['pin', 'identity'], 'the logs say why each was refused');
 });
 
-t.test('refuses a valid certificate that is not on the allow-list with 403, a JSON body, one deny and one warning', async (t) => {
-  const s = await inbound(t, { spiffe: [PRODUCER] });
-  const stranger = await s.w.identity('stranger', { spiffe: ['spiffe://example.org/stranger'] });
-  const res = await get(mtlsClient(t, s.sc.addr(), s.w.ca, stranger));
-  t.equal(res.status, 403);
-  t.equal(res.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
-  t.match(String(res.headers['content-type']), /^application\/json/);
-  const body = JSON.parse(res.body) as Record<string, unknown>;
-  t.equal(body.error, 'ERR_PEER_NOT_ALLOWED');
-  t.type(body.message, 'string');
-  t.notOk(res.body.includes('stranger'), 'the body does not echo the peer identity');
-  nothingReached(t, s, NOTHING, 'the app never saw the request');
-  t.equal(await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'deny' }), 1, 'one deny decision');
-  t.equal(await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'allow' }), 0, 'no allow decision');
-  const warnings = s.sc.logs.lines.filter((l) => l.code === 'ERR_PEER_NOT_ALLOWED');
-  t.equal(warnings.length, 1, 'one log line for the refusal');
-  t.equal(warnings[0]?.level, 40, 'at warn level');
-  t.equal(warnings[0]?.peer, 'spiffe://example.org/stranger', 'naming the peer');
-  t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'success' }), 1, 'the handshake itself succeeded');
-});
+t.test(
+  'refuses a valid certificate that is not on the allow-list with 403, a JSON body, one deny and one warning',
+  async (t) => {
+    const s = await inbound(t, { spiffe: [PRODUCER] });
+    const stranger = await s.w.identity('stranger', { spiffe: ['spiffe://example.org/stranger'] });
+    const res = await get(mtlsClient(t, s.sc.addr(), s.w.ca, stranger));
+    t.equal(res.status, 403);
+    t.equal(res.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
+    t.match(String(res.headers['content-type']), /^application\/json/);
+    const body = JSON.parse(res.body) as Record<string, unknown>;
+    t.equal(body.error, 'ERR_PEER_NOT_ALLOWED');
+    t.type(body.message, 'string');
+    t.notOk(res.body.includes('stranger'), 'the body does not echo the peer identity');
+    nothingReached(t, s, NOTHING, 'the app never saw the request');
+    t.equal(
+      await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'deny' }),
+      1,
+      'one deny decision',
+    );
+    t.equal(
+      await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER, decision: 'allow' }),
+      0,
+      'no allow decision',
+    );
+    const warnings = s.sc.logs.lines.filter((l) => l.code === 'ERR_PEER_NOT_ALLOWED');
+    t.equal(warnings.length, 1, 'one log line for the refusal');
+    t.equal(warnings[0]?.level, 40, 'at warn level');
+    t.equal(warnings[0]?.peer, 'spiffe://example.org/stranger', 'naming the peer');
+    t.equal(
+      await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'success' }),
+      1,
+      'the handshake itself succeeded',
+    );
+  },
+);
 
 interface HandshakeCase {
   readonly name: string;
@@ -237,7 +282,10 @@ for (const c of HANDSHAKE_REFUSALS) {
     // an allow-list the client's identity would pass: only the certificate itself can refuse it
     const s = await inbound(t, { spiffe: [PRODUCER] });
     const id = await c.client(s.w);
-    const failuresBefore = await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure' });
+    const failuresBefore = await s.sc.metric('tollgate_tls_handshakes_total', {
+      listener: LISTENER,
+      result: 'failure',
+    });
     t.equal(failuresBefore, 0);
     await t.rejects(get(mtlsClient(t, s.sc.addr(), s.w.ca, id)), 'the request fails');
     await eventually(
@@ -245,9 +293,21 @@ for (const c of HANDSHAKE_REFUSALS) {
       5000,
       'a handshake failure to be counted',
     );
-    t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure', reason: c.reason }), 1, `counted with reason ${c.reason}`);
-    t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'success' }), 0, 'no handshake succeeded');
-    t.equal(await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER }), 0, 'never reached authorization');
+    t.equal(
+      await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure', reason: c.reason }),
+      1,
+      `counted with reason ${c.reason}`,
+    );
+    t.equal(
+      await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'success' }),
+      0,
+      'no handshake succeeded',
+    );
+    t.equal(
+      await s.sc.metric('tollgate_authz_decisions_total', { listener: LISTENER }),
+      0,
+      'never reached authorization',
+    );
     nothingReached(t, s, NOTHING, 'the app saw nothing');
     const failureLogs = s.sc.logs.lines.filter((l) => l.msg === 'TLS handshake failed');
     t.equal(failureLogs.length, 1, 'one handshake failure logged');
@@ -255,26 +315,33 @@ for (const c of HANDSHAKE_REFUSALS) {
   });
 }
 
-t.test('authorizes before dialling: a refused peer gets 403 and the app sees no connection; with the app down an allowed one gets 502', async (t) => {
-  const w = await world(t);
-  const s = await inboundWithWorld(t, w, { spiffe: [PRODUCER] });
-  const stranger = await w.identity('stranger', { spiffe: ['spiffe://example.org/stranger'] });
-  const refused = await get(mtlsClient(t, s.sc.addr(), w.ca, stranger));
-  t.equal(refused.status, 403, 'a not-allowed peer is refused before any upstream dial');
-  t.equal(refused.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
-  nothingReached(t, s, NOTHING, 'no upstream dial was made');
-  t.equal(await s.sc.metric('tollgate_upstream_errors_total', { listener: LISTENER }), 0, 'and no upstream error counted');
+t.test(
+  'authorizes before dialling: a refused peer gets 403 and the app sees no connection; with the app down an allowed one gets 502',
+  async (t) => {
+    const w = await world(t);
+    const s = await inboundWithWorld(t, w, { spiffe: [PRODUCER] });
+    const stranger = await w.identity('stranger', { spiffe: ['spiffe://example.org/stranger'] });
+    const refused = await get(mtlsClient(t, s.sc.addr(), w.ca, stranger));
+    t.equal(refused.status, 403, 'a not-allowed peer is refused before any upstream dial');
+    t.equal(refused.headers['x-tollgate-error'], 'ERR_PEER_NOT_ALLOWED');
+    nothingReached(t, s, NOTHING, 'no upstream dial was made');
+    t.equal(
+      await s.sc.metric('tollgate_upstream_errors_total', { listener: LISTENER }),
+      0,
+      'and no upstream error counted',
+    );
 
-  // the app goes down: an allowed peer is authorized, then its dial fails
-  s.app.server.closeAllConnections();
-  await new Promise((r) => s.app.server.close(r));
-  const producer = await w.identity('producer', { spiffe: [PRODUCER] });
-  const allowed = await get(mtlsClient(t, s.sc.addr(), w.ca, producer));
-  t.equal(allowed.status, 502, 'an allowed peer reaches the (absent) upstream');
-  t.equal(allowed.headers['x-tollgate-error'], 'ERR_UPSTREAM_UNAVAILABLE');
-  t.equal((JSON.parse(allowed.body) as { error: string }).error, 'ERR_UPSTREAM_UNAVAILABLE');
-  t.equal(await s.sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_refused' }), 1);
-});
+    // the app goes down: an allowed peer is authorized, then its dial fails
+    s.app.server.closeAllConnections();
+    await new Promise((r) => s.app.server.close(r));
+    const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+    const allowed = await get(mtlsClient(t, s.sc.addr(), w.ca, producer));
+    t.equal(allowed.status, 502, 'an allowed peer reaches the (absent) upstream');
+    t.equal(allowed.headers['x-tollgate-error'], 'ERR_UPSTREAM_UNAVAILABLE');
+    t.equal((JSON.parse(allowed.body) as { error: string }).error, 'ERR_UPSTREAM_UNAVAILABLE');
+    t.equal(await s.sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_refused' }), 1);
+  },
+);
 
 /** Like inbound(), in an existing world (so certificates can be made before the config that pins them). */
 async function inboundWithWorld(t: Test, w: World, allow: Record<string, unknown>): Promise<Setup> {
@@ -287,4 +354,3 @@ async function inboundWithWorld(t: Test, w: World, allow: Record<string, unknown
   });
   return { w, app, far, sc };
 }
-

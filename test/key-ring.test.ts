@@ -46,7 +46,10 @@ function foreignGroup(): number {
 }
 
 /** Changing a file's group to one the process is not in takes root (CAP_CHOWN). */
-const CANNOT_CHOWN = process.getuid?.() === 0 ? false : 'giving a file a foreign group needs root (CAP_CHOWN); these tests run unprivileged';
+const CANNOT_CHOWN =
+  process.getuid?.() === 0
+    ? false
+    : 'giving a file a foreign group needs root (CAP_CHOWN); these tests run unprivileged';
 
 function loaded(t: Tap, result: KeyRingLoad): { ring: KeyRing; warnings: readonly string[] } {
   if (!result.ok) {
@@ -125,13 +128,16 @@ t.test('loading', async (t) => {
     t.equal(ring.get('k1')?.type, 'secret');
   });
 
-  t.test("a ring key produces the same HMAC as the raw key bytes", async (t) => {
+  t.test('a ring key produces the same HMAC as the raw key bytes', async (t) => {
     const dir = await tempDir(t, 'keyring-');
     const k1 = newKey();
     await writeKey(dir, 'k1', k1.text);
     const { ring } = loaded(t, await loadKeyRing(dir));
     const message = 'POST /ingest HTTP/1.1';
-    t.equal(createHmac('sha256', ring.get('k1')!).update(message).digest('hex'), createHmac('sha256', k1.bytes).update(message).digest('hex'));
+    t.equal(
+      createHmac('sha256', ring.get('k1')!).update(message).digest('hex'),
+      createHmac('sha256', k1.bytes).update(message).digest('hex'),
+    );
   });
 
   t.test('accepts longer keys, padding, and surrounding whitespace', async (t) => {
@@ -148,7 +154,9 @@ t.test('loading', async (t) => {
     t.match(k34.bytes.toString('base64'), /==$/);
     t.match(k35.bytes.toString('base64'), /[^=]=$/);
     const { ring } = loaded(t, await loadKeyRing(dir));
-    t.ok(sameKey(ring, 'long', k64) && sameKey(ring, 'p0', k33) && sameKey(ring, 'p1', k34) && sameKey(ring, 'p2', k35));
+    t.ok(
+      sameKey(ring, 'long', k64) && sameKey(ring, 'p0', k33) && sameKey(ring, 'p1', k34) && sameKey(ring, 'p2', k35),
+    );
   });
 
   t.test('a key shorter than 32 bytes fails the load, naming the file and not its content', async (t) => {
@@ -178,7 +186,8 @@ t.test('loading', async (t) => {
       const p = problems.find((x) => x.startsWith(`${id}: `));
       t.ok(p, `${id} is named`);
       t.match(p ?? '', id === 'empty' ? /empty/ : /not base64/);
-      for (const line of content.split('\n').filter((l) => l.length >= 8)) t.notOk(problems.join('\n').includes(line), `${id}'s content is not quoted`);
+      for (const line of content.split('\n').filter((l) => l.length >= 8))
+        t.notOk(problems.join('\n').includes(line), `${id}'s content is not quoted`);
     }
   });
 
@@ -224,7 +233,7 @@ t.test('loading', async (t) => {
     t.match(warnings[0], /^k1: mode 0644 /);
   });
 
-  t.test('Kubernetes fsGroup modes: group read by the process\'s own group loads without a warning', async (t) => {
+  t.test("Kubernetes fsGroup modes: group read by the process's own group loads without a warning", async (t) => {
     const dir = await tempDir(t, 'keyring-');
     const gid = process.getgid!();
     await writeKey(dir, 'k1', newKey().text, 0o440); // what the kubelet makes of defaultMode 0400 with fsGroup
@@ -236,7 +245,7 @@ t.test('loading', async (t) => {
     t.same(warnings, [], '0440 and 0640 for our own group: nothing to warn about');
   });
 
-  t.test('group write, or any access for others, is still warned about even for the process\'s own group', async (t) => {
+  t.test("group write, or any access for others, is still warned about even for the process's own group", async (t) => {
     const dir = await tempDir(t, 'keyring-');
     await writeKey(dir, 'k1', newKey().text, 0o660);
     await writeKey(dir, 'k2', newKey().text, 0o444);
@@ -252,17 +261,24 @@ t.test('loading', async (t) => {
     t.equal(warnings.length, 3);
   });
 
-  t.test('group read by a group the process is not in is warned about, naming the group', { skip: CANNOT_CHOWN }, async (t) => {
-    const dir = await tempDir(t, 'keyring-');
-    const gid = foreignGroup();
-    await writeKey(dir, 'k1', newKey().text, 0o440);
-    await writeKey(dir, 'k2', newKey().text, 0o400);
-    for (const id of ['k1', 'k2']) await chown(join(dir, id), process.getuid!(), gid);
-    const { ring, warnings } = loaded(t, await loadKeyRing(dir));
-    t.same(ring.ids, ['k1', 'k2'], 'the keys still load');
-    t.same(warnings.length, 1, 'only the group-readable file');
-    t.match(warnings[0], `k1: mode 0440 lets group ${gid} (not a group of this process) read it; make it 0600 or 0400`);
-  });
+  t.test(
+    'group read by a group the process is not in is warned about, naming the group',
+    { skip: CANNOT_CHOWN },
+    async (t) => {
+      const dir = await tempDir(t, 'keyring-');
+      const gid = foreignGroup();
+      await writeKey(dir, 'k1', newKey().text, 0o440);
+      await writeKey(dir, 'k2', newKey().text, 0o400);
+      for (const id of ['k1', 'k2']) await chown(join(dir, id), process.getuid!(), gid);
+      const { ring, warnings } = loaded(t, await loadKeyRing(dir));
+      t.same(ring.ids, ['k1', 'k2'], 'the keys still load');
+      t.same(warnings.length, 1, 'only the group-readable file');
+      t.match(
+        warnings[0],
+        `k1: mode 0440 lets group ${gid} (not a group of this process) read it; make it 0600 or 0400`,
+      );
+    },
+  );
 
   t.test('a single key file (the audit key) follows the same rule and is named by its path', async (t) => {
     const dir = await tempDir(t, 'keyring-');
@@ -270,12 +286,20 @@ t.test('loading', async (t) => {
     await chown(join(dir, 'own.key'), process.getuid!(), process.getgid!());
     await writeKey(dir, 'open.key', newKey().text, 0o644);
     t.match(await loadKeyFile(join(dir, 'own.key')), { ok: true, warning: null }, '0440 for our own group');
-    t.match(await loadKeyFile(join(dir, 'open.key')), { ok: true, warning: `${join(dir, 'open.key')}: mode 0644 lets others read it; ` }, '0644');
+    t.match(
+      await loadKeyFile(join(dir, 'open.key')),
+      { ok: true, warning: `${join(dir, 'open.key')}: mode 0644 lets others read it; ` },
+      '0644',
+    );
     if (CANNOT_CHOWN !== false) return;
     await writeKey(dir, 'foreign.key', newKey().text, 0o440);
     await chown(join(dir, 'foreign.key'), process.getuid!(), foreignGroup());
     const foreign = await loadKeyFile(join(dir, 'foreign.key'));
-    t.match(foreign, { ok: true, warning: /foreign\.key: mode 0440 lets group \d+ \(not a group of this process\) read it/ }, 'a foreign group');
+    t.match(
+      foreign,
+      { ok: true, warning: /foreign\.key: mode 0440 lets group \d+ \(not a group of this process\) read it/ },
+      'a foreign group',
+    );
   });
 
   t.test('dotfiles, subdirectories and names that are not key ids are skipped', async (t) => {
@@ -321,13 +345,23 @@ t.test('a ring from entries', async (t) => {
     t.same(ring.ids, ['a', 'b']);
     t.equal(ring.size, 2);
     t.ok(sameKey(ring, 'a', a) && sameKey(ring, 'b', b));
-    t.not(b.bytes.every((x) => x === 0), "the caller's buffers are left alone");
+    t.not(
+      b.bytes.every((x) => x === 0),
+      "the caller's buffers are left alone",
+    );
   });
 
   t.test('refuses short keys, bad ids and duplicates', async (t) => {
     t.throws(() => keyRingFromEntries([['k1', randomBytes(16)]]), /k1: key is 16 bytes/);
     t.throws(() => keyRingFromEntries([['.k1', randomBytes(32)]]), /not 1-128 characters/);
-    t.throws(() => keyRingFromEntries([['k1', randomBytes(32)], ['k1', randomBytes(32)]]), /twice/);
+    t.throws(
+      () =>
+        keyRingFromEntries([
+          ['k1', randomBytes(32)],
+          ['k1', randomBytes(32)],
+        ]),
+      /twice/,
+    );
   });
 });
 
@@ -373,9 +407,17 @@ t.test('watching', async (t) => {
     await writeKey(dir, 'k2', short.text);
     await eventually(() => reloads.some((r) => r.result === 'failure'), WAIT_MS, 'a failed reload');
     t.equal(w.current(), before, 'the old ring is kept');
-    t.match(reloads.find((r) => r.result === 'failure'), { size: 1 }, 'onReload gets the ring in use');
+    t.match(
+      reloads.find((r) => r.result === 'failure'),
+      { size: 1 },
+      'onReload gets the ring in use',
+    );
     const line = logs.lines.find((l) => l.level === 50);
-    t.match(line, { msg: /key ring reload failed/, problems: ['k2: key is 16 bytes; at least 32 are required'] }, 'an error line with the problems');
+    t.match(
+      line,
+      { msg: /key ring reload failed/, problems: ['k2: key is 16 bytes; at least 32 are required'] },
+      'an error line with the problems',
+    );
     t.match(audits, [{ type: KEY_RING_EVENT, fields: { ok: false, added: [], removed: [], problems: [/^k2: /] } }]);
     t.ok(noKeyTextIn(logs, [k1, short]));
     t.notOk(JSON.stringify(audits).includes(short.text.trim()), 'no key text in the audit event');
@@ -398,7 +440,10 @@ t.test('watching', async (t) => {
     await eventually(() => reloads.some((r) => r.result === 'failure'), WAIT_MS, 'a refused reload');
     t.equal(w.current(), before, 'the old ring is kept');
     t.same(w.current().ids, ['k1', 'k2']);
-    t.match(logs.lines.find((l) => l.level === 50), { problems: ['the signing key k1 is missing'] });
+    t.match(
+      logs.lines.find((l) => l.level === 50),
+      { problems: ['the signing key k1 is missing'] },
+    );
     t.match(audits, [{ fields: { ok: false, problems: ['the signing key k1 is missing'] } }]);
   });
 
@@ -422,7 +467,11 @@ t.test('watching', async (t) => {
     await symlink('..data/k2', join(dir, 'k2'));
     await rm(join(dir, '..2026_a'), { recursive: true });
 
-    await eventually(() => sameKey(w.current(), 'k1', k1b) && sameKey(w.current(), 'k2', k2), WAIT_MS, "k1's new key and k2");
+    await eventually(
+      () => sameKey(w.current(), 'k1', k1b) && sameKey(w.current(), 'k2', k2),
+      WAIT_MS,
+      "k1's new key and k2",
+    );
     t.same(w.current().ids, ['k1', 'k2']);
     const changes = logs.lines.filter((l) => l.msg === 'key ring reloaded');
     t.ok(changes.length >= 1);
@@ -447,7 +496,10 @@ t.test('watching', async (t) => {
     t.equal(w.current(), before, 'the ring in use stays the same object');
     t.ok(reloads.every((r) => r.result === 'success'));
     t.same(audits, [], 'no audit event');
-    t.ok(logs.lines.every((l) => l.level === 20), 'logged at debug only');
+    t.ok(
+      logs.lines.every((l) => l.level === 20),
+      'logged at debug only',
+    );
     t.ok(noKeyTextIn(logs, [k1]));
   });
 
@@ -474,7 +526,10 @@ t.test('watching', async (t) => {
     t.equal(r.ok, false);
     t.match(r.problems, [/does not exist/]);
     t.equal(w.current(), before, 'the old ring is kept');
-    t.ok(logs.lines.some((l) => l.level === 40 && /gone/.test(String(l.msg))), 'the loss of the directory is logged');
+    t.ok(
+      logs.lines.some((l) => l.level === 40 && /gone/.test(String(l.msg))),
+      'the loss of the directory is logged',
+    );
 
     await mkdir(dir);
     const k2 = newKey();
@@ -510,7 +565,9 @@ t.test('watching', async (t) => {
       watchKeyRing(r.ring, { dir: ${JSON.stringify(dir)}, log, audit: { record: noop, flush: async () => {} } });
       console.log('watching');
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '--eval', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--input-type=module', '--eval', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), WAIT_MS);

@@ -23,21 +23,42 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
   // The version the CLI prints and a worker reports, read from package.json.
   'version.ts': { imports: [], why: 'a leaf any layer may name without loading anything else' },
   // Typed, validated, frozen configuration.
-  config: { imports: ['core'], why: 'validation uses the shared vocabulary and pure helpers (closest name, SPKI pin form)' },
+  config: {
+    imports: ['core'],
+    why: 'validation uses the shared vocabulary and pure helpers (closest name, SPKI pin form)',
+  },
   // Metrics, logger, audit sink and log, recent-handshake ring.
-  telemetry: { imports: ['core', 'config'], why: 'every layer above reports into it; it reads only config types and core' },
+  telemetry: {
+    imports: ['core', 'config'],
+    why: 'every layer above reports into it; it reads only config types and core',
+  },
   // The parts of the data plane, side by side: none imports another, except policy reading what tls extracts.
-  integrity: { imports: ['core', 'config', 'telemetry'], why: 'signatures, digests, key ring, replay cache: stages that count and audit what they refuse' },
-  anomaly: { imports: ['core', 'config', 'telemetry'], why: 'the size model and its stage, which counts and audits what it flags' },
+  integrity: {
+    imports: ['core', 'config', 'telemetry'],
+    why: 'signatures, digests, key ring, replay cache: stages that count and audit what they refuse',
+  },
+  anomaly: {
+    imports: ['core', 'config', 'telemetry'],
+    why: 'the size model and its stage, which counts and audits what it flags',
+  },
   limits: { imports: ['core'], why: 'token buckets: arithmetic on a clock reading, nothing to report' },
   tls: {
     imports: ['core', 'config'],
     why: 'TLS policy, contexts, peer identity, the classifier of failed handshakes: pure, the listeners count what it names',
   },
-  policy: { imports: ['core', 'config', 'tls'], why: 'authorization decides on the peer identity that tls reads from the certificate' },
-  http1: { imports: ['core'], why: 'the HTTP/1.1 codec knows bytes, exchanges and error codes; settings and the per-connection state are handed in' },
+  policy: {
+    imports: ['core', 'config', 'tls'],
+    why: 'authorization decides on the peer identity that tls reads from the certificate',
+  },
+  http1: {
+    imports: ['core'],
+    why: 'the HTTP/1.1 codec knows bytes, exchanges and error codes; settings and the per-connection state are handed in',
+  },
   // Identity: certificate bundles, CRLs, the watch that swaps them, development PKI.
-  certs: { imports: ['core', 'config', 'telemetry', 'tls'], why: 'builds TLS material and peer identities from the bundles it loads, and reports reloads' },
+  certs: {
+    imports: ['core', 'config', 'telemetry', 'tls'],
+    why: 'builds TLS material and peer identities from the bundles it loads, and reports reloads',
+  },
   // The listeners, the request path, and the data plane they make up.
   proxy: {
     imports: ['core', 'config', 'telemetry', 'integrity', 'anomaly', 'limits', 'tls', 'policy', 'http1'],
@@ -54,12 +75,29 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
     why: 'checks the new config, then reloads identity and keys through the runtimes it is handed',
   },
   // Drain and stop in one place.
-  'lifecycle.ts': { imports: ['core', 'telemetry'], why: 'orders drain and shutdown over the Drainable parts it is handed, so it needs no listener code' },
+  'lifecycle.ts': {
+    imports: ['core', 'telemetry'],
+    why: 'orders drain and shutdown over the Drainable parts it is handed, so it needs no listener code',
+  },
   // The composition root: config + dependencies -> a running sidecar.
   'main.ts': {
     imports: [
-      'core', 'version.ts', 'config', 'telemetry', 'integrity', 'anomaly', 'limits', 'tls', 'policy', 'http1', 'certs', 'proxy',
-      'workers', 'reload.ts', 'lifecycle.ts', 'admin',
+      'core',
+      'version.ts',
+      'config',
+      'telemetry',
+      'integrity',
+      'anomaly',
+      'limits',
+      'tls',
+      'policy',
+      'http1',
+      'certs',
+      'proxy',
+      'workers',
+      'reload.ts',
+      'lifecycle.ts',
+      'admin',
     ],
     why: 'the root may wire any layer below it: it makes registry, logger and clock, starts the data plane and hands admin its views',
   },
@@ -69,7 +107,10 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
     why: 'answers from the views it is handed: config, certificates, the recent handshakes and anomalies; never the data path',
   },
   // `tollgate probe`: a TLS client that checks a listener the way a peer would.
-  probe: { imports: ['core', 'config', 'tls'], why: 'speaks the same TLS policy and names failures with the same reasons as the listeners' },
+  probe: {
+    imports: ['core', 'config', 'tls'],
+    why: 'speaks the same TLS policy and names failures with the same reasons as the listeners',
+  },
   // The Kubernetes injector webhook.
   webhook: {
     imports: ['core', 'config', 'tls', 'certs'],
@@ -77,7 +118,19 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
   },
   // argv -> command -> exit code.
   cli: {
-    imports: ['core', 'version.ts', 'config', 'telemetry', 'integrity', 'tls', 'certs', 'workers', 'main.ts', 'probe', 'webhook'],
+    imports: [
+      'core',
+      'version.ts',
+      'config',
+      'telemetry',
+      'integrity',
+      'tls',
+      'certs',
+      'workers',
+      'main.ts',
+      'probe',
+      'webhook',
+    ],
     why: 'each command calls the layer it is about (check, keys, audit, certs, probe, webhook, serve); workers only for the worker count',
   },
 };
@@ -104,7 +157,8 @@ function importsOf(fileName: string, text: string): Imports {
   const lineOf = (node: ts.Node): number => file.getLineAndCharacterOfPosition(node.getStart(file)).line + 1;
   const visit = (node: ts.Node): void => {
     if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier !== undefined) {
-      if (ts.isStringLiteral(node.moduleSpecifier)) sites.push({ specifier: node.moduleSpecifier.text, line: lineOf(node) });
+      if (ts.isStringLiteral(node.moduleSpecifier))
+        sites.push({ specifier: node.moduleSpecifier.text, line: lineOf(node) });
     } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
       const arg = node.arguments[0];
       if (arg !== undefined && ts.isStringLiteralLike(arg)) sites.push({ specifier: arg.text, line: lineOf(node) });
@@ -137,7 +191,10 @@ function layerViolations(edges: readonly Edge[], layers: typeof LAYERS): string[
     if (from === to) continue;
     const row = layers[from];
     if (row === undefined) out.push(`${e.from}:${e.line} imports ${e.to}, and ${from} has no row in LAYERS`);
-    else if (!row.imports.includes(to)) out.push(`${e.from}:${e.line} imports ${e.to}: ${from} may import only ${row.imports.join(', ') || 'nothing of ours'}`);
+    else if (!row.imports.includes(to))
+      out.push(
+        `${e.from}:${e.line} imports ${e.to}: ${from} may import only ${row.imports.join(', ') || 'nothing of ours'}`,
+      );
   }
   return out;
 }
@@ -181,7 +238,11 @@ function importCycles(edges: readonly Edge[]): string[] {
 }
 
 /** The shortest path from start back to start inside one group (breadth first). */
-function cycleThrough(start: string, group: ReadonlySet<string>, next: ReadonlyMap<string, readonly string[]>): string[] {
+function cycleThrough(
+  start: string,
+  group: ReadonlySet<string>,
+  next: ReadonlyMap<string, readonly string[]>,
+): string[] {
   const cameFrom = new Map<string, string>();
   const queue = [start];
   for (let i = 0; i < queue.length; i++) {
@@ -239,55 +300,80 @@ async function sourceGraph(): Promise<SourceGraph> {
 
 const graph = await sourceGraph();
 
-t.test('the import reader finds static imports, re-exports and import() of a literal, and nothing in comments or strings', async (t) => {
-  const text = [
-    "import a from './a.ts';",
-    "import type { B } from '../b/b.ts';",
-    "import {",
-    "  c,",
-    "} from './c.ts';",
-    "import './d.ts';",
-    "export { e } from './e.ts';",
-    "export * from './f.ts';",
-    "export type { G } from './g.ts';",
-    "// import x from './comment.ts';",
-    "const s = \"import y from './string.ts'\";",
-    'async function later() { return (await import(`./h.ts`)).h + (await import("./i.ts")).i; }',
-    'const dynamic = (name: string) => import(name);',
-  ].join('\n');
-  const found = importsOf('sample.ts', text);
-  t.same(found.sites.map((s) => s.specifier), ['./a.ts', '../b/b.ts', './c.ts', './d.ts', './e.ts', './f.ts', './g.ts', './h.ts', './i.ts']);
-  t.same(found.sites.map((s) => s.line), [1, 2, 3, 6, 7, 8, 9, 12, 12]);
-  t.same(found.unresolvable, [13], 'import() of an expression is reported, not skipped');
-});
+t.test(
+  'the import reader finds static imports, re-exports and import() of a literal, and nothing in comments or strings',
+  async (t) => {
+    const text = [
+      "import a from './a.ts';",
+      "import type { B } from '../b/b.ts';",
+      'import {',
+      '  c,',
+      "} from './c.ts';",
+      "import './d.ts';",
+      "export { e } from './e.ts';",
+      "export * from './f.ts';",
+      "export type { G } from './g.ts';",
+      "// import x from './comment.ts';",
+      'const s = "import y from \'./string.ts\'";',
+      'async function later() { return (await import(`./h.ts`)).h + (await import("./i.ts")).i; }',
+      'const dynamic = (name: string) => import(name);',
+    ].join('\n');
+    const found = importsOf('sample.ts', text);
+    t.same(
+      found.sites.map((s) => s.specifier),
+      ['./a.ts', '../b/b.ts', './c.ts', './d.ts', './e.ts', './f.ts', './g.ts', './h.ts', './i.ts'],
+    );
+    t.same(
+      found.sites.map((s) => s.line),
+      [1, 2, 3, 6, 7, 8, 9, 12, 12],
+    );
+    t.same(found.unresolvable, [13], 'import() of an expression is reported, not skipped');
+  },
+);
 
-t.test('an import into a layer its row does not allow is reported with file, line and the allowed layers', async (t) => {
-  const layers = { low: { imports: [], why: '' }, high: { imports: ['low'], why: '' } };
-  const edges: Edge[] = [
-    { from: 'high/a.ts', to: 'low/b.ts', line: 1 },
-    { from: 'high/a.ts', to: 'high/c.ts', line: 2 },
-    { from: 'low/b.ts', to: 'high/a.ts', line: 3 },
-    { from: 'stray/d.ts', to: 'low/b.ts', line: 4 },
-  ];
-  t.same(layerViolations(edges, layers), [
-    'low/b.ts:3 imports high/a.ts: low may import only nothing of ours',
-    'stray/d.ts:4 imports low/b.ts, and stray has no row in LAYERS',
-  ]);
-});
+t.test(
+  'an import into a layer its row does not allow is reported with file, line and the allowed layers',
+  async (t) => {
+    const layers = { low: { imports: [], why: '' }, high: { imports: ['low'], why: '' } };
+    const edges: Edge[] = [
+      { from: 'high/a.ts', to: 'low/b.ts', line: 1 },
+      { from: 'high/a.ts', to: 'high/c.ts', line: 2 },
+      { from: 'low/b.ts', to: 'high/a.ts', line: 3 },
+      { from: 'stray/d.ts', to: 'low/b.ts', line: 4 },
+    ];
+    t.same(layerViolations(edges, layers), [
+      'low/b.ts:3 imports high/a.ts: low may import only nothing of ours',
+      'stray/d.ts:4 imports low/b.ts, and stray has no row in LAYERS',
+    ]);
+  },
+);
 
 t.test('a cycle between files is reported as the path that closes it, once per tangle', async (t) => {
   const edge = (from: string, to: string): Edge => ({ from, to, line: 1 });
   t.same(importCycles([edge('a.ts', 'b.ts'), edge('b.ts', 'c.ts'), edge('c.ts', 'd.ts')]), [], 'a chain is no cycle');
-  t.same(importCycles([edge('a.ts', 'b.ts'), edge('b.ts', 'c.ts'), edge('c.ts', 'a.ts'), edge('c.ts', 'd.ts')]), ['a.ts -> b.ts -> c.ts -> a.ts']);
+  t.same(importCycles([edge('a.ts', 'b.ts'), edge('b.ts', 'c.ts'), edge('c.ts', 'a.ts'), edge('c.ts', 'd.ts')]), [
+    'a.ts -> b.ts -> c.ts -> a.ts',
+  ]);
   t.same(importCycles([edge('x.ts', 'x.ts')]), ['x.ts -> x.ts'], 'a file importing itself');
-  t.same(importCycles([edge('p.ts', 'q.ts'), edge('q.ts', 'p.ts'), edge('q.ts', 'r.ts'), edge('r.ts', 'q.ts')]), ['p.ts -> q.ts -> p.ts']);
+  t.same(importCycles([edge('p.ts', 'q.ts'), edge('q.ts', 'p.ts'), edge('q.ts', 'r.ts'), edge('r.ts', 'q.ts')]), [
+    'p.ts -> q.ts -> p.ts',
+  ]);
 });
 
 t.test('every folder of src/ has a row in the layer table, and every row names a folder or file of src/', async (t) => {
-  t.ok(graph.files.length > 50 && graph.edges.length > 200, `src/ was read (${graph.files.length} files, ${graph.edges.length} imports)`);
+  t.ok(
+    graph.files.length > 50 && graph.edges.length > 200,
+    `src/ was read (${graph.files.length} files, ${graph.edges.length} imports)`,
+  );
   const present = new Set(graph.files.map(layerOf));
   t.same([...present].filter((layer) => LAYERS[layer] === undefined).sort(), [], 'folders without a row');
-  t.same(Object.keys(LAYERS).filter((layer) => !present.has(layer)).sort(), [], 'rows for folders that are gone');
+  t.same(
+    Object.keys(LAYERS)
+      .filter((layer) => !present.has(layer))
+      .sort(),
+    [],
+    'rows for folders that are gone',
+  );
   for (const [layer, row] of Object.entries(LAYERS)) {
     t.notOk(row.imports.includes(layer), `${layer} does not list itself`);
     for (const to of row.imports) t.ok(LAYERS[to] !== undefined, `${layer} -> ${to}: ${to} has a row`);
@@ -295,7 +381,9 @@ t.test('every folder of src/ has a row in the layer table, and every row names a
 });
 
 t.test('the layer table itself points down: no two layers may import each other, even through others', async (t) => {
-  const rows: Edge[] = Object.entries(LAYERS).flatMap(([from, row]) => row.imports.map((to) => ({ from, to, line: 0 })));
+  const rows: Edge[] = Object.entries(LAYERS).flatMap(([from, row]) =>
+    row.imports.map((to) => ({ from, to, line: 0 })),
+  );
   t.same(importCycles(rows), []);
 });
 
@@ -313,11 +401,20 @@ t.test('every import() in src/ names a literal, so the layers can be checked', a
 
 t.test('every relative import in src/ names a file that exists', async (t) => {
   const files = new Set(graph.files);
-  t.same(graph.edges.filter((e) => !files.has(e.to)).map((e) => `${e.from}:${e.line} -> ${e.to}`), []);
+  t.same(
+    graph.edges.filter((e) => !files.has(e.to)).map((e) => `${e.from}:${e.line} -> ${e.to}`),
+    [],
+  );
 });
 
 t.test('nothing imports src/main.ts but the commands that start a sidecar', async (t) => {
   const importers = [...new Set(graph.edges.filter((e) => e.to === 'main.ts').map((e) => `${e.from}:${e.line}`))];
-  t.same(importers.filter((site) => !STARTS_A_SIDECAR.includes(site.slice(0, site.lastIndexOf(':')))), []);
-  t.ok(STARTS_A_SIDECAR.every((file) => graph.files.includes(file)), 'the commands listed exist');
+  t.same(
+    importers.filter((site) => !STARTS_A_SIDECAR.includes(site.slice(0, site.lastIndexOf(':')))),
+    [],
+  );
+  t.ok(
+    STARTS_A_SIDECAR.every((file) => graph.files.includes(file)),
+    'the commands listed exist',
+  );
 });

@@ -8,7 +8,15 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Teardownable } from './helpers/pki.ts';
 import { exitWithin, startTollgate as start, tryConnect, type Running } from './helpers/process.ts';
-import { eventually, heldUpstream, mtlsClient, startUpstream, world, type TestIdentity, type World } from './helpers/world.ts';
+import {
+  eventually,
+  heldUpstream,
+  mtlsClient,
+  startUpstream,
+  world,
+  type TestIdentity,
+  type World,
+} from './helpers/world.ts';
 import { PRODUCER } from './helpers/identities.ts';
 
 const DAY_MS = 86_400_000;
@@ -30,12 +38,26 @@ async function setup(t: Teardownable): Promise<Setup> {
 }
 
 /** Start `tollgate run` in front of `target`; resolve with the process and its listener address once it logs that it started. */
-async function startTollgate(t: Teardownable, s: Setup, target: string, drainTimeoutSeconds: number): Promise<{ p: Running; address: string; port: number }> {
+async function startTollgate(
+  t: Teardownable,
+  s: Setup,
+  target: string,
+  drainTimeoutSeconds: number,
+): Promise<{ p: Running; address: string; port: number }> {
   const config = {
     admin: { listen: null },
     drainTimeoutSeconds,
     identity: { certFile: s.ingest.files.certFile, keyFile: s.ingest.files.keyFile, caFile: s.ingest.files.caFile },
-    listeners: [{ name: 'ingest', mode: 'inbound', protocol: 'http', listen: '127.0.0.1:0', target, allow: { spiffe: [PRODUCER] } }],
+    listeners: [
+      {
+        name: 'ingest',
+        mode: 'inbound',
+        protocol: 'http',
+        listen: '127.0.0.1:0',
+        target,
+        allow: { spiffe: [PRODUCER] },
+      },
+    ],
   };
   const file = join(s.w.dir, 'tollgate.json');
   await writeFile(file, JSON.stringify(config));
@@ -81,7 +103,11 @@ t.test('SIGTERM under load: every in-flight request completes, new connections a
       client
         .request({ path: `/req/${i}`, method: 'GET' })
         .then(async (res) => ({ status: res.statusCode, body: await res.body.text(), error: null }))
-        .catch((err: Error) => ({ status: null, body: '', error: `${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}` }))
+        .catch((err: Error) => ({
+          status: null,
+          body: '',
+          error: `${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`,
+        }))
         .finally(() => (settled += 1)),
     );
   }
@@ -98,7 +124,11 @@ t.test('SIGTERM under load: every in-flight request completes, new connections a
   const outcomes = await Promise.all(inFlight);
   outcomes.forEach((o, i) => {
     t.equal(o.status, 200, `request ${i} completed with 200${o.error === null ? '' : ` (error: ${o.error})`}`);
-    t.same(o.status === 200 ? JSON.parse(o.body) : null, { url: `/req/${i}`, peer: PRODUCER }, `request ${i} got its own body`);
+    t.same(
+      o.status === 200 ? JSON.parse(o.body) : null,
+      { url: `/req/${i}`, peer: PRODUCER },
+      `request ${i} got its own body`,
+    );
   });
 
   const done = await exitWithin(p, 15_000);
@@ -108,7 +138,10 @@ t.test('SIGTERM under load: every in-flight request completes, new connections a
     p.logs().some((l) => l.msg === 'stopped' && l.clean === true),
     'logged a clean stop: the drain finished within its deadline',
   );
-  t.notOk(p.logs().some((l) => l.msg === 'drain did not finish in time: exiting now'), 'not stopped by the last-resort timer');
+  t.notOk(
+    p.logs().some((l) => l.msg === 'drain did not finish in time: exiting now'),
+    'not stopped by the last-resort timer',
+  );
 });
 
 t.test('a drain deadline shorter than an in-flight request: the request is cut and the process exits 1', async (t) => {
@@ -122,7 +155,11 @@ t.test('a drain deadline shorter than an in-flight request: the request is cut a
   const client = mtlsClient(t, address, s.w.ca, s.producer);
   const outcome = client
     .request({ path: '/never', method: 'GET' })
-    .then(async (res) => ({ status: res.statusCode as number | null, error: null as string | null, body: await res.body.text() }))
+    .then(async (res) => ({
+      status: res.statusCode as number | null,
+      error: null as string | null,
+      body: await res.body.text(),
+    }))
     .catch((err: Error) => ({ status: null, error: (err as NodeJS.ErrnoException).code ?? err.message, body: '' }));
   await eventually(() => received === 1, 10_000, 'the app to receive the request');
 
@@ -132,7 +169,10 @@ t.test('a drain deadline shorter than an in-flight request: the request is cut a
   const elapsed = Date.now() - signalledAt;
   t.equal(done.code, 1, `exit 1: in-flight work was cut (stderr: ${p.stderr()})`);
   t.ok(elapsed >= 900, `not before the 1 s deadline (took ${elapsed} ms)`);
-  t.notOk(p.logs().some((l) => l.msg === 'drain did not finish in time: exiting now'), 'cut at the drain deadline, not by the last-resort timer');
+  t.notOk(
+    p.logs().some((l) => l.msg === 'drain did not finish in time: exiting now'),
+    'cut at the drain deadline, not by the last-resort timer',
+  );
   const o = await outcome;
   t.equal(o.status, null, `the client's request failed (got ${String(o.status)} ${o.body})`);
   t.ok(o.error !== null, `with an error (${String(o.error)})`);
@@ -174,7 +214,11 @@ t.test('SIGHUP with an unchanged identity reloads and keeps serving', async (t) 
   await before.close();
 
   p.kill('SIGHUP');
-  await eventually(() => p.logs().some((l) => l.msg === 'certificates reloaded') || !p.running(), 10_000, 'the reload to be logged');
+  await eventually(
+    () => p.logs().some((l) => l.msg === 'certificates reloaded') || !p.running(),
+    10_000,
+    'the reload to be logged',
+  );
   t.ok(p.running(), `still running after SIGHUP (stderr: ${p.stderr()})`);
   t.ok(
     p.logs().some((l) => l.msg === 'certificates reloaded'),
@@ -198,7 +242,11 @@ t.test('SIGHUP with an unchanged identity reloads and keeps serving', async (t) 
 function send(client: ReturnType<typeof mtlsClient>, path: string): Promise<Outcome> {
   return client
     .request({ path, method: 'GET' })
-    .then(async (res) => ({ status: res.statusCode as number | null, body: await res.body.text(), error: null as string | null }))
+    .then(async (res) => ({
+      status: res.statusCode as number | null,
+      body: await res.body.text(),
+      error: null as string | null,
+    }))
     .catch((err: Error) => ({ status: null, body: '', error: (err as NodeJS.ErrnoException).code ?? err.message }));
 }
 
@@ -212,7 +260,11 @@ t.test('SIGHUP while draining is ignored: the drain finishes and the process exi
   p.kill('SIGTERM');
   await eventually(async () => (await tryConnect(port)) === 'ECONNREFUSED', 5_000, 'the drain to start');
   p.kill('SIGHUP');
-  await eventually(() => p.logs().some((l) => l.msg === 'SIGHUP ignored while draining') || !p.running(), 10_000, 'SIGHUP to be noted');
+  await eventually(
+    () => p.logs().some((l) => l.msg === 'SIGHUP ignored while draining') || !p.running(),
+    10_000,
+    'SIGHUP to be noted',
+  );
   t.ok(p.running(), 'SIGHUP did not stop the process');
   t.notOk(
     p.logs().some((l) => l.msg === 'certificates reloaded'),
@@ -241,8 +293,14 @@ t.test('a second SIGTERM while draining exits 1 at once', async (t) => {
   const done = await exitWithin(p, 10_000);
   t.equal(done.code, 1, 'exit 1: forced');
   // the reason, not the time: the second signal's own exit, not the end of the 30 s drain
-  t.ok(p.logs().some((l) => l.msg === 'second signal while draining: exiting now'), 'exited for the second signal');
-  t.notOk(p.logs().some((l) => l.msg === 'stopped'), 'without the drain having ended');
+  t.ok(
+    p.logs().some((l) => l.msg === 'second signal while draining: exiting now'),
+    'exited for the second signal',
+  );
+  t.notOk(
+    p.logs().some((l) => l.msg === 'stopped'),
+    'without the drain having ended',
+  );
   const o = await pending;
   t.equal(o.status, null, 'the cut request failed on the client');
 });

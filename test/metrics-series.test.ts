@@ -22,10 +22,21 @@ const HTTP_LISTENERS = ['ingest', 'to-app'] as const;
 const PEER = 'spiffe://example.org/x';
 
 /** the values `label` takes in the samples of family `tollgate_${family}` named `tollgate_${sample}` whose labels include `where` */
-function labelValues(families: readonly MetricFamily[], family: string, label: string, where: Record<string, string> = {}, sample = family): string[] {
-  const matches = (labels: Readonly<Record<string, string>>): boolean => Object.entries(where).every(([k, v]) => labels[k] === v);
+function labelValues(
+  families: readonly MetricFamily[],
+  family: string,
+  label: string,
+  where: Record<string, string> = {},
+  sample = family,
+): string[] {
+  const matches = (labels: Readonly<Record<string, string>>): boolean =>
+    Object.entries(where).every(([k, v]) => labels[k] === v);
   const samples = families.find((f) => f.name === `tollgate_${family}`)?.samples ?? [];
-  return sorted(new Set(samples.filter((s) => s.name === `tollgate_${sample}` && matches(s.labels)).map((s) => s.labels[label] ?? '')));
+  return sorted(
+    new Set(
+      samples.filter((s) => s.name === `tollgate_${sample}` && matches(s.labels)).map((s) => s.labels[label] ?? ''),
+    ),
+  );
 }
 
 const sorted = (values: Iterable<string>): string[] => [...values].sort();
@@ -49,7 +60,14 @@ t.test('before any traffic every series of a closed label set is served at 0', a
         integrity: { verify: true },
         anomaly: { mode: 'observe' },
       },
-      { name: 'to-app', mode: 'outbound', listen: '127.0.0.1:0', target: '127.0.0.1:1', serverName: 'localhost', verify: { spiffe: [PEER] } },
+      {
+        name: 'to-app',
+        mode: 'outbound',
+        listen: '127.0.0.1:0',
+        target: '127.0.0.1:1',
+        serverName: 'localhost',
+        verify: { spiffe: [PEER] },
+      },
       { name: 'raw', mode: 'inbound', protocol: 'tcp', listen: '127.0.0.1:0', target: app.addr, allow: { any: true } },
     ],
   });
@@ -59,8 +77,14 @@ t.test('before any traffic every series of a closed label set is served at 0', a
   const served = new Set(families.filter((f) => f.samples.length > 0).map((f) => f.name));
 
   // every family tollgate declares, save the CRL timestamps (no CRL is configured)
-  const declared = createMetrics(new Registry()).registry.getMetricsAsArray().map((m) => m.name);
-  t.same(declared.filter((name) => !served.has(name)), ['tollgate_crl_next_update_timestamp_seconds'], 'every declared family has samples at start');
+  const declared = createMetrics(new Registry())
+    .registry.getMetricsAsArray()
+    .map((m) => m.name);
+  t.same(
+    declared.filter((name) => !served.has(name)),
+    ['tollgate_crl_next_update_timestamp_seconds'],
+    'every declared family has samples at start',
+  );
 
   t.same(values('key_ring_reloads_total', 'result'), ['failure', 'success'], 'key ring reloads: success and failure');
   t.same(values('cert_reloads_total', 'result'), ['failure', 'success', 'unchanged'], 'certificate reloads');
@@ -68,28 +92,71 @@ t.test('before any traffic every series of a closed label set is served at 0', a
   t.ok(values('audit_events_total', 'type').length >= 14, 'every audit event type');
   const upstreamReasons = sorted(UPSTREAM_FAILURE_REASONS);
   for (const listener of LISTENERS) {
-    t.same(values('upstream_errors_total', 'reason', { listener }), upstreamReasons, `${listener}: every upstream error reason`);
+    t.same(
+      values('upstream_errors_total', 'reason', { listener }),
+      upstreamReasons,
+      `${listener}: every upstream error reason`,
+    );
     const failures = values('tls_handshakes_total', 'reason', { listener, result: 'failure' });
     t.same(failures, sorted(HANDSHAKE_FAILURE_REASONS), `${listener}: every handshake failure reason`);
-    t.same(values('tls_handshakes_total', 'reason', { listener, result: 'success' }), [''], `${listener}: handshake success`);
-    t.same(values('connections_dropped_total', 'reason', { listener }), ['max_connections'], `${listener}: connection drops`);
-    const timed = values('tls_handshake_duration_seconds', 'listener', { listener }, 'tls_handshake_duration_seconds_count');
+    t.same(
+      values('tls_handshakes_total', 'reason', { listener, result: 'success' }),
+      [''],
+      `${listener}: handshake success`,
+    );
+    t.same(
+      values('connections_dropped_total', 'reason', { listener }),
+      ['max_connections'],
+      `${listener}: connection drops`,
+    );
+    const timed = values(
+      'tls_handshake_duration_seconds',
+      'listener',
+      { listener },
+      'tls_handshake_duration_seconds_count',
+    );
     t.same(timed, [listener], `${listener}: handshake durations`);
   }
   for (const listener of ['ingest', 'raw']) {
-    t.same(values('authz_decisions_total', 'decision', { listener }), ['allow', 'deny'], `${listener}: authorization decisions`);
+    t.same(
+      values('authz_decisions_total', 'decision', { listener }),
+      ['allow', 'deny'],
+      `${listener}: authorization decisions`,
+    );
   }
   for (const listener of HTTP_LISTENERS) {
-    t.same(values('requests_total', 'status_class', { listener }), ['1xx', '2xx', '3xx', '4xx', '5xx'], `${listener}: every status class`);
-    t.same(values('request_duration_seconds', 'listener', { listener }, 'request_duration_seconds_count'), [listener], `${listener}: request durations`);
-    t.same(values('payload_bytes', 'direction', { listener }, 'payload_bytes_count'), ['request', 'response'], `${listener}: payload sizes both ways`);
+    t.same(
+      values('requests_total', 'status_class', { listener }),
+      ['1xx', '2xx', '3xx', '4xx', '5xx'],
+      `${listener}: every status class`,
+    );
+    t.same(
+      values('request_duration_seconds', 'listener', { listener }, 'request_duration_seconds_count'),
+      [listener],
+      `${listener}: request durations`,
+    );
+    t.same(
+      values('payload_bytes', 'direction', { listener }, 'payload_bytes_count'),
+      ['request', 'response'],
+      `${listener}: payload sizes both ways`,
+    );
     t.same(values('upgrades_total', 'listener', { listener }), [listener], `${listener}: upgrades`);
   }
-  t.same(values('signature_checks_total', 'result', { listener: 'ingest' }), sorted(SIGNATURE_RESULTS), 'ingest verifies: every signature result');
+  t.same(
+    values('signature_checks_total', 'result', { listener: 'ingest' }),
+    sorted(SIGNATURE_RESULTS),
+    'ingest verifies: every signature result',
+  );
   const kinds = ['too_large', 'too_small', 'volume_bytes', 'volume_requests'];
-  t.same(values('payload_anomalies_total', 'kind', { listener: 'ingest' }), kinds, 'ingest watches sizes: every anomaly kind');
+  t.same(
+    values('payload_anomalies_total', 'kind', { listener: 'ingest' }),
+    kinds,
+    'ingest watches sizes: every anomaly kind',
+  );
 
   const counters = families.filter((f) => f.type === 'counter' && f.name.startsWith('tollgate_'));
-  const counted = counters.flatMap((f) => f.samples.filter((s) => s.value !== 0).map((s) => `${s.name}${JSON.stringify(s.labels)}`));
+  const counted = counters.flatMap((f) =>
+    f.samples.filter((s) => s.value !== 0).map((s) => `${s.name}${JSON.stringify(s.labels)}`),
+  );
   t.same(counted, ['tollgate_audit_events_total{"type":"start"}'], 'and all of them at 0, save the start event');
 });

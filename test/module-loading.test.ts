@@ -29,9 +29,11 @@ function staticImportsOf(file: string): string[] {
   const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false, ts.ScriptKind.TS);
   const specifiers: string[] = [];
   for (const s of source.statements) {
-    if (ts.isImportDeclaration(s) && s.importClause?.isTypeOnly !== true && ts.isStringLiteral(s.moduleSpecifier)) specifiers.push(s.moduleSpecifier.text);
+    if (ts.isImportDeclaration(s) && s.importClause?.isTypeOnly !== true && ts.isStringLiteral(s.moduleSpecifier))
+      specifiers.push(s.moduleSpecifier.text);
     const reExport = ts.isExportDeclaration(s) && !s.isTypeOnly && s.moduleSpecifier !== undefined;
-    if (reExport && ts.isStringLiteral(s.moduleSpecifier!)) specifiers.push((s.moduleSpecifier as ts.StringLiteral).text);
+    if (reExport && ts.isStringLiteral(s.moduleSpecifier!))
+      specifiers.push((s.moduleSpecifier as ts.StringLiteral).text);
   }
   return specifiers;
 }
@@ -47,7 +49,8 @@ function staticGraph(entry: string): Set<string> {
     reached.add(name);
     for (const spec of staticImportsOf(file)) {
       if (spec.startsWith('.')) queue.push(resolve(dirname(file), spec));
-      else if (!spec.startsWith('node:')) reached.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
+      else if (!spec.startsWith('node:'))
+        reached.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
     }
   }
   return reached;
@@ -64,16 +67,23 @@ t.test('a worker thread statically loads neither the composition root, nor the a
   const graph = staticGraph('workers/workerMain.ts');
   t.ok(graph.has('proxy/dataPlane.ts'), 'the data plane it runs is in its graph');
   t.notOk(graph.has('main.ts'), 'not src/main.ts');
-  t.same([...graph].filter((m) => m.startsWith('admin/')), [], 'nothing of src/admin/');
+  t.same(
+    [...graph].filter((m) => m.startsWith('admin/')),
+    [],
+    'nothing of src/admin/',
+  );
   t.notOk(graph.has('fastify'), 'not fastify');
 });
 
-t.test('the composition root and the CLI load fastify only through import(), when an admin or health server is configured', async (t) => {
-  t.notOk(staticGraph('main.ts').has('fastify'), 'src/main.ts does not import fastify statically');
-  const cli = staticGraph('cli/main.ts');
-  t.notOk(cli.has('main.ts'), 'the CLI entry does not load the composition root');
-  t.notOk(cli.has('fastify'), 'nor fastify');
-});
+t.test(
+  'the composition root and the CLI load fastify only through import(), when an admin or health server is configured',
+  async (t) => {
+    t.notOk(staticGraph('main.ts').has('fastify'), 'src/main.ts does not import fastify statically');
+    const cli = staticGraph('cli/main.ts');
+    t.notOk(cli.has('main.ts'), 'the CLI entry does not load the composition root');
+    t.notOk(cli.has('fastify'), 'nor fastify');
+  },
+);
 
 /** Writes every module URL a thread loads as `threadId url` lines to the file named by TOLLGATE_TEST_LOADED. */
 const LOAD_RECORDER = `import { registerHooks } from 'node:module';
@@ -97,14 +107,25 @@ interface Loaded {
 }
 
 /** Run `tollgate run` (bin/tollgate.js, dist/) with `config` until it has started, SIGTERM it, and return what each thread loaded. */
-async function modulesLoadedByRun(t: Teardownable, w: World, name: string, config: Record<string, unknown>): Promise<Loaded> {
+async function modulesLoadedByRun(
+  t: Teardownable,
+  w: World,
+  name: string,
+  config: Record<string, unknown>,
+): Promise<Loaded> {
   const file = join(w.dir, `${name}.json`);
   await writeFile(file, JSON.stringify(config));
   return modulesLoadedBy(t, w, name, ['run', '--config', file], true);
 }
 
 /** Run bin/tollgate.js with `args` until it exits (a sidecar: until it has started, then SIGTERM) and return what each thread loaded. */
-async function modulesLoadedBy(t: Teardownable, w: World, name: string, args: readonly string[], sidecar: boolean): Promise<Loaded> {
+async function modulesLoadedBy(
+  t: Teardownable,
+  w: World,
+  name: string,
+  args: readonly string[],
+  sidecar: boolean,
+): Promise<Loaded> {
   const recorder = join(w.dir, 'record-loads.mjs');
   await writeFile(recorder, LOAD_RECORDER);
   const out = join(w.dir, `${name}.loaded`);
@@ -119,7 +140,11 @@ async function modulesLoadedBy(t: Teardownable, w: World, name: string, args: re
   const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   t.teardown(() => void child.kill('SIGKILL'));
   if (sidecar) {
-    await eventually(() => stdout.includes('"msg":"tollgate started"') || child.exitCode !== null, 15_000, 'tollgate started');
+    await eventually(
+      () => stdout.includes('"msg":"tollgate started"') || child.exitCode !== null,
+      15_000,
+      'tollgate started',
+    );
     if (!stdout.includes('"msg":"tollgate started"')) throw new Error(`tollgate did not start: ${stderr}${stdout}`);
     child.kill('SIGTERM');
   }
@@ -130,37 +155,55 @@ async function modulesLoadedBy(t: Teardownable, w: World, name: string, args: re
     const thread = Number(line.slice(0, space));
     byThread.set(thread, [...(byThread.get(thread) ?? []), line.slice(space + 1)]);
   }
-  return { stdout, main: byThread.get(0) ?? [], workers: [...byThread.entries()].filter(([id]) => id !== 0).map(([, urls]) => urls) };
+  return {
+    stdout,
+    main: byThread.get(0) ?? [],
+    workers: [...byThread.entries()].filter(([id]) => id !== 0).map(([, urls]) => urls),
+  };
 }
 
 const isFastify = (url: string): boolean => url.includes('/node_modules/fastify/');
 const DIST = pathToFileURL(join(ROOT, 'dist')).href;
 
-t.test('tollgate run loads fastify only when an admin server is configured, and never in a worker thread', async (t) => {
-  const w = await world(t);
-  const ingest = await w.identity('ingest', { dns: ['localhost'] });
-  const app = await startUpstream(t);
-  const config = (admin: string | null): Record<string, unknown> => ({
-    workers: 2,
-    admin: { listen: admin },
-    identity: ingest.files,
-    listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { any: true } }],
-  });
+t.test(
+  'tollgate run loads fastify only when an admin server is configured, and never in a worker thread',
+  async (t) => {
+    const w = await world(t);
+    const ingest = await w.identity('ingest', { dns: ['localhost'] });
+    const app = await startUpstream(t);
+    const config = (admin: string | null): Record<string, unknown> => ({
+      workers: 2,
+      admin: { listen: admin },
+      identity: ingest.files,
+      listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { any: true } }],
+    });
 
-  const lean = await modulesLoadedByRun(t, w, 'no-admin', config(null));
-  t.ok(lean.main.some((u) => u === `${DIST}/main.js`), 'the recorder sees the composition root load in the main thread');
-  t.equal(lean.workers.length, 1, 'and one worker thread');
-  t.ok(lean.workers[0]!.some((u) => u === `${DIST}/workers/workerMain.js`), 'whose entry it sees load');
-  t.same(lean.main.filter(isFastify), [], 'without admin or health server, the main thread does not load fastify');
-  t.same(lean.main.filter((u) => u.startsWith(`${DIST}/admin/`)), [], 'nor anything of admin/');
-  t.same(lean.workers[0]!.filter(isFastify), [], 'the worker thread does not load fastify');
-  const composition = (u: string): boolean => u === `${DIST}/main.js` || u.startsWith(`${DIST}/admin/`) || u.startsWith(`${DIST}/cli/`);
-  t.same(lean.workers[0]!.filter(composition), [], 'nor main.js, admin/ or cli/');
+    const lean = await modulesLoadedByRun(t, w, 'no-admin', config(null));
+    t.ok(
+      lean.main.some((u) => u === `${DIST}/main.js`),
+      'the recorder sees the composition root load in the main thread',
+    );
+    t.equal(lean.workers.length, 1, 'and one worker thread');
+    t.ok(
+      lean.workers[0]!.some((u) => u === `${DIST}/workers/workerMain.js`),
+      'whose entry it sees load',
+    );
+    t.same(lean.main.filter(isFastify), [], 'without admin or health server, the main thread does not load fastify');
+    t.same(
+      lean.main.filter((u) => u.startsWith(`${DIST}/admin/`)),
+      [],
+      'nor anything of admin/',
+    );
+    t.same(lean.workers[0]!.filter(isFastify), [], 'the worker thread does not load fastify');
+    const composition = (u: string): boolean =>
+      u === `${DIST}/main.js` || u.startsWith(`${DIST}/admin/`) || u.startsWith(`${DIST}/cli/`);
+    t.same(lean.workers[0]!.filter(composition), [], 'nor main.js, admin/ or cli/');
 
-  const withAdmin = await modulesLoadedByRun(t, w, 'admin', config('127.0.0.1:0'));
-  t.ok(withAdmin.main.some(isFastify), 'with an admin server, the main thread loads fastify');
-  t.same(withAdmin.workers[0]!.filter(isFastify), [], 'and the worker thread still does not');
-});
+    const withAdmin = await modulesLoadedByRun(t, w, 'admin', config('127.0.0.1:0'));
+    t.ok(withAdmin.main.some(isFastify), 'with an admin server, the main thread loads fastify');
+    t.same(withAdmin.workers[0]!.filter(isFastify), [], 'and the worker thread still does not');
+  },
+);
 
 t.test('tollgate version prints the version package.json states, without loading the sidecar', async (t) => {
   const w = await world(t);
@@ -168,6 +211,7 @@ t.test('tollgate version prints the version package.json states, without loading
   const run = await modulesLoadedBy(t, w, 'version', ['version'], false);
   t.equal(run.stdout.trim(), pkg.version);
   t.ok(run.main.includes(`${DIST}/version.js`), 'read from version.js');
-  const sidecar = (u: string): boolean => u === `${DIST}/main.js` || u.startsWith(`${DIST}/proxy/`) || u.startsWith(`${DIST}/admin/`);
+  const sidecar = (u: string): boolean =>
+    u === `${DIST}/main.js` || u.startsWith(`${DIST}/proxy/`) || u.startsWith(`${DIST}/admin/`);
   t.same(run.main.filter(sidecar), [], 'not main.js, proxy/ or admin/');
 });

@@ -28,7 +28,6 @@ import {
 } from './helpers/world.ts';
 import { PRODUCER } from './helpers/identities.ts';
 
-
 const LISTENER = 'to-warehouse';
 const WAREHOUSE = 'spiffe://example.org/warehouse';
 
@@ -68,19 +67,22 @@ async function startHttpsApp(t: Test, w: World, serverId: TestIdentity): Promise
 
 /** A bare mTLS TCP server presenting `serverId` that echoes what it reads, prefixed. */
 async function startTlsEcho(t: Test, w: World, serverId: TestIdentity): Promise<TlsApp> {
-  const server = tls.createServer({ cert: serverId.certPem, key: serverId.keyPem, ca: w.ca.certPem, requestCert: true, rejectUnauthorized: true }, (socket) => {
-    app.secureConnections += 1;
-    app.open += 1;
-    socket.on('data', (chunk: Buffer) => {
-      app.bytesReceived += chunk.length;
-      socket.write(Buffer.concat([Buffer.from('echo:'), chunk]));
-    });
-    socket.on('end', () => socket.end());
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      app.open -= 1;
-    });
-  });
+  const server = tls.createServer(
+    { cert: serverId.certPem, key: serverId.keyPem, ca: w.ca.certPem, requestCert: true, rejectUnauthorized: true },
+    (socket) => {
+      app.secureConnections += 1;
+      app.open += 1;
+      socket.on('data', (chunk: Buffer) => {
+        app.bytesReceived += chunk.length;
+        socket.write(Buffer.concat([Buffer.from('echo:'), chunk]));
+      });
+      socket.on('end', () => socket.end());
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        app.open -= 1;
+      });
+    },
+  );
   const app: TlsApp = { addr: '', seen: [], secureConnections: 0, bytesReceived: 0, open: 0, far: farEnd(server) };
   return listenOn(t, server, app);
 }
@@ -102,7 +104,13 @@ async function listenOn(t: Test, server: tls.Server, app: TlsApp): Promise<TlsAp
 }
 
 /** An outbound sidecar whose identity is the producer, pointed at `target`. */
-async function outbound(t: Test, w: World, target: string, extra: Record<string, unknown> = {}, protocol: 'http' | 'tcp' = 'http'): Promise<TestSidecar> {
+async function outbound(
+  t: Test,
+  w: World,
+  target: string,
+  extra: Record<string, unknown> = {},
+  protocol: 'http' | 'tcp' = 'http',
+): Promise<TestSidecar> {
   const producer = await w.identity('producer', { spiffe: [PRODUCER] });
   return startTestSidecar(t, w.dir, {
     identity: producer.files,
@@ -110,32 +118,64 @@ async function outbound(t: Test, w: World, target: string, extra: Record<string,
   });
 }
 
-async function send(sc: TestSidecar, t: Test, path = '/orders'): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+async function send(
+  sc: TestSidecar,
+  t: Test,
+  path = '/orders',
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   const res = await plainClient(t, sc.addr()).request({ path, method: 'GET' });
   return { status: res.statusCode, headers: res.headers as Record<string, unknown>, body: await res.body.text() };
 }
 
-t.test('carries a request end to end: outbound -> inbound -> app, and the app learns the outbound identity', async (t) => {
-  const w = await world(t);
-  const app = await startUpstream(t);
-  const warehouse = await w.identity('warehouse', { spiffe: [WAREHOUSE], dns: ['warehouse'] });
-  const inbound = await startTestSidecar(t, w.dir, {
-    identity: warehouse.files,
-    listeners: [{ name: 'ingest', mode: 'inbound', protocol: 'http', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } }],
-  });
-  const sc = await outbound(t, w, inbound.addr(), { serverName: 'warehouse', verify: { spiffe: [WAREHOUSE], spkiPins: [spkiPin(warehouse.certPem)] } });
-  const body = Buffer.from(JSON.stringify({ order: 42, items: ['a', 'b'] }));
-  const res = await plainClient(t, sc.addr()).request({ path: '/orders?x=1', method: 'POST', body, headers: { 'content-type': 'application/json' } });
-  t.equal(res.statusCode, 200);
-  const echoed = (await res.body.json()) as { url: string; bodySha256: string };
-  t.equal(echoed.url, '/orders?x=1', 'path and query arrive intact');
-  t.equal(echoed.bodySha256, sha256(body), 'body arrives intact');
-  t.equal(app.seen.length, 1, 'the app saw one request');
-  t.equal(app.seen[0]?.headers['x-tollgate-peer'], PRODUCER, 'the app sees the outbound sidecar identity');
-  t.equal(app.seen[0]?.headers.host, inbound.addr(), 'outbound sends the target authority as Host, not the loopback hop');
-  t.equal(await inbound.metric('tollgate_authz_decisions_total', { decision: 'allow' }), 1, 'the inbound authorized the outbound');
-  t.equal(await sc.metric('tollgate_upstream_errors_total', { listener: LISTENER }), 0, 'no upstream errors');
-});
+t.test(
+  'carries a request end to end: outbound -> inbound -> app, and the app learns the outbound identity',
+  async (t) => {
+    const w = await world(t);
+    const app = await startUpstream(t);
+    const warehouse = await w.identity('warehouse', { spiffe: [WAREHOUSE], dns: ['warehouse'] });
+    const inbound = await startTestSidecar(t, w.dir, {
+      identity: warehouse.files,
+      listeners: [
+        {
+          name: 'ingest',
+          mode: 'inbound',
+          protocol: 'http',
+          listen: '127.0.0.1:0',
+          target: app.addr,
+          allow: { spiffe: [PRODUCER] },
+        },
+      ],
+    });
+    const sc = await outbound(t, w, inbound.addr(), {
+      serverName: 'warehouse',
+      verify: { spiffe: [WAREHOUSE], spkiPins: [spkiPin(warehouse.certPem)] },
+    });
+    const body = Buffer.from(JSON.stringify({ order: 42, items: ['a', 'b'] }));
+    const res = await plainClient(t, sc.addr()).request({
+      path: '/orders?x=1',
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+    });
+    t.equal(res.statusCode, 200);
+    const echoed = (await res.body.json()) as { url: string; bodySha256: string };
+    t.equal(echoed.url, '/orders?x=1', 'path and query arrive intact');
+    t.equal(echoed.bodySha256, sha256(body), 'body arrives intact');
+    t.equal(app.seen.length, 1, 'the app saw one request');
+    t.equal(app.seen[0]?.headers['x-tollgate-peer'], PRODUCER, 'the app sees the outbound sidecar identity');
+    t.equal(
+      app.seen[0]?.headers.host,
+      inbound.addr(),
+      'outbound sends the target authority as Host, not the loopback hop',
+    );
+    t.equal(
+      await inbound.metric('tollgate_authz_decisions_total', { decision: 'allow' }),
+      1,
+      'the inbound authorized the outbound',
+    );
+    t.equal(await sc.metric('tollgate_upstream_errors_total', { listener: LISTENER }), 0, 'no upstream errors');
+  },
+);
 
 interface RefusalCase {
   readonly name: string;
@@ -178,12 +218,19 @@ const REFUSALS: RefusalCase[] = [
   },
   {
     name: 'refuses a server certificate from another CA',
-    server: async (w) => w.identity('foreign', { spiffe: [WAREHOUSE], dns: ['warehouse'] }, await makeCa({ cn: 'another CA' })),
+    server: async (w) =>
+      w.identity('foreign', { spiffe: [WAREHOUSE], dns: ['warehouse'] }, await makeCa({ cn: 'another CA' })),
     listener: () => ({ serverName: 'warehouse', verify: { spiffe: [WAREHOUSE] } }),
   },
   {
     name: 'refuses an expired server certificate',
-    server: (w) => w.identity('expired', { spiffe: [WAREHOUSE], dns: ['warehouse'], notBefore: hoursAgo(48), notAfter: hoursAgo(24) }),
+    server: (w) =>
+      w.identity('expired', {
+        spiffe: [WAREHOUSE],
+        dns: ['warehouse'],
+        notBefore: hoursAgo(48),
+        notAfter: hoursAgo(24),
+      }),
     listener: () => ({ serverName: 'warehouse', verify: { spiffe: [WAREHOUSE] } }),
   },
 ];
@@ -206,7 +253,11 @@ for (const c of REFUSALS) {
     t.ok(server.far.connections() >= 1, 'tollgate dialled the server (to see its certificate)');
     t.equal(server.far.requests(), 0, 'the server never began a request');
     t.equal(server.far.bytes(), 0, 'the server never read an application byte');
-    t.equal(await sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_identity' }), 1, 'counted as upstream_identity');
+    t.equal(
+      await sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_identity' }),
+      1,
+      'counted as upstream_identity',
+    );
     const warnings = sc.logs.lines.filter((l) => l.code === 'ERR_UPSTREAM_IDENTITY');
     t.equal(warnings.length, 1, 'one warning');
   });
@@ -214,8 +265,15 @@ for (const c of REFUSALS) {
 
 t.test('accepts a server in the expected trust domain', async (t) => {
   const w = await world(t);
-  const server = await startHttpsApp(t, w, await w.identity('warehouse', { spiffe: ['spiffe://example.org/team/warehouse-7'], dns: ['warehouse'] }));
-  const sc = await outbound(t, w, server.addr, { serverName: 'warehouse', verify: { spiffe: ['spiffe://example.org/*'] } });
+  const server = await startHttpsApp(
+    t,
+    w,
+    await w.identity('warehouse', { spiffe: ['spiffe://example.org/team/warehouse-7'], dns: ['warehouse'] }),
+  );
+  const sc = await outbound(t, w, server.addr, {
+    serverName: 'warehouse',
+    verify: { spiffe: ['spiffe://example.org/*'] },
+  });
   const res = await send(sc, t);
   t.equal(res.status, 200);
   t.equal(server.seen.length, 1, 'the server received the request');
@@ -226,7 +284,10 @@ t.test('accepts a server whose key matches the backup pin, so keys can rotate', 
   const w = await world(t);
   const serverId = await w.identity('warehouse', { spiffe: [WAREHOUSE], dns: ['warehouse'] });
   const server = await startHttpsApp(t, w, serverId);
-  const sc = await outbound(t, w, server.addr, { serverName: 'warehouse', verify: { spiffe: [WAREHOUSE], spkiPins: [pinOfFreshKey(), spkiPin(serverId.certPem)] } });
+  const sc = await outbound(t, w, server.addr, {
+    serverName: 'warehouse',
+    verify: { spiffe: [WAREHOUSE], spkiPins: [pinOfFreshKey(), spkiPin(serverId.certPem)] },
+  });
   const res = await send(sc, t);
   t.equal(res.status, 200);
   t.equal(server.seen.length, 1, 'the server received the request');
@@ -235,12 +296,20 @@ t.test('accepts a server whose key matches the backup pin, so keys can rotate', 
 
 t.test('checks the IP SAN when serverName is an IP address (the default: the target host)', async (t) => {
   const w = await world(t);
-  const good = await startHttpsApp(t, w, await w.identity('ip-ok', { spiffe: [WAREHOUSE], dns: [], ips: ['127.0.0.1'] }));
+  const good = await startHttpsApp(
+    t,
+    w,
+    await w.identity('ip-ok', { spiffe: [WAREHOUSE], dns: [], ips: ['127.0.0.1'] }),
+  );
   const sc = await outbound(t, w, good.addr);
   t.equal((await send(sc, t)).status, 200, 'a certificate naming 127.0.0.1 is accepted for target 127.0.0.1');
 
   const w2 = await world(t);
-  const bad = await startHttpsApp(t, w2, await w2.identity('ip-wrong', { spiffe: [WAREHOUSE], dns: ['127.0.0.1.nip.io'], ips: ['10.0.0.1'] }));
+  const bad = await startHttpsApp(
+    t,
+    w2,
+    await w2.identity('ip-wrong', { spiffe: [WAREHOUSE], dns: ['127.0.0.1.nip.io'], ips: ['10.0.0.1'] }),
+  );
   const sc2 = await outbound(t, w2, bad.addr);
   const res = await send(sc2, t);
   t.equal(res.status, 502, 'a certificate not naming 127.0.0.1 is refused');
@@ -271,23 +340,42 @@ t.test('a TCP outbound relays bytes both ways to a server whose pin matches', as
   const w = await world(t);
   const serverId = await w.identity('warehouse', { spiffe: [WAREHOUSE], dns: ['warehouse'] });
   const server = await startTlsEcho(t, w, serverId);
-  const sc = await outbound(t, w, server.addr, { serverName: 'warehouse', verify: { spkiPins: [spkiPin(serverId.certPem)] } }, 'tcp');
+  const sc = await outbound(
+    t,
+    w,
+    server.addr,
+    { serverName: 'warehouse', verify: { spkiPins: [spkiPin(serverId.certPem)] } },
+    'tcp',
+  );
   const { received } = await tcpExchange(sc.addr(), 'hello');
   t.equal(received, 'echo:hello', 'the server got the bytes and its answer came back');
   t.equal(server.bytesReceived, 5);
 });
 
-t.test('a TCP outbound closes the downstream connection without relaying a byte when the pin does not match', async (t) => {
-  const w = await world(t);
-  const server = await startTlsEcho(t, w, await w.identity('warehouse', { spiffe: [WAREHOUSE], dns: ['warehouse'] }));
-  const sc = await outbound(t, w, server.addr, { serverName: 'warehouse', verify: { spkiPins: [pinOfFreshKey()] } }, 'tcp');
-  const { received, closed } = await tcpExchange(sc.addr(), 'secret payload');
-  t.ok(closed, 'the downstream connection was closed');
-  t.equal(received, '', 'nothing came back');
-  await eventually(() => server.open === 0, 5000, 'the upstream connection to close');
-  t.equal(server.bytesReceived, 0, 'the server never received a byte of the payload');
-  t.equal(await sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_identity' }), 1, 'counted as upstream_identity');
-});
+t.test(
+  'a TCP outbound closes the downstream connection without relaying a byte when the pin does not match',
+  async (t) => {
+    const w = await world(t);
+    const server = await startTlsEcho(t, w, await w.identity('warehouse', { spiffe: [WAREHOUSE], dns: ['warehouse'] }));
+    const sc = await outbound(
+      t,
+      w,
+      server.addr,
+      { serverName: 'warehouse', verify: { spkiPins: [pinOfFreshKey()] } },
+      'tcp',
+    );
+    const { received, closed } = await tcpExchange(sc.addr(), 'secret payload');
+    t.ok(closed, 'the downstream connection was closed');
+    t.equal(received, '', 'nothing came back');
+    await eventually(() => server.open === 0, 5000, 'the upstream connection to close');
+    t.equal(server.bytesReceived, 0, 'the server never received a byte of the payload');
+    t.equal(
+      await sc.metric('tollgate_upstream_errors_total', { listener: LISTENER, reason: 'upstream_identity' }),
+      1,
+      'counted as upstream_identity',
+    );
+  },
+);
 
 /** Connect, write `payload`, half-close, and collect what comes back until the connection closes. */
 function tcpExchange(addr: string, payload: string): Promise<{ received: string; closed: boolean }> {

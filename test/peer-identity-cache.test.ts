@@ -12,7 +12,11 @@ import { PeerIdentityCache } from '../src/tls/peerIdentityCache.ts';
 const ca = await makeCa();
 
 t.test('a certificate seen again gives the identity computed the first time, equal to peerIdentity', async (t) => {
-  const leaf = await makeLeaf(ca, { cn: 'producer', spiffe: ['spiffe://example.org/producer'], dns: ['Producer.example'] });
+  const leaf = await makeLeaf(ca, {
+    cn: 'producer',
+    spiffe: ['spiffe://example.org/producer'],
+    dns: ['Producer.example'],
+  });
   const cache = new PeerIdentityCache();
   const first = cache.identityOf(new X509Certificate(leaf.certPem));
   t.same(first, peerIdentity(new X509Certificate(leaf.certPem)));
@@ -20,7 +24,11 @@ t.test('a certificate seen again gives the identity computed the first time, equ
   t.same(first.dns, ['producer.example']);
   t.equal(cache.identityOf(new X509Certificate(leaf.certPem)), first, 'a new X509Certificate of the same bytes hits');
   const x = new X509Certificate(leaf.certPem);
-  t.equal(cache.identityOfPeerCertificate({ fingerprint256: x.fingerprint256, raw: x.raw }), first, 'the checkServerIdentity form hits the same entry');
+  t.equal(
+    cache.identityOfPeerCertificate({ fingerprint256: x.fingerprint256, raw: x.raw }),
+    first,
+    'the checkServerIdentity form hits the same entry',
+  );
   t.equal(cache.size, 1);
 });
 
@@ -42,7 +50,7 @@ t.test('a different certificate is a different entry, even for the same key and 
   const ia = cache.identityOf(xa);
   const ib = cache.identityOfPeerCertificate({ fingerprint256: xb.fingerprint256, raw: xb.raw });
   t.equal(cache.size, 2, 'two entries');
-  t.not(ib, ia, 'the second certificate is computed afresh, not served from the first one\'s entry');
+  t.not(ib, ia, "the second certificate is computed afresh, not served from the first one's entry");
   t.same(ib, peerIdentity(xb), 'and equals what peerIdentity computes for it');
   t.equal(ia.spkiPin, ib.spkiPin, 'with the same pin, as the key is the same');
   t.equal(ia.display, ib.display, 'and the same identity');

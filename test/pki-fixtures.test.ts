@@ -13,9 +13,13 @@ function opensslText(pem: string): string {
 /** `openssl verify -purpose P` on an identity folder: whether OpenSSL accepts tls.crt for that purpose under ca.crt. */
 function opensslVerifies(dir: string, purpose: 'sslserver' | 'sslclient'): boolean {
   try {
-    execFileSync('/usr/bin/openssl', ['verify', '-CAfile', join(dir, 'ca.crt'), '-purpose', purpose, join(dir, 'tls.crt')], {
-      stdio: 'pipe',
-    });
+    execFileSync(
+      '/usr/bin/openssl',
+      ['verify', '-CAfile', join(dir, 'ca.crt'), '-purpose', purpose, join(dir, 'tls.crt')],
+      {
+        stdio: 'pipe',
+      },
+    );
     return true;
   } catch {
     return false;
@@ -63,9 +67,13 @@ t.test('makeLeaf with past dates gives an expired certificate, future dates a no
   await writeIdentityDir(join(dir, 'expired'), expired, ca);
   const out = (() => {
     try {
-      execFileSync('/usr/bin/openssl', ['verify', '-CAfile', join(dir, 'expired', 'ca.crt'), join(dir, 'expired', 'tls.crt')], {
-        stdio: 'pipe',
-      });
+      execFileSync(
+        '/usr/bin/openssl',
+        ['verify', '-CAfile', join(dir, 'expired', 'ca.crt'), join(dir, 'expired', 'tls.crt')],
+        {
+          stdio: 'pipe',
+        },
+      );
       return 'verified';
     } catch (err) {
       const { stdout, stderr } = err as { stdout?: Buffer; stderr?: Buffer };
@@ -77,7 +85,10 @@ t.test('makeLeaf with past dates gives an expired certificate, future dates a no
   const future = await makeLeaf(ca, { notBefore: hoursAgo(-24), notAfter: hoursAgo(-48) });
   t.ok(new X509Certificate(future.certPem).validFromDate.getTime() > Date.now(), 'notBefore is in the future');
 
-  await t.rejects(makeLeaf(ca, { notBefore: hoursAgo(1), notAfter: hoursAgo(2) }), /notAfter .* must be after notBefore/);
+  await t.rejects(
+    makeLeaf(ca, { notBefore: hoursAgo(1), notAfter: hoursAgo(2) }),
+    /notAfter .* must be after notBefore/,
+  );
 });
 
 t.test('makeLeaf rsa1024 gives a 1024-bit RSA key that Node refuses as too weak', async (t) => {
@@ -89,7 +100,9 @@ t.test('makeLeaf rsa1024 gives a 1024-bit RSA key that Node refuses as too weak'
   t.match(opensslText(weak.certPem), /Public-Key: \(1024 bit\)/);
   t.match(opensslText(weak.certPem), /Key Usage: critical\n *Digital Signature, Key Encipherment/);
   t.ok(new X509Certificate(weak.certPem).checkPrivateKey(key));
-  t.throws(() => tls.createSecureContext({ cert: weak.certPem, key: weak.keyPem }), { code: 'ERR_SSL_EE_KEY_TOO_SMALL' });
+  t.throws(() => tls.createSecureContext({ cert: weak.certPem, key: weak.keyPem }), {
+    code: 'ERR_SSL_EE_KEY_TOO_SMALL',
+  });
 });
 
 t.test('an RSA CA signs EC leaves that Node TLS loads', async (t) => {

@@ -29,7 +29,11 @@ interface TestServer {
 }
 
 /** A TLS server on loopback presenting `id`; it holds accepted connections open until teardown. */
-async function startTlsServer(t: Teardownable, id: { certPem: string; keyPem: string }, extra: tls.TlsOptions = {}): Promise<TestServer> {
+async function startTlsServer(
+  t: Teardownable,
+  id: { certPem: string; keyPem: string },
+  extra: tls.TlsOptions = {},
+): Promise<TestServer> {
   const sockets = new Set<net.Socket>();
   const server = tls.createServer({ cert: id.certPem, key: id.keyPem, ALPNProtocols: ['http/1.1'], ...extra }, (s) => {
     s.on('error', () => undefined);
@@ -57,7 +61,10 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-async function apiWorld(t: Teardownable, leafOpts: Parameters<World['identity']>[1] = {}): Promise<{ w: World; api: TestIdentity }> {
+async function apiWorld(
+  t: Teardownable,
+  leafOpts: Parameters<World['identity']>[1] = {},
+): Promise<{ w: World; api: TestIdentity }> {
   const w = await world(t);
   const api = await w.identity('api', { spiffe: [API], eku: 'server', ...leafOpts });
   return { w, api };
@@ -71,48 +78,54 @@ function failed(checks: Array<{ name: string; ok: boolean }>): string[] {
   return checks.filter((c) => !c.ok).map((c) => c.name);
 }
 
-t.test('probeEndpoint: a good endpoint reports TLS 1.3, the group, the chain, the SPIFFE ID and the pin, and every check holds', async (t) => {
-  const { w, api } = await apiWorld(t);
-  const srv = await startTlsServer(t, api);
-  const r = await probe(w.ca, srv.port);
-  t.equal(r.error, null, 'no error');
-  t.equal(r.handshake, true, 'handshake completed');
-  t.equal(r.tlsVersion, 'TLSv1.3');
-  t.match(r.cipher, /^TLS_AES_|^TLS_CHACHA20_/, 'a TLS 1.3 suite');
-  t.equal(r.group, DEFAULT_GROUP, `the negotiated group is ${DEFAULT_GROUP}`);
-  t.equal(r.postQuantum, DEFAULT_GROUP === HYBRID_PQ_GROUP, 'flagged post-quantum when it is');
-  t.equal(r.alpn, 'http/1.1', 'ALPN chosen by the server');
-  t.equal(r.chain.length, 2, 'leaf and CA');
-  t.equal(r.chain[0]?.subject, 'CN=api');
-  t.equal(r.chain[0]?.issuer, 'CN=tollgate test CA');
-  t.equal(r.chain[0]?.serial.toLowerCase(), api.leaf.cert.serialNumber.toLowerCase(), 'the serial number');
-  t.ok(r.chain[0]?.subjectAltNames.includes(`URI:${API}`), 'leaf SANs listed');
-  t.equal(r.chain[1]?.selfSigned, true, 'the chain ends at the self-signed CA');
-  t.equal(r.chain[1]?.spkiPin, spkiPin(w.ca.certPem), 'the CA pin');
-  t.same(r.leaf?.spiffe, [API]);
-  t.same(r.leaf?.dns, ['localhost']);
-  t.equal(r.leaf?.spkiPin, spkiPin(api.certPem), 'the leaf pin is the one certs pin prints');
-  t.equal(r.trust.verified, true);
-  t.equal(r.hostname.matches, true);
-  t.equal(r.clientCertificate.status, 'not-required');
-  const checks = judgeProbe(r, { minDaysValid: 0, spiffe: [API], spkiPins: [WRONG_PIN, spkiPin(api.certPem)] });
-  t.same(failed(checks), [], 'every check holds');
-  t.same(
-    checks.map((c) => c.name),
-    ['connection', 'trusted', 'hostname', 'validity', `spiffe ${API}`, 'spki-pin'],
-  );
-});
+t.test(
+  'probeEndpoint: a good endpoint reports TLS 1.3, the group, the chain, the SPIFFE ID and the pin, and every check holds',
+  async (t) => {
+    const { w, api } = await apiWorld(t);
+    const srv = await startTlsServer(t, api);
+    const r = await probe(w.ca, srv.port);
+    t.equal(r.error, null, 'no error');
+    t.equal(r.handshake, true, 'handshake completed');
+    t.equal(r.tlsVersion, 'TLSv1.3');
+    t.match(r.cipher, /^TLS_AES_|^TLS_CHACHA20_/, 'a TLS 1.3 suite');
+    t.equal(r.group, DEFAULT_GROUP, `the negotiated group is ${DEFAULT_GROUP}`);
+    t.equal(r.postQuantum, DEFAULT_GROUP === HYBRID_PQ_GROUP, 'flagged post-quantum when it is');
+    t.equal(r.alpn, 'http/1.1', 'ALPN chosen by the server');
+    t.equal(r.chain.length, 2, 'leaf and CA');
+    t.equal(r.chain[0]?.subject, 'CN=api');
+    t.equal(r.chain[0]?.issuer, 'CN=tollgate test CA');
+    t.equal(r.chain[0]?.serial.toLowerCase(), api.leaf.cert.serialNumber.toLowerCase(), 'the serial number');
+    t.ok(r.chain[0]?.subjectAltNames.includes(`URI:${API}`), 'leaf SANs listed');
+    t.equal(r.chain[1]?.selfSigned, true, 'the chain ends at the self-signed CA');
+    t.equal(r.chain[1]?.spkiPin, spkiPin(w.ca.certPem), 'the CA pin');
+    t.same(r.leaf?.spiffe, [API]);
+    t.same(r.leaf?.dns, ['localhost']);
+    t.equal(r.leaf?.spkiPin, spkiPin(api.certPem), 'the leaf pin is the one certs pin prints');
+    t.equal(r.trust.verified, true);
+    t.equal(r.hostname.matches, true);
+    t.equal(r.clientCertificate.status, 'not-required');
+    const checks = judgeProbe(r, { minDaysValid: 0, spiffe: [API], spkiPins: [WRONG_PIN, spkiPin(api.certPem)] });
+    t.same(failed(checks), [], 'every check holds');
+    t.same(
+      checks.map((c) => c.name),
+      ['connection', 'trusted', 'hostname', 'validity', `spiffe ${API}`, 'spki-pin'],
+    );
+  },
+);
 
-t.test('probeEndpoint: the group shows what was negotiated: X25519 or P-256 when the server offers only that', async (t) => {
-  const { w, api } = await apiWorld(t);
-  const x25519 = await startTlsServer(t, api, { ecdhCurve: 'X25519' });
-  const p256 = await startTlsServer(t, api, { ecdhCurve: 'P-256' });
-  const a = await probe(w.ca, x25519.port);
-  t.equal(a.group, 'X25519');
-  t.equal(a.postQuantum, false);
-  const b = await probe(w.ca, p256.port);
-  t.equal(b.group, 'P-256', 'OpenSSL says prime256v1; shown as P-256');
-});
+t.test(
+  'probeEndpoint: the group shows what was negotiated: X25519 or P-256 when the server offers only that',
+  async (t) => {
+    const { w, api } = await apiWorld(t);
+    const x25519 = await startTlsServer(t, api, { ecdhCurve: 'X25519' });
+    const p256 = await startTlsServer(t, api, { ecdhCurve: 'P-256' });
+    const a = await probe(w.ca, x25519.port);
+    t.equal(a.group, 'X25519');
+    t.equal(a.postQuantum, false);
+    const b = await probe(w.ca, p256.port);
+    t.equal(b.group, 'P-256', 'OpenSSL says prime256v1; shown as P-256');
+  },
+);
 
 t.test('probeEndpoint: a TLS 1.2-only server is reported as TLS 1.2 with an ECDHE cipher', async (t) => {
   const { w, api } = await apiWorld(t);
@@ -158,14 +171,17 @@ t.test('probeEndpoint: a name the certificate does not carry fails the hostname 
   t.same(failed(judgeProbe(r, NO_EXPECTATIONS)), ['hostname']);
 });
 
-t.test('probeEndpoint: the server name defaults to the host, and an IP is checked against IP SANs without SNI', async (t) => {
-  const { w, api } = await apiWorld(t);
-  const srv = await startTlsServer(t, api);
-  const r = await probeEndpoint({ host: '127.0.0.1', port: srv.port, ca: w.ca.certPem, timeoutMs: 5000 });
-  t.equal(r.serverName, '127.0.0.1');
-  t.equal(r.sni, null, 'no SNI for an IP address');
-  t.equal(r.hostname.matches, true, 'IP SAN 127.0.0.1 matches');
-});
+t.test(
+  'probeEndpoint: the server name defaults to the host, and an IP is checked against IP SANs without SNI',
+  async (t) => {
+    const { w, api } = await apiWorld(t);
+    const srv = await startTlsServer(t, api);
+    const r = await probeEndpoint({ host: '127.0.0.1', port: srv.port, ca: w.ca.certPem, timeoutMs: 5000 });
+    t.equal(r.serverName, '127.0.0.1');
+    t.equal(r.sni, null, 'no SNI for an IP address');
+    t.equal(r.hostname.matches, true, 'IP SAN 127.0.0.1 matches');
+  },
+);
 
 t.test('probeEndpoint: a chain from another CA is not trusted, yet still shown', async (t) => {
   const { api } = await apiWorld(t);
@@ -188,26 +204,29 @@ t.test('probeEndpoint: expectations on SPIFFE ID and SPKI pin fail when they do 
   t.match(checks.find((c) => c.name === 'spki-pin')?.detail, /is not one of the 1 expected pin/);
 });
 
-t.test('probeEndpoint: a server requiring a client certificate accepts ours, and refuses us without one, saying why', async (t) => {
-  const { w, api } = await apiWorld(t);
-  const client = await w.identity('client', { spiffe: [CLIENT], eku: 'client' });
-  const srv = await startTlsServer(t, api, { requestCert: true, rejectUnauthorized: true, ca: w.ca.certPem });
+t.test(
+  'probeEndpoint: a server requiring a client certificate accepts ours, and refuses us without one, saying why',
+  async (t) => {
+    const { w, api } = await apiWorld(t);
+    const client = await w.identity('client', { spiffe: [CLIENT], eku: 'client' });
+    const srv = await startTlsServer(t, api, { requestCert: true, rejectUnauthorized: true, ca: w.ca.certPem });
 
-  const withCert = await probe(w.ca, srv.port, { cert: client.certPem, key: client.keyPem });
-  t.equal(withCert.error, null, 'no error with a client certificate');
-  t.equal(withCert.clientCertificate.offered, true);
-  t.equal(withCert.clientCertificate.status, 'accepted');
-  t.same(failed(judgeProbe(withCert, NO_EXPECTATIONS)), []);
+    const withCert = await probe(w.ca, srv.port, { cert: client.certPem, key: client.keyPem });
+    t.equal(withCert.error, null, 'no error with a client certificate');
+    t.equal(withCert.clientCertificate.offered, true);
+    t.equal(withCert.clientCertificate.status, 'accepted');
+    t.same(failed(judgeProbe(withCert, NO_EXPECTATIONS)), []);
 
-  const without = await probe(w.ca, srv.port);
-  t.equal(without.handshake, true, 'TLS 1.3: our side finished before the refusal');
-  t.equal(without.error?.reason, 'no_client_cert');
-  t.equal(without.error?.code, 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
-  t.match(without.error?.message, /requires a client certificate and none was offered/);
-  t.equal(without.clientCertificate.status, 'required');
-  t.equal(without.leaf?.spkiPin, spkiPin(api.certPem), 'the server certificate is still reported');
-  t.same(failed(judgeProbe(without, NO_EXPECTATIONS)), ['connection']);
-});
+    const without = await probe(w.ca, srv.port);
+    t.equal(without.handshake, true, 'TLS 1.3: our side finished before the refusal');
+    t.equal(without.error?.reason, 'no_client_cert');
+    t.equal(without.error?.code, 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
+    t.match(without.error?.message, /requires a client certificate and none was offered/);
+    t.equal(without.clientCertificate.status, 'required');
+    t.equal(without.leaf?.spkiPin, spkiPin(api.certPem), 'the server certificate is still reported');
+    t.same(failed(judgeProbe(without, NO_EXPECTATIONS)), ['connection']);
+  },
+);
 
 t.test('probeEndpoint: a client certificate from a CA the server does not trust is reported as refused', async (t) => {
   const { w, api } = await apiWorld(t);
@@ -229,7 +248,10 @@ t.test('probeEndpoint: a closed port gives a report with the error, not an excep
   t.equal(r.error?.code, 'ECONNREFUSED');
   t.same(r.chain, []);
   const checks = judgeProbe(r, { minDaysValid: 0, spiffe: [API], spkiPins: [] });
-  t.ok(checks.every((c) => !c.ok), 'nothing could be checked');
+  t.ok(
+    checks.every((c) => !c.ok),
+    'nothing could be checked',
+  );
   t.match(checks[0]?.detail, /connection refused/);
 });
 
@@ -259,35 +281,56 @@ async function run(t: Teardownable, args: string[]): Promise<Finished> {
 
 /** the check lines of the table: `  ✔ name  detail` */
 function checkLine(stdout: string, name: string): string {
-  return stdout.split('\n').find((l) => new RegExp(`^  [✔✘] ${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} `).test(l)) ?? '';
+  return (
+    stdout.split('\n').find((l) => new RegExp(`^  [✔✘] ${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} `).test(l)) ?? ''
+  );
 }
 
-t.test('tollgate probe: a good endpoint exits 0 and shows the version, group, SPIFFE ID and pin; --json says ok: true', async (t) => {
-  const { api } = await apiWorld(t);
-  const srv = await startTlsServer(t, api);
-  const pin = spkiPin(api.certPem);
-  const base = [srv.addr, '--ca', api.files.caFile, '--server-name', 'localhost', '--expect-spiffe', API, '--expect-spki-pin', pin];
-  const r = await run(t, base);
-  t.equal(r.code, 0, `exit 0 (stdout: ${r.stdout} stderr: ${r.stderr})`);
-  t.match(r.stdout, /^TLS version +TLSv1\.3$/m);
-  t.match(r.stdout, new RegExp(`^group +${DEFAULT_GROUP}`, 'm'));
-  t.match(r.stdout, new RegExp(`^SPIFFE IDs +${API}$`, 'm'));
-  t.match(r.stdout, `SPKI pin      ${pin}`);
-  t.match(r.stdout, /^chain +\[0\] CN=api +issuer CN=tollgate test CA/m);
-  t.match(r.stdout, /^ +\[1\] CN=tollgate test CA .*\(self-signed\)$/m);
-  t.match(checkLine(r.stdout, `spiffe ${API}`), /✔/);
-  t.match(checkLine(r.stdout, 'spki-pin'), /✔/);
-  t.match(r.stdout, /^result: ok$/m);
+t.test(
+  'tollgate probe: a good endpoint exits 0 and shows the version, group, SPIFFE ID and pin; --json says ok: true',
+  async (t) => {
+    const { api } = await apiWorld(t);
+    const srv = await startTlsServer(t, api);
+    const pin = spkiPin(api.certPem);
+    const base = [
+      srv.addr,
+      '--ca',
+      api.files.caFile,
+      '--server-name',
+      'localhost',
+      '--expect-spiffe',
+      API,
+      '--expect-spki-pin',
+      pin,
+    ];
+    const r = await run(t, base);
+    t.equal(r.code, 0, `exit 0 (stdout: ${r.stdout} stderr: ${r.stderr})`);
+    t.match(r.stdout, /^TLS version +TLSv1\.3$/m);
+    t.match(r.stdout, new RegExp(`^group +${DEFAULT_GROUP}`, 'm'));
+    t.match(r.stdout, new RegExp(`^SPIFFE IDs +${API}$`, 'm'));
+    t.match(r.stdout, `SPKI pin      ${pin}`);
+    t.match(r.stdout, /^chain +\[0\] CN=api +issuer CN=tollgate test CA/m);
+    t.match(r.stdout, /^ +\[1\] CN=tollgate test CA .*\(self-signed\)$/m);
+    t.match(checkLine(r.stdout, `spiffe ${API}`), /✔/);
+    t.match(checkLine(r.stdout, 'spki-pin'), /✔/);
+    t.match(r.stdout, /^result: ok$/m);
 
-  const j = await run(t, [...base, '--json']);
-  t.equal(j.code, 0, 'exit 0');
-  const report = JSON.parse(j.stdout) as { ok: boolean; tlsVersion: string; group: string; checks: Array<{ name: string; ok: boolean }>; leaf: { spkiPin: string } };
-  t.equal(report.ok, true);
-  t.equal(report.tlsVersion, 'TLSv1.3');
-  t.equal(report.group, DEFAULT_GROUP);
-  t.equal(report.leaf.spkiPin, pin);
-  t.ok(report.checks.length >= 5 && report.checks.every((c) => c.ok), 'every check listed and ok');
-});
+    const j = await run(t, [...base, '--json']);
+    t.equal(j.code, 0, 'exit 0');
+    const report = JSON.parse(j.stdout) as {
+      ok: boolean;
+      tlsVersion: string;
+      group: string;
+      checks: Array<{ name: string; ok: boolean }>;
+      leaf: { spkiPin: string };
+    };
+    t.equal(report.ok, true);
+    t.equal(report.tlsVersion, 'TLSv1.3');
+    t.equal(report.group, DEFAULT_GROUP);
+    t.equal(report.leaf.spkiPin, pin);
+    t.ok(report.checks.length >= 5 && report.checks.every((c) => c.ok), 'every check listed and ok');
+  },
+);
 
 t.test('tollgate probe: an expired server certificate exits 1 with the validity check failed', async (t) => {
   const { api } = await apiWorld(t, { notBefore: hoursAgo(72), notAfter: hoursAgo(48) });
@@ -310,7 +353,15 @@ t.test('tollgate probe: --server-name other exits 1 with the hostname check fail
 t.test('tollgate probe: a wrong --expect-spki-pin exits 1', async (t) => {
   const { api } = await apiWorld(t);
   const srv = await startTlsServer(t, api);
-  const r = await run(t, [srv.addr, '--ca', api.files.caFile, '--server-name', 'localhost', '--expect-spki-pin', WRONG_PIN]);
+  const r = await run(t, [
+    srv.addr,
+    '--ca',
+    api.files.caFile,
+    '--server-name',
+    'localhost',
+    '--expect-spki-pin',
+    WRONG_PIN,
+  ]);
   t.equal(r.code, 1, 'exit 1');
   t.match(checkLine(r.stdout, 'spki-pin'), /✘ spki-pin +sha256\/.* is not one of/);
 });
@@ -318,9 +369,20 @@ t.test('tollgate probe: a wrong --expect-spki-pin exits 1', async (t) => {
 t.test('tollgate probe: a wrong --expect-spiffe exits 1 naming the missing ID', async (t) => {
   const { api } = await apiWorld(t);
   const srv = await startTlsServer(t, api);
-  const r = await run(t, [srv.addr, '--ca', api.files.caFile, '--server-name', 'localhost', '--expect-spiffe', 'spiffe://example.org/billing']);
+  const r = await run(t, [
+    srv.addr,
+    '--ca',
+    api.files.caFile,
+    '--server-name',
+    'localhost',
+    '--expect-spiffe',
+    'spiffe://example.org/billing',
+  ]);
   t.equal(r.code, 1, 'exit 1');
-  t.match(checkLine(r.stdout, 'spiffe spiffe://example.org/billing'), /✘ .*not among the URI SANs \(spiffe:\/\/example\.org\/api\)/);
+  t.match(
+    checkLine(r.stdout, 'spiffe spiffe://example.org/billing'),
+    /✘ .*not among the URI SANs \(spiffe:\/\/example\.org\/api\)/,
+  );
 });
 
 t.test('tollgate probe: a server certificate from a CA other than --ca exits 1 as untrusted', async (t) => {
@@ -334,22 +396,28 @@ t.test('tollgate probe: a server certificate from a CA other than --ca exits 1 a
   t.match(checkLine(r.stdout, 'trusted'), /✘ trusted +the chain does not verify against --ca \(UNABLE_TO/);
 });
 
-t.test('tollgate probe: a server requiring a client certificate: exit 0 with --cert/--key, exit 1 without and the reason shown', async (t) => {
-  const { w, api } = await apiWorld(t);
-  const client = await w.identity('client', { spiffe: [CLIENT], eku: 'client' });
-  const srv = await startTlsServer(t, api, { requestCert: true, rejectUnauthorized: true, ca: w.ca.certPem });
-  const base = [srv.addr, '--ca', api.files.caFile, '--server-name', 'localhost'];
+t.test(
+  'tollgate probe: a server requiring a client certificate: exit 0 with --cert/--key, exit 1 without and the reason shown',
+  async (t) => {
+    const { w, api } = await apiWorld(t);
+    const client = await w.identity('client', { spiffe: [CLIENT], eku: 'client' });
+    const srv = await startTlsServer(t, api, { requestCert: true, rejectUnauthorized: true, ca: w.ca.certPem });
+    const base = [srv.addr, '--ca', api.files.caFile, '--server-name', 'localhost'];
 
-  const ok = await run(t, [...base, '--cert', client.files.certFile, '--key', client.files.keyFile]);
-  t.equal(ok.code, 0, `with a client certificate: exit 0 (stdout: ${ok.stdout})`);
-  t.match(ok.stdout, /^client cert +accepted/m);
+    const ok = await run(t, [...base, '--cert', client.files.certFile, '--key', client.files.keyFile]);
+    t.equal(ok.code, 0, `with a client certificate: exit 0 (stdout: ${ok.stdout})`);
+    t.match(ok.stdout, /^client cert +accepted/m);
 
-  const no = await run(t, base);
-  t.equal(no.code, 1, 'without: exit 1');
-  t.match(no.stdout, /^error +the server requires a client certificate and none was offered .*pass --cert and --key \[no_client_cert/m);
-  t.match(no.stdout, /^client cert +required/m);
-  t.match(checkLine(no.stdout, 'connection'), /✘ connection .*no_client_cert/);
-});
+    const no = await run(t, base);
+    t.equal(no.code, 1, 'without: exit 1');
+    t.match(
+      no.stdout,
+      /^error +the server requires a client certificate and none was offered .*pass --cert and --key \[no_client_cert/m,
+    );
+    t.match(no.stdout, /^client cert +required/m);
+    t.match(checkLine(no.stdout, 'connection'), /✘ connection .*no_client_cert/);
+  },
+);
 
 t.test('tollgate probe: a closed port exits 1 with the error reported, not a crash', async (t) => {
   const { api } = await apiWorld(t);
@@ -389,7 +457,15 @@ t.test('tollgate probe: bad usage exits 2 naming the flag', async (t) => {
   t.equal(notPem.code, 2, 'a key where a certificate belongs: exit 2');
   t.match(notPem.stderr, /  - --ca: .*not a PEM certificate/);
 
-  const badPin = await run(t, ['127.0.0.1:443', '--ca', api.files.caFile, '--expect-spki-pin', 'AAAA', '--timeout', '0']);
+  const badPin = await run(t, [
+    '127.0.0.1:443',
+    '--ca',
+    api.files.caFile,
+    '--expect-spki-pin',
+    'AAAA',
+    '--timeout',
+    '0',
+  ]);
   t.equal(badPin.code, 2, 'malformed pin and timeout: exit 2');
   t.match(badPin.stderr, /  - --expect-spki-pin: AAAA: not an SPKI pin/);
   t.match(badPin.stderr, /  - --timeout: 0: /);

@@ -42,7 +42,8 @@ t.test('Retry-After is exact for simple rates and honouring it succeeds', async 
     t.ok(l.take('a', T0).ok);
     const d = l.take('a', T0);
     t.equal(retryAfter(d), expected, `rate ${rate}/s: Retry-After ${expected}`);
-    if (expected > 1) t.equal(l.take('a', T0 + (expected - 1) * 1000).ok, false, `rate ${rate}/s: a second early is still limited`);
+    if (expected > 1)
+      t.equal(l.take('a', T0 + (expected - 1) * 1000).ok, false, `rate ${rate}/s: a second early is still limited`);
     t.equal(l.take('a', T0 + expected * 1000).ok, true, `rate ${rate}/s: after Retry-After the request passes`);
   }
 });
@@ -83,58 +84,67 @@ t.test('a clock going backwards never grants extra tokens', async (t) => {
   t.equal(l.take('a', T0 + 11_000).ok, false);
 });
 
-t.test('with every bucket taken, refilled buckets are dropped (at most one sweep a second) and a new identity gets its own', async (t) => {
-  // rate 10/s, burst 5: a bucket used once is full again after 100 ms
-  const l = limiter(10, 5, 2);
-  t.ok(l.take('a', T0).ok);
-  t.ok(l.take('b', T0).ok);
-  t.equal(l.trackedPeers, 2);
+t.test(
+  'with every bucket taken, refilled buckets are dropped (at most one sweep a second) and a new identity gets its own',
+  async (t) => {
+    // rate 10/s, burst 5: a bucket used once is full again after 100 ms
+    const l = limiter(10, 5, 2);
+    t.ok(l.take('a', T0).ok);
+    t.ok(l.take('b', T0).ok);
+    t.equal(l.trackedPeers, 2);
 
-  // a and b are not full yet: c goes to the shared overflow bucket, which it drains
-  t.equal(takeMany(l, 'c', T0, 5), 5, 'c gets the overflow bucket');
-  t.equal(l.take('c', T0).ok, false);
-  t.equal(l.trackedPeers, 2, 'the overflow bucket is not one of the tracked peers');
+    // a and b are not full yet: c goes to the shared overflow bucket, which it drains
+    t.equal(takeMany(l, 'c', T0, 5), 5, 'c gets the overflow bucket');
+    t.equal(l.take('c', T0).ok, false);
+    t.equal(l.trackedPeers, 2, 'the overflow bucket is not one of the tracked peers');
 
-  // 500 ms on, a and b are full again but the last sweep was under a second ago: d shares c's
-  // bucket (refilled by now), and draining it limits c too
-  t.equal(takeMany(l, 'd', T0 + 500, 10), 5, 'no sweep within the second: d gets the overflow bucket');
-  t.equal(l.take('c', T0 + 500).ok, false, 'which c shares');
-  t.equal(l.trackedPeers, 2, 'a and b were kept');
+    // 500 ms on, a and b are full again but the last sweep was under a second ago: d shares c's
+    // bucket (refilled by now), and draining it limits c too
+    t.equal(takeMany(l, 'd', T0 + 500, 10), 5, 'no sweep within the second: d gets the overflow bucket');
+    t.equal(l.take('c', T0 + 500).ok, false, 'which c shares');
+    t.equal(l.trackedPeers, 2, 'a and b were kept');
 
-  // a second on, the sweep drops a and b (full: nothing is forgotten) and e gets a bucket of its own
-  t.equal(takeMany(l, 'e', T0 + 1000, 5), 5, 'e has its own full bucket, not the overflow');
-  t.equal(l.trackedPeers, 1, 'a and b were dropped');
-  t.equal(takeMany(l, 'f', T0 + 1000, 5), 5, 'f takes the second free place, not a share of the overflow');
-  t.equal(l.trackedPeers, 2);
-  t.equal(l.take('g', T0 + 1000).ok, true, 'g, beyond the cap, shares the overflow (refilled meanwhile)');
-  t.equal(l.trackedPeers, 2);
+    // a second on, the sweep drops a and b (full: nothing is forgotten) and e gets a bucket of its own
+    t.equal(takeMany(l, 'e', T0 + 1000, 5), 5, 'e has its own full bucket, not the overflow');
+    t.equal(l.trackedPeers, 1, 'a and b were dropped');
+    t.equal(takeMany(l, 'f', T0 + 1000, 5), 5, 'f takes the second free place, not a share of the overflow');
+    t.equal(l.trackedPeers, 2);
+    t.equal(l.take('g', T0 + 1000).ok, true, 'g, beyond the cap, shares the overflow (refilled meanwhile)');
+    t.equal(l.trackedPeers, 2);
 
-  // a dropped peer that comes back starts from a full bucket: exactly what it had
-  t.equal(takeMany(l, 'a', T0 + 2100, 10), 5, 'after a sweep frees places, a returning peer has burst again');
-  t.ok(l.trackedPeers <= 2);
-});
+    // a dropped peer that comes back starts from a full bucket: exactly what it had
+    t.equal(takeMany(l, 'a', T0 + 2100, 10), 5, 'after a sweep frees places, a returning peer has burst again');
+    t.ok(l.trackedPeers <= 2);
+  },
+);
 
-t.test('when every bucket is busy, new identities share the overflow bucket and the limit holds in aggregate', async (t) => {
-  const rate = 2;
-  const burst = 4;
-  const l = limiter(rate, burst, 3);
-  const busy = ['a', 'b', 'c'];
-  let strangersOk = 0;
-  let stranger = 0;
-  const seconds = 20;
-  let mostTracked = 0;
-  for (let ms = 0; ms <= seconds * 1000; ms += 50) {
-    for (const p of busy) l.take(p, T0 + ms); // 20 per second each: never refilled, never dropped
-    // a flood of identities never seen before, ten every 50 ms
-    for (let i = 0; i < 10; i++) if (l.take(`stranger-${stranger++}`, T0 + ms).ok) strangersOk++;
-    mostTracked = Math.max(mostTracked, l.trackedPeers);
-  }
-  t.equal(mostTracked, 3, 'never more than maxPeers identities have buckets');
-  t.comment(`${stranger} new identities in ${seconds} s: ${strangersOk} admitted`);
-  t.ok(strangersOk <= burst + rate * seconds, `all of them together got ${strangersOk} ≤ burst + rate × ${seconds} s = ${burst + rate * seconds}`);
-  t.ok(strangersOk >= rate * seconds, 'and the overflow bucket still refills at the rate');
-  t.equal(l.trackedPeers, 3, 'the busy peers keep their buckets');
-});
+t.test(
+  'when every bucket is busy, new identities share the overflow bucket and the limit holds in aggregate',
+  async (t) => {
+    const rate = 2;
+    const burst = 4;
+    const l = limiter(rate, burst, 3);
+    const busy = ['a', 'b', 'c'];
+    let strangersOk = 0;
+    let stranger = 0;
+    const seconds = 20;
+    let mostTracked = 0;
+    for (let ms = 0; ms <= seconds * 1000; ms += 50) {
+      for (const p of busy) l.take(p, T0 + ms); // 20 per second each: never refilled, never dropped
+      // a flood of identities never seen before, ten every 50 ms
+      for (let i = 0; i < 10; i++) if (l.take(`stranger-${stranger++}`, T0 + ms).ok) strangersOk++;
+      mostTracked = Math.max(mostTracked, l.trackedPeers);
+    }
+    t.equal(mostTracked, 3, 'never more than maxPeers identities have buckets');
+    t.comment(`${stranger} new identities in ${seconds} s: ${strangersOk} admitted`);
+    t.ok(
+      strangersOk <= burst + rate * seconds,
+      `all of them together got ${strangersOk} ≤ burst + rate × ${seconds} s = ${burst + rate * seconds}`,
+    );
+    t.ok(strangersOk >= rate * seconds, 'and the overflow bucket still refills at the rate');
+    t.equal(l.trackedPeers, 3, 'the busy peers keep their buckets');
+  },
+);
 
 t.test('property: a peer is never admitted more than burst + rate × elapsed', async (t) => {
   const rates = fc.oneof(fc.integer({ min: 1, max: 50 }), fc.constantFrom(0.1, 0.25, 0.5, 1.5, 2.5, 1000 / 3));

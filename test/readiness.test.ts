@@ -17,34 +17,51 @@ import { startSidecar } from '../src/main.ts';
 import { StartupError } from '../src/core/errors.ts';
 import { validateConfig } from '../src/config/validate.ts';
 import { makeCrl } from './helpers/pki.ts';
-import { captureLogs, eventually, heldUpstream, mtlsClient, startTestSidecar, startUpstream, world } from './helpers/world.ts';
+import {
+  captureLogs,
+  eventually,
+  heldUpstream,
+  mtlsClient,
+  startTestSidecar,
+  startUpstream,
+  world,
+} from './helpers/world.ts';
 import { freePort, tryConnect } from './helpers/process.ts';
 
 const WAIT_MS = 10_000;
 
-t.test('a Readiness is ready only once the identity loaded and the listeners are bound, and never again after draining began', async (t) => {
-  const r = createReadiness();
-  t.equal(r.ready(), false);
-  t.same(r.reasons(), ['identity not loaded', 'listeners not bound']);
-  r.markIdentityLoaded();
-  t.equal(r.ready(), false);
-  t.same(r.reasons(), ['listeners not bound']);
-  r.markListenersBound();
-  t.equal(r.ready(), true);
-  t.same(r.reasons(), []);
-  t.equal(r.draining(), false);
-  r.markDraining();
-  t.equal(r.ready(), false);
-  t.equal(r.draining(), true);
-  t.same(r.reasons(), ['draining']);
-  r.markListenersBound();
-  t.equal(r.ready(), false, 'marking again does not undo draining');
-});
+t.test(
+  'a Readiness is ready only once the identity loaded and the listeners are bound, and never again after draining began',
+  async (t) => {
+    const r = createReadiness();
+    t.equal(r.ready(), false);
+    t.same(r.reasons(), ['identity not loaded', 'listeners not bound']);
+    r.markIdentityLoaded();
+    t.equal(r.ready(), false);
+    t.same(r.reasons(), ['listeners not bound']);
+    r.markListenersBound();
+    t.equal(r.ready(), true);
+    t.same(r.reasons(), []);
+    t.equal(r.draining(), false);
+    r.markDraining();
+    t.equal(r.ready(), false);
+    t.equal(r.draining(), true);
+    t.same(r.reasons(), ['draining']);
+    r.markListenersBound();
+    t.equal(r.ready(), false, 'marking again does not undo draining');
+  },
+);
 
 t.test('the admin app answers /readyz from the Readiness it is handed: 503 with the reasons, then 200', async (t) => {
   const readiness = createReadiness();
   const reload = async (): Promise<AdminReloadResult> => ({ ok: true, problems: [], changed: false, ignored: null });
-  const app = buildAdminApp({ log: captureLogs().logger, registry: new Registry(), token: null, readiness, view: { status: () => ({}), reload } });
+  const app = buildAdminApp({
+    log: captureLogs().logger,
+    registry: new Registry(),
+    token: null,
+    readiness,
+    view: { status: () => ({}), reload },
+  });
   t.teardown(() => app.close());
   const get = async (): Promise<{ status: number; body: unknown }> => {
     const res = await app.inject({ method: 'GET', url: '/readyz' });
@@ -68,40 +85,55 @@ async function readyz(port: number): Promise<{ status: number; body: unknown } |
   }
 }
 
-t.test('a starting sidecar answers /readyz 503 while its identity is still loading, 200 once listeners are bound', async (t) => {
-  const w = await world(t);
-  const ingest = await w.identity('ingest');
-  const app = await startUpstream(t);
-  // the CRL file is a FIFO: loading the identity waits until the test writes the CRL into it
-  const crlFile = join(w.dir, 'ca.crl');
-  execFileSync('mkfifo', [crlFile]);
-  const adminPort = await freePort();
-  const result = validateConfig(
-    {
-      admin: { listen: `127.0.0.1:${adminPort}` },
-      identity: { ...ingest.files, crlFile },
-      listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { any: true } }],
-    },
-    { baseDir: w.dir, source: null },
-  );
-  if (!result.ok) throw new Error('config invalid');
-  const starting = startSidecar(result.config, { registry: new Registry(), log: captureLogs().logger, identityTiming: { watchDebounceMs: 3_600_000 } });
-  let sidecar: Awaited<typeof starting> | null = null;
-  t.teardown(async () => {
-    // should the test fail before the CRL is written, unblock the load so the start can finish
-    if (sidecar === null) await writeFile(crlFile, await makeCrl(w.ca)).catch(() => undefined);
-    await (sidecar ?? (await starting.catch(() => null)))?.shutdown();
-  });
+t.test(
+  'a starting sidecar answers /readyz 503 while its identity is still loading, 200 once listeners are bound',
+  async (t) => {
+    const w = await world(t);
+    const ingest = await w.identity('ingest');
+    const app = await startUpstream(t);
+    // the CRL file is a FIFO: loading the identity waits until the test writes the CRL into it
+    const crlFile = join(w.dir, 'ca.crl');
+    execFileSync('mkfifo', [crlFile]);
+    const adminPort = await freePort();
+    const result = validateConfig(
+      {
+        admin: { listen: `127.0.0.1:${adminPort}` },
+        identity: { ...ingest.files, crlFile },
+        listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { any: true } }],
+      },
+      { baseDir: w.dir, source: null },
+    );
+    if (!result.ok) throw new Error('config invalid');
+    const starting = startSidecar(result.config, {
+      registry: new Registry(),
+      log: captureLogs().logger,
+      identityTiming: { watchDebounceMs: 3_600_000 },
+    });
+    let sidecar: Awaited<typeof starting> | null = null;
+    t.teardown(async () => {
+      // should the test fail before the CRL is written, unblock the load so the start can finish
+      if (sidecar === null) await writeFile(crlFile, await makeCrl(w.ca)).catch(() => undefined);
+      await (sidecar ?? (await starting.catch(() => null)))?.shutdown();
+    });
 
-  let seen: Awaited<ReturnType<typeof readyz>> = 'not asked';
-  await eventually(async () => typeof (seen = await readyz(adminPort)) !== 'string', WAIT_MS, 'the admin server to answer');
-  t.same(seen, { status: 503, body: { ready: false, reasons: ['identity not loaded', 'listeners not bound'] } }, 'starting: 503, with why');
+    let seen: Awaited<ReturnType<typeof readyz>> = 'not asked';
+    await eventually(
+      async () => typeof (seen = await readyz(adminPort)) !== 'string',
+      WAIT_MS,
+      'the admin server to answer',
+    );
+    t.same(
+      seen,
+      { status: 503, body: { ready: false, reasons: ['identity not loaded', 'listeners not bound'] } },
+      'starting: 503, with why',
+    );
 
-  await writeFile(crlFile, await makeCrl(w.ca));
-  sidecar = await starting;
-  t.same(await readyz(adminPort), { status: 200, body: { ready: true } }, 'started: 200');
-  t.equal(sidecar.admin?.port, adminPort);
-});
+    await writeFile(crlFile, await makeCrl(w.ca));
+    sidecar = await starting;
+    t.same(await readyz(adminPort), { status: 200, body: { ready: true } }, 'started: 200');
+    t.equal(sidecar.admin?.port, adminPort);
+  },
+);
 
 t.test('a draining sidecar answers /readyz 503', async (t) => {
   const w = await world(t);
@@ -134,13 +166,23 @@ t.test('a listener that cannot bind fails the start and shuts the admin server d
   const err = await startTestSidecar(t, w.dir, {
     admin: { listen: `127.0.0.1:${adminPort}` },
     identity: ingest.files,
-    listeners: [{ name: 'ingest', mode: 'inbound', listen: `127.0.0.1:${takenPort}`, target: '127.0.0.1:9', allow: { any: true } }],
+    listeners: [
+      {
+        name: 'ingest',
+        mode: 'inbound',
+        listen: `127.0.0.1:${takenPort}`,
+        target: '127.0.0.1:9',
+        allow: { any: true },
+      },
+    ],
   }).then(
     () => null,
     (e: unknown) => e,
   );
   t.ok(err instanceof StartupError, 'the start fails');
-  t.match((err as StartupError).problems, [new RegExp(`^listeners\\[0\\]\\.listen: 127\\.0\\.0\\.1:${takenPort}: EADDRINUSE`)]);
+  t.match((err as StartupError).problems, [
+    new RegExp(`^listeners\\[0\\]\\.listen: 127\\.0\\.0\\.1:${takenPort}: EADDRINUSE`),
+  ]);
   t.equal(await readyz(adminPort), 'ECONNREFUSED', 'and the admin server is no longer listening');
 });
 
@@ -164,6 +206,8 @@ t.test('a listener that cannot bind closes the ones bound before it: a failed st
   );
   t.ok(err instanceof StartupError, 'the start fails');
   t.equal((err as StartupError).message, 'listener second cannot listen');
-  t.match((err as StartupError).problems, [new RegExp(`^listeners\\[1\\]\\.listen: 127\\.0\\.0\\.1:${takenPort}: EADDRINUSE$`)]);
+  t.match((err as StartupError).problems, [
+    new RegExp(`^listeners\\[1\\]\\.listen: 127\\.0\\.0\\.1:${takenPort}: EADDRINUSE$`),
+  ]);
   t.equal(await tryConnect(firstPort), 'ECONNREFUSED', 'the first listener, bound before, is closed again');
 });

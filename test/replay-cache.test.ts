@@ -284,8 +284,16 @@ t.test('invalid options are refused up front', async (t) => {
     { buckets: 3.5 },
   ];
   for (const override of bad) {
-    const options = { ttlMs: 1000, maxEntries: 10, clock, ...override } as unknown as Parameters<typeof createReplayCache>[0];
-    t.throws(() => createReplayCache(options), RangeError, Object.entries(override).map(([k, v]) => `${k}: ${String(v)}`).join());
+    const options = { ttlMs: 1000, maxEntries: 10, clock, ...override } as unknown as Parameters<
+      typeof createReplayCache
+    >[0];
+    t.throws(
+      () => createReplayCache(options),
+      RangeError,
+      Object.entries(override)
+        .map(([k, v]) => `${k}: ${String(v)}`)
+        .join(),
+    );
   }
   t.throws(() => createReplayCache({ ttlMs: 1000, maxEntries: 10, clock: {} as Clock }), TypeError);
 });
@@ -293,7 +301,13 @@ t.test('invalid options are refused up front', async (t) => {
 t.test('matches a reference model under arbitrary clock moves', async (t) => {
   type Op = { kind: 'move'; delta: number } | { kind: 'check'; key: number; nonce: number } | { kind: 'size' };
   const op: fc.Arbitrary<Op> = fc.oneof(
-    { arbitrary: fc.record({ kind: fc.constant('move' as const), delta: fc.oneof(fc.integer({ min: -3, max: 3 }), fc.integer({ min: -1500, max: 1500 })) }), weight: 2 },
+    {
+      arbitrary: fc.record({
+        kind: fc.constant('move' as const),
+        delta: fc.oneof(fc.integer({ min: -3, max: 3 }), fc.integer({ min: -1500, max: 1500 })),
+      }),
+      weight: 2,
+    },
     { arbitrary: fc.record({ kind: fc.constant('check' as const), key: fc.nat(2), nonce: fc.nat(9) }), weight: 6 },
     { arbitrary: fc.constant({ kind: 'size' as const }), weight: 1 },
   );

@@ -147,7 +147,9 @@ t.test('memory: bytes per entry at 1,000,000 live entries', async (t) => {
   t.equal(cache.size, 1_000_000);
   t.equal(cache.checkAndInsert('key-1', 'one-more'), 'full');
   const perEntry = cache.bytes / 1_000_000;
-  t.comment(`shared replay cache: ${cache.bytes} bytes (${(cache.bytes / 2 ** 20).toFixed(1)} MiB) for 1,000,000 live entries = ${perEntry.toFixed(1)} bytes per entry`);
+  t.comment(
+    `shared replay cache: ${cache.bytes} bytes (${(cache.bytes / 2 ** 20).toFixed(1)} MiB) for 1,000,000 live entries = ${perEntry.toFixed(1)} bytes per entry`,
+  );
   t.ok(cache.bytes <= 128 * 2 ** 20, 'within the 128 MiB budget');
 });
 
@@ -172,7 +174,11 @@ import(workerData.module).then(({ attachSharedReplayCache }) => {
 `;
 
 t.test('threads racing on the same nonces: exactly one fresh per nonce across all of them', async (t) => {
-  const cache = createSharedReplayCache({ ttlMs: 300_000, maxEntries: 100_000, clock: { now: () => Date.now(), monotonic: () => process.hrtime.bigint() } });
+  const cache = createSharedReplayCache({
+    ttlMs: 300_000,
+    maxEntries: 100_000,
+    clock: { now: () => Date.now(), monotonic: () => process.hrtime.bigint() },
+  });
   const nonces = 20_000;
   const start = new SharedArrayBuffer(4);
   const module = new URL('../src/integrity/sharedReplayCache.ts', import.meta.url).href;
@@ -181,7 +187,10 @@ t.test('threads racing on the same nonces: exactly one fresh per nonce across al
     const out: number[][] = [];
     let ready = 0;
     for (let w = 0; w < threads; w++) {
-      const worker = new Worker(RACE_WORKER, { eval: true, workerData: { module, handle: cache.handle, start, nonces, rounds: 2, offset: w } });
+      const worker = new Worker(RACE_WORKER, {
+        eval: true,
+        workerData: { module, handle: cache.handle, start, nonces, rounds: 2, offset: w },
+      });
       let reported = false;
       worker.on('message', (m: { ready?: true; fresh?: number[] }) => {
         if (m.ready === true) {
@@ -206,7 +215,13 @@ t.test('threads racing on the same nonces: exactly one fresh per nonce across al
   const seen = new Map<number, number>();
   for (const list of results) for (const n of list) seen.set(n, (seen.get(n) ?? 0) + 1);
   t.equal(seen.size, nonces, 'every nonce was fresh somewhere');
-  t.ok([...seen.values()].every((c) => c === 1), 'and nowhere twice');
-  t.ok(results.filter((r) => r.length > 0).length >= 2, `more than one thread won some (${results.map((r) => r.length).join(', ')})`);
+  t.ok(
+    [...seen.values()].every((c) => c === 1),
+    'and nowhere twice',
+  );
+  t.ok(
+    results.filter((r) => r.length > 0).length >= 2,
+    `more than one thread won some (${results.map((r) => r.length).join(', ')})`,
+  );
   t.equal(cache.size, nonces);
 });

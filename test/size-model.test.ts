@@ -65,57 +65,64 @@ t.test('clean log-normal traffic is flagged at most 0.5% of the time', async (t)
     if (v === 'too_large') large++;
     else if (v === 'too_small') small++;
   }
-  t.comment(`clean (σ=${SIGMA}, median ${MEDIAN} B): ${large + small}/${n} flagged = ${pct(large + small, n)} (${large} too_large, ${small} too_small)`);
+  t.comment(
+    `clean (σ=${SIGMA}, median ${MEDIAN} B): ${large + small}/${n} flagged = ${pct(large + small, n)} (${large} too_large, ${small} too_small)`,
+  );
   t.ok(large + small <= n * 0.005, `false-positive rate ${pct(large + small, n)} ≤ 0.5%`);
 });
 
-t.test('outliers of 10× and 100× the median and tiny bodies are caught ≥ 99% of the time; 2× and 5× reported', async (t) => {
-  // One run per magnitude: 100,000 clean sizes with 1,000 outliers (1%) mixed in at random
-  // places. Every request goes through judge-then-learn, so outliers that pass as normal (most
-  // 2× ones) are learned, as they would be in the proxy. Outliers of k× are literally k times the
-  // median (the issue's wording, jittered by ±1%); alongside, judged by the same model without
-  // being learned, k times a clean draw (a body k times what this stream happens to send).
-  const kinds = [
-    ['2×', 2],
-    ['5×', 5],
-    ['10×', 10],
-    ['100×', 100],
-    ['tiny', 0],
-  ] as const;
-  const clean = 100_000;
-  const outliers = 1000;
-  for (const [kind, factor] of kinds) {
-    const rng = mulberry32(7);
-    const model = learnedModel(rng);
-    const expected: SizeVerdict = factor === 0 ? 'too_small' : 'too_large';
-    let caught = 0;
-    let caughtDraw = 0;
-    let cleanFlagged = 0;
-    let left = outliers;
-    for (let i = clean + outliers; i > 0; i--) {
-      if (rng() * i >= left) {
-        if (flagged(handle(model, logNormal(rng)))) cleanFlagged++;
-        continue;
+t.test(
+  'outliers of 10× and 100× the median and tiny bodies are caught ≥ 99% of the time; 2× and 5× reported',
+  async (t) => {
+    // One run per magnitude: 100,000 clean sizes with 1,000 outliers (1%) mixed in at random
+    // places. Every request goes through judge-then-learn, so outliers that pass as normal (most
+    // 2× ones) are learned, as they would be in the proxy. Outliers of k× are literally k times the
+    // median (the issue's wording, jittered by ±1%); alongside, judged by the same model without
+    // being learned, k times a clean draw (a body k times what this stream happens to send).
+    const kinds = [
+      ['2×', 2],
+      ['5×', 5],
+      ['10×', 10],
+      ['100×', 100],
+      ['tiny', 0],
+    ] as const;
+    const clean = 100_000;
+    const outliers = 1000;
+    for (const [kind, factor] of kinds) {
+      const rng = mulberry32(7);
+      const model = learnedModel(rng);
+      const expected: SizeVerdict = factor === 0 ? 'too_small' : 'too_large';
+      let caught = 0;
+      let caughtDraw = 0;
+      let cleanFlagged = 0;
+      let left = outliers;
+      for (let i = clean + outliers; i > 0; i--) {
+        if (rng() * i >= left) {
+          if (flagged(handle(model, logNormal(rng)))) cleanFlagged++;
+          continue;
+        }
+        left--;
+        if (factor === 0) {
+          if (handle(model, 1 + Math.floor(rng() * 10)) === expected) caught++; // 1..10 bytes
+          continue;
+        }
+        if (model.judge(Math.round(factor * logNormal(rng))).verdict === expected) caughtDraw++;
+        if (handle(model, Math.round(MEDIAN * factor * (0.99 + 0.02 * rng()))) === expected) caught++;
       }
-      left--;
-      if (factor === 0) {
-        if (handle(model, 1 + Math.floor(rng() * 10)) === expected) caught++; // 1..10 bytes
-        continue;
-      }
-      if (model.judge(Math.round(factor * logNormal(rng))).verdict === expected) caughtDraw++;
-      if (handle(model, Math.round(MEDIAN * factor * (0.99 + 0.02 * rng()))) === expected) caught++;
+      const what = factor === 0 ? '1-10 B' : `${kind} the median`;
+      t.comment(
+        `recall ${kind.padEnd(4)} (${what}): ${pct(caught, outliers)}` +
+          (factor === 0 ? '' : `; ${kind} a clean draw: ${pct(caughtDraw, outliers)}`) +
+          `; clean sizes in this run flagged ${pct(cleanFlagged, clean)}`,
+      );
+      t.ok(cleanFlagged <= clean * 0.005, `${kind}: false positives among the clean sizes stay ≤ 0.5%`);
+      if (factor === 0 || factor >= 10)
+        t.ok(caught >= outliers * 0.99, `${kind}: recall ${pct(caught, outliers)} ≥ 99%`);
+      if (factor >= 100)
+        t.ok(caughtDraw >= outliers * 0.99, `${kind} a clean draw: recall ${pct(caughtDraw, outliers)} ≥ 99%`);
     }
-    const what = factor === 0 ? '1-10 B' : `${kind} the median`;
-    t.comment(
-      `recall ${kind.padEnd(4)} (${what}): ${pct(caught, outliers)}` +
-        (factor === 0 ? '' : `; ${kind} a clean draw: ${pct(caughtDraw, outliers)}`) +
-        `; clean sizes in this run flagged ${pct(cleanFlagged, clean)}`,
-    );
-    t.ok(cleanFlagged <= clean * 0.005, `${kind}: false positives among the clean sizes stay ≤ 0.5%`);
-    if (factor === 0 || factor >= 10) t.ok(caught >= outliers * 0.99, `${kind}: recall ${pct(caught, outliers)} ≥ 99%`);
-    if (factor >= 100) t.ok(caughtDraw >= outliers * 0.99, `${kind} a clean draw: recall ${pct(caughtDraw, outliers)} ≥ 99%`);
-  }
-});
+  },
+);
 
 t.test('outliers among the learning samples do not spoil the model (median and MAD)', async (t) => {
   const rng = mulberry32(99);
@@ -131,7 +138,11 @@ t.test('outliers among the learning samples do not spoil the model (median and M
   t.comment(`upper bound learned with 5% 100× outliers / without: ${ratio.toFixed(3)}`);
   t.ok(ratio > 0.8 && ratio < 1.25, 'the bound moves little');
   t.equal(spoiled.judge(MEDIAN * 10).verdict, 'too_large', '10× the median is still too large');
-  t.equal(spoiled.judge(MEDIAN * 100).verdict, 'too_large', 'the kind of outlier it saw while learning is still too large');
+  t.equal(
+    spoiled.judge(MEDIAN * 100).verdict,
+    'too_large',
+    'the kind of outlier it saw while learning is still too large',
+  );
   t.equal(spoiled.judge(5).verdict, 'too_small');
   let fp = 0;
   const n = 5000;
@@ -268,38 +279,44 @@ t.test('SizeWatch', async (t) => {
     t.not(watch.upperBound('/a', 'p0'), watch.upperBound('/a', 'p6'), 'a tracked peer has its own bound');
   });
 
-  t.test('a peer sending only large bodies, on a route whose other peers send small ones, is judged by its own model once learned', async (t) => {
-    const rng = mulberry32(23);
-    const watch = new SizeWatch({ ...options, maxTrackedPeers: 100 });
-    const BIG = 200 * MEDIAN;
-    const small = ['s1', 's2', 's3'];
-    // the small peers teach the route first
-    for (let i = 0; i < MIN_SAMPLES; i++) for (const p of small) watch.learn('/up', p, logNormal(rng));
-    const routeBound = watch.upperBound('/up', 'big');
-    t.ok(routeBound < BIG / 10, 'the route has learned small sizes');
+  t.test(
+    'a peer sending only large bodies, on a route whose other peers send small ones, is judged by its own model once learned',
+    async (t) => {
+      const rng = mulberry32(23);
+      const watch = new SizeWatch({ ...options, maxTrackedPeers: 100 });
+      const BIG = 200 * MEDIAN;
+      const small = ['s1', 's2', 's3'];
+      // the small peers teach the route first
+      for (let i = 0; i < MIN_SAMPLES; i++) for (const p of small) watch.learn('/up', p, logNormal(rng));
+      const routeBound = watch.upperBound('/up', 'big');
+      t.ok(routeBound < BIG / 10, 'the route has learned small sizes');
 
-    // observe mode: every accepted request is offered to learn(); what a model flags does not
-    // teach that model, so the route keeps its small sizes and the big peer's own model learns
-    let flaggedByRoute = 0;
-    for (let i = 0; i < MIN_SAMPLES; i++) {
-      const size = logNormal(rng, BIG);
-      const d = watch.judge('/up', 'big', size);
-      t.equal(d.by, 'route');
-      if (d.verdict === 'too_large') flaggedByRoute++;
-      watch.learn('/up', 'big', size);
-      for (const p of small) watch.learn('/up', p, logNormal(rng));
-    }
-    t.equal(flaggedByRoute, MIN_SAMPLES, "while learning, the big peer's bodies are flagged by the route");
-    const routeAfter = watch.upperBound('/up', 'nobody');
-    t.ok(routeAfter < routeBound * 1.25 && routeAfter > routeBound * 0.8, `the route model did not learn them (bound ${routeBound} → ${routeAfter})`);
-    t.equal(watch.judge('/up', 'nobody', BIG).verdict, 'too_large');
+      // observe mode: every accepted request is offered to learn(); what a model flags does not
+      // teach that model, so the route keeps its small sizes and the big peer's own model learns
+      let flaggedByRoute = 0;
+      for (let i = 0; i < MIN_SAMPLES; i++) {
+        const size = logNormal(rng, BIG);
+        const d = watch.judge('/up', 'big', size);
+        t.equal(d.by, 'route');
+        if (d.verdict === 'too_large') flaggedByRoute++;
+        watch.learn('/up', 'big', size);
+        for (const p of small) watch.learn('/up', p, logNormal(rng));
+      }
+      t.equal(flaggedByRoute, MIN_SAMPLES, "while learning, the big peer's bodies are flagged by the route");
+      const routeAfter = watch.upperBound('/up', 'nobody');
+      t.ok(
+        routeAfter < routeBound * 1.25 && routeAfter > routeBound * 0.8,
+        `the route model did not learn them (bound ${routeBound} → ${routeAfter})`,
+      );
+      t.equal(watch.judge('/up', 'nobody', BIG).verdict, 'too_large');
 
-    const d = watch.judge('/up', 'big', BIG);
-    t.equal(d.by, 'peer');
-    t.equal(d.verdict, 'normal', 'its own size is normal for it');
-    t.equal(watch.judge('/up', 'big', MEDIAN).verdict, 'too_small', "the route's usual size is too small for it");
-    t.equal(watch.judge('/up', 'big', BIG * 100).verdict, 'too_large');
-    t.equal(watch.judge('/up', 's1', BIG).verdict, 'too_large', 'a small peer sending a big body is still flagged');
-    t.equal(watch.judge('/up', 'new', BIG).verdict, 'too_large', 'and so is a new peer');
-  });
+      const d = watch.judge('/up', 'big', BIG);
+      t.equal(d.by, 'peer');
+      t.equal(d.verdict, 'normal', 'its own size is normal for it');
+      t.equal(watch.judge('/up', 'big', MEDIAN).verdict, 'too_small', "the route's usual size is too small for it");
+      t.equal(watch.judge('/up', 'big', BIG * 100).verdict, 'too_large');
+      t.equal(watch.judge('/up', 's1', BIG).verdict, 'too_large', 'a small peer sending a big body is still flagged');
+      t.equal(watch.judge('/up', 'new', BIG).verdict, 'too_large', 'and so is a new peer');
+    },
+  );
 });

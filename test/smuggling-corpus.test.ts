@@ -18,7 +18,15 @@ import t from 'tap';
 import http from 'node:http';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
+import {
+  eventually,
+  startTestSidecar,
+  world,
+  type Test,
+  type TestIdentity,
+  type TestSidecar,
+  type World,
+} from './helpers/world.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
 import { header, type Reply } from './helpers/strictReplies.ts';
 import { rawConnect, type RawConn } from './helpers/rawClient.ts';
@@ -55,7 +63,15 @@ interface RecordingApp {
 }
 
 function record(conn: number, req: http.IncomingMessage, upgrade: boolean): Recorded {
-  return { conn, method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, body: Buffer.alloc(0), complete: false, upgrade };
+  return {
+    conn,
+    method: req.method ?? '',
+    url: req.url ?? '',
+    rawHeaders: req.rawHeaders,
+    body: Buffer.alloc(0),
+    complete: false,
+    upgrade,
+  };
 }
 
 /** A strict node:http app that records every request as its head arrives and answers 200 `<METHOD> <url>`. */
@@ -87,7 +103,9 @@ async function recordingApp(t: Test): Promise<RecordingApp> {
     socket.on('data', (c: Buffer) => app.afterUpgrade.push(c));
     socket.on('error', () => undefined);
     const body = `${req.method} ${req.url}`;
-    socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socket.write(
+      `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => {
@@ -150,21 +168,32 @@ const BAD_REQUEST: Outcome = { kind: 'refuse', status: [400], code: ['ERR_BAD_RE
 const BAD_CODING: Outcome = { kind: 'refuse', status: [400, 501], code: ['ERR_BAD_REQUEST', 'ERR_UNSUPPORTED_CODING'] };
 const UNSUPPORTED_CODING: Outcome = { kind: 'refuse', status: [501], code: ['ERR_UNSUPPORTED_CODING'] };
 
-const post = (path: string, headers: string, body: string): string => `POST ${path} HTTP/1.1\r\n${HOST}${headers}\r\n${body}`;
+const post = (path: string, headers: string, body: string): string =>
+  `POST ${path} HTTP/1.1\r\n${HOST}${headers}\r\n${body}`;
 const chunked = (data: string): string => `${data.length.toString(16)}\r\n${data}\r\n0\r\n\r\n`;
 
 const CASES: readonly Case[] = [
   {
     name: 'control: well-formed pipelined GET, POST with Content-Length, chunked POST',
     bytes:
-      `GET /one HTTP/1.1\r\n${HOST}\r\n` + post('/two', 'Content-Length: 5\r\n', 'hello') + post('/three', 'Transfer-Encoding: chunked\r\n', chunked('abc')),
-    own: [{ method: 'GET', path: '/one' }, { method: 'POST', path: '/two', body: 'hello' }, { method: 'POST', path: '/three', body: 'abc' }],
+      `GET /one HTTP/1.1\r\n${HOST}\r\n` +
+      post('/two', 'Content-Length: 5\r\n', 'hello') +
+      post('/three', 'Transfer-Encoding: chunked\r\n', chunked('abc')),
+    own: [
+      { method: 'GET', path: '/one' },
+      { method: 'POST', path: '/two', body: 'hello' },
+      { method: 'POST', path: '/three', body: 'abc' },
+    ],
     outcome: FORWARD,
   },
   // CL.TE / TE.CL: both framings present, each hiding a request for the other reading
   {
     name: 'CL.TE: Content-Length covers a request after the last chunk',
-    bytes: post('/clte', `Content-Length: ${5 + SMUGGLED.length}\r\nTransfer-Encoding: chunked\r\n`, `0\r\n\r\n${SMUGGLED}`),
+    bytes: post(
+      '/clte',
+      `Content-Length: ${5 + SMUGGLED.length}\r\nTransfer-Encoding: chunked\r\n`,
+      `0\r\n\r\n${SMUGGLED}`,
+    ),
     own: [],
     outcome: BAD_REQUEST,
   },
@@ -280,10 +309,25 @@ const CASES: readonly Case[] = [
     own: [{ method: 'POST', path: '/cl', body: 'hello' }],
     outcome: FORWARD,
   },
-  { name: 'Content-Length: 5, 5', bytes: post('/cl', 'Content-Length: 5, 5\r\n', 'hello'), own: [], outcome: BAD_REQUEST },
-  { name: 'Content-Length: 0x5', bytes: post('/cl', 'Content-Length: 0x5\r\n', 'hello'), own: [], outcome: BAD_REQUEST },
+  {
+    name: 'Content-Length: 5, 5',
+    bytes: post('/cl', 'Content-Length: 5, 5\r\n', 'hello'),
+    own: [],
+    outcome: BAD_REQUEST,
+  },
+  {
+    name: 'Content-Length: 0x5',
+    bytes: post('/cl', 'Content-Length: 0x5\r\n', 'hello'),
+    own: [],
+    outcome: BAD_REQUEST,
+  },
   // the head's own syntax
-  { name: 'obs-fold in a field value', bytes: `GET /fold HTTP/1.1\r\n${HOST}X-Long: a\r\n b\r\n\r\n`, own: [], outcome: BAD_REQUEST },
+  {
+    name: 'obs-fold in a field value',
+    bytes: `GET /fold HTTP/1.1\r\n${HOST}X-Long: a\r\n b\r\n\r\n`,
+    own: [],
+    outcome: BAD_REQUEST,
+  },
   {
     name: 'obs-fold hiding Transfer-Encoding, plus Content-Length',
     bytes: post('/fold', `X-Pad: a\r\n Transfer-Encoding: chunked\r\nContent-Length: ${SMUGGLED.length}\r\n`, SMUGGLED),
@@ -291,8 +335,18 @@ const CASES: readonly Case[] = [
     outcome: BAD_REQUEST,
   },
   { name: 'bare CR ending the request line', bytes: `GET /cr HTTP/1.1\r${HOST}\r\n`, own: [], outcome: BAD_REQUEST },
-  { name: 'bare CR inside a field value', bytes: `GET /cr HTTP/1.1\r\n${HOST}X-A: a\rTransfer-Encoding: chunked\r\n\r\n`, own: [], outcome: BAD_REQUEST },
-  { name: 'bare LF line endings throughout', bytes: `GET /lf HTTP/1.1\nHost: localhost\n\n${SMUGGLED}`, own: [], outcome: BAD_REQUEST },
+  {
+    name: 'bare CR inside a field value',
+    bytes: `GET /cr HTTP/1.1\r\n${HOST}X-A: a\rTransfer-Encoding: chunked\r\n\r\n`,
+    own: [],
+    outcome: BAD_REQUEST,
+  },
+  {
+    name: 'bare LF line endings throughout',
+    bytes: `GET /lf HTTP/1.1\nHost: localhost\n\n${SMUGGLED}`,
+    own: [],
+    outcome: BAD_REQUEST,
+  },
   {
     name: 'a bare LF between two fields',
     bytes: post('/lf', `X-A: a\nContent-Length: ${ADMIN.length}\r\n`, ADMIN),
@@ -300,9 +354,24 @@ const CASES: readonly Case[] = [
     outcome: BAD_REQUEST,
   },
   { name: 'NUL in a field name', bytes: `GET /nul HTTP/1.1\r\n${HOST}X-\0A: a\r\n\r\n`, own: [], outcome: BAD_REQUEST },
-  { name: 'NUL in a field value', bytes: `GET /nul HTTP/1.1\r\n${HOST}X-A: a\0b\r\n\r\n`, own: [], outcome: BAD_REQUEST },
-  { name: 'a control byte (0x01) in a field value', bytes: `GET /ctl HTTP/1.1\r\n${HOST}X-A: a\x01b\r\n\r\n`, own: [], outcome: BAD_REQUEST },
-  { name: 'non-ASCII bytes in a field name', bytes: `GET /na HTTP/1.1\r\n${HOST}X-F\xc3\xb6: a\r\n\r\n`, own: [], outcome: BAD_REQUEST },
+  {
+    name: 'NUL in a field value',
+    bytes: `GET /nul HTTP/1.1\r\n${HOST}X-A: a\0b\r\n\r\n`,
+    own: [],
+    outcome: BAD_REQUEST,
+  },
+  {
+    name: 'a control byte (0x01) in a field value',
+    bytes: `GET /ctl HTTP/1.1\r\n${HOST}X-A: a\x01b\r\n\r\n`,
+    own: [],
+    outcome: BAD_REQUEST,
+  },
+  {
+    name: 'non-ASCII bytes in a field name',
+    bytes: `GET /na HTTP/1.1\r\n${HOST}X-F\xc3\xb6: a\r\n\r\n`,
+    own: [],
+    outcome: BAD_REQUEST,
+  },
   {
     name: 'non-ASCII bytes in a field value (obs-text) are accepted',
     bytes: `GET /na HTTP/1.1\r\n${HOST}X-A: caf\xe9\r\n\r\n`,
@@ -388,7 +457,8 @@ async function sidecarFor(t: Test, bed: Bed, app: RecordingApp): Promise<TestSid
   });
 }
 
-const describe = (r: Recorded): string => `${r.method} ${r.url} body=${JSON.stringify(r.body.toString('latin1'))} complete=${r.complete} conn=${r.conn}`;
+const describe = (r: Recorded): string =>
+  `${r.method} ${r.url} body=${JSON.stringify(r.body.toString('latin1'))} complete=${r.complete} conn=${r.conn}`;
 const describeOwn = (o: Own): string => `${o.method} ${o.path} body=${JSON.stringify(o.body ?? '')} complete=true`;
 
 /** (a): the app saw exactly `own`, each complete, and nothing hidden. */
@@ -445,17 +515,27 @@ async function runCase(t: Test, bed: Bed, c: Case): Promise<void> {
       // the bytes after the connection's last request may draw one parser refusal, never an answer of the app
       const extra = replies.slice(c.own.length);
       t.ok(
-        extra.length === 0 || (extra.length === 1 && extra[0]!.status === 400 && header(extra[0]!, 'x-tollgate-error') === 'ERR_BAD_REQUEST'),
+        extra.length === 0 ||
+          (extra.length === 1 &&
+            extra[0]!.status === 400 &&
+            header(extra[0]!, 'x-tollgate-error') === 'ERR_BAD_REQUEST'),
         `nothing after the own answers but at most a 400 refusal (got ${extra.map((r) => r.status).join(', ') || 'nothing'})`,
       );
     } else {
       t.equal(replies.length, c.own.length + 1, 'one refusal after the own answers');
       const refusal = replies[c.own.length];
       const wanted = outcome.status.join(' or ');
-      t.ok(refusal !== undefined && outcome.status.includes(refusal.status), `refused with ${wanted} (got ${refusal?.status ?? 'no answer'})`);
+      t.ok(
+        refusal !== undefined && outcome.status.includes(refusal.status),
+        `refused with ${wanted} (got ${refusal?.status ?? 'no answer'})`,
+      );
       const code = refusal === undefined ? undefined : header(refusal, 'x-tollgate-error');
-      t.ok(code !== undefined && outcome.code.includes(code), `x-tollgate-error is ${outcome.code.join(' or ')} (got ${code ?? 'none'})`);
-      if (refusal !== undefined && code !== undefined) t.match(jsonOf(refusal.body), { error: code, message: String }, 'the body is the JSON refusal');
+      t.ok(
+        code !== undefined && outcome.code.includes(code),
+        `x-tollgate-error is ${outcome.code.join(' or ')} (got ${code ?? 'none'})`,
+      );
+      if (refusal !== undefined && code !== undefined)
+        t.match(jsonOf(refusal.body), { error: code, message: String }, 'the body is the JSON refusal');
     }
     checkApp(t, app, c.own);
   }
@@ -478,8 +558,16 @@ async function runCase(t: Test, bed: Bed, c: Case): Promise<void> {
   const { replies } = after.replies();
   t.equal(replies[0]?.status, 200, 'a normal request on a new connection gets 200');
   t.equal(replies[0]?.body.toString('latin1'), 'GET /after', 'from the app');
-  t.same(app.requests.slice(before).map((r) => `${r.method} ${r.url}`), ['GET /after'], 'and the app saw just that request');
-  t.equal(Buffer.concat(app.afterUpgrade).toString('latin1'), '', 'nothing was sent down an upstream connection that carried an upgrade request');
+  t.same(
+    app.requests.slice(before).map((r) => `${r.method} ${r.url}`),
+    ['GET /after'],
+    'and the app saw just that request',
+  );
+  t.equal(
+    Buffer.concat(app.afterUpgrade).toString('latin1'),
+    '',
+    'nothing was sent down an upstream connection that carried an upgrade request',
+  );
   after.socket.destroy();
 }
 

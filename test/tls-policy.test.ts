@@ -46,7 +46,9 @@ async function listener(t: Test, opts: { tls?: Record<string, unknown>; identity
   const sc = await startTestSidecar(t, w.dir, {
     identity: ingest.files,
     ...(opts.tls === undefined ? {} : { tls: opts.tls }),
-    listeners: [{ name: LISTENER, mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } }],
+    listeners: [
+      { name: LISTENER, mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } },
+    ],
   });
   return { w, app, sc, producer, ingest };
 }
@@ -120,7 +122,10 @@ t.test('TLS 1.3 is negotiated by default, with a TLS 1.3 AEAD suite', async (t) 
   const s = await listener(t);
   const { socket } = await handshake(t, s);
   t.equal(socket.getProtocol(), 'TLSv1.3', 'TLS 1.3');
-  t.ok((TLS13_SUITES as readonly string[]).includes(socket.getCipher().name), `a policy suite (${socket.getCipher().name})`);
+  t.ok(
+    (TLS13_SUITES as readonly string[]).includes(socket.getCipher().name),
+    `a policy suite (${socket.getCipher().name})`,
+  );
   t.match(await httpOver(socket, '/v13'), /^HTTP\/1\.1 200 /, 'and the request is served');
 });
 
@@ -145,7 +150,11 @@ t.test('TLS 1.1 is refused (openssl s_client -tls1_1), counted as protocol_versi
 
   const old = await runOpenssl(sClientArgs(s, '-tls1_1', ['-cipher', 'DEFAULT:@SECLEVEL=0']), WAIT_MS);
   t.notMatch(old.out, /Cipher is (?!\(NONE\))/, 'no cipher was negotiated');
-  t.match(old.out, /alert protocol version|no protocols available|unsupported protocol|wrong version number/i, 'the handshake failed on the protocol version');
+  t.match(
+    old.out,
+    /alert protocol version|no protocols available|unsupported protocol|wrong version number/i,
+    'the handshake failed on the protocol version',
+  );
   t.not(old.code, 0, 'openssl reports failure');
   await eventually(async () => (await failures(s, 'protocol_version')) === 1, WAIT_MS, 'the failure to be counted');
   t.equal(s.app.seen.length, 0, 'the app saw nothing');
@@ -154,42 +163,71 @@ t.test('TLS 1.1 is refused (openssl s_client -tls1_1), counted as protocol_versi
 t.test('with tls.minVersion TLSv1.3, a TLS 1.2 client is refused', async (t) => {
   const s = await listener(t, { tls: { minVersion: 'TLSv1.3' } });
   await t.rejects(handshake(t, s, { maxVersion: 'TLSv1.2' }), { code: /^ERR_SSL_/ }, 'the TLS 1.2 handshake fails');
-  await eventually(async () => (await failures(s, 'protocol_version')) === 1, WAIT_MS, 'the failure to be counted as protocol_version');
+  await eventually(
+    async () => (await failures(s, 'protocol_version')) === 1,
+    WAIT_MS,
+    'the failure to be counted as protocol_version',
+  );
   const { socket } = await handshake(t, s);
   t.equal(socket.getProtocol(), 'TLSv1.3', 'a TLS 1.3 client still connects');
 });
 
 /* --------------------------------------------------------------------- ciphers */
 
-t.test('on an RSA-keyed listener, TLS 1.2 RSA key transport and CBC suites are refused; ECDHE-RSA with GCM is accepted', async (t) => {
-  const s = await listener(t, { identity: { keyType: 'rsa2048' } });
-  const RSA_KX = 'AES128-GCM-SHA256:AES256-GCM-SHA384';
-  const CBC = 'ECDHE-RSA-AES128-SHA';
+t.test(
+  'on an RSA-keyed listener, TLS 1.2 RSA key transport and CBC suites are refused; ECDHE-RSA with GCM is accepted',
+  async (t) => {
+    const s = await listener(t, { identity: { keyType: 'rsa2048' } });
+    const RSA_KX = 'AES128-GCM-SHA256:AES256-GCM-SHA384';
+    const CBC = 'ECDHE-RSA-AES128-SHA';
 
-  // control: a server without our policy, with the same RSA identity, accepts both client offers,
-  // so a refusal below is the listener's policy and not this runtime's client defaults
-  const plain = tls.createServer({ key: s.ingest.keyPem, cert: s.ingest.certPem, ciphers: `${RSA_KX}:${CBC}`, minVersion: 'TLSv1.2' }, (c) => c.end());
-  plain.on('tlsClientError', () => undefined);
-  await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise((r) => plain.close(r)));
-  for (const ciphers of [RSA_KX, CBC]) {
-    const c = tls.connect({ host: '127.0.0.1', port: (plain.address() as AddressInfo).port, servername: 'localhost', ca: s.w.ca.certPem, maxVersion: 'TLSv1.2', ciphers });
-    t.teardown(() => c.destroy());
-    c.on('error', () => undefined);
-    await once(c, 'secureConnect', { signal: AbortSignal.timeout(WAIT_MS) });
-    t.ok(c.getCipher().name, `control: ${ciphers} works against a server without the policy (${c.getCipher().name})`);
-  }
+    // control: a server without our policy, with the same RSA identity, accepts both client offers,
+    // so a refusal below is the listener's policy and not this runtime's client defaults
+    const plain = tls.createServer(
+      { key: s.ingest.keyPem, cert: s.ingest.certPem, ciphers: `${RSA_KX}:${CBC}`, minVersion: 'TLSv1.2' },
+      (c) => c.end(),
+    );
+    plain.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise((r) => plain.close(r)));
+    for (const ciphers of [RSA_KX, CBC]) {
+      const c = tls.connect({
+        host: '127.0.0.1',
+        port: (plain.address() as AddressInfo).port,
+        servername: 'localhost',
+        ca: s.w.ca.certPem,
+        maxVersion: 'TLSv1.2',
+        ciphers,
+      });
+      t.teardown(() => c.destroy());
+      c.on('error', () => undefined);
+      await once(c, 'secureConnect', { signal: AbortSignal.timeout(WAIT_MS) });
+      t.ok(c.getCipher().name, `control: ${ciphers} works against a server without the policy (${c.getCipher().name})`);
+    }
 
-  await t.rejects(handshake(t, s, { maxVersion: 'TLSv1.2', ciphers: RSA_KX }), { code: /^ERR_SSL_/ }, 'RSA key transport (no forward secrecy) is refused');
-  await t.rejects(handshake(t, s, { maxVersion: 'TLSv1.2', ciphers: CBC }), { code: /^ERR_SSL_/ }, 'a CBC suite is refused');
-  await eventually(async () => (await failures(s, 'no_shared_cipher')) === 2, WAIT_MS, 'both failures to be counted as no_shared_cipher');
+    await t.rejects(
+      handshake(t, s, { maxVersion: 'TLSv1.2', ciphers: RSA_KX }),
+      { code: /^ERR_SSL_/ },
+      'RSA key transport (no forward secrecy) is refused',
+    );
+    await t.rejects(
+      handshake(t, s, { maxVersion: 'TLSv1.2', ciphers: CBC }),
+      { code: /^ERR_SSL_/ },
+      'a CBC suite is refused',
+    );
+    await eventually(
+      async () => (await failures(s, 'no_shared_cipher')) === 2,
+      WAIT_MS,
+      'both failures to be counted as no_shared_cipher',
+    );
 
-  const { socket } = await handshake(t, s, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' });
-  t.equal(socket.getProtocol(), 'TLSv1.2', 'TLS 1.2');
-  t.equal(socket.getCipher().name, 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256 is accepted');
-  t.match(await httpOver(socket, '/rsa'), /^HTTP\/1\.1 200 /, 'and the request is served');
-  t.equal(s.app.seen.length, 1, 'the app saw only the accepted request');
-});
+    const { socket } = await handshake(t, s, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' });
+    t.equal(socket.getProtocol(), 'TLSv1.2', 'TLS 1.2');
+    t.equal(socket.getCipher().name, 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256 is accepted');
+    t.match(await httpOver(socket, '/rsa'), /^HTTP\/1\.1 200 /, 'and the request is served');
+    t.equal(s.app.seen.length, 1, 'the app saw only the accepted request');
+  },
+);
 
 /* --------------------------------------------------------------------- keys */
 
@@ -201,7 +239,9 @@ t.test('an RSA-1024 identity key is refused at load, with the problem named', as
   try {
     await startTestSidecar(t, w.dir, {
       identity: weak.files,
-      listeners: [{ name: LISTENER, mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } }],
+      listeners: [
+        { name: LISTENER, mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } },
+      ],
     });
   } catch (err) {
     error = err;
@@ -209,7 +249,9 @@ t.test('an RSA-1024 identity key is refused at load, with the problem named', as
   t.ok(error instanceof StartupError, 'startup fails with a StartupError');
   const problems = error instanceof StartupError ? error.problems : [];
   t.ok(
-    problems.some((p) => p.startsWith('identity.keyFile') && /RSA key of 1024 bits is below the minimum of 2048/.test(p)),
+    problems.some(
+      (p) => p.startsWith('identity.keyFile') && /RSA key of 1024 bits is below the minimum of 2048/.test(p),
+    ),
     `a problem names the key file and its size (${problems.join('; ')})`,
   );
   t.ok(error instanceof StartupError && error.usage, 'as a configuration problem (exit 2)');
@@ -232,14 +274,25 @@ t.test(
     const { socket } = await handshake(t, s);
     const info = socket.getEphemeralKeyInfo() as { name?: string };
     if (info.name !== undefined) t.equal(info.name, HYBRID_PQ_GROUP, `a default client negotiates ${HYBRID_PQ_GROUP}`);
-    else t.comment('getEphemeralKeyInfo() reports nothing for this group on this Node version; relying on the single-group client below');
+    else
+      t.comment(
+        'getEphemeralKeyInfo() reports nothing for this group on this Node version; relying on the single-group client below',
+      );
 
     const only = await handshake(t, s, { ecdhCurve: HYBRID_PQ_GROUP });
-    t.equal(only.socket.getProtocol(), 'TLSv1.3', `a client offering only ${HYBRID_PQ_GROUP} completes a TLS 1.3 handshake`);
+    t.equal(
+      only.socket.getProtocol(),
+      'TLSv1.3',
+      `a client offering only ${HYBRID_PQ_GROUP} completes a TLS 1.3 handshake`,
+    );
     t.match(await httpOver(only.socket, '/pq'), /^HTTP\/1\.1 200 /, 'and is served');
 
     // control: groups are really restricted (X448 is not in the policy)
-    await t.rejects(handshake(t, s, { ecdhCurve: 'X448' }), { code: /^ERR_SSL_/ }, 'a client offering only X448 is refused');
+    await t.rejects(
+      handshake(t, s, { ecdhCurve: 'X448' }),
+      { code: /^ERR_SSL_/ },
+      'a client offering only X448 is refused',
+    );
   },
 );
 
@@ -259,7 +312,11 @@ t.test('a reconnecting client resumes its session, and the resumed connection is
     const again = await handshake(t, s, { maxVersion: version, session });
     t.equal(again.socket.getProtocol(), version, `${version}: same version`);
     t.ok(again.socket.isSessionReused(), `${version}: the session was resumed`);
-    t.match(await httpOver(again.socket, `/resumed/${version}`), /^HTTP\/1\.1 200 /, `${version}: the resumed connection is served`);
+    t.match(
+      await httpOver(again.socket, `/resumed/${version}`),
+      /^HTTP\/1\.1 200 /,
+      `${version}: the resumed connection is served`,
+    );
     const seen = s.app.seen.find((r) => r.url === `/resumed/${version}`);
     t.equal(seen?.headers['x-tollgate-peer'], PRODUCER, `${version}: the app is told who the resumed peer is`);
   }

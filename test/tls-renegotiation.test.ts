@@ -12,7 +12,15 @@ import { request } from 'undici';
 import { startApp, type App } from './helpers/pipeline.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
 import { OPENSSL, runOpenssl } from './helpers/process.ts';
-import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
+import {
+  eventually,
+  startTestSidecar,
+  world,
+  type Test,
+  type TestIdentity,
+  type TestSidecar,
+  type World,
+} from './helpers/world.ts';
 
 const LISTENER = 'ingest';
 const WAIT_MS = 10_000;
@@ -34,7 +42,9 @@ async function setup(t: Test): Promise<Setup> {
     admin: { listen: '127.0.0.1:0' },
     identity: ingest.files,
     tls: { minVersion: 'TLSv1.2' },
-    listeners: [{ name: LISTENER, mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } }],
+    listeners: [
+      { name: LISTENER, mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } },
+    ],
   });
   return { w, app, sc, producer, admin: `http://127.0.0.1:${sc.admin!.port}` };
 }
@@ -42,7 +52,20 @@ async function setup(t: Test): Promise<Setup> {
 function sClientArgs(s: Setup, extra: string[]): string[] {
   const f = s.producer.files;
   const port = s.sc.listeners[0]!.address().port;
-  return ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-cert', f.certFile, '-key', f.keyFile, '-CAfile', f.caFile, ...extra];
+  return [
+    's_client',
+    '-connect',
+    `127.0.0.1:${port}`,
+    '-servername',
+    'localhost',
+    '-cert',
+    f.certFile,
+    '-key',
+    f.keyFile,
+    '-CAfile',
+    f.caFile,
+    ...extra,
+  ];
 }
 
 /** An interactive s_client: what it printed so far, a way to type a line, and whether it exited by itself. */
@@ -93,35 +116,50 @@ async function get(c: Session, path: string, n: number): Promise<void> {
   await c.waitFor(new RegExp(`(HTTP/1\\.1 200 [^]*){${n}}`), `the answer to ${path}`);
 }
 
-t.test('TLS 1.2: a client that asks to renegotiate is disconnected, counted and logged once; nothing it sends after reaches the app', async (t) => {
-  const s = await setup(t);
-  const c = interactive(t, sClientArgs(s, ['-tls1_2']));
-  await c.waitFor(/Cipher is ECDHE-/, 'the TLS 1.2 handshake');
-  await get(c, '/before', 1);
-  t.equal(s.app.requests(), 1, 'the request before the renegotiation is served');
+t.test(
+  'TLS 1.2: a client that asks to renegotiate is disconnected, counted and logged once; nothing it sends after reaches the app',
+  async (t) => {
+    const s = await setup(t);
+    const c = interactive(t, sClientArgs(s, ['-tls1_2']));
+    await c.waitFor(/Cipher is ECDHE-/, 'the TLS 1.2 handshake');
+    await get(c, '/before', 1);
+    t.equal(s.app.requests(), 1, 'the request before the renegotiation is served');
 
-  c.type('R');
-  await c.waitFor(/RENEGOTIATING/, 'openssl to start renegotiating');
-  c.type('GET /after HTTP/1.1');
-  c.type('host: localhost');
-  c.type('');
-  t.equal(await c.exited, true, 'the connection was closed under openssl: it exited by itself');
-  t.equal((c.out().match(/HTTP\/1\.1 200 /g) ?? []).length, 1, 'only the first request was answered');
-  t.equal(s.app.requests(), 1, 'the app got only the request from before the renegotiation');
+    c.type('R');
+    await c.waitFor(/RENEGOTIATING/, 'openssl to start renegotiating');
+    c.type('GET /after HTTP/1.1');
+    c.type('host: localhost');
+    c.type('');
+    t.equal(await c.exited, true, 'the connection was closed under openssl: it exited by itself');
+    t.equal((c.out().match(/HTTP\/1\.1 200 /g) ?? []).length, 1, 'only the first request was answered');
+    t.equal(s.app.requests(), 1, 'the app got only the request from before the renegotiation');
 
-  const failures = (reason?: string): Promise<number> =>
-    s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure', ...(reason === undefined ? {} : { reason }) });
-  await eventually(async () => (await failures()) === 1, WAIT_MS, 'the refusal to be counted');
-  t.equal(await failures('other'), 1, 'once, as reason other');
-  const CODE = 'ERR_TLS_RENEGOTIATION_DISABLED';
-  const logged = s.sc.logs.lines.filter((l) => l.msg === 'TLS renegotiation refused: connection closed');
-  t.match(logged, [{ code: CODE, peer: PRODUCER }], 'one log line, naming the peer');
-  const audited = s.sc.logs.lines.filter((l) => l.audit === true && l.event === 'handshake_failure');
-  t.match(audited, [{ listener: LISTENER, reason: 'other', code: CODE }], 'one audit event');
-  const recent = (await (await request(`${s.admin}/handshakes/recent`)).body.json()) as { entries: Array<Record<string, unknown>> };
-  const entry = { kind: 'handshake_failure', reason: 'other', code: CODE, tlsVersion: 'TLSv1.2', peer: { spiffe: PRODUCER } };
-  t.match(recent.entries, [entry], 'one /handshakes/recent entry');
-});
+    const failures = (reason?: string): Promise<number> =>
+      s.sc.metric('tollgate_tls_handshakes_total', {
+        listener: LISTENER,
+        result: 'failure',
+        ...(reason === undefined ? {} : { reason }),
+      });
+    await eventually(async () => (await failures()) === 1, WAIT_MS, 'the refusal to be counted');
+    t.equal(await failures('other'), 1, 'once, as reason other');
+    const CODE = 'ERR_TLS_RENEGOTIATION_DISABLED';
+    const logged = s.sc.logs.lines.filter((l) => l.msg === 'TLS renegotiation refused: connection closed');
+    t.match(logged, [{ code: CODE, peer: PRODUCER }], 'one log line, naming the peer');
+    const audited = s.sc.logs.lines.filter((l) => l.audit === true && l.event === 'handshake_failure');
+    t.match(audited, [{ listener: LISTENER, reason: 'other', code: CODE }], 'one audit event');
+    const recent = (await (await request(`${s.admin}/handshakes/recent`)).body.json()) as {
+      entries: Array<Record<string, unknown>>;
+    };
+    const entry = {
+      kind: 'handshake_failure',
+      reason: 'other',
+      code: CODE,
+      tlsVersion: 'TLSv1.2',
+      peer: { spiffe: PRODUCER },
+    };
+    t.match(recent.entries, [entry], 'one /handshakes/recent entry');
+  },
+);
 
 t.test('TLS 1.3: a key update is not a renegotiation; the connection stays and is served', async (t) => {
   const s = await setup(t);
@@ -134,7 +172,11 @@ t.test('TLS 1.3: a key update is not a renegotiation; the connection stays and i
   t.equal(s.app.requests(), 2, 'both requests reached the app');
   c.child.stdin.end();
   await c.exited;
-  t.equal(await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure' }), 0, 'no failure counted');
+  t.equal(
+    await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure' }),
+    0,
+    'no failure counted',
+  );
 });
 
 t.test('TLS 1.2: a client offering only SHA-224 signature algorithms is refused; SHA-256 works', async (t) => {
@@ -149,11 +191,20 @@ t.test('TLS 1.2: a client offering only SHA-224 signature algorithms is refused;
   t.not(sha224.code, 0, 'openssl reports failure');
 
   await eventually(
-    async () => (await s.sc.metric('tollgate_tls_handshakes_total', { listener: LISTENER, result: 'failure', reason: 'no_shared_cipher' })) === 1,
+    async () =>
+      (await s.sc.metric('tollgate_tls_handshakes_total', {
+        listener: LISTENER,
+        result: 'failure',
+        reason: 'no_shared_cipher',
+      })) === 1,
     WAIT_MS,
     'the failure to be counted as no_shared_cipher',
   );
   const logged = s.sc.logs.lines.filter((l) => l.msg === 'TLS handshake failed');
-  t.match(logged, [{ reason: 'no_shared_cipher', code: 'ERR_SSL_NO_SHARED_SIGNATURE_ALGORITHMS' }], 'logged once, with the code');
+  t.match(
+    logged,
+    [{ reason: 'no_shared_cipher', code: 'ERR_SSL_NO_SHARED_SIGNATURE_ALGORITHMS' }],
+    'logged once, with the code',
+  );
   t.equal(s.app.requests(), 0, 'the app saw nothing');
 });

@@ -39,28 +39,43 @@ t.test('a connection the peer resets, as Node reports it, is upstream_reset', as
   t.same(upstreamFailure(err), { code: 'ERR_UPSTREAM_UNAVAILABLE', reason: 'upstream_reset' });
 });
 
-t.test("a name that does not resolve (getaddrinfo's ENOTFOUND and EAI_AGAIN) is upstream_dns, not a refused connection", async (t) => {
-  // the shape of Node's lookup errors; a real lookup would send a query off this machine
-  for (const code of ['ENOTFOUND', 'EAI_AGAIN']) {
-    const err = Object.assign(new Error(`getaddrinfo ${code} events.pipeline.svc`), { code, syscall: 'getaddrinfo', hostname: 'events.pipeline.svc' });
-    t.same(upstreamFailure(err), { code: 'ERR_UPSTREAM_UNAVAILABLE', reason: 'upstream_dns' }, code);
-  }
-  t.match(UPSTREAM_FAILURES.upstream_dns.message, /name does not resolve/);
-});
+t.test(
+  "a name that does not resolve (getaddrinfo's ENOTFOUND and EAI_AGAIN) is upstream_dns, not a refused connection",
+  async (t) => {
+    // the shape of Node's lookup errors; a real lookup would send a query off this machine
+    for (const code of ['ENOTFOUND', 'EAI_AGAIN']) {
+      const err = Object.assign(new Error(`getaddrinfo ${code} events.pipeline.svc`), {
+        code,
+        syscall: 'getaddrinfo',
+        hostname: 'events.pipeline.svc',
+      });
+      t.same(upstreamFailure(err), { code: 'ERR_UPSTREAM_UNAVAILABLE', reason: 'upstream_dns' }, code);
+    }
+    t.match(UPSTREAM_FAILURES.upstream_dns.message, /name does not resolve/);
+  },
+);
 
-t.test('timeouts, no route, identity and protocol failures each have their reason; anything else is upstream_unavailable', async (t) => {
-  const cases: Array<[unknown, string, string]> = [
-    [Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }), 'ERR_UPSTREAM_TIMEOUT', 'upstream_timeout'],
-    [Object.assign(new Error('x'), { code: 'EHOSTUNREACH' }), 'ERR_UPSTREAM_UNAVAILABLE', 'upstream_unreachable'],
-    [Object.assign(new Error('x'), { code: 'ENETUNREACH' }), 'ERR_UPSTREAM_UNAVAILABLE', 'upstream_unreachable'],
-    [Object.assign(new Error('x'), { code: 'CERT_HAS_EXPIRED' }), 'ERR_UPSTREAM_IDENTITY', 'upstream_identity'],
-    [new TollgateError('ERR_UPSTREAM_PROTOCOL'), 'ERR_UPSTREAM_PROTOCOL', 'upstream_protocol'],
-    [new TollgateError('ERR_UPSTREAM_IDENTITY'), 'ERR_UPSTREAM_IDENTITY', 'upstream_identity'],
-    [Object.assign(new Error('wrapped'), { cause: { code: 'ECONNREFUSED' } }), 'ERR_UPSTREAM_UNAVAILABLE', 'upstream_refused'],
-    [new Error('something else'), 'ERR_UPSTREAM_UNAVAILABLE', 'upstream_unavailable'],
-  ];
-  for (const [err, code, reason] of cases) t.same(upstreamFailure(err), { code, reason }, `${(err as Error).message} -> ${reason}`);
-});
+t.test(
+  'timeouts, no route, identity and protocol failures each have their reason; anything else is upstream_unavailable',
+  async (t) => {
+    const cases: Array<[unknown, string, string]> = [
+      [Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }), 'ERR_UPSTREAM_TIMEOUT', 'upstream_timeout'],
+      [Object.assign(new Error('x'), { code: 'EHOSTUNREACH' }), 'ERR_UPSTREAM_UNAVAILABLE', 'upstream_unreachable'],
+      [Object.assign(new Error('x'), { code: 'ENETUNREACH' }), 'ERR_UPSTREAM_UNAVAILABLE', 'upstream_unreachable'],
+      [Object.assign(new Error('x'), { code: 'CERT_HAS_EXPIRED' }), 'ERR_UPSTREAM_IDENTITY', 'upstream_identity'],
+      [new TollgateError('ERR_UPSTREAM_PROTOCOL'), 'ERR_UPSTREAM_PROTOCOL', 'upstream_protocol'],
+      [new TollgateError('ERR_UPSTREAM_IDENTITY'), 'ERR_UPSTREAM_IDENTITY', 'upstream_identity'],
+      [
+        Object.assign(new Error('wrapped'), { cause: { code: 'ECONNREFUSED' } }),
+        'ERR_UPSTREAM_UNAVAILABLE',
+        'upstream_refused',
+      ],
+      [new Error('something else'), 'ERR_UPSTREAM_UNAVAILABLE', 'upstream_unavailable'],
+    ];
+    for (const [err, code, reason] of cases)
+      t.same(upstreamFailure(err), { code, reason }, `${(err as Error).message} -> ${reason}`);
+  },
+);
 
 t.test('every upstream reason belongs to an upstream code and has a sentence of its own', async (t) => {
   const messages = new Set<string>();

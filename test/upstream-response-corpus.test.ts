@@ -19,7 +19,15 @@
  */
 import t from 'tap';
 import net, { type AddressInfo } from 'node:net';
-import { eventually, startTestSidecar, world, type Test, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
+import {
+  eventually,
+  startTestSidecar,
+  world,
+  type Test,
+  type TestIdentity,
+  type TestSidecar,
+  type World,
+} from './helpers/world.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
 import { header, type Reply } from './helpers/strictReplies.ts';
 import { rawConnect, type RawConn, type TlsCreds } from './helpers/rawClient.ts';
@@ -130,7 +138,12 @@ const announcesClose = (r: Reply | undefined): boolean => /(^|,)\s*close\s*(,|$)
  * and wait for the close: the sentinel's answer shows that nothing else was queued behind the
  * answers under test.
  */
-async function exchange(t: Test, conn: Conn, request: string, finalCount: number): Promise<{ replies: Reply[]; sentinel: Reply | null }> {
+async function exchange(
+  t: Test,
+  conn: Conn,
+  request: string,
+  finalCount: number,
+): Promise<{ replies: Reply[]; sentinel: Reply | null }> {
   conn.socket.write(request);
   await conn.until(() => conn.replies().replies.filter((r) => r.status >= 200 && r.complete).length >= finalCount);
   const sentinelSent = !conn.closed() && !announcesClose(conn.replies().replies.at(-1));
@@ -150,7 +163,11 @@ async function exchange(t: Test, conn: Conn, request: string, finalCount: number
     t.equal(sentinel?.status, 200, 'the sentinel is answered 200');
     t.match(sentinel?.body.toString('latin1'), SANE_BODY, 'by the upstream');
   } else {
-    t.same(rest.map((r) => r.status), [], 'nothing after the answers under test');
+    t.same(
+      rest.map((r) => r.status),
+      [],
+      'nothing after the answers under test',
+    );
   }
   conn.socket.destroy();
   return { replies, sentinel };
@@ -182,12 +199,28 @@ const CASES: readonly ResponseCase[] = [
     bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
     expect: PROTOCOL,
   },
-  { name: 'two different Content-Lengths', bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!', expect: PROTOCOL },
+  {
+    name: 'two different Content-Lengths',
+    bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!',
+    expect: PROTOCOL,
+  },
   { name: 'obs-fold', bytes: 'HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok', expect: PROTOCOL },
   { name: 'bare LF line endings', bytes: 'HTTP/1.1 200 OK\nContent-Length: 2\n\nok', expect: PROTOCOL },
-  { name: 'a head larger than 64 KiB', bytes: `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70 * 1024)}\r\nContent-Length: 2\r\n\r\nok`, expect: PROTOCOL },
-  { name: 'Transfer-Encoding: gzip, chunked', bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', expect: PROTOCOL },
-  { name: 'chunk-size overflow', bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nabc\r\n0\r\n\r\n', expect: PROTOCOL },
+  {
+    name: 'a head larger than 64 KiB',
+    bytes: `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70 * 1024)}\r\nContent-Length: 2\r\n\r\nok`,
+    expect: PROTOCOL,
+  },
+  {
+    name: 'Transfer-Encoding: gzip, chunked',
+    bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+    expect: PROTOCOL,
+  },
+  {
+    name: 'chunk-size overflow',
+    bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nabc\r\n0\r\n\r\n',
+    expect: PROTOCOL,
+  },
   {
     name: '102 Processing, then 200',
     bytes: 'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello',
@@ -195,7 +228,8 @@ const CASES: readonly ResponseCase[] = [
   },
   {
     name: '103 Early Hints, then 200',
-    bytes: 'HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello',
+    bytes:
+      'HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello',
     expect: { kind: 'final', body: 'hello', interim: [103] },
   },
   {
@@ -223,7 +257,15 @@ async function inboundTo(t: Test, bed: Bed, target: string): Promise<TestSidecar
   return startTestSidecar(t, bed.w.dir, {
     identity: bed.ingest.files,
     listeners: [
-      { name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target, allow: { spiffe: [PRODUCER] }, integrity: { verify: false }, anomaly: { mode: 'off' } },
+      {
+        name: 'ingest',
+        mode: 'inbound',
+        listen: '127.0.0.1:0',
+        target,
+        allow: { spiffe: [PRODUCER] },
+        integrity: { verify: false },
+        anomaly: { mode: 'off' },
+      },
     ],
   });
 }
@@ -249,7 +291,8 @@ async function outboundTo(t: Test, bed: Bed, inbound: TestSidecar): Promise<Test
 function checkProtocolRefusal(t: Test, reply: Reply | undefined): void {
   t.equal(reply?.status, 502, 'the client gets 502');
   t.equal(header(reply, 'x-tollgate-error'), 'ERR_UPSTREAM_PROTOCOL', 'x-tollgate-error is ERR_UPSTREAM_PROTOCOL');
-  if (reply !== undefined) t.match(jsonOf(reply.body), { error: 'ERR_UPSTREAM_PROTOCOL', message: String }, 'with the JSON refusal body');
+  if (reply !== undefined)
+    t.match(jsonOf(reply.body), { error: 'ERR_UPSTREAM_PROTOCOL', message: String }, 'with the JSON refusal body');
 }
 
 /** What every case ends with: the sidecar still ready, and a normal request on a new connection answered by the upstream. */
@@ -270,7 +313,8 @@ async function afterwards(t: Test, sc: TestSidecar, creds: TlsCreds | null): Pro
 }
 
 /** the upstream connection that answered a sane request, from its body */
-const saneConn = (reply: Reply | null | undefined): number => Number(SANE_BODY.exec(reply?.body.toString('latin1') ?? '')?.[1] ?? 0);
+const saneConn = (reply: Reply | null | undefined): number =>
+  Number(SANE_BODY.exec(reply?.body.toString('latin1') ?? '')?.[1] ?? 0);
 
 async function runCase(t: Test, bed: Bed, c: ResponseCase): Promise<void> {
   const upstream = await misbehavingUpstream(t);
@@ -280,12 +324,17 @@ async function runCase(t: Test, bed: Bed, c: ResponseCase): Promise<void> {
   const conn = await connect(sc.addr(), creds);
   const { replies, sentinel } = await exchange(t, conn, `GET /case HTTP/1.1\r\n${HOST}\r\n`, 1);
   t.ok(upstream.armedConn() > 0, 'the upstream sent the case’s bytes');
-  t.equal(upstream.heads.filter((h) => h.line.startsWith('GET /case ')).length, 1, 'the upstream got the request once (never retried)');
+  t.equal(
+    upstream.heads.filter((h) => h.line.startsWith('GET /case ')).length,
+    1,
+    'the upstream got the request once (never retried)',
+  );
 
   if (c.expect.kind === 'protocol') {
     t.equal(replies.length, 1, 'exactly one answer');
     checkProtocolRefusal(t, replies[0]);
-    if (sentinel !== null) t.not(saneConn(sentinel), upstream.armedConn(), 'the malformed upstream connection was not reused');
+    if (sentinel !== null)
+      t.not(saneConn(sentinel), upstream.armedConn(), 'the malformed upstream connection was not reused');
   } else {
     const { body, interim } = c.expect;
     const final = replies.at(-1);
@@ -311,44 +360,81 @@ const bed: Bed = {
 
 for (const c of CASES) t.test(c.name, async (t) => runCase(t, bed, c));
 
-t.test('a complete response followed by a smuggled second one: the next pipelined request never gets the smuggled one', async (t) => {
-  const upstream = await misbehavingUpstream(t);
-  const sc = await inboundTo(t, bed, upstream.addr);
-  const creds: TlsCreds = { w: bed.w, producer: bed.producer };
-  upstream.arm(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled', 'latin1'), false);
-  const conn = await connect(sc.addr(), creds);
-  const { replies, sentinel } = await exchange(t, conn, `GET /one HTTP/1.1\r\n${HOST}\r\nGET /two HTTP/1.1\r\n${HOST}\r\n`, 2);
-  t.equal(replies.length, 2, 'two answers for two requests');
-  // the first response is complete and well framed; refusing it with the unsolicited bytes that came with it is also safe
-  if (replies[0]?.status === 502) checkProtocolRefusal(t, replies[0]);
-  else t.equal(replies[0]?.body.toString('latin1'), 'first', 'the first request gets the complete first response, or a 502');
-  const second = replies[1];
-  t.not(second?.body.toString('latin1'), 'smuggled', 'the second request is never answered with the smuggled bytes');
-  if (second?.status === 502) {
-    t.equal(header(second, 'x-tollgate-error'), 'ERR_UPSTREAM_PROTOCOL', 'a 502 for it is ERR_UPSTREAM_PROTOCOL');
-  } else {
-    t.equal(second?.status, 200, 'else it is a 200');
-    t.ok(saneConn(second) > 0 && saneConn(second) !== upstream.armedConn(), `from a new upstream connection (answered by conn ${saneConn(second)})`);
-  }
-  t.same(
-    [...replies, ...(sentinel === null ? [] : [sentinel])].filter((r) => r.body.toString('latin1') === 'smuggled').length,
-    0,
-    'no answer carries the smuggled response',
-  );
-  if (sentinel !== null) t.not(saneConn(sentinel), upstream.armedConn(), 'the connection with extra bytes was not reused');
-  await eventually(() => sc.listeners[0]!.connections() === 0, WAIT_MS, 'the case connection to be let go');
-  await afterwards(t, sc, creds);
-});
+t.test(
+  'a complete response followed by a smuggled second one: the next pipelined request never gets the smuggled one',
+  async (t) => {
+    const upstream = await misbehavingUpstream(t);
+    const sc = await inboundTo(t, bed, upstream.addr);
+    const creds: TlsCreds = { w: bed.w, producer: bed.producer };
+    upstream.arm(
+      Buffer.from(
+        'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled',
+        'latin1',
+      ),
+      false,
+    );
+    const conn = await connect(sc.addr(), creds);
+    const { replies, sentinel } = await exchange(
+      t,
+      conn,
+      `GET /one HTTP/1.1\r\n${HOST}\r\nGET /two HTTP/1.1\r\n${HOST}\r\n`,
+      2,
+    );
+    t.equal(replies.length, 2, 'two answers for two requests');
+    // the first response is complete and well framed; refusing it with the unsolicited bytes that came with it is also safe
+    if (replies[0]?.status === 502) checkProtocolRefusal(t, replies[0]);
+    else
+      t.equal(
+        replies[0]?.body.toString('latin1'),
+        'first',
+        'the first request gets the complete first response, or a 502',
+      );
+    const second = replies[1];
+    t.not(second?.body.toString('latin1'), 'smuggled', 'the second request is never answered with the smuggled bytes');
+    if (second?.status === 502) {
+      t.equal(header(second, 'x-tollgate-error'), 'ERR_UPSTREAM_PROTOCOL', 'a 502 for it is ERR_UPSTREAM_PROTOCOL');
+    } else {
+      t.equal(second?.status, 200, 'else it is a 200');
+      t.ok(
+        saneConn(second) > 0 && saneConn(second) !== upstream.armedConn(),
+        `from a new upstream connection (answered by conn ${saneConn(second)})`,
+      );
+    }
+    t.same(
+      [...replies, ...(sentinel === null ? [] : [sentinel])].filter((r) => r.body.toString('latin1') === 'smuggled')
+        .length,
+      0,
+      'no answer carries the smuggled response',
+    );
+    if (sentinel !== null)
+      t.not(saneConn(sentinel), upstream.armedConn(), 'the connection with extra bytes was not reused');
+    await eventually(() => sc.listeners[0]!.connections() === 0, WAIT_MS, 'the case connection to be let go');
+    await afterwards(t, sc, creds);
+  },
+);
 
-t.test('through outbound -> inbound: a malformed upstream response reaches the local app’s client as 502 ERR_UPSTREAM_PROTOCOL', async (t) => {
-  const upstream = await misbehavingUpstream(t);
-  const inbound = await inboundTo(t, bed, upstream.addr);
-  const outbound = await outboundTo(t, bed, inbound);
-  upstream.arm(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 'latin1'), false);
-  const conn = await connect(outbound.addr(), null);
-  const { replies } = await exchange(t, conn, `GET /via-outbound HTTP/1.1\r\n${HOST}\r\n`, 1);
-  t.equal(replies.length, 1, 'exactly one answer');
-  checkProtocolRefusal(t, replies[0]);
-  t.equal(upstream.heads.filter((h) => h.line.startsWith('GET /via-outbound ')).length, 1, 'the upstream got the request once (never retried)');
-  await afterwards(t, outbound, null);
-});
+t.test(
+  'through outbound -> inbound: a malformed upstream response reaches the local app’s client as 502 ERR_UPSTREAM_PROTOCOL',
+  async (t) => {
+    const upstream = await misbehavingUpstream(t);
+    const inbound = await inboundTo(t, bed, upstream.addr);
+    const outbound = await outboundTo(t, bed, inbound);
+    upstream.arm(
+      Buffer.from(
+        'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+        'latin1',
+      ),
+      false,
+    );
+    const conn = await connect(outbound.addr(), null);
+    const { replies } = await exchange(t, conn, `GET /via-outbound HTTP/1.1\r\n${HOST}\r\n`, 1);
+    t.equal(replies.length, 1, 'exactly one answer');
+    checkProtocolRefusal(t, replies[0]);
+    t.equal(
+      upstream.heads.filter((h) => h.line.startsWith('GET /via-outbound ')).length,
+      1,
+      'the upstream got the request once (never retried)',
+    );
+    await afterwards(t, outbound, null);
+  },
+);

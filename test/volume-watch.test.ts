@@ -14,7 +14,13 @@ const bodySize = (rng: () => number): number => Math.round(2048 * Math.exp(0.35 
 const steadyCount = (rng: () => number): number => 17 + Math.floor(rng() * 7);
 
 /** `count` requests from `peer`, spread evenly over window `w`; returns every flag raised */
-function sendWindow(watch: VolumeWatch, peer: string, w: number, count: number, size: (i: number) => number): VolumeFlag[] {
+function sendWindow(
+  watch: VolumeWatch,
+  peer: string,
+  w: number,
+  count: number,
+  size: (i: number) => number,
+): VolumeFlag[] {
   const flags: VolumeFlag[] = [];
   for (let i = 0; i < count; i++) {
     flags.push(...watch.record(peer, size(i), windowStart(w) + Math.floor((i * WINDOW_MS) / count)));
@@ -25,7 +31,8 @@ function sendWindow(watch: VolumeWatch, peer: string, w: number, count: number, 
 /** minWindows (or `n`) steady windows for `peer`, from window `from`; returns every flag raised */
 function steady(watch: VolumeWatch, peer: string, rng: () => number, from = 0, n = OPTIONS.minWindows): VolumeFlag[] {
   const flags: VolumeFlag[] = [];
-  for (let w = from; w < from + n; w++) flags.push(...sendWindow(watch, peer, w, steadyCount(rng), () => bodySize(rng)));
+  for (let w = from; w < from + n; w++)
+    flags.push(...sendWindow(watch, peer, w, steadyCount(rng), () => bodySize(rng)));
   return flags;
 }
 
@@ -46,8 +53,16 @@ t.test('nothing is flagged before minWindows windows have been seen', async (t) 
   t.same(steady(watch, 'a', rng, 1, OPTIONS.minWindows - 2), []);
   // windows 0..minWindows-2 are done: the burst below lands in window minWindows-1, when only
   // minWindows-1 windows have closed
-  t.same(sendWindow(watch, 'a', OPTIONS.minWindows - 1, 500, () => 100_000), [], 'nor one in the last learning window');
-  t.same(steady(watch, 'a', rng, OPTIONS.minWindows, 30), [], 'steady traffic after the learning windows is not flagged');
+  t.same(
+    sendWindow(watch, 'a', OPTIONS.minWindows - 1, 500, () => 100_000),
+    [],
+    'nor one in the last learning window',
+  );
+  t.same(
+    steady(watch, 'a', rng, OPTIONS.minWindows, 30),
+    [],
+    'steady traffic after the learning windows is not flagged',
+  );
   t.ok(sendWindow(watch, 'a', OPTIONS.minWindows + 30, 500, () => 2048).length > 0, 'once judging, a burst is flagged');
 });
 
@@ -65,7 +80,11 @@ t.test('a 10× burst in one window raises exactly one flag per kind, in that win
   const req = flags.find((f) => f.kind === 'volume_requests')!;
   t.equal(req.count, at + 1, 'the flag carries the running count');
   t.ok(req.expected >= 17 && req.expected <= 23, `expected ~20 (${req.expected})`);
-  t.same(sendWindow(watch, 'a', w + 1, 20, () => bodySize(rng)), [], 'the next window starts unflagged');
+  t.same(
+    sendWindow(watch, 'a', w + 1, 20, () => bodySize(rng)),
+    [],
+    'the next window starts unflagged',
+  );
 });
 
 t.test('a window of normal request count but 10× the bytes raises one volume_bytes flag only', async (t) => {
@@ -75,7 +94,11 @@ t.test('a window of normal request count but 10× the bytes raises one volume_by
   const flags = sendWindow(watch, 'a', OPTIONS.minWindows, 20, () => 10 * bodySize(rng));
   t.same(kinds(flags), ['volume_bytes']);
   t.ok(flags[0]!.expected > 30_000 && flags[0]!.expected < 50_000, `expected ~40 KiB (${flags[0]!.expected})`);
-  t.same(sendWindow(watch, 'a', OPTIONS.minWindows + 1, 20, () => bodySize(rng)), [], 'the next window starts unflagged');
+  t.same(
+    sendWindow(watch, 'a', OPTIONS.minWindows + 1, 20, () => bodySize(rng)),
+    [],
+    'the next window starts unflagged',
+  );
 });
 
 t.test('a burst in the following window is flagged again (flags are per window)', async (t) => {
@@ -106,7 +129,11 @@ t.test("idle gaps lower a peer's baseline", async (t) => {
   const rng = mulberry32(7);
   const watch = new VolumeWatch(OPTIONS);
   steady(watch, 'a', rng, 0, 30);
-  t.same(kinds(sendWindow(watch, 'a', 200, 20, () => 2048)), ['volume_bytes', 'volume_requests'], 'after a long silence even the old rate is unusual');
+  t.same(
+    kinds(sendWindow(watch, 'a', 200, 20, () => 2048)),
+    ['volume_bytes', 'volume_requests'],
+    'after a long silence even the old rate is unusual',
+  );
 });
 
 t.test('a long silence clears the baseline even when it is learned slowly (large minWindows)', async (t) => {
@@ -115,10 +142,17 @@ t.test('a long silence clears the baseline even when it is learned slowly (large
     for (let w = 0; w < 3 * minWindows; w++) sendWindow(watch, 'a', w, 400, () => 100);
     // a day of silence (8,640 windows of 10 s), then the peer's old rate again
     const flags = sendWindow(watch, 'a', 3 * minWindows + 8640, 400, () => 100);
-    t.same(kinds(flags), ['volume_bytes', 'volume_requests'], `minWindows ${minWindows}: the old rate is unusual again`);
+    t.same(
+      kinds(flags),
+      ['volume_bytes', 'volume_requests'],
+      `minWindows ${minWindows}: the old rate is unusual again`,
+    );
     const req = flags.find((f) => f.kind === 'volume_requests');
     t.equal(req?.expected, 0, `minWindows ${minWindows}: nothing expected`);
-    t.ok(req !== undefined && req.count <= 17, `minWindows ${minWindows}: flagged at request ${req?.count}, at the floor bound (4 spreads of 1 in √count)`);
+    t.ok(
+      req !== undefined && req.count <= 17,
+      `minWindows ${minWindows}: flagged at request ${req?.count}, at the floor bound (4 spreads of 1 in √count)`,
+    );
   }
 });
 
@@ -139,7 +173,8 @@ t.test('at most maxTrackedPeers peers are watched; further peers are not', async
   const rng = mulberry32(9);
   const watch = new VolumeWatch({ ...OPTIONS, maxTrackedPeers: 2 });
   const peers = ['a', 'b', 'c', 'd'];
-  for (let w = 0; w < OPTIONS.minWindows; w++) for (const p of peers) sendWindow(watch, p, w, steadyCount(rng), () => bodySize(rng));
+  for (let w = 0; w < OPTIONS.minWindows; w++)
+    for (const p of peers) sendWindow(watch, p, w, steadyCount(rng), () => bodySize(rng));
   const w = OPTIONS.minWindows;
   t.same(
     peers.map((p) => sendWindow(watch, p, w, 200, () => 2048).length),

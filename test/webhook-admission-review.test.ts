@@ -33,10 +33,22 @@ t.test('a malformed review is refused with a message that says what is wrong', a
   t.match(message(''), /^the body is not JSON/);
   t.equal(message('[]'), 'expected an AdmissionReview object');
   t.equal(message('null'), 'expected an AdmissionReview object');
-  t.match(message(JSON.stringify({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: {} })), /apiVersion must be admission\.k8s\.io\/v1 \(got "admission\.k8s\.io\/v1beta1"\); set admissionReviewVersions/);
-  t.match(message(JSON.stringify({ kind: 'AdmissionReview' })), /apiVersion must be admission\.k8s\.io\/v1 \(got nothing\)/);
-  t.match(message(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'Pod' })), /kind must be AdmissionReview \(got "Pod"\)/);
-  t.match(message(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' })), /^request: required/);
+  t.match(
+    message(JSON.stringify({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: {} })),
+    /apiVersion must be admission\.k8s\.io\/v1 \(got "admission\.k8s\.io\/v1beta1"\); set admissionReviewVersions/,
+  );
+  t.match(
+    message(JSON.stringify({ kind: 'AdmissionReview' })),
+    /apiVersion must be admission\.k8s\.io\/v1 \(got nothing\)/,
+  );
+  t.match(
+    message(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'Pod' })),
+    /kind must be AdmissionReview \(got "Pod"\)/,
+  );
+  t.match(
+    message(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' })),
+    /^request: required/,
+  );
   t.match(message(withRequest((r) => delete r.uid)), /request\.uid: required/);
   t.match(message(withRequest((r) => (r.uid = ''))), /request\.uid: required/);
   t.match(message(withRequest((r) => delete r.operation)), /request\.operation: required/);
@@ -44,10 +56,12 @@ t.test('a malformed review is refused with a message that says what is wrong', a
   t.match(message(withRequest((r) => (r.object = null))), /request\.object: required for CREATE/);
   t.match(message(withRequest((r) => (r.namespace = 7))), /request\.namespace: expected a string/);
   t.match(message(withRequest((r) => (r.dryRun = 'yes'))), /request\.dryRun: expected a boolean/);
-  const several = message(withRequest((r) => {
-    delete r.uid;
-    r.object = 'x';
-  }));
+  const several = message(
+    withRequest((r) => {
+      delete r.uid;
+      r.object = 'x';
+    }),
+  );
   t.match(several, /request\.uid: required.*; request\.object: required/, 'every envelope problem at once');
 });
 
@@ -64,7 +78,15 @@ t.test('anything but a pod CREATE is admitted untouched without being looked at'
     t.ok(parsed.ok, `${what} parses`);
     if (!parsed.ok) continue;
     const { answer, outcome } = reviewAdmission(parsed.request, INJECTOR);
-    t.same(answer, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: parsed.request.uid, allowed: true } }, what);
+    t.same(
+      answer,
+      {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        response: { uid: parsed.request.uid, allowed: true },
+      },
+      what,
+    );
     t.equal(outcome, 'not_a_pod_create');
   }
 });
@@ -88,7 +110,11 @@ t.test('a denial is allowed: false with a Status naming the reason', async (t) =
   if (!parsed.ok) throw new Error(parsed.message);
   const { answer, outcome } = reviewAdmission(parsed.request, INJECTOR);
   t.equal(outcome, 'denied');
-  t.match(answer.response, { uid: 'b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d06', allowed: false, status: { status: 'Failure', code: 403, reason: 'Forbidden' } });
+  t.match(answer.response, {
+    uid: 'b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d06',
+    allowed: false,
+    status: { status: 'Failure', code: 403, reason: 'Forbidden' },
+  });
   t.notOk(answer.response.patch, 'no patch with a denial');
   t.notOk(answer.response.patchType);
 });

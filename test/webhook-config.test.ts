@@ -20,7 +20,13 @@ t.test('an empty config means the defaults', async (t) => {
   if (!r.ok) return;
   t.same(r.config, defaultWebhookConfig(IMAGE));
   t.same(r.config.injector.resources, DEFAULT_SIDECAR_RESOURCES);
-  t.match(r.config.injector, { image: IMAGE, imagePullPolicy: 'IfNotPresent', runAsUser: 65532, nativeSidecar: true, logLevel: 'info' });
+  t.match(r.config.injector, {
+    image: IMAGE,
+    imagePullPolicy: 'IfNotPresent',
+    runAsUser: 65532,
+    nativeSidecar: true,
+    logLevel: 'info',
+  });
   t.equal(r.config.drainTimeoutSeconds, 10);
 });
 
@@ -84,7 +90,10 @@ t.test('every problem is reported at once, with its path', async (t) => {
     'log.level: expected one of',
     'drainTimeoutSeconds: expected seconds',
   ]) {
-    t.ok(found.some((p) => p.startsWith(path)), path);
+    t.ok(
+      found.some((p) => p.startsWith(path)),
+      path,
+    );
   }
   t.same(problems('x'), ['config: expected a JSON object']);
   t.same(problems({ sidecar: [] }), ['sidecar: expected an object']);
@@ -103,7 +112,13 @@ t.test('the sidecar image must be a pinned reference', async (t) => {
   }
   t.match(imageReferenceProblem('tollgate'), /no tag, which means latest/);
   t.match(imageReferenceProblem('registry.example.com/tollgate:latest'), /uses the latest tag/);
-  for (const bad of ['', 'Tollgate:1', 'tollgate:1 --privileged', 'tollgate@sha256:abc', 'http://registry/tollgate:1']) {
+  for (const bad of [
+    '',
+    'Tollgate:1',
+    'tollgate:1 --privileged',
+    'tollgate@sha256:abc',
+    'http://registry/tollgate:1',
+  ]) {
     t.match(imageReferenceProblem(bad), /is not an image reference/, JSON.stringify(bad));
   }
 });

@@ -26,7 +26,14 @@ const fixtures = reviewFixtures();
 t.test('there are golden fixtures for injected, classic, job, opted-out, hostNetwork and invalid pods', async (t) => {
   t.same(
     fixtures.map((f) => f.name),
-    ['deployment-pod-classic', 'deployment-pod-native', 'host-network', 'invalid-annotations', 'job-pod-configmap', 'opted-out'],
+    [
+      'deployment-pod-classic',
+      'deployment-pod-native',
+      'host-network',
+      'invalid-annotations',
+      'job-pod-configmap',
+      'opted-out',
+    ],
   );
   for (const f of fixtures) {
     t.notOk(f.review.request.object.metadata.name, `${f.name}: the pod has no name yet (generateName only)`);

@@ -22,7 +22,16 @@ import { makeLeaf, writeIdentityDir, type Teardownable } from './helpers/pki.ts'
 import { exitWithin, startTollgate } from './helpers/process.ts';
 import { expositionProblems, parsePrometheusText, sampleValue, type MetricFamily } from './helpers/prometheusText.ts';
 import { writeKey, signedHeaders } from './helpers/signing.ts';
-import { eventually, mtlsClient, startTestSidecar, startUpstream, world, type TestIdentity, type TestSidecar, type World } from './helpers/world.ts';
+import {
+  eventually,
+  mtlsClient,
+  startTestSidecar,
+  startUpstream,
+  world,
+  type TestIdentity,
+  type TestSidecar,
+  type World,
+} from './helpers/world.ts';
 import { PRODUCER } from './helpers/identities.ts';
 
 const NO_WATCH = { watchDebounceMs: 3_600_000 };
@@ -54,15 +63,37 @@ t.test('"auto" follows the cgroup CPU quota, rounded up, else the CPUs available
   const files = (m: Record<string, string>) => (p: string) => m[p] ?? null;
   t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': 'max 100000\n' })), null, 'v2 without a quota');
   t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': '150000 100000\n' })), 1.5, 'v2 quota');
-  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '200000\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), 2, 'v1 quota');
-  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '-1\n', '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000\n' })), null, 'v1 without a quota');
+  t.equal(
+    cgroupCpuLimit(
+      files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '200000\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' }),
+    ),
+    2,
+    'v1 quota',
+  );
+  t.equal(
+    cgroupCpuLimit(
+      files({
+        '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '-1\n',
+        '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000\n',
+      }),
+    ),
+    null,
+    'v1 without a quota',
+  );
   t.equal(cgroupCpuLimit(files({})), null, 'no cgroup files');
   t.equal(resolveWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '150000 100000' }), 8), 2, '1.5 CPUs: 2 loops');
-  t.equal(resolveWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '800000 100000' }), 4), 4, 'never more than the CPUs there are');
+  t.equal(
+    resolveWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '800000 100000' }), 4),
+    4,
+    'never more than the CPUs there are',
+  );
   t.equal(resolveWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '50000 100000' }), 4), 1, 'half a CPU: 1');
   t.equal(resolveWorkers('auto', files({}), 128), 64, 'at most 64');
   t.equal(describeWorkers(3, files({}), 8), 'workers 3 event loops');
-  t.equal(describeWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '150000 100000' }), 8), 'workers 2 event loops ("auto": cgroup CPU quota 1.5 of 8 CPUs)');
+  t.equal(
+    describeWorkers('auto', files({ '/sys/fs/cgroup/cpu.max': '150000 100000' }), 8),
+    'workers 2 event loops ("auto": cgroup CPU quota 1.5 of 8 CPUs)',
+  );
   t.equal(describeWorkers('auto', files({}), 1), 'workers 1 event loop ("auto": no cgroup CPU quota, 1 CPU available)');
   t.equal(resolveWorkers(3, files({}), 1), 3, 'a number is taken as given');
 });
@@ -71,14 +102,25 @@ t.test('"auto" follows the cgroup CPU quota, rounded up, else the CPUs available
 
 function poolOptions(script: string, onFailure: (p: string) => void): WorkerPoolOptions {
   const r = validateConfig(
-    { identity: { certFile: 'c', keyFile: 'k', caFile: 'a' }, listeners: [{ name: 'in', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:8080', allow: { any: true } }] },
+    {
+      identity: { certFile: 'c', keyFile: 'k', caFile: 'a' },
+      listeners: [
+        { name: 'in', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:8080', allow: { any: true } },
+      ],
+    },
     { baseDir: '/', source: null },
   );
   if (!r.ok) throw new Error('bad test config');
   return {
     count: 1,
     config: r.config,
-    material: { certPem: Buffer.from('c'), keyPem: Buffer.from('k'), caPem: Buffer.from('a'), crls: [], revoked: new Set<string>() },
+    material: {
+      certPem: Buffer.from('c'),
+      keyPem: Buffer.from('k'),
+      caPem: Buffer.from('a'),
+      crls: [],
+      revoked: new Set<string>(),
+    },
     keys: keyRingFromEntries([]),
     ticketKeys: Buffer.alloc(48),
     replay: null,
@@ -106,7 +148,11 @@ t.test('a worker thread that dies is reported (the instance fails closed) and st
   t.match(failures[0], /worker 1 exited unexpectedly \(code 3\)/);
   // a dead thread that were waited for would hold drain until its deadline, an hour away: that it
   // resolves at all (within the test's timeout) shows it is not waited for, with no clock to read
-  t.equal(await pool.drain('inbound', Date.now() + 3_600_000), false, 'a dead thread does not drain cleanly, and is not waited for');
+  t.equal(
+    await pool.drain('inbound', Date.now() + 3_600_000),
+    false,
+    'a dead thread does not drain cleanly, and is not waited for',
+  );
   await pool.stop();
   t.equal(failures.length, 1);
 });
@@ -153,11 +199,29 @@ async function twoThreads(t: Teardownable): Promise<Setup> {
       admin: { listen: '127.0.0.1:0' },
       identity: ingest.files,
       keys: { dir: 'keys' },
-      listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] }, integrity: { verify: true } }],
+      listeners: [
+        {
+          name: 'ingest',
+          mode: 'inbound',
+          listen: '127.0.0.1:0',
+          target: app.addr,
+          allow: { spiffe: [PRODUCER] },
+          integrity: { verify: true },
+        },
+      ],
     },
     { identityTiming: NO_WATCH },
   );
-  return { w, ingest, producer, sc, app, key, admin: `http://127.0.0.1:${sc.admin!.port}`, port: sc.listeners[0]!.address().port };
+  return {
+    w,
+    ingest,
+    producer,
+    sc,
+    app,
+    key,
+    admin: `http://127.0.0.1:${sc.admin!.port}`,
+    port: sc.listeners[0]!.address().port,
+  };
 }
 
 async function scrape(s: Setup): Promise<MetricFamily[]> {
@@ -173,7 +237,16 @@ interface Connection {
 }
 
 /** One fresh mTLS connection sending one request (Connection: close); the ticket it got, if any. */
-function connectOnce(s: Setup, opts: { session?: Buffer | null; headers?: Record<string, string>; method?: string; path?: string; body?: string } = {}): Promise<Connection> {
+function connectOnce(
+  s: Setup,
+  opts: {
+    session?: Buffer | null;
+    headers?: Record<string, string>;
+    method?: string;
+    path?: string;
+    body?: string;
+  } = {},
+): Promise<Connection> {
   return new Promise((resolve, reject) => {
     let session: Buffer | null = null;
     let data = '';
@@ -193,8 +266,17 @@ function connectOnce(s: Setup, opts: { session?: Buffer | null; headers?: Record
       reused = socket.isSessionReused();
       serial = socket.getPeerX509Certificate()?.serialNumber ?? '';
       const body = opts.body ?? '';
-      const headers = { host: `localhost:${s.port}`, connection: 'close', 'content-length': String(Buffer.byteLength(body)), ...opts.headers };
-      socket.write(`${opts.method ?? 'GET'} ${opts.path ?? '/'} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body}`);
+      const headers = {
+        host: `localhost:${s.port}`,
+        connection: 'close',
+        'content-length': String(Buffer.byteLength(body)),
+        ...opts.headers,
+      };
+      socket.write(
+        `${opts.method ?? 'GET'} ${opts.path ?? '/'} HTTP/1.1\r\n${Object.entries(headers)
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join('')}\r\n${body}`,
+      );
     });
     socket.setEncoding('utf8');
     socket.on('data', (c: string) => (data += c));
@@ -208,7 +290,14 @@ t.test('two threads share the port, replay protection stays exact, and /metrics 
   t.equal(s.sc.workers, 2);
   const n = 40;
   const body = '{"a":1}';
-  const headers = signedHeaders({ method: 'POST', path: '/events', authority: `localhost:${s.port}`, body, headers: { 'content-type': 'application/json' }, key: s.key });
+  const headers = signedHeaders({
+    method: 'POST',
+    path: '/events',
+    authority: `localhost:${s.port}`,
+    body,
+    headers: { 'content-type': 'application/json' },
+    key: s.key,
+  });
   // the same signed request over n fresh connections: the kernel spreads them over both threads
   const results: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -216,24 +305,40 @@ t.test('two threads share the port, replay protection stays exact, and /metrics 
     results.push(c.status);
   }
   t.equal(results.filter((r) => r === '200').length, 1, 'accepted exactly once');
-  t.equal(results.filter((r) => r === '401').length, n - 1, 'refused as a replay on every other connection, whichever thread took it');
+  t.equal(
+    results.filter((r) => r === '401').length,
+    n - 1,
+    'refused as a replay on every other connection, whichever thread took it',
+  );
   t.equal(s.app.seen.length, 1, 'the app saw it once');
 
   const mainOnly = await s.sc.metric('tollgate_tls_handshakes_total', { result: 'success' });
   const families = await scrape(s);
   t.same(expositionProblems(families), [], 'the merged exposition is well formed');
-  const all =  sampleValue(families, 'tollgate_tls_handshakes_total', { result: 'success' });
+  const all = sampleValue(families, 'tollgate_tls_handshakes_total', { result: 'success' });
   t.equal(all, n, 'handshakes summed over threads');
   t.ok(mainOnly > 0 && mainOnly < n, `both threads accepted connections (main thread ${mainOnly} of ${n})`);
-  t.equal(sampleValue(families, 'tollgate_requests_total', { listener: 'ingest' }), n, 'requests summed: as many as were sent');
+  t.equal(
+    sampleValue(families, 'tollgate_requests_total', { listener: 'ingest' }),
+    n,
+    'requests summed: as many as were sent',
+  );
   t.equal(sampleValue(families, 'tollgate_signature_checks_total', { result: 'ok' }), 1);
   t.equal(sampleValue(families, 'tollgate_signature_checks_total', { result: 'replayed' }), n - 1);
   t.equal(sampleValue(families, 'tollgate_replay_cache_entries'), 1, 'one shared cache, counted once');
   const notAfter = new X509Certificate(s.ingest.certPem).validToDate.getTime() / 1000;
-  t.equal(sampleValue(families, 'tollgate_cert_expiration_timestamp_seconds', { cert: 'identity' }), notAfter, 'the expiry gauge is not doubled');
+  t.equal(
+    sampleValue(families, 'tollgate_cert_expiration_timestamp_seconds', { cert: 'identity' }),
+    notAfter,
+    'the expiry gauge is not doubled',
+  );
   t.equal(sampleValue(families, 'tollgate_build_info'), 1, 'build info is 1, not one per thread');
   t.equal(sampleValue(families, 'tollgate_key_ring_keys'), 1);
-  t.equal(sampleValue(families, 'tollgate_audit_events_total', { type: 'replay' }), n - 1, 'every thread\'s audit events reach the one audit sink');
+  t.equal(
+    sampleValue(families, 'tollgate_audit_events_total', { type: 'replay' }),
+    n - 1,
+    "every thread's audit events reach the one audit sink",
+  );
   const refusedBy = new Set(s.sc.logs.lines.filter((l) => l.code === 'ERR_SIG_REPLAYED').map((l) => l.worker ?? 0));
   t.same([...refusedBy].sort(), [0, 1], 'log lines from both threads (worker 1 is tagged) reach the one logger');
   const recent = await request(`${s.admin}/handshakes/recent`);
@@ -249,19 +354,31 @@ t.test('/status counts the open connections of every thread', async (t) => {
   // idle keep-alive connections, each past its handshake and one request, spread by the kernel
   const n = 12;
   const sockets = await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise<tls.TLSSocket>((resolve, reject) => {
-        const socket = tls.connect({ host: '127.0.0.1', port: s.port, servername: 'localhost', ca: s.w.ca.certPem, cert: s.producer.certPem, key: s.producer.keyPem });
-        socket.once('secureConnect', () => socket.write(`GET / HTTP/1.1\r\nhost: localhost:${s.port}\r\n\r\n`));
-        socket.once('data', () => resolve(socket));
-        socket.once('error', reject);
-      }),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<tls.TLSSocket>((resolve, reject) => {
+          const socket = tls.connect({
+            host: '127.0.0.1',
+            port: s.port,
+            servername: 'localhost',
+            ca: s.w.ca.certPem,
+            cert: s.producer.certPem,
+            key: s.producer.keyPem,
+          });
+          socket.once('secureConnect', () => socket.write(`GET / HTTP/1.1\r\nhost: localhost:${s.port}\r\n\r\n`));
+          socket.once('data', () => resolve(socket));
+          socket.once('error', reject);
+        }),
     ),
   );
   t.teardown(() => sockets.forEach((c) => c.destroy()));
   const mainOnly = await s.sc.metric('tollgate_tls_handshakes_total', { result: 'success' });
   t.ok(mainOnly < n, `some connections are on the worker thread (main thread ${mainOnly} of ${n})`);
-  const status = (await (await request(`${s.admin}/status`)).body.json()) as { workers: number; listeners: Array<{ name: string; connections: number }> };
+  const status = (await (await request(`${s.admin}/status`)).body.json()) as {
+    workers: number;
+    listeners: Array<{ name: string; connections: number }>;
+  };
   t.equal(status.workers, 2);
   t.equal(status.listeners[0]!.connections, n, 'every open connection counted, whichever thread holds it');
 });
@@ -318,12 +435,25 @@ t.test('tollgate check accepts workers and names a bad value by its path', async
   const ingest = await w.identity('ingest', { dns: ['localhost'] });
   const write = async (name: string, workers: unknown): Promise<string> => {
     const file = join(w.dir, name);
-    await writeFile(file, JSON.stringify({ workers, identity: ingest.files, listeners: [{ name: 'in', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:8080', allow: { any: true } }] }));
+    await writeFile(
+      file,
+      JSON.stringify({
+        workers,
+        identity: ingest.files,
+        listeners: [
+          { name: 'in', mode: 'inbound', listen: '127.0.0.1:0', target: '127.0.0.1:8080', allow: { any: true } },
+        ],
+      }),
+    );
     return file;
   };
   const good = await exitWithin(startTollgate(t, ['check', '--config', await write('good.json', 'auto')]), 15_000);
   t.equal(good.code, 0, good.stderr);
-  t.match(good.stdout, /^ {2}workers [1-9][0-9]* event loops? \("auto": /m, 'check prints what "auto" resolves to here');
+  t.match(
+    good.stdout,
+    /^ {2}workers [1-9][0-9]* event loops? \("auto": /m,
+    'check prints what "auto" resolves to here',
+  );
   const bad = await exitWithin(startTollgate(t, ['check', '--config', await write('bad.json', 0)]), 15_000);
   t.equal(bad.code, 2);
   t.match(bad.stdout + bad.stderr, /workers: expected an integer from 1 to 64, or "auto"/);
@@ -341,7 +471,9 @@ t.test('bin/tollgate.js with workers: 2 serves, reloads on SIGHUP, and exits 0 o
       workers: 2,
       admin: { listen: '127.0.0.1:0' },
       identity: ingest.files,
-      listeners: [{ name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } }],
+      listeners: [
+        { name: 'ingest', mode: 'inbound', listen: '127.0.0.1:0', target: app.addr, allow: { spiffe: [PRODUCER] } },
+      ],
     }),
   );
   const p = startTollgate(t, ['run', '--config', file]);
@@ -359,7 +491,11 @@ t.test('bin/tollgate.js with workers: 2 serves, reloads on SIGHUP, and exits 0 o
     await res.body.dump();
   }
   p.kill('SIGHUP');
-  await eventually(() => p.logs().some((l) => l.msg === 'certificates reloaded' && l.trigger === 'sighup'), 10_000, 'reload logged');
+  await eventually(
+    () => p.logs().some((l) => l.msg === 'certificates reloaded' && l.trigger === 'sighup'),
+    10_000,
+    'reload logged',
+  );
   await client.close();
   p.kill('SIGTERM');
   const done = await exitWithin(p, 15_000);

@@ -33,7 +33,11 @@ export interface AdminDrainResult {
   readonly ready: boolean;
   /** when whatever is still in flight is cut */
   readonly deadline: string;
-  readonly listeners: ReadonlyArray<{ readonly name: string; readonly accepting: boolean; readonly connections: number }>;
+  readonly listeners: ReadonlyArray<{
+    readonly name: string;
+    readonly accepting: boolean;
+    readonly connections: number;
+  }>;
 }
 
 export interface AdminAuditHead {
@@ -77,26 +81,37 @@ export interface AdminOptions {
 }
 
 export function buildAdminApp(opts: AdminOptions): FastifyInstance {
-    // request lines are logged at info by fastify; the admin child logs warnings and above only
+  // request lines are logged at info by fastify; the admin child logs warnings and above only
   const app: FastifyInstance = Fastify({
     loggerInstance: opts.log.child({ component: 'admin' }, { level: 'warn' }) as FastifyBaseLogger,
     bodyLimit: 4096,
     forceCloseConnections: true,
   });
-  installGuard(app, { hosts: opts.hosts ?? [], token: opts.token, ...(opts.onRefused === undefined ? {} : { onRefused: opts.onRefused }) });
+  installGuard(app, {
+    hosts: opts.hosts ?? [],
+    token: opts.token,
+    ...(opts.onRefused === undefined ? {} : { onRefused: opts.onRefused }),
+  });
   registerProbeRoutes(app, opts);
   const view = opts.view;
   app.get('/status', async () => view.status());
-  app.get('/certs', async (_req, reply) => (view.certs === undefined ? notAvailable(reply, 'certificates') : view.certs()));
-  app.get('/config', async (_req, reply) => (view.config === undefined ? notAvailable(reply, 'configuration') : view.config()));
+  app.get('/certs', async (_req, reply) =>
+    view.certs === undefined ? notAvailable(reply, 'certificates') : view.certs(),
+  );
+  app.get('/config', async (_req, reply) =>
+    view.config === undefined ? notAvailable(reply, 'configuration') : view.config(),
+  );
   app.get('/handshakes/recent', async (req, reply) => {
     if (view.handshakes === undefined) return notAvailable(reply, 'handshake telemetry');
     const recent = view.handshakes();
     const query = parseHandshakeQuery(req.query as Record<string, unknown>, recent.capacity);
-    if (!query.ok) return sendAdminError(reply, 'ERR_BAD_REQUEST', query.problems.join('; '), { problems: query.problems });
+    if (!query.ok)
+      return sendAdminError(reply, 'ERR_BAD_REQUEST', query.problems.join('; '), { problems: query.problems });
     return { ...recent, entries: filterHandshakes(recent.entries, query.filter) };
   });
-  app.get('/anomalies/recent', async (_req, reply) => (view.anomalies === undefined ? notAvailable(reply, 'anomaly telemetry') : view.anomalies()));
+  app.get('/anomalies/recent', async (_req, reply) =>
+    view.anomalies === undefined ? notAvailable(reply, 'anomaly telemetry') : view.anomalies(),
+  );
   app.get('/audit/head', async (_req, reply) => {
     const head = view.auditHead?.() ?? null;
     if (head === null) return sendAdminError(reply, 'ERR_ADMIN_NOT_FOUND', 'no audit log configured');
@@ -117,8 +132,14 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
   postOnly(app, '/reload', async (_req, reply) => {
     const r = await opts.view.reload();
     const { ok, changed, problems, ignored, ...details } = r;
-    if (ignored === 'draining') return sendAdminError(reply, 'ERR_ADMIN_CONFLICT', 'draining: reload ignored', { ok, changed, problems });
-    if (ignored === 'starting') return sendAdminError(reply, 'ERR_ADMIN_CONFLICT', 'still starting: reload not available yet', { ok, changed, problems });
+    if (ignored === 'draining')
+      return sendAdminError(reply, 'ERR_ADMIN_CONFLICT', 'draining: reload ignored', { ok, changed, problems });
+    if (ignored === 'starting')
+      return sendAdminError(reply, 'ERR_ADMIN_CONFLICT', 'still starting: reload not available yet', {
+        ok,
+        changed,
+        problems,
+      });
     const message = `reload refused: ${problems.length} problem(s); see problems`;
     if (!ok) return sendAdminError(reply, 'ERR_ADMIN_FAILED', message, { ok, changed, problems, ...details });
     return reply.code(200).send({ ok, changed, problems, ...details });
@@ -136,10 +157,14 @@ interface HandshakeFilter {
 const HANDSHAKE_QUERY_KEYS = ['reason', 'listener', 'limit'];
 
 /** Check the query once, reporting every problem together with the parameter at fault. */
-function parseHandshakeQuery(query: Record<string, unknown>, capacity: number): { ok: true; filter: HandshakeFilter } | { ok: false; problems: string[] } {
+function parseHandshakeQuery(
+  query: Record<string, unknown>,
+  capacity: number,
+): { ok: true; filter: HandshakeFilter } | { ok: false; problems: string[] } {
   const problems: string[] = [];
   for (const key of Object.keys(query)) {
-    if (!HANDSHAKE_QUERY_KEYS.includes(key)) problems.push(`${key}: unknown parameter (known: ${HANDSHAKE_QUERY_KEYS.join(', ')})`);
+    if (!HANDSHAKE_QUERY_KEYS.includes(key))
+      problems.push(`${key}: unknown parameter (known: ${HANDSHAKE_QUERY_KEYS.join(', ')})`);
   }
   const one = (key: string): string | null => {
     const v = query[key];
@@ -151,13 +176,19 @@ function parseHandshakeQuery(query: Record<string, unknown>, capacity: number): 
     return v;
   };
   const reason = one('reason');
-  if (reason !== null && !(HANDSHAKE_FAILURE_REASONS as readonly string[]).includes(reason)) problems.push(`reason: expected one of ${HANDSHAKE_FAILURE_REASONS.join(', ')}`);
+  if (reason !== null && !(HANDSHAKE_FAILURE_REASONS as readonly string[]).includes(reason))
+    problems.push(`reason: expected one of ${HANDSHAKE_FAILURE_REASONS.join(', ')}`);
   const listener = one('listener');
-  if (listener !== null && !LISTENER_NAME.test(listener)) problems.push('listener: expected a listener name (lowercase letters, digits, "_" and "-")');
+  if (listener !== null && !LISTENER_NAME.test(listener))
+    problems.push('listener: expected a listener name (lowercase letters, digits, "_" and "-")');
   const limit = one('limit');
-  if (limit !== null && !(/^[1-9][0-9]*$/.test(limit) && Number(limit) <= capacity)) problems.push(`limit: expected a whole number from 1 to ${capacity}`);
+  if (limit !== null && !(/^[1-9][0-9]*$/.test(limit) && Number(limit) <= capacity))
+    problems.push(`limit: expected a whole number from 1 to ${capacity}`);
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, filter: { reason: reason as HandshakeFailureReason | null, listener, limit: limit === null ? null : Number(limit) } };
+  return {
+    ok: true,
+    filter: { reason: reason as HandshakeFailureReason | null, listener, limit: limit === null ? null : Number(limit) },
+  };
 }
 
 /** The entries that match, oldest first; with a limit, the newest `limit` of them. */
@@ -176,11 +207,16 @@ function notAvailable(reply: FastifyReply, what: string): FastifyReply {
 const NOT_POST = ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
 
 /** A mutating route: POST runs it, every other method gets 405 with `Allow: POST`. */
-function postOnly(app: FastifyInstance, url: string, handler: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>): void {
+function postOnly(
+  app: FastifyInstance,
+  url: string,
+  handler: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>,
+): void {
   app.post(url, handler);
   app.route({
     method: [...NOT_POST],
     url,
-    handler: async (_req, reply) => sendAdminError(reply.header('allow', 'POST'), 'ERR_ADMIN_METHOD_NOT_ALLOWED', 'POST only', { allow: 'POST' }),
+    handler: async (_req, reply) =>
+      sendAdminError(reply.header('allow', 'POST'), 'ERR_ADMIN_METHOD_NOT_ALLOWED', 'POST only', { allow: 'POST' }),
   });
 }

@@ -36,7 +36,11 @@ const DAY_MS = 86_400_000;
 
 export function certReport(bundle: IdentityBundle, files: CertReport['files'], now: number): CertReport {
   const certificates: CertInfo[] = [];
-  bundle.chain.forEach((c, i) => certificates.push(certInfo(c, i === 0 ? 'identity' : `intermediate_${i}`, i === 0 ? 'identity' : 'intermediate', now)));
+  bundle.chain.forEach((c, i) =>
+    certificates.push(
+      certInfo(c, i === 0 ? 'identity' : `intermediate_${i}`, i === 0 ? 'identity' : 'intermediate', now),
+    ),
+  );
   bundle.cas.forEach((c, i) => certificates.push(certInfo(c, i === 0 ? 'ca' : `ca_${i}`, 'ca', now)));
   return { loadedAt: bundle.loadedAt.toISOString(), files, certificates };
 }

@@ -13,19 +13,28 @@ import { installGuard, sendAdminError, type GuardRefused } from './requestGuard.
  * address or Service name it was given, and what this server answers is what it answers any
  * client on the network anyway (no secrets, no mutation), so a DNS-rebinding page gains nothing.
  */
-export function buildHealthApp(opts: ProbeSources & { readonly log: Logger; readonly onRefused?: GuardRefused }): FastifyInstance {
+export function buildHealthApp(
+  opts: ProbeSources & { readonly log: Logger; readonly onRefused?: GuardRefused },
+): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: opts.log.child({ component: 'health' }, { level: 'warn' }) as FastifyBaseLogger,
     bodyLimit: 1024,
     forceCloseConnections: true,
   });
-  installGuard(app, { hosts: null, token: null, ...(opts.onRefused === undefined ? {} : { onRefused: opts.onRefused }) });
+  installGuard(app, {
+    hosts: null,
+    token: null,
+    ...(opts.onRefused === undefined ? {} : { onRefused: opts.onRefused }),
+  });
   registerProbeRoutes(app, opts);
   for (const url of ['/livez', '/readyz', '/metrics']) {
     app.route({
       method: ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'],
       url,
-      handler: async (_req, reply) => sendAdminError(reply.header('allow', 'GET, HEAD'), 'ERR_ADMIN_METHOD_NOT_ALLOWED', 'read-only', { allow: 'GET, HEAD' }),
+      handler: async (_req, reply) =>
+        sendAdminError(reply.header('allow', 'GET, HEAD'), 'ERR_ADMIN_METHOD_NOT_ALLOWED', 'read-only', {
+          allow: 'GET, HEAD',
+        }),
     });
   }
   return app;

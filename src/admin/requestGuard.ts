@@ -22,8 +22,9 @@ import { ERRORS, type ErrorCode } from '../core/errors.ts';
 export function browserSignal(headers: Readonly<Record<string, string | string[] | undefined>>): string | null {
   if (headers.origin !== undefined) return 'an Origin header (a browser request)';
   const site = headers['sec-fetch-site'];
-  const value = (Array.isArray(site) ? site.join(',') : site ?? '').trim().toLowerCase();
-  if (value === 'cross-site' || value === 'same-site') return `Sec-Fetch-Site: ${value} (a request made by another site's page)`;
+  const value = (Array.isArray(site) ? site.join(',') : (site ?? '')).trim().toLowerCase();
+  if (value === 'cross-site' || value === 'same-site')
+    return `Sec-Fetch-Site: ${value} (a request made by another site's page)`;
   return null;
 }
 
@@ -34,7 +35,12 @@ const LOOPBACK_NAMES: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '
  * when there is no real socket, as with fastify's inject(): no port to compare); `localAddress`
  * the address it arrived on; `names` further host names (the configured listen host).
  */
-export function hostAllowed(host: string | undefined, port: number | null, localAddress: string | undefined, names: readonly string[]): boolean {
+export function hostAllowed(
+  host: string | undefined,
+  port: number | null,
+  localAddress: string | undefined,
+  names: readonly string[],
+): boolean {
   if (host === undefined || host === '') return false;
   const split = splitHost(host.trim().toLowerCase());
   if (split === null) return false;
@@ -108,7 +114,11 @@ function digest(s: string): Buffer {
 }
 
 /** Told of each refused request: main counts, audits (one event each) and the admin log has the line. */
-export type GuardRefused = (code: 'ERR_ADMIN_FORBIDDEN' | 'ERR_ADMIN_UNAUTHORIZED', why: string, remote: string | null) => void;
+export type GuardRefused = (
+  code: 'ERR_ADMIN_FORBIDDEN' | 'ERR_ADMIN_UNAUTHORIZED',
+  why: string,
+  remote: string | null,
+) => void;
 
 export interface GuardOptions {
   /** host names besides the loopback ones and the connection's own address; null: no Host check (the health server) */
@@ -134,15 +144,23 @@ export function installGuard(app: FastifyInstance, opts: GuardOptions): void {
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const signal = browserSignal(req.headers);
     const port = typeof req.socket?.localPort === 'number' ? req.socket.localPort : null;
-    const foreignHost = opts.hosts !== null && !hostAllowed(req.headers.host, port, req.socket?.localAddress, opts.hosts);
+    const foreignHost =
+      opts.hosts !== null && !hostAllowed(req.headers.host, port, req.socket?.localAddress, opts.hosts);
     if (signal !== null || foreignHost) {
       const why = signal ?? `Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} does not name this server`;
       refused(req, 'ERR_ADMIN_FORBIDDEN', why);
-      const message = signal !== null ? 'browser requests are refused' : 'the Host header must name this server (loopback or its own address, with its port)';
+      const message =
+        signal !== null
+          ? 'browser requests are refused'
+          : 'the Host header must name this server (loopback or its own address, with its port)';
       return sendAdminError(reply, 'ERR_ADMIN_FORBIDDEN', message);
     }
     if (tokenOk !== null && !tokenOk(bearerCredentials(req.headers.authorization))) {
-      refused(req, 'ERR_ADMIN_UNAUTHORIZED', req.headers.authorization === undefined ? 'no Authorization header' : 'wrong scheme or token');
+      refused(
+        req,
+        'ERR_ADMIN_UNAUTHORIZED',
+        req.headers.authorization === undefined ? 'no Authorization header' : 'wrong scheme or token',
+      );
       return sendAdminError(reply.header('www-authenticate', 'Bearer'), 'ERR_ADMIN_UNAUTHORIZED');
     }
     return undefined;
@@ -159,7 +177,12 @@ export function installGuard(app: FastifyInstance, opts: GuardOptions): void {
 }
 
 /** An admin error: the table's status, `x-tollgate-error`, and `{error, message}` (plus route-specific fields such as `problems`). */
-export function sendAdminError(reply: FastifyReply, code: ErrorCode, message?: string, extra: Readonly<Record<string, unknown>> = {}): FastifyReply {
+export function sendAdminError(
+  reply: FastifyReply,
+  code: ErrorCode,
+  message?: string,
+  extra: Readonly<Record<string, unknown>> = {},
+): FastifyReply {
   return reply
     .code(ERRORS[code].status)
     .header('x-tollgate-error', code)

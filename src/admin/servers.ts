@@ -39,7 +39,12 @@ export async function startServers(config: Config, deps: ServerDeps): Promise<Se
   const admin = await startAdmin(config.admin, deps);
   let health: { host: string; port: number } | null = null;
   if (config.health.listen !== null) {
-    const app = buildHealthApp({ log: deps.log, registry: deps.registry, readiness: deps.readiness, onRefused: guardRefused('health', deps) });
+    const app = buildHealthApp({
+      log: deps.log,
+      registry: deps.registry,
+      readiness: deps.readiness,
+      onRefused: guardRefused('health', deps),
+    });
     health = await listenApp(app, config.health.listen, 'health.listen', 'health server', deps);
   }
   return { admin, health };
@@ -50,7 +55,8 @@ async function startAdmin(admin: Config['admin'], deps: ServerDeps): Promise<{ h
   if (admin.listen === null) return null;
   const token = admin.tokenFile === null ? null : (await readFile(admin.tokenFile, 'utf8')).trim();
   // an empty token would let `Authorization: Bearer` with nothing after it in
-  if (token === '') throw new StartupError('the admin token is empty', [`admin.tokenFile: ${admin.tokenFile}: holds no token`], true);
+  if (token === '')
+    throw new StartupError('the admin token is empty', [`admin.tokenFile: ${admin.tokenFile}: holds no token`], true);
   const hosts = [admin.listen.host];
   const { log, registry, readiness, view } = deps;
   const app = buildAdminApp({ log, registry, token, hosts, readiness, view, onRefused: guardRefused('admin', deps) });
@@ -66,7 +72,13 @@ function guardRefused(server: 'admin' | 'health', deps: ServerDeps): GuardRefuse
 }
 
 /** Listen (and hand the lifecycle its stop), or close the app and fail the start naming the config path. */
-async function listenApp(app: FastifyInstance, at: HostPort, path: string, what: string, deps: ServerDeps): Promise<{ host: string; port: number }> {
+async function listenApp(
+  app: FastifyInstance,
+  at: HostPort,
+  path: string,
+  what: string,
+  deps: ServerDeps,
+): Promise<{ host: string; port: number }> {
   try {
     await app.listen({ host: at.host, port: at.port });
   } catch (err) {

@@ -63,10 +63,16 @@ export function statusView(s: StatusSources): AdminView {
     reload: () => s.reload(),
     certs: () => {
       const identity = s.identity();
-      return identity === null ? { loadedAt: null, files: null, certificates: [] } : certReport(identity.current(), s.identityFiles, s.clock.now());
+      return identity === null
+        ? { loadedAt: null, files: null, certificates: [] }
+        : certReport(identity.current(), s.identityFiles, s.clock.now());
     },
     config: () => configView(s.config()),
-    handshakes: () => ({ capacity: s.recentHandshakes.capacity, total: s.recentHandshakes.count, entries: s.recentHandshakes.list() }),
+    handshakes: () => ({
+      capacity: s.recentHandshakes.capacity,
+      total: s.recentHandshakes.count,
+      entries: s.recentHandshakes.list(),
+    }),
     anomalies: () => ({ total: s.recentAnomalies.count, entries: s.recentAnomalies.list() }),
     auditHead: () => s.auditHead(),
     drain: (): AdminDrainResult => {
@@ -120,7 +126,8 @@ async function status(s: StatusSources): Promise<Record<string, unknown>> {
       protocol: l.protocol,
       address: l.address,
       accepting: l.accepting,
-      connections: l.connections + threads.reduce((n, t) => n + (t.find((w) => w.name === l.name)?.connections ?? 0), 0),
+      connections:
+        l.connections + threads.reduce((n, t) => n + (t.find((w) => w.name === l.name)?.connections ?? 0), 0),
     })),
     workers: s.workers,
   };

@@ -48,8 +48,17 @@ export class AnomalyStage {
     this.deps = deps;
     const c = deps.config;
     this.block = c.mode === 'block';
-    this.sizes = new SizeWatch({ minSamples: c.minSamples, threshold: c.threshold, maxTrackedPeers: deps.maxTrackedPeers });
-    this.volume = new VolumeWatch({ windowMs: VOLUME_WINDOW_MS, minWindows: VOLUME_MIN_WINDOWS, threshold: c.threshold, maxTrackedPeers: deps.maxTrackedPeers });
+    this.sizes = new SizeWatch({
+      minSamples: c.minSamples,
+      threshold: c.threshold,
+      maxTrackedPeers: deps.maxTrackedPeers,
+    });
+    this.volume = new VolumeWatch({
+      windowMs: VOLUME_WINDOW_MS,
+      minWindows: VOLUME_MIN_WINDOWS,
+      threshold: c.threshold,
+      maxTrackedPeers: deps.maxTrackedPeers,
+    });
   }
 
   /** Judge a body size; null when normal (or still learning). */
@@ -68,7 +77,16 @@ export class AnomalyStage {
   flagged(route: string, peer: string, f: Flagged, action: 'observed' | 'blocked', log: Logger): void {
     const { listener, metrics, audit, clock, recent } = this.deps;
     metrics.payloadAnomalies.labels(listener, route, f.kind).inc();
-    recent.add({ at: new Date(clock.now()).toISOString(), listener, route, peer, kind: f.kind, value: f.value, expected: f.expected, action });
+    recent.add({
+      at: new Date(clock.now()).toISOString(),
+      listener,
+      route,
+      peer,
+      kind: f.kind,
+      value: f.value,
+      expected: f.expected,
+      action,
+    });
     if (action === 'observed') {
       // the connection's logger already names the peer (a repeated key would make the line invalid for strict JSON readers)
       log.warn({ route, kind: f.kind, value: f.value, expected: f.expected }, 'payload anomaly observed');

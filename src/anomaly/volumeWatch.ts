@@ -93,7 +93,10 @@ export class VolumeWatch {
     v.requests.current += 1;
     v.bytes.current += bytes;
     let flags: readonly VolumeFlag[] = NONE;
-    for (const [kind, s] of [['volume_requests', v.requests], ['volume_bytes', v.bytes]] as const) {
+    for (const [kind, s] of [
+      ['volume_requests', v.requests],
+      ['volume_bytes', v.bytes],
+    ] as const) {
       if (s.flagged || s.windows < this.options.minWindows) continue;
       const bound = s.bound(this.options.threshold);
       if (s.current > bound) {

@@ -45,7 +45,9 @@ export async function auditCommand(argv: string[], o: Output, cwd: string): Prom
   if (values['expect-head'] !== undefined) {
     const m = HEAD.exec(values['expect-head']);
     if (m === null) {
-      o.err('tollgate audit verify: --expect-head must be SEQ:HASH (a positive seq and 64 lowercase hex digits, as /audit/head gives them)');
+      o.err(
+        'tollgate audit verify: --expect-head must be SEQ:HASH (a positive seq and 64 lowercase hex digits, as /audit/head gives them)',
+      );
       return EXIT_USAGE;
     }
     anchor = { seq: Number(m[1]), hash: m[2]! };
@@ -81,8 +83,13 @@ export async function auditCommand(argv: string[], o: Output, cwd: string): Prom
   const names = files.map((f) => f.name).join(', ');
   if (verdict.lines === 0) o.out(`intact: no lines (${names})`);
   else {
-    o.out(`intact: ${verdict.lines} lines in ${files.length} file${files.length === 1 ? '' : 's'} (${names}), seq ${verdict.firstSeq}..${verdict.lastSeq}, head ${verdict.head}`);
-    if (verdict.firstSeq !== 1) o.out(`note: the chain starts at seq ${verdict.firstSeq} (prev ${verdict.firstPrev}); older lines are not present`);
+    o.out(
+      `intact: ${verdict.lines} lines in ${files.length} file${files.length === 1 ? '' : 's'} (${names}), seq ${verdict.firstSeq}..${verdict.lastSeq}, head ${verdict.head}`,
+    );
+    if (verdict.firstSeq !== 1)
+      o.out(
+        `note: the chain starts at seq ${verdict.firstSeq} (prev ${verdict.firstPrev}); older lines are not present`,
+      );
   }
   if (anchor !== null) o.out(`anchored head seq ${anchor.seq} matches`);
   return EXIT_OK;

@@ -48,12 +48,15 @@ async function certsDev(argv: string[], o: Output, cwd: string): Promise<number>
     const files = await writeDevPki(out, pki);
     o.out(`development PKI for trust domain ${trustDomain} (valid ${validityDays} days):`);
     for (const f of files) o.out(`  ${f}`);
-    for (const name of identities) o.out(`  ${name}: spiffe://${trustDomain}/${name}  pin ${spkiPin(pki.identities[name]!.certPem)}`);
+    for (const name of identities)
+      o.out(`  ${name}: spiffe://${trustDomain}/${name}  pin ${spkiPin(pki.identities[name]!.certPem)}`);
     return EXIT_OK;
   } catch (err) {
     // a bad trust domain or identity name is usage; a folder that cannot be written is the machine's
     const code = (err as NodeJS.ErrnoException).code;
-    o.err(`tollgate certs dev: ${code === undefined ? (err as Error).message : `--out ${values.out}: ${systemErrorText(err)}`}`);
+    o.err(
+      `tollgate certs dev: ${code === undefined ? (err as Error).message : `--out ${values.out}: ${systemErrorText(err)}`}`,
+    );
     return code === undefined ? EXIT_USAGE : EXIT_FAILURE;
   }
 }
@@ -66,7 +69,9 @@ async function occupiedBy(dir: string): Promise<string | null> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
-    return code === 'ENOTDIR' ? 'is a file, not a folder' : `cannot be read (${errnoText(code ?? (err as Error).message)})`;
+    return code === 'ENOTDIR'
+      ? 'is a file, not a folder'
+      : `cannot be read (${errnoText(code ?? (err as Error).message)})`;
   }
   if (entries.length === 0) return null;
   const names = entries.map((e) => (e.isDirectory() ? `${e.name}/` : e.name)).sort();

@@ -50,10 +50,15 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
   }
   o.out(`${file}: ok`);
   o.out(`  identity ${identity.bundle.leaf.subject.replace(/\n/g, ', ')} valid until ${identity.bundle.leaf.validTo}`);
-  for (const crl of identity.bundle.crls) o.out(`  crl from ${crl.issuer}, next update ${crl.nextUpdate?.toISOString() ?? 'none'}`);
+  for (const crl of identity.bundle.crls)
+    o.out(`  crl from ${crl.issuer}, next update ${crl.nextUpdate?.toISOString() ?? 'none'}`);
   if (keys.ring.size > 0) o.out(`  keys ${keys.ring.ids.join(', ')}`);
-  if (audit.seq !== null) o.out(`  audit log ${c.audit.file} ${audit.seq === 0 ? '(a new chain)' : `continues after seq ${audit.seq}`}`);
+  if (audit.seq !== null)
+    o.out(`  audit log ${c.audit.file} ${audit.seq === 0 ? '(a new chain)' : `continues after seq ${audit.seq}`}`);
   o.out(`  ${describeWorkers(c.workers)}`);
-  for (const l of c.listeners) o.out(`  listener ${l.name}: ${l.mode} ${l.protocol} ${l.listen.host}:${l.listen.port} -> ${l.target.host}:${l.target.port}`);
+  for (const l of c.listeners)
+    o.out(
+      `  listener ${l.name}: ${l.mode} ${l.protocol} ${l.listen.host}:${l.listen.port} -> ${l.target.host}:${l.target.port}`,
+    );
   return EXIT_OK;
 }

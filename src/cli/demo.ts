@@ -35,7 +35,11 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'tollgate-demo-'));
   const stops: Array<() => Promise<unknown>> = [];
   try {
-    const pki = await createDevPki({ trustDomain: TRUST_DOMAIN, identities: ['producer', 'ingest', 'intruder'], validityDays: 1 });
+    const pki = await createDevPki({
+      trustDomain: TRUST_DOMAIN,
+      identities: ['producer', 'ingest', 'intruder'],
+      validityDays: 1,
+    });
     await writeDevPki(join(dir, 'pki'), pki);
     await mkdir(join(dir, 'keys'), { mode: 0o700 });
     await writeFile(join(dir, 'keys', KEY_ID), randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
@@ -72,21 +76,30 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     const intruder = await attempt(inboundAddress, pki.ca.certPem, pki.identities.intruder!);
     const unsigned = await attempt(inboundAddress, pki.ca.certPem, pki.identities.producer!);
     const captured = app.lastSigned();
-    const replay = captured === null ? 'nothing to replay (no signed request reached the app)' : await attempt(inboundAddress, pki.ca.certPem, pki.identities.producer!, captured);
+    const replay =
+      captured === null
+        ? 'nothing to replay (no signed request reached the app)'
+        : await attempt(inboundAddress, pki.ca.certPem, pki.identities.producer!, captured);
     // read once every attempt is over, from the list /anomalies/recent serves, so the two agree
     const anomalies = await anomalySummary(ingest);
 
     o.out(`tollgate demo: two sidecars on loopback, dev PKI in ${join(dir, 'pki')}`);
     o.out('');
-    o.out(`  producer ─plain─▶ outbound ${outboundAddress} ─mTLS─▶ inbound ${inboundAddress} ─plain─▶ ingestion app ${formatHostPort(app.address)}`);
+    o.out(
+      `  producer ─plain─▶ outbound ${outboundAddress} ─mTLS─▶ inbound ${inboundAddress} ─plain─▶ ingestion app ${formatHostPort(app.address)}`,
+    );
     o.out(`             (spiffe://${TRUST_DOMAIN}/producer)          (spiffe://${TRUST_DOMAIN}/ingest)`);
     o.out('');
     o.out('passed:');
     const ok = sent.filter((s) => s.status === 202).length;
-    o.out(`  ✔ ${ok}/${EVENTS} signed events accepted by the app (HTTP 202); it saw x-tollgate-peer: ${app.peers().join(', ') || '(none)'}`);
+    o.out(
+      `  ✔ ${ok}/${EVENTS} signed events accepted by the app (HTTP 202); it saw x-tollgate-peer: ${app.peers().join(', ') || '(none)'}`,
+    );
     if (captured !== null) o.out(`    Signature-Input: ${captured.headers['signature-input']}`);
     o.out('flagged:');
-    o.out(`  ⚠ one event 100x the usual size: HTTP ${oversized[0]?.status ?? '-'} (observe mode lets it through); flagged: ${anomalies.text}`);
+    o.out(
+      `  ⚠ one event 100x the usual size: HTTP ${oversized[0]?.status ?? '-'} (observe mode lets it through); flagged: ${anomalies.text}`,
+    );
     o.out('refused:');
     o.out(`  ✘ client without a certificate: ${noCert}; the inbound sidecar counted reason ${noCertReason}`);
     o.out(`  ✘ spiffe://${TRUST_DOMAIN}/intruder (valid certificate, not on the allow-list): ${intruder}`);
@@ -95,10 +108,14 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
     o.out('');
     if (once) {
       // the sidecars stop when --once returns: their admin URLs would be dead links
-      o.out('admin: run `npm run demo` (without --once) to keep both sidecars up and explore /status, /metrics, /anomalies/recent');
+      o.out(
+        'admin: run `npm run demo` (without --once) to keep both sidecars up and explore /status, /metrics, /anomalies/recent',
+      );
     } else {
       o.out('admin:');
-      o.out(`  ingest sidecar    http://${formatHostPort(ingest.admin!)}/status   /metrics   /anomalies/recent   /handshakes/recent`);
+      o.out(
+        `  ingest sidecar    http://${formatHostPort(ingest.admin!)}/status   /metrics   /anomalies/recent   /handshakes/recent`,
+      );
       o.out(`  producer sidecar  http://${formatHostPort(producer.admin!)}/status   /metrics`);
       o.out(`logs: ${join(dir, 'ingest.log')}, ${join(dir, 'producer.log')} (removed on exit)`);
     }
@@ -130,7 +147,11 @@ export async function demoCommand(argv: string[], o: Output): Promise<number> {
 async function sidecarFor(identity: string, dir: string, listener: Record<string, unknown>): Promise<Sidecar> {
   const raw = {
     admin: { listen: '127.0.0.1:0' },
-    identity: { certFile: `pki/${identity}/tls.crt`, keyFile: `pki/${identity}/tls.key`, caFile: `pki/${identity}/ca.crt` },
+    identity: {
+      certFile: `pki/${identity}/tls.crt`,
+      keyFile: `pki/${identity}/tls.key`,
+      caFile: `pki/${identity}/ca.crt`,
+    },
     keys: { dir: 'keys' },
     listeners: [listener],
   };
@@ -139,7 +160,10 @@ async function sidecarFor(identity: string, dir: string, listener: Record<string
     printProblems({ out: () => undefined, err: (l) => process.stderr.write(l + '\n') }, 'demo config', result.problems);
     throw new Error('the demo configuration does not validate');
   }
-  const log = createLogger({ level: 'info', destination: pino.destination({ dest: join(dir, `${identity}.log`), sync: false }) });
+  const log = createLogger({
+    level: 'info',
+    destination: pino.destination({ dest: join(dir, `${identity}.log`), sync: false }),
+  });
   return startSidecar(result.config, { log });
 }
 
@@ -191,7 +215,8 @@ async function startIngestionApp(): Promise<IngestionApp> {
         accepted += Array.isArray(body) ? body.length : 1;
         if (req.headers['signature'] !== undefined) {
           const headers: Record<string, string> = {};
-          for (const name of REPLAYED_HEADERS) if (typeof req.headers[name] === 'string') headers[name] = req.headers[name];
+          for (const name of REPLAYED_HEADERS)
+            if (typeof req.headers[name] === 'string') headers[name] = req.headers[name];
           lastSigned = { headers, body: Buffer.concat(chunks) };
         }
         res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted }));
@@ -209,14 +234,24 @@ async function startIngestionApp(): Promise<IngestionApp> {
  * What the inbound sidecar's size model flagged: the entries /anomalies/recent lists, by kind
  * (the demo's refused attempts are refused before the size model judges them, so they add none).
  */
-async function anomalySummary(sidecar: Sidecar): Promise<{ text: string; total: number; counted: number; tooLarge: number }> {
+async function anomalySummary(
+  sidecar: Sidecar,
+): Promise<{ text: string; total: number; counted: number; tooLarge: number }> {
   const entries = sidecar.recentAnomalies.list();
   const byKind = new Map<string, number>();
   for (const e of entries) byKind.set(e.kind, (byKind.get(e.kind) ?? 0) + 1);
   const counted = (await sidecar.metrics.payloadAnomalies.get()).values.reduce((sum, v) => sum + v.value, 0);
   const kinds = [...byKind].map(([kind, n]) => `${n} ${kind}`).join(', ');
-  const agree = counted === entries.length ? 'the same in /anomalies/recent and tollgate_payload_anomalies_total' : `tollgate_payload_anomalies_total says ${counted}`;
-  return { text: entries.length === 0 ? `nothing (${agree})` : `${kinds} (${agree})`, total: entries.length, counted, tooLarge: byKind.get('too_large') ?? 0 };
+  const agree =
+    counted === entries.length
+      ? 'the same in /anomalies/recent and tollgate_payload_anomalies_total'
+      : `tollgate_payload_anomalies_total says ${counted}`;
+  return {
+    text: entries.length === 0 ? `nothing (${agree})` : `${kinds} (${agree})`,
+    total: entries.length,
+    counted,
+    tooLarge: byKind.get('too_large') ?? 0,
+  };
 }
 
 /** POST n JSON events; `scale` pads each to about that many times the usual size. */
@@ -226,8 +261,15 @@ async function sendEvents(origin: string, n: number, scale = 1): Promise<Array<{
     const out: Array<{ status: number }> = [];
     for (let i = 0; i < n; i++) {
       const event = { event: 'page_view', seq: i, at: new Date().toISOString() };
-      const body = JSON.stringify(scale === 1 ? event : { ...event, padding: 'x'.repeat(JSON.stringify(event).length * (scale - 1)) });
-      const res = await client.request({ path: '/events', method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      const body = JSON.stringify(
+        scale === 1 ? event : { ...event, padding: 'x'.repeat(JSON.stringify(event).length * (scale - 1)) },
+      );
+      const res = await client.request({
+        path: '/events',
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json' },
+      });
       await res.body.dump();
       out.push({ status: res.statusCode });
     }
@@ -238,9 +280,18 @@ async function sendEvents(origin: string, n: number, scale = 1): Promise<Array<{
 }
 
 /** A direct mTLS attempt at the inbound listener (a fresh unsigned event, or a captured signed one), returning what happened in words. */
-async function attempt(address: string, caPem: string, identity: { certPem: string; keyPem: string } | null, replay?: SignedCapture): Promise<string> {
+async function attempt(
+  address: string,
+  caPem: string,
+  identity: { certPem: string; keyPem: string } | null,
+  replay?: SignedCapture,
+): Promise<string> {
   const client = new Client(`https://${address}`, {
-    connect: { ca: caPem, servername: 'ingest', ...(identity === null ? {} : { cert: identity.certPem, key: identity.keyPem }) },
+    connect: {
+      ca: caPem,
+      servername: 'ingest',
+      ...(identity === null ? {} : { cert: identity.certPem, key: identity.keyPem }),
+    },
   });
   try {
     const res = await client.request(
@@ -250,7 +301,9 @@ async function attempt(address: string, caPem: string, identity: { certPem: stri
     );
     const code = res.headers['x-tollgate-error'];
     await res.body.dump();
-    return res.statusCode === 202 ? `NOT refused (HTTP ${res.statusCode})` : `refused with HTTP ${res.statusCode} ${String(code ?? '')}`;
+    return res.statusCode === 202
+      ? `NOT refused (HTTP ${res.statusCode})`
+      : `refused with HTTP ${res.statusCode} ${String(code ?? '')}`;
   } catch (err) {
     return `refused during the TLS handshake (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
   } finally {

@@ -47,9 +47,17 @@ export interface FlagProblem {
 }
 
 type FlagName<F> = F extends { readonly name: infer N extends string } ? N : never;
-type FlagValue<F> = F extends { readonly value: string } ? (F extends { readonly repeatable: true } ? string[] : string) : boolean;
+type FlagValue<F> = F extends { readonly value: string }
+  ? F extends { readonly repeatable: true }
+    ? string[]
+    : string
+  : boolean;
 /** present whenever the parse succeeds: booleans, required flags and flags with a default */
-type AlwaysSet<F> = F extends { readonly value: string } ? (F extends { readonly required: true } | { readonly default: string } ? true : false) : true;
+type AlwaysSet<F> = F extends { readonly value: string }
+  ? F extends { readonly required: true } | { readonly default: string }
+    ? true
+    : false
+  : true;
 
 /** The parsed values of a command whose flags are `Fs` (declared `as const`), typed by their specs. */
 export type FlagValues<Fs extends readonly FlagSpec[]> = {
@@ -61,7 +69,12 @@ export type FlagValues<Fs extends readonly FlagSpec[]> = {
 export type ParseOutcome<C extends CommandSpec> =
   | { readonly kind: 'help' }
   /** `values` and `operand`: what did parse, so a command can add its own problems to the same list */
-  | { readonly kind: 'problems'; readonly problems: readonly FlagProblem[]; readonly values: Partial<FlagValues<C['flags']>>; readonly operand?: string }
+  | {
+      readonly kind: 'problems';
+      readonly problems: readonly FlagProblem[];
+      readonly values: Partial<FlagValues<C['flags']>>;
+      readonly operand?: string;
+    }
   | { readonly kind: 'ok'; readonly values: FlagValues<C['flags']>; readonly operand: OperandOf<C> };
 
 /** a command with an operand gets it as a string once parsed */
@@ -79,7 +92,9 @@ export function wantsHelp(argv: readonly string[]): boolean {
 export function parseCommand<C extends CommandSpec>(spec: C, argv: readonly string[]): ParseOutcome<C> {
   if (wantsHelp(argv)) return { kind: 'help' };
   const options = Object.fromEntries(
-    spec.flags.map((f) => [f.name, { type: f.value === undefined ? 'boolean' : 'string', multiple: f.repeatable === true }] as const),
+    spec.flags.map(
+      (f) => [f.name, { type: f.value === undefined ? 'boolean' : 'string', multiple: f.repeatable === true }] as const,
+    ),
   );
   const { tokens } = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true });
   const problems: FlagProblem[] = [];
@@ -94,7 +109,8 @@ export function parseCommand<C extends CommandSpec>(spec: C, argv: readonly stri
       const problem = tokenProblem(spec, token.name, token.value, token.inlineValue, values);
       if (problem !== null) problems.push({ path: token.rawName, message: problem });
       else record(spec, values, token.name, token.value);
-      if (!spec.flags.some((f) => f.name === token.name) && token.inlineValue !== true) valueOfUnknownAt = token.index + 1;
+      if (!spec.flags.some((f) => f.name === token.name) && token.inlineValue !== true)
+        valueOfUnknownAt = token.index + 1;
     }
   }
   problems.push(...operandProblems(spec, operands));
@@ -107,7 +123,12 @@ export function parseCommand<C extends CommandSpec>(spec: C, argv: readonly stri
   const operand = operands.length === 1 ? operands[0] : undefined;
   const parsed = Object.fromEntries(values);
   if (problems.length > 0) {
-    return { kind: 'problems', problems, values: parsed as Partial<FlagValues<C['flags']>>, ...(operand === undefined ? {} : { operand }) };
+    return {
+      kind: 'problems',
+      problems,
+      values: parsed as Partial<FlagValues<C['flags']>>,
+      ...(operand === undefined ? {} : { operand }),
+    };
   }
   return { kind: 'ok', values: parsed as FlagValues<C['flags']>, operand: operand as OperandOf<C> };
 }
@@ -120,19 +141,29 @@ function tokenProblem(
   values: ReadonlyMap<string, unknown>,
 ): string | null {
   const flag = spec.flags.find((f) => f.name === name);
-  if (flag === undefined) return unknownFlagMessage(name, spec.flags.map((f) => f.name));
+  if (flag === undefined)
+    return unknownFlagMessage(
+      name,
+      spec.flags.map((f) => f.name),
+    );
   if (flag.value === undefined) {
     if (value !== undefined) return 'takes no value';
     return values.has(name) ? 'given more than once' : null;
   }
   // non-strict parseArgs hands a string flag the next word even when that word is a flag
   if (value === undefined) return `needs a value (--${name} ${flag.value})`;
-  if (inline !== true && value.startsWith('-') && value !== '-') return `needs a value (--${name} ${flag.value}); the next word, ${value}, is a flag`;
+  if (inline !== true && value.startsWith('-') && value !== '-')
+    return `needs a value (--${name} ${flag.value}); the next word, ${value}, is a flag`;
   if (flag.repeatable !== true && values.has(name)) return 'given more than once';
   return null;
 }
 
-function record(spec: CommandSpec, values: Map<string, string | string[] | boolean>, name: string, value: string | undefined): void {
+function record(
+  spec: CommandSpec,
+  values: Map<string, string | string[] | boolean>,
+  name: string,
+  value: string | undefined,
+): void {
   const flag = spec.flags.find((f) => f.name === name)!;
   if (flag.value === undefined) values.set(name, true);
   else if (flag.repeatable === true) values.set(name, [...((values.get(name) as string[] | undefined) ?? []), value!]);
@@ -145,7 +176,8 @@ function operandProblems(spec: CommandSpec, operands: readonly string[]): FlagPr
   }
   const { name, description } = spec.operand;
   if (operands.length === 0) return [{ path: name, message: `required (${description})` }];
-  if (operands.length > 1) return [{ path: name, message: `exactly one, got ${operands.length}: ${operands.join(' ')}` }];
+  if (operands.length > 1)
+    return [{ path: name, message: `exactly one, got ${operands.length}: ${operands.join(' ')}` }];
   return [];
 }
 
@@ -188,7 +220,8 @@ export function helpText(spec: CommandSpec): string {
   });
   const operand: [string, string][] = spec.operand === undefined ? [] : [[spec.operand.name, spec.operand.description]];
   const width = Math.max(...[...rows, ...operand].map(([left]) => left.length)) + 2;
-  const table = (entries: readonly [string, string][]): string[] => entries.map(([left, right]) => `  ${left.padEnd(width)}${right}`);
+  const table = (entries: readonly [string, string][]): string[] =>
+    entries.map(([left, right]) => `  ${left.padEnd(width)}${right}`);
   return [
     synopsis(spec, 'usage: '),
     '',

@@ -34,7 +34,9 @@ export async function keysCommand(argv: string[], o: Output, cwd: string): Promi
     await writeFile(file, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
   } catch (err) {
     const exists = (err as NodeJS.ErrnoException).code === 'EEXIST';
-    o.err(`tollgate keys new: ${file}: ${systemErrorText(err)}${exists ? ' (keys are never overwritten: choose another --id, or delete the file first)' : ''}`);
+    o.err(
+      `tollgate keys new: ${file}: ${systemErrorText(err)}${exists ? ' (keys are never overwritten: choose another --id, or delete the file first)' : ''}`,
+    );
     return EXIT_FAILURE;
   }
   o.out(file);

@@ -6,9 +6,30 @@
 import { closestName } from '../core/closestName.ts';
 import { COMMANDS, INBOUND_COMMAND, OUTBOUND_COMMAND, RUN_COMMAND, topLevelUsage } from './commands.ts';
 import { helpText, parseCommand, wantsHelp, type CommandSpec } from './flagSpec.ts';
-import { answerUnparsed, EXIT_OK, EXIT_USAGE, printFlagProblems, printProblems, processOutput, type Output } from './output.ts';
+import {
+  answerUnparsed,
+  EXIT_OK,
+  EXIT_USAGE,
+  printFlagProblems,
+  printProblems,
+  processOutput,
+  type Output,
+} from './output.ts';
 
-const COMMAND_WORDS = ['run', 'inbound', 'outbound', 'check', 'certs', 'keys', 'audit', 'probe', 'webhook', 'demo', 'help', 'version'];
+const COMMAND_WORDS = [
+  'run',
+  'inbound',
+  'outbound',
+  'check',
+  'certs',
+  'keys',
+  'audit',
+  'probe',
+  'webhook',
+  'demo',
+  'help',
+  'version',
+];
 
 /** argv (after the program name) -> exit code */
 export async function main(argv: string[], o: Output = processOutput, cwd = process.cwd()): Promise<number> {
@@ -78,7 +99,9 @@ function unknownCommand(command: string | undefined, o: Output): number {
     return EXIT_USAGE;
   }
   const suggestion = closestName(command, COMMAND_WORDS);
-  o.err(`tollgate: unknown command ${command}${suggestion === null ? '' : ` (did you mean ${suggestion}?)`}\n\n${usage}`);
+  o.err(
+    `tollgate: unknown command ${command}${suggestion === null ? '' : ` (did you mean ${suggestion}?)`}\n\n${usage}`,
+  );
   return EXIT_USAGE;
 }
 

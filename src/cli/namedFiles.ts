@@ -30,14 +30,27 @@ export async function namedFileProblems(raw: unknown, baseDir: string, now: Date
   const at = (section: string, key: string): string | null => pathAt(raw, section, key, baseDir);
   const problems: string[] = [];
 
-  const [certFile, keyFile, caFile, crlFile] = [at('identity', 'certFile'), at('identity', 'keyFile'), at('identity', 'caFile'), at('identity', 'crlFile')];
+  const [certFile, keyFile, caFile, crlFile] = [
+    at('identity', 'certFile'),
+    at('identity', 'keyFile'),
+    at('identity', 'caFile'),
+    at('identity', 'crlFile'),
+  ];
   if (certFile !== null && keyFile !== null && caFile !== null) {
-    const crlStale = isObject(raw.identity) && (raw.identity.crlStale === 'refuse' || raw.identity.crlStale === 'warn') ? raw.identity.crlStale : undefined;
-    const identity = await loadIdentity({ certFile, keyFile, caFile, crlFile, ...(crlStale === undefined ? {} : { crlStale }) }, now);
+    const crlStale =
+      isObject(raw.identity) && (raw.identity.crlStale === 'refuse' || raw.identity.crlStale === 'warn')
+        ? raw.identity.crlStale
+        : undefined;
+    const identity = await loadIdentity(
+      { certFile, keyFile, caFile, crlFile, ...(crlStale === undefined ? {} : { crlStale }) },
+      now,
+    );
     if (!identity.ok) problems.push(...identity.problems.map((p) => `identity.${p}`));
   } else {
     // without all three the identity cannot be judged whole: say which named files cannot be read
-    const named = Object.entries({ certFile, keyFile, caFile, crlFile }).filter((e): e is [string, string] => e[1] !== null);
+    const named = Object.entries({ certFile, keyFile, caFile, crlFile }).filter(
+      (e): e is [string, string] => e[1] !== null,
+    );
     for (const [key, file] of named) {
       const problem = await unreadable(file);
       if (problem !== null) problems.push(`identity.${key} ${file}: ${problem}`);

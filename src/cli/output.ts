@@ -20,7 +20,11 @@ export const EXIT_USAGE = 2;
 const SOCKET_PROBLEM = /^(\S*\.listen|--listen|--admin)(?=:|\s)/;
 
 /** `heading:` then one `  - path: message` line per problem; errno codes in them come with a sentence. */
-export function printProblems(o: Output, heading: string, problems: readonly { path: string; message: string }[] | readonly string[]): void {
+export function printProblems(
+  o: Output,
+  heading: string,
+  problems: readonly { path: string; message: string }[] | readonly string[],
+): void {
   o.err(`${heading}:`);
   for (const p of problems) {
     const line = typeof p === 'string' ? p : `${p.path}: ${p.message}`;
@@ -35,7 +39,11 @@ export function printFlagProblems(o: Output, command: string, problems: readonly
 }
 
 /** A parse that asked for help (printed, exit 0) or found problems (printed, exit 2). */
-export function answerUnparsed(o: Output, spec: CommandSpec, parsed: { kind: 'help' } | { kind: 'problems'; problems: readonly FlagProblem[] }): number {
+export function answerUnparsed(
+  o: Output,
+  spec: CommandSpec,
+  parsed: { kind: 'help' } | { kind: 'problems'; problems: readonly FlagProblem[] },
+): number {
   if (parsed.kind === 'help') {
     o.out(helpText(spec));
     return EXIT_OK;

@@ -85,7 +85,8 @@ async function checkArgs(v: Values, endpoint: string | undefined, cwd: string): 
   }
 
   let ca: Buffer | undefined;
-  if (v.ca === undefined) problems.push({ path: '--ca', message: 'required (the CA bundle the server chain must verify against)' });
+  if (v.ca === undefined)
+    problems.push({ path: '--ca', message: 'required (the CA bundle the server chain must verify against)' });
   else ca = await readPem(v.ca, '--ca', 'certificate', cwd, problems);
 
   let cert: Buffer | undefined;
@@ -102,25 +103,33 @@ async function checkArgs(v: Values, endpoint: string | undefined, cwd: string): 
     } catch {
       // reported by readPem already
     }
-    if (keyObj !== undefined && !certObj.checkPrivateKey(keyObj)) problems.push({ path: '--key', message: `${v.key}: does not match the certificate in --cert` });
+    if (keyObj !== undefined && !certObj.checkPrivateKey(keyObj))
+      problems.push({ path: '--key', message: `${v.key}: does not match the certificate in --cert` });
   }
 
   const serverName = v['server-name'];
-  if (serverName !== undefined && serverName.trim() === '') problems.push({ path: '--server-name', message: 'must not be empty' });
+  if (serverName !== undefined && serverName.trim() === '')
+    problems.push({ path: '--server-name', message: 'must not be empty' });
 
   const spiffe = v['expect-spiffe'] ?? [];
   for (const id of spiffe) {
-    if (!/^spiffe:\/\/[^/]+/.test(id)) problems.push({ path: '--expect-spiffe', message: `${id}: not a SPIFFE ID (spiffe://TRUST-DOMAIN/PATH)` });
+    if (!/^spiffe:\/\/[^/]+/.test(id))
+      problems.push({ path: '--expect-spiffe', message: `${id}: not a SPIFFE ID (spiffe://TRUST-DOMAIN/PATH)` });
   }
   const spkiPins = v['expect-spki-pin'] ?? [];
   for (const pin of spkiPins) {
-    if (!isSpkiPin(pin)) problems.push({ path: '--expect-spki-pin', message: `${pin}: not an SPKI pin (sha256/ + base64 of 32 bytes, as printed by tollgate certs pin)` });
+    if (!isSpkiPin(pin))
+      problems.push({
+        path: '--expect-spki-pin',
+        message: `${pin}: not an SPKI pin (sha256/ + base64 of 32 bytes, as printed by tollgate certs pin)`,
+      });
   }
 
   let minDaysValid = 0;
   if (v['min-days-valid'] !== undefined) {
     const n = Number(v['min-days-valid']);
-    if (!/^[0-9]+$/.test(v['min-days-valid']) || !Number.isSafeInteger(n)) problems.push({ path: '--min-days-valid', message: `${v['min-days-valid']}: not a whole number of days` });
+    if (!/^[0-9]+$/.test(v['min-days-valid']) || !Number.isSafeInteger(n))
+      problems.push({ path: '--min-days-valid', message: `${v['min-days-valid']}: not a whole number of days` });
     else minDaysValid = n;
   }
 
@@ -128,19 +137,30 @@ async function checkArgs(v: Values, endpoint: string | undefined, cwd: string): 
   if (v.timeout !== undefined) {
     const s = Number(v.timeout);
     if (v.timeout.trim() === '' || !Number.isFinite(s) || s <= 0 || s > MAX_TIMEOUT_SECONDS) {
-      problems.push({ path: '--timeout', message: `${v.timeout}: seconds, more than 0 and at most ${MAX_TIMEOUT_SECONDS}` });
+      problems.push({
+        path: '--timeout',
+        message: `${v.timeout}: seconds, more than 0 and at most ${MAX_TIMEOUT_SECONDS}`,
+      });
     } else timeoutMs = Math.round(s * 1000);
   }
 
   const alpn = v.alpn;
   if (alpn !== undefined) {
     for (const p of alpn) {
-      if (p.length === 0 || Buffer.byteLength(p) > 255) problems.push({ path: '--alpn', message: `${JSON.stringify(p)}: a protocol name of 1 to 255 bytes` });
+      if (p.length === 0 || Buffer.byteLength(p) > 255)
+        problems.push({ path: '--alpn', message: `${JSON.stringify(p)}: a protocol name of 1 to 255 bytes` });
     }
   }
 
   if (problems.length > 0 || ca === undefined) return problems;
-  const args: ProbeArgs = { host, port, ca, timeoutMs, json: v.json === true, expect: { minDaysValid, spiffe, spkiPins } };
+  const args: ProbeArgs = {
+    host,
+    port,
+    ca,
+    timeoutMs,
+    json: v.json === true,
+    expect: { minDaysValid, spiffe, spkiPins },
+  };
   if (cert !== undefined && key !== undefined) {
     args.cert = cert;
     args.key = key;
@@ -151,7 +171,13 @@ async function checkArgs(v: Values, endpoint: string | undefined, cwd: string): 
 }
 
 /** Read a PEM file and check it holds what the flag promises; a problem naming the flag otherwise. */
-async function readPem(file: string, flag: string, kind: 'certificate' | 'key', cwd: string, problems: Problem[]): Promise<Buffer | undefined> {
+async function readPem(
+  file: string,
+  flag: string,
+  kind: 'certificate' | 'key',
+  cwd: string,
+  problems: Problem[],
+): Promise<Buffer | undefined> {
   let data: Buffer;
   try {
     data = await readFile(resolve(cwd, file));
@@ -164,7 +190,10 @@ async function readPem(file: string, flag: string, kind: 'certificate' | 'key', 
     else createPrivateKey(data);
     return data;
   } catch {
-    problems.push({ path: flag, message: `${file}: not a PEM ${kind === 'certificate' ? 'certificate' : 'private key'}` });
+    problems.push({
+      path: flag,
+      message: `${file}: not a PEM ${kind === 'certificate' ? 'certificate' : 'private key'}`,
+    });
     return undefined;
   }
 }
@@ -175,10 +204,20 @@ export function renderTable(r: ProbeReport, checks: readonly ProbeCheck[], ok: b
   const dash = '-';
   rows.push(['endpoint', r.endpoint]);
   rows.push(['server name', r.sni === null ? `${r.serverName} (no SNI: an IP address)` : r.serverName]);
-  if (r.error !== null) rows.push(['error', `${r.error.message} [${r.error.reason}, ${r.error.code}, during ${r.error.stage}]`]);
+  if (r.error !== null)
+    rows.push(['error', `${r.error.message} [${r.error.reason}, ${r.error.code}, during ${r.error.stage}]`]);
   rows.push(['TLS version', r.tlsVersion ?? dash]);
   rows.push(['cipher', r.cipher ?? dash]);
-  rows.push(['group', r.group === null ? (r.handshake ? 'not reported by this runtime' : dash) : r.postQuantum ? `${r.group} (hybrid post-quantum)` : r.group]);
+  rows.push([
+    'group',
+    r.group === null
+      ? r.handshake
+        ? 'not reported by this runtime'
+        : dash
+      : r.postQuantum
+        ? `${r.group} (hybrid post-quantum)`
+        : r.group,
+  ]);
   rows.push(['ALPN', r.alpn ?? (r.handshake ? 'none' : dash)]);
   rows.push(['client cert', `${r.clientCertificate.status}: ${r.clientCertificate.detail}`]);
   if (r.chain.length === 0) rows.push(['chain', dash]);
@@ -196,7 +235,10 @@ export function renderTable(r: ProbeReport, checks: readonly ProbeCheck[], ok: b
   if (leaf !== null && leaf.ips.length > 0) rows.push(['IP addresses', leaf.ips.join(', ')]);
   rows.push(['SPKI pin', leaf?.spkiPin ?? dash]);
   rows.push(['valid from', leaf?.notBefore ?? dash]);
-  rows.push(['valid to', leaf === null ? dash : `${leaf.notAfter} (${leaf.daysLeft >= 0 ? `${leaf.daysLeft} days left` : 'expired'})`]);
+  rows.push([
+    'valid to',
+    leaf === null ? dash : `${leaf.notAfter} (${leaf.daysLeft >= 0 ? `${leaf.daysLeft} days left` : 'expired'})`,
+  ]);
 
   const width = Math.max(...rows.map(([k]) => k.length), 'checks'.length) + 2;
   const lines = rows.map(([k, v]) => k.padEnd(width) + v);

@@ -28,7 +28,10 @@ export async function serve(config: Config, o: Output, opts: ServeOptions = {}):
   let requestShutdown: () => void = () => undefined;
   let workerFailed: (problem: string) => void = () => undefined;
   try {
-    sidecar = await startSidecar(config, { requestShutdown: () => requestShutdown(), workerFailed: (problem) => workerFailed(problem) });
+    sidecar = await startSidecar(config, {
+      requestShutdown: () => requestShutdown(),
+      workerFailed: (problem) => workerFailed(problem),
+    });
   } catch (err) {
     if (err instanceof StartupError) {
       printProblems(o, `tollgate: ${err.message}`, err.problems.map(opts.problemText ?? ((p) => p)));
@@ -48,11 +51,14 @@ export async function serve(config: Config, o: Output, opts: ServeOptions = {}):
       }
       stopping = true;
       sidecar.log.info({ signal }, 'draining');
-      const force = setTimeout(() => {
-        sidecar.log.error('drain did not finish in time: exiting now');
-        sidecar.log.flush();
-        process.exit(EXIT_FAILURE);
-      }, (sidecar.config.drainTimeoutSeconds + 5) * 1000);
+      const force = setTimeout(
+        () => {
+          sidecar.log.error('drain did not finish in time: exiting now');
+          sidecar.log.flush();
+          process.exit(EXIT_FAILURE);
+        },
+        (sidecar.config.drainTimeoutSeconds + 5) * 1000,
+      );
       force.unref();
       sidecar.shutdown().then(
         (clean) => finish(clean && !failed ? EXIT_OK : EXIT_FAILURE),

@@ -72,19 +72,35 @@ export async function webhookCommand(argv: string[], o: Output): Promise<number>
   collectRuntimeMetrics(registry);
   let server: WebhookServer;
   try {
-    server = createWebhookServer({ cert: cert.cert, policy: tlsPolicy('TLSv1.2'), injector: config.injector, log, registry });
+    server = createWebhookServer({
+      cert: cert.cert,
+      policy: tlsPolicy('TLSv1.2'),
+      injector: config.injector,
+      log,
+      registry,
+    });
   } catch (err) {
-    printProblems(o, 'tollgate webhook: the serving certificate cannot be used', [`--cert/--key: the TLS stack refused them: ${(err as Error).message}`]);
+    printProblems(o, 'tollgate webhook: the serving certificate cannot be used', [
+      `--cert/--key: the TLS stack refused them: ${(err as Error).message}`,
+    ]);
     return EXIT_USAGE;
   }
   let address: string;
   try {
     address = await server.listen(flags.listen);
   } catch (err) {
-    o.err(`tollgate webhook: cannot listen on --listen ${flags.listen.host}:${flags.listen.port}: ${systemErrorText(err, 'socket')}`);
+    o.err(
+      `tollgate webhook: cannot listen on --listen ${flags.listen.host}:${flags.listen.port}: ${systemErrorText(err, 'socket')}`,
+    );
     return EXIT_FAILURE;
   }
-  const reloader = watchServingCert({ files, initial: cert.cert, apply: (c) => server.setCertificate(c), log, now: () => new Date() });
+  const reloader = watchServingCert({
+    files,
+    initial: cert.cert,
+    apply: (c) => server.setCertificate(c),
+    log,
+    now: () => new Date(),
+  });
   log.info(
     { address, image: config.injector.image, serial: cert.cert.leaf.serialNumber, notAfter: cert.cert.leaf.validTo },
     'tollgate webhook started',
@@ -150,7 +166,10 @@ function readFlags(argv: string[]): FlagsResult {
     if (token.kind !== 'option') continue;
     const name = token.name as Flag;
     if (!FLAGS.includes(name)) {
-      problems.push({ path: token.rawName, message: `${unknownFlagMessage(token.name, FLAGS)}; the webhook takes ${FLAGS.map((f) => `--${f}`).join(', ')}` });
+      problems.push({
+        path: token.rawName,
+        message: `${unknownFlagMessage(token.name, FLAGS)}; the webhook takes ${FLAGS.map((f) => `--${f}`).join(', ')}`,
+      });
     } else if (token.value === undefined) {
       problems.push({ path: token.rawName, message: 'needs a value' });
     } else if (token.inlineValue !== true && token.value.startsWith('-')) {
@@ -162,7 +181,8 @@ function readFlags(argv: string[]): FlagsResult {
     }
   }
   for (const name of REQUIRED) {
-    if (!values.has(name) && !problems.some((p) => p.path === `--${name}`)) problems.push({ path: `--${name}`, message: 'required' });
+    if (!values.has(name) && !problems.some((p) => p.path === `--${name}`))
+      problems.push({ path: `--${name}`, message: 'required' });
   }
   let listen: HostPort | null = null;
   const listenValue = values.get('listen');

@@ -76,7 +76,12 @@ export const DEFAULT_TLS: Config['tls'] = Object.freeze({ minVersion: 'TLSv1.2' 
 export const DEFAULT_KEYS: Config['keys'] = Object.freeze({ dir: null });
 
 /** No audit log unless `audit.file` (and its `audit.keyFile`) are given; rotated at 64 MiB, 10 rotated files kept. */
-export const DEFAULT_AUDIT: Config['audit'] = Object.freeze({ file: null, keyFile: null, maxFileBytes: 64 * 1024 * 1024, maxFiles: 10 });
+export const DEFAULT_AUDIT: Config['audit'] = Object.freeze({
+  file: null,
+  keyFile: null,
+  maxFileBytes: 64 * 1024 * 1024,
+  maxFiles: 10,
+});
 
 export const DEFAULT_LOG: Config['log'] = Object.freeze({ level: 'info', access: false });
 

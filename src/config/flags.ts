@@ -47,11 +47,18 @@ const FLAGS: Readonly<Record<string, QuickFlagSpec>> = Object.freeze({
       outbound: 'the remote mTLS endpoint (another tollgate, or any mTLS server)',
     },
   },
-  cert: { value: 'F', required: true, description: "this sidecar's certificate, PEM (reloaded when its folder changes, and on SIGHUP)" },
+  cert: {
+    value: 'F',
+    required: true,
+    description: "this sidecar's certificate, PEM (reloaded when its folder changes, and on SIGHUP)",
+  },
   key: { value: 'F', required: true, description: 'its private key, PEM (not readable by others)' },
   ca: { value: 'F', required: true, description: "the CA bundle peers' certificates must chain to, PEM" },
   crl: { value: 'F', description: 'certificate revocation lists, PEM, signed by a CA of --ca' },
-  protocol: { value: 'http|tcp', description: 'http (default): checks, limits and signatures per request; tcp: bytes only' },
+  protocol: {
+    value: 'http|tcp',
+    description: 'http (default): checks, limits and signatures per request; tcp: bytes only',
+  },
   keys: {
     value: 'DIR',
     description: {
@@ -59,21 +66,60 @@ const FLAGS: Readonly<Record<string, QuickFlagSpec>> = Object.freeze({
       outbound: 'HMAC key directory: every request is signed with --sign-key-id (RFC 9421)',
     },
   },
-  admin: { value: 'H:P', description: 'admin API address: /status, /metrics, /reload (loopback unless --admin-token-file)' },
+  admin: {
+    value: 'H:P',
+    description: 'admin API address: /status, /metrics, /reload (loopback unless --admin-token-file)',
+  },
   'admin-token-file': { value: 'F', description: 'a file holding the bearer token the admin API requires' },
   'log-level': { value: 'LEVEL', description: 'trace, debug, info (default), warn, error, fatal or silent' },
-  'access-log': { description: 'one JSON line per request (msg "access"): peer, method, path, status, sizes, times, ERR_ code' },
+  'access-log': {
+    description: 'one JSON line per request (msg "access"): peer, method, path, status, sizes, times, ERR_ code',
+  },
   'max-body-bytes': { value: 'N', description: 'the largest request body accepted, in bytes' },
   'idle-timeout': { value: 'SECONDS', description: 'close a connection idle for this long' },
-  'allow-spiffe': { value: 'ID', repeatable: true, only: 'inbound', description: 'admit peers whose certificate carries this SPIFFE ID' },
-  'allow-dns': { value: 'NAME', repeatable: true, only: 'inbound', description: 'admit peers whose certificate carries this DNS name' },
-  'allow-cn': { value: 'CN', repeatable: true, only: 'inbound', description: 'admit peers with this subject common name' },
-  'allow-spki-pin': { value: 'PIN', repeatable: true, only: 'inbound', description: 'admit peers whose key has this pin (from tollgate certs pin)' },
+  'allow-spiffe': {
+    value: 'ID',
+    repeatable: true,
+    only: 'inbound',
+    description: 'admit peers whose certificate carries this SPIFFE ID',
+  },
+  'allow-dns': {
+    value: 'NAME',
+    repeatable: true,
+    only: 'inbound',
+    description: 'admit peers whose certificate carries this DNS name',
+  },
+  'allow-cn': {
+    value: 'CN',
+    repeatable: true,
+    only: 'inbound',
+    description: 'admit peers with this subject common name',
+  },
+  'allow-spki-pin': {
+    value: 'PIN',
+    repeatable: true,
+    only: 'inbound',
+    description: 'admit peers whose key has this pin (from tollgate certs pin)',
+  },
   'allow-any': { only: 'inbound', description: 'admit any peer --ca vouches for, instead of an allow-list' },
   'unsafe-target': { only: 'inbound', description: 'allow a --target off loopback (the hop to it is plain text)' },
-  'server-name': { value: 'NAME', only: 'outbound', description: 'the name sent as SNI and checked in the certificate (default: the --target host)' },
-  'verify-spiffe': { value: 'ID', repeatable: true, only: 'outbound', description: "the upstream's certificate must carry this SPIFFE ID" },
-  'verify-spki-pin': { value: 'PIN', repeatable: true, only: 'outbound', description: "the upstream's key must have this pin" },
+  'server-name': {
+    value: 'NAME',
+    only: 'outbound',
+    description: 'the name sent as SNI and checked in the certificate (default: the --target host)',
+  },
+  'verify-spiffe': {
+    value: 'ID',
+    repeatable: true,
+    only: 'outbound',
+    description: "the upstream's certificate must carry this SPIFFE ID",
+  },
+  'verify-spki-pin': {
+    value: 'PIN',
+    repeatable: true,
+    only: 'outbound',
+    description: "the upstream's key must have this pin",
+  },
   'sign-key-id': { value: 'ID', only: 'outbound', description: 'the key in --keys to sign with' },
   'unsafe-listen': { only: 'outbound', description: "allow a --listen off loopback (the app's side is plain text)" },
 } satisfies Record<string, QuickFlagSpec>);
@@ -129,7 +175,10 @@ export function configFromFlags(mode: QuickMode, argv: string[], cwd: string): C
 
 function readFlags(mode: QuickMode, argv: string[], problems: ConfigProblem[]): Given {
   const options = Object.fromEntries(
-    Object.entries(FLAGS).map(([name, s]) => [name, { type: s.value === undefined ? 'boolean' : 'string', multiple: s.repeatable === true }] as const),
+    Object.entries(FLAGS).map(
+      ([name, s]) =>
+        [name, { type: s.value === undefined ? 'boolean' : 'string', multiple: s.repeatable === true }] as const,
+    ),
   );
   const { tokens } = parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
   const given: Given = { strings: new Map(), booleans: new Set() };
@@ -137,7 +186,8 @@ function readFlags(mode: QuickMode, argv: string[], problems: ConfigProblem[]): 
   let valueOfUnknownAt = -1;
   for (const token of tokens) {
     if (token.kind === 'positional') {
-      if (token.index !== valueOfUnknownAt) problems.push({ path: token.value, message: 'unexpected argument (flags are --name VALUE)' });
+      if (token.index !== valueOfUnknownAt)
+        problems.push({ path: token.value, message: 'unexpected argument (flags are --name VALUE)' });
     } else if (token.kind === 'option') {
       const problem = flagTokenProblem(mode, token.name, token.value, token.inlineValue, given);
       if (problem !== null) problems.push({ path: token.rawName, message: problem });
@@ -156,7 +206,11 @@ function flagTokenProblem(
   given: Given,
 ): string | null {
   const spec = FLAGS[name];
-  if (spec === undefined) return unknownFlagMessage(name, quickModeFlags(mode).map((f) => f.name));
+  if (spec === undefined)
+    return unknownFlagMessage(
+      name,
+      quickModeFlags(mode).map((f) => f.name),
+    );
   if (spec.only !== undefined && spec.only !== mode) return `is for ${spec.only} only`;
   if (spec.value === undefined) {
     if (value !== undefined) return 'takes no value';
@@ -225,7 +279,10 @@ function rawConfig(mode: QuickMode, given: Given): Record<string, unknown> {
     keys: keysDir === undefined ? undefined : { dir: keysDir },
     log:
       given.strings.has('log-level') || given.booleans.has('access-log')
-        ? withoutUndefined({ level: one(given, 'log-level'), access: given.booleans.has('access-log') ? true : undefined })
+        ? withoutUndefined({
+            level: one(given, 'log-level'),
+            access: given.booleans.has('access-log') ? true : undefined,
+          })
         : undefined,
     listeners: [mode === 'inbound' ? rawInbound(given, keysDir) : rawOutbound(given, tcp)],
   });
@@ -319,7 +376,10 @@ const FLAG_FOR_PATH: readonly (readonly [string, string])[] = [
 
 /** Config vocabulary inside messages -> flag vocabulary. */
 const MESSAGE_TERMS: readonly (readonly [string, string])[] = [
-  ['spiffe, dns, cn, spkiPins, or any: true', '--allow-spiffe, --allow-dns, --allow-cn, --allow-spki-pin, or --allow-any'],
+  [
+    'spiffe, dns, cn, spkiPins, or any: true',
+    '--allow-spiffe, --allow-dns, --allow-cn, --allow-spki-pin, or --allow-any',
+  ],
   ['set unsafeTarget: true', 'add --unsafe-target'],
   ['set unsafeListen: true', 'add --unsafe-listen'],
   ['keys.dir', '--keys'],

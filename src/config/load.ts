@@ -34,7 +34,11 @@ export async function readConfigFile(file: string): Promise<ReadConfig> {
     raw = JSON.parse(stripByteOrderMark(text));
   } catch (err) {
     // V8's message carries the position: `... in JSON at position 11 (line 3 column 1)`.
-    return { result: configProblem(`invalid JSON: ${err instanceof Error ? err.message : String(err)}`), raw: undefined, baseDir };
+    return {
+      result: configProblem(`invalid JSON: ${err instanceof Error ? err.message : String(err)}`),
+      raw: undefined,
+      baseDir,
+    };
   }
   return { result: validateConfig(raw, { baseDir, source }), raw, baseDir };
 }

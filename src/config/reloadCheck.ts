@@ -18,11 +18,14 @@ export const NO_CHANGE: ReloadPlan = Object.freeze({ changed: Object.freeze([]),
 export async function checkConfigReload(current: Config): Promise<ConfigReloadCheck> {
   if (current.source === null) return { ok: true, next: null, plan: NO_CHANGE };
   const loaded = await loadConfigFile(current.source);
-  if (!loaded.ok) return { ok: false, problems: loaded.problems.map((p) => `${p.path}: ${p.message}`), plan: NO_CHANGE };
+  if (!loaded.ok)
+    return { ok: false, problems: loaded.problems.map((p) => `${p.path}: ${p.message}`), plan: NO_CHANGE };
   const next = loaded.config;
   const plan = reloadPlan(current, next);
   if (plan.restartRequired.length > 0) {
-    const problems = plan.restartRequired.map((path) => `${path}: changed, and cannot change while running: restart to apply it (nothing was changed)`);
+    const problems = plan.restartRequired.map(
+      (path) => `${path}: changed, and cannot change while running: restart to apply it (nothing was changed)`,
+    );
     return { ok: false, problems, plan };
   }
   return { ok: true, next, plan };
@@ -33,7 +36,9 @@ export function missingSigningKeys(config: Config, has: (keyId: string) => boole
   const problems: string[] = [];
   config.listeners.forEach((l, i) => {
     if (l.integrity.sign && l.integrity.keyId !== null && !has(l.integrity.keyId)) {
-      problems.push(`listeners[${i}].integrity.keyId: key ${l.integrity.keyId} is not in keys.dir (add the key file first, then reload)`);
+      problems.push(
+        `listeners[${i}].integrity.keyId: key ${l.integrity.keyId} is not in keys.dir (add the key file first, then reload)`,
+      );
     }
   });
   return problems;

@@ -31,12 +31,14 @@ export interface ReloadPlan {
 
 const LIVE_TOP = new Set(['log.level', 'log.access', 'drainTimeoutSeconds']);
 const LIVE_LISTENER = /^listeners\[\d+\]\.(allow|verify|anomaly)(\.|$)|^listeners\[\d+\]\.integrity\.keyId$/;
-const LIVE_HTTP_LIMIT = /^listeners\[(\d+)\]\.limits\.(maxBodyBytes|maxHeaderBytes|requestsPerSecond|burst|headersTimeoutSeconds|idleTimeoutSeconds|bodyTimeoutSeconds|minBodyBytesPerSecond)$/;
+const LIVE_HTTP_LIMIT =
+  /^listeners\[(\d+)\]\.limits\.(maxBodyBytes|maxHeaderBytes|requestsPerSecond|burst|headersTimeoutSeconds|idleTimeoutSeconds|bodyTimeoutSeconds|minBodyBytesPerSecond)$/;
 
 export function reloadPlan(current: Config, next: Config): ReloadPlan {
   const differences: string[] = [];
   const sameListeners =
-    current.listeners.length === next.listeners.length && current.listeners.every((l, i) => l.name === next.listeners[i]!.name);
+    current.listeners.length === next.listeners.length &&
+    current.listeners.every((l, i) => l.name === next.listeners[i]!.name);
   diff({ ...current, source: null, listeners: [] }, { ...next, source: null, listeners: [] }, '', differences);
   if (!sameListeners) differences.push('listeners');
   else current.listeners.forEach((l, i) => diff(l, next.listeners[i], `listeners[${i}]`, differences));

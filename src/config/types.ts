@@ -132,7 +132,10 @@ export interface Config {
     readonly maxFiles: number;
   };
   /** `access`: one JSON line per request (msg "access"), off by default. */
-  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; readonly access: boolean };
+  readonly log: {
+    readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+    readonly access: boolean;
+  };
   /** SIGTERM: how long in-flight requests get before a forced exit */
   readonly drainTimeoutSeconds: number;
   /**
@@ -149,4 +152,5 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
-export type ConfigResult = { readonly ok: true; readonly config: Config } | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
+export type ConfigResult =
+  { readonly ok: true; readonly config: Config } | { readonly ok: false; readonly problems: readonly ConfigProblem[] };

@@ -124,7 +124,11 @@ function validateAdmin(ctx: Ctx, value: unknown, path: string): Config['admin'] 
   const listen = read(ctx, o, path, 'listen', nullable(listenAddress), DEFAULT_ADMIN.listen);
   const tokenFile = read(ctx, o, path, 'tokenFile', nullable(filePath(ctx)), DEFAULT_ADMIN.tokenFile);
   if (listen !== null && !isLoopbackHost(listen.host) && tokenFile === null) {
-    report(ctx, at(path, 'tokenFile'), `required when the admin server listens off loopback (${formatHostPort(listen)})`);
+    report(
+      ctx,
+      at(path, 'tokenFile'),
+      `required when the admin server listens off loopback (${formatHostPort(listen)})`,
+    );
   }
   return { listen, tokenFile };
 }
@@ -135,9 +139,22 @@ function validateHealth(ctx: Ctx, value: unknown, path: string): Config['health'
 }
 
 function validateIdentity(ctx: Ctx, value: unknown, path: string): Config['identity'] {
-  const o = section(ctx, value, path, ['certFile', 'keyFile', 'caFile', 'crlFile', 'crlStale', 'expiryWarningFraction'], { required: true });
+  const o = section(
+    ctx,
+    value,
+    path,
+    ['certFile', 'keyFile', 'caFile', 'crlFile', 'crlStale', 'expiryWarningFraction'],
+    { required: true },
+  );
   if (!isObject(value)) {
-    return { certFile: '', keyFile: '', caFile: '', crlFile: null, crlStale: DEFAULT_CRL_STALE, expiryWarningFraction: DEFAULT_EXPIRY_WARNING_FRACTION };
+    return {
+      certFile: '',
+      keyFile: '',
+      caFile: '',
+      crlFile: null,
+      crlStale: DEFAULT_CRL_STALE,
+      expiryWarningFraction: DEFAULT_EXPIRY_WARNING_FRACTION,
+    };
   }
   return {
     certFile: read(ctx, o, path, 'certFile', filePath(ctx), '', REQUIRED),
@@ -165,7 +182,8 @@ function validateAudit(ctx: Ctx, value: unknown, path: string): Config['audit'] 
   const keyFile = read(ctx, o, path, 'keyFile', nullable(filePath(ctx)), DEFAULT_AUDIT.keyFile);
   const maxFileBytes = read(ctx, o, path, 'maxFileBytes', positiveInteger, DEFAULT_AUDIT.maxFileBytes);
   const maxFiles = read(ctx, o, path, 'maxFiles', positiveInteger, DEFAULT_AUDIT.maxFiles);
-  if (maxFileBytes < MIN_AUDIT_FILE_BYTES) report(ctx, at(path, 'maxFileBytes'), `at least ${MIN_AUDIT_FILE_BYTES} (a file must hold more than a few lines)`);
+  if (maxFileBytes < MIN_AUDIT_FILE_BYTES)
+    report(ctx, at(path, 'maxFileBytes'), `at least ${MIN_AUDIT_FILE_BYTES} (a file must hold more than a few lines)`);
   if (maxFiles > MAX_AUDIT_FILES) report(ctx, at(path, 'maxFiles'), `at most ${MAX_AUDIT_FILES}`);
   if (file !== null && keyFile === null && isAbsent(o.keyFile)) {
     report(ctx, at(path, 'keyFile'), 'required when audit.file is set (every audit line is MACed with this key)');

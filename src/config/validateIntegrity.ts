@@ -24,7 +24,15 @@ import {
 } from './validateReaders.ts';
 
 export function validateIntegrityProfile(ctx: Ctx, value: unknown, path: string): Config['integrity'] {
-  const o = section(ctx, value, path, ['tag', 'skewSeconds', 'maxAgeSeconds', 'bodyMode', 'maxBufferedBytes', 'replayCacheEntries', 'requiredComponents']);
+  const o = section(ctx, value, path, [
+    'tag',
+    'skewSeconds',
+    'maxAgeSeconds',
+    'bodyMode',
+    'maxBufferedBytes',
+    'replayCacheEntries',
+    'requiredComponents',
+  ]);
   const d = DEFAULT_INTEGRITY;
   const profile: Config['integrity'] = {
     tag: read(ctx, o, path, 'tag', signatureTag, d.tag),
@@ -33,7 +41,10 @@ export function validateIntegrityProfile(ctx: Ctx, value: unknown, path: string)
     bodyMode: read(ctx, o, path, 'bodyMode', oneOf(['buffer', 'stream'] as const), d.bodyMode),
     maxBufferedBytes: read(ctx, o, path, 'maxBufferedBytes', positiveInteger, d.maxBufferedBytes),
     replayCacheEntries: read(ctx, o, path, 'replayCacheEntries', positiveInteger, d.replayCacheEntries),
-    requiredComponents: o.requiredComponents === undefined ? d.requiredComponents : readStringList(ctx, o, path, 'requiredComponents', componentNameProblem),
+    requiredComponents:
+      o.requiredComponents === undefined
+        ? d.requiredComponents
+        : readStringList(ctx, o, path, 'requiredComponents', componentNameProblem),
   };
   if (profile.skewSeconds > profile.maxAgeSeconds) {
     report(ctx, at(path, 'skewSeconds'), `must not exceed maxAgeSeconds (${profile.maxAgeSeconds})`);
@@ -41,12 +52,23 @@ export function validateIntegrityProfile(ctx: Ctx, value: unknown, path: string)
   return profile;
 }
 
-const DERIVED_COMPONENTS = new Set(['@method', '@authority', '@path', '@query', '@target-uri', '@scheme', '@request-target']);
+const DERIVED_COMPONENTS = new Set([
+  '@method',
+  '@authority',
+  '@path',
+  '@query',
+  '@target-uri',
+  '@scheme',
+  '@request-target',
+]);
 const FIELD_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 
 /** A component the verifier can demand on top of the floor: a request-derived name, or a lowercase field name. */
 function componentNameProblem(name: string): string | null {
-  if (name.startsWith('@')) return DERIVED_COMPONENTS.has(name) ? null : `${name} is not a request component (one of ${[...DERIVED_COMPONENTS].join(', ')})`;
+  if (name.startsWith('@'))
+    return DERIVED_COMPONENTS.has(name)
+      ? null
+      : `${name} is not a request component (one of ${[...DERIVED_COMPONENTS].join(', ')})`;
   return FIELD_NAME.test(name) ? null : `"${name}" is not a lowercase HTTP field name`;
 }
 

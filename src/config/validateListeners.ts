@@ -121,13 +121,7 @@ function checkListenerKeys(ctx: Ctx, o: Obj, path: string, mode: ListenerMode | 
 }
 
 /** Inbound: TLS in, plaintext out to the local app, so the target stays on loopback unless said otherwise. */
-function validateInboundPart(
-  ctx: Ctx,
-  o: Obj,
-  path: string,
-  common: ListenerCommon,
-  keysDir: string | null,
-): ModePart {
+function validateInboundPart(ctx: Ctx, o: Obj, path: string, common: ListenerCommon, keysDir: string | null): ModePart {
   const unsafeTarget = read(ctx, o, path, 'unsafeTarget', booleanValue, false);
   if (common.target !== UNSET_ADDRESS && !unsafeTarget && !isLoopbackHost(common.target.host)) {
     report(
@@ -148,7 +142,13 @@ function validateInboundPart(
 }
 
 /** Outbound: plaintext in from the local app, so the listen address stays on loopback unless said otherwise. */
-function validateOutboundPart(ctx: Ctx, o: Obj, path: string, common: ListenerCommon, keysDir: string | null): ModePart {
+function validateOutboundPart(
+  ctx: Ctx,
+  o: Obj,
+  path: string,
+  common: ListenerCommon,
+  keysDir: string | null,
+): ModePart {
   const unsafeListen = read(ctx, o, path, 'unsafeListen', booleanValue, false);
   if (common.listen !== UNSET_ADDRESS && !unsafeListen && !isLoopbackHost(common.listen.host)) {
     report(
@@ -184,11 +184,22 @@ function validateLimits(ctx: Ctx, value: unknown, path: string): LimitsConfig {
   const d = DEFAULT_LIMITS;
   const requestsPerSecond = read(ctx, o, path, 'requestsPerSecond', nonNegativeNumber, d.requestsPerSecond);
   const burst = read(ctx, o, path, 'burst', nonNegativeInteger, d.burst);
-  const maxConcurrentHandshakes = read(ctx, o, path, 'maxConcurrentHandshakes', positiveInteger, d.maxConcurrentHandshakes);
+  const maxConcurrentHandshakes = read(
+    ctx,
+    o,
+    path,
+    'maxConcurrentHandshakes',
+    positiveInteger,
+    d.maxConcurrentHandshakes,
+  );
   // 0 (the default) derives it from the cap; a value above the cap would never apply
   const perSource = read(ctx, o, path, 'maxHandshakesPerSource', nonNegativeInteger, d.maxHandshakesPerSource);
   if (perSource > maxConcurrentHandshakes) {
-    report(ctx, at(path, 'maxHandshakesPerSource'), `at most maxConcurrentHandshakes (${maxConcurrentHandshakes}); 0 derives a quarter of it`);
+    report(
+      ctx,
+      at(path, 'maxHandshakesPerSource'),
+      `at most maxConcurrentHandshakes (${maxConcurrentHandshakes}); 0 derives a quarter of it`,
+    );
   }
   return {
     maxBodyBytes: read(ctx, o, path, 'maxBodyBytes', positiveInteger, d.maxBodyBytes),
@@ -222,7 +233,9 @@ function checkDistinctNames(ctx: Ctx, listeners: readonly ListenerConfig[], path
 const listenerName: Parser<string> = (v) =>
   typeof v === 'string' && LISTENER_NAME.test(v)
     ? ok(v)
-    : bad('expected lowercase letters, digits, "_" and "-", starting with a letter or digit (it becomes a metric label)');
+    : bad(
+        'expected lowercase letters, digits, "_" and "-", starting with a letter or digit (it becomes a metric label)',
+      );
 
 const serverNameValue: Parser<string> = (v) =>
   typeof v === 'string' && isValidHost(v) ? ok(v) : bad('expected a DNS name or an IP address');

@@ -6,7 +6,17 @@
 import { isSpkiPin } from '../core/spkiPin.ts';
 import { isDnsName } from './hostPort.ts';
 import type { AllowConfig, VerifyConfig } from './types.ts';
-import { booleanValue, checkKeys, isObject, read, readStringList, report, section, type Ctx, type Obj } from './validateReaders.ts';
+import {
+  booleanValue,
+  checkKeys,
+  isObject,
+  read,
+  readStringList,
+  report,
+  section,
+  type Ctx,
+  type Obj,
+} from './validateReaders.ts';
 
 const ALLOW_RULE_MESSAGE = 'at least one of spiffe, dns, cn, spkiPins, or any: true';
 

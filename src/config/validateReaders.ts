@@ -25,7 +25,13 @@ interface SectionOptions {
 }
 
 /** The object at `path` (empty when absent or not an object, after reporting). */
-export function section(ctx: Ctx, value: unknown, path: string, keys: readonly string[], opts: SectionOptions = {}): Obj {
+export function section(
+  ctx: Ctx,
+  value: unknown,
+  path: string,
+  keys: readonly string[],
+  opts: SectionOptions = {},
+): Obj {
   if (value === undefined) {
     if (opts.required === true) report(ctx, path, 'required');
     return {};
@@ -39,7 +45,8 @@ export function section(ctx: Ctx, value: unknown, path: string, keys: readonly s
 }
 
 const SECRET_KEY_NAME = /(token|key|secret|password|passwd|passphrase|credentials?|hmac|bearer|pem)s?$/i;
-const SECRETS_MESSAGE = 'unknown key; secrets are never written inline: put the secret in a file and name the file (keyFile, tokenFile, keys.dir)';
+const SECRETS_MESSAGE =
+  'unknown key; secrets are never written inline: put the secret in a file and name the file (keyFile, tokenFile, keys.dir)';
 
 export function checkKeys(
   ctx: Ctx,
@@ -73,7 +80,15 @@ export type Parser<T> = (value: unknown) => Parsed<T>;
 export const REQUIRED = 'required';
 
 /** Field `key` of `o`: the parsed value; `fallback` when absent (reporting `missing` if given) or invalid. */
-export function read<T, F = T>(ctx: Ctx, o: Obj, path: string, key: string, parse: Parser<T>, fallback: F, missing?: string): T | F {
+export function read<T, F = T>(
+  ctx: Ctx,
+  o: Obj,
+  path: string,
+  key: string,
+  parse: Parser<T>,
+  fallback: F,
+  missing?: string,
+): T | F {
   const value = o[key];
   if (value === undefined) {
     if (missing !== undefined) report(ctx, at(path, key), missing);
@@ -88,7 +103,13 @@ export function read<T, F = T>(ctx: Ctx, o: Obj, path: string, key: string, pars
 }
 
 /** An array of strings, each checked; absent = empty. Problems name the element (`spiffe[2]`). */
-export function readStringList(ctx: Ctx, o: Obj, path: string, key: string, check: (s: string) => string | null): readonly string[] {
+export function readStringList(
+  ctx: Ctx,
+  o: Obj,
+  path: string,
+  key: string,
+  check: (s: string) => string | null,
+): readonly string[] {
   const value = o[key];
   if (value === undefined) return [];
   const listPath = at(path, key);
@@ -140,7 +161,9 @@ export const nonNegativeNumber: Parser<number> = (v) =>
 
 /** A part of a whole, both ends excluded: 0 would never warn and 1 would always. */
 export const fractionOfOne: Parser<number> = (v) =>
-  typeof v === 'number' && v > 0 && v < 1 ? ok(v) : bad('expected a number between 0 and 1, both excluded (e.g. 0.33 for a third)');
+  typeof v === 'number' && v > 0 && v < 1
+    ? ok(v)
+    : bad('expected a number between 0 and 1, both excluded (e.g. 0.33 for a third)');
 
 /** Timers beyond 2^31-1 ms fire at once in Node, which would silently turn a timeout off. */
 const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
@@ -152,7 +175,9 @@ export const seconds: Parser<number> = (v) => {
 
 export function filePath(ctx: Ctx): Parser<string> {
   return (v) =>
-    typeof v === 'string' && v.length > 0 ? ok(resolve(ctx.baseDir, v)) : bad('expected a file path (a non-empty string)');
+    typeof v === 'string' && v.length > 0
+      ? ok(resolve(ctx.baseDir, v))
+      : bad('expected a file path (a non-empty string)');
 }
 
 /** Stands in for an address that is missing or invalid, so checks that need one can skip it. */

@@ -18,21 +18,45 @@ export const ERRORS = {
   ERR_PAYLOAD_TOO_LARGE: { status: 413, reason: 'payload_too_large', message: 'body over the configured limit' },
   ERR_PAYLOAD_ANOMALY: { status: 422, reason: 'payload_anomaly', message: 'payload size anomaly' },
   ERR_RATE_LIMITED: { status: 429, reason: 'rate_limited', message: 'rate limit exceeded' },
-  ERR_UPSTREAM_UNAVAILABLE: { status: 502, reason: 'upstream_unavailable', message: 'the upstream could not be reached' },
+  ERR_UPSTREAM_UNAVAILABLE: {
+    status: 502,
+    reason: 'upstream_unavailable',
+    message: 'the upstream could not be reached',
+  },
   ERR_UPSTREAM_TIMEOUT: { status: 504, reason: 'upstream_timeout', message: 'upstream did not answer in time' },
-  ERR_UPSTREAM_IDENTITY: { status: 502, reason: 'upstream_identity', message: 'upstream identity or pin does not match' },
+  ERR_UPSTREAM_IDENTITY: {
+    status: 502,
+    reason: 'upstream_identity',
+    message: 'upstream identity or pin does not match',
+  },
   ERR_DRAINING: { status: 503, reason: 'draining', message: 'shutting down' },
-  ERR_HEADERS_TOO_LARGE: { status: 431, reason: 'headers_too_large', message: 'request head over the configured limit' },
+  ERR_HEADERS_TOO_LARGE: {
+    status: 431,
+    reason: 'headers_too_large',
+    message: 'request head over the configured limit',
+  },
   ERR_HEADERS_TIMEOUT: { status: 408, reason: 'headers_timeout', message: 'request head not received in time' },
   ERR_BAD_REQUEST: { status: 400, reason: 'bad_request', message: 'the request does not parse as HTTP' },
   ERR_BODY_TIMEOUT: { status: 408, reason: 'body_timeout', message: 'request body slower than the minimum data rate' },
-  ERR_UPSTREAM_PROTOCOL: { status: 502, reason: 'upstream_protocol', message: 'the upstream response is malformed or ambiguous' },
-  ERR_UNSUPPORTED_CODING: { status: 501, reason: 'unsupported_coding', message: 'a transfer-coding other than chunked' },
+  ERR_UPSTREAM_PROTOCOL: {
+    status: 502,
+    reason: 'upstream_protocol',
+    message: 'the upstream response is malformed or ambiguous',
+  },
+  ERR_UNSUPPORTED_CODING: {
+    status: 501,
+    reason: 'unsupported_coding',
+    message: 'a transfer-coding other than chunked',
+  },
   ERR_METHOD_NOT_ALLOWED: { status: 405, reason: 'method_not_allowed', message: 'CONNECT is not proxied' },
   ERR_ADMIN_UNAUTHORIZED: { status: 401, reason: 'admin_unauthorized', message: 'missing or wrong admin credentials' },
   ERR_ADMIN_FORBIDDEN: { status: 403, reason: 'admin_forbidden', message: 'cross-origin request or foreign Host' },
   ERR_ADMIN_NOT_FOUND: { status: 404, reason: 'admin_not_found', message: 'no such admin endpoint' },
-  ERR_ADMIN_METHOD_NOT_ALLOWED: { status: 405, reason: 'admin_method_not_allowed', message: 'method not allowed on this admin endpoint' },
+  ERR_ADMIN_METHOD_NOT_ALLOWED: {
+    status: 405,
+    reason: 'admin_method_not_allowed',
+    message: 'method not allowed on this admin endpoint',
+  },
   ERR_ADMIN_CONFLICT: { status: 409, reason: 'admin_conflict', message: 'not possible while starting or draining' },
   ERR_ADMIN_FAILED: { status: 500, reason: 'admin_failed', message: 'the admin operation failed' },
 } as const satisfies Record<string, { status: number; reason: string; message: string }>;
@@ -47,8 +71,14 @@ export type ErrorCode = keyof typeof ERRORS;
  */
 export const UPSTREAM_FAILURES = {
   upstream_dns: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: "the upstream's name does not resolve (DNS)" },
-  upstream_refused: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream refused the connection (nothing listens on its port)' },
-  upstream_reset: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream reset or closed the connection before answering' },
+  upstream_refused: {
+    code: 'ERR_UPSTREAM_UNAVAILABLE',
+    message: 'the upstream refused the connection (nothing listens on its port)',
+  },
+  upstream_reset: {
+    code: 'ERR_UPSTREAM_UNAVAILABLE',
+    message: 'the upstream reset or closed the connection before answering',
+  },
   upstream_unreachable: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: 'no route to the upstream host' },
   upstream_unavailable: { code: 'ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream could not be reached' },
   upstream_timeout: { code: 'ERR_UPSTREAM_TIMEOUT', message: 'the upstream did not answer in time' },

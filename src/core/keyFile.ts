@@ -20,11 +20,18 @@ const MAX_KEY_FILE_BYTES = 4096;
  * One key file on its own (the audit key): the same format and checks as a ring's files —
  * base64 of at least 32 bytes; problems and warnings name the path, never the content.
  */
-export async function loadKeyFile(path: string): Promise<{ ok: true; key: KeyObject; warning: string | null } | { ok: false; problem: string }> {
+export async function loadKeyFile(
+  path: string,
+): Promise<{ ok: true; key: KeyObject; warning: string | null } | { ok: false; problem: string }> {
   const r = await readKeyFile(dirname(path), basename(path), processGroupIds());
   if (r.kind === 'problem') return { ok: false, problem: `${path}: ${r.problem.slice(basename(path).length + 2)}` };
-  if (r.kind === 'skip') return { ok: false, problem: `${path}: not a key file (missing, a directory or not a regular file)` };
-  return { ok: true, key: r.key, warning: r.warning === null ? null : `${path}: ${r.warning.slice(basename(path).length + 2)}` };
+  if (r.kind === 'skip')
+    return { ok: false, problem: `${path}: not a key file (missing, a directory or not a regular file)` };
+  return {
+    ok: true,
+    key: r.key,
+    warning: r.warning === null ? null : `${path}: ${r.warning.slice(basename(path).length + 2)}`,
+  };
 }
 
 /** One file read as a key: the key (with a warning if others may read it), nothing to load, or a problem naming the file. */
@@ -34,7 +41,8 @@ export type KeyFileRead =
   | { kind: 'problem'; problem: string };
 
 /** Kubernetes with fsGroup makes Secret files 0440 for the pod's group, which the process is in: accepted, so not advised against. */
-const MODE_ADVICE = "make it 0600 or 0400 (Kubernetes: defaultMode 0400; fsGroup's 0440 is fine, the group being this process's own)";
+const MODE_ADVICE =
+  "make it 0600 or 0400 (Kubernetes: defaultMode 0400; fsGroup's 0440 is fine, the group being this process's own)";
 
 /** Read one directory entry `name` (already known to be a valid key id); `ownGroups` may read it (processGroupIds()). */
 export async function readKeyFile(dir: string, name: string, ownGroups: ReadonlySet<number>): Promise<KeyFileRead> {
@@ -67,21 +75,29 @@ export async function readKeyFile(dir: string, name: string, ownGroups: Readonly
   try {
     const fst = await fh.stat();
     if (!fst.isFile()) return { kind: 'skip', warning: `${name}: skipped: not a regular file` };
-    if (fst.size > MAX_KEY_FILE_BYTES) return { kind: 'problem', problem: `${name}: file is ${fst.size} bytes; a key file holds one line of base64` };
+    if (fst.size > MAX_KEY_FILE_BYTES)
+      return { kind: 'problem', problem: `${name}: file is ${fst.size} bytes; a key file holds one line of base64` };
     let length = 0;
     for (;;) {
       const { bytesRead } = await fh.read(buf, length, buf.length - length, null);
       if (bytesRead === 0) break;
       length += bytesRead;
       if (length > MAX_KEY_FILE_BYTES) {
-        return { kind: 'problem', problem: `${name}: file is over ${MAX_KEY_FILE_BYTES} bytes; a key file holds one line of base64` };
+        return {
+          kind: 'problem',
+          problem: `${name}: file is over ${MAX_KEY_FILE_BYTES} bytes; a key file holds one line of base64`,
+        };
       }
     }
     const decoded = decodeKeyText(buf, length);
     if ('problem' in decoded) return { kind: 'problem', problem: `${name}: ${decoded.problem}` };
     const bytes = decoded.bytes;
     try {
-      if (bytes.length < MIN_KEY_BYTES) return { kind: 'problem', problem: `${name}: key is ${bytes.length} bytes; at least ${MIN_KEY_BYTES} are required` };
+      if (bytes.length < MIN_KEY_BYTES)
+        return {
+          kind: 'problem',
+          problem: `${name}: key is ${bytes.length} bytes; at least ${MIN_KEY_BYTES} are required`,
+        };
       const key = createSecretKey(bytes);
       const exposure = fileExposure(fst, ownGroups);
       return { kind: 'key', key, warning: exposure === null ? null : `${name}: ${exposure}; ${MODE_ADVICE}` };
@@ -131,7 +147,10 @@ function decodeKeyText(text: Buffer, length: number): { bytes: Buffer } | { prob
     }
     if (pad > 0) return { problem: `not base64: "=" padding is followed by more text at offset ${i - start}` };
     if (base64Value(b) >= 0) continue;
-    if (isSpace(b)) return { problem: `not base64: whitespace at offset ${i - start} inside the text (write the base64 on one line)` };
+    if (isSpace(b))
+      return {
+        problem: `not base64: whitespace at offset ${i - start} inside the text (write the base64 on one line)`,
+      };
     return { problem: `not base64: the character at offset ${i - start} is not one of A-Z a-z 0-9 + / =` };
   }
   if (n % 4 !== 0) return { problem: `not base64: ${n} characters is not a multiple of 4` };

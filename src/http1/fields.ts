@@ -94,23 +94,34 @@ export interface RequestFraming {
 }
 
 export function requestFraming(raw: readonly string[]): RequestFraming {
-  const f: RequestFraming = { contentLength: -1, transferEncoding: '', hosts: 0, host: '', expectContinue: false, upgrade: '', contentDigest: null };
+  const f: RequestFraming = {
+    contentLength: -1,
+    transferEncoding: '',
+    hosts: 0,
+    host: '',
+    expectContinue: false,
+    upgrade: '',
+    contentDigest: null,
+  };
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     // the first letter and the length pick the few names of interest without lowercasing every name
     const c = name.charCodeAt(0) | 0x20;
     if (c === 0x63 /* c */) {
       if (name.length === 14 && name.toLowerCase() === 'content-length') f.contentLength = Number(raw[i + 1]);
-      else if (name.length === 14 && name.toLowerCase() === 'content-digest') f.contentDigest = f.contentDigest === null ? raw[i + 1]! : `${f.contentDigest}, ${raw[i + 1]}`;
+      else if (name.length === 14 && name.toLowerCase() === 'content-digest')
+        f.contentDigest = f.contentDigest === null ? raw[i + 1]! : `${f.contentDigest}, ${raw[i + 1]}`;
     } else if (c === 0x74 /* t */) {
-      if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') f.transferEncoding = f.transferEncoding === '' ? raw[i + 1]! : `${f.transferEncoding}, ${raw[i + 1]}`;
+      if (name.length === 17 && name.toLowerCase() === 'transfer-encoding')
+        f.transferEncoding = f.transferEncoding === '' ? raw[i + 1]! : `${f.transferEncoding}, ${raw[i + 1]}`;
     } else if (c === 0x68 /* h */) {
       if (name.length === 4 && name.toLowerCase() === 'host') {
         f.hosts += 1;
         f.host = raw[i + 1]!;
       }
     } else if (c === 0x65 /* e */) {
-      if (name.length === 6 && name.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue') f.expectContinue = true;
+      if (name.length === 6 && name.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue')
+        f.expectContinue = true;
     } else if (c === 0x75 /* u */) {
       if (name.length === 7 && name.toLowerCase() === 'upgrade') f.upgrade = raw[i + 1]!.trim().toLowerCase();
     }
@@ -154,7 +165,8 @@ export function forwardedList(raw: readonly string[], drop: NameSet | null): str
 
 /** The first value of a field (`lowerName` lowercased), or '' when it is absent. */
 export function fieldValue(raw: readonly string[], lowerName: string): string {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) return raw[i + 1]!;
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) return raw[i + 1]!;
   return '';
 }
 

@@ -44,13 +44,24 @@ export interface HttpParserBinding {
   create(): LlhttpParser;
 }
 
-const SLOTS = ['REQUEST', 'RESPONSE', 'kOnMessageBegin', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kOnExecute'] as const;
+const SLOTS = [
+  'REQUEST',
+  'RESPONSE',
+  'kOnMessageBegin',
+  'kOnHeaders',
+  'kOnHeadersComplete',
+  'kOnBody',
+  'kOnMessageComplete',
+  'kOnExecute',
+] as const;
 const METHODS = ['initialize', 'execute', 'finish', 'close', 'free', 'remove'] as const;
 
 /** Thrown when this runtime's llhttp binding lacks what the core uses. */
 export class ParserUnavailableError extends Error {
   constructor(what: string) {
-    super(`this Node.js runtime (${process.version}) does not offer the HTTP parser binding tollgate needs (${what}); run tollgate with the Node.js that npm ci installs (node_modules/.bin/node)`);
+    super(
+      `this Node.js runtime (${process.version}) does not offer the HTTP parser binding tollgate needs (${what}); run tollgate with the Node.js that npm ci installs (node_modules/.bin/node)`,
+    );
     this.name = 'ParserUnavailableError';
   }
 }
@@ -65,9 +76,13 @@ export function loadHttpParser(): HttpParserBinding {
   }
   const P = common.HTTPParser;
   if (typeof P !== 'function') throw new ParserUnavailableError('HTTPParser is missing');
-  for (const slot of SLOTS) if (typeof P[slot] !== 'number') throw new ParserUnavailableError(`HTTPParser.${slot} is missing`);
-  for (const m of METHODS) if (typeof (P.prototype as Record<string, unknown>)[m] !== 'function') throw new ParserUnavailableError(`HTTPParser#${m} is missing`);
-  if (!Array.isArray(common.methods) || !common.methods.includes('GET')) throw new ParserUnavailableError('the method table is missing');
+  for (const slot of SLOTS)
+    if (typeof P[slot] !== 'number') throw new ParserUnavailableError(`HTTPParser.${slot} is missing`);
+  for (const m of METHODS)
+    if (typeof (P.prototype as Record<string, unknown>)[m] !== 'function')
+      throw new ParserUnavailableError(`HTTPParser#${m} is missing`);
+  if (!Array.isArray(common.methods) || !common.methods.includes('GET'))
+    throw new ParserUnavailableError('the method table is missing');
   const Ctor = P;
   return {
     REQUEST: P.REQUEST as number,

@@ -86,7 +86,14 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
   /** called once when the client's socket drains (the upstream side paused for it) */
   onWritable: (() => void) | null = null;
 
-  constructor(socket: Socket, ctx: C, handler: ExchangeHandler<C>, binding: HttpParserBinding, settings: ConnectionSettings, clock: () => bigint) {
+  constructor(
+    socket: Socket,
+    ctx: C,
+    handler: ExchangeHandler<C>,
+    binding: HttpParserBinding,
+    settings: ConnectionSettings,
+    clock: () => bigint,
+  ) {
     this.socket = socket;
     this.ctx = ctx;
     this.handler = handler;
@@ -150,7 +157,17 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     }
     this.headStartedMs = 0;
     const tooMany = raw.length > this.settings.maxHeaderPairs * 2;
-    const ex = new Exchange(this, this.binding.methods[method] ?? '', target, minor, raw, keepAlive, upgrade, this.clock(), tooMany ? 'ERR_HEADERS_TOO_LARGE' : null);
+    const ex = new Exchange(
+      this,
+      this.binding.methods[method] ?? '',
+      target,
+      minor,
+      raw,
+      keepAlive,
+      upgrade,
+      this.clock(),
+      tooMany ? 'ERR_HEADERS_TOO_LARGE' : null,
+    );
     this.ctx.inFlight += 1;
     this.parsing = ex;
     this.fresh.push(ex);

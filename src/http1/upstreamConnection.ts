@@ -76,7 +76,14 @@ export class UpstreamConnection implements BodyReader {
   corkedBytes = 0;
   flushScheduled = false;
 
-  constructor(socket: Socket, binding: HttpParserBinding, maxHeaderBytes: number, timeoutMs: number, owner: ConnectionOwner, events: UpstreamEvents) {
+  constructor(
+    socket: Socket,
+    binding: HttpParserBinding,
+    maxHeaderBytes: number,
+    timeoutMs: number,
+    owner: ConnectionOwner,
+    events: UpstreamEvents,
+  ) {
     this.socket = socket;
     this.owner = owner;
     this.events = events;
@@ -99,7 +106,13 @@ export class UpstreamConnection implements BodyReader {
   }
 
   /** Send a request head (and a body held whole) for `ex`; a streamed body follows through `data`/`end`. */
-  begin(ex: Exchange, client: ServerConnection, head: string, body: readonly Buffer[] | null, framing: RequestFraming): void {
+  begin(
+    ex: Exchange,
+    client: ServerConnection,
+    head: string,
+    body: readonly Buffer[] | null,
+    framing: RequestFraming,
+  ): void {
     this.uses += 1;
     this.ex = ex;
     this.client = client;
@@ -199,7 +212,8 @@ export class UpstreamConnection implements BodyReader {
     this.gotResponseBytes = true;
     if (status < 200 && status !== 101) {
       // interim: 102 and 103 are passed on to an HTTP/1.1 client; 100 is ours to send (Expect is not forwarded)
-      if (status !== 100 && ex.versionMinor >= 1) this.out.push(`HTTP/1.1 ${status} ${reason}\r\n${forwardedFields(raw, null)}\r\n`);
+      if (status !== 100 && ex.versionMinor >= 1)
+        this.out.push(`HTTP/1.1 ${status} ${reason}\r\n${forwardedFields(raw, null)}\r\n`);
       return 0;
     }
     if (status === 101) {
@@ -210,7 +224,9 @@ export class UpstreamConnection implements BodyReader {
       this.upgraded = true;
       this.finalHead = true;
       this.events.answered(ex);
-      this.out.push(`HTTP/1.1 101 ${reason}\r\n${forwardedFields(raw, null)}connection: upgrade\r\nupgrade: ${fieldValue(raw, 'upgrade')}\r\n\r\n`);
+      this.out.push(
+        `HTTP/1.1 101 ${reason}\r\n${forwardedFields(raw, null)}connection: upgrade\r\nupgrade: ${fieldValue(raw, 'upgrade')}\r\n\r\n`,
+      );
       return 0;
     }
     this.finalHead = true;
@@ -220,7 +236,8 @@ export class UpstreamConnection implements BodyReader {
     let length = -1;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
-      if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') te = te === '' ? raw[i + 1]! : `${te}, ${raw[i + 1]}`;
+      if (n.length === 17 && n.toLowerCase() === 'transfer-encoding')
+        te = te === '' ? raw[i + 1]! : `${te}, ${raw[i + 1]}`;
       else if (n.length === 14 && n.toLowerCase() === 'content-length') length = Number(raw[i + 1]);
     }
     const hasLength = length >= 0;
@@ -327,7 +344,12 @@ export class UpstreamConnection implements BodyReader {
     this.flushNow();
     if (this.rechunk) this.client!.write('0\r\n\r\n');
     // a connection that carried an upgrade the upstream did not take may no longer speak HTTP
-    const reusable = this.upstreamKeepAlive && this.requestSent && this.protocolError === null && !this.trailing && !(ex.upgrade && ex.framing.upgrade !== 'h2c');
+    const reusable =
+      this.upstreamKeepAlive &&
+      this.requestSent &&
+      this.protocolError === null &&
+      !this.trailing &&
+      !(ex.upgrade && ex.framing.upgrade !== 'h2c');
     this.ex = null;
     this.client = null;
     // an upstream that answered before taking the whole body gets no more of it

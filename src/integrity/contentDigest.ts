@@ -1,6 +1,12 @@
 import { createHash, hash, timingSafeEqual, type Hash } from 'node:crypto';
 import { TollgateError } from '../core/errors.ts';
-import { parseDictionary, serializeDictionary, sf, StructuredFieldError, type DictionaryOptions } from './structuredFields.ts';
+import {
+  parseDictionary,
+  serializeDictionary,
+  sf,
+  StructuredFieldError,
+  type DictionaryOptions,
+} from './structuredFields.ts';
 
 /**
  * RFC 9530 Content-Digest: which algorithms count, parsing the field, and checking it
@@ -34,16 +40,24 @@ export function parseContentDigest(value: string): ExpectedDigest[] {
   try {
     dict = parseDictionary(value, UNIQUE_ALGORITHMS);
   } catch (err) {
-    if (err instanceof StructuredFieldError) throw new TollgateError('ERR_DIGEST_MISMATCH', 'Content-Digest does not parse', { cause: err });
+    if (err instanceof StructuredFieldError)
+      throw new TollgateError('ERR_DIGEST_MISMATCH', 'Content-Digest does not parse', { cause: err });
     throw err;
   }
   const out: ExpectedDigest[] = [];
   for (const [name, member] of dict) {
     if (!isAccepted(name)) {
-      throw new TollgateError('ERR_DIGEST_MISMATCH', DEPRECATED.has(name) ? `Content-Digest algorithm ${name} is deprecated` : `Content-Digest algorithm ${name} is not accepted`);
+      throw new TollgateError(
+        'ERR_DIGEST_MISMATCH',
+        DEPRECATED.has(name)
+          ? `Content-Digest algorithm ${name} is deprecated`
+          : `Content-Digest algorithm ${name} is not accepted`,
+      );
     }
-    if (member.kind !== 'item' || member.value.kind !== 'bytes') throw new TollgateError('ERR_DIGEST_MISMATCH', `Content-Digest ${name} is not a byte sequence`);
-    if (member.value.value.length !== LENGTHS[name]) throw new TollgateError('ERR_DIGEST_MISMATCH', `Content-Digest ${name} has the wrong length`);
+    if (member.kind !== 'item' || member.value.kind !== 'bytes')
+      throw new TollgateError('ERR_DIGEST_MISMATCH', `Content-Digest ${name} is not a byte sequence`);
+    if (member.value.value.length !== LENGTHS[name])
+      throw new TollgateError('ERR_DIGEST_MISMATCH', `Content-Digest ${name} has the wrong length`);
     out.push({ algorithm: name, value: member.value.value });
   }
   if (out.length === 0) throw new TollgateError('ERR_DIGEST_MISMATCH', 'Content-Digest names no algorithm');

@@ -25,7 +25,9 @@ export interface IntegrityRuntime {
   close(): void;
 }
 
-export type IntegrityStart = { readonly ok: true; readonly runtime: IntegrityRuntime } | { readonly ok: false; readonly problems: readonly string[] };
+export type IntegrityStart =
+  | { readonly ok: true; readonly runtime: IntegrityRuntime }
+  | { readonly ok: false; readonly problems: readonly string[] };
 
 export interface IntegrityDeps {
   readonly log: Logger;
@@ -47,7 +49,14 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
   const users = config.listeners.filter((l) => l.integrity.verify || l.integrity.sign);
   if (users.length === 0 || config.keys.dir === null) return { ok: true, runtime: NO_INTEGRITY };
   if (deps.keysFrom !== undefined) {
-    return { ok: true, runtime: integrityFor(config, deps, deps.keysFrom, { reloadKeys: async () => ({ ok: true, problems: [] }), close: () => undefined, useListeners: () => undefined }) };
+    return {
+      ok: true,
+      runtime: integrityFor(config, deps, deps.keysFrom, {
+        reloadKeys: async () => ({ ok: true, problems: [] }),
+        close: () => undefined,
+        useListeners: () => undefined,
+      }),
+    };
   }
 
   const loaded = await loadKeys(config);
@@ -77,22 +86,48 @@ export async function startIntegrity(config: Config, deps: IntegrityDeps): Promi
 }
 
 /** The stages over a key source and the replay cache. */
-function integrityFor(config: Config, deps: IntegrityDeps, keys: () => KeyRing, control: Pick<IntegrityRuntime, 'reloadKeys' | 'close' | 'useListeners'>): IntegrityRuntime {
+function integrityFor(
+  config: Config,
+  deps: IntegrityDeps,
+  keys: () => KeyRing,
+  control: Pick<IntegrityRuntime, 'reloadKeys' | 'close' | 'useListeners'>,
+): IntegrityRuntime {
   const p = config.integrity;
-  const replay = deps.replay ?? createReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock: deps.clock });
+  const replay =
+    deps.replay ??
+    createReplayCache({
+      ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000,
+      maxEntries: p.replayCacheEntries,
+      clock: deps.clock,
+    });
   deps.metrics.readReplayCacheEntriesFrom(() => replay.size);
   const macs = new MacKeys();
   const verifier = {
     macs,
-    profile: { tag: p.tag, skewSeconds: p.skewSeconds, maxAgeSeconds: p.maxAgeSeconds, requiredComponents: p.requiredComponents },
+    profile: {
+      tag: p.tag,
+      skewSeconds: p.skewSeconds,
+      maxAgeSeconds: p.maxAgeSeconds,
+      requiredComponents: p.requiredComponents,
+    },
     keys,
     replay,
     clock: deps.clock,
   };
   return {
     stageFor(l) {
-      if (l.integrity.verify) return { kind: 'verify', verifier, bodyMode: p.bodyMode, maxBufferedBytes: p.maxBufferedBytes };
-      if (l.integrity.sign && l.integrity.keyId !== null) return { kind: 'sign', keyId: l.integrity.keyId, keys, macs, nonces: new NonceSource(), tag: p.tag, maxBufferedBytes: p.maxBufferedBytes };
+      if (l.integrity.verify)
+        return { kind: 'verify', verifier, bodyMode: p.bodyMode, maxBufferedBytes: p.maxBufferedBytes };
+      if (l.integrity.sign && l.integrity.keyId !== null)
+        return {
+          kind: 'sign',
+          keyId: l.integrity.keyId,
+          keys,
+          macs,
+          nonces: new NonceSource(),
+          tag: p.tag,
+          maxBufferedBytes: p.maxBufferedBytes,
+        };
       return null;
     },
     keys,
@@ -101,7 +136,9 @@ function integrityFor(config: Config, deps: IntegrityDeps, keys: () => KeyRing, 
 }
 
 /** Load keys.dir as start does, with its checks (used by `tollgate check` too); ok with an empty ring when nothing signs or verifies. */
-export async function loadKeys(config: Config): Promise<{ ok: true; ring: KeyRing; warnings: readonly string[] } | { ok: false; problems: readonly string[] }> {
+export async function loadKeys(
+  config: Config,
+): Promise<{ ok: true; ring: KeyRing; warnings: readonly string[] } | { ok: false; problems: readonly string[] }> {
   const used = config.listeners.some((l) => l.integrity.verify || l.integrity.sign);
   if (!used || config.keys.dir === null) return { ok: true, ring: keyRingFromEntries([]), warnings: [] };
   const loaded = await loadKeyRing(config.keys.dir);

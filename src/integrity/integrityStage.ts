@@ -6,7 +6,12 @@ import type { MacKeys } from './hmac.ts';
 
 /** What a listener does for message integrity: verify (inbound), sign (outbound), or nothing (null). */
 export type IntegrityStage =
-  | { readonly kind: 'verify'; readonly verifier: VerifierDeps; readonly bodyMode: BodyMode; readonly maxBufferedBytes: number }
+  | {
+      readonly kind: 'verify';
+      readonly verifier: VerifierDeps;
+      readonly bodyMode: BodyMode;
+      readonly maxBufferedBytes: number;
+    }
   | {
       readonly kind: 'sign';
       readonly keyId: string;

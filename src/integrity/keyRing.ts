@@ -69,9 +69,13 @@ function makeRing(keys: Map<string, KeyObject>): KeyRing {
 export function keyRingFromEntries(entries: Iterable<readonly [string, Buffer]>): KeyRing {
   const keys = new Map<string, KeyObject>();
   for (const [id, bytes] of entries) {
-    if (!KEY_ID_PATTERN.test(id)) throw new TypeError(`key id ${JSON.stringify(id)} is not 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+    if (!KEY_ID_PATTERN.test(id))
+      throw new TypeError(
+        `key id ${JSON.stringify(id)} is not 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`,
+      );
     if (keys.has(id)) throw new TypeError(`key id ${id} is given twice`);
-    if (bytes.length < MIN_KEY_BYTES) throw new TypeError(`${id}: key is ${bytes.length} bytes; at least ${MIN_KEY_BYTES} are required`);
+    if (bytes.length < MIN_KEY_BYTES)
+      throw new TypeError(`${id}: key is ${bytes.length} bytes; at least ${MIN_KEY_BYTES} are required`);
     keys.set(id, createSecretKey(bytes));
   }
   return makeRing(keys);
@@ -103,7 +107,9 @@ export async function loadKeyRing(dir: string): Promise<KeyRingLoad> {
   for (const name of names) {
     if (name.startsWith('.')) continue; // ..data, ..2026_11_23_…, editors' dotfiles
     if (!KEY_ID_PATTERN.test(name)) {
-      warnings.push(`${JSON.stringify(name)}: skipped: not a valid key id (1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit)`);
+      warnings.push(
+        `${JSON.stringify(name)}: skipped: not a valid key id (1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit)`,
+      );
       continue;
     }
     const r = await readKeyFile(dir, name, ownGroups);
@@ -147,7 +153,13 @@ export function watchKeyRing(initial: KeyRing, options: KeyRingWatcherOptions): 
   let closed = false;
   let queue: Promise<unknown> = Promise.resolve();
   const pending: Debounced = debounce(options.debounceMs ?? DEFAULT_DEBOUNCE_MS, () => void reload());
-  const dirWatch: DirWatch = watchDir({ dir, log, what: 'key directory', keeping: 'the current key ring', onChange: () => pending.trigger() });
+  const dirWatch: DirWatch = watchDir({
+    dir,
+    log,
+    what: 'key directory',
+    keeping: 'the current key ring',
+    onChange: () => pending.trigger(),
+  });
 
   const record = (fields: Record<string, unknown>): void => {
     try {
@@ -166,8 +178,14 @@ export function watchKeyRing(initial: KeyRing, options: KeyRingWatcherOptions): 
     }
   };
 
-  const fail = (problems: readonly string[], warnings: readonly string[]): { ok: boolean; problems: readonly string[] } => {
-    log.error({ dir, problems, ...(warnings.length > 0 ? { warnings } : {}), keyCount: ring.size }, 'key ring reload failed; keeping the current key ring');
+  const fail = (
+    problems: readonly string[],
+    warnings: readonly string[],
+  ): { ok: boolean; problems: readonly string[] } => {
+    log.error(
+      { dir, problems, ...(warnings.length > 0 ? { warnings } : {}), keyCount: ring.size },
+      'key ring reload failed; keeping the current key ring',
+    );
     record({ ok: false, added: [], removed: [], problems: [...problems] });
     notify('failure', ring);
     return { ok: false, problems };
@@ -224,4 +242,3 @@ export function watchKeyRing(initial: KeyRing, options: KeyRingWatcherOptions): 
     },
   };
 }
-

@@ -29,7 +29,8 @@ export class PairFingerprint {
   readonly #views: Buffer[] = [];
 
   constructor(salt: Uint8Array) {
-    if (salt.length !== FINGERPRINT_SALT_BYTES) throw new RangeError(`replay cache: the salt must be ${FINGERPRINT_SALT_BYTES} bytes`);
+    if (salt.length !== FINGERPRINT_SALT_BYTES)
+      throw new RangeError(`replay cache: the salt must be ${FINGERPRINT_SALT_BYTES} bytes`);
     this.#salt = Buffer.from(salt);
     this.#salt.copy(this.#scratch, 0);
   }
@@ -50,7 +51,13 @@ export class PairFingerprint {
     } else {
       const prefix = Buffer.allocUnsafe(4);
       prefix.writeUInt32LE(Buffer.byteLength(keyId, 'utf8'), 0);
-      d = createHash('sha256').update(this.#salt).update(prefix).update(keyId, 'utf8').update(SEPARATOR).update(nonce, 'utf8').digest('binary');
+      d = createHash('sha256')
+        .update(this.#salt)
+        .update(prefix)
+        .update(keyId, 'utf8')
+        .update(SEPARATOR)
+        .update(nonce, 'utf8')
+        .digest('binary');
     }
     this.hi = (d.charCodeAt(0) | (d.charCodeAt(1) << 8) | (d.charCodeAt(2) << 16) | (d.charCodeAt(3) << 24)) >>> 0;
     this.lo = (d.charCodeAt(4) | (d.charCodeAt(5) << 8) | (d.charCodeAt(6) << 16) | (d.charCodeAt(7) << 24)) >>> 0;

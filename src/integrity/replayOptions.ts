@@ -28,7 +28,11 @@ export interface CheckedReplayOptions {
  * its bound (`maxEntriesLimit` is the cache's own), buckets 16 unless given. Throws RangeError
  * naming the cache and the option.
  */
-export function checkedReplayOptions(cache: string, options: ReplayCacheOptions, maxEntriesLimit: number): CheckedReplayOptions {
+export function checkedReplayOptions(
+  cache: string,
+  options: ReplayCacheOptions,
+  maxEntriesLimit: number,
+): CheckedReplayOptions {
   return {
     ttlMs: positiveInteger(cache, 'ttlMs', options.ttlMs, MAX_TTL_MS),
     maxEntries: positiveInteger(cache, 'maxEntries', options.maxEntries, maxEntriesLimit),

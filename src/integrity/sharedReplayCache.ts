@@ -118,7 +118,8 @@ export function createSharedReplayCache(options: ReplayCacheOptions): SharedRepl
 export function attachSharedReplayCache(handle: SharedReplayHandle, clock: Clock): SharedReplayCache {
   const { buffer, ttlMs, maxEntries } = handle;
   const g = geometry(ttlMs, maxEntries, handle.buckets);
-  if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength !== g.bytes) throw new TypeError('shared replay cache: the buffer does not match its parameters');
+  if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength !== g.bytes)
+    throw new TypeError('shared replay cache: the buffer does not match its parameters');
   const ctrl = new Int32Array(buffer, 0, 4);
   const time = new Float64Array(buffer, CTRL_BYTES, 3);
   const counts = new Uint32Array(buffer, g.countsOffset, g.ring);

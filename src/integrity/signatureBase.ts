@@ -70,7 +70,8 @@ export class HeaderIndex {
   /** the combined value (lines joined with ", "); undefined when absent; a repeated singleton throws ERR_SIG_MALFORMED */
   value(name: string): string | undefined {
     const raw = this.lines.get(name);
-    if (raw !== undefined && raw.length > 1 && SINGLETONS.has(name)) throw malformed(`${name} appears ${raw.length} times`);
+    if (raw !== undefined && raw.length > 1 && SINGLETONS.has(name))
+      throw malformed(`${name} appears ${raw.length} times`);
     return combined(raw);
   }
 
@@ -225,7 +226,8 @@ function queryOf(origin: string): string {
 /** @query-param;name="x" (§2.2.8): form-urlencoded parsing, then the form percent-encode set with %20 for space. */
 function queryParamValue(msg: MessageView, item: Item): string {
   const nameParam = item.params.get('name');
-  if (item.params.size !== 1 || nameParam === undefined || nameParam.kind !== 'string') throw malformed('@query-param needs exactly the parameter name');
+  if (item.params.size !== 1 || nameParam === undefined || nameParam.kind !== 'string')
+    throw malformed('@query-param needs exactly the parameter name');
   const query = queryOf(originForm(msg.target)).slice(1);
   let found: string | undefined;
   for (const pair of query.split('&')) {
@@ -272,7 +274,14 @@ function formDecode(s: string): string {
 function formEncode(s: string): string {
   let out = '';
   for (const byte of Buffer.from(s, 'utf8')) {
-    const isSafe = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || byte === 0x2a || byte === 0x2d || byte === 0x2e || byte === 0x5f;
+    const isSafe =
+      (byte >= 0x30 && byte <= 0x39) ||
+      (byte >= 0x41 && byte <= 0x5a) ||
+      (byte >= 0x61 && byte <= 0x7a) ||
+      byte === 0x2a ||
+      byte === 0x2d ||
+      byte === 0x2e ||
+      byte === 0x5f;
     out += isSafe ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
@@ -298,11 +307,14 @@ function fieldValue(msg: MessageView, name: string, item: Item): string {
   const params = item.params;
   if (params.size === 0) return plainFieldValue(msg, name);
   for (const p of params.keys()) {
-    if (p === 'req' || p === 'tr') throw malformed(`component parameter ${p} does not apply to a request's header section`);
+    if (p === 'req' || p === 'tr')
+      throw malformed(`component parameter ${p} does not apply to a request's header section`);
     if (p !== 'sf' && p !== 'key' && p !== 'bs') throw malformed(`unknown component parameter ${p}`);
   }
-  if (params.has('bs') && (params.has('sf') || params.has('key'))) throw malformed('bs cannot be combined with sf or key');
-  if (name === 'content-digest' && !msg.headers.has(name)) throw new TollgateError('ERR_DIGEST_MISSING', 'content-digest is covered but absent');
+  if (params.has('bs') && (params.has('sf') || params.has('key')))
+    throw malformed('bs cannot be combined with sf or key');
+  if (name === 'content-digest' && !msg.headers.has(name))
+    throw new TollgateError('ERR_DIGEST_MISSING', 'content-digest is covered but absent');
   if (params.has('bs')) {
     const lines = msg.headers.fieldLines(name);
     if (lines === undefined) throw absent(name);
@@ -316,7 +328,8 @@ function fieldValue(msg: MessageView, name: string, item: Item): string {
 
 /** A field covered without parameters (the common case): its combined value as is. */
 function plainFieldValue(msg: MessageView, name: string): string {
-  if (name === 'content-digest' && !msg.headers.has(name)) throw new TollgateError('ERR_DIGEST_MISSING', 'content-digest is covered but absent');
+  if (name === 'content-digest' && !msg.headers.has(name))
+    throw new TollgateError('ERR_DIGEST_MISSING', 'content-digest is covered but absent');
   const value = msg.headers.value(name);
   if (value === undefined) throw absent(name);
   return value;

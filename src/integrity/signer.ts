@@ -1,6 +1,13 @@
 import { createHmac, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
 import { signatureBase, type MessageView } from './signatureBase.ts';
-import { parseDictionary, serializeDictionary, serializeInnerList, sf, type BareItem, type Item } from './structuredFields.ts';
+import {
+  parseDictionary,
+  serializeDictionary,
+  serializeInnerList,
+  sf,
+  type BareItem,
+  type Item,
+} from './structuredFields.ts';
 import { ALGORITHM } from './verifier.ts';
 import type { MacKeys } from './hmac.ts';
 
@@ -69,7 +76,10 @@ export function signRequest(msg: MessageView, options: SignerOptions): Signature
     ] as ReadonlyArray<readonly [string, BareItem]>,
   );
   const base = signatureBase(msg, covered);
-  const mac = options.macs === undefined ? createHmac('sha256', options.key).update(base, 'latin1').digest() : options.macs.for(options.key).mac(base);
+  const mac =
+    options.macs === undefined
+      ? createHmac('sha256', options.key).update(base, 'latin1').digest()
+      : options.macs.for(options.key).mac(base);
   const label = freeLabel(msg);
   return {
     label,
@@ -87,7 +97,12 @@ function freeLabel(msg: MessageView): string {
     taken = new Set(parseDictionary(existing.join(', ')).keys());
   } catch {
     // the app's own field does not parse; ours still needs a label it cannot collide with
-    taken = new Set(existing.join(', ').split(',').map((m) => m.trim().split('=')[0] ?? ''));
+    taken = new Set(
+      existing
+        .join(', ')
+        .split(',')
+        .map((m) => m.trim().split('=')[0] ?? ''),
+    );
   }
   if (!taken.has(LABEL)) return LABEL;
   for (let n = 2; ; n++) if (!taken.has(`${LABEL}-${n}`)) return `${LABEL}-${n}`;

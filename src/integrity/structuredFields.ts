@@ -258,7 +258,9 @@ class Parser {
     if (c === QUESTION) return this.boolean();
     if (c === AT) this.fail('Date items are not supported');
     if (c === PERCENT) this.fail('Display String items are not supported');
-    return this.fail(this.pos >= this.len ? 'unexpected end of input, expected an item' : 'unexpected character, expected an item');
+    return this.fail(
+      this.pos >= this.len ? 'unexpected end of input, expected an item' : 'unexpected character, expected an item',
+    );
   }
 
   number(): BareItem {
@@ -300,7 +302,8 @@ class Parser {
     this.pos = p;
     if (fracDigits < 0) {
       // "-0" and leading zeros are serialized without
-      if ((negative && mantissa === 0) || (intDigits > 1 && s.charCodeAt(p - intDigits) === 0x30)) this.canonical = false;
+      if ((negative && mantissa === 0) || (intDigits > 1 && s.charCodeAt(p - intDigits) === 0x30))
+        this.canonical = false;
       return { kind: 'integer', value: negative && mantissa !== 0 ? -mantissa : mantissa };
     }
     if (fracDigits === 0) this.fail('decimal ends with "."');
@@ -384,7 +387,8 @@ class Parser {
 
 /** base64 character -> its 6 bits; only ever indexed with characters the parser checked are C_B64 */
 const B64_VALUE = new Uint8Array(128);
-for (let i = 0; i < 64; i++) B64_VALUE['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+for (let i = 0; i < 64; i++)
+  B64_VALUE['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
 
 /**
  * Decode s[start, end), base64 characters only (no padding, length not 4n+1), as Buffer.from
@@ -396,14 +400,21 @@ function decodeBase64(s: string, start: number, end: number): Buffer {
   let o = 0;
   let i = start;
   for (; i + 4 <= end; i += 4) {
-    const v = (B64_VALUE[s.charCodeAt(i)]! << 18) | (B64_VALUE[s.charCodeAt(i + 1)]! << 12) | (B64_VALUE[s.charCodeAt(i + 2)]! << 6) | B64_VALUE[s.charCodeAt(i + 3)]!;
+    const v =
+      (B64_VALUE[s.charCodeAt(i)]! << 18) |
+      (B64_VALUE[s.charCodeAt(i + 1)]! << 12) |
+      (B64_VALUE[s.charCodeAt(i + 2)]! << 6) |
+      B64_VALUE[s.charCodeAt(i + 3)]!;
     out[o++] = v >> 16;
     out[o++] = (v >> 8) & 0xff;
     out[o++] = v & 0xff;
   }
   const rest = end - i;
   if (rest >= 2) {
-    const v = (B64_VALUE[s.charCodeAt(i)]! << 18) | (B64_VALUE[s.charCodeAt(i + 1)]! << 12) | (rest === 3 ? B64_VALUE[s.charCodeAt(i + 2)]! << 6 : 0);
+    const v =
+      (B64_VALUE[s.charCodeAt(i)]! << 18) |
+      (B64_VALUE[s.charCodeAt(i + 1)]! << 12) |
+      (rest === 3 ? B64_VALUE[s.charCodeAt(i + 2)]! << 6 : 0);
     out[o++] = v >> 16;
     if (rest === 3) out[o++] = (v >> 8) & 0xff;
   }
@@ -456,7 +467,8 @@ function serializeError(message: string): never {
 }
 
 function serializeKey(key: string): string {
-  if (typeof key !== 'string' || !is(key.charCodeAt(0), C_KEY_START)) serializeError(`invalid key ${JSON.stringify(key)}`);
+  if (typeof key !== 'string' || !is(key.charCodeAt(0), C_KEY_START))
+    serializeError(`invalid key ${JSON.stringify(key)}`);
   for (let i = 1; i < key.length; i++) {
     if (!is(key.charCodeAt(i), C_KEY)) serializeError(`invalid key ${JSON.stringify(key)}`);
   }
@@ -505,7 +517,8 @@ function serializeString(value: string): string {
 }
 
 function serializeToken(value: string): string {
-  if (typeof value !== 'string' || !is(value.charCodeAt(0), C_TOKEN_START)) serializeError(`invalid token ${JSON.stringify(value)}`);
+  if (typeof value !== 'string' || !is(value.charCodeAt(0), C_TOKEN_START))
+    serializeError(`invalid token ${JSON.stringify(value)}`);
   for (let i = 1; i < value.length; i++) {
     if (!is(value.charCodeAt(i), C_TOKEN)) serializeError(`invalid token ${JSON.stringify(value)}`);
   }
@@ -528,7 +541,8 @@ export function serializeBareItem(item: BareItem): string {
     case 'bytes': {
       const v: unknown = item.value;
       if (Buffer.isBuffer(v)) return ':' + v.toString('base64') + ':';
-      if (v instanceof Uint8Array) return ':' + Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') + ':';
+      if (v instanceof Uint8Array)
+        return ':' + Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') + ':';
       return serializeError('byte sequence is not a Buffer');
     }
     case 'boolean':
@@ -616,5 +630,9 @@ export const sf: {
   bytes: (b) => ({ kind: 'bytes', value: b }),
   boolean: (v) => (v ? TRUE : FALSE),
   item: (value, params) => ({ kind: 'item', value, params: params === undefined ? NO_PARAMS : new Map(params) }),
-  innerList: (items, params) => ({ kind: 'inner-list', items: items.slice(), params: params === undefined ? NO_PARAMS : new Map(params) }),
+  innerList: (items, params) => ({
+    kind: 'inner-list',
+    items: items.slice(),
+    params: params === undefined ? NO_PARAMS : new Map(params),
+  }),
 };

@@ -39,14 +39,28 @@ export function judgeProbe(report: ProbeReport, expect: ProbeExpectations): Prob
     const aside = report.trust.error === null ? '' : ` (the leaf's own dates aside: ${report.trust.error})`;
     checks.push({ name: 'trusted', ok: true, detail: `the chain verifies against --ca${aside}` });
   } else if (report.trust.verified === false) {
-    checks.push({ name: 'trusted', ok: false, detail: `the chain does not verify against --ca (${report.trust.error ?? 'unknown error'})` });
+    checks.push({
+      name: 'trusted',
+      ok: false,
+      detail: `the chain does not verify against --ca (${report.trust.error ?? 'unknown error'})`,
+    });
   } else {
-    checks.push({ name: 'trusted', ok: false, detail: leaf === null ? NOT_CHECKED : 'not checked: the handshake did not complete' });
+    checks.push({
+      name: 'trusted',
+      ok: false,
+      detail: leaf === null ? NOT_CHECKED : 'not checked: the handshake did not complete',
+    });
   }
 
   if (report.hostname.matches === null) checks.push({ name: 'hostname', ok: false, detail: NOT_CHECKED });
-  else if (report.hostname.matches) checks.push({ name: 'hostname', ok: true, detail: `the certificate is valid for ${report.serverName}` });
-  else checks.push({ name: 'hostname', ok: false, detail: report.hostname.error ?? `the certificate is not valid for ${report.serverName}` });
+  else if (report.hostname.matches)
+    checks.push({ name: 'hostname', ok: true, detail: `the certificate is valid for ${report.serverName}` });
+  else
+    checks.push({
+      name: 'hostname',
+      ok: false,
+      detail: report.hostname.error ?? `the certificate is not valid for ${report.serverName}`,
+    });
 
   const probedAt = new Date(report.probedAt).getTime();
   if (leaf === null) {
@@ -57,7 +71,11 @@ export function judgeProbe(report: ProbeReport, expect: ProbeExpectations): Prob
     const expiredDays = Math.floor((probedAt - new Date(leaf.notAfter).getTime()) / DAY_MS);
     checks.push({ name: 'validity', ok: false, detail: `expired at ${leaf.notAfter} (${daysAgo(expiredDays)})` });
   } else {
-    checks.push({ name: 'validity', ok: true, detail: `valid until ${leaf.notAfter} (${plural(leaf.daysLeft, 'day')} left)` });
+    checks.push({
+      name: 'validity',
+      ok: true,
+      detail: `valid until ${leaf.notAfter} (${plural(leaf.daysLeft, 'day')} left)`,
+    });
   }
 
   if (expect.minDaysValid > 0) {
@@ -72,14 +90,26 @@ export function judgeProbe(report: ProbeReport, expect: ProbeExpectations): Prob
 
   for (const id of expect.spiffe) {
     if (leaf === null) checks.push({ name: `spiffe ${id}`, ok: false, detail: NOT_CHECKED });
-    else if (leaf.spiffe.includes(id)) checks.push({ name: `spiffe ${id}`, ok: true, detail: 'present among the URI SANs' });
-    else checks.push({ name: `spiffe ${id}`, ok: false, detail: `not among the URI SANs (${leaf.spiffe.length === 0 ? 'none' : leaf.spiffe.join(', ')})` });
+    else if (leaf.spiffe.includes(id))
+      checks.push({ name: `spiffe ${id}`, ok: true, detail: 'present among the URI SANs' });
+    else
+      checks.push({
+        name: `spiffe ${id}`,
+        ok: false,
+        detail: `not among the URI SANs (${leaf.spiffe.length === 0 ? 'none' : leaf.spiffe.join(', ')})`,
+      });
   }
 
   if (expect.spkiPins.length > 0) {
     if (leaf === null) checks.push({ name: 'spki-pin', ok: false, detail: NOT_CHECKED });
-    else if (expect.spkiPins.includes(leaf.spkiPin)) checks.push({ name: 'spki-pin', ok: true, detail: `${leaf.spkiPin} is pinned` });
-    else checks.push({ name: 'spki-pin', ok: false, detail: `${leaf.spkiPin} is not one of the ${plural(expect.spkiPins.length, 'expected pin')}` });
+    else if (expect.spkiPins.includes(leaf.spkiPin))
+      checks.push({ name: 'spki-pin', ok: true, detail: `${leaf.spkiPin} is pinned` });
+    else
+      checks.push({
+        name: 'spki-pin',
+        ok: false,
+        detail: `${leaf.spkiPin} is not one of the ${plural(expect.spkiPins.length, 'expected pin')}`,
+      });
   }
   return checks;
 }

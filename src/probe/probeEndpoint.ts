@@ -94,7 +94,11 @@ export interface ProbeReport {
   readonly probedAt: string;
   /** the TLS handshake completed (even if the server then refused us, or the chain is untrusted) */
   readonly handshake: boolean;
-  readonly offered: { readonly minVersion: string; readonly groups: readonly string[]; readonly alpn: readonly string[] };
+  readonly offered: {
+    readonly minVersion: string;
+    readonly groups: readonly string[];
+    readonly alpn: readonly string[];
+  };
   readonly tlsVersion: string | null;
   readonly cipher: string | null;
   /** the key-exchange group (X25519MLKEM768, X25519, P-256, …), or null when the runtime does not say */
@@ -112,7 +116,11 @@ export interface ProbeReport {
     readonly error: string | null;
   };
   readonly hostname: { readonly matches: boolean | null; readonly error: string | null };
-  readonly clientCertificate: { readonly offered: boolean; readonly status: ClientCertificateStatus; readonly detail: string };
+  readonly clientCertificate: {
+    readonly offered: boolean;
+    readonly status: ClientCertificateStatus;
+    readonly detail: string;
+  };
   readonly error: ProbeError | null;
   readonly timing: { readonly connectMs: number | null; readonly handshakeMs: number | null };
 }
@@ -214,7 +222,11 @@ export async function probeEndpoint(opts: ProbeOptions): Promise<ProbeReport> {
       // Give a TLS 1.3 server the time to refuse our (missing) client certificate: its alert, or its
       // hang-up, arrives about one round trip after our Finished.
       const remaining = opts.timeoutMs - (performance.now() - started);
-      const settle = Math.min(Math.max(MIN_SETTLE_MS, 3 * (connectMs ?? 0) + 50), MAX_SETTLE_MS, Math.max(0, remaining - 1));
+      const settle = Math.min(
+        Math.max(MIN_SETTLE_MS, 3 * (connectMs ?? 0) + 50),
+        MAX_SETTLE_MS,
+        Math.max(0, remaining - 1),
+      );
       settleTimer = setTimeout(() => finish(null), settle);
     });
     socket.on('data', () => undefined); // a server that talks first is still a live connection
@@ -235,7 +247,12 @@ export async function probeEndpoint(opts: ProbeOptions): Promise<ProbeReport> {
         });
       } else {
         const during = stage === 'connect' ? 'TCP connect' : 'TLS handshake';
-        finish({ stage, code: 'ECONNRESET', reason: 'closed', message: `the connection was closed during the ${during}` });
+        finish({
+          stage,
+          code: 'ECONNRESET',
+          reason: 'closed',
+          message: `the connection was closed during the ${during}`,
+        });
       }
     });
   });
@@ -297,12 +314,17 @@ function describeError(err: NodeJS.ErrnoException, stage: ProbeStage, offeredCer
   const detail = typeof opensslReason === 'string' ? opensslReason : err.message.split('\n')[0]!;
   if (stage === 'connect') {
     const reason =
-      code === 'ECONNREFUSED' ? 'refused'
-      : code === 'ETIMEDOUT' ? 'timeout'
-      : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'dns'
-      : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? 'unreachable'
-      : 'other';
-    const message = reason === 'refused' ? 'connection refused' : reason === 'dns' ? `cannot resolve the host (${code})` : detail;
+      code === 'ECONNREFUSED'
+        ? 'refused'
+        : code === 'ETIMEDOUT'
+          ? 'timeout'
+          : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+            ? 'dns'
+            : code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
+              ? 'unreachable'
+              : 'other';
+    const message =
+      reason === 'refused' ? 'connection refused' : reason === 'dns' ? `cannot resolve the host (${code})` : detail;
     return { stage, code, reason, message };
   }
   const reason = CLIENT_SIDE_REASONS[code] ?? (code === 'ECONNRESET' ? 'closed' : classifyHandshakeFailure(err));
@@ -313,7 +335,9 @@ function describeError(err: NodeJS.ErrnoException, stage: ProbeStage, offeredCer
       : `the server requires a client certificate and none was offered (${detail}); pass --cert and --key`;
   } else if (reason === 'closed') {
     const when = stage === 'after-handshake' ? 'right after the handshake' : 'during the handshake';
-    message = offeredCert ? `the server hung up ${when}: it probably refused the client certificate` : `the server hung up ${when}`;
+    message = offeredCert
+      ? `the server hung up ${when}: it probably refused the client certificate`
+      : `the server hung up ${when}`;
   } else if (!offeredCert && /handshake failure/i.test(detail)) {
     message = `${detail}: a TLS 1.2 server that requires a client certificate answers this way when none is offered`;
   } else if (reason === 'protocol_version' || reason === 'no_shared_cipher') {
@@ -451,22 +475,39 @@ function judgeHostname(seen: Seen | null, serverName: string): ProbeReport['host
 }
 
 /** Failures after the client offered its certificate that mean the server would not take it. */
-const REFUSED_CERTIFICATE: ReadonlySet<string> = new Set(['closed', 'unknown_ca', 'bad_certificate', 'cert_expired', 'cert_revoked']);
+const REFUSED_CERTIFICATE: ReadonlySet<string> = new Set([
+  'closed',
+  'unknown_ca',
+  'bad_certificate',
+  'cert_expired',
+  'cert_revoked',
+]);
 
 function clientCertificateOutcome(r: ReportInput): ProbeReport['clientCertificate'] {
   const offered = r.offeredCert;
   const e = r.error;
   if (e === null && r.stage === 'after-handshake') {
     return offered
-      ? { offered, status: 'accepted', detail: 'offered; the server kept the connection after the handshake (Node cannot tell whether it asked for it)' }
+      ? {
+          offered,
+          status: 'accepted',
+          detail:
+            'offered; the server kept the connection after the handshake (Node cannot tell whether it asked for it)',
+        }
       : { offered, status: 'not-required', detail: 'none offered; the server did not require one' };
   }
   if (e !== null && e.reason === 'no_client_cert') {
-    const detail = offered ? 'the server wanted a client certificate it accepts' : 'the server requires one and none was offered';
+    const detail = offered
+      ? 'the server wanted a client certificate it accepts'
+      : 'the server requires one and none was offered';
     return { offered, status: 'required', detail };
   }
   if (e !== null && e.stage !== 'connect' && offered && REFUSED_CERTIFICATE.has(e.reason)) {
     return { offered, status: 'refused', detail: `the server refused the connection after seeing it (${e.reason})` };
   }
-  return { offered, status: 'unknown', detail: offered ? 'offered; the probe did not get far enough to tell' : 'none offered' };
+  return {
+    offered,
+    status: 'unknown',
+    detail: offered ? 'offered; the probe did not get far enough to tell' : 'none offered',
+  };
 }

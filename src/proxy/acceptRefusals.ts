@@ -51,8 +51,17 @@ export function acceptRefusals(deps: AcceptRefusalDeps): AcceptRefusals {
   const capFailure = metrics.handshakes.labels(listener, 'failure', 'handshake_cap');
   const timeoutFailure = metrics.handshakes.labels(listener, 'failure', 'timeout');
   const otherFailure = metrics.handshakes.labels(listener, 'failure', 'other');
-  const cap = { ...common, kind: 'handshake_failure', reason: 'handshake_cap', auditType: 'handshake_failure', count: () => capFailure.inc() } as const;
-  const inProgress = (): Record<string, unknown> => ({ inProgress: deps.inProgress(), max: limits.maxConcurrentHandshakes });
+  const cap = {
+    ...common,
+    kind: 'handshake_failure',
+    reason: 'handshake_cap',
+    auditType: 'handshake_failure',
+    count: () => capFailure.inc(),
+  } as const;
+  const inProgress = (): Record<string, unknown> => ({
+    inProgress: deps.inProgress(),
+    max: limits.maxConcurrentHandshakes,
+  });
   return {
     cap: new RefusalWindow({
       ...cap,

@@ -89,7 +89,12 @@ export class BodyDeadline implements BodyClock {
     const left = this.remainingMs(this.nowMs());
     if (left > 0) return this.arm(left);
     this.done();
-    this.expired(new TollgateError('ERR_BODY_TIMEOUT', `request body slower than the minimum data rate (${this.bytes} bytes so far)`));
+    this.expired(
+      new TollgateError(
+        'ERR_BODY_TIMEOUT',
+        `request body slower than the minimum data rate (${this.bytes} bytes so far)`,
+      ),
+    );
   }
 
   private arm(ms: number): void {

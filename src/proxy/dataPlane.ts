@@ -86,7 +86,16 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
   let addresses: readonly string[];
   try {
     listeners = config.listeners.map((l) => {
-      const common = { config: l, metrics, audit, log: log.child({ listener: l.name }), clock, integrity: integrity.stageFor(l), accessLog, recentHandshakes };
+      const common = {
+        config: l,
+        metrics,
+        audit,
+        log: log.child({ listener: l.name }),
+        clock,
+        integrity: integrity.stageFor(l),
+        accessLog,
+        recentHandshakes,
+      };
       if (l.mode === 'outbound') return createOutboundListener({ ...common, clientContext: deps.clientContext });
       const { policy, material, recentAnomalies, ticketKeys } = deps;
       return createInboundListener({ ...common, policy, material, recentAnomalies, ticketKeys });
@@ -118,7 +127,13 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
       const results = await Promise.all(listeners.filter((l) => l.mode === mode).map((l) => l.drain(deadline)));
       return results.every(Boolean);
     },
-    status: () => listeners.map((l, i) => ({ ...identify(l), address: addresses[i]!, connections: l.connections(), accepting: !l.draining() })),
+    status: () =>
+      listeners.map((l, i) => ({
+        ...identify(l),
+        address: addresses[i]!,
+        connections: l.connections(),
+        accepting: !l.draining(),
+      })),
     close: () => integrity.close(),
   };
 }
@@ -145,6 +160,10 @@ async function bindAll(config: Config, listeners: readonly Listener[], deps: Dat
     const failed = config.listeners[bound]!;
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     const where = deps.thread === undefined ? '' : ` (${deps.thread})`;
-    throw new StartupError(`listener ${failed.name} cannot listen`, [`listeners[${bound}].listen: ${formatHostPort(failed.listen)}: ${code}${where}`], false);
+    throw new StartupError(
+      `listener ${failed.name} cannot listen`,
+      [`listeners[${bound}].listen: ${formatHostPort(failed.listen)}: ${code}${where}`],
+      false,
+    );
   }
 }

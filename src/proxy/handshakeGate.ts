@@ -259,7 +259,7 @@ export function sourceKey(address: string | undefined): string {
 /** the first four 16-bit groups of an IPv6 address, expanded (`::` filled in, zone dropped) */
 function ipv6Prefix64(address: string): string {
   const bare = address.split('%')[0]!.toLowerCase();
-  const [head, tail] = bare.includes('::') ? bare.split('::', 2) as [string, string] : [bare, null];
+  const [head, tail] = bare.includes('::') ? (bare.split('::', 2) as [string, string]) : [bare, null];
   const left = head === '' ? [] : head.split(':');
   const right = tail === null || tail === '' ? [] : tail.split(':');
   const missing = tail === null ? 0 : 8 - left.length - right.length;

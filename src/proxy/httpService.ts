@@ -65,7 +65,11 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
       ctx,
       this,
       this.binding,
-      { maxHeaderBytes: limits.maxHeaderBytes, maxHeaderPairs: MAX_HEADER_PAIRS, idleTimeoutMs: limits.idleTimeoutSeconds * 1000 },
+      {
+        maxHeaderBytes: limits.maxHeaderBytes,
+        maxHeaderPairs: MAX_HEADER_PAIRS,
+        idleTimeoutMs: limits.idleTimeoutSeconds * 1000,
+      },
       this.current.deps.clock.monotonic,
     );
     this.connections.add(conn);
@@ -84,7 +88,8 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
     this.sweep = setInterval(() => {
       const limit = this.current.deps.listener.limits.headersTimeoutSeconds * 1000;
       const now = performance.now();
-      for (const c of this.connections) if (c.headOverdue(now, limit)) c.refuseStream('ERR_HEADERS_TIMEOUT', 'headers timeout');
+      for (const c of this.connections)
+        if (c.headOverdue(now, limit)) c.refuseStream('ERR_HEADERS_TIMEOUT', 'headers timeout');
     }, every);
     this.sweep.unref();
   }
@@ -136,7 +141,8 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
   apply(next: ListenerConfig, integrity: IntegrityStage | null, anomaly: () => AnomalyStage | null): void {
     const deps = this.current.deps;
     const was = deps.listener;
-    const sameRate = was.limits.requestsPerSecond === next.limits.requestsPerSecond && was.limits.burst === next.limits.burst;
+    const sameRate =
+      was.limits.requestsPerSecond === next.limits.requestsPerSecond && was.limits.burst === next.limits.burst;
     const sameAnomaly = isDeepStrictEqual(was.anomaly, next.anomaly);
     this.current = new RequestPath({
       ...deps,

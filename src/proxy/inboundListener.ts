@@ -94,7 +94,12 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   let sharedTicketKeys = deps.ticketKeys;
 
   function trustOf(material: TlsMaterial, allowConfig: AllowConfig): Trust {
-    return { material, allowConfig, digest: trustDigest(config.name, material, allowConfig), revoked: material.revoked };
+    return {
+      material,
+      allowConfig,
+      digest: trustDigest(config.name, material, allowConfig),
+      revoked: material.revoked,
+    };
   }
 
   const serverOptions = (t: Trust): TlsOptions => ({
@@ -175,7 +180,9 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       done(err, null);
     };
     socket.once('error', fail);
-    socket.setTimeout(limits.upstreamTimeoutSeconds * 1000, () => fail(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
+    socket.setTimeout(limits.upstreamTimeoutSeconds * 1000, () =>
+      fail(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
+    );
     socket.once('connect', () => {
       if (settled) return;
       settled = true;
@@ -264,8 +271,23 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     } else {
       authzDeny.inc();
       const why = decision !== null && !decision.allowed ? decision.why : 'identity';
-      ctx.log.warn({ code: 'ERR_PEER_NOT_ALLOWED', why, spiffe: peer?.spiffe, dns: peer?.dns, cn: peer?.cn, spkiPin: peer?.spkiPin }, 'peer not allowed');
-      deps.audit.record('authz_deny', { listener: config.name, peer: peer?.display ?? null, why, remote: socket.remoteAddress ?? null });
+      ctx.log.warn(
+        {
+          code: 'ERR_PEER_NOT_ALLOWED',
+          why,
+          spiffe: peer?.spiffe,
+          dns: peer?.dns,
+          cn: peer?.cn,
+          spkiPin: peer?.spkiPin,
+        },
+        'peer not allowed',
+      );
+      deps.audit.record('authz_deny', {
+        listener: config.name,
+        peer: peer?.display ?? null,
+        why,
+        remote: socket.remoteAddress ?? null,
+      });
       recent.add({
         at: new Date(deps.clock.now()).toISOString(),
         listener: config.name,
@@ -292,7 +314,13 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     // a connection's own logger already names its remote address (a key twice would make the line invalid for strict readers)
     if (f.log === undefined) log.warn({ reason: f.reason, code: f.code, remote: address, ...f.logFields }, f.message);
     else f.log.warn({ reason: f.reason, code: f.code, ...f.logFields }, f.message);
-    deps.audit.record('handshake_failure', { listener: config.name, reason: f.reason, remote: address, code: f.code, ...f.auditFields });
+    deps.audit.record('handshake_failure', {
+      listener: config.name,
+      reason: f.reason,
+      remote: address,
+      code: f.code,
+      ...f.auditFields,
+    });
     recent.add({
       at: new Date(deps.clock.now()).toISOString(),
       listener: config.name,
@@ -316,7 +344,9 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       code: 'CERT_REVOKED',
       remote,
       peer: { subject: p.subject, spiffe: p.spiffe[0] ?? null },
-      detail: resumed ? 'revoked by the current CRL (a resumed session, which OpenSSL does not verify)' : 'revoked by the current CRL',
+      detail: resumed
+        ? 'revoked by the current CRL (a resumed session, which OpenSSL does not verify)'
+        : 'revoked by the current CRL',
       message: 'TLS handshake failed',
       logFields: { resumed, peer: p.display },
       auditFields: { resumed },
@@ -356,7 +386,12 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     // a client that connected and left without sending a byte (a port scan, a load balancer's TCP
     // health check, a flood's own sockets) is still counted (other) but reported per window, as
     // HAProxy's `option dontlognull` keeps such null connections out of its log
-    if (raw !== undefined && raw.bytesRead === 0 && verifyError === null && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+    if (
+      raw !== undefined &&
+      raw.bytesRead === 0 &&
+      verifyError === null &&
+      (err as NodeJS.ErrnoException).code === 'ECONNRESET'
+    ) {
       gateRefusals.closedSilent.record(raw[kRemote] ?? null);
       return;
     }
@@ -377,10 +412,18 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     const upstream = net.connect({ host: config.target.host, port: config.target.port, allowHalfOpen: true });
     const onConnectError = (err: Error): void => {
       const failure = upstreamFailure(err);
-      refusals.connection(downstream, failure.code, { log: ctx.log, peer: ctx.peer?.display ?? null, method: null, path: null, keyId: null }, { err: err.message }, failure.reason);
+      refusals.connection(
+        downstream,
+        failure.code,
+        { log: ctx.log, peer: ctx.peer?.display ?? null, method: null, path: null, keyId: null },
+        { err: err.message },
+        failure.reason,
+      );
     };
     upstream.once('error', onConnectError);
-    upstream.setTimeout(limits.upstreamTimeoutSeconds * 1000, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
+    upstream.setTimeout(limits.upstreamTimeoutSeconds * 1000, () =>
+      upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
+    );
     upstream.once('connect', () => {
       upstream.removeListener('error', onConnectError);
       upstream.setTimeout(0);
@@ -453,4 +496,3 @@ function failedPeerOf(socket: TLSSocket): HandshakeRecord['peer'] {
     return null;
   }
 }
-

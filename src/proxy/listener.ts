@@ -109,10 +109,13 @@ export function listen(server: Server, host: string, port: number, options: List
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
     const backlog = options.backlog === undefined ? {} : { backlog: options.backlog };
-    server.listen(options.reusePort === true ? { host, port, reusePort: true, ...backlog } : { host, port, ...backlog }, () => {
-      server.removeListener('error', onError);
-      resolve();
-    });
+    server.listen(
+      options.reusePort === true ? { host, port, reusePort: true, ...backlog } : { host, port, ...backlog },
+      () => {
+        server.removeListener('error', onError);
+        resolve();
+      },
+    );
   });
 }
 
@@ -136,7 +139,12 @@ function afterPendingReads(): Promise<void> {
  * `Connection: close`; TCP: any open pipe), closes truly idle keep-alive connections, then
  * closes the upstream pool.
  */
-export function listenerHandle(config: ListenerConfig, server: Server, conns: ConnectionSet, pool: { close(): Promise<unknown> } | null): Listener {
+export function listenerHandle(
+  config: ListenerConfig,
+  server: Server,
+  conns: ConnectionSet,
+  pool: { close(): Promise<unknown> } | null,
+): Listener {
   const idle = config.protocol === 'http' ? trulyIdle : neverIdle;
   return {
     name: config.name,
@@ -145,7 +153,8 @@ export function listenerHandle(config: ListenerConfig, server: Server, conns: Co
     // a backlog of maxConnections, as HAProxy sizes it: a burst of connects (a flood of silent
     // ones) overflowing Node's 511 makes the kernel drop everyone's SYNs, and a legitimate
     // client then waits for its retransmit (1 s, 3 s, 7 s) before the handshake gate sees it
-    start: (options) => listen(server, config.listen.host, config.listen.port, { ...options, backlog: config.limits.maxConnections }),
+    start: (options) =>
+      listen(server, config.listen.host, config.listen.port, { ...options, backlog: config.limits.maxConnections }),
     address: () => boundAddress(server),
     connections: () => conns.sockets.size,
     draining: () => conns.isDraining,

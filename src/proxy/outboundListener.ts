@@ -52,7 +52,12 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
     verify: compileVerify(config.verify),
     secureContext: deps.clientContext,
     connectTimeoutMs: limits.upstreamTimeoutSeconds * 1000,
-    telemetry: { listener: config.name, metrics, recent: deps.recentHandshakes ?? new RecentHandshakes(), clock: deps.clock },
+    telemetry: {
+      listener: config.name,
+      metrics,
+      recent: deps.recentHandshakes ?? new RecentHandshakes(),
+      clock: deps.clock,
+    },
   });
   let nextId = 0;
   const newContext = (socket: Socket): ConnectionContext => {
@@ -65,7 +70,10 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
 
   const refusals = new Refusals({ listener: config.name, metrics, audit: deps.audit });
   // a connection from the local app: paused until there is somewhere to send its bytes (TCP) or the core reads it (HTTP)
-  const server = net.createServer({ allowHalfOpen: config.protocol === 'tcp', pauseOnConnect: config.protocol === 'tcp' });
+  const server = net.createServer({
+    allowHalfOpen: config.protocol === 'tcp',
+    pauseOnConnect: config.protocol === 'tcp',
+  });
   // HTTP: the HTTP/1.1 core with the request path behind one reference, swapped by a config reload (applyLive)
   let http: HttpService | null = null;
   if (config.protocol === 'http') {
@@ -102,14 +110,28 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
         },
         (err: Error) => {
           const failure = upstreamFailure(err);
-          refusals.connection(downstream, failure.code, { log: ctx.log, peer: null, method: null, path: null, keyId: null }, { err: err.message }, failure.reason);
+          refusals.connection(
+            downstream,
+            failure.code,
+            { log: ctx.log, peer: null, method: null, path: null, keyId: null },
+            { err: err.message },
+            failure.reason,
+          );
         },
       );
     });
   }
   server.maxConnections = limits.maxConnections;
   const recent = deps.recentHandshakes ?? new RecentHandshakes();
-  const drops = maxConnectionsWindow({ listener: config.name, metrics, log, audit: deps.audit, recent, clock: deps.clock, maxConnections: limits.maxConnections });
+  const drops = maxConnectionsWindow({
+    listener: config.name,
+    metrics,
+    log,
+    audit: deps.audit,
+    recent,
+    clock: deps.clock,
+    maxConnections: limits.maxConnections,
+  });
   watchMaxConnectionDrops(server, drops);
 
   return {

@@ -93,7 +93,12 @@ export class RefusalWindow {
     const o = this.o;
     const fields = { code: o.code, dropped, ...(o.logFields?.() ?? {}) };
     o.log.warn(remote === null ? fields : { ...fields, remote }, o.message);
-    o.audit.record(o.auditType, { listener: o.listener, reason: o.reason ?? o.code.toLowerCase(), code: o.code, dropped });
+    o.audit.record(o.auditType, {
+      listener: o.listener,
+      reason: o.reason ?? o.code.toLowerCase(),
+      code: o.code,
+      dropped,
+    });
   }
 
   /** the window's end: what followed the first refusal is reported, and the next one opens a new window */

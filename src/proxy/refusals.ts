@@ -1,7 +1,13 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
-import { ERRORS, REFUSAL_BODIES, UPSTREAM_FAILURES, type ErrorCode, type UpstreamFailureReason } from '../core/errors.ts';
+import {
+  ERRORS,
+  REFUSAL_BODIES,
+  UPSTREAM_FAILURES,
+  type ErrorCode,
+  type UpstreamFailureReason,
+} from '../core/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditEventType, AuditSink } from '../telemetry/audit.ts';
 import { REASON_PHRASES } from '../http1/fields.ts';
@@ -50,7 +56,12 @@ const SIGNATURE_CODES: ReadonlySet<ErrorCode> = new Set([
 ]);
 
 /** Upstream failures: tollgate_upstream_errors_total, by reason. */
-const UPSTREAM_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_UPSTREAM_UNAVAILABLE', 'ERR_UPSTREAM_TIMEOUT', 'ERR_UPSTREAM_IDENTITY', 'ERR_UPSTREAM_PROTOCOL']);
+const UPSTREAM_CODES: ReadonlySet<ErrorCode> = new Set([
+  'ERR_UPSTREAM_UNAVAILABLE',
+  'ERR_UPSTREAM_TIMEOUT',
+  'ERR_UPSTREAM_IDENTITY',
+  'ERR_UPSTREAM_PROTOCOL',
+]);
 
 /** The bytes of a refusal answer (head and body), as one latin1 string. */
 export function refusalAnswer(code: ErrorCode, close: boolean, extraFields: string, withBody: boolean): string {
@@ -82,29 +93,60 @@ export class Refusals {
   }
 
   /** Log, count and audit one refusal (the caller writes the answer with `refusalAnswer`, or closes a TCP connection). */
-  account(code: ErrorCode, subject: RefusalSubject, detail: Readonly<Record<string, unknown>> | null, upstream?: UpstreamFailureReason): void {
+  account(
+    code: ErrorCode,
+    subject: RefusalSubject,
+    detail: Readonly<Record<string, unknown>> | null,
+    upstream?: UpstreamFailureReason,
+  ): void {
     if (SIGNATURE_CODES.has(code)) this.countSignature(ERRORS[code].reason);
     else if (UPSTREAM_CODES.has(code)) {
       // an upstream failure says which (a name that does not resolve, refused, reset, no route, timed out) in the metric and the log line
       const reason = upstream ?? (ERRORS[code].reason as UpstreamFailureReason);
       this.count(this.upstreamErrors, this.deps.metrics.upstreamErrors, reason);
-      subject.log.warn({ code, reason, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail }, UPSTREAM_FAILURES[reason].message);
+      subject.log.warn(
+        { code, reason, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail },
+        UPSTREAM_FAILURES[reason].message,
+      );
     }
     // a peer refused at its handshake was logged and audited there, once per connection
     if (code === 'ERR_PEER_NOT_ALLOWED') return;
-    if (!UPSTREAM_CODES.has(code)) subject.log.warn({ code, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail }, 'request refused');
+    if (!UPSTREAM_CODES.has(code))
+      subject.log.warn(
+        { code, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail },
+        'request refused',
+      );
     const type = auditTypeOf(code);
     if (type === null) return;
     if (type === 'upstream_identity') {
       // who answered was not who we meant to reach: the event is the listener's, with the reason (the log line has the code)
-      this.deps.audit.record(type, { listener: this.deps.listener, reason: detail?.err ?? null, method: subject.method, path: subject.path });
+      this.deps.audit.record(type, {
+        listener: this.deps.listener,
+        reason: detail?.err ?? null,
+        method: subject.method,
+        path: subject.path,
+      });
       return;
     }
-    this.deps.audit.record(type, { listener: this.deps.listener, code, peer: subject.peer, keyId: subject.keyId, method: subject.method, path: subject.path, ...detail });
+    this.deps.audit.record(type, {
+      listener: this.deps.listener,
+      code,
+      peer: subject.peer,
+      keyId: subject.keyId,
+      method: subject.method,
+      path: subject.path,
+      ...detail,
+    });
   }
 
   /** A TCP listener's connection refused (its upstream could not be had): accounted, then closed. */
-  connection(socket: Socket, code: ErrorCode, subject: RefusalSubject, detail: Readonly<Record<string, unknown>>, upstream?: UpstreamFailureReason): void {
+  connection(
+    socket: Socket,
+    code: ErrorCode,
+    subject: RefusalSubject,
+    detail: Readonly<Record<string, unknown>>,
+    upstream?: UpstreamFailureReason,
+  ): void {
     this.account(code, subject, detail, upstream);
     socket.destroy();
   }
@@ -113,7 +155,11 @@ export class Refusals {
     this.count(this.signatureChecks, this.deps.metrics.signatureChecks, result);
   }
 
-  private count(cache: Map<string, CounterChild>, counter: Counter<'listener' | 'reason'> | Counter<'listener' | 'result'>, label: string): void {
+  private count(
+    cache: Map<string, CounterChild>,
+    counter: Counter<'listener' | 'reason'> | Counter<'listener' | 'result'>,
+    label: string,
+  ): void {
     let child = cache.get(label);
     if (child === undefined) {
       child = (counter as Counter<string>).labels(this.deps.listener, label);

@@ -16,7 +16,9 @@ const MAX_RATE_LIMITED_PEERS = 10_000;
 
 export function rateLimiterFor(config: ListenerConfig): PeerRateLimiter | null {
   const { requestsPerSecond, burst } = config.limits;
-  return requestsPerSecond > 0 ? new PeerRateLimiter({ requestsPerSecond, burst, maxPeers: MAX_RATE_LIMITED_PEERS }) : null;
+  return requestsPerSecond > 0
+    ? new PeerRateLimiter({ requestsPerSecond, burst, maxPeers: MAX_RATE_LIMITED_PEERS })
+    : null;
 }
 
 export function anomalyStageFor(deps: {

@@ -8,13 +8,28 @@ import { statusClass, type Metrics } from '../telemetry/metrics.ts';
 import type { Exchange } from '../http1/exchange.ts';
 import type { UpstreamConnection, RequestFraming } from '../http1/upstreamConnection.ts';
 import type { UpstreamPool } from '../http1/upstreamPool.ts';
-import { fieldLines, fieldValue, forwardedList, IDEMPOTENT_METHODS, NameSet, onlyChunked, PEER_HEADER } from '../http1/fields.ts';
+import {
+  fieldLines,
+  fieldValue,
+  forwardedList,
+  IDEMPOTENT_METHODS,
+  NameSet,
+  onlyChunked,
+  PEER_HEADER,
+} from '../http1/fields.ts';
 import type { AnomalyStage, Flagged } from '../anomaly/anomalyStage.ts';
 import type { PeerRateLimiter } from '../limits/tokenBucket.ts';
 import { HeaderIndex, type MessageView } from '../integrity/signatureBase.ts';
 import { verifyRequest } from '../integrity/verifier.ts';
 import { signRequest } from '../integrity/signer.ts';
-import { ArrivingDigest, contentDigestValue, DigestCheck, digestsMatch, isAcceptableContentDigest, type ExpectedDigest } from '../integrity/contentDigest.ts';
+import {
+  ArrivingDigest,
+  contentDigestValue,
+  DigestCheck,
+  digestsMatch,
+  isAcceptableContentDigest,
+  type ExpectedDigest,
+} from '../integrity/contentDigest.ts';
 import type { ClientConnection } from './connectionContext.ts';
 import { upstreamFailure } from './upstreamError.ts';
 import { BodyDeadline } from './bodyDeadline.ts';
@@ -81,7 +96,8 @@ export function inboundChain(integrity: IntegrityStage | null): { stages: readon
 
 /** The outbound chain (the local app's requests, signed on their way to the remote peer). */
 export function outboundChain(integrity: IntegrityStage | null): { stages: readonly Stage[]; body: BodyStrategy } {
-  if (integrity?.kind === 'sign') return { stages: [wellFormed, withinRate, declaredSize, signedNow], body: 'buffer-sign' };
+  if (integrity?.kind === 'sign')
+    return { stages: [wellFormed, withinRate, declaredSize, signedNow], body: 'buffer-sign' };
   return { stages: [wellFormed, withinRate, declaredSize], body: 'pass' };
 }
 
@@ -105,9 +121,13 @@ function wellFormed(_path: RequestPath, ex: Exchange): Decision {
   if (f.hosts !== 1) return deny('ERR_BAD_REQUEST', f.hosts > 1 ? 'more than one Host field' : 'no Host field');
   const t = ex.target;
   if (t.charCodeAt(0) === 0x2f /* / */) return ALLOW;
-  if (t === '*') return ex.method === 'OPTIONS' ? ALLOW : deny('ERR_BAD_REQUEST', 'asterisk-form target on a method other than OPTIONS');
+  if (t === '*')
+    return ex.method === 'OPTIONS'
+      ? ALLOW
+      : deny('ERR_BAD_REQUEST', 'asterisk-form target on a method other than OPTIONS');
   const origin = originFormOf(t, f.host);
-  if (origin === null) return deny('ERR_BAD_REQUEST', 'a request target that is not origin-form, or names another authority than Host');
+  if (origin === null)
+    return deny('ERR_BAD_REQUEST', 'a request target that is not origin-form, or names another authority than Host');
   ex.target = origin;
   return ALLOW;
 }
@@ -139,14 +159,20 @@ function sizeAnomaly(path: RequestPath, ex: Exchange): Decision {
 /** Inbound: the request's signature (headers only; the body is checked against its Content-Digest by the body strategy). */
 function signatureVerified(path: RequestPath, ex: Exchange): Decision {
   const integrity = path.deps.integrity as IntegrityStage & { kind: 'verify' };
-  const view: MessageView = { method: ex.method, target: ex.target, scheme: 'https', headers: HeaderIndex.fromRaw(ex.rawHeaders) };
+  const view: MessageView = {
+    method: ex.method,
+    target: ex.target,
+    scheme: 'https',
+    headers: HeaderIndex.fromRaw(ex.rawHeaders),
+  };
   const v = verifyRequest(view, ex.hasBody, integrity.verifier);
   ex.keyId = v.keyId;
   if (!v.ok) return deny(v.code, v.detail);
   const digests = v.digests ?? NO_DIGESTS;
   if (!ex.hasBody) {
     // no content: a Content-Digest, if sent, must still be the digest of nothing
-    if (!digestsMatch(digests, EMPTY)) return deny('ERR_DIGEST_MISMATCH', 'Content-Digest does not match an empty body');
+    if (!digestsMatch(digests, EMPTY))
+      return deny('ERR_DIGEST_MISMATCH', 'Content-Digest does not match an empty body');
     path.deps.refusals.countSignature('ok');
     return ALLOW;
   }
@@ -201,7 +227,9 @@ export class RequestPath {
     this.minBodyRate = limits.minBodyBytesPerSecond;
     this.idleTimeoutMs = limits.idleTimeoutSeconds * 1000;
     const name = deps.listener.name;
-    this.requestsByClass = Object.fromEntries(STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, ROUTE, c)]));
+    this.requestsByClass = Object.fromEntries(
+      STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, ROUTE, c)]),
+    );
     this.duration = deps.metrics.requestDuration.labels(name, ROUTE);
     this.requestBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'request');
     this.responseBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'response');
@@ -219,12 +247,24 @@ export class RequestPath {
       const d = stage(this, ex, conn);
       if (!d.allow) return this.refuse(ex, d.code, d.detail === undefined ? null : { detail: d.detail });
     }
-    if (!ex.hasBody) return this.forward(ex, conn, ex.strategy === null ? this.outgoingFields(ex, 'none') : (ex.strategy as string[]), null, 'none');
+    if (!ex.hasBody)
+      return this.forward(
+        ex,
+        conn,
+        ex.strategy === null ? this.outgoingFields(ex, 'none') : (ex.strategy as string[]),
+        null,
+        'none',
+      );
     switch (this.body) {
       case 'pass':
         return this.stream(ex, conn, this.outgoingFields(ex, 'none'), null);
       case 'stream-verify':
-        return this.stream(ex, conn, this.outgoingFields(ex, 'none'), new DigestCheck(ex.strategy as readonly ExpectedDigest[]));
+        return this.stream(
+          ex,
+          conn,
+          this.outgoingFields(ex, 'none'),
+          new DigestCheck(ex.strategy as readonly ExpectedDigest[]),
+        );
       case 'buffer-verify': {
         const digest = new ArrivingDigest((ex.strategy as readonly ExpectedDigest[]).map((d) => d.algorithm));
         return this.collect(ex, conn, digest, (body) => this.verifiedBody(ex, conn, digest, body));
@@ -256,7 +296,8 @@ export class RequestPath {
   }
 
   verifiedBody(ex: Exchange, conn: ClientConnection, digest: ArrivingDigest, body: HeldBody): void {
-    if (!digest.matches(ex.strategy as readonly ExpectedDigest[])) return this.refuse(ex, 'ERR_DIGEST_MISMATCH', { detail: 'Content-Digest does not match the body' });
+    if (!digest.matches(ex.strategy as readonly ExpectedDigest[]))
+      return this.refuse(ex, 'ERR_DIGEST_MISMATCH', { detail: 'Content-Digest does not match the body' });
     this.deps.refusals.countSignature('ok');
     // a chunked body's size is known only now: judged whole, before any byte goes upstream
     if (ex.chunked && this.judgeSize(ex, body.bytes)) return this.refuse(ex, 'ERR_PAYLOAD_ANOMALY', null);
@@ -280,7 +321,14 @@ export class RequestPath {
    * `streaming`) the body as it comes. One exchange of a connection at a time, so the pool
    * sees a client's pipelined requests one after another.
    */
-  forward(ex: Exchange, conn: ClientConnection, fields: string[], body: HeldBody | null, framing: RequestFraming, streaming?: (up: UpstreamConnection) => void): void {
+  forward(
+    ex: Exchange,
+    conn: ClientConnection,
+    fields: string[],
+    body: HeldBody | null,
+    framing: RequestFraming,
+    streaming?: (up: UpstreamConnection) => void,
+  ): void {
     // a body held whole has its content-length among the fields (the signature may cover it)
     let head = `${ex.method} ${ex.target} HTTP/1.1\r\n${fieldLines(fields)}`;
     if (body === null && framing === 'chunked') head += 'transfer-encoding: chunked\r\n';
@@ -326,15 +374,29 @@ export class RequestPath {
   failed(ex: Exchange, up: UpstreamConnection, err: Error): void {
     const conn = ex.host as ClientConnection;
     if (ex.clientGone || ex.finished) {
-      conn.ctx.log.debug({ method: ex.method }, 'client closed before the response completed; upstream request aborted');
+      conn.ctx.log.debug(
+        { method: ex.method },
+        'client closed before the response completed; upstream request aborted',
+      );
       if (!ex.finished && this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');
       return conn.done(ex);
     }
     const lost = (err as { code?: unknown }).code === 'ECONNRESET' || (err as { code?: unknown }).code === 'EPIPE';
     const whole = !ex.hasBody || ex.heldBody !== null;
-    if (lost && whole && up.uses > 1 && !up.gotResponseBytes && !ex.retried && !ex.responded && IDEMPOTENT_METHODS.has(ex.method)) {
+    if (
+      lost &&
+      whole &&
+      up.uses > 1 &&
+      !up.gotResponseBytes &&
+      !ex.retried &&
+      !ex.responded &&
+      IDEMPOTENT_METHODS.has(ex.method)
+    ) {
       ex.retried = true;
-      conn.ctx.log.info({ method: ex.method, cause: 'ECONNRESET' }, 'upstream connection lost before a response: retrying once on a new connection');
+      conn.ctx.log.info(
+        { method: ex.method, cause: 'ECONNRESET' },
+        'upstream connection lost before a response: retrying once on a new connection',
+      );
       this.deps.pool.fresh((e, fresh) => {
         if (ex.finished || ex.clientGone) {
           if (fresh !== null) this.deps.pool.release(fresh, true);
@@ -396,11 +458,19 @@ export class RequestPath {
   /* ---------------------------------------------------------------- refusals and records */
 
   /** The one refusal of an exchange: accounted (log, metric, audit), then answered, or the connection cut if the response had begun. */
-  refuse(ex: Exchange, code: ErrorCode, detail: Record<string, unknown> | null, upstream?: UpstreamFailureReason): void {
+  refuse(
+    ex: Exchange,
+    code: ErrorCode,
+    detail: Record<string, unknown> | null,
+    upstream?: UpstreamFailureReason,
+  ): void {
     const conn = ex.host as ClientConnection;
     if (ex.finished) return;
     const f = ex.anomaly;
-    const why = code === 'ERR_PAYLOAD_ANOMALY' && f !== null ? { ...detail, route: ROUTE, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected } : detail;
+    const why =
+      code === 'ERR_PAYLOAD_ANOMALY' && f !== null
+        ? { ...detail, route: ROUTE, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected }
+        : detail;
     this.deps.refusals.account(code, this.subjectOf(ex, conn), why, upstream);
     ex.code = code;
     if (ex.clientGone) {
@@ -414,7 +484,13 @@ export class RequestPath {
       return conn.done(ex);
     }
     ex.status = ERRORS[code].status;
-    const close = ex.closeAfter || !ex.bodyComplete || ex.upgrade || ex.parserRefusal !== null || CLOSING_CODES.has(code) || this.deps.isDraining();
+    const close =
+      ex.closeAfter ||
+      !ex.bodyComplete ||
+      ex.upgrade ||
+      ex.parserRefusal !== null ||
+      CLOSING_CODES.has(code) ||
+      this.deps.isDraining();
     if (close) ex.closeAfter = true;
     ex.responded = true;
     ex.continuePending = false;
@@ -433,7 +509,8 @@ export class RequestPath {
     const now = this.deps.clock.monotonic();
     const parsed = ex.parserRefusal === null;
     const target = parsed ? targetForLog(ex.target) : null;
-    const upstreamNs = ex.upstreamAt > 0n && ex.upstreamHeadAt >= ex.upstreamAt ? ex.upstreamHeadAt - ex.upstreamAt : -1n;
+    const upstreamNs =
+      ex.upstreamAt > 0n && ex.upstreamHeadAt >= ex.upstreamAt ? ex.upstreamHeadAt - ex.upstreamAt : -1n;
     (ex.host as ClientConnection).ctx.log.info(
       {
         route: ROUTE,
@@ -490,7 +567,8 @@ export class RequestPath {
       this.responseBytes.observe(ex.responseBytes);
     }
     const anomaly = this.deps.anomaly;
-    if (anomaly !== null && ex.status < 400 && ex.status > 0) anomaly.accepted(ROUTE, ex.peer, ex.bodyBytes > 0 ? ex.bodyBytes : null, (ex.host as ClientConnection).ctx.log);
+    if (anomaly !== null && ex.status < 400 && ex.status > 0)
+      anomaly.accepted(ROUTE, ex.peer, ex.bodyBytes > 0 ? ex.bodyBytes : null, (ex.host as ClientConnection).ctx.log);
   }
 
   /** The fields to send upstream: hop-by-hop ones removed, x-tollgate-peer set (inbound) or Host replaced (outbound). */
@@ -507,15 +585,29 @@ export class RequestPath {
     const stage = this.deps.integrity as IntegrityStage & { kind: 'sign' };
     const key = stage.keys().get(stage.keyId);
     if (key === undefined) return 'ERR_SIG_UNKNOWN_KEY';
-    const view: MessageView = { method: ex.method, target: ex.target, scheme: 'https', headers: HeaderIndex.fromRaw(fields) };
-    const s = signRequest(view, { keyId: stage.keyId, key, macs: stage.macs, nonces: stage.nonces, tag: stage.tag, created: Math.floor(this.deps.clock.now() / 1000) });
+    const view: MessageView = {
+      method: ex.method,
+      target: ex.target,
+      scheme: 'https',
+      headers: HeaderIndex.fromRaw(fields),
+    };
+    const s = signRequest(view, {
+      keyId: stage.keyId,
+      key,
+      macs: stage.macs,
+      nonces: stage.nonces,
+      tag: stage.tag,
+      created: Math.floor(this.deps.clock.now() / 1000),
+    });
     fields.push('signature-input', s.signatureInput, 'signature', s.signature);
     return null;
   }
 
   /** The body deadline of an exchange whose body is being read: too slow a client gets 408. */
   deadlineFor(ex: Exchange, conn: ClientConnection): BodyDeadline {
-    const d = new BodyDeadline(this.bodyGapMs, this.minBodyRate, this.deps.clock, (err) => this.bodyRefused(ex, conn, 'ERR_BODY_TIMEOUT', err.message));
+    const d = new BodyDeadline(this.bodyGapMs, this.minBodyRate, this.deps.clock, (err) =>
+      this.bodyRefused(ex, conn, 'ERR_BODY_TIMEOUT', err.message),
+    );
     ex.bodyClock = d;
     return d;
   }
@@ -541,7 +633,13 @@ class StreamedBody {
   held: Buffer | null = null;
   stopped = false;
 
-  constructor(path: RequestPath, ex: Exchange, conn: ClientConnection, up: UpstreamConnection, check: DigestCheck | null) {
+  constructor(
+    path: RequestPath,
+    ex: Exchange,
+    conn: ClientConnection,
+    up: UpstreamConnection,
+    check: DigestCheck | null,
+  ) {
     this.path = path;
     this.ex = ex;
     this.conn = conn;
@@ -557,13 +655,15 @@ class StreamedBody {
     if (this.stopped) return;
     this.deadline.received(chunk.length);
     this.bytes += chunk.length;
-    if (this.bytes > this.path.maxBodyBytes) return this.stop('ERR_PAYLOAD_TOO_LARGE', `body over ${this.path.maxBodyBytes} bytes`);
+    if (this.bytes > this.path.maxBodyBytes)
+      return this.stop('ERR_PAYLOAD_TOO_LARGE', `body over ${this.path.maxBodyBytes} bytes`);
     if (this.bytes > this.watchBound) {
       const anomaly = this.path.deps.anomaly!;
       const bound = this.watchBound;
       this.watchBound = Infinity;
       const f = { kind: 'too_large', value: this.bytes, expected: anomaly.sizes.typicalSize(ROUTE, this.ex.peer) };
-      if (this.path.sizeFlagged(this.ex, f)) return this.stop('ERR_PAYLOAD_ANOMALY', `body passed ${bound} bytes, the largest normal size`);
+      if (this.path.sizeFlagged(this.ex, f))
+        return this.stop('ERR_PAYLOAD_ANOMALY', `body passed ${bound} bytes, the largest normal size`);
     }
     if (this.check === null) return this.up.data(chunk);
     this.check.update(chunk);
@@ -579,7 +679,8 @@ class StreamedBody {
     if (this.stopped) return;
     this.deadline.done();
     if (this.check !== null) {
-      if (!this.check.matches()) return this.stop('ERR_DIGEST_MISMATCH', 'Content-Digest does not match the streamed body');
+      if (!this.check.matches())
+        return this.stop('ERR_DIGEST_MISMATCH', 'Content-Digest does not match the streamed body');
       this.path.deps.refusals.countSignature('ok');
       if (this.held !== null) this.up.data(this.held);
       this.held = null;
@@ -611,7 +712,13 @@ class CollectedBody {
   bytes = 0;
   stopped = false;
 
-  constructor(path: RequestPath, ex: Exchange, conn: ClientConnection, digest: ArrivingDigest, done: (body: HeldBody) => void) {
+  constructor(
+    path: RequestPath,
+    ex: Exchange,
+    conn: ClientConnection,
+    digest: ArrivingDigest,
+    done: (body: HeldBody) => void,
+  ) {
     this.path = path;
     this.ex = ex;
     this.conn = conn;
@@ -628,7 +735,12 @@ class CollectedBody {
     if (this.bytes > this.path.bufferLimit) {
       this.stopped = true;
       this.chunks = [];
-      return this.path.bodyRefused(this.ex, this.conn, 'ERR_PAYLOAD_TOO_LARGE', `body over ${this.path.bufferLimit} bytes`);
+      return this.path.bodyRefused(
+        this.ex,
+        this.conn,
+        'ERR_PAYLOAD_TOO_LARGE',
+        `body over ${this.path.bufferLimit} bytes`,
+      );
     }
     this.digest.update(chunk);
     this.chunks.push(chunk);
@@ -656,12 +768,25 @@ const EMPTY = Buffer.alloc(0);
 const NO_DIGESTS: readonly ExpectedDigest[] = [];
 /** what the fields sent upstream leave out: per direction (inbound: the client's x-tollgate-peer; outbound: Host), and the body's own fields when tollgate sets them */
 const DROPS = {
-  inbound: { none: new NameSet([PEER_HEADER]), length: new NameSet([PEER_HEADER, 'content-length']), content: new NameSet([PEER_HEADER, 'content-length', 'content-digest']) },
-  outbound: { none: new NameSet(['host']), length: new NameSet(['host', 'content-length']), content: new NameSet(['host', 'content-length', 'content-digest']) },
+  inbound: {
+    none: new NameSet([PEER_HEADER]),
+    length: new NameSet([PEER_HEADER, 'content-length']),
+    content: new NameSet([PEER_HEADER, 'content-length', 'content-digest']),
+  },
+  outbound: {
+    none: new NameSet(['host']),
+    length: new NameSet(['host', 'content-length']),
+    content: new NameSet(['host', 'content-length', 'content-digest']),
+  },
 } as const;
 type Drop = keyof (typeof DROPS)['inbound'];
 /** refusals after which the connection is not trusted with another request */
-const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_PEER_NOT_ALLOWED', 'ERR_BAD_REQUEST', 'ERR_UNSUPPORTED_CODING', 'ERR_METHOD_NOT_ALLOWED']);
+const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set([
+  'ERR_PEER_NOT_ALLOWED',
+  'ERR_BAD_REQUEST',
+  'ERR_UNSUPPORTED_CODING',
+  'ERR_METHOD_NOT_ALLOWED',
+]);
 const DENY_PEER = deny('ERR_PEER_NOT_ALLOWED');
 const DENY_CONNECT = deny('ERR_METHOD_NOT_ALLOWED', 'CONNECT is not proxied');
 const DENY_CODING = deny('ERR_UNSUPPORTED_CODING');
@@ -695,6 +820,3 @@ function pathOf(target: string): string {
   const q = target.indexOf('?');
   return q < 0 ? target : target.slice(0, q);
 }
-
-
-

@@ -1,6 +1,18 @@
-import { ERRORS, TollgateError, UPSTREAM_FAILURES, type ErrorCode, type UpstreamFailureReason } from '../core/errors.ts';
+import {
+  ERRORS,
+  TollgateError,
+  UPSTREAM_FAILURES,
+  type ErrorCode,
+  type UpstreamFailureReason,
+} from '../core/errors.ts';
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'ERR_TLS_HANDSHAKE_TIMEOUT']);
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ETIMEDOUT',
+  'ERR_TLS_HANDSHAKE_TIMEOUT',
+]);
 /** getaddrinfo's answers: the name is unknown, or the resolver failed or is unreachable */
 const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA', 'ENODATA', 'ESERVFAIL']);
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET']);
@@ -28,7 +40,6 @@ export const CERT_VERIFY_CODES = new Set([
   'CRL_SIGNATURE_FAILURE',
 ]);
 
-
 /** What went wrong upstream: the code the downstream sees, and the finer reason the metric and the log line name. */
 export interface UpstreamFailure {
   readonly code: ErrorCode;
@@ -39,7 +50,10 @@ export interface UpstreamFailure {
 export function upstreamFailure(err: unknown): UpstreamFailure {
   if (err instanceof TollgateError) {
     const reason = ERRORS[err.code].reason;
-    return { code: err.code, reason: reason in UPSTREAM_FAILURES ? (reason as UpstreamFailureReason) : 'upstream_unavailable' };
+    return {
+      code: err.code,
+      reason: reason in UPSTREAM_FAILURES ? (reason as UpstreamFailureReason) : 'upstream_unavailable',
+    };
   }
   const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
   const code = typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : '';

@@ -79,13 +79,19 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
   function checkServerIdentity(this: void, _host: string, cert: PeerCertificate): Error | undefined {
     const peer = identities.identityOfPeerCertificate(cert);
     const nameErr = tls.checkServerIdentity(opts.serverName, cert);
-    if (nameErr !== undefined) return refusedPeer(new TollgateError('ERR_UPSTREAM_IDENTITY', nameErr.message, { cause: nameErr }), peer);
+    if (nameErr !== undefined)
+      return refusedPeer(new TollgateError('ERR_UPSTREAM_IDENTITY', nameErr.message, { cause: nameErr }), peer);
     const why = verifyServer(verify, peer);
     if (why !== null) return refusedPeer(new TollgateError('ERR_UPSTREAM_IDENTITY', why), peer);
     return undefined;
   }
 
-  function dial(host: string, port: number, allowHalfOpen: boolean, done: (err: Error | null, socket: TLSSocket | null) => void): void {
+  function dial(
+    host: string,
+    port: number,
+    allowHalfOpen: boolean,
+    done: (err: Error | null, socket: TLSSocket | null) => void,
+  ): void {
     let settled = false;
     const context = opts.secureContext();
     const socket: VerifiedSocket = tls.connect({

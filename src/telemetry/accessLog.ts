@@ -21,7 +21,20 @@ export type AccessEnd = 'complete' | 'refused' | 'upgraded' | 'client_closed' | 
  * Query parameter names (lowercased, percent-decoded) whose values are never logged: any name
  * containing one of these. Broad on purpose: a redacted harmless value costs nothing.
  */
-const SECRET_PARAM_PARTS = ['token', 'secret', 'key', 'pass', 'pwd', 'sig', 'auth', 'credential', 'session', 'cookie', 'code', 'jwt'] as const;
+const SECRET_PARAM_PARTS = [
+  'token',
+  'secret',
+  'key',
+  'pass',
+  'pwd',
+  'sig',
+  'auth',
+  'credential',
+  'session',
+  'cookie',
+  'code',
+  'jwt',
+] as const;
 
 const REDACTED = '[REDACTED]';
 

@@ -39,7 +39,13 @@ function macHex(key: KeyObject, body: string): string {
 }
 
 /** Format the line (without "\n") following `after`. Throws if fields cannot be serialized (a cycle, a BigInt). */
-export function formatLine(key: KeyObject, after: ChainPosition, time: string, type: string, fields: Readonly<Record<string, unknown>>): string {
+export function formatLine(
+  key: KeyObject,
+  after: ChainPosition,
+  time: string,
+  type: string,
+  fields: Readonly<Record<string, unknown>>,
+): string {
   const obj: Record<string, unknown> = { seq: after.seq + 1, time, type };
   for (const [k, v] of Object.entries(fields)) obj[RESERVED.has(k) ? `field_${k}` : k] = v;
   obj.prev = after.hash;
@@ -57,7 +63,11 @@ export type LineCheck =
  */
 export function checkLine(key: KeyObject, line: string): LineCheck {
   const m = MAC_SUFFIX.exec(line);
-  if (m === null) return { ok: false, problem: 'unparsable: the line does not end with a "mac" field (truncated or not an audit line)' };
+  if (m === null)
+    return {
+      ok: false,
+      problem: 'unparsable: the line does not end with a "mac" field (truncated or not an audit line)',
+    };
   const body = line.slice(0, m.index) + '}';
   let parsed: unknown;
   try {
@@ -65,15 +75,20 @@ export function checkLine(key: KeyObject, line: string): LineCheck {
   } catch {
     return { ok: false, problem: 'unparsable: not a JSON object' };
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { ok: false, problem: 'unparsable: not a JSON object' };
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    return { ok: false, problem: 'unparsable: not a JSON object' };
   const o = parsed as Record<string, unknown>;
   const expected = Buffer.from(macHex(key, body), 'hex');
-  if (!timingSafeEqual(expected, Buffer.from(m[1]!, 'hex'))) return { ok: false, problem: 'bad MAC (the line was altered, or written under another key)' };
+  if (!timingSafeEqual(expected, Buffer.from(m[1]!, 'hex')))
+    return { ok: false, problem: 'bad MAC (the line was altered, or written under another key)' };
   if (Object.hasOwn(o, 'mac')) return { ok: false, problem: 'unparsable: a second "mac" field' };
   const seq = o.seq;
-  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return { ok: false, problem: 'unparsable: seq is not a positive integer' };
-  if (typeof o.prev !== 'string' || !HEX64.test(o.prev)) return { ok: false, problem: 'unparsable: prev is not 64 hex digits' };
-  if (typeof o.type !== 'string' || typeof o.time !== 'string') return { ok: false, problem: 'unparsable: type or time missing' };
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1)
+    return { ok: false, problem: 'unparsable: seq is not a positive integer' };
+  if (typeof o.prev !== 'string' || !HEX64.test(o.prev))
+    return { ok: false, problem: 'unparsable: prev is not 64 hex digits' };
+  if (typeof o.type !== 'string' || typeof o.time !== 'string')
+    return { ok: false, problem: 'unparsable: type or time missing' };
   return { ok: true, seq, hash: lineHash(line), type: o.type, prev: o.prev };
 }
 
@@ -83,7 +98,14 @@ export interface VerifyFile {
 }
 
 export type ChainVerdict =
-  | { readonly ok: true; readonly lines: number; readonly firstSeq: number; readonly lastSeq: number; readonly head: string; readonly firstPrev: string }
+  | {
+      readonly ok: true;
+      readonly lines: number;
+      readonly firstSeq: number;
+      readonly lastSeq: number;
+      readonly head: string;
+      readonly firstPrev: string;
+    }
   | { readonly ok: false; readonly file: string; readonly line: number; readonly problem: string };
 
 /**
@@ -92,7 +114,12 @@ export type ChainVerdict =
  * With an `anchor` (a head exported earlier from /audit/head), the line with that seq must have
  * that hash and the log must reach it: this catches a rewrite or truncation by someone with the key.
  */
-export function verifyChain(key: KeyObject, files: readonly VerifyFile[], partial: boolean, anchor: ChainPosition | null = null): ChainVerdict {
+export function verifyChain(
+  key: KeyObject,
+  files: readonly VerifyFile[],
+  partial: boolean,
+  anchor: ChainPosition | null = null,
+): ChainVerdict {
   let pos: ChainPosition | null = partial ? null : { seq: 0, hash: GENESIS_HASH };
   let lines = 0;
   let firstSeq = 0;
@@ -101,30 +128,51 @@ export function verifyChain(key: KeyObject, files: readonly VerifyFile[], partia
     if (f.text.length === 0) continue;
     const parts = f.text.split('\n');
     const last = parts.pop()!;
-    if (last !== '') return { ok: false, file: f.name, line: parts.length + 1, problem: 'unparsable: the last line has no newline (truncated write)' };
+    if (last !== '')
+      return {
+        ok: false,
+        file: f.name,
+        line: parts.length + 1,
+        problem: 'unparsable: the last line has no newline (truncated write)',
+      };
     for (let i = 0; i < parts.length; i++) {
       const bad = (problem: string): ChainVerdict => ({ ok: false, file: f.name, line: i + 1, problem });
       const c = checkLine(key, parts[i]!);
       if (!c.ok) return bad(c.problem);
       if (pos !== null) {
-        if (c.seq !== pos.seq + 1) return bad(`seq gap: expected seq ${pos.seq + 1}, found ${c.seq} (lines deleted, inserted or reordered)`);
-        if (c.prev !== pos.hash) return bad(`broken prev: does not match the hash of the line before (${pos.hash.slice(0, 16)}…)`);
+        if (c.seq !== pos.seq + 1)
+          return bad(`seq gap: expected seq ${pos.seq + 1}, found ${c.seq} (lines deleted, inserted or reordered)`);
+        if (c.prev !== pos.hash)
+          return bad(`broken prev: does not match the hash of the line before (${pos.hash.slice(0, 16)}…)`);
       }
       if (lines === 0) {
         firstSeq = c.seq;
         firstPrev = c.prev;
       }
-      if (anchor !== null && c.seq === anchor.seq && c.hash !== anchor.hash) return bad(`does not match the anchored head: seq ${anchor.seq} should hash to ${anchor.hash.slice(0, 16)}… (the log was rewritten)`);
+      if (anchor !== null && c.seq === anchor.seq && c.hash !== anchor.hash)
+        return bad(
+          `does not match the anchored head: seq ${anchor.seq} should hash to ${anchor.hash.slice(0, 16)}… (the log was rewritten)`,
+        );
       lines++;
       pos = { seq: c.seq, hash: c.hash };
     }
   }
   if (anchor !== null && (pos?.seq ?? 0) < anchor.seq) {
     const f = files[files.length - 1];
-    return { ok: false, file: f?.name ?? '', line: f === undefined ? 0 : f.text.split('\n').length, problem: `truncated: the log ends at seq ${pos?.seq ?? 0} but the anchored head is seq ${anchor.seq}` };
+    return {
+      ok: false,
+      file: f?.name ?? '',
+      line: f === undefined ? 0 : f.text.split('\n').length,
+      problem: `truncated: the log ends at seq ${pos?.seq ?? 0} but the anchored head is seq ${anchor.seq}`,
+    };
   }
   if (anchor !== null && lines > 0 && firstSeq > anchor.seq) {
-    return { ok: false, file: files[0]?.name ?? '', line: 1, problem: `the anchored seq ${anchor.seq} is older than the first line (seq ${firstSeq}); verify with the rotated files` };
+    return {
+      ok: false,
+      file: files[0]?.name ?? '',
+      line: 1,
+      problem: `the anchored seq ${anchor.seq} is older than the first line (seq ${firstSeq}); verify with the rotated files`,
+    };
   }
   return { ok: true, lines, firstSeq, lastSeq: pos?.seq ?? 0, head: pos?.hash ?? GENESIS_HASH, firstPrev };
 }

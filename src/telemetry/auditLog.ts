@@ -67,7 +67,8 @@ export interface AuditLogOptions {
   readonly openFile?: (path: string) => Promise<FileHandle>;
 }
 
-export type AuditLogOpen = { readonly ok: true; readonly log: AuditLog } | { readonly ok: false; readonly problems: readonly string[] };
+export type AuditLogOpen =
+  { readonly ok: true; readonly log: AuditLog } | { readonly ok: false; readonly problems: readonly string[] };
 
 /** The longest last line looked for on start; a longer one is treated as corrupt. */
 const MAX_TAIL_BYTES = 1 << 20;
@@ -86,7 +87,8 @@ function errCode(err: unknown): string {
   return (err as NodeJS.ErrnoException | null)?.code ?? (err as Error).message;
 }
 
-type Tail = { kind: 'empty' } | { kind: 'missing' } | { kind: 'line'; pos: ChainPosition } | { kind: 'problem'; problem: string };
+type Tail =
+  { kind: 'empty' } | { kind: 'missing' } | { kind: 'line'; pos: ChainPosition } | { kind: 'problem'; problem: string };
 
 /** The chain position at the end of `path`, checked under the key. */
 async function readTail(path: string, key: KeyObject): Promise<Tail> {
@@ -110,11 +112,20 @@ async function readTail(path: string, key: KeyObject): Promise<Tail> {
       got += bytesRead;
     }
     if (got !== length) return { kind: 'problem', problem: `${path}: the file shrank while it was read` };
-    if (buf[length - 1] !== 0x0a) return { kind: 'problem', problem: `${path}: the last line is incomplete (no newline: a truncated write?); verify it with \`tollgate audit verify\` and move it aside to start a new chain` };
+    if (buf[length - 1] !== 0x0a)
+      return {
+        kind: 'problem',
+        problem: `${path}: the last line is incomplete (no newline: a truncated write?); verify it with \`tollgate audit verify\` and move it aside to start a new chain`,
+      };
     const start = buf.lastIndexOf(0x0a, length - 2) + 1;
-    if (start === 0 && st.size > length) return { kind: 'problem', problem: `${path}: the last line is over ${MAX_TAIL_BYTES} bytes` };
+    if (start === 0 && st.size > length)
+      return { kind: 'problem', problem: `${path}: the last line is over ${MAX_TAIL_BYTES} bytes` };
     const c = checkLine(key, buf.subarray(start, length - 1).toString('utf8'));
-    if (!c.ok) return { kind: 'problem', problem: `${path}: the last line does not verify (${c.problem}); verify the file with \`tollgate audit verify\` and move it aside to start a new chain` };
+    if (!c.ok)
+      return {
+        kind: 'problem',
+        problem: `${path}: the last line does not verify (${c.problem}); verify the file with \`tollgate audit verify\` and move it aside to start a new chain`,
+      };
     return { kind: 'line', pos: { seq: c.seq, hash: c.hash } };
   } catch (err) {
     return { kind: 'problem', problem: `${path}: cannot read (${errCode(err)})` };
@@ -144,14 +155,24 @@ export async function openAuditLog(opts: AuditLogOptions): Promise<AuditLogOpen>
     const st = await fh.stat();
     size = st.size;
     const exposure = fileExposure(st, processGroupIds());
-    if (exposure !== null) opts.log.warn({ file: opts.file, exposure }, 'the audit log file is open to more than this process; make it 0600');
+    if (exposure !== null)
+      opts.log.warn(
+        { file: opts.file, exposure },
+        'the audit log file is open to more than this process; make it 0600',
+      );
   } catch (err) {
     return { ok: false, problems: [`${opts.file}: cannot open for appending (${errCode(err)})`] };
   }
   return { ok: true, log: auditLogWriter(opts, fh, size, end.pos, openFile) };
 }
 
-function auditLogWriter(opts: AuditLogOptions, initial: FileHandle, initialSize: number, start: ChainPosition, openFile: (path: string) => Promise<FileHandle>): AuditLog {
+function auditLogWriter(
+  opts: AuditLogOptions,
+  initial: FileHandle,
+  initialSize: number,
+  start: ChainPosition,
+  openFile: (path: string) => Promise<FileHandle>,
+): AuditLog {
   const { file, key, log } = opts;
   const now = opts.now ?? (() => new Date());
   const interval = opts.flushIntervalMs ?? 100;
@@ -231,7 +252,11 @@ function auditLogWriter(opts: AuditLogOptions, initial: FileHandle, initialSize:
         i = 0;
         if (pending.length === 0 && droppedSinceWrite > 0) {
           // the drops happened after the batch filled up, so their record comes after it
-          batch.push({ type: 'audit_dropped', time: now().toISOString(), fields: { dropped: droppedSinceWrite, reason: 'the audit batch was full' } });
+          batch.push({
+            type: 'audit_dropped',
+            time: now().toISOString(),
+            fields: { dropped: droppedSinceWrite, reason: 'the audit batch was full' },
+          });
           droppedSinceWrite = 0;
         }
         let chunk: string[] = [];
@@ -270,7 +295,11 @@ function auditLogWriter(opts: AuditLogOptions, initial: FileHandle, initialSize:
     } catch (err) {
       // events not yet formatted go back to the front; formatted ones wait in `unwritten`
       if (i < batch.length) pending = batch.slice(i).concat(pending);
-      if (!failing) log.error({ file, err: errCode(err) }, 'audit log write failed; retrying (events are kept up to the batch cap)');
+      if (!failing)
+        log.error(
+          { file, err: errCode(err) },
+          'audit log write failed; retrying (events are kept up to the batch cap)',
+        );
       failing = true;
       if (!closed) schedule(Math.max(interval, 1000));
       throw err;
@@ -292,7 +321,11 @@ function auditLogWriter(opts: AuditLogOptions, initial: FileHandle, initialSize:
         dropped++;
         droppedSinceWrite++;
         opts.countDropped?.();
-        if (droppedSinceWrite === 1) log.error({ file, maxPendingEvents: maxPending }, 'audit events are being dropped: the audit log cannot keep up (the count is written into the chain when it can)');
+        if (droppedSinceWrite === 1)
+          log.error(
+            { file, maxPendingEvents: maxPending },
+            'audit events are being dropped: the audit log cannot keep up (the count is written into the chain when it can)',
+          );
         return;
       }
       pending.push({ type, time: now().toISOString(), fields });
@@ -331,7 +364,10 @@ export interface AuditLogStartDeps {
  * The configured audit log, or null when `audit.file` is not set. Problems (a weak or missing
  * key, a last line that does not verify) are configuration problems, named by their path.
  */
-export async function startAuditLog(config: Config['audit'], deps: AuditLogStartDeps): Promise<{ ok: true; log: AuditLog | null } | { ok: false; problems: readonly string[] }> {
+export async function startAuditLog(
+  config: Config['audit'],
+  deps: AuditLogStartDeps,
+): Promise<{ ok: true; log: AuditLog | null } | { ok: false; problems: readonly string[] }> {
   if (config.file === null) return { ok: true, log: null };
   if (config.keyFile === null) return { ok: false, problems: ['audit.keyFile: required when audit.file is set'] };
   const key = await loadKeyFile(config.keyFile);
@@ -351,7 +387,9 @@ export async function startAuditLog(config: Config['audit'], deps: AuditLogStart
 }
 
 /** What `tollgate check` says about the audit settings: the key loads, and the file's chain can be continued. */
-export async function checkAuditLog(config: Config['audit']): Promise<{ ok: true; seq: number | null; warnings: readonly string[] } | { ok: false; problems: readonly string[] }> {
+export async function checkAuditLog(
+  config: Config['audit'],
+): Promise<{ ok: true; seq: number | null; warnings: readonly string[] } | { ok: false; problems: readonly string[] }> {
   if (config.file === null || config.keyFile === null) return { ok: true, seq: null, warnings: [] };
   const key = await loadKeyFile(config.keyFile);
   if (!key.ok) return { ok: false, problems: [`audit.keyFile: ${key.problem}`] };

@@ -36,7 +36,8 @@ const AUDIT_TYPES = [
   'key_ring_change',
 ] as const satisfies readonly AuditEventType[];
 /** a compile error when an audit event type is added to audit.ts but not to the list above */
-const _EVERY_AUDIT_TYPE_LISTED: [Exclude<AuditEventType, (typeof AUDIT_TYPES)[number]>] extends [never] ? true : never = true;
+const _EVERY_AUDIT_TYPE_LISTED: [Exclude<AuditEventType, (typeof AUDIT_TYPES)[number]>] extends [never] ? true : never =
+  true;
 
 export function initialiseSeries(metrics: Metrics, config: Config, version: string): void {
   metrics.buildInfo.labels(version, process.versions.node, process.versions.openssl).set(1);
@@ -62,7 +63,9 @@ export function initialiseSeries(metrics: Metrics, config: Config, version: stri
     for (const c of STATUS_CLASSES) metrics.requests.labels(name, ROUTE, c).inc(0);
     metrics.requestDuration.zero({ listener: name, route: ROUTE });
     for (const d of PAYLOAD_DIRECTIONS) metrics.payloadBytes.zero({ listener: name, route: ROUTE, direction: d });
-    if (l.mode === 'inbound' && l.integrity.verify) for (const r of SIGNATURE_RESULTS) metrics.signatureChecks.labels(name, r).inc(0);
-    if (l.mode === 'inbound' && l.anomaly.mode !== 'off') for (const kind of ANOMALY_KINDS) metrics.payloadAnomalies.labels(name, ROUTE, kind).inc(0);
+    if (l.mode === 'inbound' && l.integrity.verify)
+      for (const r of SIGNATURE_RESULTS) metrics.signatureChecks.labels(name, r).inc(0);
+    if (l.mode === 'inbound' && l.anomaly.mode !== 'off')
+      for (const kind of ANOMALY_KINDS) metrics.payloadAnomalies.labels(name, ROUTE, kind).inc(0);
   }
 }

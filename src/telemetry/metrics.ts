@@ -22,7 +22,19 @@ export const CONNECTION_DROP_REASONS = ['max_connections'] as const;
  * The documented results (README.md, "Metrics and admin"), with the two refusals of the
  * integrity path that have no other slot: digest_missing and replay_cache_full.
  */
-export const SIGNATURE_RESULTS = ['ok', 'missing', 'malformed', 'coverage', 'unknown_key', 'invalid', 'expired', 'replayed', 'digest_mismatch', 'digest_missing', 'replay_cache_full'] as const;
+export const SIGNATURE_RESULTS = [
+  'ok',
+  'missing',
+  'malformed',
+  'coverage',
+  'unknown_key',
+  'invalid',
+  'expired',
+  'replayed',
+  'digest_mismatch',
+  'digest_missing',
+  'replay_cache_full',
+] as const;
 
 export interface Metrics {
   readonly registry: Registry;
@@ -219,7 +231,11 @@ export function createMetrics(registry: Registry): Metrics {
  * check metrics` fails on them). Each is the sum of a per-type gauge that stays, so nothing is
  * lost: `sum without (type) (nodejs_active_handles)`.
  */
-export const RUNTIME_GAUGES_NAMED_AS_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
+export const RUNTIME_GAUGES_NAMED_AS_COUNTERS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const;
 
 /**
  * The standard process and Node.js metrics (`process_cpu_seconds_total`, `nodejs_heap_size_total_bytes`…)

@@ -30,7 +30,15 @@ export function peerIdentity(cert: X509Certificate): PeerIdentity {
   const cn = commonName(cert.subject);
   const subject = cert.subject.replace(/\n/g, ', ');
   const display = spiffe[0] ?? subject;
-  return Object.freeze({ spiffe, dns, cn, subject, spkiPin: spkiPinOf(cert), display, headerValue: headerSafe(display) });
+  return Object.freeze({
+    spiffe,
+    dns,
+    cn,
+    subject,
+    spkiPin: spkiPinOf(cert),
+    display,
+    headerValue: headerSafe(display),
+  });
 }
 
 function headerSafe(value: string): string {

@@ -32,7 +32,9 @@ export class PeerIdentityCache {
 
   /** The same, from what `checkServerIdentity` is given (the DER is parsed only when not known). */
   identityOfPeerCertificate(cert: { readonly fingerprint256: string; readonly raw: Buffer }): PeerIdentity {
-    return (this.#entries.get(cert.fingerprint256) ?? this.#remember(cert.fingerprint256, new X509Certificate(cert.raw))).identity;
+    return (
+      this.#entries.get(cert.fingerprint256) ?? this.#remember(cert.fingerprint256, new X509Certificate(cert.raw))
+    ).identity;
   }
 
   #entryOf(cert: X509Certificate): Entry {

@@ -8,7 +8,11 @@ import type { TlsMinVersion } from '../config/types.ts';
  * nothing older; groups X25519MLKEM768 (where the runtime's OpenSSL has it), X25519, P-256.
  * Node has no 0-RTT (early data) API, so there is nothing to switch off for it.
  */
-export const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'] as const;
+export const TLS13_SUITES = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+] as const;
 
 export const TLS12_SUITES = [
   'ECDHE-ECDSA-AES128-GCM-SHA256',
@@ -93,7 +97,8 @@ export function keyPolicyProblem(key: KeyObject): string | null {
   }
   if (type === 'ec') {
     const curve = key.asymmetricKeyDetails?.namedCurve;
-    if (curve !== 'prime256v1' && curve !== 'secp384r1' && curve !== 'secp521r1') return `EC curve ${curve ?? 'unknown'} is not allowed`;
+    if (curve !== 'prime256v1' && curve !== 'secp384r1' && curve !== 'secp521r1')
+      return `EC curve ${curve ?? 'unknown'} is not allowed`;
     return null;
   }
   if (type === 'ed25519') return null;

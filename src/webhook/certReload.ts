@@ -22,7 +22,8 @@ export interface CertReloadOptions {
   readonly pollMs?: number; // default 60 s; 0 turns polling off
 }
 
-export type ReloadResult = { readonly ok: true; readonly changed: boolean } | { readonly ok: false; readonly problems: readonly string[] };
+export type ReloadResult =
+  { readonly ok: true; readonly changed: boolean } | { readonly ok: false; readonly problems: readonly string[] };
 
 export interface CertReloader {
   current(): ServingCert;
@@ -48,7 +49,8 @@ export function watchServingCert(options: CertReloadOptions): CertReloader {
       log.error({ problems: loaded.problems }, 'webhook certificate reload failed; keeping the current certificate');
       return { ok: false, problems: loaded.problems };
     }
-    if (loaded.cert.certPem.equals(cert.certPem) && loaded.cert.keyPem.equals(cert.keyPem)) return { ok: true, changed: false };
+    if (loaded.cert.certPem.equals(cert.certPem) && loaded.cert.keyPem.equals(cert.keyPem))
+      return { ok: true, changed: false };
     try {
       apply(loaded.cert);
     } catch (err) {
@@ -65,7 +67,10 @@ export function watchServingCert(options: CertReloadOptions): CertReloader {
   /** one reload at a time, in order, so an older read never replaces a newer one */
   const reload = (): Promise<ReloadResult> => {
     const run = queue.then(attempt, attempt).catch((err: unknown): ReloadResult => {
-      log.error({ err: (err as Error).message }, 'webhook certificate reload failed unexpectedly; keeping the current certificate');
+      log.error(
+        { err: (err as Error).message },
+        'webhook certificate reload failed unexpectedly; keeping the current certificate',
+      );
       return { ok: false, problems: [(err as Error).message] };
     });
     queue = run;
@@ -75,7 +80,13 @@ export function watchServingCert(options: CertReloadOptions): CertReloader {
   const debounced = debounce(options.debounceMs ?? DEFAULT_DEBOUNCE_MS, () => void reload());
   const dirs = [...new Set([dirname(files.certFile), dirname(files.keyFile)])];
   const watches: DirWatch[] = dirs.map((dir) =>
-    watchDir({ dir, log, what: 'certificate directory', keeping: 'the current certificate', onChange: () => debounced.trigger() }),
+    watchDir({
+      dir,
+      log,
+      what: 'certificate directory',
+      keeping: 'the current certificate',
+      onChange: () => debounced.trigger(),
+    }),
   );
   const pollMs = options.pollMs ?? DEFAULT_POLL_MS;
   const poll = pollMs > 0 ? setInterval(() => void reload(), pollMs) : null;

@@ -11,7 +11,13 @@
 import { ANNOTATIONS, DEFAULT_CONTAINER_ANNOTATION, INJECT_ENABLED, STATUS_INJECTED } from './annotations.ts';
 import type { InjectorSettings } from './injectorSettings.ts';
 import { injectionPatch, type PatchOperation } from './patch.ts';
-import { DEFAULT_ADMIN_PORT, DEFAULT_HEALTH_PORT, DEFAULT_INBOUND_PORT, quote, readSidecarSettings } from './podSettings.ts';
+import {
+  DEFAULT_ADMIN_PORT,
+  DEFAULT_HEALTH_PORT,
+  DEFAULT_INBOUND_PORT,
+  quote,
+  readSidecarSettings,
+} from './podSettings.ts';
 import { sidecarContainer, sidecarVolumes } from './sidecar.ts';
 import { generatedConfig, generatedConfigProblems } from './sidecarConfig.ts';
 import { SIDECAR_CONTAINER_NAME, VOLUMES } from './sidecarLayout.ts';
@@ -21,7 +27,12 @@ export type SkipReason = 'not_opted_in' | 'already_injected';
 export type InjectionDecision =
   | { readonly kind: 'skip'; readonly reason: SkipReason }
   | { readonly kind: 'deny'; readonly message: string }
-  | { readonly kind: 'inject'; readonly patch: readonly PatchOperation[]; readonly warnings: readonly string[]; readonly native: boolean };
+  | {
+      readonly kind: 'inject';
+      readonly patch: readonly PatchOperation[];
+      readonly warnings: readonly string[];
+      readonly native: boolean;
+    };
 
 type Obj = Record<string, unknown>;
 
@@ -42,7 +53,12 @@ export function decideInjection(pod: unknown, injector: InjectorSettings): Injec
     message: `tollgate: the pod asks for the tollgate sidecar (${ANNOTATIONS.inject}: ${INJECT_ENABLED}) and it cannot be injected: ${problems.join('; ')}`,
   });
 
-  if (!isObject(pod) || !isObject(pod.spec) || !Array.isArray(pod.spec.containers) || pod.spec.containers.length === 0) {
+  if (
+    !isObject(pod) ||
+    !isObject(pod.spec) ||
+    !Array.isArray(pod.spec.containers) ||
+    pod.spec.containers.length === 0
+  ) {
     return deny(['the object is not a pod with spec.containers']);
   }
   const spec = pod.spec;
@@ -50,16 +66,23 @@ export function decideInjection(pod: unknown, injector: InjectorSettings): Injec
   const status = annotations[ANNOTATIONS.status];
   if (status !== undefined) {
     if (status === STATUS_INJECTED && hasSidecar) return { kind: 'skip', reason: 'already_injected' };
-    if (status === STATUS_INJECTED) return deny([`${ANNOTATIONS.status} says "${STATUS_INJECTED}" but the pod has no ${SIDECAR_CONTAINER_NAME} container; remove the annotation`]);
+    if (status === STATUS_INJECTED)
+      return deny([
+        `${ANNOTATIONS.status} says "${STATUS_INJECTED}" but the pod has no ${SIDECAR_CONTAINER_NAME} container; remove the annotation`,
+      ]);
     return deny([`${ANNOTATIONS.status}: ${quote(status)} is written by the injector only; remove the annotation`]);
   }
   if (spec.hostNetwork === true) {
-    return deny([`the pod uses hostNetwork, where the sidecar's ports would open on the node itself; tollgate is never injected into hostNetwork pods (remove ${ANNOTATIONS.inject} or hostNetwork)`]);
+    return deny([
+      `the pod uses hostNetwork, where the sidecar's ports would open on the node itself; tollgate is never injected into hostNetwork pods (remove ${ANNOTATIONS.inject} or hostNetwork)`,
+    ]);
   }
 
   const problems: string[] = [];
   if (hasSidecar) problems.push(`the pod already has a container named ${SIDECAR_CONTAINER_NAME}; rename it`);
-  const volumeNames = new Set(Array.isArray(spec.volumes) ? spec.volumes.map((v) => (isObject(v) ? v.name : undefined)) : []);
+  const volumeNames = new Set(
+    Array.isArray(spec.volumes) ? spec.volumes.map((v) => (isObject(v) ? v.name : undefined)) : [],
+  );
   for (const name of Object.values(VOLUMES)) {
     if (volumeNames.has(name)) problems.push(`the pod already has a volume named ${name}; rename it`);
   }
@@ -79,15 +102,23 @@ export function decideInjection(pod: unknown, injector: InjectorSettings): Injec
   const warnings: string[] = [];
   const firstApp = (spec.containers as unknown[])[0];
   if (!settings.native) {
-    warnings.push('tollgate runs as a classic sidecar (tollgate.dev/native-sidecar: "false"): the app may start before it is ready, and a Job will not complete while it runs');
-    if (annotations[DEFAULT_CONTAINER_ANNOTATION] === undefined && isObject(firstApp) && typeof firstApp.name === 'string') {
+    warnings.push(
+      'tollgate runs as a classic sidecar (tollgate.dev/native-sidecar: "false"): the app may start before it is ready, and a Job will not complete while it runs',
+    );
+    if (
+      annotations[DEFAULT_CONTAINER_ANNOTATION] === undefined &&
+      isObject(firstApp) &&
+      typeof firstApp.name === 'string'
+    ) {
       written[DEFAULT_CONTAINER_ANNOTATION] = firstApp.name;
     }
   }
   const securityContext = isObject(spec.securityContext) ? spec.securityContext : null;
   const fsGroup = securityContext !== null && securityContext.fsGroup !== undefined ? null : injector.runAsUser;
   if (fsGroup !== null) {
-    warnings.push(`tollgate set the pod's fsGroup to ${fsGroup} so that its sidecar (user ${injector.runAsUser}) can read the mounted Secret files`);
+    warnings.push(
+      `tollgate set the pod's fsGroup to ${fsGroup} so that its sidecar (user ${injector.runAsUser}) can read the mounted Secret files`,
+    );
   }
   const patch = injectionPatch(
     {
@@ -152,7 +183,9 @@ function portClashes(spec: Obj, ours: ReadonlyMap<number, string>): string[] {
         const port = isObject(p) ? p.containerPort : undefined;
         const annotation = typeof port === 'number' ? ours.get(port) : undefined;
         if (annotation !== undefined) {
-          problems.push(`${annotation}: port ${String(port)} is already a containerPort of container ${quote(String(c.name))}; choose another port`);
+          problems.push(
+            `${annotation}: port ${String(port)} is already a containerPort of container ${quote(String(c.name))}; choose another port`,
+          );
         }
       }
     }

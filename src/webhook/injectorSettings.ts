@@ -28,7 +28,13 @@ export interface InjectorSettings {
   readonly logLevel: SidecarLogLevel;
 }
 
-export const SIDECAR_LOG_LEVELS: readonly SidecarLogLevel[] = Object.freeze(['trace', 'debug', 'info', 'warn', 'error']);
+export const SIDECAR_LOG_LEVELS: readonly SidecarLogLevel[] = Object.freeze([
+  'trace',
+  'debug',
+  'info',
+  'warn',
+  'error',
+]);
 export const PULL_POLICIES: readonly PullPolicy[] = Object.freeze(['Always', 'IfNotPresent', 'Never']);
 
 /** distroless `nonroot` */
@@ -46,7 +52,10 @@ export const DEFAULT_SIDECAR_RESOURCES: SidecarResources = Object.freeze({
   memoryLimit: '256Mi',
 });
 
-export function injectorSettings(image: string, overrides: Partial<Omit<InjectorSettings, 'image'>> = {}): InjectorSettings {
+export function injectorSettings(
+  image: string,
+  overrides: Partial<Omit<InjectorSettings, 'image'>> = {},
+): InjectorSettings {
   return Object.freeze({
     image,
     imagePullPolicy: overrides.imagePullPolicy ?? 'IfNotPresent',

@@ -49,7 +49,9 @@ export function injectionPatch(pod: PodShape, parts: InjectionParts): PatchOpera
   const annotations: JsonObject = { ...parts.annotations };
   if (!pod.hasMetadata) add('/metadata', { annotations });
   else if (!pod.hasAnnotations) add('/metadata/annotations', annotations);
-  else for (const [key, value] of Object.entries(parts.annotations)) add(`/metadata/annotations/${escapePointerToken(key)}`, value);
+  else
+    for (const [key, value] of Object.entries(parts.annotations))
+      add(`/metadata/annotations/${escapePointerToken(key)}`, value);
 
   if (!parts.native) add('/spec/containers/0', parts.container);
   else if (pod.hasInitContainers) add('/spec/initContainers/0', parts.container);
@@ -59,7 +61,8 @@ export function injectionPatch(pod: PodShape, parts: InjectionParts): PatchOpera
   else add('/spec/volumes', [...parts.volumes]);
 
   if (parts.fsGroup !== null) {
-    if (!pod.hasSecurityContext) add('/spec/securityContext', { fsGroup: parts.fsGroup, fsGroupChangePolicy: 'OnRootMismatch' });
+    if (!pod.hasSecurityContext)
+      add('/spec/securityContext', { fsGroup: parts.fsGroup, fsGroupChangePolicy: 'OnRootMismatch' });
     else {
       add('/spec/securityContext/fsGroup', parts.fsGroup);
       if (!pod.hasFsGroupChangePolicy) add('/spec/securityContext/fsGroupChangePolicy', 'OnRootMismatch');

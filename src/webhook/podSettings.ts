@@ -5,7 +5,12 @@
  */
 import { ANNOTATIONS } from './annotations.ts';
 import { parseQuantity } from './quantity.ts';
-import { SIDECAR_LOG_LEVELS, type InjectorSettings, type SidecarLogLevel, type SidecarResources } from './injectorSettings.ts';
+import {
+  SIDECAR_LOG_LEVELS,
+  type InjectorSettings,
+  type SidecarLogLevel,
+  type SidecarResources,
+} from './injectorSettings.ts';
 
 export const DEFAULT_INBOUND_PORT = 15443;
 export const DEFAULT_HEALTH_PORT = 15021;
@@ -35,10 +40,19 @@ export interface SidecarSettings {
   readonly resources: SidecarResources;
 }
 
-export type SettingsResult = { readonly ok: true; readonly settings: SidecarSettings } | { readonly ok: false; readonly problems: readonly string[] };
+export type SettingsResult =
+  | { readonly ok: true; readonly settings: SidecarSettings }
+  | { readonly ok: false; readonly problems: readonly string[] };
 
 /** annotations that only shape a generated config; with tollgate.dev/config they would be silently unused */
-const GENERATED_ONLY = [ANNOTATIONS.appPort, ANNOTATIONS.adminPort, ANNOTATIONS.allowSpiffe, ANNOTATIONS.allowDns, ANNOTATIONS.protocol, ANNOTATIONS.logLevel] as const;
+const GENERATED_ONLY = [
+  ANNOTATIONS.appPort,
+  ANNOTATIONS.adminPort,
+  ANNOTATIONS.allowSpiffe,
+  ANNOTATIONS.allowDns,
+  ANNOTATIONS.protocol,
+  ANNOTATIONS.logLevel,
+] as const;
 
 /** DNS-1123 subdomain: what Secret and ConfigMap names must be */
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -46,32 +60,51 @@ const MAX_SUBDOMAIN = 253;
 const PORT = /^[1-9][0-9]{0,4}$/;
 const MAX_PORT = 65535;
 
-export function readSidecarSettings(annotations: Readonly<Record<string, string>>, injector: InjectorSettings): SettingsResult {
+export function readSidecarSettings(
+  annotations: Readonly<Record<string, string>>,
+  injector: InjectorSettings,
+): SettingsResult {
   const problems: string[] = [];
   const get = (name: string): string | undefined => annotations[name];
   const problem = (name: string, message: string): void => {
     problems.push(`${name}: ${message}`);
   };
 
-  const native = readBoolean(get(ANNOTATIONS.nativeSidecar), injector.nativeSidecar, (m) => problem(ANNOTATIONS.nativeSidecar, m));
-  const inboundPort = readPort(get(ANNOTATIONS.inboundPort), DEFAULT_INBOUND_PORT, (m) => problem(ANNOTATIONS.inboundPort, m));
-  const healthPort = readPort(get(ANNOTATIONS.healthPort), DEFAULT_HEALTH_PORT, (m) => problem(ANNOTATIONS.healthPort, m));
+  const native = readBoolean(get(ANNOTATIONS.nativeSidecar), injector.nativeSidecar, (m) =>
+    problem(ANNOTATIONS.nativeSidecar, m),
+  );
+  const inboundPort = readPort(get(ANNOTATIONS.inboundPort), DEFAULT_INBOUND_PORT, (m) =>
+    problem(ANNOTATIONS.inboundPort, m),
+  );
+  const healthPort = readPort(get(ANNOTATIONS.healthPort), DEFAULT_HEALTH_PORT, (m) =>
+    problem(ANNOTATIONS.healthPort, m),
+  );
 
   const identityValue = get(ANNOTATIONS.identitySecret);
   let identitySecret = '';
   if (identityValue === undefined) {
-    problem(ANNOTATIONS.identitySecret, 'required: the Secret holding the sidecar certificate (tls.crt, tls.key, ca.crt)');
+    problem(
+      ANNOTATIONS.identitySecret,
+      'required: the Secret holding the sidecar certificate (tls.crt, tls.key, ca.crt)',
+    );
   } else if (readObjectName(identityValue, (m) => problem(ANNOTATIONS.identitySecret, m))) {
     identitySecret = identityValue;
   }
   const keysValue = get(ANNOTATIONS.keysSecret);
-  const keysSecret = keysValue !== undefined && readObjectName(keysValue, (m) => problem(ANNOTATIONS.keysSecret, m)) ? keysValue : null;
+  const keysSecret =
+    keysValue !== undefined && readObjectName(keysValue, (m) => problem(ANNOTATIONS.keysSecret, m)) ? keysValue : null;
 
   const configMap = get(ANNOTATIONS.config);
-  const config: ConfigSource = configMap !== undefined ? readConfigMapSource(configMap, get, problem) : readGeneratedSource(get, injector, problem);
+  const config: ConfigSource =
+    configMap !== undefined
+      ? readConfigMapSource(configMap, get, problem)
+      : readGeneratedSource(get, injector, problem);
   if (config.kind === 'generated') {
     if (config.protocol === 'tcp' && keysSecret !== null) {
-      problem(ANNOTATIONS.keysSecret, 'a tcp listener carries no HTTP messages to verify; remove it, or use tollgate.dev/protocol: http');
+      problem(
+        ANNOTATIONS.keysSecret,
+        'a tcp listener carries no HTTP messages to verify; remove it, or use tollgate.dev/protocol: http',
+      );
     }
     checkDistinctPorts(
       [
@@ -83,7 +116,13 @@ export function readSidecarSettings(annotations: Readonly<Record<string, string>
       problem,
     );
   } else {
-    checkDistinctPorts([[ANNOTATIONS.inboundPort, inboundPort], [ANNOTATIONS.healthPort, healthPort]], problem);
+    checkDistinctPorts(
+      [
+        [ANNOTATIONS.inboundPort, inboundPort],
+        [ANNOTATIONS.healthPort, healthPort],
+      ],
+      problem,
+    );
   }
 
   const resources = readResources(get, injector.resources, problem);
@@ -101,7 +140,11 @@ function readConfigMapSource(
 ): ConfigSource {
   readObjectName(name, (m) => problem(ANNOTATIONS.config, m));
   for (const annotation of GENERATED_ONLY) {
-    if (get(annotation) !== undefined) problem(annotation, `not used with ${ANNOTATIONS.config} (the ConfigMap's config says this); remove one of the two`);
+    if (get(annotation) !== undefined)
+      problem(
+        annotation,
+        `not used with ${ANNOTATIONS.config} (the ConfigMap's config says this); remove one of the two`,
+      );
   }
   return { kind: 'configMap', name };
 }
@@ -114,7 +157,10 @@ function readGeneratedSource(
   const appValue = get(ANNOTATIONS.appPort);
   let appPort = 0;
   if (appValue === undefined) {
-    problem(ANNOTATIONS.appPort, `required unless ${ANNOTATIONS.config} names a ConfigMap: the app's port on 127.0.0.1 that verified traffic goes to`);
+    problem(
+      ANNOTATIONS.appPort,
+      `required unless ${ANNOTATIONS.config} names a ConfigMap: the app's port on 127.0.0.1 that verified traffic goes to`,
+    );
   } else {
     appPort = readPort(appValue, 0, (m) => problem(ANNOTATIONS.appPort, m));
   }
@@ -138,11 +184,14 @@ function readGeneratedSource(
   if (allow.spiffe.length + allow.dns.length === 0) {
     problem(
       `${ANNOTATIONS.allowSpiffe} or ${ANNOTATIONS.allowDns}`,
-      named ? 'empty: name at least one peer allowed to connect' : 'required: who may connect to the inbound port (the injector has no default allow-list)',
+      named
+        ? 'empty: name at least one peer allowed to connect'
+        : 'required: who may connect to the inbound port (the injector has no default allow-list)',
     );
   }
   for (const id of allow.spiffe) {
-    if (!id.startsWith('spiffe://')) problem(ANNOTATIONS.allowSpiffe, `${quote(id)} is not a SPIFFE ID (spiffe://trust-domain/path)`);
+    if (!id.startsWith('spiffe://'))
+      problem(ANNOTATIONS.allowSpiffe, `${quote(id)} is not a SPIFFE ID (spiffe://trust-domain/path)`);
   }
   return { kind: 'generated', appPort, protocol, allow, logLevel, adminPort };
 }
@@ -169,7 +218,10 @@ function readResources(
     const r = parseQuantity(request);
     const l = parseQuantity(limit);
     if (r !== null && l !== null && r > l) {
-      problem(get(requestName) !== undefined ? requestName : limitName, `the request ${request} is above the limit ${limit}`);
+      problem(
+        get(requestName) !== undefined ? requestName : limitName,
+        `the request ${request} is above the limit ${limit}`,
+      );
     }
   };
   notAbove(ANNOTATIONS.cpuRequest, cpuRequest, ANNOTATIONS.cpuLimit, cpuLimit);
@@ -177,12 +229,16 @@ function readResources(
   return Object.freeze({ cpuRequest, memoryRequest, cpuLimit, memoryLimit });
 }
 
-function checkDistinctPorts(ports: ReadonlyArray<readonly [string, number]>, problem: (name: string, message: string) => void): void {
+function checkDistinctPorts(
+  ports: ReadonlyArray<readonly [string, number]>,
+  problem: (name: string, message: string) => void,
+): void {
   const seen = new Map<number, string>();
   for (const [name, port] of ports) {
     if (port === 0) continue; // already reported as invalid or missing
     const other = seen.get(port);
-    if (other !== undefined) problem(name, `port ${port} is also ${other}; each needs its own port in the pod's network namespace`);
+    if (other !== undefined)
+      problem(name, `port ${port} is also ${other}; each needs its own port in the pod's network namespace`);
     else seen.set(port, name);
   }
 }
@@ -206,7 +262,9 @@ function readPort(value: string | undefined, fallback: number, problem: (m: stri
 
 function readObjectName(value: string, problem: (m: string) => void): boolean {
   if (value.length <= MAX_SUBDOMAIN && DNS_SUBDOMAIN.test(value)) return true;
-  problem(`${quote(value)} is not a Kubernetes object name (lower-case letters, digits, '-' and '.', at most ${MAX_SUBDOMAIN} characters)`);
+  problem(
+    `${quote(value)} is not a Kubernetes object name (lower-case letters, digits, '-' and '.', at most ${MAX_SUBDOMAIN} characters)`,
+  );
   return false;
 }
 

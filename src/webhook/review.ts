@@ -25,7 +25,8 @@ export interface AdmissionRequest {
   readonly dryRun: boolean;
 }
 
-export type ParsedReview = { readonly ok: true; readonly request: AdmissionRequest } | { readonly ok: false; readonly message: string };
+export type ParsedReview =
+  { readonly ok: true; readonly request: AdmissionRequest } | { readonly ok: false; readonly message: string };
 
 export interface AdmissionResponse {
   readonly uid: string;
@@ -33,7 +34,12 @@ export interface AdmissionResponse {
   readonly patchType?: 'JSONPatch';
   readonly patch?: string;
   readonly warnings?: readonly string[];
-  readonly status?: { readonly status: 'Failure'; readonly code: number; readonly reason: string; readonly message: string };
+  readonly status?: {
+    readonly status: 'Failure';
+    readonly code: number;
+    readonly reason: string;
+    readonly message: string;
+  };
 }
 
 export interface AdmissionReviewAnswer {
@@ -59,21 +65,34 @@ export function parseAdmissionReview(body: string): ParsedReview {
   }
   if (!isObject(raw)) return { ok: false, message: 'expected an AdmissionReview object' };
   if (raw.apiVersion !== ADMISSION_API_VERSION) {
-    return { ok: false, message: `apiVersion must be ${ADMISSION_API_VERSION} (got ${JSON.stringify(raw.apiVersion) ?? 'nothing'}); set admissionReviewVersions: ["v1"] on the webhook` };
+    return {
+      ok: false,
+      message: `apiVersion must be ${ADMISSION_API_VERSION} (got ${JSON.stringify(raw.apiVersion) ?? 'nothing'}); set admissionReviewVersions: ["v1"] on the webhook`,
+    };
   }
-  if (raw.kind !== ADMISSION_KIND) return { ok: false, message: `kind must be ${ADMISSION_KIND} (got ${JSON.stringify(raw.kind) ?? 'nothing'})` };
+  if (raw.kind !== ADMISSION_KIND)
+    return { ok: false, message: `kind must be ${ADMISSION_KIND} (got ${JSON.stringify(raw.kind) ?? 'nothing'})` };
   const r = raw.request;
-  if (!isObject(r)) return { ok: false, message: 'request: required (an AdmissionReview sent to a webhook carries a request)' };
+  if (!isObject(r))
+    return { ok: false, message: 'request: required (an AdmissionReview sent to a webhook carries a request)' };
   const problems: string[] = [];
   if (typeof r.uid !== 'string' || r.uid.length === 0) problems.push('request.uid: required (a non-empty string)');
   if (typeof r.operation !== 'string') problems.push('request.operation: required (CREATE, UPDATE, DELETE or CONNECT)');
   const kind = r.kind;
-  if (!isObject(kind) || typeof kind.kind !== 'string' || typeof kind.version !== 'string' || (kind.group !== undefined && typeof kind.group !== 'string')) {
+  if (
+    !isObject(kind) ||
+    typeof kind.kind !== 'string' ||
+    typeof kind.version !== 'string' ||
+    (kind.group !== undefined && typeof kind.group !== 'string')
+  ) {
     problems.push('request.kind: required ({group, version, kind})');
   }
-  if (r.operation === 'CREATE' && !isObject(r.object)) problems.push('request.object: required for CREATE (the object being created)');
-  if (r.namespace !== undefined && typeof r.namespace !== 'string') problems.push('request.namespace: expected a string');
-  if (r.subResource !== undefined && typeof r.subResource !== 'string') problems.push('request.subResource: expected a string');
+  if (r.operation === 'CREATE' && !isObject(r.object))
+    problems.push('request.object: required for CREATE (the object being created)');
+  if (r.namespace !== undefined && typeof r.namespace !== 'string')
+    problems.push('request.namespace: expected a string');
+  if (r.subResource !== undefined && typeof r.subResource !== 'string')
+    problems.push('request.subResource: expected a string');
   if (r.dryRun !== undefined && typeof r.dryRun !== 'boolean') problems.push('request.dryRun: expected a boolean');
   if (problems.length > 0) return { ok: false, message: problems.join('; ') };
   const k = kind as Obj;
@@ -102,8 +121,12 @@ function isPodCreate(request: AdmissionRequest): boolean {
 }
 
 /** The answer to one admission request, and what happened. */
-export function reviewAdmission(request: AdmissionRequest, injector: InjectorSettings): { answer: AdmissionReviewAnswer; outcome: Outcome; decision: InjectionDecision | null } {
-  if (!isPodCreate(request)) return { answer: answer({ uid: request.uid, allowed: true }), outcome: 'not_a_pod_create', decision: null };
+export function reviewAdmission(
+  request: AdmissionRequest,
+  injector: InjectorSettings,
+): { answer: AdmissionReviewAnswer; outcome: Outcome; decision: InjectionDecision | null } {
+  if (!isPodCreate(request))
+    return { answer: answer({ uid: request.uid, allowed: true }), outcome: 'not_a_pod_create', decision: null };
   const decision = decideInjection(request.object, injector);
   switch (decision.kind) {
     case 'skip':

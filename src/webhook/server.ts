@@ -18,7 +18,12 @@ import type { InjectorSettings } from './injectorSettings.ts';
 import { parseAdmissionReview, reviewAdmission } from './review.ts';
 import type { ServingCert } from './servingCert.ts';
 import { checkServingContext, servingContextOptions } from './servingTls.ts';
-import { createWebhookMetrics, type AdmissionFailure, type AdmissionResult, type WebhookMetrics } from './webhookMetrics.ts';
+import {
+  createWebhookMetrics,
+  type AdmissionFailure,
+  type AdmissionResult,
+  type WebhookMetrics,
+} from './webhookMetrics.ts';
 
 export interface WebhookServerOptions {
   readonly cert: ServingCert;
@@ -73,7 +78,9 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
   };
   const tlsOptions = servingContextOptions(options.cert, options.policy);
   checkServingContext(tlsOptions);
-  const server = https.createServer({ ...tlsOptions, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (req, res) => handle(state, req, res));
+  const server = https.createServer({ ...tlsOptions, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (req, res) =>
+    handle(state, req, res),
+  );
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
@@ -144,7 +151,10 @@ function handle(state: State, req: IncomingMessage, res: ServerResponse): void {
       return void serveMetrics(state, res);
     default:
       drainRequest(req);
-      return sendJson(res, 404, { error: 'not_found', message: `no route ${req.method ?? ''} ${path ?? ''}; the webhook serves ${ROUTES}` });
+      return sendJson(res, 404, {
+        error: 'not_found',
+        message: `no route ${req.method ?? ''} ${path ?? ''}; the webhook serves ${ROUTES}`,
+      });
   }
 }
 
@@ -177,11 +187,21 @@ async function admit(state: State, req: IncomingMessage, res: ServerResponse): P
 }
 
 /** Answer one POST /mutate; resolves with what it came to (for the metrics). */
-async function mutate(state: State, req: IncomingMessage, res: ServerResponse, started: bigint): Promise<AdmissionResult> {
+async function mutate(
+  state: State,
+  req: IncomingMessage,
+  res: ServerResponse,
+  started: bigint,
+): Promise<AdmissionResult> {
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\s*(;|$)/i.test(type)) {
     drainRequest(req);
-    return failed(res, 415, 'unsupported_media_type', `content-type must be application/json (got ${JSON.stringify(type)})`);
+    return failed(
+      res,
+      415,
+      'unsupported_media_type',
+      `content-type must be application/json (got ${JSON.stringify(type)})`,
+    );
   }
   const body = await readBody(req, state.maxBodyBytes);
   if (!body.ok) {
@@ -214,7 +234,12 @@ async function mutate(state: State, req: IncomingMessage, res: ServerResponse, s
 }
 
 /** A POST /mutate answered with an error instead of a review: `error` names it in the body and in the metrics. */
-function failed(res: ServerResponse, status: number, error: Exclude<AdmissionFailure, 'internal'>, message: string): AdmissionResult {
+function failed(
+  res: ServerResponse,
+  status: number,
+  error: Exclude<AdmissionFailure, 'internal'>,
+  message: string,
+): AdmissionResult {
   sendJson(res, status, { error, message });
   return error;
 }
@@ -225,7 +250,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
-    return Promise.resolve({ ok: false, status: 413, message: `the body is ${declared} bytes; at most ${limit} are accepted` });
+    return Promise.resolve({
+      ok: false,
+      status: 413,
+      message: `the body is ${declared} bytes; at most ${limit} are accepted`,
+    });
   }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -249,9 +278,12 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
     };
     req.on('data', onData);
     req.once('end', () => settle({ ok: true, text: Buffer.concat(chunks).toString('utf8') }));
-    req.once('error', (err) => settle({ ok: false, status: 400, message: `the request body could not be read: ${err.message}` }));
+    req.once('error', (err) =>
+      settle({ ok: false, status: 400, message: `the request body could not be read: ${err.message}` }),
+    );
     req.once('close', () => {
-      if (!req.complete) settle({ ok: false, status: 400, message: 'the client closed the connection before the body was complete' });
+      if (!req.complete)
+        settle({ ok: false, status: 400, message: 'the client closed the connection before the body was complete' });
     });
   });
 }

@@ -57,15 +57,18 @@ export function checkServingCert(certPem: Buffer, keyPem: Buffer, files: Serving
     const key = createPrivateKey(keyPem);
     const weak = keyPolicyProblem(key);
     if (weak !== null) problems.push(`--key ${files.keyFile}: ${weak}`);
-    if (leaf !== undefined && !leaf.checkPrivateKey(key)) problems.push(`--key ${files.keyFile}: does not match the certificate in ${files.certFile}`);
+    if (leaf !== undefined && !leaf.checkPrivateKey(key))
+      problems.push(`--key ${files.keyFile}: does not match the certificate in ${files.certFile}`);
     keyOk = true;
   } catch (err) {
     problems.push(`--key ${files.keyFile}: not a private key (${(err as Error).message})`);
   }
   if (leaf !== undefined) {
     const subject = leaf.subject.replace(/\n/g, ', ');
-    if (notBefore(leaf).getTime() > now.getTime()) problems.push(`--cert ${files.certFile}: ${subject} is not valid before ${leaf.validFrom}`);
-    if (notAfter(leaf).getTime() <= now.getTime()) problems.push(`--cert ${files.certFile}: ${subject} expired at ${leaf.validTo}`);
+    if (notBefore(leaf).getTime() > now.getTime())
+      problems.push(`--cert ${files.certFile}: ${subject} is not valid before ${leaf.validFrom}`);
+    if (notAfter(leaf).getTime() <= now.getTime())
+      problems.push(`--cert ${files.certFile}: ${subject} expired at ${leaf.validTo}`);
     const soon = expirySoonNotice(leaf, now, DEFAULT_EXPIRY_WARNING_FRACTION);
     if (soon !== null) warnings.push(`--cert ${files.certFile}: ${subject} ${soon}`);
   }

@@ -107,7 +107,12 @@ export function sidecarVolumes(settings: SidecarSettings): JsonObject[] {
           // the generated config travels in a pod annotation; the downward API writes it as a file
           downwardAPI: {
             defaultMode: CONFIG_FILE_MODE,
-            items: [{ path: CONFIG_FILE_NAME, fieldRef: { fieldPath: `metadata.annotations['${ANNOTATIONS.generatedConfig}']` } }],
+            items: [
+              {
+                path: CONFIG_FILE_NAME,
+                fieldRef: { fieldPath: `metadata.annotations['${ANNOTATIONS.generatedConfig}']` },
+              },
+            ],
           },
         },
   );

@@ -54,7 +54,11 @@ export function generatedConfigProblems(raw: Record<string, unknown>): string[] 
   const result = validateConfig(raw, { baseDir: MOUNTS.config, source: CONFIG_PATH });
   if (result.ok) return [];
   return result.problems.map((p) => {
-    const source = PROBLEM_SOURCES.find(([prefix]) => p.path === prefix || p.path.startsWith(`${prefix}[`) || p.path.startsWith(`${prefix}.`));
-    return source === undefined ? `generated config ${p.path}: ${p.message}` : `${source[1]}: ${p.message} (generated config ${p.path})`;
+    const source = PROBLEM_SOURCES.find(
+      ([prefix]) => p.path === prefix || p.path.startsWith(`${prefix}[`) || p.path.startsWith(`${prefix}.`),
+    );
+    return source === undefined
+      ? `generated config ${p.path}: ${p.message}`
+      : `${source[1]}: ${p.message} (generated config ${p.path})`;
   });
 }

@@ -42,7 +42,9 @@ export interface WebhookConfigProblem {
   readonly message: string;
 }
 
-export type WebhookConfigResult = { readonly ok: true; readonly config: WebhookConfig } | { readonly ok: false; readonly problems: readonly WebhookConfigProblem[] };
+export type WebhookConfigResult =
+  | { readonly ok: true; readonly config: WebhookConfig }
+  | { readonly ok: false; readonly problems: readonly WebhookConfigProblem[] };
 
 export const DEFAULT_WEBHOOK_DRAIN_SECONDS = 10;
 const LOG_LEVELS: readonly WebhookLogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -58,7 +60,15 @@ export async function loadWebhookConfigFile(file: string, image: string): Promis
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    return { ok: false, problems: [{ path: '--config', message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }] };
+    return {
+      ok: false,
+      problems: [
+        {
+          path: '--config',
+          message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        },
+      ],
+    };
   }
   let raw: unknown;
   try {
@@ -85,11 +95,19 @@ export function validateWebhookConfig(raw: unknown, image: string): WebhookConfi
       problem(path, 'expected an object');
       return {};
     }
-    for (const key of Object.keys(value)) if (!keys.includes(key)) problem(`${path}.${key}`, `unknown key (expected one of ${keys.join(', ')})`);
+    for (const key of Object.keys(value))
+      if (!keys.includes(key)) problem(`${path}.${key}`, `unknown key (expected one of ${keys.join(', ')})`);
     return value;
   };
   const top = section(raw, 'config', ['sidecar', 'log', 'drainTimeoutSeconds']);
-  const sidecar = section(top.sidecar, 'sidecar', ['imagePullPolicy', 'runAsUser', 'nativeSidecar', 'resources', 'allow', 'logLevel']);
+  const sidecar = section(top.sidecar, 'sidecar', [
+    'imagePullPolicy',
+    'runAsUser',
+    'nativeSidecar',
+    'resources',
+    'allow',
+    'logLevel',
+  ]);
 
   const oneOf = <T extends string>(value: unknown, path: string, allowed: readonly T[], fallback: T): T => {
     if (value === undefined) return fallback;
@@ -97,11 +115,22 @@ export function validateWebhookConfig(raw: unknown, image: string): WebhookConfi
     problem(path, `expected one of ${allowed.join(', ')}`);
     return fallback;
   };
-  const imagePullPolicy = oneOf<PullPolicy>(sidecar.imagePullPolicy, 'sidecar.imagePullPolicy', PULL_POLICIES, 'IfNotPresent');
+  const imagePullPolicy = oneOf<PullPolicy>(
+    sidecar.imagePullPolicy,
+    'sidecar.imagePullPolicy',
+    PULL_POLICIES,
+    'IfNotPresent',
+  );
   const logLevel = oneOf<SidecarLogLevel>(sidecar.logLevel, 'sidecar.logLevel', SIDECAR_LOG_LEVELS, 'info');
   let runAsUser: number | undefined;
   if (sidecar.runAsUser !== undefined) {
-    if (typeof sidecar.runAsUser === 'number' && Number.isInteger(sidecar.runAsUser) && sidecar.runAsUser > 0 && sidecar.runAsUser <= MAX_UID) runAsUser = sidecar.runAsUser;
+    if (
+      typeof sidecar.runAsUser === 'number' &&
+      Number.isInteger(sidecar.runAsUser) &&
+      sidecar.runAsUser > 0 &&
+      sidecar.runAsUser <= MAX_UID
+    )
+      runAsUser = sidecar.runAsUser;
     else problem('sidecar.runAsUser', 'expected a numeric user id above 0 (the sidecar never runs as root)');
   }
   let nativeSidecar: boolean | undefined;
@@ -110,7 +139,12 @@ export function validateWebhookConfig(raw: unknown, image: string): WebhookConfi
     else problem('sidecar.nativeSidecar', 'expected true or false');
   }
 
-  const res = section(sidecar.resources, 'sidecar.resources', ['cpuRequest', 'memoryRequest', 'cpuLimit', 'memoryLimit']);
+  const res = section(sidecar.resources, 'sidecar.resources', [
+    'cpuRequest',
+    'memoryRequest',
+    'cpuLimit',
+    'memoryLimit',
+  ]);
   const quantity = (key: keyof SidecarResources, nullable: boolean): string | null => {
     const value = res[key];
     if (value === undefined) return DEFAULT_SIDECAR_RESOURCES[key];
@@ -119,7 +153,10 @@ export function validateWebhookConfig(raw: unknown, image: string): WebhookConfi
       const n = parseQuantity(value);
       if (n !== null && n > 0) return value;
     }
-    problem(`sidecar.resources.${key}`, `expected a Kubernetes quantity above zero, such as "100m" or "128Mi"${nullable ? ', or null for no limit' : ''}`);
+    problem(
+      `sidecar.resources.${key}`,
+      `expected a Kubernetes quantity above zero, such as "100m" or "128Mi"${nullable ? ', or null for no limit' : ''}`,
+    );
     return DEFAULT_SIDECAR_RESOURCES[key];
   };
   const resources: SidecarResources = {
@@ -131,7 +168,8 @@ export function validateWebhookConfig(raw: unknown, image: string): WebhookConfi
   const notAbove = (request: 'cpuRequest' | 'memoryRequest', limit: 'cpuLimit' | 'memoryLimit'): void => {
     const r = parseQuantity(resources[request]);
     const l = resources[limit] === null ? null : parseQuantity(resources[limit]);
-    if (r !== null && l !== null && r > l) problem(`sidecar.resources.${request}`, `${resources[request]} is above ${limit} ${String(resources[limit])}`);
+    if (r !== null && l !== null && r > l)
+      problem(`sidecar.resources.${request}`, `${resources[request]} is above ${limit} ${String(resources[limit])}`);
   };
   notAbove('cpuRequest', 'cpuLimit');
   notAbove('memoryRequest', 'memoryLimit');
@@ -151,7 +189,12 @@ export function validateWebhookConfig(raw: unknown, image: string): WebhookConfi
     return out;
   };
   const allow = {
-    spiffe: list(allowRaw.spiffe, 'sidecar.allow.spiffe', (s) => s.startsWith('spiffe://'), 'SPIFFE IDs (spiffe://trust-domain/path)'),
+    spiffe: list(
+      allowRaw.spiffe,
+      'sidecar.allow.spiffe',
+      (s) => s.startsWith('spiffe://'),
+      'SPIFFE IDs (spiffe://trust-domain/path)',
+    ),
     dns: list(allowRaw.dns, 'sidecar.allow.dns', (s) => s.length > 0, 'DNS names'),
   };
   for (const p of allowListProblems(allow)) problem(p.path, p.message);

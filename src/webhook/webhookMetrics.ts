@@ -23,18 +23,19 @@ export const ADMISSION_OUTCOMES = ['injected', 'skipped', 'denied', 'error'] as 
 type AdmissionOutcome = (typeof ADMISSION_OUTCOMES)[number];
 
 /** the series each result is counted in; a Record, so a new review outcome cannot go uncounted */
-export const ADMISSION_SERIES: Readonly<Record<AdmissionResult, readonly [outcome: AdmissionOutcome, reason: string]>> = {
-  injected: ['injected', ''],
-  not_opted_in: ['skipped', 'not_opted_in'],
-  already_injected: ['skipped', 'already_injected'],
-  not_a_pod_create: ['skipped', 'not_a_pod_create'],
-  denied: ['denied', ''],
-  unsupported_media_type: ['error', 'unsupported_media_type'],
-  too_large: ['error', 'too_large'],
-  bad_request: ['error', 'bad_request'],
-  bad_review: ['error', 'bad_review'],
-  internal: ['error', 'internal'],
-};
+export const ADMISSION_SERIES: Readonly<Record<AdmissionResult, readonly [outcome: AdmissionOutcome, reason: string]>> =
+  {
+    injected: ['injected', ''],
+    not_opted_in: ['skipped', 'not_opted_in'],
+    already_injected: ['skipped', 'already_injected'],
+    not_a_pod_create: ['skipped', 'not_a_pod_create'],
+    denied: ['denied', ''],
+    unsupported_media_type: ['error', 'unsupported_media_type'],
+    too_large: ['error', 'too_large'],
+    bad_request: ['error', 'bad_request'],
+    bad_review: ['error', 'bad_review'],
+    internal: ['error', 'internal'],
+  };
 
 /** the API server waits 10 s by default and 30 s at most; a review is usually well under 10 ms */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

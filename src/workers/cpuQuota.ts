@@ -46,7 +46,11 @@ export function cgroupCpuLimit(read: ReadText = readText): number | null {
 }
 
 /** `workers` as configured -> the number of event loops to run (1..MAX_WORKERS). */
-export function resolveWorkers(setting: number | 'auto', read: ReadText = readText, cpus: number = availableParallelism()): number {
+export function resolveWorkers(
+  setting: number | 'auto',
+  read: ReadText = readText,
+  cpus: number = availableParallelism(),
+): number {
   if (setting !== 'auto') return setting;
   const limit = cgroupCpuLimit(read);
   const n = limit === null ? cpus : Math.min(Math.ceil(limit), cpus);
@@ -54,13 +58,20 @@ export function resolveWorkers(setting: number | 'auto', read: ReadText = readTe
 }
 
 /** What `tollgate check` prints for `workers`: the resolved count and, for "auto", where it came from. */
-export function describeWorkers(setting: number | 'auto', read: ReadText = readText, cpus: number = availableParallelism()): string {
+export function describeWorkers(
+  setting: number | 'auto',
+  read: ReadText = readText,
+  cpus: number = availableParallelism(),
+): string {
   const n = resolveWorkers(setting, read, cpus);
   const loops = `${n} event loop${n === 1 ? '' : 's'}`;
   if (setting !== 'auto') return `workers ${loops}`;
   const limit = cgroupCpuLimit(read);
   const plural = cpus === 1 ? '' : 's';
-  const source = limit === null ? `no cgroup CPU quota, ${cpus} CPU${plural} available` : `cgroup CPU quota ${limit} of ${cpus} CPU${plural}`;
+  const source =
+    limit === null
+      ? `no cgroup CPU quota, ${cpus} CPU${plural} available`
+      : `cgroup CPU quota ${limit} of ${cpus} CPU${plural}`;
   return `workers ${loops} ("auto": ${source})`;
 }
 

@@ -84,11 +84,16 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
   const entry = opts.entry ?? new URL(`./workerMain${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
   const log = opts.log.child({ component: 'workers' });
   // workers' log lines are written as they are by the main logger's destination
-  const destination = (opts.log as unknown as Record<symbol, { write(line: string): void } | undefined>)[pino.symbols.streamSym];
+  const destination = (opts.log as unknown as Record<symbol, { write(line: string): void } | undefined>)[
+    pino.symbols.streamSym
+  ];
   let stopping = false;
   let nextId = 0;
   /** requests waiting for a reply; one to a thread that exits is answered with its fallback */
-  const pending = new Map<number, { readonly thread: number; readonly resolve: (v: unknown) => void; readonly giveUp: () => void }>();
+  const pending = new Map<
+    number,
+    { readonly thread: number; readonly resolve: (v: unknown) => void; readonly giveUp: () => void }
+  >();
   const threads: Thread[] = [];
   const readiness: Array<Promise<void>> = [];
 
@@ -196,10 +201,12 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
   async function stop(): Promise<void> {
     stopping = true;
     await Promise.all(threads.map((t) => request(t, (id) => ({ type: 'stop', id }), REQUEST_TIMEOUT_MS, false)));
-    await Promise.all(threads.map(async (t) => {
-      await t.worker.terminate();
-      await t.exited;
-    }));
+    await Promise.all(
+      threads.map(async (t) => {
+        await t.worker.terminate();
+        await t.exited;
+      }),
+    );
   }
 
   try {
@@ -222,11 +229,21 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
     async drain(mode, deadline) {
       // a worker gets until the deadline plus a margin to answer
       const wait = Math.max(0, deadline - Date.now()) + REQUEST_TIMEOUT_MS;
-      const results = await Promise.all(threads.map((t) => request(t, (id) => ({ type: 'drain', id, mode, deadline }), wait, false)));
+      const results = await Promise.all(
+        threads.map((t) => request(t, (id) => ({ type: 'drain', id, mode, deadline }), wait, false)),
+      );
       return results.every(Boolean);
     },
-    metrics: () => Promise.all(threads.map((t) => request<MetricsJson>(t, (id) => ({ type: 'metrics', id }), REQUEST_TIMEOUT_MS, []))),
-    status: () => Promise.all(threads.map((t) => request<WorkerListenerStatus[]>(t, (id) => ({ type: 'status', id }), REQUEST_TIMEOUT_MS, []))),
+    metrics: () =>
+      Promise.all(
+        threads.map((t) => request<MetricsJson>(t, (id) => ({ type: 'metrics', id }), REQUEST_TIMEOUT_MS, [])),
+      ),
+    status: () =>
+      Promise.all(
+        threads.map((t) =>
+          request<WorkerListenerStatus[]>(t, (id) => ({ type: 'status', id }), REQUEST_TIMEOUT_MS, []),
+        ),
+      ),
     stop,
   };
 }

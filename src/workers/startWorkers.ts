@@ -14,7 +14,11 @@ import { startWorkerPool, type WorkerPool, type WorkerPoolOptions } from './pool
 export function sharedReplayFor(config: Config, eventLoops: number, clock: Clock): SharedReplayCache | null {
   if (eventLoops < 2 || config.keys.dir === null || !config.listeners.some((l) => l.integrity.verify)) return null;
   const p = config.integrity;
-  return createSharedReplayCache({ ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000, maxEntries: p.replayCacheEntries, clock });
+  return createSharedReplayCache({
+    ttlMs: (p.maxAgeSeconds + p.skewSeconds) * 1000,
+    maxEntries: p.replayCacheEntries,
+    clock,
+  });
 }
 
 /** `eventLoops` - 1 worker threads listening where `bound` (the main thread's listeners, in config order) listen. */
@@ -24,7 +28,10 @@ export async function startWorkers(
   bound: readonly Listener[],
   opts: Omit<WorkerPoolOptions, 'count' | 'config'>,
 ): Promise<WorkerPool> {
-  const listeners = config.listeners.map((l, i) => ({ ...l, listen: { host: l.listen.host, port: bound[i]!.address().port } }));
+  const listeners = config.listeners.map((l, i) => ({
+    ...l,
+    listen: { host: l.listen.host, port: bound[i]!.address().port },
+  }));
   const onBoundPorts: Config = { ...config, listeners };
   try {
     return await startWorkerPool({ ...opts, count: eventLoops - 1, config: onBoundPorts });

@@ -27,7 +27,10 @@ export interface TicketKeys {
 }
 
 /** Fresh keys now, then every `intervalMs` (the timer does not hold the process open); `apply` gets each new set. */
-export function rotateTicketKeys(apply: (keys: Buffer) => void, intervalMs: number = TICKET_KEY_ROTATION_MS): TicketKeys {
+export function rotateTicketKeys(
+  apply: (keys: Buffer) => void,
+  intervalMs: number = TICKET_KEY_ROTATION_MS,
+): TicketKeys {
   let keys = randomBytes(TICKET_KEY_BYTES);
   const timer = setInterval(() => {
     keys = randomBytes(TICKET_KEY_BYTES);

@@ -45,7 +45,13 @@ function buffer(u: Uint8Array): Buffer {
 
 export function materialOf(m: TlsMaterial): TlsMaterial {
   // the revoked set arrives as a Set (structured clone keeps it)
-  return Object.freeze({ certPem: buffer(m.certPem), keyPem: buffer(m.keyPem), caPem: buffer(m.caPem), crls: m.crls.map(buffer), revoked: m.revoked });
+  return Object.freeze({
+    certPem: buffer(m.certPem),
+    keyPem: buffer(m.keyPem),
+    caPem: buffer(m.caPem),
+    crls: m.crls.map(buffer),
+    revoked: m.revoked,
+  });
 }
 
 /** A ring over KeyObjects as the main thread sent them. */
@@ -143,7 +149,10 @@ export async function startWorkerDataPlane(init: WorkerInit, deps: WorkerDataPla
         client = nextClient;
       } catch (err) {
         // the main thread validated this material; a thread that cannot use it keeps the old
-        log.error({ err: (err as Error).message }, 'worker could not apply the new TLS material; keeping the current one');
+        log.error(
+          { err: (err as Error).message },
+          'worker could not apply the new TLS material; keeping the current one',
+        );
         for (const l of plane.inbound) l.setTlsMaterial(material);
       }
     },

@@ -25,7 +25,10 @@ const init = workerData as WorkerInit;
 
 const send = (m: FromWorker): void => port.postMessage(m);
 // log lines go to the main thread, whose logger's destination writes them (one writer for stdout)
-const log = createLogger({ level: init.config.log.level, destination: { write: (line: string) => send({ type: 'log', line }) } }).child({ worker: init.index });
+const log = createLogger({
+  level: init.config.log.level,
+  destination: { write: (line: string) => send({ type: 'log', line }) },
+}).child({ worker: init.index });
 const registry = new Registry();
 const metrics = createMetrics(registry);
 initialiseSeries(metrics, init.config, VERSION);

@@ -18,7 +18,13 @@ export interface ReviewFixture {
 export type PodObject = {
   apiVersion: string;
   kind: string;
-  metadata: { name?: string; generateName?: string; namespace?: string; annotations?: Record<string, string>; [k: string]: unknown };
+  metadata: {
+    name?: string;
+    generateName?: string;
+    namespace?: string;
+    annotations?: Record<string, string>;
+    [k: string]: unknown;
+  };
   spec: {
     containers: ContainerObject[];
     initContainers?: ContainerObject[];
@@ -64,7 +70,9 @@ export function decodeAnswer(answer: AdmissionReviewAnswer): DecodedAnswer {
   return {
     uid: r.uid,
     allowed: r.allowed,
-    ...(r.patch !== undefined ? { patch: JSON.parse(Buffer.from(r.patch, 'base64').toString('utf8')) as Operation[] } : {}),
+    ...(r.patch !== undefined
+      ? { patch: JSON.parse(Buffer.from(r.patch, 'base64').toString('utf8')) as Operation[] }
+      : {}),
     ...(r.warnings !== undefined ? { warnings: [...r.warnings] } : {}),
     ...(r.status !== undefined ? { message: r.status.message } : {}),
   };

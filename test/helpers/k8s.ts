@@ -25,25 +25,38 @@ interface Model {
 }
 
 /** apiVersion/kind -> the model class and the client-node serializer type (none for CRDs) */
-const MODELS: Readonly<Record<string, { readonly make: (data: object) => Model; readonly serializer: string | null }>> = {
-  'v1/Pod': { make: (d) => new Pod(d), serializer: 'V1Pod' },
-  'v1/Namespace': { make: (d) => new Namespace(d), serializer: 'V1Namespace' },
-  'v1/ServiceAccount': { make: (d) => new ServiceAccount(d), serializer: 'V1ServiceAccount' },
-  'v1/Service': { make: (d) => new Service(d), serializer: 'V1Service' },
-  'v1/ConfigMap': { make: (d) => new ConfigMap(d), serializer: 'V1ConfigMap' },
-  'v1/Secret': { make: (d) => new Secret(d), serializer: 'V1Secret' },
-  'apps/v1/Deployment': { make: (d) => new Deployment(d), serializer: 'V1Deployment' },
-  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': {
-    make: (d) => new MutatingWebhookConfiguration(d as ConstructorParameters<typeof MutatingWebhookConfiguration>[0]),
-    serializer: 'V1MutatingWebhookConfiguration',
-  },
-  'policy/v1/PodDisruptionBudget': { make: (d) => new PodDisruptionBudget(d), serializer: 'V1PodDisruptionBudget' },
-  'networking.k8s.io/v1/NetworkPolicy': { make: (d) => new NetworkPolicy(d), serializer: 'V1NetworkPolicy' },
-  'autoscaling/v2/HorizontalPodAutoscaler': { make: (d) => new HorizontalPodAutoscaler(d as ConstructorParameters<typeof HorizontalPodAutoscaler>[0]), serializer: 'V2HorizontalPodAutoscaler' },
-  'cert-manager.io/v1/Certificate': { make: (d) => new Certificate(d as ConstructorParameters<typeof Certificate>[0]), serializer: null },
-  'cert-manager.io/v1/Issuer': { make: (d) => new Issuer(d as ConstructorParameters<typeof Issuer>[0]), serializer: null },
-  'cert-manager.io/v1/ClusterIssuer': { make: (d) => new ClusterIssuer(d as ConstructorParameters<typeof ClusterIssuer>[0]), serializer: null },
-};
+const MODELS: Readonly<Record<string, { readonly make: (data: object) => Model; readonly serializer: string | null }>> =
+  {
+    'v1/Pod': { make: (d) => new Pod(d), serializer: 'V1Pod' },
+    'v1/Namespace': { make: (d) => new Namespace(d), serializer: 'V1Namespace' },
+    'v1/ServiceAccount': { make: (d) => new ServiceAccount(d), serializer: 'V1ServiceAccount' },
+    'v1/Service': { make: (d) => new Service(d), serializer: 'V1Service' },
+    'v1/ConfigMap': { make: (d) => new ConfigMap(d), serializer: 'V1ConfigMap' },
+    'v1/Secret': { make: (d) => new Secret(d), serializer: 'V1Secret' },
+    'apps/v1/Deployment': { make: (d) => new Deployment(d), serializer: 'V1Deployment' },
+    'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': {
+      make: (d) => new MutatingWebhookConfiguration(d as ConstructorParameters<typeof MutatingWebhookConfiguration>[0]),
+      serializer: 'V1MutatingWebhookConfiguration',
+    },
+    'policy/v1/PodDisruptionBudget': { make: (d) => new PodDisruptionBudget(d), serializer: 'V1PodDisruptionBudget' },
+    'networking.k8s.io/v1/NetworkPolicy': { make: (d) => new NetworkPolicy(d), serializer: 'V1NetworkPolicy' },
+    'autoscaling/v2/HorizontalPodAutoscaler': {
+      make: (d) => new HorizontalPodAutoscaler(d as ConstructorParameters<typeof HorizontalPodAutoscaler>[0]),
+      serializer: 'V2HorizontalPodAutoscaler',
+    },
+    'cert-manager.io/v1/Certificate': {
+      make: (d) => new Certificate(d as ConstructorParameters<typeof Certificate>[0]),
+      serializer: null,
+    },
+    'cert-manager.io/v1/Issuer': {
+      make: (d) => new Issuer(d as ConstructorParameters<typeof Issuer>[0]),
+      serializer: null,
+    },
+    'cert-manager.io/v1/ClusterIssuer': {
+      make: (d) => new ClusterIssuer(d as ConstructorParameters<typeof ClusterIssuer>[0]),
+      serializer: null,
+    },
+  };
 
 export const KNOWN_KINDS = Object.keys(MODELS);
 
@@ -62,9 +75,15 @@ export function kubernetesProblems(obj: unknown): string[] {
   }
   if (entry.serializer !== null) {
     const copy = structuredClone(obj);
-    const back = ObjectSerializer.serialize(ObjectSerializer.deserialize(copy, entry.serializer, ''), entry.serializer, '') as object;
+    const back = ObjectSerializer.serialize(
+      ObjectSerializer.deserialize(copy, entry.serializer, ''),
+      entry.serializer,
+      '',
+    ) as object;
     for (const op of jsonpatch.compare(obj as object, back)) {
-      problems.push(op.op === 'remove' ? `unknown field ${op.path}` : `field ${op.path} changed in a round trip (${op.op})`);
+      problems.push(
+        op.op === 'remove' ? `unknown field ${op.path}` : `field ${op.path} changed in a round trip (${op.op})`,
+      );
     }
   }
   return problems;

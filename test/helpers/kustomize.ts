@@ -84,19 +84,40 @@ const POD_SPEC_KINDS = new Set(['Pod', 'Deployment', 'StatefulSet', 'DaemonSet',
 
 /** kustomize's legacy order (sigs.k8s.io/kustomize/api/resid/gvk.go): kinds first, the rest by group/version/kind */
 const ORDER_FIRST = [
-  'Namespace', 'ResourceQuota', 'StorageClass', 'CustomResourceDefinition', 'ServiceAccount', 'PodSecurityPolicy', 'Role', 'ClusterRole',
-  'RoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'Secret', 'Endpoints', 'Service', 'LimitRange', 'PriorityClass', 'PersistentVolume',
-  'PersistentVolumeClaim', 'Deployment', 'StatefulSet', 'CronJob', 'PodDisruptionBudget',
+  'Namespace',
+  'ResourceQuota',
+  'StorageClass',
+  'CustomResourceDefinition',
+  'ServiceAccount',
+  'PodSecurityPolicy',
+  'Role',
+  'ClusterRole',
+  'RoleBinding',
+  'ClusterRoleBinding',
+  'ConfigMap',
+  'Secret',
+  'Endpoints',
+  'Service',
+  'LimitRange',
+  'PriorityClass',
+  'PersistentVolume',
+  'PersistentVolumeClaim',
+  'Deployment',
+  'StatefulSet',
+  'CronJob',
+  'PodDisruptionBudget',
 ];
 const ORDER_LAST = ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration'];
 
 /** Kubernetes reads manifests as YAML 1.1 (sigs.k8s.io/yaml), so do we. */
 export function readYamlDocuments(file: string): unknown[] {
   const docs = parseAllDocuments(readFileSync(file, 'utf8'), { version: '1.1' });
-  return docs.map((d, i) => {
-    if (d.errors.length > 0) throw new Error(`${file} document ${i}: ${d.errors.map((e) => e.message).join('; ')}`);
-    return d.toJS() as unknown;
-  }).filter((d) => d !== null);
+  return docs
+    .map((d, i) => {
+      if (d.errors.length > 0) throw new Error(`${file} document ${i}: ${d.errors.map((e) => e.message).join('; ')}`);
+      return d.toJS() as unknown;
+    })
+    .filter((d) => d !== null);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -104,7 +125,9 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function unsupported(file: string, what: string): never {
-  throw new Error(`${file}: ${what} is not supported by test/helpers/kustomize.ts (add it there, checked against kubectl, before using it)`);
+  throw new Error(
+    `${file}: ${what} is not supported by test/helpers/kustomize.ts (add it there, checked against kubectl, before using it)`,
+  );
 }
 
 function checkEntries(file: string, field: string, value: unknown, allowed: readonly string[]): void {
@@ -115,7 +138,8 @@ function checkEntries(file: string, field: string, value: unknown, allowed: read
     for (const key of Object.keys(entry)) if (!allowed.includes(key)) unsupported(file, `${field}[${i}].${key}`);
     if (field === 'patches') {
       if (!isRecord(entry.target)) unsupported(file, `patches[${i}] without a target`);
-      for (const key of Object.keys(entry.target)) if (!PATCH_TARGET_FIELDS.includes(key)) unsupported(file, `patches[${i}].target.${key}`);
+      for (const key of Object.keys(entry.target))
+        if (!PATCH_TARGET_FIELDS.includes(key)) unsupported(file, `patches[${i}].target.${key}`);
       if (typeof entry.patch !== 'string') unsupported(file, `patches[${i}] without an inline patch`);
     }
   }
@@ -123,7 +147,8 @@ function checkEntries(file: string, field: string, value: unknown, allowed: read
 
 /** The kustomization in `dir`, refused when it uses anything this renderer does not do. */
 export function readKustomization(dir: string): Kustomization {
-  for (const other of ['kustomization.yml', 'Kustomization']) if (existsSync(join(dir, other))) unsupported(join(dir, other), 'this file name');
+  for (const other of ['kustomization.yml', 'Kustomization'])
+    if (existsSync(join(dir, other))) unsupported(join(dir, other), 'this file name');
   const file = join(dir, 'kustomization.yaml');
   if (!existsSync(file)) throw new Error(`${dir}: no kustomization.yaml`);
   const k = parseYaml(readFileSync(file, 'utf8'), { version: '1.1' }) as unknown;
@@ -136,7 +161,10 @@ export function readKustomization(dir: string): Kustomization {
   if (k.apiVersion !== 'kustomize.config.k8s.io/v1beta1' || k.kind !== 'Kustomization') {
     unsupported(file, `apiVersion/kind ${String(k.apiVersion)} ${String(k.kind)}`);
   }
-  if (k.generatorOptions !== undefined && (k.generatorOptions as Record<string, unknown>).disableNameSuffixHash !== true) {
+  if (
+    k.generatorOptions !== undefined &&
+    (k.generatorOptions as Record<string, unknown>).disableNameSuffixHash !== true
+  ) {
     unsupported(file, 'generatorOptions.disableNameSuffixHash other than true');
   }
   return k as unknown as Kustomization;
@@ -149,16 +177,20 @@ export function kustomizationProblems(dir: string): string[] {
   for (const r of k.resources ?? []) {
     const path = resolve(dir, r);
     if (!existsSync(path)) problems.push(`${dir}: resource ${r} does not exist`);
-    else if (statSync(path).isDirectory() && !existsSync(join(path, 'kustomization.yaml'))) problems.push(`${dir}: resource ${r} has no kustomization`);
+    else if (statSync(path).isDirectory() && !existsSync(join(path, 'kustomization.yaml')))
+      problems.push(`${dir}: resource ${r} has no kustomization`);
   }
-  for (const c of k.configurations ?? []) if (!existsSync(resolve(dir, c))) problems.push(`${dir}: configuration ${c} does not exist`);
+  for (const c of k.configurations ?? [])
+    if (!existsSync(resolve(dir, c))) problems.push(`${dir}: configuration ${c} does not exist`);
   return problems;
 }
 
 /** The files a kustomization reads itself (resource files, configurations), not those of included kustomizations. */
 export function kustomizationFiles(dir: string): string[] {
   const k = readKustomization(dir);
-  return [...(k.resources ?? []), ...(k.configurations ?? [])].map((r) => resolve(dir, r)).filter((p) => !statSync(p).isDirectory());
+  return [...(k.resources ?? []), ...(k.configurations ?? [])]
+    .map((r) => resolve(dir, r))
+    .filter((p) => !statSync(p).isDirectory());
 }
 
 interface Accumulated {
@@ -176,13 +208,19 @@ function idOf(o: K8sObject): string {
 }
 
 function addObject(file: string, into: K8sObject[], o: K8sObject): void {
-  if (!isRecord(o) || typeof o.kind !== 'string' || typeof o.apiVersion !== 'string' || typeof o.metadata?.name !== 'string') {
+  if (
+    !isRecord(o) ||
+    typeof o.kind !== 'string' ||
+    typeof o.apiVersion !== 'string' ||
+    typeof o.metadata?.name !== 'string'
+  ) {
     throw new Error(`${file}: a document without apiVersion, kind and metadata.name`);
   }
   // kustomize sets images in every pod template; this renderer knows these places only
   const podTemplate = isRecord(o.spec) && ('template' in o.spec || 'jobTemplate' in o.spec);
   if (podTemplate && !POD_SPEC_KINDS.has(o.kind)) unsupported(file, `kind ${o.kind} (a pod template)`);
-  if (into.some((x) => idOf(x) === idOf(o))) throw new Error(`${file}: ${idOf(o)} is defined twice (kustomize refuses that)`);
+  if (into.some((x) => idOf(x) === idOf(o)))
+    throw new Error(`${file}: ${idOf(o)} is defined twice (kustomize refuses that)`);
   into.push(o);
 }
 
@@ -205,7 +243,8 @@ function accumulate(dir: string): Accumulated {
   }
   for (const c of k.configurations ?? []) imageFields.push(...readConfiguration(resolve(dir, c)));
   // kustomize's order: generators (ConfigMaps, then Secrets), then patches, then images
-  for (const g of k.configMapGenerator ?? []) addObject(file, objects, generate(dir, 'ConfigMap', g, k.generatorOptions));
+  for (const g of k.configMapGenerator ?? [])
+    addObject(file, objects, generate(dir, 'ConfigMap', g, k.generatorOptions));
   for (const g of k.secretGenerator ?? []) addObject(file, objects, generate(dir, 'Secret', g, k.generatorOptions));
   let patched = objects;
   for (const p of k.patches ?? []) patched = applyPatch(file, patched, p);
@@ -222,7 +261,8 @@ function readConfiguration(file: string): ImageFieldSpec[] {
     if (allowed === undefined) unsupported(file, `transformer configuration ${field}`);
     checkEntries(file, field, value, allowed);
     for (const spec of value as Array<Record<string, unknown>>) {
-      if (typeof spec.path !== 'string' || typeof spec.kind !== 'string') unsupported(file, `${field} entry without path and kind`);
+      if (typeof spec.path !== 'string' || typeof spec.kind !== 'string')
+        unsupported(file, `${field} entry without path and kind`);
       specs.push({ path: spec.path, kind: spec.kind });
     }
   }
@@ -239,9 +279,15 @@ function generatorFile(dir: string, file: string, source: string): { key: string
   return { key, bytes: readFileSync(path) };
 }
 
-function generate(dir: string, kind: 'ConfigMap' | 'Secret', g: GeneratorEntry, options: Kustomization['generatorOptions']): K8sObject {
+function generate(
+  dir: string,
+  kind: 'ConfigMap' | 'Secret',
+  g: GeneratorEntry,
+  options: Kustomization['generatorOptions'],
+): K8sObject {
   const file = join(dir, 'kustomization.yaml');
-  if (options?.disableNameSuffixHash !== true) unsupported(file, `${kind} ${g.name} with a name suffix hash (generatorOptions.disableNameSuffixHash: true)`);
+  if (options?.disableNameSuffixHash !== true)
+    unsupported(file, `${kind} ${g.name} with a name suffix hash (generatorOptions.disableNameSuffixHash: true)`);
   const entries: Array<[string, Buffer]> = [];
   for (const source of g.files ?? []) {
     const { key, bytes } = generatorFile(dir, file, source);
@@ -260,7 +306,9 @@ function generate(dir: string, kind: 'ConfigMap' | 'Secret', g: GeneratorEntry, 
     else unsupported(file, `binary data in ConfigMap ${g.name} (binaryData)`);
   }
   const metadata = { name: g.name, ...(g.namespace !== undefined ? { namespace: g.namespace } : {}) };
-  return kind === 'Secret' ? { apiVersion: 'v1', kind, metadata, type: 'Opaque', data } : { apiVersion: 'v1', kind, metadata, data };
+  return kind === 'Secret'
+    ? { apiVersion: 'v1', kind, metadata, type: 'Opaque', data }
+    : { apiVersion: 'v1', kind, metadata, data };
 }
 
 /** kustomize selects by anchored regular expressions */
@@ -273,7 +321,12 @@ function applyPatch(file: string, objects: K8sObject[], p: PatchEntry): K8sObjec
   if (!Array.isArray(ops)) unsupported(file, `a strategic merge patch (target ${JSON.stringify(p.target)})`);
   let matched = 0;
   const out = objects.map((o) => {
-    if (!matches(p.target.kind, o.kind) || !matches(p.target.name, o.metadata.name) || !matches(p.target.namespace, o.metadata.namespace)) return o;
+    if (
+      !matches(p.target.kind, o.kind) ||
+      !matches(p.target.name, o.metadata.name) ||
+      !matches(p.target.namespace, o.metadata.namespace)
+    )
+      return o;
     matched++;
     return applyJsonPatch(o, ops as Operation[]);
   });
@@ -350,11 +403,13 @@ function compareStrings(a: string, b: string): number {
 }
 
 function sortLegacy(objects: K8sObject[]): K8sObject[] {
-  return [...objects].sort((a, b) =>
-    kindRank(a.kind) - kindRank(b.kind) ||
-    compareStrings(gvkString(a), gvkString(b)) ||
-    compareStrings(a.metadata.namespace ?? '', b.metadata.namespace ?? '') ||
-    compareStrings(a.metadata.name, b.metadata.name));
+  return [...objects].sort(
+    (a, b) =>
+      kindRank(a.kind) - kindRank(b.kind) ||
+      compareStrings(gvkString(a), gvkString(b)) ||
+      compareStrings(a.metadata.namespace ?? '', b.metadata.namespace ?? '') ||
+      compareStrings(a.metadata.name, b.metadata.name),
+  );
 }
 
 /** The pod spec of a Pod or of a workload's template, or null. */
@@ -369,5 +424,8 @@ export type Container = Record<string, unknown> & { name: string; image?: string
 export function podContainers(o: K8sObject): Container[] {
   const spec = podSpecOf(o);
   if (spec === null) return [];
-  return [...((spec.initContainers as Container[] | undefined) ?? []), ...((spec.containers as Container[] | undefined) ?? [])];
+  return [
+    ...((spec.initContainers as Container[] | undefined) ?? []),
+    ...((spec.containers as Container[] | undefined) ?? []),
+  ];
 }

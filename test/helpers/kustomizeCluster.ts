@@ -18,12 +18,27 @@ import { imageName, podContainers, podSpecOf, type Container, type K8sObject } f
 type Obj = Record<string, unknown>;
 
 const CLUSTER_SCOPED = new Set([
-  'Namespace', 'ClusterIssuer', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'ClusterRole', 'ClusterRoleBinding',
-  'CustomResourceDefinition', 'PriorityClass', 'StorageClass', 'PersistentVolume',
+  'Namespace',
+  'ClusterIssuer',
+  'MutatingWebhookConfiguration',
+  'ValidatingWebhookConfiguration',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'CustomResourceDefinition',
+  'PriorityClass',
+  'StorageClass',
+  'PersistentVolume',
 ]);
 /** API groups every cluster serves; any other needs its CRDs installed first */
 const BUILT_IN_GROUPS = new Set([
-  '', 'apps', 'batch', 'policy', 'autoscaling', 'networking.k8s.io', 'admissionregistration.k8s.io', 'rbac.authorization.k8s.io',
+  '',
+  'apps',
+  'batch',
+  'policy',
+  'autoscaling',
+  'networking.k8s.io',
+  'admissionregistration.k8s.io',
+  'rbac.authorization.k8s.io',
 ]);
 /** cert-manager's "cluster resource namespace": where a ClusterIssuer's CA Secret lives */
 const CERT_MANAGER_NAMESPACE = 'cert-manager';
@@ -45,9 +60,12 @@ function groupOf(apiVersion: string): string {
 /** Container args as the kubelet runs them: `$(VAR)` from the container's env, `$$` for a literal `$`. */
 export function expandedArgs(container: Container): string[] {
   const env = new Map<string, string>();
-  for (const e of (container.env as Array<{ name: string; value?: string }> | undefined) ?? []) if (typeof e.value === 'string') env.set(e.name, e.value);
-  const expand = (m: string, name?: string): string => (name === undefined ? '$' : env.get(name) ?? m);
-  return ((container.args as string[] | undefined) ?? []).map((arg) => arg.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, expand));
+  for (const e of (container.env as Array<{ name: string; value?: string }> | undefined) ?? [])
+    if (typeof e.value === 'string') env.set(e.name, e.value);
+  const expand = (m: string, name?: string): string => (name === undefined ? '$' : (env.get(name) ?? m));
+  return ((container.args as string[] | undefined) ?? []).map((arg) =>
+    arg.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, expand),
+  );
 }
 
 /** `--flag value` pairs of an args list */
@@ -79,11 +97,12 @@ export class SimulatedCluster {
   private readonly pullable = new Set<string>();
 
   constructor() {
-    for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) this.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+    for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease'])
+      this.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   }
 
   private key(kind: string, namespace: string | undefined, name: string): string {
-    return `${kind}/${CLUSTER_SCOPED.has(kind) ? '' : namespace ?? 'default'}/${name}`;
+    return `${kind}/${CLUSTER_SCOPED.has(kind) ? '' : (namespace ?? 'default')}/${name}`;
   }
 
   private put(o: K8sObject): void {
@@ -106,7 +125,8 @@ export class SimulatedCluster {
   apply(objects: readonly K8sObject[], command: string): void {
     for (const o of objects) {
       const what = `${o.kind} ${o.metadata.namespace === undefined ? '' : `${o.metadata.namespace}/`}${o.metadata.name}`;
-      if (!this.groups.has(groupOf(o.apiVersion))) this.problems.push(`${command}: ${what}: the API group ${groupOf(o.apiVersion)} is not installed`);
+      if (!this.groups.has(groupOf(o.apiVersion)))
+        this.problems.push(`${command}: ${what}: the API group ${groupOf(o.apiVersion)} is not installed`);
       else if (!CLUSTER_SCOPED.has(o.kind) && !this.hasNamespace(o.metadata.namespace ?? 'default')) {
         this.problems.push(`${command}: ${what}: namespace ${o.metadata.namespace} does not exist (yet)`);
       } else this.put(structuredClone(o));
@@ -115,7 +135,8 @@ export class SimulatedCluster {
 
   /** `kubectl create`: as apply, and it refuses what exists */
   create(o: K8sObject, command: string): void {
-    if (this.get(o.kind, o.metadata.namespace, o.metadata.name) !== undefined) this.problems.push(`${command}: ${o.kind} ${o.metadata.name} already exists`);
+    if (this.get(o.kind, o.metadata.namespace, o.metadata.name) !== undefined)
+      this.problems.push(`${command}: ${o.kind} ${o.metadata.name} already exists`);
     else this.apply([o], command);
   }
 
@@ -150,11 +171,20 @@ export class SimulatedCluster {
   /** The keys of a Secret that exists or that cert-manager will write, or why it never will. */
   secretKeys(namespace: string, name: string, depth = 0): Keys {
     const secret = this.get('Secret', namespace, name);
-    if (secret !== undefined) return { keys: new Set([...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})]) };
-    const cert = this.all('Certificate').find((c) => c.metadata.namespace === namespace && (c.spec as Obj).secretName === name);
-    if (cert === undefined) return { missing: `Secret ${namespace}/${name} does not exist and no Certificate writes it` };
-    const why = this.issuerProblem(namespace, (cert.spec as { issuerRef: { name: string; kind?: string } }).issuerRef, depth);
-    if (why !== null) return { missing: `Secret ${namespace}/${name}: Certificate ${cert.metadata.name} is never issued: ${why}` };
+    if (secret !== undefined)
+      return { keys: new Set([...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})]) };
+    const cert = this.all('Certificate').find(
+      (c) => c.metadata.namespace === namespace && (c.spec as Obj).secretName === name,
+    );
+    if (cert === undefined)
+      return { missing: `Secret ${namespace}/${name} does not exist and no Certificate writes it` };
+    const why = this.issuerProblem(
+      namespace,
+      (cert.spec as { issuerRef: { name: string; kind?: string } }).issuerRef,
+      depth,
+    );
+    if (why !== null)
+      return { missing: `Secret ${namespace}/${name}: Certificate ${cert.metadata.name} is never issued: ${why}` };
     return { keys: new Set(CERTIFICATE_KEYS) };
   }
 
@@ -165,7 +195,11 @@ export class SimulatedCluster {
     const spec = issuer.spec as Obj;
     if (isObj(spec.selfSigned)) return null;
     if (isObj(spec.ca) && depth < 5) {
-      const got = this.secretKeys(kind === 'Issuer' ? namespace : CERT_MANAGER_NAMESPACE, spec.ca.secretName as string, depth + 1);
+      const got = this.secretKeys(
+        kind === 'Issuer' ? namespace : CERT_MANAGER_NAMESPACE,
+        spec.ca.secretName as string,
+        depth + 1,
+      );
       return 'missing' in got ? `${kind} ${ref.name}: ${got.missing}` : null;
     }
     return `${kind} ${ref.name} is of a type this check does not know`;
@@ -174,10 +208,21 @@ export class SimulatedCluster {
   configMapKeys(namespace: string, name: string): Keys {
     const cm = this.get('ConfigMap', namespace, name);
     if (cm === undefined) return { missing: `ConfigMap ${namespace}/${name} does not exist` };
-    return { keys: new Set([...Object.keys((cm.data as Obj | undefined) ?? {}), ...Object.keys((cm.binaryData as Obj | undefined) ?? {})]) };
+    return {
+      keys: new Set([
+        ...Object.keys((cm.data as Obj | undefined) ?? {}),
+        ...Object.keys((cm.binaryData as Obj | undefined) ?? {}),
+      ]),
+    };
   }
 
-  private referenceProblem(kind: 'Secret' | 'ConfigMap', namespace: string, name: string, keys: readonly string[], optional: unknown): string | null {
+  private referenceProblem(
+    kind: 'Secret' | 'ConfigMap',
+    namespace: string,
+    name: string,
+    keys: readonly string[],
+    optional: unknown,
+  ): string | null {
     if (optional === true) return null;
     const got = kind === 'Secret' ? this.secretKeys(namespace, name) : this.configMapKeys(namespace, name);
     if ('missing' in got) return got.missing;
@@ -195,31 +240,60 @@ export class SimulatedCluster {
     const note = (p: string | null): void => void (p !== null && problems.push(`${where}: ${p}`));
     const spec = podSpecOf(admitted)!;
     const sa = (spec.serviceAccountName as string | undefined) ?? 'default';
-    if (sa !== 'default' && this.get('ServiceAccount', namespace, sa) === undefined) note(`ServiceAccount ${sa} does not exist`);
+    if (sa !== 'default' && this.get('ServiceAccount', namespace, sa) === undefined)
+      note(`ServiceAccount ${sa} does not exist`);
     for (const v of (spec.volumes as Obj[] | undefined) ?? []) {
       const sources = isObj(v.projected) ? ((v.projected.sources as Obj[] | undefined) ?? []) : [v];
       for (const s of sources) {
         const secret = s.secret as (Ref & { secretName?: string; items?: Array<{ key: string }> }) | undefined;
         const configMap = s.configMap as (Ref & { items?: Array<{ key: string }> }) | undefined;
         const keys = (items: Array<{ key: string }> | undefined): string[] => (items ?? []).map((i) => i.key);
-        if (secret !== undefined) note(this.referenceProblem('Secret', namespace, secret.secretName ?? secret.name, keys(secret.items), secret.optional));
-        if (configMap !== undefined) note(this.referenceProblem('ConfigMap', namespace, configMap.name, keys(configMap.items), configMap.optional));
+        if (secret !== undefined)
+          note(
+            this.referenceProblem(
+              'Secret',
+              namespace,
+              secret.secretName ?? secret.name,
+              keys(secret.items),
+              secret.optional,
+            ),
+          );
+        if (configMap !== undefined)
+          note(
+            this.referenceProblem('ConfigMap', namespace, configMap.name, keys(configMap.items), configMap.optional),
+          );
       }
     }
     for (const c of podContainers(admitted)) {
       for (const from of (c.envFrom as Obj[] | undefined) ?? []) {
         const ref = (from.secretRef ?? from.configMapRef) as Ref;
-        note(this.referenceProblem(from.secretRef !== undefined ? 'Secret' : 'ConfigMap', namespace, ref.name, [], ref.optional));
+        note(
+          this.referenceProblem(
+            from.secretRef !== undefined ? 'Secret' : 'ConfigMap',
+            namespace,
+            ref.name,
+            [],
+            ref.optional,
+          ),
+        );
       }
       for (const e of (c.env as Obj[] | undefined) ?? []) {
-        const from = e.valueFrom as { secretKeyRef?: Ref & { key: string }; configMapKeyRef?: Ref & { key: string } } | undefined;
+        const from = e.valueFrom as
+          { secretKeyRef?: Ref & { key: string }; configMapKeyRef?: Ref & { key: string } } | undefined;
         const secret = from?.secretKeyRef;
         const configMap = from?.configMapKeyRef;
-        if (secret !== undefined) note(this.referenceProblem('Secret', namespace, secret.name, [secret.key], secret.optional));
-        if (configMap !== undefined) note(this.referenceProblem('ConfigMap', namespace, configMap.name, [configMap.key], configMap.optional));
+        if (secret !== undefined)
+          note(this.referenceProblem('Secret', namespace, secret.name, [secret.key], secret.optional));
+        if (configMap !== undefined)
+          note(this.referenceProblem('ConfigMap', namespace, configMap.name, [configMap.key], configMap.optional));
       }
       // tollgate's image is built by the README's commands; other images are public
-      if (imageName(c.image ?? '').split('/').pop() === 'tollgate' && !this.pullable.has(c.image!)) {
+      if (
+        imageName(c.image ?? '')
+          .split('/')
+          .pop() === 'tollgate' &&
+        !this.pullable.has(c.image!)
+      ) {
         note(`container ${c.name}: image ${c.image} was never pushed or loaded into the nodes`);
       }
     }
@@ -228,12 +302,19 @@ export class SimulatedCluster {
 
   /** the pod of a workload as the API server admits it (mutated by webhooks), or why it is refused */
   private admit(workload: K8sObject): K8sObject | string {
-    const template = (workload.kind === 'Pod' ? workload : (workload.spec as Obj).template) as { metadata?: K8sObject['metadata']; spec: Obj };
+    const template = (workload.kind === 'Pod' ? workload : (workload.spec as Obj).template) as {
+      metadata?: K8sObject['metadata'];
+      spec: Obj;
+    };
     const namespace = workload.metadata.namespace ?? 'default';
     let pod: K8sObject = {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { ...structuredClone(template.metadata ?? { name: '' }), name: `${workload.metadata.name}-0`, namespace },
+      metadata: {
+        ...structuredClone(template.metadata ?? { name: '' }),
+        name: `${workload.metadata.name}-0`,
+        namespace,
+      },
       spec: structuredClone(template.spec),
     };
     for (const mwc of this.all('MutatingWebhookConfiguration')) {
@@ -251,28 +332,39 @@ export class SimulatedCluster {
 
   /** rules, namespaceSelector and the annotation comparisons of matchConditions; a string when it cannot tell */
   private webhookSelects(hook: Obj, pod: K8sObject): boolean | string {
-    const rules = (hook.rules as Array<{ operations: string[]; apiGroups: string[]; resources: string[] }> | undefined) ?? [];
+    const rules =
+      (hook.rules as Array<{ operations: string[]; apiGroups: string[]; resources: string[] }> | undefined) ?? [];
     const podCreates = (r: (typeof rules)[number]): boolean =>
-      r.operations.some((o) => o === 'CREATE' || o === '*') && r.apiGroups.includes('') && r.resources.some((x) => x === 'pods' || x === '*');
+      r.operations.some((o) => o === 'CREATE' || o === '*') &&
+      r.apiGroups.includes('') &&
+      r.resources.some((x) => x === 'pods' || x === '*');
     if (!rules.some(podCreates)) return false;
     const ns = this.get('Namespace', undefined, pod.metadata.namespace!)!;
     const labels: Record<string, string> = { ...ns.metadata.labels, 'kubernetes.io/metadata.name': ns.metadata.name };
     type Expression = { key: string; operator: string; values?: string[] };
-    const selector = (hook.namespaceSelector as { matchLabels?: Record<string, string>; matchExpressions?: Expression[] } | undefined) ?? {};
+    const selector =
+      (hook.namespaceSelector as
+        { matchLabels?: Record<string, string>; matchExpressions?: Expression[] } | undefined) ?? {};
     for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
     for (const e of selector.matchExpressions ?? []) {
       const has = e.key in labels;
-      const ok = e.operator === 'In' ? has && e.values!.includes(labels[e.key]!)
-        : e.operator === 'NotIn' ? !has || !e.values!.includes(labels[e.key]!)
-        : e.operator === 'Exists' ? has
-        : e.operator === 'DoesNotExist' ? !has
-        : null;
+      const ok =
+        e.operator === 'In'
+          ? has && e.values!.includes(labels[e.key]!)
+          : e.operator === 'NotIn'
+            ? !has || !e.values!.includes(labels[e.key]!)
+            : e.operator === 'Exists'
+              ? has
+              : e.operator === 'DoesNotExist'
+                ? !has
+                : null;
       if (ok === null) return `namespaceSelector operator ${e.operator} is not known to this check`;
       if (!ok) return false;
     }
     for (const condition of (hook.matchConditions as Array<{ expression: string }> | undefined) ?? []) {
       const comparisons = [...condition.expression.matchAll(/annotations\['([^']+)'\]\s*==\s*'([^']*)'/g)];
-      if (comparisons.length === 0) return `matchCondition ${JSON.stringify(condition.expression)} is not understood by this check`;
+      if (comparisons.length === 0)
+        return `matchCondition ${JSON.stringify(condition.expression)} is not understood by this check`;
       if (!comparisons.every(([, key, value]) => pod.metadata.annotations?.[key!] === value)) return false;
     }
     return true;
@@ -283,10 +375,18 @@ export class SimulatedCluster {
     const ref = (hook.clientConfig as { service?: { name: string; namespace: string } }).service;
     if (ref === undefined) return 'no clientConfig.service';
     const svc = this.get('Service', ref.namespace, ref.name);
-    if (svc === undefined) return `its Service ${ref.namespace}/${ref.name} does not exist, and with failurePolicy Fail no pod is created`;
+    if (svc === undefined)
+      return `its Service ${ref.namespace}/${ref.name} does not exist, and with failurePolicy Fail no pod is created`;
     const selector = (svc.spec as { selector?: Record<string, string> }).selector ?? {};
-    const backend = this.all('Deployment').find((d) => d.metadata.namespace === ref.namespace &&
-      Object.entries(selector).every(([k, v]) => ((d.spec as Obj).template as { metadata?: { labels?: Record<string, string> } }).metadata?.labels?.[k] === v));
+    const backend = this.all('Deployment').find(
+      (d) =>
+        d.metadata.namespace === ref.namespace &&
+        Object.entries(selector).every(
+          ([k, v]) =>
+            ((d.spec as Obj).template as { metadata?: { labels?: Record<string, string> } }).metadata?.labels?.[k] ===
+            v,
+        ),
+    );
     if (backend === undefined) return `no Deployment behind Service ${ref.namespace}/${ref.name}`;
     const down = this.podProblems(backend);
     if (down.length > 0) return `its backend cannot start: ${down.join('; ')}`;

@@ -19,7 +19,8 @@ export interface ReadmeCommand {
 
 const COMMAND_WORDS = new Set(['kubectl', 'npx', 'docker', 'kind']);
 /** the released manifest that installs cert-manager (its CRDs and controllers in namespace cert-manager) */
-const CERT_MANAGER_RELEASE = /^https:\/\/github\.com\/cert-manager\/cert-manager\/releases\/download\/v\d+\.\d+\.\d+\/cert-manager\.yaml$/;
+const CERT_MANAGER_RELEASE =
+  /^https:\/\/github\.com\/cert-manager\/cert-manager\/releases\/download\/v\d+\.\d+\.\d+\/cert-manager\.yaml$/;
 
 /** README.md's `## Kubernetes` up to the next `## ` heading */
 export function kubernetesSection(readme: string): string {
@@ -45,12 +46,17 @@ export function readmeCommands(section: string): ReadmeCommand[] {
       block = [];
       return;
     }
-    if (!COMMAND_WORDS.has(first.split(/\s+/)[0]!)) throw new Error(`README Kubernetes, ${heading}: a code block that is neither commands nor JSON: ${first}`);
+    if (!COMMAND_WORDS.has(first.split(/\s+/)[0]!))
+      throw new Error(`README Kubernetes, ${heading}: a code block that is neither commands nor JSON: ${first}`);
     for (const line of block) {
       const code = line.replace(/\s+#.*$/, '').trim();
       if (code === '') continue;
-      if (/["'`\\|;<>]/.test(code)) throw new Error(`README Kubernetes, ${heading}: quoting, pipes and redirections are not understood here: ${code}`);
-      for (const text of code.split('&&').map((c) => c.trim())) commands.push({ section: heading, text, argv: text.split(/\s+/) });
+      if (/["'`\\|;<>]/.test(code))
+        throw new Error(
+          `README Kubernetes, ${heading}: quoting, pipes and redirections are not understood here: ${code}`,
+        );
+      for (const text of code.split('&&').map((c) => c.trim()))
+        commands.push({ section: heading, text, argv: text.split(/\s+/) });
     }
     block = [];
   };
@@ -95,9 +101,15 @@ function secretData(root: string, args: readonly string[]): Record<string, strin
       data[key!] = Buffer.from(value.join('=')).toString('base64');
     } else if (a.startsWith('--from-file=')) {
       const spec = a.slice('--from-file='.length);
-      const [key, path] = spec.includes('=') ? [spec.slice(0, spec.indexOf('=')), spec.slice(spec.indexOf('=') + 1)] : [null, spec];
+      const [key, path] = spec.includes('=')
+        ? [spec.slice(0, spec.indexOf('=')), spec.slice(spec.indexOf('=') + 1)]
+        : [null, spec];
       const full = join(root, path);
-      const files = statSync(full).isDirectory() ? readdirSync(full).filter((n) => statSync(join(full, n)).isFile()).map((n) => join(full, n)) : [full];
+      const files = statSync(full).isDirectory()
+        ? readdirSync(full)
+            .filter((n) => statSync(join(full, n)).isFile())
+            .map((n) => join(full, n))
+        : [full];
       for (const f of files) data[key ?? basename(f)] = readFileSync(f).toString('base64');
     } else throw new Error(`kubectl create secret: ${a} is not understood by this check`);
   }
@@ -108,13 +120,21 @@ function secretData(root: string, args: readonly string[]): Record<string, strin
 export type LocalImages = Set<string>;
 
 /** Run one README command; what it would refuse lands in cluster.problems. */
-export async function runReadmeCommand(command: ReadmeCommand, root: string, cluster: SimulatedCluster, built: LocalImages): Promise<void> {
+export async function runReadmeCommand(
+  command: ReadmeCommand,
+  root: string,
+  cluster: SimulatedCluster,
+  built: LocalImages,
+): Promise<void> {
   const fail = (why: string): void => void cluster.problems.push(`${command.text}: ${why}`);
   const [word, ...args] = command.argv as [string, ...string[]];
   const text = command.text;
   try {
     if (word === 'docker' && args[0] === 'build' && args[1] === '-t' && args[3] === '.') built.add(args[2]!);
-    else if ((word === 'docker' && args[0] === 'push') || (word === 'kind' && args[0] === 'load' && args[1] === 'docker-image')) {
+    else if (
+      (word === 'docker' && args[0] === 'push') ||
+      (word === 'kind' && args[0] === 'load' && args[1] === 'docker-image')
+    ) {
       const image = args[args.length - 1]!;
       if (built.has(image)) cluster.makePullable(image);
       else fail(`${image} was not built by an earlier command`);
@@ -145,10 +165,27 @@ function runKubectl(all: readonly string[], root: string, cluster: SimulatedClus
   } else if (verb === 'create' && args[0] === 'namespace' && args.length === 2) {
     cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: args[1]! } }, text);
   } else if (verb === 'create' && args[0] === 'secret' && args[1] === 'generic') {
-    cluster.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: args[2]!, namespace }, type: 'Opaque', data: secretData(root, args.slice(3)) }, text);
+    cluster.create(
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: args[2]!, namespace },
+        type: 'Opaque',
+        data: secretData(root, args.slice(3)),
+      },
+      text,
+    );
   } else if (verb === 'label' && (args[0] === 'namespace' || args[0] === 'ns')) {
-    cluster.labelNamespace(args[1]!, Object.fromEntries(args.slice(2).map((l) => l.split('=') as [string, string])), text);
-  } else if (verb === 'rollout' && args[0] === 'status' && /^(deploy|deployment|deployments)\/[a-z0-9-]+$/.test(args[1] ?? '')) {
+    cluster.labelNamespace(
+      args[1]!,
+      Object.fromEntries(args.slice(2).map((l) => l.split('=') as [string, string])),
+      text,
+    );
+  } else if (
+    verb === 'rollout' &&
+    args[0] === 'status' &&
+    /^(deploy|deployment|deployments)\/[a-z0-9-]+$/.test(args[1] ?? '')
+  ) {
     cluster.rolloutStatus(namespace, args[1]!.split('/')[1]!, text);
   } else if (verb === 'wait') {
     cluster.requireNamespace(namespace, text);

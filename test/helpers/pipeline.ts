@@ -112,7 +112,9 @@ export function echo(req: http.IncomingMessage, res: http.ServerResponse): void 
   req.on('error', () => undefined);
   req.on('end', () => {
     const body = Buffer.concat(chunks);
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, [ECHO_HEADER]: '1' }).end(body);
+    res
+      .writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, [ECHO_HEADER]: '1' })
+      .end(body);
   });
 }
 
@@ -280,7 +282,8 @@ async function startSide(t: Teardownable, w: World, keysDir: string, spec: SideS
     const started = (): Record<string, unknown> | undefined => p.logs().find((l) => l.msg === 'tollgate started');
     await eventually(() => started() !== undefined || !p.running(), START_WAIT_MS, `the ${role} process to start`);
     const line = started();
-    if (line === undefined) throw new Error(`the ${role} process did not start\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`);
+    if (line === undefined)
+      throw new Error(`the ${role} process did not start\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`);
     addr = (line.listeners as Array<{ address: string }>)[0]!.address;
     adminUrl = `http://127.0.0.1:${adminPort}`;
   }
@@ -320,7 +323,8 @@ async function startSide(t: Teardownable, w: World, keysDir: string, spec: SideS
     },
     logs: () => (sidecar !== null ? sidecar.logs.lines : child!.logs()),
     signal(sig) {
-      if (child === null) throw new Error(`the ${role} runs in-process: start it with run: 'process' to send it signals`);
+      if (child === null)
+        throw new Error(`the ${role} runs in-process: start it with run: 'process' to send it signals`);
       child.kill(sig);
     },
     async rotate(more = {}) {
@@ -424,7 +428,18 @@ const MAX_EXAMPLES = 10;
 let loadRuns = 0;
 
 function emptyResult(): LoadResult {
-  return { sent: 0, ok: 0, failed: 0, corrupted: 0, duplicated: 0, byStatus: {}, byCode: {}, byError: {}, examples: [], elapsedMs: 0 };
+  return {
+    sent: 0,
+    ok: 0,
+    failed: 0,
+    corrupted: 0,
+    duplicated: 0,
+    byStatus: {},
+    byCode: {},
+    byError: {},
+    examples: [],
+    elapsedMs: 0,
+  };
 }
 
 function bump(m: Record<string, number>, k: string): void {
@@ -442,7 +457,12 @@ function createProducer(t: Teardownable, outboundAddr: string, app: App): Produc
 
   async function request(req: ProducerRequest = {}): Promise<ProducerResponse> {
     client ??= new Client(origin);
-    const res = await client.request({ method: (req.method ?? 'GET') as 'GET', path: req.path ?? '/', headers: req.headers ?? {}, body: req.body ?? null });
+    const res = await client.request({
+      method: (req.method ?? 'GET') as 'GET',
+      path: req.path ?? '/',
+      headers: req.headers ?? {},
+      body: req.body ?? null,
+    });
     const body = Buffer.from(await res.body.arrayBuffer());
     const code = res.headers['x-tollgate-error'];
     return { status: res.statusCode, headers: res.headers, body, code: typeof code === 'string' ? code : null };
@@ -455,7 +475,12 @@ function createProducer(t: Teardownable, outboundAddr: string, app: App): Produc
     const bodyBytes = bodyless ? 0 : (opts.bodyBytes ?? 256);
     const concurrency = opts.concurrency ?? (opts.ratePerSecond === undefined ? 8 : 32);
     const timeout = opts.requestTimeoutMs ?? 10_000;
-    const pool = new Pool(origin, { connections: concurrency, pipelining: 1, headersTimeout: timeout, bodyTimeout: timeout });
+    const pool = new Pool(origin, {
+      connections: concurrency,
+      pipelining: 1,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+    });
     const r = emptyResult();
     const sentDigests = new Map<string, string>();
     const corruptedIds = new Set<string>();
@@ -486,7 +511,11 @@ function createProducer(t: Teardownable, outboundAddr: string, app: App): Produc
         const res = await pool.request({
           method: method as 'POST',
           path: opts.path ?? '/load',
-          headers: { ...opts.headers, [ID_HEADER]: id, ...(bodyless ? {} : { 'content-type': 'application/octet-stream' }) },
+          headers: {
+            ...opts.headers,
+            [ID_HEADER]: id,
+            ...(bodyless ? {} : { 'content-type': 'application/octet-stream' }),
+          },
           body: bodyless ? null : body,
         });
         const got = Buffer.from(await res.body.arrayBuffer());
@@ -495,7 +524,8 @@ function createProducer(t: Teardownable, outboundAddr: string, app: App): Produc
         if (typeof code === 'string') bump(r.byCode, code);
         const echoed = res.headers[ECHO_HEADER] === '1' && method !== 'HEAD';
         const success = res.statusCode >= 200 && res.statusCode < 300;
-        if (success && echoed && sha256hex(got) !== sent) markCorrupted(id, `echo of ${got.length} bytes differs from the ${body.length} sent`);
+        if (success && echoed && sha256hex(got) !== sent)
+          markCorrupted(id, `echo of ${got.length} bytes differs from the ${body.length} sent`);
         else if (app.digestsOf(id).some((d) => d !== sent)) markCorrupted(id, 'the app got a different body');
         else if (success) {
           r.ok += 1;
@@ -503,13 +533,16 @@ function createProducer(t: Teardownable, outboundAddr: string, app: App): Produc
         } else {
           r.failed += 1;
           counted.set(id, 'failed');
-          example(`${id}: ${res.statusCode} ${typeof code === 'string' ? code : ''} ${got.subarray(0, 200).toString()}`);
+          example(
+            `${id}: ${res.statusCode} ${typeof code === 'string' ? code : ''} ${got.subarray(0, 200).toString()}`,
+          );
         }
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         const code = e.code ?? e.name;
         bump(r.byError, code);
-        if (app.digestsOf(id).some((d) => d !== sent)) markCorrupted(id, `the app got a different body (and the producer ${code})`);
+        if (app.digestsOf(id).some((d) => d !== sent))
+          markCorrupted(id, `the app got a different body (and the producer ${code})`);
         else {
           r.failed += 1;
           counted.set(id, 'failed');
@@ -570,7 +603,9 @@ function createProducer(t: Teardownable, outboundAddr: string, app: App): Produc
 
 /** One line for assertion messages: the counts and the first failures. */
 export function summary(r: LoadResult): string {
-  const parts = [`sent ${r.sent}, ok ${r.ok}, failed ${r.failed}, corrupted ${r.corrupted}, duplicated ${r.duplicated} in ${r.elapsedMs} ms`];
+  const parts = [
+    `sent ${r.sent}, ok ${r.ok}, failed ${r.failed}, corrupted ${r.corrupted}, duplicated ${r.duplicated} in ${r.elapsedMs} ms`,
+  ];
   if (Object.keys(r.byStatus).length > 0) parts.push(`status ${JSON.stringify(r.byStatus)}`);
   if (Object.keys(r.byCode).length > 0) parts.push(`codes ${JSON.stringify(r.byCode)}`);
   if (Object.keys(r.byError).length > 0) parts.push(`errors ${JSON.stringify(r.byError)}`);
@@ -601,37 +636,49 @@ export async function pipeline(t: Teardownable, opts: PipelineOptions = {}): Pro
   const inOpts = opts.inbound ?? {};
   const outOpts = opts.outbound ?? {};
 
-  const inbound = await startSide(t, w, keysDir, {
-    role: 'inbound',
-    opts: inOpts,
-    listener: {
-      name: 'ingest',
-      mode: 'inbound',
-      protocol: 'http',
-      listen: '127.0.0.1:0',
-      target: app.addr,
-      allow: inOpts.allow ?? { spiffe: [PRODUCER] },
-      integrity: inOpts.integrity ?? { verify: sign },
-      ...(inOpts.anomaly === undefined ? {} : { anomaly: inOpts.anomaly }),
-      ...(inOpts.limits === undefined ? {} : { limits: inOpts.limits }),
+  const inbound = await startSide(
+    t,
+    w,
+    keysDir,
+    {
+      role: 'inbound',
+      opts: inOpts,
+      listener: {
+        name: 'ingest',
+        mode: 'inbound',
+        protocol: 'http',
+        listen: '127.0.0.1:0',
+        target: app.addr,
+        allow: inOpts.allow ?? { spiffe: [PRODUCER] },
+        integrity: inOpts.integrity ?? { verify: sign },
+        ...(inOpts.anomaly === undefined ? {} : { anomaly: inOpts.anomaly }),
+        ...(inOpts.limits === undefined ? {} : { limits: inOpts.limits }),
+      },
     },
-  }, opts.volumes === true);
+    opts.volumes === true,
+  );
 
-  const outbound = await startSide(t, w, keysDir, {
-    role: 'outbound',
-    opts: outOpts,
-    listener: {
-      name: 'to-ingest',
-      mode: 'outbound',
-      protocol: 'http',
-      listen: '127.0.0.1:0',
-      target: inbound.addr,
-      serverName: 'localhost',
-      verify: outOpts.verify ?? { spiffe: [INGEST] },
-      integrity: outOpts.integrity ?? (sign ? { sign: true, keyId: KEY_ID } : { sign: false }),
-      ...(outOpts.limits === undefined ? {} : { limits: outOpts.limits }),
+  const outbound = await startSide(
+    t,
+    w,
+    keysDir,
+    {
+      role: 'outbound',
+      opts: outOpts,
+      listener: {
+        name: 'to-ingest',
+        mode: 'outbound',
+        protocol: 'http',
+        listen: '127.0.0.1:0',
+        target: inbound.addr,
+        serverName: 'localhost',
+        verify: outOpts.verify ?? { spiffe: [INGEST] },
+        integrity: outOpts.integrity ?? (sign ? { sign: true, keyId: KEY_ID } : { sign: false }),
+        ...(outOpts.limits === undefined ? {} : { limits: outOpts.limits }),
+      },
     },
-  }, opts.volumes === true);
+    opts.volumes === true,
+  );
 
   return { w, key, keysDir, app, inbound, outbound, producer: createProducer(t, outbound.addr, app) };
 }

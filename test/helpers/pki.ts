@@ -106,7 +106,8 @@ async function certifyKey(ca: TestCa, leaf: Issued, keyOf: Issued): Promise<Issu
       issuer: ca.cert.subjectName,
       notBefore: leaf.cert.notBefore,
       notAfter: leaf.cert.notAfter,
-      signingAlgorithm: ca.keyType === 'ec' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+      signingAlgorithm:
+        ca.keyType === 'ec' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
       publicKey: keyOf.keys.publicKey,
       signingKey: ca.keys.privateKey,
       extensions,
@@ -141,9 +142,13 @@ export async function makeCrl(ca: TestCa, opts: CrlOptions = {}): Promise<string
       issuer: ca.cert.subjectName,
       thisUpdate: opts.thisUpdate ?? new Date(now - HOUR_MS),
       ...(opts.nextUpdate === null ? {} : { nextUpdate: opts.nextUpdate ?? new Date(now + DAY_MS) }),
-      signingAlgorithm: signer.keyType === 'ec' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+      signingAlgorithm:
+        signer.keyType === 'ec' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
       signingKey: signer.keys.privateKey,
-      entries: (opts.revoked ?? []).map((r) => ({ serialNumber: r.cert.serialNumber, revocationDate: new Date(now - HOUR_MS) })),
+      entries: (opts.revoked ?? []).map((r) => ({
+        serialNumber: r.cert.serialNumber,
+        revocationDate: new Date(now - HOUR_MS),
+      })),
     },
     webcrypto as unknown as Parameters<typeof x509.X509CrlGenerator.create>[1],
   );

@@ -30,7 +30,10 @@ export interface Running {
 }
 
 export function startTollgate(t: Teardownable, args: string[], cwd?: string): Running {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: cwd ?? process.cwd(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
@@ -45,17 +48,27 @@ export function startTollgate(t: Teardownable, args: string[], cwd?: string): Ru
     }
     // every JSON line the process logged must be strict JSON (no repeated key)
     // (a log line is one JSON object on one line; a pretty-printed --json report spans several and is not checked here)
-    const problems = out.split('\n').filter((l) => l.startsWith('{') && parseLine(l).length === 1).flatMap((l) => {
-      const problem = strictJsonProblem(l);
-      return problem === null ? [] : [`${problem}: ${l}`];
-    });
-    if (problems.length > 0) throw new Error(`tollgate logged ${problems.length} line(s) that are not strict JSON:\n${problems.slice(0, 5).join('\n')}`);
+    const problems = out
+      .split('\n')
+      .filter((l) => l.startsWith('{') && parseLine(l).length === 1)
+      .flatMap((l) => {
+        const problem = strictJsonProblem(l);
+        return problem === null ? [] : [`${problem}: ${l}`];
+      });
+    if (problems.length > 0)
+      throw new Error(
+        `tollgate logged ${problems.length} line(s) that are not strict JSON:\n${problems.slice(0, 5).join('\n')}`,
+      );
   });
   return {
     pid: child.pid!,
     stdout: () => out,
     stderr: () => err,
-    logs: () => out.split('\n').filter((l) => l.startsWith('{')).flatMap(parseLine),
+    logs: () =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .flatMap(parseLine),
     exited,
     exitCode: () => child.exitCode,
     running: () => child.exitCode === null && child.signalCode === null,

@@ -52,7 +52,8 @@ const TYPES: readonly MetricType[] = ['counter', 'gauge', 'histogram', 'summary'
  * exponent or not), hexadecimal with a binary exponent, `Inf`/`Infinity` with an optional sign
  * and `NaN`, the last two in any case (prom-client writes NaN as `Nan`, which Go reads).
  */
-const FLOAT = /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?\d+|[+-]?(?:inf|infinity)|nan)$/i;
+const FLOAT =
+  /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?\d+|[+-]?(?:inf|infinity)|nan)$/i;
 
 /** The number a FLOAT text stands for. */
 function parseFloatText(text: string): number {
@@ -79,7 +80,12 @@ const SUFFIXES: Readonly<Record<MetricType, readonly string[]>> = {
 };
 
 export function parsePrometheusText(text: string): MetricFamily[] {
-  if (text.length > 0 && !text.endsWith('\n')) throw new PrometheusTextError(text.split('\n').length, 'the last line does not end in a newline', text.slice(text.lastIndexOf('\n') + 1));
+  if (text.length > 0 && !text.endsWith('\n'))
+    throw new PrometheusTextError(
+      text.split('\n').length,
+      'the last line does not end in a newline',
+      text.slice(text.lastIndexOf('\n') + 1),
+    );
   const lines = text.split('\n');
   lines.pop();
   const families = new Map<string, MetricFamily>();
@@ -115,7 +121,8 @@ export function parsePrometheusText(text: string): MetricFamily[] {
         if (f.type !== null) throw new PrometheusTextError(lineNo, `second TYPE for ${name}`, raw);
         if (f.samples.length > 0) throw new PrometheusTextError(lineNo, `TYPE for ${name} after its samples`, raw);
         const type = (rest ?? '').trim();
-        if (!(TYPES as readonly string[]).includes(type)) throw new PrometheusTextError(lineNo, `unknown type ${JSON.stringify(type)}`, raw);
+        if (!(TYPES as readonly string[]).includes(type))
+          throw new PrometheusTextError(lineNo, `unknown type ${JSON.stringify(type)}`, raw);
         f.type = type as MetricType;
       }
       continue;
@@ -214,7 +221,10 @@ function parseSample(raw: string, lineNo: number): Sample {
     }
   }
   if (raw[i] !== ' ' && raw[i] !== '\t') fail('expected a blank before the value');
-  const rest = raw.slice(i).trim().split(/[ \t]+/);
+  const rest = raw
+    .slice(i)
+    .trim()
+    .split(/[ \t]+/);
   if (rest.length === 0 || rest[0] === '') fail('no value');
   if (rest.length > 2) fail('text after the timestamp');
   const valueText = rest[0]!;
@@ -256,8 +266,13 @@ export function expositionProblems(families: readonly MetricFamily[]): string[] 
 
 function histogramProblems(f: MetricFamily): string[] {
   const problems: string[] = [];
-  const groups = new Map<string, { buckets: Array<{ le: number; count: number; line: number }>; sum: number | null; count: number | null }>();
-  const group = (labels: Readonly<Record<string, string>>): { buckets: Array<{ le: number; count: number; line: number }>; sum: number | null; count: number | null } => {
+  const groups = new Map<
+    string,
+    { buckets: Array<{ le: number; count: number; line: number }>; sum: number | null; count: number | null }
+  >();
+  const group = (
+    labels: Readonly<Record<string, string>>,
+  ): { buckets: Array<{ le: number; count: number; line: number }>; sum: number | null; count: number | null } => {
     const key = seriesKey('', labels, 'le');
     let g = groups.get(key);
     if (g === undefined) groups.set(key, (g = { buckets: [], sum: null, count: null }));
@@ -292,11 +307,13 @@ function histogramProblems(f: MetricFamily): string[] {
       const a = g.buckets[i - 1]!;
       const b = g.buckets[i]!;
       if (!(b.le > a.le)) problems.push(`line ${b.line}: ${where} bucket bounds not rising (${a.le} then ${b.le})`);
-      if (!(b.count >= a.count)) problems.push(`line ${b.line}: ${where} bucket counts fall (${a.count} then ${b.count})`);
+      if (!(b.count >= a.count))
+        problems.push(`line ${b.line}: ${where} bucket counts fall (${a.count} then ${b.count})`);
     }
     const last = g.buckets.at(-1)!;
     if (last.le !== Infinity) problems.push(`${where}: no le="+Inf" bucket (last)`);
-    else if (g.count !== null && last.count !== g.count) problems.push(`${where}: +Inf bucket ${last.count} != _count ${g.count}`);
+    else if (g.count !== null && last.count !== g.count)
+      problems.push(`${where}: +Inf bucket ${last.count} != _count ${g.count}`);
   }
   return problems;
 }
@@ -313,7 +330,8 @@ function summaryProblems(f: MetricFamily): string[] {
     else if (s.name === `${f.name}_count`) counts.add(key);
     else {
       const q = Number(s.labels.quantile);
-      if (s.labels.quantile === undefined || !(q >= 0 && q <= 1)) problems.push(`line ${s.line}: summary ${f.name} sample without a quantile in [0, 1]`);
+      if (s.labels.quantile === undefined || !(q >= 0 && q <= 1))
+        problems.push(`line ${s.line}: summary ${f.name} sample without a quantile in [0, 1]`);
     }
   }
   for (const key of keys) {
@@ -336,7 +354,11 @@ function seriesKey(name: string, labels: Readonly<Record<string, string>>, witho
  * The sum of the samples named `name` whose labels include `labels` (0 when none match, like
  * a counter not yet incremented); for a plain family `name` is the family name.
  */
-export function sampleValue(families: readonly MetricFamily[], name: string, labels: Readonly<Record<string, string>> = {}): number {
+export function sampleValue(
+  families: readonly MetricFamily[],
+  name: string,
+  labels: Readonly<Record<string, string>> = {},
+): number {
   let sum = 0;
   for (const f of families) {
     for (const s of f.samples) {

@@ -27,7 +27,8 @@ function onPath(command: string): string | null {
 export const PROMTOOL = onPath('promtool');
 
 /** tap's `skip` option for a test that needs promtool: false when it is installed */
-export const NEEDS_PROMTOOL: string | false = PROMTOOL === null ? 'promtool is not installed (apt-get install prometheus; .ci/run installs it)' : false;
+export const NEEDS_PROMTOOL: string | false =
+  PROMTOOL === null ? 'promtool is not installed (apt-get install prometheus; .ci/run installs it)' : false;
 
 export interface PromtoolVerdict {
   readonly code: number | null;

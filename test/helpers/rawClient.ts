@@ -31,7 +31,14 @@ export async function rawConnect(addr: string, creds: TlsCreds | null, waitMs: n
     const s =
       creds === null
         ? net.connect({ host, port })
-        : tls.connect({ host, port, servername: 'localhost', ca: creds.w.ca.certPem, cert: creds.producer.certPem, key: creds.producer.keyPem });
+        : tls.connect({
+            host,
+            port,
+            servername: 'localhost',
+            ca: creds.w.ca.certPem,
+            cert: creds.producer.certPem,
+            key: creds.producer.keyPem,
+          });
     const timer = setTimeout(() => s.destroy(new Error('not connected in time')), waitMs);
     s.once(creds === null ? 'connect' : 'secureConnect', () => {
       clearTimeout(timer);

@@ -94,14 +94,28 @@ export function customSignature(init: CustomSignatureInit): { 'signature-input':
     init.components.map((c) => sf.item(sf.string(c))),
     init.params,
   );
-  const base = signatureBase({ method: init.method, target: init.path, scheme: 'https', headers: HeaderIndex.fromRaw(Object.entries(init.headers).flat()) }, covered);
+  const base = signatureBase(
+    {
+      method: init.method,
+      target: init.path,
+      scheme: 'https',
+      headers: HeaderIndex.fromRaw(Object.entries(init.headers).flat()),
+    },
+    covered,
+  );
   const mac = createHmac('sha256', init.secret).update(base, 'latin1').digest();
   const label = init.label ?? 'tollgate';
-  return { 'signature-input': `${label}=${serializeInnerList(covered)}`, signature: `${label}=:${mac.toString('base64')}:` };
+  return {
+    'signature-input': `${label}=${serializeInnerList(covered)}`,
+    signature: `${label}=:${mac.toString('base64')}:`,
+  };
 }
 
 /** The parameters tollgate's signer sends, in its order, with overrides (`undefined` drops one). */
-export function signatureParams(keyId: string, over: Partial<Record<'created' | 'expires' | 'nonce' | 'keyid' | 'alg' | 'tag', BareItem | undefined>> = {}): Array<readonly [string, BareItem]> {
+export function signatureParams(
+  keyId: string,
+  over: Partial<Record<'created' | 'expires' | 'nonce' | 'keyid' | 'alg' | 'tag', BareItem | undefined>> = {},
+): Array<readonly [string, BareItem]> {
   const defaults: Record<string, BareItem | undefined> = {
     created: sf.integer(Math.floor(Date.now() / 1000)),
     nonce: sf.string(randomBytes(16).toString('base64url')),
@@ -145,7 +159,9 @@ export interface RefusalExpectation {
 }
 
 const SIGNATURE_CODES: ReadonlySet<ErrorCode> = new Set(
-  (Object.keys(ERRORS) as ErrorCode[]).filter((c) => c.startsWith('ERR_SIG_') || c.startsWith('ERR_DIGEST_') || c === 'ERR_REPLAY_CACHE_FULL'),
+  (Object.keys(ERRORS) as ErrorCode[]).filter(
+    (c) => c.startsWith('ERR_SIG_') || c.startsWith('ERR_DIGEST_') || c === 'ERR_REPLAY_CACHE_FULL',
+  ),
 );
 
 /**
@@ -165,7 +181,9 @@ export async function expectRefused(
 ): Promise<Dispatcher.ResponseData> {
   const listener = opts.listener ?? sc.listeners[0]!.name;
   const result = opts.result === undefined ? (SIGNATURE_CODES.has(code) ? ERRORS[code].reason : null) : opts.result;
-  const auditEvent = opts.auditEvent ?? (code === 'ERR_SIG_REPLAYED' ? 'replay' : SIGNATURE_CODES.has(code) ? 'signature_failure' : 'request_refused');
+  const auditEvent =
+    opts.auditEvent ??
+    (code === 'ERR_SIG_REPLAYED' ? 'replay' : SIGNATURE_CODES.has(code) ? 'signature_failure' : 'request_refused');
   const logStart = sc.logs.lines.length;
   const checksBefore = await signatureChecks(sc, listener);
   const appBefore = app.requests();
@@ -183,8 +201,13 @@ export async function expectRefused(
   t.same(body, { error: code, message: ERRORS[code].message }, `${code}: JSON body`);
 
   const newLines = (): Array<Record<string, unknown>> => sc.logs.lines.slice(logStart);
-  const isAudit = (l: Record<string, unknown>): boolean => l.audit === true && ['signature_failure', 'replay', 'request_refused'].includes(String(l.event));
-  await eventually(() => newLines().some((l) => l.msg === 'request refused') && newLines().some(isAudit), 2000, `the log and audit lines of ${code}`);
+  const isAudit = (l: Record<string, unknown>): boolean =>
+    l.audit === true && ['signature_failure', 'replay', 'request_refused'].includes(String(l.event));
+  await eventually(
+    () => newLines().some((l) => l.msg === 'request refused') && newLines().some(isAudit),
+    2000,
+    `the log and audit lines of ${code}`,
+  );
   const refusedLines = newLines().filter((l) => l.msg === 'request refused');
   t.same(
     refusedLines.map((l) => l.code),
@@ -204,7 +227,13 @@ export async function expectRefused(
     const d = n - (checksBefore.get(r) ?? 0);
     if (d !== 0) delta[r] = d;
   }
-  t.same(delta, result === null ? {} : { [result]: 1 }, result === null ? `${code}: nothing counted under tollgate_signature_checks_total` : `${code}: tollgate_signature_checks_total counted once as ${result}`);
+  t.same(
+    delta,
+    result === null ? {} : { [result]: 1 },
+    result === null
+      ? `${code}: nothing counted under tollgate_signature_checks_total`
+      : `${code}: tollgate_signature_checks_total counted once as ${result}`,
+  );
   t.equal(app.requests(), appBefore, `${code}: the app saw nothing`);
   return res;
 }

@@ -42,7 +42,10 @@ export interface Flood {
 }
 
 export async function silentFlood(t: Teardownable, opts: FloodOptions): Promise<Flood> {
-  const child = fork(fileURLToPath(import.meta.url), [JSON.stringify(opts)], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), [JSON.stringify(opts)], {
+    execArgv: [],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   let last: FloodStats = { connects: 0, closedByServer: 0, open: 0 };
   let final: Promise<FloodStats> | null = null;
   child.on('message', (m: FloodStats) => (last = m));
@@ -82,10 +85,13 @@ function runChild(opts: FloodOptions): void {
       live.delete(s);
       if (stopped) return;
       stats.closedByServer++;
-      const timer = setTimeout(() => {
-        pending.delete(timer);
-        open(localAddress);
-      }, 1_000 + Math.floor(Math.random() * 2_000));
+      const timer = setTimeout(
+        () => {
+          pending.delete(timer);
+          open(localAddress);
+        },
+        1_000 + Math.floor(Math.random() * 2_000),
+      );
       pending.add(timer);
     });
   };
@@ -110,4 +116,5 @@ function runChild(opts: FloodOptions): void {
   });
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url) && process.send !== undefined) runChild(JSON.parse(process.argv[2]!) as FloodOptions);
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.send !== undefined)
+  runChild(JSON.parse(process.argv[2]!) as FloodOptions);

@@ -28,7 +28,14 @@ export function parseReplies(bytes: Buffer, ended: boolean): Replies {
   p.initialize(llhttp.RESPONSE, {}, 64 * 1024, STRICT);
   let pending: string[] = [];
   p[llhttp.kOnHeaders] = (h: string[]) => (pending = pending.concat(h));
-  p[llhttp.kOnHeadersComplete] = (_a: number, _b: number, h: string[] | undefined, _m: unknown, _u: unknown, status: number) => {
+  p[llhttp.kOnHeadersComplete] = (
+    _a: number,
+    _b: number,
+    h: string[] | undefined,
+    _m: unknown,
+    _u: unknown,
+    status: number,
+  ) => {
     replies.push({ status, headers: pending.concat(h ?? []), body: Buffer.alloc(0), complete: false });
     pending = [];
     return 0;
@@ -56,6 +63,7 @@ export function parseReplies(bytes: Buffer, ended: boolean): Replies {
 /** A field of a reply (first occurrence, `name` lowercased), or undefined. */
 export function header(reply: Reply | undefined, name: string): string | undefined {
   if (reply === undefined) return undefined;
-  for (let i = 0; i < reply.headers.length; i += 2) if (reply.headers[i]!.toLowerCase() === name) return reply.headers[i + 1];
+  for (let i = 0; i < reply.headers.length; i += 2)
+    if (reply.headers[i]!.toLowerCase() === name) return reply.headers[i + 1];
   return undefined;
 }

@@ -18,7 +18,15 @@ import { Client } from 'undici';
 import { validateConfig } from '../../src/config/validate.ts';
 import { startSidecar, type Sidecar, type SidecarDeps } from '../../src/main.ts';
 import { strictJsonProblem } from './strictJson.ts';
-import { makeCa, makeLeaf, tempDir, writeIdentityDir, type LeafOptions, type TestCa, type Teardownable } from './pki.ts';
+import {
+  makeCa,
+  makeLeaf,
+  tempDir,
+  writeIdentityDir,
+  type LeafOptions,
+  type TestCa,
+  type Teardownable,
+} from './pki.ts';
 import type { IdentityFiles } from '../../src/certs/devPki.ts';
 import type { Issued } from '../../src/certs/issue.ts';
 
@@ -79,7 +87,10 @@ export function captureLogs(level = 'debug'): LogCapture {
 
 /** Fail the test (from its teardown) when a log line was not strict JSON. */
 export function assertStrictLogLines(problems: readonly string[], who: string): void {
-  if (problems.length > 0) throw new Error(`${who} logged ${problems.length} line(s) that are not strict JSON:\n${problems.slice(0, 5).join('\n')}`);
+  if (problems.length > 0)
+    throw new Error(
+      `${who} logged ${problems.length} line(s) that are not strict JSON:\n${problems.slice(0, 5).join('\n')}`,
+    );
 }
 
 export interface TestSidecar extends Sidecar {
@@ -104,7 +115,8 @@ export async function startTestSidecar(
   source: string | null = null,
 ): Promise<TestSidecar> {
   const result = validateConfig({ admin: { listen: null }, ...raw }, { baseDir: dir, source });
-  if (!result.ok) throw new Error('test config invalid: ' + result.problems.map((p) => `${p.path}: ${p.message}`).join('; '));
+  if (!result.ok)
+    throw new Error('test config invalid: ' + result.problems.map((p) => `${p.path}: ${p.message}`).join('; '));
   const registry = new Registry();
   const logs = captureLogs();
   const sc = await startSidecar(result.config, { ...deps, registry, log: logs.logger });
@@ -133,7 +145,8 @@ export async function startTestSidecar(
       const data = await m.get();
       let sum = 0;
       for (const v of data.values) {
-        if (Object.entries(labels).every(([k, val]) => String((v.labels as Record<string, unknown>)[k]) === val)) sum += v.value;
+        if (Object.entries(labels).every(([k, val]) => String((v.labels as Record<string, unknown>)[k]) === val))
+          sum += v.value;
       }
       return sum;
     },
@@ -180,7 +193,9 @@ export async function startUpstream(t: Teardownable, handler?: http.RequestListe
           const s = summary(req, length, hash.digest('hex'), false);
           seen.push(s);
           const body = JSON.stringify(s);
-          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+          res
+            .writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+            .end(body);
         });
       }),
   );
@@ -218,13 +233,31 @@ export async function heldUpstream(t: Teardownable): Promise<HeldUpstream> {
 }
 
 function summary(req: http.IncomingMessage, bodyLength: number, bodySha256: string, aborted: boolean): SeenRequest {
-  return { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyLength, bodySha256, aborted };
+  return {
+    method: req.method ?? '',
+    url: req.url ?? '',
+    headers: req.headers,
+    rawHeaders: req.rawHeaders,
+    bodyLength,
+    bodySha256,
+    aborted,
+  };
 }
 
 /** An undici client speaking mTLS to `addr` with `identity` (or no client certificate when null). */
-export function mtlsClient(t: Teardownable, addr: string, ca: { certPem: string }, identity: { certPem: string; keyPem: string } | null, servername = 'localhost'): Client {
+export function mtlsClient(
+  t: Teardownable,
+  addr: string,
+  ca: { certPem: string },
+  identity: { certPem: string; keyPem: string } | null,
+  servername = 'localhost',
+): Client {
   const client = new Client(`https://${addr}`, {
-    connect: { ca: ca.certPem, servername, ...(identity === null ? {} : { cert: identity.certPem, key: identity.keyPem }) },
+    connect: {
+      ca: ca.certPem,
+      servername,
+      ...(identity === null ? {} : { cert: identity.certPem, key: identity.keyPem }),
+    },
   });
   t.teardown(() => client.destroy());
   return client;
@@ -241,7 +274,11 @@ export function sha256(buf: Buffer | string): string {
 }
 
 /** Poll `check` until it is true (no fixed sleeps); fail after `ms`. */
-export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms = 5000,
+  what = 'condition',
+): Promise<void> {
   const end = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

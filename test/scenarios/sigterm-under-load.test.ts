@@ -43,99 +43,138 @@ interface Slot {
   readonly auditFile: string;
 }
 
-t.test(`${ROUNDS} SIGTERMs under load: no in-flight request fails, the inbound exits 0 each time, the audit logs verify`, async (t) => {
-  const auditDir = await tempDir(t, 'tollgate-sigterm-audit-');
-  const auditKey = join(auditDir, 'audit.key');
-  await writeFile(auditKey, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
-  // a fixed port, so every new inbound process is where the outbound sends
-  const port = await freePort();
-  const pl = await pipeline(t, {
-    inbound: {
-      run: 'process',
-      listener: { listen: `127.0.0.1:${port}` },
-      config: { drainTimeoutSeconds: DRAIN_TIMEOUT_SECONDS, audit: { file: join(auditDir, 'audit-a.log'), keyFile: auditKey } },
-    },
-    outbound: { run: 'process' },
-  });
-  // rounds alternate between two configs: the next process starts (binding the port the last one
-  // stopped listening on) while the last one drains, each appending to its own audit log
-  const other = pl.inbound.config();
-  const adminPort = await freePort();
-  other.admin = { listen: `127.0.0.1:${adminPort}` };
-  other.audit = { file: join(auditDir, 'audit-b.log'), keyFile: auditKey };
-  const otherFile = join(auditDir, 'inbound-b.json');
-  await writeFile(otherFile, JSON.stringify(other));
-  const slots: Slot[] = [
-    { configFile: pl.inbound.configFile, adminUrl: pl.inbound.adminUrl, auditFile: join(auditDir, 'audit-a.log') },
-    { configFile: otherFile, adminUrl: `http://127.0.0.1:${adminPort}`, auditFile: join(auditDir, 'audit-b.log') },
-  ];
+t.test(
+  `${ROUNDS} SIGTERMs under load: no in-flight request fails, the inbound exits 0 each time, the audit logs verify`,
+  async (t) => {
+    const auditDir = await tempDir(t, 'tollgate-sigterm-audit-');
+    const auditKey = join(auditDir, 'audit.key');
+    await writeFile(auditKey, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
+    // a fixed port, so every new inbound process is where the outbound sends
+    const port = await freePort();
+    const pl = await pipeline(t, {
+      inbound: {
+        run: 'process',
+        listener: { listen: `127.0.0.1:${port}` },
+        config: {
+          drainTimeoutSeconds: DRAIN_TIMEOUT_SECONDS,
+          audit: { file: join(auditDir, 'audit-a.log'), keyFile: auditKey },
+        },
+      },
+      outbound: { run: 'process' },
+    });
+    // rounds alternate between two configs: the next process starts (binding the port the last one
+    // stopped listening on) while the last one drains, each appending to its own audit log
+    const other = pl.inbound.config();
+    const adminPort = await freePort();
+    other.admin = { listen: `127.0.0.1:${adminPort}` };
+    other.audit = { file: join(auditDir, 'audit-b.log'), keyFile: auditKey };
+    const otherFile = join(auditDir, 'inbound-b.json');
+    await writeFile(otherFile, JSON.stringify(other));
+    const slots: Slot[] = [
+      { configFile: pl.inbound.configFile, adminUrl: pl.inbound.adminUrl, auditFile: join(auditDir, 'audit-a.log') },
+      { configFile: otherFile, adminUrl: `http://127.0.0.1:${adminPort}`, auditFile: join(auditDir, 'audit-b.log') },
+    ];
 
-  const activeConnections = async (slot: Slot): Promise<number> => {
-    const res = await fetch(`${slot.adminUrl}/metrics`);
-    return sampleValue(parsePrometheusText(await res.text()), 'tollgate_connections_active', { listener: 'ingest' });
-  };
+    const activeConnections = async (slot: Slot): Promise<number> => {
+      const res = await fetch(`${slot.adminUrl}/metrics`);
+      return sampleValue(parsePrometheusText(await res.text()), 'tollgate_connections_active', { listener: 'ingest' });
+    };
 
-  // why the outbound answered 502 in this round: its log lines since the round began
-  let seenLogs = 0;
-  // every refusal line names its ERR_ code (an upstream failure's line says what failed instead of "request refused")
-  const outboundRefusals = (): Array<Record<string, unknown>> => pl.outbound.logs().slice(seenLogs).filter((l) => String(l.code).startsWith('ERR_'));
-  const neverSent = (l: Record<string, unknown>): boolean => String(l.err).startsWith('connect ECONNREFUSED') && l.retried === false;
+    // why the outbound answered 502 in this round: its log lines since the round began
+    let seenLogs = 0;
+    // every refusal line names its ERR_ code (an upstream failure's line says what failed instead of "request refused")
+    const outboundRefusals = (): Array<Record<string, unknown>> =>
+      pl.outbound
+        .logs()
+        .slice(seenLogs)
+        .filter((l) => String(l.code).startsWith('ERR_'));
+    const neverSent = (l: Record<string, unknown>): boolean =>
+      String(l.err).startsWith('connect ECONNREFUSED') && l.retried === false;
 
-  let inbound: Running = pl.inbound.process!;
-  const totals = { sent: 0, ok: 0, failed: 0, neverSent: 0, corrupted: 0, duplicated: 0 };
-  const failures: string[] = [];
-  const exits: Array<Promise<number | null>> = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    const slot = slots[round % 2]!;
-    seenLogs = pl.outbound.logs().length;
-    const run = pl.producer.load({ count: 100_000, concurrency: CONCURRENCY, maxMs: 20_000, bodyBytes: 1024 });
-    // traffic flows, and the outbound holds a connection to the inbound for each concurrent request
-    await eventually(() => run.progress().ok >= 2 * CONCURRENCY, 15_000, `round ${round}: load under way`);
-    await eventually(async () => (await activeConnections(slot)) >= CONCURRENCY, 15_000, `round ${round}: ${CONCURRENCY} connections to the inbound`);
+    let inbound: Running = pl.inbound.process!;
+    const totals = { sent: 0, ok: 0, failed: 0, neverSent: 0, corrupted: 0, duplicated: 0 };
+    const failures: string[] = [];
+    const exits: Array<Promise<number | null>> = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const slot = slots[round % 2]!;
+      seenLogs = pl.outbound.logs().length;
+      const run = pl.producer.load({ count: 100_000, concurrency: CONCURRENCY, maxMs: 20_000, bodyBytes: 1024 });
+      // traffic flows, and the outbound holds a connection to the inbound for each concurrent request
+      await eventually(() => run.progress().ok >= 2 * CONCURRENCY, 15_000, `round ${round}: load under way`);
+      await eventually(
+        async () => (await activeConnections(slot)) >= CONCURRENCY,
+        15_000,
+        `round ${round}: ${CONCURRENCY} connections to the inbound`,
+      );
 
-    run.stop();
-    const draining = inbound;
-    draining.kill('SIGTERM');
-    exits.push(exitWithin(draining, (DRAIN_TIMEOUT_SECONDS + 10) * 1000, `inbound (round ${round})`).then((f) => f.code));
-    const r: LoadResult = await run;
-    // each 502 the producer got was logged by the outbound first; the pipe may lag behind
-    await eventually(() => outboundRefusals().length >= r.failed, 5_000, `round ${round}: the outbound's refusal log lines`);
-    const excused = outboundRefusals().filter(neverSent).length;
-    totals.sent += r.sent;
-    totals.ok += r.ok;
-    totals.failed += r.failed - excused;
-    totals.neverSent += excused;
-    totals.corrupted += r.corrupted;
-    totals.duplicated += r.duplicated;
-    if (r.failed - excused + r.corrupted + r.duplicated > 0) {
-      const why = outboundRefusals().map((l) => [l.code, l.err, l.cause, l.retried]);
-      failures.push(`round ${round}: ${summary(r)}; the outbound refused ${JSON.stringify(why)}`);
+      run.stop();
+      const draining = inbound;
+      draining.kill('SIGTERM');
+      exits.push(
+        exitWithin(draining, (DRAIN_TIMEOUT_SECONDS + 10) * 1000, `inbound (round ${round})`).then((f) => f.code),
+      );
+      const r: LoadResult = await run;
+      // each 502 the producer got was logged by the outbound first; the pipe may lag behind
+      await eventually(
+        () => outboundRefusals().length >= r.failed,
+        5_000,
+        `round ${round}: the outbound's refusal log lines`,
+      );
+      const excused = outboundRefusals().filter(neverSent).length;
+      totals.sent += r.sent;
+      totals.ok += r.ok;
+      totals.failed += r.failed - excused;
+      totals.neverSent += excused;
+      totals.corrupted += r.corrupted;
+      totals.duplicated += r.duplicated;
+      if (r.failed - excused + r.corrupted + r.duplicated > 0) {
+        const why = outboundRefusals().map((l) => [l.code, l.err, l.cause, l.retried]);
+        failures.push(`round ${round}: ${summary(r)}; the outbound refused ${JSON.stringify(why)}`);
+      }
+
+      if (round < ROUNDS - 1) {
+        // the draining process has let go of the port once a connect is refused
+        await eventually(
+          async () => (await tryConnect(port)) === 'ECONNREFUSED' || !draining.running(),
+          15_000,
+          `round ${round}: the port to be released`,
+        );
+        const next = slots[(round + 1) % 2]!;
+        // the process before last used the same audit log: it must be gone
+        if (round >= 1) await exits[round - 1];
+        const p = startTollgate(t, ['run', '--config', next.configFile]);
+        inbound = p;
+        await eventually(
+          () => p.logs().some((l) => l.msg === 'tollgate started') || !p.running(),
+          15_000,
+          `round ${round + 1}: the inbound to start`,
+        );
+        if (!p.running()) throw new Error(`the inbound did not start again: ${p.stderr()}`);
+      }
     }
 
-    if (round < ROUNDS - 1) {
-      // the draining process has let go of the port once a connect is refused
-      await eventually(async () => (await tryConnect(port)) === 'ECONNREFUSED' || !draining.running(), 15_000, `round ${round}: the port to be released`);
-      const next = slots[(round + 1) % 2]!;
-      // the process before last used the same audit log: it must be gone
-      if (round >= 1) await exits[round - 1];
-      const p = startTollgate(t, ['run', '--config', next.configFile]);
-      inbound = p;
-      await eventually(() => p.logs().some((l) => l.msg === 'tollgate started') || !p.running(), 15_000, `round ${round + 1}: the inbound to start`);
-      if (!p.running()) throw new Error(`the inbound did not start again: ${p.stderr()}`);
+    t.comment(`${ROUNDS} rounds: ${JSON.stringify(totals)}`);
+    t.ok(totals.sent >= ROUNDS * 2 * CONCURRENCY, `load ran every round (${totals.sent} requests)`);
+    t.same(failures, [], 'no request in flight at a SIGTERM failed, was corrupted or arrived twice');
+    t.equal(
+      totals.ok + totals.neverSent,
+      totals.sent,
+      'every request succeeded, but for those never sent to the inbound',
+    );
+    t.ok(
+      totals.neverSent <= totals.sent / 10,
+      `few were dispatched only after the inbound had stopped listening (${totals.neverSent})`,
+    );
+    t.same(
+      await Promise.all(exits),
+      Array(ROUNDS).fill(0),
+      'the inbound exited 0 after every SIGTERM (nothing in flight was cut)',
+    );
+
+    for (const slot of slots) {
+      const verify = startTollgate(t, ['audit', 'verify', slot.auditFile, '--key', auditKey]);
+      const v = await exitWithin(verify, 15_000, 'tollgate audit verify');
+      t.equal(v.code, 0, `tollgate audit verify accepts ${slot.auditFile} (${v.stdout.trim()} ${v.stderr.trim()})`);
     }
-  }
-
-  t.comment(`${ROUNDS} rounds: ${JSON.stringify(totals)}`);
-  t.ok(totals.sent >= ROUNDS * 2 * CONCURRENCY, `load ran every round (${totals.sent} requests)`);
-  t.same(failures, [], 'no request in flight at a SIGTERM failed, was corrupted or arrived twice');
-  t.equal(totals.ok + totals.neverSent, totals.sent, 'every request succeeded, but for those never sent to the inbound');
-  t.ok(totals.neverSent <= totals.sent / 10, `few were dispatched only after the inbound had stopped listening (${totals.neverSent})`);
-  t.same(await Promise.all(exits), Array(ROUNDS).fill(0), 'the inbound exited 0 after every SIGTERM (nothing in flight was cut)');
-
-  for (const slot of slots) {
-    const verify = startTollgate(t, ['audit', 'verify', slot.auditFile, '--key', auditKey]);
-    const v = await exitWithin(verify, 15_000, 'tollgate audit verify');
-    t.equal(v.code, 0, `tollgate audit verify accepts ${slot.auditFile} (${v.stdout.trim()} ${v.stderr.trim()})`);
-  }
-});
-
+  },
+);

@@ -29,22 +29,40 @@ function closeAfter(n: number, how: 'polite' | 'abrupt'): http.RequestListener {
   };
 }
 
-async function expectClean(t: Test, app: http.RequestListener, setup?: (server: http.Server) => void, load: LoadOptions = LOAD): Promise<void> {
+async function expectClean(
+  t: Test,
+  app: http.RequestListener,
+  setup?: (server: http.Server) => void,
+  load: LoadOptions = LOAD,
+): Promise<void> {
   const pl = await pipeline(t, { app });
   setup?.(pl.app.server);
   const r = await pl.producer.load(load);
   t.equal(r.sent, load.count, `all ${load.count} requests were sent (${summary(r)})`);
-  const refused = (): string => JSON.stringify(pl.inbound.logs().filter((l) => String(l.code).startsWith('ERR_')).map((l) => [l.code, l.err, l.cause]).slice(0, 3));
+  const refused = (): string =>
+    JSON.stringify(
+      pl.inbound
+        .logs()
+        .filter((l) => String(l.code).startsWith('ERR_'))
+        .map((l) => [l.code, l.err, l.cause])
+        .slice(0, 3),
+    );
   t.equal(r.failed, 0, `none failed (${summary(r)}; the inbound refused ${refused()})`);
   t.equal(r.corrupted, 0, 'none corrupted');
   t.equal(r.duplicated, 0, 'none reached the app twice');
-  t.ok(pl.app.connections() > 1, `the app closed connections and the inbound opened new ones (${pl.app.connections()} connections)`);
+  t.ok(
+    pl.app.connections() > 1,
+    `the app closed connections and the inbound opened new ones (${pl.app.connections()} connections)`,
+  );
   t.equal(await pl.inbound.metric('tollgate_upstream_errors_total'), 0, 'the inbound counted no upstream error');
 }
 
-t.test('an app that closes each connection after 5 requests with Connection: close: every request succeeds', async (t) => {
-  await expectClean(t, closeAfter(5, 'polite'));
-});
+t.test(
+  'an app that closes each connection after 5 requests with Connection: close: every request succeeds',
+  async (t) => {
+    await expectClean(t, closeAfter(5, 'polite'));
+  },
+);
 
 t.test('an app that hangs up after every 5th response without warning: every request succeeds', async (t) => {
   await expectClean(t, closeAfter(5, 'abrupt'));
@@ -83,9 +101,12 @@ function idleCloser(t: Test): (server: http.Server) => void {
  */
 const PACED: LoadOptions = { count: 120, ratePerSecond: 45, concurrency: 8, maxMs: 15_000, bodyBytes: 512 };
 
-t.test('an app that closes connections idle for 20 ms without advertising it: every idempotent request succeeds', async (t) => {
-  await expectClean(t, echo, idleCloser(t), { ...PACED, method: 'PUT' });
-});
+t.test(
+  'an app that closes connections idle for 20 ms without advertising it: every idempotent request succeeds',
+  async (t) => {
+    await expectClean(t, echo, idleCloser(t), { ...PACED, method: 'PUT' });
+  },
+);
 
 /*
  * A POST lost the same way is not sent again: the inbound cannot tell an app that closed an idle
@@ -93,16 +114,23 @@ t.test('an app that closes connections idle for 20 ms without advertising it: ev
  * cache (RFC 9110, 9.2.2; HAProxy and Envoy answer 502/503 here too unless told to retry). What
  * holds is that the producer gets an answer, the right code, and never a body twice or mangled.
  */
-t.test('the same app under POSTs: each request is delivered once and intact, or refused at once with 502 ERR_UPSTREAM_UNAVAILABLE', async (t) => {
-  const pl = await pipeline(t);
-  idleCloser(t)(pl.app.server);
-  const r = await pl.producer.load(PACED);
-  t.equal(r.sent, PACED.count, summary(r));
-  t.equal(r.corrupted, 0, 'none corrupted');
-  t.equal(r.duplicated, 0, 'none reached the app twice');
-  t.same(r.byError, {}, 'every request got an answer: no hang, no reset at the producer');
-  t.equal(r.byCode.ERR_UPSTREAM_UNAVAILABLE ?? 0, r.failed, `every failure is 502 ERR_UPSTREAM_UNAVAILABLE (${summary(r)})`);
-  t.equal(await pl.inbound.metric('tollgate_upstream_errors_total'), r.failed, 'each counted once by the inbound');
-  const after = await pl.producer.load({ ...PACED, count: 50, method: 'PUT' });
-  t.equal(after.ok, 50, `the inbound keeps serving: idempotent requests all succeed (${summary(after)})`);
-});
+t.test(
+  'the same app under POSTs: each request is delivered once and intact, or refused at once with 502 ERR_UPSTREAM_UNAVAILABLE',
+  async (t) => {
+    const pl = await pipeline(t);
+    idleCloser(t)(pl.app.server);
+    const r = await pl.producer.load(PACED);
+    t.equal(r.sent, PACED.count, summary(r));
+    t.equal(r.corrupted, 0, 'none corrupted');
+    t.equal(r.duplicated, 0, 'none reached the app twice');
+    t.same(r.byError, {}, 'every request got an answer: no hang, no reset at the producer');
+    t.equal(
+      r.byCode.ERR_UPSTREAM_UNAVAILABLE ?? 0,
+      r.failed,
+      `every failure is 502 ERR_UPSTREAM_UNAVAILABLE (${summary(r)})`,
+    );
+    t.equal(await pl.inbound.metric('tollgate_upstream_errors_total'), r.failed, 'each counted once by the inbound');
+    const after = await pl.producer.load({ ...PACED, count: 50, method: 'PUT' });
+    t.equal(after.ok, 50, `the inbound keeps serving: idempotent requests all succeed (${summary(after)})`);
+  },
+);
