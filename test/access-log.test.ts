@@ -6,6 +6,9 @@
  */
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import tls from 'node:tls';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import {
   world,
@@ -203,3 +206,94 @@ async function startedConfig(t: Test, dir: string): Promise<Config> {
   if (!result.ok) throw new Error('config invalid');
   return result.config;
 }
+
+t.test('a TCP listener logs one access line per connection: bytes each way, duration, how it ended', async (t) => {
+  const w = await world(t);
+  const ingest = await w.identity('ingest', { dns: ['localhost'] });
+  const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+  // a TCP app that answers every chunk with twice its bytes
+  const app = net.createServer((s) =>
+    s.on('data', (c: Buffer) => s.write(Buffer.concat([c, c]))).on('error', () => undefined),
+  );
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise((r) => app.close(r)));
+  const appAddr = `127.0.0.1:${(app.address() as net.AddressInfo).port}`;
+  const sc = await startTestSidecar(t, w.dir, {
+    identity: ingest.files,
+    log: { access: true },
+    listeners: [
+      {
+        name: 'raw',
+        mode: 'inbound',
+        protocol: 'tcp',
+        listen: '127.0.0.1:0',
+        target: appAddr,
+        allow: { spiffe: [PRODUCER] },
+      },
+    ],
+  });
+  const [host, port] = [sc.listeners[0]!.address().host, sc.listeners[0]!.address().port];
+  const socket = tls.connect({
+    host,
+    port,
+    ca: w.ca.certPem,
+    cert: producer.certPem,
+    key: producer.keyPem,
+    servername: 'localhost',
+  });
+  await once(socket, 'secureConnect');
+  socket.write(Buffer.alloc(100, 'x'));
+  let got = 0;
+  socket.on('data', (c: Buffer) => (got += c.length));
+  await eventually(() => got === 200, WAIT_MS, 'the echo');
+  socket.end();
+  await eventually(() => sc.logs.lines.some((l) => l.msg === 'access'), WAIT_MS, 'the access line');
+  t.match(
+    sc.logs.lines.filter((l) => l.msg === 'access'),
+    [{ listener: 'raw', peer: PRODUCER, protocol: 'tcp', bytesIn: 100, bytesOut: 200, end: 'closed', code: null }],
+  );
+  t.type(sc.logs.lines.find((l) => l.msg === 'access')!.durationMs, 'number');
+});
+
+t.test(
+  'a TCP connection whose app cannot be reached gets an access line that says refused, with the code',
+  async (t) => {
+    const w = await world(t);
+    const ingest = await w.identity('ingest', { dns: ['localhost'] });
+    const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+    const gone = net.createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const goneAddr = `127.0.0.1:${(gone.address() as net.AddressInfo).port}`;
+    await new Promise((r) => gone.close(r));
+    const sc = await startTestSidecar(t, w.dir, {
+      identity: ingest.files,
+      log: { access: true },
+      listeners: [
+        {
+          name: 'raw',
+          mode: 'inbound',
+          protocol: 'tcp',
+          listen: '127.0.0.1:0',
+          target: goneAddr,
+          allow: { spiffe: [PRODUCER] },
+        },
+      ],
+    });
+    const { host, port } = sc.listeners[0]!.address();
+    const socket = tls.connect({
+      host,
+      port,
+      ca: w.ca.certPem,
+      cert: producer.certPem,
+      key: producer.keyPem,
+      servername: 'localhost',
+    });
+    socket.on('error', () => undefined);
+    await once(socket, 'close');
+    await eventually(() => sc.logs.lines.some((l) => l.msg === 'access'), WAIT_MS, 'the access line');
+    t.match(
+      sc.logs.lines.filter((l) => l.msg === 'access'),
+      [{ listener: 'raw', protocol: 'tcp', bytesIn: 0, bytesOut: 0, end: 'refused', code: 'ERR_UPSTREAM_UNAVAILABLE' }],
+    );
+  },
+);

@@ -29,7 +29,7 @@ import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } fr
 import { pipeSockets } from './tcpPipe.ts';
 import { upstreamFailure } from './upstreamError.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
-import { AccessLog } from '../telemetry/accessLog.ts';
+import { AccessLog, logTcpAccess, tcpAccess } from '../telemetry/accessLog.ts';
 
 export interface InboundDeps {
   readonly config: ListenerConfig;
@@ -126,6 +126,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   };
 
   const refusals = new Refusals({ listener: config.name, metrics, audit: deps.audit });
+  const accessLog = deps.accessLog ?? new AccessLog(false);
   const server: tls.Server = tls.createServer(tlsServerOptions);
   // HTTP: the HTTP/1.1 core with the request path behind one reference, swapped by a config reload (applyLive)
   let http: HttpService | null = null;
@@ -143,7 +144,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       anomaly: anomalyStageFor(deps),
       rateLimiter: rateLimiterFor(config),
       upgrades: metrics.upgrades.labels(config.name),
-      accessLog: deps.accessLog ?? new AccessLog(false),
+      accessLog,
       dial: (done) => dialApp(done),
       // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
       keepAliveMs: 4_000,
@@ -409,9 +410,12 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
 
   function openTcpUpstream(downstream: TLSSocket, ctx: ConnectionContext): void {
     downstream.pause();
+    const startedAt = deps.clock.monotonic();
     const upstream = net.connect({ host: config.target.host, port: config.target.port, allowHalfOpen: true });
     const onConnectError = (err: Error): void => {
       const failure = upstreamFailure(err);
+      if (accessLog.enabled)
+        logTcpAccess(ctx.log, tcpAccess(startedAt, deps.clock.monotonic(), null, failure.code, err));
       refusals.connection(
         downstream,
         failure.code,
@@ -429,7 +433,11 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       upstream.setTimeout(0);
       upstream.removeAllListeners('timeout');
       pipeSockets(downstream, upstream, limits.idleTimeoutSeconds * 1000, {
-        closed: (stats) => ctx.log.debug({ ...stats, error: stats.error?.message }, 'tcp connection closed'),
+        closed: (stats) => {
+          ctx.log.debug({ ...stats, error: stats.error?.message }, 'tcp connection closed');
+          if (accessLog.enabled)
+            logTcpAccess(ctx.log, tcpAccess(startedAt, deps.clock.monotonic(), stats, null, stats.error));
+        },
       });
       downstream.resume();
     });

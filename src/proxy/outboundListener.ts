@@ -19,7 +19,7 @@ import { Refusals } from './refusals.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 import { RecentHandshakes } from '../telemetry/recentHandshakes.ts';
 import { maxConnectionsWindow, watchMaxConnectionDrops } from './acceptRefusals.ts';
-import { AccessLog } from '../telemetry/accessLog.ts';
+import { AccessLog, logTcpAccess, tcpAccess } from '../telemetry/accessLog.ts';
 
 export interface OutboundDeps {
   readonly config: ListenerConfig;
@@ -69,6 +69,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
   };
 
   const refusals = new Refusals({ listener: config.name, metrics, audit: deps.audit });
+  const accessLog = deps.accessLog ?? new AccessLog(false);
   // a connection from the local app: paused until there is somewhere to send its bytes (TCP) or the core reads it (HTTP)
   const server = net.createServer({
     allowHalfOpen: config.protocol === 'tcp',
@@ -90,7 +91,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
       anomaly: null,
       rateLimiter: rateLimiterFor(config),
       upgrades: metrics.upgrades.labels(config.name),
-      accessLog: deps.accessLog ?? new AccessLog(false),
+      accessLog,
       // verified mTLS to the remote peer: chain, name, SPIFFE ID, pins, PFS policy (upstreamTls.ts)
       dial: (done) => upstreamTls.dial(config.target.host, config.target.port, done),
       // a remote peer: verified connections are worth keeping longer
@@ -101,15 +102,22 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
   } else {
     server.on('connection', (downstream: Socket) => {
       const ctx = newContext(downstream);
+      const startedAt = deps.clock.monotonic();
       upstreamTls.connect(config.target.host, config.target.port, true).then(
         ({ socket: upstream }) => {
           pipeSockets(downstream, upstream, limits.idleTimeoutSeconds * 1000, {
-            closed: (stats) => ctx.log.debug({ ...stats, error: stats.error?.message }, 'tcp connection closed'),
+            closed: (stats) => {
+              ctx.log.debug({ ...stats, error: stats.error?.message }, 'tcp connection closed');
+              if (accessLog.enabled)
+                logTcpAccess(ctx.log, tcpAccess(startedAt, deps.clock.monotonic(), stats, null, stats.error));
+            },
           });
           downstream.resume();
         },
         (err: Error) => {
           const failure = upstreamFailure(err);
+          if (accessLog.enabled)
+            logTcpAccess(ctx.log, tcpAccess(startedAt, deps.clock.monotonic(), null, failure.code, err));
           refusals.connection(
             downstream,
             failure.code,

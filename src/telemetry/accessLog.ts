@@ -1,3 +1,5 @@
+import type { Logger } from 'pino';
+
 /**
  * The access log: one JSON line per request (`msg: "access"`), as Envoy's and HAProxy's users
  * expect, when `log.access` is on. The switch is one object shared by every listener of a
@@ -66,4 +68,47 @@ export function targetForLog(target: string): { path: string; query: string | nu
   const q = target.indexOf('?');
   if (q < 0) return { path: target, query: null };
   return { path: target.slice(0, q), query: redactedQuery(target.slice(q + 1)) };
+}
+
+/** How a TCP listener's connection ended, for its access line. */
+export type TcpEnd = 'closed' | 'idle_timeout' | 'error' | 'refused';
+
+/** What a TCP connection carried, for its access line. */
+export interface TcpAccess {
+  /** client to upstream, and back */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly durationMs: number;
+  readonly end: TcpEnd;
+  /** the ERR_ code when the connection was refused (its upstream could not be had) */
+  readonly code: string | null;
+  readonly error: string | null;
+}
+
+/**
+ * A TCP listener sees no requests: its access line is one per connection, when it ends (as
+ * HAProxy's tcplog), on the connection's logger (which names the listener, connection and peer).
+ */
+export function logTcpAccess(log: Logger, access: TcpAccess): void {
+  log.info({ protocol: 'tcp', ...access }, 'access');
+}
+
+/** A TCP connection's access fields: what its pipe carried (`stats`), or a refusal (`code`) before any. */
+export function tcpAccess(
+  startedAt: bigint,
+  now: bigint,
+  stats: { readonly bytesDown: number; readonly bytesUp: number; readonly idleTimedOut: boolean } | null,
+  code: string | null,
+  error: Error | null,
+): TcpAccess {
+  const end: TcpEnd =
+    code !== null ? 'refused' : stats?.idleTimedOut === true ? 'idle_timeout' : error !== null ? 'error' : 'closed';
+  return {
+    bytesIn: stats?.bytesDown ?? 0,
+    bytesOut: stats?.bytesUp ?? 0,
+    durationMs: Number((now - startedAt) / 1000n) / 1000,
+    end,
+    code,
+    error: error?.message ?? null,
+  };
 }
