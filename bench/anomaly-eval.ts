@@ -99,7 +99,9 @@ async function main(): Promise<number> {
     })),
   };
   await writeFile(join(dir, 'config.json'), JSON.stringify(config));
-  const child = spawn(process.execPath, [join(ROOT, 'bin/tollgate.js'), 'run', '--config', join(dir, 'config.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin/tollgate.js'), 'run', '--config', join(dir, 'config.json')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));
@@ -107,7 +109,9 @@ async function main(): Promise<number> {
     const addresses = await listenerAddresses(() => out, 20_000);
     const results = await Promise.all(
       ROUTES.flatMap((route, ri) =>
-        PRODUCERS.map((producer, pi) => runStream(addresses[route.name]!, route, pki.ca.certPem, pki.identities[producer]!, rng(1 + ri * 10 + pi))),
+        PRODUCERS.map((producer, pi) =>
+          runStream(addresses[route.name]!, route, pki.ca.certPem, pki.identities[producer]!, rng(1 + ri * 10 + pi)),
+        ),
       ),
     );
     return report(results);
@@ -140,17 +144,41 @@ interface StreamResult {
   readonly outliers: Record<Magnitude, { sent: number; flagged: number }>;
 }
 
-async function runStream(address: string, route: Route, ca: string, id: { certPem: string; keyPem: string }, random: () => number): Promise<StreamResult> {
-  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
-  const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca, cert: id.certPem, key: id.keyPem, servername: 'ingest' });
+async function runStream(
+  address: string,
+  route: Route,
+  ca: string,
+  id: { certPem: string; keyPem: string },
+  random: () => number,
+): Promise<StreamResult> {
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(':')),
+    Number(address.slice(address.lastIndexOf(':') + 1)),
+  ];
+  const agent = new https.Agent({
+    keepAlive: true,
+    maxSockets: 1,
+    ca,
+    cert: id.certPem,
+    key: id.keyPem,
+    servername: 'ingest',
+  });
   const send = (size: number): Promise<boolean> =>
     new Promise((resolve, reject) => {
-      const req = https.request({ host, port, agent, method: 'POST', path: `/${route.name}`, headers: { 'content-type': 'application/octet-stream', 'content-length': size, expect: '100-continue' } });
+      const req = https.request({
+        host,
+        port,
+        agent,
+        method: 'POST',
+        path: `/${route.name}`,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': size, expect: '100-continue' },
+      });
       req.once('continue', () => req.end(Buffer.alloc(size, 0x61)));
       req.once('response', (res) => {
         res.resume();
         res.once('end', () => {
-          if (res.statusCode !== 202 && res.statusCode !== 422) reject(new Error(`unexpected ${res.statusCode} on ${route.name}`));
+          if (res.statusCode !== 202 && res.statusCode !== 422)
+            reject(new Error(`unexpected ${res.statusCode} on ${route.name}`));
           else resolve(res.statusCode === 422);
           // a refusal answered before the body was sent leaves the request unfinished: drop that connection
           if (!req.writableEnded) req.destroy();
@@ -162,9 +190,13 @@ async function runStream(address: string, route: Route, ca: string, id: { certPe
   try {
     let learningFlagged = 0;
     // learning: enough clean requests for the peer's own model (the route's learns from both peers)
-    for (let i = 0; i < MIN_SAMPLES + 10; i++) if (await send(logNormal(random, route.median, route.sigma))) learningFlagged++;
+    for (let i = 0; i < MIN_SAMPLES + 10; i++)
+      if (await send(logNormal(random, route.median, route.sigma))) learningFlagged++;
     const clean = { sent: 0, flagged: 0 };
-    const outliers = Object.fromEntries(MAGNITUDES.map((m) => [m, { sent: 0, flagged: 0 }])) as Record<Magnitude, { sent: number; flagged: number }>;
+    const outliers = Object.fromEntries(MAGNITUDES.map((m) => [m, { sent: 0, flagged: 0 }])) as Record<
+      Magnitude,
+      { sent: number; flagged: number }
+    >;
     const total = Math.round(CLEAN / (1 - OUTLIER_SHARE));
     for (let i = 0; i < total; i++) {
       if (random() < OUTLIER_SHARE) {
@@ -184,13 +216,26 @@ async function runStream(address: string, route: Route, ca: string, id: { certPe
 
 function report(results: readonly StreamResult[]): number {
   const sum = (pick: (r: StreamResult) => { sent: number; flagged: number }) =>
-    results.reduce((acc, r) => ({ sent: acc.sent + pick(r).sent, flagged: acc.flagged + pick(r).flagged }), { sent: 0, flagged: 0 });
-  const pct = (x: { sent: number; flagged: number }) => (x.sent === 0 ? '-' : `${((100 * x.flagged) / x.sent).toFixed(2)}%`);
+    results.reduce((acc, r) => ({ sent: acc.sent + pick(r).sent, flagged: acc.flagged + pick(r).flagged }), {
+      sent: 0,
+      flagged: 0,
+    });
+  const pct = (x: { sent: number; flagged: number }) =>
+    x.sent === 0 ? '-' : `${((100 * x.flagged) / x.sent).toFixed(2)}%`;
   const rows: Array<[string, { sent: number; flagged: number }, string]> = [
-    ...MAGNITUDES.map((m) => [`outliers ${m === 'tiny' ? 'tiny (1-10 B)' : `${m} median`}`, sum((r) => r.outliers[m]), 'recall'] as [string, { sent: number; flagged: number }, string]),
+    ...MAGNITUDES.map(
+      (m) =>
+        [`outliers ${m === 'tiny' ? 'tiny (1-10 B)' : `${m} median`}`, sum((r) => r.outliers[m]), 'recall'] as [
+          string,
+          { sent: number; flagged: number },
+          string,
+        ],
+    ),
     ['clean traffic', sum((r) => r.clean), 'false positives'],
   ];
-  console.log(`anomaly evaluation: ${ROUTES.length} routes x ${PRODUCERS.length} producers, block mode, minSamples ${MIN_SAMPLES}, threshold ${THRESHOLD}, ${OUTLIER_SHARE * 100}% outliers`);
+  console.log(
+    `anomaly evaluation: ${ROUTES.length} routes x ${PRODUCERS.length} producers, block mode, minSamples ${MIN_SAMPLES}, threshold ${THRESHOLD}, ${OUTLIER_SHARE * 100}% outliers`,
+  );
   console.log('');
   console.log('| traffic | sent | flagged | rate |');
   console.log('|---|---:|---:|---:|');

@@ -36,7 +36,9 @@ import { MacKeys } from '../src/integrity/hmac.ts';
 import { NonceSource } from '../src/integrity/signer.ts';
 
 const QUICK = process.argv.includes('--quick');
-const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
+const PROFILE_DIR = process.argv.includes('--profile')
+  ? process.argv[process.argv.indexOf('--profile') + 1]
+  : undefined;
 const MICRO_OPS = QUICK ? 20_000 : 100_000;
 const PROXIED = QUICK ? 4_000 : 20_000;
 const CONCURRENCY = 8;
@@ -52,14 +54,27 @@ const NODE = process.execPath;
 const secret = randomBytes(32);
 const key = createSecretKey(secret);
 const ring = keyRingFromEntries([['k1', Buffer.from(secret)]]);
-const body = Buffer.from(JSON.stringify({ event: 'page_view', user: 'u-123456', at: '2026-11-23T11:00:00Z', props: { a: 1, b: 'two' } }));
+const body = Buffer.from(
+  JSON.stringify({ event: 'page_view', user: 'u-123456', at: '2026-11-23T11:00:00Z', props: { a: 1, b: 'two' } }),
+);
 
 function requestHeaders(authority: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { host: authority, 'content-type': 'application/json', 'content-length': String(body.length), 'content-digest': contentDigestOf(body), ...extra };
+  return {
+    host: authority,
+    'content-type': 'application/json',
+    'content-length': String(body.length),
+    'content-digest': contentDigestOf(body),
+    ...extra,
+  };
 }
 
 function view(headers: Record<string, string>): MessageView {
-  return { method: 'POST', target: '/events?batch=7', scheme: 'https', headers: HeaderIndex.fromRaw(Object.entries(headers).flat()) };
+  return {
+    method: 'POST',
+    target: '/events?batch=7',
+    scheme: 'https',
+    headers: HeaderIndex.fromRaw(Object.entries(headers).flat()),
+  };
 }
 
 const clientMacs = new MacKeys();
@@ -71,7 +86,14 @@ function viewOf(raw: string[]): MessageView {
 
 function signed(authority: string, created: number): Record<string, string> {
   const h = requestHeaders(authority);
-  const f = signRequest(view(h), { keyId: 'k1', key, macs: clientMacs, nonces: clientNonces, tag: 'tollgate', created });
+  const f = signRequest(view(h), {
+    keyId: 'k1',
+    key,
+    macs: clientMacs,
+    nonces: clientNonces,
+    tag: 'tollgate',
+    created,
+  });
   return { ...h, 'signature-input': f.signatureInput, signature: f.signature };
 }
 
@@ -105,8 +127,14 @@ function micro(): { signPerSec: number; verifyPerSec: number; signMicros: number
   // starts. Header strings are flattened as the HTTP parser hands them over (not concatenation
   // ropes); building the header index is part of what the request path pays, so it is timed.
   const signedRaw = (n: number): string[][] =>
-    Array.from({ length: n }, () => Object.entries(signed('ingest.example.org:15443', created)).flatMap(([k, val]) => [k, Buffer.from(val, 'latin1').toString('latin1')]));
-  for (const raw of signedRaw(2_000)) if (!verifyRequest(viewOf(raw), true, deps).ok) throw new Error('warm-up verification failed');
+    Array.from({ length: n }, () =>
+      Object.entries(signed('ingest.example.org:15443', created)).flatMap(([k, val]) => [
+        k,
+        Buffer.from(val, 'latin1').toString('latin1'),
+      ]),
+    );
+  for (const raw of signedRaw(2_000))
+    if (!verifyRequest(viewOf(raw), true, deps).ok) throw new Error('warm-up verification failed');
   let verifyNs = Infinity;
   let ok = 0;
   for (let r = 0; r < ROUNDS; r++) {
@@ -116,7 +144,12 @@ function micro(): { signPerSec: number; verifyPerSec: number; signMicros: number
     verifyNs = Math.min(verifyNs, Number(process.hrtime.bigint() - t0) / perRound);
   }
   if (ok !== perRound * ROUNDS) throw new Error(`only ${ok}/${perRound * ROUNDS} verified`);
-  return { signPerSec: 1e9 / signNs, verifyPerSec: 1e9 / verifyNs, signMicros: signNs / 1000, verifyMicros: verifyNs / 1000 };
+  return {
+    signPerSec: 1e9 / signNs,
+    verifyPerSec: 1e9 / verifyNs,
+    signMicros: signNs / 1000,
+    verifyMicros: verifyNs / 1000,
+  };
 }
 
 /** utime + stime of a process, in seconds. */
@@ -137,7 +170,9 @@ async function startApp(): Promise<http.Server> {
 
 async function startTollgate(args: string[]): Promise<{ child: ChildProcess; address: string }> {
   const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
-  const child = spawn(NODE, [...profile, join(ROOT, 'bin/tollgate.js'), 'inbound', ...args, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(NODE, [...profile, join(ROOT, 'bin/tollgate.js'), 'inbound', ...args, '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -161,8 +196,19 @@ async function startTollgate(args: string[]): Promise<{ child: ChildProcess; add
   throw new Error(`tollgate did not start: ${out}`);
 }
 
-async function drive(address: string, tls: { ca: string; cert: string; key: string }, sign: boolean, n: number): Promise<number> {
-  const clients = Array.from({ length: CONCURRENCY }, () => new Client(`https://${address}`, { connect: { ca: tls.ca, cert: tls.cert, key: tls.key, servername: 'localhost' } }));
+async function drive(
+  address: string,
+  tls: { ca: string; cert: string; key: string },
+  sign: boolean,
+  n: number,
+): Promise<number> {
+  const clients = Array.from(
+    { length: CONCURRENCY },
+    () =>
+      new Client(`https://${address}`, {
+        connect: { ca: tls.ca, cert: tls.cert, key: tls.key, servername: 'localhost' },
+      }),
+  );
   let sent = 0;
   let failed = 0;
   const created = () => Math.floor(Date.now() / 1000);
@@ -190,15 +236,37 @@ async function inContext(): Promise<{ plainMicros: number; verifyMicros: number 
     await mkdir(join(dir, 'keys'), { mode: 0o700 });
     await writeFile(join(dir, 'keys', 'k1'), secret.toString('base64') + '\n', { mode: 0o600 });
     const appAddr = `127.0.0.1:${(app.address() as AddressInfo).port}`;
-    const common = ['--listen', '127.0.0.1:0', '--target', appAddr, '--cert', join(dir, 'pki/ingest/tls.crt'), '--key', join(dir, 'pki/ingest/tls.key'), '--ca', join(dir, 'pki/ingest/ca.crt'), '--allow-spiffe', 'spiffe://example.org/producer'];
-    const producer = { ca: pki.ca.certPem, cert: pki.identities.producer!.certPem, key: pki.identities.producer!.keyPem };
+    const common = [
+      '--listen',
+      '127.0.0.1:0',
+      '--target',
+      appAddr,
+      '--cert',
+      join(dir, 'pki/ingest/tls.crt'),
+      '--key',
+      join(dir, 'pki/ingest/tls.key'),
+      '--ca',
+      join(dir, 'pki/ingest/ca.crt'),
+      '--allow-spiffe',
+      'spiffe://example.org/producer',
+    ];
+    const producer = {
+      ca: pki.ca.certPem,
+      cert: pki.identities.producer!.certPem,
+      key: pki.identities.producer!.keyPem,
+    };
     // plain, verify, plain, verify: alternating reps so drift on a shared machine hits both; the median of each is reported
     const samples: Record<'plain' | 'verify', number[]> = { plain: [], verify: [] };
     let port = 15900 + Math.floor(Math.random() * 90);
     for (let rep = 0; rep < REPS; rep++) {
       for (const mode of ['plain', 'verify'] as const) {
         const admin = `127.0.0.1:${port++}`;
-        const { child, address } = await startTollgate([...common, '--admin', admin, ...(mode === 'verify' ? ['--keys', join(dir, 'keys')] : [])]);
+        const { child, address } = await startTollgate([
+          ...common,
+          '--admin',
+          admin,
+          ...(mode === 'verify' ? ['--keys', join(dir, 'keys')] : []),
+        ]);
         try {
           await drive(address, producer, mode === 'verify', 2_000); // warm-up: let the JIT settle
           const before = await cpuSeconds(child.pid!);
@@ -213,7 +281,9 @@ async function inContext(): Promise<{ plainMicros: number; verifyMicros: number 
       }
     }
     const perRequest = { plain: median(samples.plain), verify: median(samples.verify) };
-    console.log(`  reps (µs CPU per request): mTLS only ${samples.plain.map((x) => x.toFixed(0)).join(', ')}; with verification ${samples.verify.map((x) => x.toFixed(0)).join(', ')}`);
+    console.log(
+      `  reps (µs CPU per request): mTLS only ${samples.plain.map((x) => x.toFixed(0)).join(', ')}; with verification ${samples.verify.map((x) => x.toFixed(0)).join(', ')}`,
+    );
     return { plainMicros: perRequest.plain!, verifyMicros: perRequest.verify! };
   } finally {
     app.close();
@@ -223,16 +293,37 @@ async function inContext(): Promise<{ plainMicros: number; verifyMicros: number 
 
 const m = micro();
 console.log(`sign:   ${Math.round(m.signPerSec).toLocaleString('en')} ops/s (${m.signMicros.toFixed(1)} µs/op)`);
-console.log(`verify: ${Math.round(m.verifyPerSec).toLocaleString('en')} ops/s (${m.verifyMicros.toFixed(1)} µs/op; parse + select + checks + base + HMAC + replay insert)`);
+console.log(
+  `verify: ${Math.round(m.verifyPerSec).toLocaleString('en')} ops/s (${m.verifyMicros.toFixed(1)} µs/op; parse + select + checks + base + HMAC + replay insert)`,
+);
 const c = await inContext();
 const share = m.verifyMicros / c.verifyMicros;
 const shareOfPlain = m.verifyMicros / c.plainMicros;
 const signShare = m.signMicros / c.plainMicros;
 const measuredShare = (c.verifyMicros - c.plainMicros) / c.verifyMicros;
-console.log(`proxy CPU per request (tollgate inbound process, median of ${REPS} x ${PROXIED} keep-alive mTLS POSTs of ${body.length} B, ${CONCURRENCY} connections):`);
+console.log(
+  `proxy CPU per request (tollgate inbound process, median of ${REPS} x ${PROXIED} keep-alive mTLS POSTs of ${body.length} B, ${CONCURRENCY} connections):`,
+);
 console.log(`  mTLS only:               ${c.plainMicros.toFixed(1)} µs`);
 console.log(`  with verification:       ${c.verifyMicros.toFixed(1)} µs`);
-console.log(`verify share of one proxied request's CPU: ${(share * 100).toFixed(1)}% of a verified request, ${(shareOfPlain * 100).toFixed(1)}% of an mTLS-only one (target <= 5%)`);
-console.log(`sign share, against an mTLS-only request as a stand-in for an outbound one: ${(signShare * 100).toFixed(1)}%`);
-console.log(`  measured difference with/without verification: ${(measuredShare * 100).toFixed(1)}% (verification + digest + body buffering + the larger signed headers parsed and forwarded; 10 ms CPU-tick resolution)`);
-console.log(JSON.stringify({ signPerSec: Math.round(m.signPerSec), verifyPerSec: Math.round(m.verifyPerSec), proxyCpuMicrosPlain: +c.plainMicros.toFixed(1), proxyCpuMicrosVerify: +c.verifyMicros.toFixed(1), verifyShare: +share.toFixed(4), verifyShareOfPlain: +shareOfPlain.toFixed(4), signShare: +signShare.toFixed(4), measuredShare: +measuredShare.toFixed(4) }));
+console.log(
+  `verify share of one proxied request's CPU: ${(share * 100).toFixed(1)}% of a verified request, ${(shareOfPlain * 100).toFixed(1)}% of an mTLS-only one (target <= 5%)`,
+);
+console.log(
+  `sign share, against an mTLS-only request as a stand-in for an outbound one: ${(signShare * 100).toFixed(1)}%`,
+);
+console.log(
+  `  measured difference with/without verification: ${(measuredShare * 100).toFixed(1)}% (verification + digest + body buffering + the larger signed headers parsed and forwarded; 10 ms CPU-tick resolution)`,
+);
+console.log(
+  JSON.stringify({
+    signPerSec: Math.round(m.signPerSec),
+    verifyPerSec: Math.round(m.verifyPerSec),
+    proxyCpuMicrosPlain: +c.plainMicros.toFixed(1),
+    proxyCpuMicrosVerify: +c.verifyMicros.toFixed(1),
+    verifyShare: +share.toFixed(4),
+    verifyShareOfPlain: +shareOfPlain.toFixed(4),
+    signShare: +signShare.toFixed(4),
+    measuredShare: +measuredShare.toFixed(4),
+  }),
+);

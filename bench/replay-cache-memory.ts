@@ -118,12 +118,18 @@ const summary = {
 };
 summary.pass = totalMiB <= BUDGET_MIB && live === ENTRIES && falseReplays === 0 && missedReplays === 0 && notFull === 0;
 
-console.log(`entries inserted     ${ENTRIES.toLocaleString('en')} over ${TTL_MS / 1000} s (live at end: ${live.toLocaleString('en')})`);
-console.log(`memory               ${summary.bytesPerEntry} bytes/entry, ${summary.totalMiB} MiB total (heapUsed + arrayBuffers)`);
+console.log(
+  `entries inserted     ${ENTRIES.toLocaleString('en')} over ${TTL_MS / 1000} s (live at end: ${live.toLocaleString('en')})`,
+);
+console.log(
+  `memory               ${summary.bytesPerEntry} bytes/entry, ${summary.totalMiB} MiB total (heapUsed + arrayBuffers)`,
+);
 console.log(`fresh inserts        ${summary.freshOpsPerSec.toLocaleString('en')} ops/s`);
 console.log(`replay lookups       ${summary.replayOpsPerSec.toLocaleString('en')} ops/s`);
 console.log(`refused when full    ${summary.fullOpsPerSec.toLocaleString('en')} ops/s`);
-console.log(`wrong verdicts       ${falseReplays} false replays, ${missedReplays} missed replays, ${notFull} not refused when full`);
+console.log(
+  `wrong verdicts       ${falseReplays} false replays, ${missedReplays} missed replays, ${notFull} not refused when full`,
+);
 console.log(`${summary.pass ? 'PASS' : 'FAIL'}: ${summary.totalMiB} MiB for 1M entries, budget ${BUDGET_MIB} MiB`);
 console.log(JSON.stringify(summary));
 process.exit(summary.pass ? 0 : 1);

@@ -22,7 +22,18 @@ import { plannedMs, Progress, type Step } from './macro/progress.ts';
 import { renderMarkdown, summarise, printSummary, type Results } from './macro/report.ts';
 import { applies, DURATIONS, SCENARIOS, type Durations, type Scenario } from './macro/scenarios.ts';
 import { renderSvg } from './macro/svg.ts';
-import { ALL_TARGETS, startTarget, TARGET_INFO, tollgateRefuses, workersConfig, type TargetContext, type TargetName } from './macro/targets.ts';
+import {
+  ALL_TARGETS,
+  allocatorEnvOf,
+  IMAGE_ALLOCATOR,
+  localAllocator,
+  startTarget,
+  TARGET_INFO,
+  tollgateRefuses,
+  workersConfig,
+  type TargetContext,
+  type TargetName,
+} from './macro/targets.ts';
 import { detectTools } from './macro/tools.ts';
 import { startUpstream } from './macro/upstream.ts';
 
@@ -42,12 +53,19 @@ function parseArgs(argv: string[]): Args {
     const i = argv.indexOf(flag);
     return i >= 0 && i + 1 < argv.length ? argv[i + 1]! : null;
   };
-  const list = (flag: string): string[] | null => value(flag)?.split(',').map((s) => s.trim()).filter(Boolean) ?? null;
+  const list = (flag: string): string[] | null =>
+    value(flag)
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean) ?? null;
   const only = list('--only');
   const known: readonly string[] = ALL_TARGETS;
-  for (const t of only ?? []) if (!known.includes(t)) throw new Error(`--only: unknown target ${t} (known: ${known.join(', ')})`);
+  for (const t of only ?? [])
+    if (!known.includes(t)) throw new Error(`--only: unknown target ${t} (known: ${known.join(', ')})`);
   const scenarios = list('--scenarios');
-  for (const s of scenarios ?? []) if (!SCENARIOS.some((x) => x.name === s)) throw new Error(`--scenarios: unknown scenario ${s} (known: ${SCENARIOS.map((x) => x.name).join(', ')})`);
+  for (const s of scenarios ?? [])
+    if (!SCENARIOS.some((x) => x.name === s))
+      throw new Error(`--scenarios: unknown scenario ${s} (known: ${SCENARIOS.map((x) => x.name).join(', ')})`);
   const mode = argv.includes('--smoke') ? 'smoke' : argv.includes('--quick') ? 'quick' : 'full';
   return { mode, only: only as TargetName[] | null, scenarios, out: value('--out') ?? join(ROOT, 'bench', 'results') };
 }
@@ -67,7 +85,11 @@ function machine(): Results['machine'] {
 
 function gitRevision(): string | null {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     return null;
   }
@@ -93,8 +115,8 @@ const stepKey = (rep: number, target: string, scenario: string): string => `${re
 function planSteps(
   targets: readonly TargetName[],
   throughput: readonly Scenario[],
-  idle: Scenario | undefined,
-  runsIdle: (name: TargetName, rep: number) => boolean,
+  fresh: readonly Scenario[],
+  runsFresh: (s: Scenario, name: TargetName, rep: number) => boolean,
   durations: Durations,
 ): Step[] {
   const steps: Step[] = [];
@@ -105,8 +127,10 @@ function planSteps(
   });
   for (let rep = 1; rep <= durations.reps; rep++) {
     for (const name of orderOf(targets, rep)) {
-      throughput.filter((s) => applies(s, TARGET_INFO[name])).forEach((s, i) => steps.push(step(rep, name, s, i === 0)));
-      if (idle && runsIdle(name, rep)) steps.push(step(rep, name, idle, true));
+      throughput
+        .filter((s) => applies(s, TARGET_INFO[name]))
+        .forEach((s, i) => steps.push(step(rep, name, s, i === 0)));
+      for (const s of fresh) if (runsFresh(s, name, rep)) steps.push(step(rep, name, s, true));
     }
   }
   return steps;
@@ -123,27 +147,57 @@ async function main(): Promise<number> {
   const workDir = await mkdtemp(join(os.tmpdir(), 'tollgate-bench-'));
   removeOnExit(workDir);
   try {
-    log(`tollgate macro benchmark (${args.mode}), node ${process.version}, OpenSSL ${process.versions.openssl}, ${os.availableParallelism()} cores`);
-    if (args.mode === 'smoke') notes.push('smoke mode: Node fallbacks forced (no nginx, wrk or HAProxy), a few hundred ms per scenario, 1 rep; figures are not meaningful');
+    log(
+      `tollgate macro benchmark (${args.mode}), node ${process.version}, OpenSSL ${process.versions.openssl}, ${os.availableParallelism()} cores`,
+    );
+    if (args.mode === 'smoke')
+      notes.push(
+        'smoke mode: Node fallbacks forced (no nginx, wrk or HAProxy), a few hundred ms per scenario, 1 rep; figures are not meaningful',
+      );
 
     const pki = await createDevPki({ trustDomain: 'example.org', identities: ['ingest', 'producer'], validityDays: 1 });
     const pkiDir = join(workDir, 'pki');
     await writeDevPki(pkiDir, pki);
     const keysDir = join(workDir, 'keys');
-    execFileSync(process.execPath, [join(ROOT, 'bin', 'tollgate.js'), 'keys', 'new', '--out', keysDir, '--id', KEY_ID], { stdio: 'ignore' });
+    execFileSync(
+      process.execPath,
+      [join(ROOT, 'bin', 'tollgate.js'), 'keys', 'new', '--out', keysDir, '--id', KEY_ID],
+      { stdio: 'ignore' },
+    );
 
     const upstream = await startUpstream(tools.nginx, workDir);
-    log(`upstream: ${upstream.kind === 'nginx' ? `nginx ${tools.versions.nginx ?? ''} (1 worker)` : 'node:http fallback (nginx not installed)'} on 127.0.0.1:${upstream.port}`);
+    log(
+      `upstream: ${upstream.kind === 'nginx' ? `nginx ${tools.versions.nginx ?? ''} (1 worker)` : 'node:http fallback (nginx not installed)'} on 127.0.0.1:${upstream.port}`,
+    );
     if (upstream.kind === 'node') notes.push('upstream: node:http fallback (nginx not installed or smoke mode)');
-    const generatorNote = tools.wrk ? `wrk ${tools.versions.wrk ?? ''} for plain-HTTP closed loops, the Node load client for mTLS and open loops` : 'the Node load client for everything (wrk not installed or smoke mode)';
+    const generatorNote = tools.wrk
+      ? `wrk ${tools.versions.wrk ?? ''} for plain-HTTP closed loops, the Node load client for mTLS and open loops`
+      : 'the Node load client for everything (wrk not installed or smoke mode)';
     log(`load generators: ${generatorNote}`);
     if (!tools.wrk) notes.push('load generator: Node load client only (wrk not installed or smoke mode)');
 
-    const ctx: TargetContext = { workDir, upstreamPort: upstream.port, pkiDir, keysDir, keyId: KEY_ID, haproxy: tools.haproxy };
+    // every Node target runs with the image's allocator when this machine has it, the baselines too
+    const allocator = localAllocator();
+    const allocatorNote =
+      allocator === null
+        ? `allocator: glibc malloc (the image preloads ${IMAGE_ALLOCATOR.library}, not installed here: apt-get install libjemalloc2)`
+        : `allocator: ${allocator} preloaded with MALLOC_CONF=${IMAGE_ALLOCATOR.env.MALLOC_CONF} for every Node target, as in the image`;
+    log(allocatorNote);
+    notes.push(allocatorNote);
+    const ctx: TargetContext = {
+      workDir,
+      upstreamPort: upstream.port,
+      pkiDir,
+      keysDir,
+      keyId: KEY_ID,
+      haproxy: tools.haproxy,
+      allocatorEnv: allocatorEnvOf(allocator),
+    };
     let targets: TargetName[] = [...(args.only ?? (args.mode === 'smoke' ? SMOKE_TARGETS : ALL_TARGETS))];
     if (!tools.haproxy && targets.some((t) => t.startsWith('haproxy'))) {
       targets = targets.filter((t) => !t.startsWith('haproxy'));
-      const note = 'HAProxy not installed (or smoke mode): haproxy-l4 and haproxy-l7 skipped; ratios to HAProxy are n/a';
+      const note =
+        'HAProxy not installed (or smoke mode): haproxy-l4 and haproxy-l7 skipped; ratios to HAProxy are n/a';
       notes.push(note);
       log(`note: ${note}`);
     }
@@ -156,7 +210,9 @@ async function main(): Promise<number> {
         log(`note: ${note}`);
       }
     }
-    let scenarios: Scenario[] = SCENARIOS.filter((s) => (args.scenarios === null ? !s.optIn : args.scenarios.includes(s.name)));
+    let scenarios: Scenario[] = SCENARIOS.filter((s) =>
+      args.scenarios === null ? !s.optIn : args.scenarios.includes(s.name),
+    );
     if (!tools.ab && scenarios.some((s) => s.generator === 'ab')) {
       scenarios = scenarios.filter((s) => s.generator !== 'ab');
       const note = 'ab not installed (or smoke mode): get-keepalive-ab skipped';
@@ -164,7 +220,11 @@ async function main(): Promise<number> {
       log(`note: ${note}`);
     }
     const load: LoadContext = {
-      files: { ca: join(pkiDir, 'producer', 'ca.crt'), cert: join(pkiDir, 'producer', 'tls.crt'), key: join(pkiDir, 'producer', 'tls.key') },
+      files: {
+        ca: join(pkiDir, 'producer', 'ca.crt'),
+        cert: join(pkiDir, 'producer', 'tls.crt'),
+        key: join(pkiDir, 'producer', 'tls.key'),
+      },
       keyFile: join(keysDir, KEY_ID),
       keyId: KEY_ID,
       durations,
@@ -174,15 +234,21 @@ async function main(): Promise<number> {
       workDir,
     };
     log(`targets: ${targets.join(', ')}`);
-    log(`scenarios: ${scenarios.map((s) => s.name).join(', ')}; ${durations.reps} rep(s), ${durations.warmupMs} ms warm-up (+${durations.targetWarmupMs} ms after a target starts) + ${durations.durationMs} ms per measurement`);
+    log(
+      `scenarios: ${scenarios.map((s) => s.name).join(', ')}; ${durations.reps} rep(s), ${durations.warmupMs} ms warm-up (+${durations.targetWarmupMs} ms after a target starts) + ${durations.durationMs} ms per measurement`,
+    );
 
     const cells: Cell[] = [];
-    const throughput = scenarios.filter((s) => s.mode !== 'idle');
-    const idle = scenarios.find((s) => s.mode === 'idle');
-    const idleTarget = (name: TargetName): boolean => durations.idleTargets === null || durations.idleTargets.includes(name);
-    const runsIdle = (name: TargetName, rep: number): boolean =>
-      idle !== undefined && rep <= durations.idleReps && applies(idle, TARGET_INFO[name]) && idleTarget(name);
-    const progress = new Progress(planSteps(targets, throughput, idle, runsIdle, durations), Date.now, progressOut);
+    // the memory scenarios (idle-rss, churn-rss) each measure a process started for them alone
+    const isFresh = (s: Scenario): boolean => s.mode === 'idle' || s.mode === 'churn';
+    const throughput = scenarios.filter((s) => !isFresh(s));
+    const fresh = scenarios.filter(isFresh);
+    const runsFresh = (s: Scenario, name: TargetName, rep: number): boolean => {
+      const [reps, only] =
+        s.mode === 'idle' ? [durations.idleReps, durations.idleTargets] : [durations.churnReps, durations.churnTargets];
+      return rep <= reps && applies(s, TARGET_INFO[name]) && (only === null || only.includes(name));
+    };
+    const progress = new Progress(planSteps(targets, throughput, fresh, runsFresh, durations), Date.now, progressOut);
     for (let rep = 1; rep <= durations.reps; rep++) {
       for (const name of orderOf(targets, rep)) {
         const info = TARGET_INFO[name];
@@ -203,7 +269,9 @@ async function main(): Promise<number> {
             try {
               for (const scenario of own) {
                 progress.start(stepKey(rep, name, scenario.name));
-                const cell = await measure(scenario, info, target, rep, load, scenario === own[0]).catch((err: Error) => emptyCell(name, scenario.name, rep, err.message.slice(0, 2000)));
+                const cell = await measure(scenario, info, target, rep, load, scenario === own[0]).catch((err: Error) =>
+                  emptyCell(name, scenario.name, rep, err.message.slice(0, 2000)),
+                );
                 for (const c of target.children) {
                   if (c.proc.exitCode !== null || c.proc.signalCode !== null) {
                     cell.failure = `${c.name} exited (${c.proc.exitCode ?? c.proc.signalCode}) during ${scenario.name}: ${c.output().slice(-1500)}`;
@@ -221,22 +289,24 @@ async function main(): Promise<number> {
             }
           }
         }
-        if (idle && runsIdle(name, rep)) {
-          // a fresh process: RSS with idle connections, not after the load scenarios
-          progress.start(stepKey(rep, name, idle.name));
+        for (const s of fresh.filter((x) => runsFresh(x, name, rep))) {
+          // a fresh process: its RSS at start, with idle connections or after a churn, not after the load scenarios
+          progress.start(stepKey(rep, name, s.name));
           try {
             const target = await startTarget(name, ctx);
             try {
-              const cell = await measure(idle, info, target, rep, load).catch((err: Error) => emptyCell(name, idle.name, rep, err.message.slice(0, 2000)));
+              const cell = await measure(s, info, target, rep, load).catch((err: Error) =>
+                emptyCell(name, s.name, rep, err.message.slice(0, 2000)),
+              );
               cells.push(cell);
-              log(`  rep ${rep} ${name.padEnd(22)} ${idle.name.padEnd(18)} ${oneLine(cell)}`);
+              log(`  rep ${rep} ${name.padEnd(22)} ${s.name.padEnd(18)} ${oneLine(cell)}`);
             } finally {
               await target.stop();
             }
           } catch (err) {
-            cells.push(emptyCell(name, idle.name, rep, `did not start: ${(err as Error).message.slice(0, 2000)}`));
+            cells.push(emptyCell(name, s.name, rep, `did not start: ${(err as Error).message.slice(0, 2000)}`));
           }
-          progress.finish(stepKey(rep, name, idle.name));
+          progress.finish(stepKey(rep, name, s.name));
         }
       }
     }
@@ -249,13 +319,27 @@ async function main(): Promise<number> {
       wallSeconds: (Date.now() - t0) / 1000,
       git: gitRevision(),
       machine: machine(),
-      tools: { upstream: upstream.kind, upstreamVersion: upstream.kind === 'nginx' ? (tools.versions.nginx ?? null) : process.version, wrk: tools.versions.wrk ?? null, ab: tools.versions.ab ?? null, haproxy: tools.versions.haproxy ?? null, loadClient: 'bench/macro/loadClient.ts' },
+      tools: {
+        upstream: upstream.kind,
+        upstreamVersion: upstream.kind === 'nginx' ? (tools.versions.nginx ?? null) : process.version,
+        wrk: tools.versions.wrk ?? null,
+        ab: tools.versions.ab ?? null,
+        haproxy: tools.versions.haproxy ?? null,
+        loadClient: 'bench/macro/loadClient.ts',
+      },
       durations,
       targets: targets.map((t) => TARGET_INFO[t]),
-      scenarios: scenarios.map((s) => ({ name: s.name, description: s.description, unit: s.unit, bodyBytes: s.bodyBytes, connections: s.mode === 'idle' ? durations.idleConnections : s.connections, rate: s.rate })),
+      scenarios: scenarios.map((s) => ({
+        name: s.name,
+        description: s.description,
+        unit: s.unit,
+        bodyBytes: s.bodyBytes,
+        connections: s.mode === 'idle' ? durations.idleConnections : s.connections,
+        rate: s.rate,
+      })),
       notes,
       cells,
-      summary: summarise(cells, targets, scenarios, durations.idleConnections),
+      summary: summarise(cells, targets, scenarios, durations.idleConnections, durations.churnHandshakes),
     };
     await mkdir(args.out, { recursive: true });
     await writeFile(join(args.out, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -276,8 +360,15 @@ function oneLine(c: Cell): string {
   if (c.failure !== null) return `FAILED: ${c.failure.split('\n')[0]!.slice(0, 200)}`;
   const errs = c.errors.status + c.errors.reset + c.errors.connect;
   const mib = (b: number | null): string => (b === null ? '-' : `${(b / 1048576).toFixed(1)} MiB`);
-  if (c.scenario === 'idle-rss') return `RSS ${mib(c.rssBeforeBytes ?? null)} → ${mib(c.rssPeakBytes)} with ${c.idleConnections} idle connections, errors ${errs}`;
-  const per = c.perProxyCpuSecond === null ? '' : `, ${Math.round(c.perProxyCpuSecond).toLocaleString('en')}/proxy-CPU-s (CPU ${((c.proxyCpuUtilisation ?? 0) * 100).toFixed(0)}%)`;
+  if (c.scenario === 'idle-rss')
+    return `RSS ${mib(c.rssBeforeBytes ?? null)} → ${mib(c.rssPeakBytes)} with ${c.idleConnections} idle connections, errors ${errs}`;
+  if (c.scenario === 'churn-rss') {
+    return `RSS ${mib(c.rssBeforeBytes ?? null)} → ${mib(c.rssAfterLoadBytes ?? null)} after ${c.completed.toLocaleString('en')} full handshakes → ${mib(c.rssPeakBytes)} settled, errors ${errs}`;
+  }
+  const per =
+    c.perProxyCpuSecond === null
+      ? ''
+      : `, ${Math.round(c.perProxyCpuSecond).toLocaleString('en')}/proxy-CPU-s (CPU ${((c.proxyCpuUtilisation ?? 0) * 100).toFixed(0)}%)`;
   const lat = c.latencyMs ? `, p50 ${c.latencyMs.p50.toFixed(2)} p99 ${c.latencyMs.p99.toFixed(2)} ms` : '';
   const resumed = c.scenario === 'handshake-resumed' ? `, resumed ${c.resumed}/${c.connectionsOpened}` : '';
   return `${Math.round(c.requestsPerSecond).toLocaleString('en')} req/s (${c.mibPerSecond.toFixed(1)} MiB/s)${per}${lat}, errors ${errs}${resumed}, RSS ${mib(c.rssPeakBytes)}`;

@@ -87,8 +87,9 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
       scenarios: Record<string, unknown[]>;
       checks: Array<{
         name: string;
+        measured: number | null;
         pass: boolean | null;
-        baseline: { target: string; measured: number | null; pass: boolean | null };
+        baseline: { target: string; measured: number | null; pass: boolean | null; detail: string };
       }>;
     };
   };
@@ -99,7 +100,16 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
   t.equal(results.machine.node, process.version);
   t.same(
     results.scenarios.map((s) => s.name),
-    ['get-keepalive', 'post-16k', 'post-1m', 'handshake-full', 'handshake-resumed', 'latency-1000rps', 'idle-rss'],
+    [
+      'get-keepalive',
+      'post-16k',
+      'post-1m',
+      'handshake-full',
+      'handshake-resumed',
+      'latency-1000rps',
+      'idle-rss',
+      'churn-rss',
+    ],
   );
   t.ok(
     results.targets.some((x) => x.name === 'direct'),
@@ -139,8 +149,10 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
   t.ok(typeof l4Rss?.baseline.measured === 'number' && l4Rss.baseline.measured > 0, 'the baseline RSS is measured');
   // the rows of issue 15 are ratios to raw-l7, baseline-l7 or tollgate-l7: their reference is a path without tollgate's request path
   const references = ['baseline-l4', 'baseline-l7', 'raw-l7', 'raw-l7-checks'];
+  // a row without one says why ("none: …"): the end-to-end rows, the worker row
   const unreferenced = results.summary.checks.filter(
-    (c) => !references.includes(c.baseline.target) && !c.name.startsWith('end to end'),
+    (c) =>
+      !references.includes(c.baseline.target) && !(c.baseline.target === '-' && c.baseline.detail.startsWith('none:')),
   );
   t.same(
     unreferenced.map((c) => `${c.name}: ${c.baseline.target}`),
@@ -164,6 +176,27 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
       results.summary.checks.some((c) => c.name === name),
       `the targets table holds "${name}"`,
     );
+  // issue 17: memory at start, with idle connections, per worker thread, after a churn of full handshakes
+  const memory = results.summary.checks.filter((c) =>
+    /^RSS (at start|with \d+ idle|of each extra worker|after \d+ churned)/.test(c.name),
+  );
+  t.equal(memory.length, 4, `the four memory rows: ${memory.map((c) => c.name).join('; ')}`);
+  const start = memory.find((c) => c.name.startsWith('RSS at start'));
+  t.ok(typeof start?.measured === 'number' && start.measured > 0, 'RSS at start is measured (MiB)');
+  t.equal(start?.baseline.target, 'baseline-l4', 'beside the trivial TLS server at start');
+  t.ok(
+    typeof start?.baseline.measured === 'number' && start.baseline.measured > 0,
+    "the trivial TLS server's RSS at start is measured",
+  );
+  const churn = memory.find((c) => c.name.startsWith('RSS after'));
+  t.ok(
+    typeof churn?.measured === 'number' && churn.measured > 0,
+    'the churn is measured: settled RSS over RSS at start',
+  );
+  t.ok(
+    results.cells.some((c) => c.scenario === 'churn-rss' && c.target === 'tollgate-l7-checks' && c.completed > 0),
+    'tollgate churned handshakes',
+  );
   // smoke mode measures tollgate-l7-checks but not baseline-l7: a ratio to a target not measured is n/a, never a guess
   const vsBaseline = results.summary.checks.find((c) => c.name === 'L7 with all checks vs baseline-l7, GET keep-alive');
   t.equal(vsBaseline?.pass, null, 'a ratio to a target that was not measured is n/a');

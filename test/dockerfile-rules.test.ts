@@ -2,13 +2,26 @@
  * The Dockerfile's house rules, checked by parsing it (there is no container engine here):
  * multi-stage; the runtime stage is Node 24 with a numeric non-root USER and tollgate itself
  * as an exec-form ENTRYPOINT (PID 1 gets SIGTERM); dev dependencies never reach the runtime;
- * no `latest`; no ADD; everything copied from the context exists and is not ignored.
+ * no `latest`; no ADD; everything copied from the context exists and is not ignored. The image
+ * and the documented start (`npx tollgate`, `./bin/tollgate.js`) run with the same V8 flags; the
+ * image preloads the allocator the benchmarks measure.
  */
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DockerfileParser, type Copy, type From, type Instruction, type JSONInstruction } from 'dockerfile-ast';
-import { NODE_FLAGS } from '../bench/macro/targets.ts';
+import {
+  DockerfileParser,
+  type Copy,
+  type Env,
+  type From,
+  type Instruction,
+  type JSONInstruction,
+} from 'dockerfile-ast';
+import { IMAGE_ALLOCATOR, NODE_FLAGS, shebangNodeFlags } from '../bench/macro/targets.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const dockerfile = DockerfileParser.parse(readFileSync(`${ROOT}Dockerfile`, 'utf8'));
@@ -73,7 +86,7 @@ t.test('tollgate is the exec-form ENTRYPOINT, so it is PID 1 and receives SIGTER
   t.same(
     words,
     ['/nodejs/bin/node', ...NODE_FLAGS, '/app/bin/tollgate.js'],
-    'node runs tollgate directly (no npm, no sh -c), with the V8 flags the benchmarks use',
+    'node runs tollgate directly (no npm, no sh -c), with the flags of bin/tollgate.js, which the benchmarks use',
   );
   t.ok(NODE_FLAGS.includes('--max-semi-space-size=4'), 'the young generation is capped');
   for (const i of instructions.filter((x) => x.getKeyword() === 'CMD' || x.getKeyword() === 'ENTRYPOINT')) {
@@ -122,6 +135,39 @@ t.test('dev dependencies never reach the runtime stage', async (t) => {
   }
 });
 
+t.test(
+  'the runtime preloads the allocator the benchmarks measure, jemalloc from the Debian release it runs on',
+  async (t) => {
+    const env = new Map<string, string>();
+    for (const e of byKeyword(runtime, 'ENV') as Env[])
+      for (const p of e.getProperties()) env.set(p.getName(), p.getValue() ?? '');
+    const preload = env.get('LD_PRELOAD') ?? '';
+    t.match(
+      preload,
+      new RegExp(`^/usr/lib/${IMAGE_ALLOCATOR.library.replace(/\./g, '\\.')}$`),
+      `LD_PRELOAD=${preload}`,
+    );
+    for (const [name, value] of Object.entries(IMAGE_ALLOCATOR.env))
+      t.equal(env.get(name), value, `${name} as the benchmarks set it`);
+    const copy = (byKeyword(runtime, 'COPY') as Copy[]).find((c) => args(c).at(-1) === preload);
+    t.ok(copy, 'the preloaded library is copied into the runtime stage');
+    const source = all.find((s) => s.name === fromStage(copy!));
+    t.ok(source, `from a stage of its own (${fromStage(copy!)})`);
+    t.match(runtime.from.getImage(), /debian12/, 'the runtime is Debian 12');
+    t.match(source!.from.getImageTag() ?? '', /bookworm/, 'the library is Debian 12 (bookworm) as well');
+    const runs = byKeyword(source!, 'RUN').map((r) => args(r).join(' '));
+    t.ok(
+      runs.some((r) => /apt-get install -y --no-install-recommends libjemalloc2\b/.test(r)),
+      `installed from the Debian package: ${runs.join(' | ')}`,
+    );
+    const from = args(copy!).filter((a) => !a.startsWith('--'))[0]!;
+    t.ok(
+      runs.some((r) => r.endsWith(` ${from}`)),
+      `the stage puts it where the runtime takes it from (${from})`,
+    );
+  },
+);
+
 t.test('no ADD, and every file copied from the build context exists and is not dockerignored', async (t) => {
   t.equal(instructions.filter((i) => i.getKeyword() === 'ADD').length, 0, 'COPY only');
   const ignored = readFileSync(`${ROOT}.dockerignore`, 'utf8')
@@ -148,4 +194,34 @@ t.test('no ADD, and every file copied from the build context exists and is not d
     'the entry script loads the compiled CLI that the build stage produces',
   );
   t.ok(existsSync(`${ROOT}src/cli/main.ts`), 'from src/cli/main.ts');
+});
+
+t.test("the documented start runs with the image's V8 flags: they are on bin/tollgate.js's first line", async (t) => {
+  const bin = `${ROOT}bin/tollgate.js`;
+  const flags = shebangNodeFlags(readFileSync(bin, 'utf8'));
+  t.same(flags, NODE_FLAGS);
+  t.ok(flags.includes('--max-semi-space-size=4'), 'the young generation is capped');
+  t.same(shebangNodeFlags('#!/usr/bin/env node\n'), [], 'a plain node line has none');
+  t.throws(() => shebangNodeFlags('#!/bin/sh\n'), 'anything else is refused');
+
+  // ./bin/tollgate.js as a shell runs it (the kernel reads the #! line); the process reports the flags it got
+  const dir = await mkdtemp(join(tmpdir(), 'tollgate-flags-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const report = join(dir, 'report.mjs');
+  await writeFile(report, "process.stderr.write('EXECARGV ' + JSON.stringify(process.execArgv) + '\\n');\n");
+  const path = `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`;
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: path, NODE_OPTIONS: `--import=${report}` };
+  delete env.NODE_V8_COVERAGE;
+  const child = spawn(bin, ['--version'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  t.equal(code, 0, err);
+  t.match(out, /\d+\.\d+\.\d+/, 'it ran: the version');
+  const seen = [...err.matchAll(/^EXECARGV (.*)$/gm)].map((m) => JSON.parse(m[1]!) as string[]);
+  t.ok(seen.length > 0, 'the process reported its flags');
+  for (const argv of seen)
+    for (const flag of NODE_FLAGS) t.ok(argv.includes(flag), `${flag} in ${JSON.stringify(argv)}`);
 });

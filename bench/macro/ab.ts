@@ -24,7 +24,14 @@ export function parseAb(out: string, spec: LoadSpec): LoadResult {
     statuses: non2xx > 0 ? { 'non-2xx': non2xx } : {},
     elapsedMs: seconds * 1000,
     requestBytes: 0,
-    latencyMs: { p50: pct('50'), p90: pct('90'), p99: pct('99'), p999: NaN, max: pct('100'), mean: num(/Time per request:\s+([\d.]+) \[ms\] \(mean\)/) },
+    latencyMs: {
+      p50: pct('50'),
+      p90: pct('90'),
+      p99: pct('99'),
+      p999: NaN,
+      max: pct('100'),
+      mean: num(/Time per request:\s+([\d.]+) \[ms\] \(mean\)/),
+    },
     connectionsOpened: spec.connections,
     resumed: 0,
     queued: 0,
@@ -33,7 +40,21 @@ export function parseAb(out: string, spec: LoadSpec): LoadResult {
 
 async function runAbOnce(ab: string, spec: LoadSpec, pem: string, durationMs: number): Promise<string> {
   const seconds = Math.max(1, Math.round(durationMs / 1000));
-  const args = ['-q', '-k', '-c', String(spec.connections), '-t', String(seconds), '-n', '100000000', '-s', '10', '-E', pem, `https://${spec.host}:${spec.port}${spec.path}`];
+  const args = [
+    '-q',
+    '-k',
+    '-c',
+    String(spec.connections),
+    '-t',
+    String(seconds),
+    '-n',
+    '100000000',
+    '-s',
+    '10',
+    '-E',
+    pem,
+    `https://${spec.host}:${spec.port}${spec.path}`,
+  ];
   const child = startChild('ab', ab, args);
   const timer = setTimeout(() => void stopChild(child, 500), durationMs + 15_000);
   await child.exited;
@@ -42,10 +63,18 @@ async function runAbOnce(ab: string, spec: LoadSpec, pem: string, durationMs: nu
 }
 
 /** ab takes whole seconds: durations are rounded to at least 1 s. */
-export async function runAb(ab: string, spec: LoadSpec, workDir: string, onStart: () => void, onEnd: () => void): Promise<LoadResult> {
+export async function runAb(
+  ab: string,
+  spec: LoadSpec,
+  workDir: string,
+  onStart: () => void,
+  onEnd: () => void,
+): Promise<LoadResult> {
   if (spec.tls === null) throw new Error('the ab cross-check is for mTLS targets');
   const pem = join(workDir, 'ab-client.pem');
-  await writeFile(pem, `${await readFile(spec.tls.cert, 'utf8')}\n${await readFile(spec.tls.key, 'utf8')}`, { mode: 0o600 });
+  await writeFile(pem, `${await readFile(spec.tls.cert, 'utf8')}\n${await readFile(spec.tls.key, 'utf8')}`, {
+    mode: 0o600,
+  });
   if (spec.warmupMs > 0) await runAbOnce(ab, spec, pem, spec.warmupMs);
   onStart();
   const out = await runAbOnce(ab, spec, pem, spec.durationMs);

@@ -68,7 +68,11 @@ setTimeout(() => {
 }, HARD_LIMIT_MS).unref();
 
 const secureContext = spec.tls
-  ? tls.createSecureContext({ ca: readFileSync(spec.tls.ca), cert: readFileSync(spec.tls.cert), key: readFileSync(spec.tls.key) })
+  ? tls.createSecureContext({
+      ca: readFileSync(spec.tls.ca),
+      cert: readFileSync(spec.tls.cert),
+      key: readFileSync(spec.tls.key),
+    })
   : null;
 const body = spec.bodyBytes > 0 ? Buffer.alloc(spec.bodyBytes, 'x') : null;
 const authority = `${spec.host}:${spec.port}`;
@@ -106,24 +110,35 @@ const rawBase = baseHeaders.flat();
 
 function signedHead(s: Signer): Buffer {
   const fields = signRequest(
-    { method: spec.method, target: spec.path, scheme: spec.tls ? 'https' : 'http', headers: HeaderIndex.fromRaw(rawBase) },
+    {
+      method: spec.method,
+      target: spec.path,
+      scheme: spec.tls ? 'https' : 'http',
+      headers: HeaderIndex.fromRaw(rawBase),
+    },
     { keyId: s.keyId, key: s.key, tag: s.tag, macs: s.macs, nonces: s.nonces, created: Math.floor(Date.now() / 1000) },
   );
-  return Buffer.from(headText([...baseHeaders, ['signature-input', fields.signatureInput], ['signature', fields.signature]]), 'latin1');
+  return Buffer.from(
+    headText([...baseHeaders, ['signature-input', fields.signatureInput], ['signature', fields.signature]]),
+    'latin1',
+  );
 }
 
 /**
  * Signed heads made before any connection opens, so that signing (~10 µs a request) does not
  * compete with the proxy for the 2 cores during the window: each has its own fresh nonce and a
  * `created` a few seconds before it is sent, well within the verifier's max age. Enough for
- * 25,000 req/s (an open loop: its rate) over warm-up + window, at most 150,000; past them,
+ * 25,000 req/s (an open loop: its rate) over warm-up + window, at most 150,000 (and at most
+ * maxRequests and one per connection more, for a bounded run); past them,
  * heads are signed as sent.
  */
 const PRESIGN_RATE = 25_000;
 const presigned: Buffer[] = [];
 if (signer !== null) {
   const perSecond = spec.rate === null ? PRESIGN_RATE : spec.rate * 1.2; // an open loop sends no more than its rate
-  const n = Math.min(150_000, Math.max(2_000, Math.ceil(((spec.warmupMs + spec.durationMs) / 1000) * perSecond)));
+  const forTime = Math.max(2_000, Math.ceil(((spec.warmupMs + spec.durationMs) / 1000) * perSecond));
+  // a bounded run (the churn) needs no more than it sends, whatever its time bound
+  const n = Math.min(150_000, forTime, spec.maxRequests + spec.connections);
   for (let i = 0; i < n; i++) presigned.push(signedHead(signer));
 }
 let nextPresigned = 0;
@@ -212,7 +227,13 @@ class Slot {
     this.parser.reset();
     let socket: net.Socket;
     if (secureContext !== null && spec.tls !== null) {
-      const s = tls.connect({ host: spec.host, port: spec.port, secureContext, servername: spec.tls.servername, session: spec.mode === 'resume' ? lastSession : undefined });
+      const s = tls.connect({
+        host: spec.host,
+        port: spec.port,
+        secureContext,
+        servername: spec.tls.servername,
+        session: spec.mode === 'resume' ? lastSession : undefined,
+      });
       if (spec.mode === 'resume') s.on('session', (session: Buffer) => (lastSession = session));
       s.once('secureConnect', () => {
         if (s.isSessionReused()) resumed++;
@@ -303,8 +324,21 @@ function finish(): void {
     for (let i = 0; i < n; i++) sum += sorted[i]!;
     latencyMs = { p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: sorted[n - 1]!, mean: sum / n };
   }
-  const result: LoadResult = { completed, errors, statuses, elapsedMs: windowEnd - windowStart, requestBytes, latencyMs, connectionsOpened, resumed, queued };
-  if (signedLive > 0) process.stderr.write(`loadClient: the ${presigned.length} pre-signed heads ran out; ${signedLive} were signed as sent\n`);
+  const result: LoadResult = {
+    completed,
+    errors,
+    statuses,
+    elapsedMs: windowEnd - windowStart,
+    requestBytes,
+    latencyMs,
+    connectionsOpened,
+    resumed,
+    queued,
+  };
+  if (signedLive > 0)
+    process.stderr.write(
+      `loadClient: the ${presigned.length} pre-signed heads ran out; ${signedLive} were signed as sent\n`,
+    );
   process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
 }
 

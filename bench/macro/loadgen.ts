@@ -15,8 +15,20 @@ const CLIENT = join(HERE, 'loadClient.ts');
 
 export type Generator = 'node' | 'wrk' | 'ab';
 
-export async function runLoad(spec: LoadSpec, generator: { kind: Generator; wrk: string | null; workDir: string }, onStart: () => void, onEnd: () => void): Promise<LoadResult> {
-  if (generator.kind === 'wrk' && generator.wrk !== null && spec.tls === null && spec.rate === null && spec.mode === 'keepalive' && spec.sign === null) {
+export async function runLoad(
+  spec: LoadSpec,
+  generator: { kind: Generator; wrk: string | null; workDir: string },
+  onStart: () => void,
+  onEnd: () => void,
+): Promise<LoadResult> {
+  if (
+    generator.kind === 'wrk' &&
+    generator.wrk !== null &&
+    spec.tls === null &&
+    spec.rate === null &&
+    spec.mode === 'keepalive' &&
+    spec.sign === null
+  ) {
     return runWrk(generator.wrk, spec, generator.workDir, onStart, onEnd);
   }
   return runNodeClient(spec, onStart, onEnd);
@@ -34,22 +46,33 @@ export async function runNodeClient(spec: LoadSpec, onStart: () => void, onEnd: 
   const timer = setTimeout(() => void stopChild(child, 500), spec.warmupMs + spec.durationMs + 40_000);
   const code = await child.exited;
   clearTimeout(timer);
-  if (result === null) throw new Error(`load client exited with ${code} without a result: ${child.output().slice(-2000)}`);
+  if (result === null)
+    throw new Error(`load client exited with ${code} without a result: ${child.output().slice(-2000)}`);
   return result;
 }
 
 /** Opens `spec.connections` keep-alive connections (one request each) and holds them until released. */
-export async function holdIdleConnections(spec: LoadSpec, timeoutMs: number): Promise<{ child: Child; errors: LoadResult['errors'] }> {
-  const child = startChild('idle client', process.execPath, [CLIENT, JSON.stringify({ ...spec, mode: 'idle' })], { stdio: ['pipe', 'pipe', 'pipe'] });
+export async function holdIdleConnections(
+  spec: LoadSpec,
+  timeoutMs: number,
+): Promise<{ child: Child; errors: LoadResult['errors'] }> {
+  const child = startChild('idle client', process.execPath, [CLIENT, JSON.stringify({ ...spec, mode: 'idle' })], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const lines = createInterface({ input: child.proc.stdout! });
   const ready = new Promise<LoadResult['errors']>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`idle connections not open within ${timeoutMs} ms: ${child.output().slice(-1000)}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`idle connections not open within ${timeoutMs} ms: ${child.output().slice(-1000)}`)),
+      timeoutMs,
+    );
     lines.on('line', (line) => {
       if (!line.startsWith('READY ')) return;
       clearTimeout(timer);
       resolve((JSON.parse(line.slice(6)) as { errors: LoadResult['errors'] }).errors);
     });
-    void child.exited.then((code) => reject(new Error(`idle client exited with ${code}: ${child.output().slice(-1000)}`)));
+    void child.exited.then((code) =>
+      reject(new Error(`idle client exited with ${code}: ${child.output().slice(-1000)}`)),
+    );
   });
   try {
     return { child, errors: await ready };

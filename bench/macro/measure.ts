@@ -4,7 +4,7 @@
  */
 import { stopChild } from './children.ts';
 import { runAb } from './ab.ts';
-import { holdIdleConnections, runLoad, type Generator } from './loadgen.ts';
+import { holdIdleConnections, runLoad, runNodeClient, type Generator } from './loadgen.ts';
 import type { LoadResult, LoadSpec } from './loadClient.ts';
 import { cpuSeconds, memoryBytes, RssSampler } from './procStats.ts';
 import type { Durations, Scenario } from './scenarios.ts';
@@ -39,9 +39,11 @@ export interface Cell {
   connectionsOpened: number;
   resumed: number;
   queued: number;
-  /** idle-rss: the proxy's VmRSS before the connections were opened */
+  /** idle-rss, churn-rss: the proxy's VmRSS at start (a fresh process, settled, no connection yet) */
   rssBeforeBytes?: number | null;
   idleConnections?: number;
+  /** churn-rss: VmRSS as the last handshake finished (rssPeakBytes holds it after settling) */
+  rssAfterLoadBytes?: number | null;
 }
 
 export interface LoadContext {
@@ -86,7 +88,8 @@ function specFor(scenario: Scenario, info: TargetInfo, target: RunningTarget, ct
     host: HOST,
     port: target.port,
     tls: info.client === 'mtls' ? { ...ctx.files, servername: 'localhost' } : null,
-    mode: scenario.mode,
+    // a churn is full handshakes, a new connection per request
+    mode: scenario.mode === 'churn' ? 'new' : scenario.mode,
     method: scenario.method,
     path: scenario.method === 'GET' ? '/bench?q=1' : '/ingest',
     bodyBytes: scenario.bodyBytes,
@@ -100,16 +103,29 @@ function specFor(scenario: Scenario, info: TargetInfo, target: RunningTarget, ct
 }
 
 /** firstAfterStart: the target was just started, so this window gets the longer warm-up */
-export async function measure(scenario: Scenario, info: TargetInfo, target: RunningTarget, rep: number, ctx: LoadContext, firstAfterStart = false): Promise<Cell> {
+export async function measure(
+  scenario: Scenario,
+  info: TargetInfo,
+  target: RunningTarget,
+  rep: number,
+  ctx: LoadContext,
+  firstAfterStart = false,
+): Promise<Cell> {
   const spec = specFor(scenario, info, target, ctx);
   if (firstAfterStart) spec.warmupMs += ctx.durations.targetWarmupMs;
-  if (scenario.mode === 'idle') return measureIdle(scenario, target, rep, spec);
+  if (scenario.mode === 'idle') return measureIdle(scenario, target, rep, spec, ctx.durations);
+  if (scenario.mode === 'churn') return measureChurn(scenario, target, rep, spec, ctx.durations);
   const pids = target.pids;
   let cpuBefore: number | null = null;
   let cpuAfter: number | null = null;
   let sampler: RssSampler | null = null;
   let rssPeak: number | null = null;
-  const generator: Generator = scenario.generator === 'ab' ? 'ab' : ctx.generator === 'wrk' && spec.tls === null && spec.rate === null && ctx.wrk !== null ? 'wrk' : 'node';
+  const generator: Generator =
+    scenario.generator === 'ab'
+      ? 'ab'
+      : ctx.generator === 'wrk' && spec.tls === null && spec.rate === null && ctx.wrk !== null
+        ? 'wrk'
+        : 'node';
   const onStart = (): void => {
     cpuBefore = pids.length > 0 ? cpuSeconds(pids) : null;
     if (pids.length > 0) sampler = new RssSampler(pids);
@@ -152,11 +168,25 @@ export async function measure(scenario: Scenario, info: TargetInfo, target: Runn
 
 const SETTLE_MS = 500;
 
-async function measureIdle(scenario: Scenario, target: RunningTarget, rep: number, spec: LoadSpec): Promise<Cell> {
-  const before = memoryBytes(target.pids, 'VmRSS');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** RSS at start: the target was just started for this measurement; it settles first (workers up, start-up garbage gone) */
+async function rssAtStart(target: RunningTarget, d: Durations): Promise<number | null> {
+  await sleep(d.startSettleMs);
+  return memoryBytes(target.pids, 'VmRSS');
+}
+
+async function measureIdle(
+  scenario: Scenario,
+  target: RunningTarget,
+  rep: number,
+  spec: LoadSpec,
+  d: Durations,
+): Promise<Cell> {
+  const before = await rssAtStart(target, d);
   const held = await holdIdleConnections({ ...spec, durationMs: 120_000 }, 60_000);
   try {
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    await sleep(SETTLE_MS);
     const rss = memoryBytes(target.pids, 'VmRSS');
     return {
       ...emptyCell(target.name, scenario.name, rep, null),
@@ -172,4 +202,51 @@ async function measureIdle(scenario: Scenario, target: RunningTarget, rep: numbe
   } finally {
     await stopChild(held.child, 1_000);
   }
+}
+
+/** the churn's time bound: a stalled target ends the measurement, never the run */
+const CHURN_LIMIT_MS = 300_000;
+
+/**
+ * Memory that does not come back: RSS at start, then `churnHandshakes` full mTLS handshakes (a
+ * GET on a new connection each, `connections` at a time), then RSS once it has had
+ * `churnSettleMs` to settle. What the process keeps of 20,000 connections that are all gone.
+ */
+async function measureChurn(
+  scenario: Scenario,
+  target: RunningTarget,
+  rep: number,
+  spec: LoadSpec,
+  d: Durations,
+): Promise<Cell> {
+  const before = await rssAtStart(target, d);
+  const churn: LoadSpec = {
+    ...spec,
+    mode: 'new',
+    warmupMs: 0,
+    durationMs: CHURN_LIMIT_MS,
+    maxRequests: d.churnHandshakes,
+  };
+  const result = await runNodeClient(
+    churn,
+    () => {},
+    () => {},
+  );
+  const afterLoad = memoryBytes(target.pids, 'VmRSS');
+  await sleep(d.churnSettleMs);
+  return {
+    ...emptyCell(target.name, scenario.name, rep, null),
+    generator: 'node',
+    completed: result.completed,
+    errors: result.errors,
+    statuses: result.statuses,
+    elapsedMs: result.elapsedMs,
+    requestsPerSecond: result.completed / (result.elapsedMs / 1000),
+    rssPeakBytes: memoryBytes(target.pids, 'VmRSS'),
+    hwmBytes: memoryBytes(target.pids, 'VmHWM'),
+    rssBeforeBytes: before,
+    rssAfterLoadBytes: afterLoad,
+    connectionsOpened: result.connectionsOpened,
+    resumed: result.resumed,
+  };
 }

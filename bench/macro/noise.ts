@@ -12,7 +12,8 @@ import type { Row } from './report.ts';
  */
 export const NOISE_LIMITS = { throughput: 1.15, p99: 2 } as const;
 
-export const NOISE_RULE = 'reps more than 15% apart in throughput, per proxy-CPU-second or RSS, or more than ×2 apart in p99';
+export const NOISE_RULE =
+  'reps more than 15% apart in throughput, per proxy-CPU-second or RSS, or more than ×2 apart in p99';
 
 export type NoisyFigure = 'req/s' | 'MiB/s' | 'RSS MiB' | 'per proxy-CPU-s' | 'p99 ms';
 

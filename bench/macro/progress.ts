@@ -23,10 +23,14 @@ const TARGET_START_MS = 1_000;
 const IDLE_SETTLE_MS = 500;
 /** an idle-rss step opens its connections one TLS handshake at a time */
 const IDLE_MS_PER_CONNECTION = 1.5;
+/** a churn-rss step: full handshakes, 8 at a time, on 2 cores shared with the load client */
+const CHURN_MS_PER_HANDSHAKE = 1.5;
 
 /** The planned duration of one measurement; firstAfterStart: a target process starts for it */
 export function plannedMs(scenario: Pick<Scenario, 'mode' | 'rate'>, d: Durations, firstAfterStart: boolean): number {
-  if (scenario.mode === 'idle') return TARGET_START_MS + IDLE_SETTLE_MS + d.idleConnections * IDLE_MS_PER_CONNECTION;
+  const fresh = TARGET_START_MS + d.startSettleMs;
+  if (scenario.mode === 'idle') return fresh + IDLE_SETTLE_MS + d.idleConnections * IDLE_MS_PER_CONNECTION;
+  if (scenario.mode === 'churn') return fresh + d.churnHandshakes * CHURN_MS_PER_HANDSHAKE + d.churnSettleMs;
   const window = d.warmupMs + (scenario.rate !== null ? d.latencyMs : d.durationMs);
   return window + (firstAfterStart ? TARGET_START_MS + d.targetWarmupMs : 0);
 }
@@ -79,7 +83,15 @@ export class Progress {
     if (step === undefined) return;
     this.#position++;
     const elapsed = this.#now() - this.#startedAt;
-    this.#write(progressLine(this.#position, this.#total, step.label, elapsed, estimateLeftMs(elapsed, this.#doneMs, this.#leftMs)));
+    this.#write(
+      progressLine(
+        this.#position,
+        this.#total,
+        step.label,
+        elapsed,
+        estimateLeftMs(elapsed, this.#doneMs, this.#leftMs),
+      ),
+    );
   }
 
   finish(key: string): void {

@@ -17,11 +17,33 @@ export interface Results {
   startedAt: string;
   wallSeconds: number;
   git: string | null;
-  machine: { cpuModel: string; cores: number; memoryBytes: number; kernel: string; node: string; openssl: string; clockTicksPerSecond: number };
-  tools: { upstream: 'nginx' | 'node'; upstreamVersion: string | null; wrk: string | null; ab: string | null; haproxy: string | null; loadClient: string };
+  machine: {
+    cpuModel: string;
+    cores: number;
+    memoryBytes: number;
+    kernel: string;
+    node: string;
+    openssl: string;
+    clockTicksPerSecond: number;
+  };
+  tools: {
+    upstream: 'nginx' | 'node';
+    upstreamVersion: string | null;
+    wrk: string | null;
+    ab: string | null;
+    haproxy: string | null;
+    loadClient: string;
+  };
   durations: Durations;
   targets: TargetInfo[];
-  scenarios: Array<{ name: string; description: string; unit: Scenario['unit']; bodyBytes: number; connections: number; rate: number | null }>;
+  scenarios: Array<{
+    name: string;
+    description: string;
+    unit: Scenario['unit'];
+    bodyBytes: number;
+    connections: number;
+    rate: number | null;
+  }>;
   notes: string[];
   cells: Cell[];
   summary: Summary;
@@ -37,6 +59,8 @@ export interface Row {
   p99: Array<number | null>;
   p999: Array<number | null>;
   rssPeakBytes: Array<number | null>;
+  /** idle-rss, churn-rss: RSS of the fresh process at start, before any connection, per rep */
+  rssBeforeBytes?: Array<number | null>;
   errors: number[];
   failures: string[];
   vsDirect: number | null;
@@ -91,7 +115,13 @@ function haproxyOf(name: string): TargetName | null {
   return layer === 'l4' ? 'haproxy-l4' : layer === 'l7' ? 'haproxy-l7' : null;
 }
 
-export function summarise(cells: Cell[], targets: readonly string[], scenarios: readonly Scenario[], idleConnections: number): Summary {
+export function summarise(
+  cells: Cell[],
+  targets: readonly string[],
+  scenarios: readonly Scenario[],
+  idleConnections: number,
+  churnHandshakes = 20_000,
+): Summary {
   const out: Summary = { scenarios: {}, checks: [] };
   for (const s of scenarios) {
     const rows: Row[] = [];
@@ -108,6 +138,7 @@ export function summarise(cells: Cell[], targets: readonly string[], scenarios: 
         p99: ok.map((c) => c.latencyMs?.p99 ?? null),
         p999: ok.map((c) => c.latencyMs?.p999 ?? null),
         rssPeakBytes: ok.map((c) => c.rssPeakBytes),
+        rssBeforeBytes: ok.map((c) => c.rssBeforeBytes ?? null),
         errors: ok.map((c) => c.errors.status + c.errors.reset + c.errors.connect),
         failures: own.filter((c) => c.failure !== null).map((c) => `rep ${c.rep}: ${c.failure}`),
         vsDirect: null,
@@ -153,7 +184,7 @@ export function summarise(cells: Cell[], targets: readonly string[], scenarios: 
     }
     out.scenarios[s.name] = rows;
   }
-  out.checks = checks(out, idleConnections);
+  out.checks = [...checks(out, idleConnections), ...memoryChecks(out, idleConnections, churnHandshakes)];
   return out;
 }
 
@@ -163,31 +194,67 @@ function ratioCheck(sum: Summary, name: string, target: string, scenario: string
   const required = `≥ ${min}× HAProxy per proxy-CPU-second`;
   const baseline = baselineRatio(sum, target, scenario, min, h);
   if (!row || row.vsHaproxy === null || !h) {
-    return { name, target, scenario, measured: null, required, pass: null, detail: !h || mean(h.perProxyCpuSecond) === null ? 'n/a: HAProxy not measured' : `n/a: ${target} not measured`, baseline };
+    return {
+      name,
+      target,
+      scenario,
+      measured: null,
+      required,
+      pass: null,
+      detail: !h || mean(h.perProxyCpuSecond) === null ? 'n/a: HAProxy not measured' : `n/a: ${target} not measured`,
+      baseline,
+    };
   }
-  return { name, target, scenario, measured: row.vsHaproxy, required, pass: row.vsHaproxy >= min, detail: `${row.vsHaproxy.toFixed(2)}× (per rep: ${perRepRatios(row, h)})`, baseline };
+  return {
+    name,
+    target,
+    scenario,
+    measured: row.vsHaproxy,
+    required,
+    pass: row.vsHaproxy >= min,
+    detail: `${row.vsHaproxy.toFixed(2)}× (per rep: ${perRepRatios(row, h)})`,
+    baseline,
+  };
 }
 
 function perRepRatios(row: Row, h: Row): string {
-  return row.perProxyCpuSecond.map((v, i) => (v !== null && h.perProxyCpuSecond[i] ? (v / h.perProxyCpuSecond[i]!).toFixed(2) : '-')).join(', ');
+  return row.perProxyCpuSecond
+    .map((v, i) => (v !== null && h.perProxyCpuSecond[i] ? (v / h.perProxyCpuSecond[i]!).toFixed(2) : '-'))
+    .join(', ');
 }
 
 function notMeasured(target: string | null): Check['baseline'] {
   return { target: target ?? '-', measured: null, pass: null, detail: 'n/a: not measured' };
 }
 
-function baselineRatio(sum: Summary, target: string, scenario: string, min: number, h: Row | undefined): Check['baseline'] {
+function baselineRatio(
+  sum: Summary,
+  target: string,
+  scenario: string,
+  min: number,
+  h: Row | undefined,
+): Check['baseline'] {
   const name = baselineOf(target);
   const row = sum.scenarios[scenario]?.find((r) => r.target === name);
   if (name === null || !row || row.vsHaproxy === null || !h) return notMeasured(name);
-  return { target: name, measured: row.vsHaproxy, pass: row.vsHaproxy >= min, detail: `${row.vsHaproxy.toFixed(2)}× (per rep: ${perRepRatios(row, h)})` };
+  return {
+    target: name,
+    measured: row.vsHaproxy,
+    pass: row.vsHaproxy >= min,
+    detail: `${row.vsHaproxy.toFixed(2)}× (per rep: ${perRepRatios(row, h)})`,
+  };
 }
 
 function baselineLatency(sum: Summary, target: string): Check['baseline'] {
   const name = baselineOf(target);
   const row = sum.scenarios['latency-1000rps']?.find((r) => r.target === name);
   if (name === null || !row || row.addedP99Ms === null) return notMeasured(name);
-  return { target: name, measured: row.addedP99Ms, pass: row.addedP99Ms <= 1, detail: `+${row.addedP99Ms.toFixed(3)} ms` };
+  return {
+    target: name,
+    measured: row.addedP99Ms,
+    pass: row.addedP99Ms <= 1,
+    detail: `+${row.addedP99Ms.toFixed(3)} ms`,
+  };
 }
 
 function worstRss(sum: Summary, target: string | null): { row: Row; worst: number } | null {
@@ -200,11 +267,21 @@ function baselineRss(sum: Summary, target: string): Check['baseline'] {
   const name = baselineOf(target);
   const idle = worstRss(sum, name);
   if (name === null || idle === null) return notMeasured(name);
-  return { target: name, measured: idle.worst / MIB, pass: idle.worst <= 80 * MIB, detail: `${(idle.worst / MIB).toFixed(1)} MiB` };
+  return {
+    target: name,
+    measured: idle.worst / MIB,
+    pass: idle.worst <= 80 * MIB,
+    detail: `${(idle.worst / MIB).toFixed(1)} MiB`,
+  };
 }
 
 function directP99(sum: Summary): string {
-  return sum.scenarios['latency-1000rps']?.find((r) => r.target === 'direct')?.p99.map((v) => v?.toFixed(3) ?? '-').join(', ') ?? '-';
+  return (
+    sum.scenarios['latency-1000rps']
+      ?.find((r) => r.target === 'direct')
+      ?.p99.map((v) => v?.toFixed(3) ?? '-')
+      .join(', ') ?? '-'
+  );
 }
 
 /* ---------------------------------------------------------------- issue 15 (the HTTP/1.1 core): item 8 */
@@ -219,14 +296,24 @@ function directP99(sum: Summary): string {
  * other work shared the machine). Valid on that machine only: elsewhere measure it again from a
  * build of bf9d972 with the same command and replace these.
  */
-export const E2E_BEFORE_CORE = { 'get-keepalive': 6_115, 'post-16k': 3_439, git: 'bf9d972', date: '2026-12-02' } as const;
+export const E2E_BEFORE_CORE = {
+  'get-keepalive': 6_115,
+  'post-16k': 3_439,
+  git: 'bf9d972',
+  date: '2026-12-02',
+} as const;
 
 function rowOf(sum: Summary, scenario: string, target: string): Row | undefined {
   return sum.scenarios[scenario]?.find((r) => r.target === target);
 }
 
 /** mean(a) / mean(b) per proxy-CPU-second in one scenario, with the per-rep ratios; null when either is missing */
-function perCpuRatio(sum: Summary, scenario: string, a: string, b: string): { ratio: number; perRep: string; a: Row; b: Row } | null {
+function perCpuRatio(
+  sum: Summary,
+  scenario: string,
+  a: string,
+  b: string,
+): { ratio: number; perRep: string; a: Row; b: Row } | null {
   const ra = rowOf(sum, scenario, a);
   const rb = rowOf(sum, scenario, b);
   const ma = mean(ra?.perProxyCpuSecond ?? []);
@@ -246,16 +333,39 @@ function perCpuFigures(r: Row): string {
 }
 
 /** `target` ≥ min × `reference` per proxy-CPU-second; the baseline column holds `other` ≥ min × `otherReference` */
-function relativeCheck(sum: Summary, name: string, scenario: string, target: string, reference: string, min: number, other: readonly [string, string]): Check {
+function relativeCheck(
+  sum: Summary,
+  name: string,
+  scenario: string,
+  target: string,
+  reference: string,
+  min: number,
+  other: readonly [string, string],
+): Check {
   const required = `≥ ${min}× ${reference} per proxy-CPU-second`;
   const o = perCpuRatio(sum, scenario, other[0], other[1]);
   const otherLabel = other[1] === reference ? '' : ` (to ${other[1]})`;
   const baseline: Check['baseline'] =
     o === null
       ? { target: other[0], measured: null, pass: null, detail: `n/a: ${other[0]} or ${other[1]} not measured` }
-      : { target: other[0], measured: o.ratio, pass: o.ratio >= min, detail: `${o.ratio.toFixed(2)}×${otherLabel} (per rep: ${o.perRep})` };
+      : {
+          target: other[0],
+          measured: o.ratio,
+          pass: o.ratio >= min,
+          detail: `${o.ratio.toFixed(2)}×${otherLabel} (per rep: ${o.perRep})`,
+        };
   const r = perCpuRatio(sum, scenario, target, reference);
-  if (r === null) return { name, target, scenario, measured: null, required, pass: null, detail: `n/a: ${target} or ${reference} not measured`, baseline };
+  if (r === null)
+    return {
+      name,
+      target,
+      scenario,
+      measured: null,
+      required,
+      pass: null,
+      detail: `n/a: ${target} or ${reference} not measured`,
+      baseline,
+    };
   const figures = `${target} ${perCpuFigures(r.a)}, ${reference} ${perCpuFigures(r.b)}`;
   const detail = `${r.ratio.toFixed(2)}× (per rep: ${r.perRep}; ${figures}${haproxyNote(sum, scenario, target)})`;
   return { name, target, scenario, measured: r.ratio, required, pass: r.ratio >= min, detail, baseline };
@@ -264,15 +374,38 @@ function relativeCheck(sum: Summary, name: string, scenario: string, target: str
 function e2eCheck(sum: Summary, name: string, scenario: 'get-keepalive' | 'post-16k', min: number): Check {
   const before = E2E_BEFORE_CORE[scenario];
   const required = `≥ ${min}× ${before.toLocaleString('en')} per proxy-CPU-second (before the new core, git ${E2E_BEFORE_CORE.git})`;
-  const baseline: Check['baseline'] = { target: '-', measured: null, pass: null, detail: 'none: two chained proxies have no trivial baseline' };
+  const baseline: Check['baseline'] = {
+    target: '-',
+    measured: null,
+    pass: null,
+    detail: 'none: two chained proxies have no trivial baseline',
+  };
   const row = rowOf(sum, scenario, 'tollgate-e2e');
   const v = mean(row?.perProxyCpuSecond ?? []);
   if (!row || v === null) {
-    return { name, target: 'tollgate-e2e', scenario, measured: null, required, pass: null, detail: 'n/a: tollgate-e2e not measured', baseline };
+    return {
+      name,
+      target: 'tollgate-e2e',
+      scenario,
+      measured: null,
+      required,
+      pass: null,
+      detail: 'n/a: tollgate-e2e not measured',
+      baseline,
+    };
   }
   const perRep = row.perProxyCpuSecond.map((x) => (x === null ? '-' : (x / before).toFixed(2))).join(', ');
   const detail = `${(v / before).toFixed(2)}× (per rep: ${perRep}; ${perCpuFigures(row)} per proxy-CPU-second)`;
-  return { name, target: 'tollgate-e2e', scenario, measured: v / before, required, pass: v / before >= min, detail, baseline };
+  return {
+    name,
+    target: 'tollgate-e2e',
+    scenario,
+    measured: v / before,
+    required,
+    pass: v / before >= min,
+    detail,
+    baseline,
+  };
 }
 
 /**
@@ -283,15 +416,49 @@ function e2eCheck(sum: Summary, name: string, scenario: 'get-keepalive' | 'post-
 function coreChecks(sum: Summary): Check[] {
   const l7 = 'tollgate-l7';
   const checked = 'tollgate-l7-checks';
-  const handshake = relativeCheck(sum, 'full mTLS handshakes (L7) vs baseline-l7', 'handshake-full', l7, 'baseline-l7', 1, ['raw-l7', 'baseline-l7']);
+  const handshake = relativeCheck(
+    sum,
+    'full mTLS handshakes (L7) vs baseline-l7',
+    'handshake-full',
+    l7,
+    'baseline-l7',
+    1,
+    ['raw-l7', 'baseline-l7'],
+  );
   const withChecks = perCpuRatio(sum, 'handshake-full', checked, 'baseline-l7');
-  if (withChecks !== null) handshake.detail += `; tollgate-l7-checks ${withChecks.ratio.toFixed(2)}× (per rep: ${withChecks.perRep})`;
+  if (withChecks !== null)
+    handshake.detail += `; tollgate-l7-checks ${withChecks.ratio.toFixed(2)}× (per rep: ${withChecks.perRep})`;
   return [
-    relativeCheck(sum, 'L7 without checks vs the raw-l7 instrument, GET keep-alive', 'get-keepalive', l7, 'raw-l7', 0.9, ['baseline-l7', 'raw-l7']),
-    relativeCheck(sum, 'L7 without checks vs the raw-l7 instrument, POST 16 KiB', 'post-16k', l7, 'raw-l7', 0.9, ['baseline-l7', 'raw-l7']),
-    relativeCheck(sum, 'L7 with all checks vs baseline-l7, GET keep-alive', 'get-keepalive', checked, 'baseline-l7', 1.6, ['raw-l7-checks', 'baseline-l7']),
-    relativeCheck(sum, 'L7 with all checks vs baseline-l7, POST 16 KiB', 'post-16k', checked, 'baseline-l7', 1.2, ['raw-l7-checks', 'baseline-l7']),
-    relativeCheck(sum, 'POST 1 MiB, L7 with all checks vs without', 'post-1m', checked, l7, 0.8, ['raw-l7-checks', 'raw-l7']),
+    relativeCheck(
+      sum,
+      'L7 without checks vs the raw-l7 instrument, GET keep-alive',
+      'get-keepalive',
+      l7,
+      'raw-l7',
+      0.9,
+      ['baseline-l7', 'raw-l7'],
+    ),
+    relativeCheck(sum, 'L7 without checks vs the raw-l7 instrument, POST 16 KiB', 'post-16k', l7, 'raw-l7', 0.9, [
+      'baseline-l7',
+      'raw-l7',
+    ]),
+    relativeCheck(
+      sum,
+      'L7 with all checks vs baseline-l7, GET keep-alive',
+      'get-keepalive',
+      checked,
+      'baseline-l7',
+      1.6,
+      ['raw-l7-checks', 'baseline-l7'],
+    ),
+    relativeCheck(sum, 'L7 with all checks vs baseline-l7, POST 16 KiB', 'post-16k', checked, 'baseline-l7', 1.2, [
+      'raw-l7-checks',
+      'baseline-l7',
+    ]),
+    relativeCheck(sum, 'POST 1 MiB, L7 with all checks vs without', 'post-1m', checked, l7, 0.8, [
+      'raw-l7-checks',
+      'raw-l7',
+    ]),
     e2eCheck(sum, 'end to end (outbound signs → inbound verifies), GET keep-alive', 'get-keepalive', 2),
     e2eCheck(sum, 'end to end (outbound signs → inbound verifies), POST 16 KiB', 'post-16k', 2),
     handshake,
@@ -312,8 +479,26 @@ function checks(sum: Summary, idleConnections: number): Check[] {
   const latBaseline = baselineLatency(sum, 'tollgate-l7-checks');
   list.push(
     lat && lat.addedP99Ms !== null
-      ? { name: latName, target: 'tollgate-l7-checks', scenario: 'latency-1000rps', measured: lat.addedP99Ms, required: '≤ 1 ms over direct', pass: lat.addedP99Ms <= 1, detail: `+${lat.addedP99Ms.toFixed(3)} ms (p99 per rep: ${lat.p99.map((v) => v?.toFixed(3) ?? '-').join(', ')} ms; direct: ${directP99(sum)} ms)`, baseline: latBaseline }
-      : { name: latName, target: 'tollgate-l7-checks', scenario: 'latency-1000rps', measured: null, required: '≤ 1 ms over direct', pass: null, detail: 'n/a: not measured', baseline: latBaseline },
+      ? {
+          name: latName,
+          target: 'tollgate-l7-checks',
+          scenario: 'latency-1000rps',
+          measured: lat.addedP99Ms,
+          required: '≤ 1 ms over direct',
+          pass: lat.addedP99Ms <= 1,
+          detail: `+${lat.addedP99Ms.toFixed(3)} ms (p99 per rep: ${lat.p99.map((v) => v?.toFixed(3) ?? '-').join(', ')} ms; direct: ${directP99(sum)} ms)`,
+          baseline: latBaseline,
+        }
+      : {
+          name: latName,
+          target: 'tollgate-l7-checks',
+          scenario: 'latency-1000rps',
+          measured: null,
+          required: '≤ 1 ms over direct',
+          pass: null,
+          detail: 'n/a: not measured',
+          baseline: latBaseline,
+        },
   );
   for (const t of ['tollgate-l7-checks', 'tollgate-l7', 'tollgate-l4']) {
     const idle = worstRss(sum, t);
@@ -321,19 +506,240 @@ function checks(sum: Summary, idleConnections: number): Check[] {
     const baseline = baselineRss(sum, t);
     list.push(
       idle !== null
-        ? { name, target: t, scenario: 'idle-rss', measured: idle.worst / MIB, required: '≤ 80 MiB', pass: idle.worst <= 80 * MIB, detail: `${(idle.worst / MIB).toFixed(1)} MiB with ${idleConnections} connections (per rep: ${idle.row.value.map((v) => (v / MIB).toFixed(1)).join(', ')})`, baseline }
-        : { name, target: t, scenario: 'idle-rss', measured: null, required: '≤ 80 MiB', pass: null, detail: 'n/a: not measured', baseline },
+        ? {
+            name,
+            target: t,
+            scenario: 'idle-rss',
+            measured: idle.worst / MIB,
+            required: '≤ 80 MiB',
+            pass: idle.worst <= 80 * MIB,
+            detail: `${(idle.worst / MIB).toFixed(1)} MiB with ${idleConnections} connections (per rep: ${idle.row.value.map((v) => (v / MIB).toFixed(1)).join(', ')})`,
+            baseline,
+          }
+        : {
+            name,
+            target: t,
+            scenario: 'idle-rss',
+            measured: null,
+            required: '≤ 80 MiB',
+            pass: null,
+            detail: 'n/a: not measured',
+            baseline,
+          },
     );
   }
   return [...list, ...coreChecks(sum)];
 }
 
+/* ---------------------------------------------------------------- issue 17 (a lean process): memory */
+
+/** Issue 17's limits, in MiB (the churn: settled RSS over RSS at start). */
+export const MEMORY_LIMITS = { startMiB: 64, idleOverL4MiB: 16, perWorkerMiB: 20, churnGrowth: 1.25 } as const;
+
+const finiteOf = (xs: ReadonlyArray<number | null> | undefined): number[] =>
+  (xs ?? []).filter((x): x is number => x !== null && Number.isFinite(x));
+const mibText = (bytes: number): string => (bytes / MIB).toFixed(1);
+
+/** RSS at start of a target: every fresh process the run started for idle-rss and churn-rss, before any connection */
+function startRss(sum: Summary, target: string): number[] {
+  return ['idle-rss', 'churn-rss'].flatMap((sc) => finiteOf(rowOf(sum, sc, target)?.rssBeforeBytes));
+}
+
+function startCheck(sum: Summary, target: string, baselineTarget: string): Check {
+  const name = `RSS at start, no connection (${target})`;
+  const required = `≤ ${MEMORY_LIMITS.startMiB} MiB`;
+  const judge = (t: string): { worst: number; detail: string } | null => {
+    const v = startRss(sum, t);
+    return v.length === 0
+      ? null
+      : {
+          worst: Math.max(...v),
+          detail: `${mibText(Math.max(...v))} MiB (every fresh start: ${v.map(mibText).join(', ')})`,
+        };
+  };
+  const b = judge(baselineTarget);
+  const baseline: Check['baseline'] =
+    b === null
+      ? notMeasured(baselineTarget)
+      : {
+          target: baselineTarget,
+          measured: b.worst / MIB,
+          pass: b.worst <= MEMORY_LIMITS.startMiB * MIB,
+          detail: b.detail,
+        };
+  const t = judge(target);
+  if (t === null)
+    return {
+      name,
+      target,
+      scenario: 'idle-rss',
+      measured: null,
+      required,
+      pass: null,
+      detail: 'n/a: not measured',
+      baseline,
+    };
+  return {
+    name,
+    target,
+    scenario: 'idle-rss',
+    measured: t.worst / MIB,
+    required,
+    pass: t.worst <= MEMORY_LIMITS.startMiB * MIB,
+    detail: t.detail,
+    baseline,
+  };
+}
+
+/** `target`'s worst RSS with the idle connections open, over baseline-l4's mean in the same run */
+function idleOverL4(sum: Summary, target: string): { over: number; detail: string } | null {
+  const own = worstRss(sum, target);
+  const l4 = mean(finiteOf(rowOf(sum, 'idle-rss', 'baseline-l4')?.value));
+  if (own === null || l4 === null) return null;
+  return {
+    over: own.worst - l4,
+    detail: `+${mibText(own.worst - l4)} MiB (${mibText(own.worst)} against baseline-l4's ${mibText(l4)})`,
+  };
+}
+
+function idleCheck(sum: Summary, target: string, idleConnections: number): Check {
+  const name = `RSS with ${idleConnections.toLocaleString('en')} idle keep-alive mTLS connections over the trivial TLS server (${target})`;
+  const required = `≤ baseline-l4 + ${MEMORY_LIMITS.idleOverL4MiB} MiB`;
+  const limit = MEMORY_LIMITS.idleOverL4MiB * MIB;
+  // beside it, what node:http alone costs over the trivial TLS server: baseline-l7 held to the same limit
+  const b = idleOverL4(sum, 'baseline-l7');
+  const baseline: Check['baseline'] =
+    b === null
+      ? notMeasured('baseline-l7')
+      : { target: 'baseline-l7', measured: b.over / MIB, pass: b.over <= limit, detail: b.detail };
+  const t = idleOverL4(sum, target);
+  if (t === null)
+    return {
+      name,
+      target,
+      scenario: 'idle-rss',
+      measured: null,
+      required,
+      pass: null,
+      detail: `n/a: ${target} or baseline-l4 not measured`,
+      baseline,
+    };
+  return {
+    name,
+    target,
+    scenario: 'idle-rss',
+    measured: t.over / MIB,
+    required,
+    pass: t.over <= limit,
+    detail: t.detail,
+    baseline,
+  };
+}
+
+function workerCheck(sum: Summary): Check {
+  const [one, two] = ['tollgate-l7-checks', 'tollgate-l7-checks-w2'];
+  const name = 'RSS of each extra worker thread, at start (tollgate-l7-checks-w2 − tollgate-l7-checks)';
+  const required = `≤ ${MEMORY_LIMITS.perWorkerMiB} MiB`;
+  const baseline: Check['baseline'] = {
+    target: '-',
+    measured: null,
+    pass: null,
+    detail: 'none: the trivial baselines run one thread',
+  };
+  const a = mean(startRss(sum, one));
+  const b = mean(startRss(sum, two));
+  if (a === null || b === null)
+    return {
+      name,
+      target: two,
+      scenario: 'idle-rss',
+      measured: null,
+      required,
+      pass: null,
+      detail: `n/a: ${one} or ${two} not measured`,
+      baseline,
+    };
+  // "workers": 2 is the main thread and one worker thread
+  const perWorker = b - a;
+  const detail = `${mibText(perWorker)} MiB (${two} ${mibText(b)}, ${one} ${mibText(a)} MiB at start, mean of fresh starts)`;
+  return {
+    name,
+    target: two,
+    scenario: 'idle-rss',
+    measured: perWorker / MIB,
+    required,
+    pass: perWorker <= MEMORY_LIMITS.perWorkerMiB * MIB,
+    detail,
+    baseline,
+  };
+}
+
+/** settled RSS over RSS at start, worst rep */
+function churnGrowth(sum: Summary, target: string): { growth: number; detail: string } | null {
+  const row = rowOf(sum, 'churn-rss', target);
+  if (!row) return null;
+  const pairs = row.value
+    .map((v, i) => [row.rssBeforeBytes?.[i] ?? null, v] as const)
+    .filter(([a, v]) => a !== null && a > 0 && Number.isFinite(v));
+  if (pairs.length === 0) return null;
+  const growths = pairs.map(([a, v]) => v / a!);
+  const growth = Math.max(...growths);
+  const reps = pairs.map(([a, v]) => `${mibText(a!)} → ${mibText(v)} MiB`).join(', ');
+  return { growth, detail: `${growth >= 1 ? '+' : ''}${((growth - 1) * 100).toFixed(0)}% (${reps})` };
+}
+
+function churnCheck(sum: Summary, target: string, churnHandshakes: number): Check {
+  const name = `RSS after ${churnHandshakes.toLocaleString('en')} churned full handshakes, settled, vs at start (${target})`;
+  const required = `≤ +${Math.round((MEMORY_LIMITS.churnGrowth - 1) * 100)}%`;
+  const baselineTarget = baselineOf(target) ?? 'baseline-l7';
+  const b = churnGrowth(sum, baselineTarget);
+  const baseline: Check['baseline'] =
+    b === null
+      ? notMeasured(baselineTarget)
+      : { target: baselineTarget, measured: b.growth, pass: b.growth <= MEMORY_LIMITS.churnGrowth, detail: b.detail };
+  const t = churnGrowth(sum, target);
+  if (t === null)
+    return {
+      name,
+      target,
+      scenario: 'churn-rss',
+      measured: null,
+      required,
+      pass: null,
+      detail: 'n/a: not measured',
+      baseline,
+    };
+  return {
+    name,
+    target,
+    scenario: 'churn-rss',
+    measured: t.growth,
+    required,
+    pass: t.growth <= MEMORY_LIMITS.churnGrowth,
+    detail: t.detail,
+    baseline,
+  };
+}
+
+/** Issue 17, item 1: each from the same run, the trivial Node server of the same kind beside it. */
+function memoryChecks(sum: Summary, idleConnections: number, churnHandshakes: number): Check[] {
+  const target = 'tollgate-l7-checks';
+  return [
+    startCheck(sum, target, 'baseline-l4'),
+    idleCheck(sum, target, idleConnections),
+    workerCheck(sum),
+    churnCheck(sum, target, churnHandshakes),
+  ];
+}
+
 /* ---------------------------------------------------------------- rendering */
 
-const int = (v: number | null): string => (v === null || !Number.isFinite(v) ? '-' : Math.round(v).toLocaleString('en'));
+const int = (v: number | null): string =>
+  v === null || !Number.isFinite(v) ? '-' : Math.round(v).toLocaleString('en');
 const fix = (v: number | null, d: number): string => (v === null || !Number.isFinite(v) ? '-' : v.toFixed(d));
 const ratio = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}×`);
-const reps = (xs: Array<number | null>, f: (v: number | null) => string): string => (xs.length === 0 ? '-' : xs.map(f).join(' / '));
+const reps = (xs: Array<number | null>, f: (v: number | null) => string): string =>
+  xs.length === 0 ? '-' : xs.map(f).join(' / ');
 const mib = (v: number | null): string => (v === null || !Number.isFinite(v) ? '-' : (v / MIB).toFixed(1));
 
 export interface NoisyRow {
@@ -360,7 +766,11 @@ function scenarioTable(res: Results, s: Results['scenarios'][number], rows: Row[
   const noisy = rows.map((r) => ({ target: r.target, ds: noiseOf(r, s.unit) })).filter((n) => n.ds.length > 0);
   const label = (r: Row): string => (noisy.some((n) => n.target === r.target) ? `${r.target}${NOISY_MARK}` : r.target);
   const lines = rowsTable(s, rows, label);
-  if (noisy.length > 0) lines.push('', `⚠ noisy: ${noisy.map((n) => `${n.target}: ${n.ds.map(describeDisagreement).join(', ')}`).join('; ')}.`);
+  if (noisy.length > 0)
+    lines.push(
+      '',
+      `⚠ noisy: ${noisy.map((n) => `${n.target}: ${n.ds.map(describeDisagreement).join(', ')}`).join('; ')}.`,
+    );
   return lines;
 }
 
@@ -368,22 +778,40 @@ function scenarioTable(res: Results, s: Results['scenarios'][number], rows: Row[
 function rowsTable(s: Results['scenarios'][number], rows: Row[], label: (r: Row) => string): string[] {
   const lines: string[] = [];
   if (s.unit === 'bytes') {
-    lines.push('| target | RSS MiB (per rep) | × baseline | × HAProxy | errors | failures |', '|---|---:|---:|---:|---:|---|');
-    for (const r of rows) lines.push(`| ${label(r)} | ${reps(r.value, mib)} | ${ratio(r.vsBaseline)} | ${ratio(r.vsHaproxy)} | ${r.errors.join(' / ') || '-'} | ${r.failures.join('; ').slice(0, 200)} |`);
+    lines.push(
+      '| target | RSS at start MiB | RSS MiB (per rep) | × start | × baseline | × HAProxy | errors | failures |',
+      '|---|---:|---:|---:|---:|---:|---:|---|',
+    );
+    for (const r of rows) {
+      const start = r.rssBeforeBytes ?? [];
+      const growth = r.value.map((v, i) => (start[i] ? v / start[i]! : null));
+      lines.push(
+        `| ${label(r)} | ${reps(start, mib)} | ${reps(r.value, mib)} | ${reps(growth, (g) => (g === null ? '-' : `${g.toFixed(2)}×`))} | ${ratio(r.vsBaseline)} | ${ratio(r.vsHaproxy)} | ${r.errors.join(' / ') || '-'} | ${r.failures.join('; ').slice(0, 200)} |`,
+      );
+    }
     return lines;
   }
   const unit = s.unit === 'MiB' ? 'MiB/s' : 'req/s';
   const perCpu = s.unit === 'MiB' ? 'MiB per proxy-CPU-s' : 'req per proxy-CPU-s';
   if (s.rate !== null) {
-    lines.push(`| target | ${unit} | p50 ms | p99 ms | p99.9 ms | added p50 / p99 / p99.9 ms (mean − best direct rep) | ${perCpu} | proxy CPU % | peak RSS MiB | errors |`, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push(
+      `| target | ${unit} | p50 ms | p99 ms | p99.9 ms | added p50 / p99 / p99.9 ms (mean − best direct rep) | ${perCpu} | proxy CPU % | peak RSS MiB | errors |`,
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
     for (const r of rows) {
-      const added = r.target === 'direct' ? '-' : `${fix(r.addedP50Ms, 3)} / ${fix(r.addedP99Ms, 3)} / ${fix(r.addedP999Ms, 3)}`;
-      lines.push(`| ${label(r)} | ${reps(r.value, int)} | ${reps(r.p50, (v) => fix(v, 3))} | ${reps(r.p99, (v) => fix(v, 3))} | ${reps(r.p999, (v) => fix(v, 3))} | ${added} | ${reps(r.perProxyCpuSecond, int)} | ${reps(r.cpuUtilisation, (v) => fix(v === null ? null : v * 100, 0))} | ${reps(r.rssPeakBytes, mib)} | ${r.errors.join(' / ') || '-'}${r.failures.length ? ` (failed: ${r.failures.join('; ').slice(0, 150)})` : ''} |`);
+      const added =
+        r.target === 'direct' ? '-' : `${fix(r.addedP50Ms, 3)} / ${fix(r.addedP99Ms, 3)} / ${fix(r.addedP999Ms, 3)}`;
+      lines.push(
+        `| ${label(r)} | ${reps(r.value, int)} | ${reps(r.p50, (v) => fix(v, 3))} | ${reps(r.p99, (v) => fix(v, 3))} | ${reps(r.p999, (v) => fix(v, 3))} | ${added} | ${reps(r.perProxyCpuSecond, int)} | ${reps(r.cpuUtilisation, (v) => fix(v === null ? null : v * 100, 0))} | ${reps(r.rssPeakBytes, mib)} | ${r.errors.join(' / ') || '-'}${r.failures.length ? ` (failed: ${r.failures.join('; ').slice(0, 150)})` : ''} |`,
+      );
     }
     return lines;
   }
   const fmt = s.unit === 'MiB' ? (v: number | null) => fix(v, 0) : int;
-  lines.push(`| target | ${unit} | ${perCpu} | proxy CPU % | p50 / p99 ms | peak RSS MiB | errors | × direct | × baseline | × HAProxy |`, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(
+    `| target | ${unit} | ${perCpu} | proxy CPU % | p50 / p99 ms | peak RSS MiB | errors | × direct | × baseline | × HAProxy |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
   for (const r of rows) {
     const lat = r.p50.map((v, i) => `${fix(v, 2)}/${fix(r.p99[i] ?? null, 2)}`).join(' · ') || '-';
     lines.push(
@@ -420,7 +848,9 @@ export function renderMarkdown(res: Results): string {
   for (const n of res.notes) lines.push(`- ${n}`);
   const noisy = noisyRows(res);
   if (noisy.length > 0) {
-    lines.push(`- ${noisy.length} row(s) noisy (${NOISE_RULE}): marked "⚠ noisy" in the tables below; read their per-rep values, not the mean`);
+    lines.push(
+      `- ${noisy.length} row(s) noisy (${NOISE_RULE}): marked "⚠ noisy" in the tables below; read their per-rep values, not the mean`,
+    );
   }
   if (res.notes.length || noisy.length) lines.push('');
   lines.push(
@@ -428,20 +858,30 @@ export function renderMarkdown(res: Results): string {
     '',
     [
       'The last two columns hold the trivial Node baseline of the same layer (no tollgate code) to the same target in the same run:',
-      'where it fails too, the target is beyond what Node\'s own TLS/HTTP stack does on this machine.',
-      'For the rows of issue 15 (ratios to raw-l7, baseline-l7 or tollgate-l7) they hold a path without tollgate\'s request path to the same ratio:',
-      'baseline-l7 (node:http + undici) to raw-l7, the raw-l7-checks instrument to baseline-l7 or to raw-l7, raw-l7\'s handshakes to baseline-l7.',
+      "where it fails too, the target is beyond what Node's own TLS/HTTP stack does on this machine.",
+      "For the rows of issue 15 (ratios to raw-l7, baseline-l7 or tollgate-l7) they hold a path without tollgate's request path to the same ratio:",
+      "baseline-l7 (node:http + undici) to raw-l7, the raw-l7-checks instrument to baseline-l7 or to raw-l7, raw-l7's handshakes to baseline-l7.",
       'The end-to-end rows compare with a figure recorded before the new core (E2E_BEFORE_CORE in bench/macro/report.ts), valid on that machine only.',
     ].join(' '),
     '',
     '| target | measured | required | result | trivial Node baseline | baseline result |',
     '|---|---|---|---|---|---|',
   );
-  for (const c of res.summary.checks) lines.push(`| ${c.name} | ${c.detail} | ${c.required} | ${checkMark(c)} | ${baselineText(c)} | ${mark(c.baseline.pass)} |`);
+  for (const c of res.summary.checks)
+    lines.push(
+      `| ${c.name} | ${c.detail} | ${c.required} | ${checkMark(c)} | ${baselineText(c)} | ${mark(c.baseline.pass)} |`,
+    );
   lines.push('');
   for (const s of res.scenarios) {
     const rows = res.summary.scenarios[s.name] ?? [];
-    lines.push(`## ${s.name}`, '', `${s.description}; ${s.connections} connections${s.rate ? `, ${s.rate} req/s` : ''}.`, '', ...scenarioTable(res, s, rows), '');
+    lines.push(
+      `## ${s.name}`,
+      '',
+      `${s.description}; ${s.connections} connections${s.rate ? `, ${s.rate} req/s` : ''}.`,
+      '',
+      ...scenarioTable(res, s, rows),
+      '',
+    );
   }
   lines.push('## Targets', '', ...res.targets.map((t) => `- **${t.name}**: ${t.description}`), '');
   return `${lines.join('\n')}\n`;
@@ -456,18 +896,24 @@ export function printSummary(res: Results, log: (line: string) => void): void {
     for (const line of scenarioTable(res, s, rows)) log(line);
     log('');
   }
-  log('== ratios (mean of reps): tollgate / direct (throughput), / baseline and / HAProxy (per proxy-CPU-second; idle-rss: RSS)');
+  log(
+    '== ratios (mean of reps): tollgate / direct (throughput), / baseline and / HAProxy (per proxy-CPU-second; idle-rss: RSS)',
+  );
   for (const s of res.scenarios) {
     for (const r of res.summary.scenarios[s.name] ?? []) {
       if (!r.target.startsWith('tollgate')) continue;
       const extra = r.addedP99Ms !== null ? `, added p99 ${fix(r.addedP99Ms, 3)} ms` : '';
-      log(`  ${s.name.padEnd(18)} ${r.target.padEnd(22)} ×direct ${ratio(r.vsDirect)}  ×baseline ${ratio(r.vsBaseline)}  ×HAProxy ${ratio(r.vsHaproxy)}${extra}`);
+      log(
+        `  ${s.name.padEnd(18)} ${r.target.padEnd(22)} ×direct ${ratio(r.vsDirect)}  ×baseline ${ratio(r.vsBaseline)}  ×HAProxy ${ratio(r.vsHaproxy)}${extra}`,
+      );
     }
   }
   log('');
   log('== targets of the issue');
   for (const c of res.summary.checks) {
-    log(`  ${checkMark(c).padEnd(4)} ${c.name}: ${c.detail} (required ${c.required}; ${baselineText(c)}, ${mark(c.baseline.pass)})`);
+    log(
+      `  ${checkMark(c).padEnd(4)} ${c.name}: ${c.detail} (required ${c.required}; ${baselineText(c)}, ${mark(c.baseline.pass)})`,
+    );
   }
   const noisy = noisyRows(res);
   if (noisy.length > 0) log('');

@@ -1,12 +1,22 @@
 /** The load scenarios and how long each runs in each mode (smoke, quick, full). */
 import type { TargetInfo } from './targets.ts';
 
-export type ScenarioName = 'get-keepalive' | 'get-keepalive-ab' | 'post-16k' | 'post-1m' | 'handshake-full' | 'handshake-resumed' | 'latency-1000rps' | 'idle-rss';
+export type ScenarioName =
+  | 'get-keepalive'
+  | 'get-keepalive-ab'
+  | 'post-16k'
+  | 'post-1m'
+  | 'handshake-full'
+  | 'handshake-resumed'
+  | 'latency-1000rps'
+  | 'idle-rss'
+  | 'churn-rss';
 
 export interface Scenario {
   readonly name: ScenarioName;
   readonly description: string;
-  readonly mode: 'keepalive' | 'new' | 'resume' | 'idle';
+  /** idle and churn: memory scenarios, each measured on a process of its own, started for it */
+  readonly mode: 'keepalive' | 'new' | 'resume' | 'idle' | 'churn';
   readonly method: 'GET' | 'POST';
   readonly bodyBytes: number;
   readonly connections: number;
@@ -23,14 +33,125 @@ export interface Scenario {
 }
 
 export const SCENARIOS: readonly Scenario[] = [
-  { name: 'get-keepalive', description: 'GET, 3-byte response, keep-alive, closed loop', mode: 'keepalive', method: 'GET', bodyBytes: 0, connections: 16, rate: null, unit: 'req', tlsOnly: false, generator: 'default', optIn: false },
-  { name: 'post-16k', description: 'POST 16 KiB, keep-alive, closed loop', mode: 'keepalive', method: 'POST', bodyBytes: 16 * 1024, connections: 16, rate: null, unit: 'req', tlsOnly: false, generator: 'default', optIn: false },
-  { name: 'post-1m', description: 'POST 1 MiB, keep-alive, closed loop (MiB of request body)', mode: 'keepalive', method: 'POST', bodyBytes: 1024 * 1024, connections: 4, rate: null, unit: 'MiB', tlsOnly: false, generator: 'default', optIn: false },
-  { name: 'handshake-full', description: 'GET on a new mTLS connection per request (full handshake), closed loop', mode: 'new', method: 'GET', bodyBytes: 0, connections: 8, rate: null, unit: 'req', tlsOnly: true, generator: 'default', optIn: false },
-  { name: 'handshake-resumed', description: 'GET on a new mTLS connection per request resuming the previous session, closed loop', mode: 'resume', method: 'GET', bodyBytes: 0, connections: 8, rate: null, unit: 'req', tlsOnly: true, generator: 'default', optIn: false },
-  { name: 'latency-1000rps', description: 'GET keep-alive at a fixed 1,000 req/s (open loop), latency percentiles', mode: 'keepalive', method: 'GET', bodyBytes: 0, connections: 16, rate: 1000, unit: 'req', tlsOnly: false, generator: 'default', optIn: false },
-  { name: 'idle-rss', description: 'RSS of the proxy with 1,000 idle keep-alive mTLS connections open (one request each)', mode: 'idle', method: 'GET', bodyBytes: 0, connections: 1000, rate: null, unit: 'bytes', tlsOnly: true, generator: 'default', optIn: false },
-  { name: 'get-keepalive-ab', description: 'GET keep-alive driven by ab -k -E (C client, HTTP/1.0 keep-alive): the mTLS ceiling cross-check; opt-in, needs ab', mode: 'keepalive', method: 'GET', bodyBytes: 0, connections: 16, rate: null, unit: 'req', tlsOnly: true, generator: 'ab', optIn: true },
+  {
+    name: 'get-keepalive',
+    description: 'GET, 3-byte response, keep-alive, closed loop',
+    mode: 'keepalive',
+    method: 'GET',
+    bodyBytes: 0,
+    connections: 16,
+    rate: null,
+    unit: 'req',
+    tlsOnly: false,
+    generator: 'default',
+    optIn: false,
+  },
+  {
+    name: 'post-16k',
+    description: 'POST 16 KiB, keep-alive, closed loop',
+    mode: 'keepalive',
+    method: 'POST',
+    bodyBytes: 16 * 1024,
+    connections: 16,
+    rate: null,
+    unit: 'req',
+    tlsOnly: false,
+    generator: 'default',
+    optIn: false,
+  },
+  {
+    name: 'post-1m',
+    description: 'POST 1 MiB, keep-alive, closed loop (MiB of request body)',
+    mode: 'keepalive',
+    method: 'POST',
+    bodyBytes: 1024 * 1024,
+    connections: 4,
+    rate: null,
+    unit: 'MiB',
+    tlsOnly: false,
+    generator: 'default',
+    optIn: false,
+  },
+  {
+    name: 'handshake-full',
+    description: 'GET on a new mTLS connection per request (full handshake), closed loop',
+    mode: 'new',
+    method: 'GET',
+    bodyBytes: 0,
+    connections: 8,
+    rate: null,
+    unit: 'req',
+    tlsOnly: true,
+    generator: 'default',
+    optIn: false,
+  },
+  {
+    name: 'handshake-resumed',
+    description: 'GET on a new mTLS connection per request resuming the previous session, closed loop',
+    mode: 'resume',
+    method: 'GET',
+    bodyBytes: 0,
+    connections: 8,
+    rate: null,
+    unit: 'req',
+    tlsOnly: true,
+    generator: 'default',
+    optIn: false,
+  },
+  {
+    name: 'latency-1000rps',
+    description: 'GET keep-alive at a fixed 1,000 req/s (open loop), latency percentiles',
+    mode: 'keepalive',
+    method: 'GET',
+    bodyBytes: 0,
+    connections: 16,
+    rate: 1000,
+    unit: 'req',
+    tlsOnly: false,
+    generator: 'default',
+    optIn: false,
+  },
+  {
+    name: 'idle-rss',
+    description: 'RSS of the proxy with 1,000 idle keep-alive mTLS connections open (one request each)',
+    mode: 'idle',
+    method: 'GET',
+    bodyBytes: 0,
+    connections: 1000,
+    rate: null,
+    unit: 'bytes',
+    tlsOnly: true,
+    generator: 'default',
+    optIn: false,
+  },
+  {
+    name: 'churn-rss',
+    description:
+      'RSS of the proxy at start, then after a bounded churn of full mTLS handshakes (GET on a new connection each, closed loop) has settled',
+    mode: 'churn',
+    method: 'GET',
+    bodyBytes: 0,
+    connections: 8,
+    rate: null,
+    unit: 'bytes',
+    tlsOnly: true,
+    generator: 'default',
+    optIn: false,
+  },
+  {
+    name: 'get-keepalive-ab',
+    description:
+      'GET keep-alive driven by ab -k -E (C client, HTTP/1.0 keep-alive): the mTLS ceiling cross-check; opt-in, needs ab',
+    mode: 'keepalive',
+    method: 'GET',
+    bodyBytes: 0,
+    connections: 16,
+    rate: null,
+    unit: 'req',
+    tlsOnly: true,
+    generator: 'ab',
+    optIn: true,
+  },
 ];
 
 export function applies(scenario: Scenario, target: TargetInfo): boolean {
@@ -50,10 +171,61 @@ export interface Durations {
   idleReps: number;
   /** idle-rss only for these targets (null: every mTLS target): 1,000 handshakes per target take seconds */
   idleTargets: readonly string[] | null;
+  /** a fresh target settles this long before its RSS "at start" is read (workers start, start-up garbage goes) */
+  startSettleMs: number;
+  /** churn-rss: full handshakes churned, then how long RSS is left to settle before it is read */
+  churnHandshakes: number;
+  churnSettleMs: number;
+  churnReps: number;
+  /** churn-rss only for these targets (null: every mTLS target): 20,000 handshakes take ~30 s per target */
+  churnTargets: readonly string[] | null;
 }
 
 export const DURATIONS: Record<'smoke' | 'quick' | 'full', Durations> = {
-  smoke: { targetWarmupMs: 0, warmupMs: 100, durationMs: 300, latencyMs: 400, idleConnections: 50, reps: 1, idleReps: 1, idleTargets: null },
-  quick: { targetWarmupMs: 400, warmupMs: 100, durationMs: 400, latencyMs: 800, idleConnections: 1000, reps: 2, idleReps: 1, idleTargets: ['tollgate-l7-checks', 'baseline-l7', 'haproxy-l7'] },
-  full: { targetWarmupMs: 2_000, warmupMs: 1_000, durationMs: 4_000, latencyMs: 6_000, idleConnections: 1000, reps: 2, idleReps: 2, idleTargets: null },
+  smoke: {
+    targetWarmupMs: 0,
+    warmupMs: 100,
+    durationMs: 300,
+    latencyMs: 400,
+    idleConnections: 50,
+    reps: 1,
+    idleReps: 1,
+    idleTargets: null,
+    startSettleMs: 200,
+    churnHandshakes: 100,
+    churnSettleMs: 200,
+    churnReps: 1,
+    churnTargets: null,
+  },
+  quick: {
+    targetWarmupMs: 400,
+    warmupMs: 100,
+    durationMs: 400,
+    latencyMs: 800,
+    idleConnections: 1000,
+    reps: 2,
+    idleReps: 1,
+    // the rows of issue 17 need the trivial TLS server and the two-thread tollgate as well
+    idleTargets: ['tollgate-l7-checks', 'tollgate-l7-checks-w2', 'baseline-l4', 'baseline-l7', 'haproxy-l7'],
+    startSettleMs: 1_000,
+    churnHandshakes: 20_000,
+    churnSettleMs: 5_000,
+    churnReps: 1,
+    churnTargets: ['tollgate-l7-checks', 'baseline-l7'],
+  },
+  full: {
+    targetWarmupMs: 2_000,
+    warmupMs: 1_000,
+    durationMs: 4_000,
+    latencyMs: 6_000,
+    idleConnections: 1000,
+    reps: 2,
+    idleReps: 2,
+    idleTargets: null,
+    startSettleMs: 1_000,
+    churnHandshakes: 20_000,
+    churnSettleMs: 10_000,
+    churnReps: 1,
+    churnTargets: ['tollgate-l7-checks', 'baseline-l7', 'baseline-l4'],
+  },
 };

@@ -90,7 +90,13 @@ interface TextStyle {
 }
 
 /** Wrapped text from x to the right edge, first baseline at y; returns the elements and the last baseline */
-function block(x: number, y: number, text: string, style: TextStyle, lineHeight = Math.round(style.size * 1.3)): { svg: string[]; lastY: number } {
+function block(
+  x: number,
+  y: number,
+  text: string,
+  style: TextStyle,
+  lineHeight = Math.round(style.size * 1.3),
+): { svg: string[]; lastY: number } {
   const lines = wrapText(text, CANVAS_WIDTH - MARGIN - x, style.size, style.bold);
   const attrs = `font-size="${style.size}"${style.bold ? ' font-weight="bold"' : ''}${style.fill ? ` fill="${style.fill}"` : ''}`;
   const svg = lines.map((l, i) => `<text x="${x}" y="${y + i * lineHeight}" ${attrs}>${esc(l)}</text>`);
@@ -108,13 +114,14 @@ interface Bar {
 }
 
 function figuresOf(name: string, r: Row): number[] {
-  if (name === 'idle-rss') return finite(r.value).map((v) => v / 1048576);
+  if (name === 'idle-rss' || name === 'churn-rss') return finite(r.value).map((v) => v / 1048576);
   if (name === 'latency-1000rps') return finite(r.p99);
   return finite(r.perProxyCpuSecond);
 }
 
 function unitLabel(name: string): string {
   if (name === 'idle-rss') return 'RSS MiB with idle mTLS connections (lower is better)';
+  if (name === 'churn-rss') return 'RSS MiB after the handshake churn, settled (lower is better)';
   if (name === 'latency-1000rps') return 'p99 latency ms at 1,000 req/s (lower is better)';
   return name === 'post-1m' ? 'MiB per proxy-CPU-second' : 'requests per proxy-CPU-second';
 }
@@ -131,7 +138,8 @@ function barsOf(name: string, unit: 'req' | 'MiB' | 'bytes', rows: Row[]): Bar[]
   return bars;
 }
 
-const fmt = (v: number): string => (v >= 100 ? Math.round(v).toLocaleString('en') : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+const fmt = (v: number): string =>
+  v >= 100 ? Math.round(v).toLocaleString('en') : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 
 const LABEL_SIZE = 11;
 
@@ -150,11 +158,13 @@ function labelParts(b: Bar): LabelPart[] {
 }
 
 const partsWidth = (parts: LabelPart[]): number =>
-  parts.reduce((w, p) => w + textWidth(p.text, LABEL_SIZE, p.bold), 0) + textWidth(' ', LABEL_SIZE) * (parts.length - 1);
+  parts.reduce((w, p) => w + textWidth(p.text, LABEL_SIZE, p.bold), 0) +
+  textWidth(' ', LABEL_SIZE) * (parts.length - 1);
 
 /** the separating spaces stay outside the tspans: renderers drop a tspan's leading space */
 function labelContent(parts: LabelPart[]): string {
-  const tspan = (p: LabelPart): string => `<tspan${p.fill ? ` fill="${p.fill}"` : ''}${p.bold ? ' font-weight="bold"' : ''}>${esc(p.text)}</tspan>`;
+  const tspan = (p: LabelPart): string =>
+    `<tspan${p.fill ? ` fill="${p.fill}"` : ''}${p.bold ? ' font-weight="bold"' : ''}>${esc(p.text)}</tspan>`;
   return parts.map((p) => (p.fill || p.bold ? tspan(p) : esc(p.text))).join(' ');
 }
 
@@ -178,7 +188,10 @@ function panel(name: string, bars: Bar[], y0: number): { svg: string[]; y: numbe
   y = unit.lastY + 8;
   const max = Math.max(...bars.map((b) => b.max)) || 1;
   const labels = bars.map(labelParts);
-  const plotW = plotWidth(bars.map((b, i) => ({ mean: b.mean, labelWidth: partsWidth(labels[i]!) })), max);
+  const plotW = plotWidth(
+    bars.map((b, i) => ({ mean: b.mean, labelWidth: partsWidth(labels[i]!) })),
+    max,
+  );
   const xOf = (v: number): number => LABEL_W + (v / max) * plotW;
   bars.forEach((b, i) => {
     const colour = COLOURS[b.target] ?? '#607d8b';
@@ -195,7 +208,9 @@ function panel(name: string, bars: Bar[], y0: number): { svg: string[]; y: numbe
       svg.push(`<path class="range" d="${d}" stroke="#555" stroke-width="1" fill="none"/>`);
     }
     const labelX = (xMean + MEAN_LABEL_GAP).toFixed(1);
-    svg.push(`<text class="mean-label" x="${labelX}" y="${y + BAR_H - 3}" font-size="${LABEL_SIZE}">${labelContent(labels[i]!)}</text>`);
+    svg.push(
+      `<text class="mean-label" x="${labelX}" y="${y + BAR_H - 3}" font-size="${LABEL_SIZE}">${labelContent(labels[i]!)}</text>`,
+    );
     y += ROW_PITCH;
   });
   return { svg, y: y + 6 };
@@ -208,8 +223,7 @@ export function renderSvg(res: Results): string {
   const head = block(MARGIN, 22, title, { size: 16, bold: true }, 20);
   parts.push(...head.svg);
   const reps = res.durations.reps;
-  const legend =
-    `Bar and figure at its end: mean of ${reps} rep(s) (tick: the mean); whisker under the bar and grey figures: min–max of the reps; noisy: ${NOISE_RULE}.`;
+  const legend = `Bar and figure at its end: mean of ${reps} rep(s) (tick: the mean); whisker under the bar and grey figures: min–max of the reps; noisy: ${NOISE_RULE}.`;
   const legendBlock = block(MARGIN, head.lastY + 18, legend, { size: 11, fill: '#555' });
   parts.push(...legendBlock.svg);
   let y = legendBlock.lastY + 12;

@@ -35,7 +35,13 @@ function versionOf(path: string, args: string[], pattern: RegExp): string {
 export function detectTools(forceFallbacks: boolean): Tools {
   const none: Tools = { nginx: null, haproxy: null, wrk: null, ab: null, versions: {} };
   if (forceFallbacks) return none;
-  const tools: Tools = { nginx: which('nginx'), haproxy: which('haproxy'), wrk: which('wrk'), ab: which('ab'), versions: {} };
+  const tools: Tools = {
+    nginx: which('nginx'),
+    haproxy: which('haproxy'),
+    wrk: which('wrk'),
+    ab: which('ab'),
+    versions: {},
+  };
   if (tools.nginx) tools.versions.nginx = versionOf(tools.nginx, ['-v'], /nginx\/(\S+)/);
   if (tools.haproxy) tools.versions.haproxy = versionOf(tools.haproxy, ['-v'], /version (\S+)/);
   if (tools.wrk) tools.versions.wrk = versionOf(tools.wrk, ['-v'], /wrk (\S+)/);

@@ -58,7 +58,8 @@ http {
 }
 
 function deadCheck(child: Child): () => string | null {
-  return () => (child.proc.exitCode !== null || child.proc.signalCode !== null ? `${child.name} exited: ${child.output()}` : null);
+  return () =>
+    child.proc.exitCode !== null || child.proc.signalCode !== null ? `${child.name} exited: ${child.output()}` : null;
 }
 
 export async function startUpstream(nginx: string | null, workDir: string): Promise<Upstream> {

@@ -31,20 +31,45 @@ export function parseWrk(out: string, spec: LoadSpec, elapsedMs: number): LoadRe
   const wrkElapsed = toMs(reqs[2]!, reqs[3]!);
   return {
     completed,
-    errors: { status: non2xx, reset: sock ? Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0, connect: sock ? Number(sock[1]) : 0 },
+    errors: {
+      status: non2xx,
+      reset: sock ? Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0,
+      connect: sock ? Number(sock[1]) : 0,
+    },
     statuses: non2xx > 0 ? { 'non-2xx': non2xx } : {},
     elapsedMs: Number.isFinite(wrkElapsed) ? wrkElapsed : elapsedMs,
     requestBytes: completed * spec.bodyBytes,
-    latencyMs: { p50: pct('50'), p90: pct('90'), p99: pct('99'), p999: NaN, max: latMean ? toMs(latMean[3]!, latMean[4]!) : NaN, mean: latMean ? toMs(latMean[1]!, latMean[2]!) : NaN },
+    latencyMs: {
+      p50: pct('50'),
+      p90: pct('90'),
+      p99: pct('99'),
+      p999: NaN,
+      max: latMean ? toMs(latMean[3]!, latMean[4]!) : NaN,
+      mean: latMean ? toMs(latMean[1]!, latMean[2]!) : NaN,
+    },
     connectionsOpened: spec.connections,
     resumed: 0,
     queued: 0,
   };
 }
 
-async function runWrkOnce(wrk: string, spec: LoadSpec, script: string | null, durationMs: number): Promise<{ out: string; elapsedMs: number }> {
+async function runWrkOnce(
+  wrk: string,
+  spec: LoadSpec,
+  script: string | null,
+  durationMs: number,
+): Promise<{ out: string; elapsedMs: number }> {
   const seconds = Math.max(1, Math.round(durationMs / 1000));
-  const args = ['-t1', `-c${spec.connections}`, `-d${seconds}s`, '--latency', '--timeout', '10s', ...(script ? ['-s', script] : []), `http://${spec.host}:${spec.port}${spec.path}`];
+  const args = [
+    '-t1',
+    `-c${spec.connections}`,
+    `-d${seconds}s`,
+    '--latency',
+    '--timeout',
+    '10s',
+    ...(script ? ['-s', script] : []),
+    `http://${spec.host}:${spec.port}${spec.path}`,
+  ];
   const started = Date.now();
   const child = startChild('wrk', wrk, args);
   const timer = setTimeout(() => void stopChild(child, 500), durationMs + 15_000);
@@ -55,11 +80,20 @@ async function runWrkOnce(wrk: string, spec: LoadSpec, script: string | null, du
 }
 
 /** wrk takes whole seconds: durations are rounded to at least 1 s. */
-export async function runWrk(wrk: string, spec: LoadSpec, workDir: string, onStart: () => void, onEnd: () => void): Promise<LoadResult> {
+export async function runWrk(
+  wrk: string,
+  spec: LoadSpec,
+  workDir: string,
+  onStart: () => void,
+  onEnd: () => void,
+): Promise<LoadResult> {
   let script: string | null = null;
   if (spec.method === 'POST') {
     script = join(workDir, `wrk-post-${spec.bodyBytes}.lua`);
-    await writeFile(script, `wrk.method = "POST"\nwrk.body = string.rep("x", ${spec.bodyBytes})\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
+    await writeFile(
+      script,
+      `wrk.method = "POST"\nwrk.body = string.rep("x", ${spec.bodyBytes})\nwrk.headers["Content-Type"] = "application/octet-stream"\n`,
+    );
   }
   if (spec.warmupMs > 0) await runWrkOnce(wrk, spec, script, spec.warmupMs);
   onStart();

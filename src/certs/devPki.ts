@@ -5,7 +5,6 @@
  */
 import { chmod, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { issueCa, issueLeaf } from './issue.ts';
 
 export interface DevPkiOptions {
   trustDomain: string;
@@ -51,6 +50,9 @@ export async function createDevPki(opts: DevPkiOptions): Promise<DevPki> {
   const notBefore = new Date(now.getTime() - CLOCK_SKEW_MS);
   const notAfter = new Date(now.getTime() + (opts.validityDays ?? DEFAULT_VALIDITY_DAYS) * DAY_MS);
 
+  // imported here, not at the top: @peculiar/x509 and its ASN.1 stack cost a process ~7 MiB, and
+  // the CLI imports this module for its defaults on every start, `tollgate run` included
+  const { issueCa, issueLeaf } = await import('./issue.ts');
   const ca = await issueCa({ commonName: `tollgate dev CA (${opts.trustDomain})`, notBefore, notAfter });
   const identities: Record<string, PemKeyPair> = {};
   for (const name of opts.identities) {
@@ -120,7 +122,9 @@ export function devPkiProblems(opts: DevPkiOptions): string[] {
   }
   const days = opts.validityDays;
   if (days !== undefined && !(Number.isFinite(days) && days > 0 && days <= MAX_VALIDITY_DAYS)) {
-    problems.push(`validityDays must be a number of days above 0 and at most ${MAX_VALIDITY_DAYS}, got ${String(days)}`);
+    problems.push(
+      `validityDays must be a number of days above 0 and at most ${MAX_VALIDITY_DAYS}, got ${String(days)}`,
+    );
   }
   if (opts.now !== undefined && Number.isNaN(opts.now.getTime())) problems.push('now is not a valid date');
   return problems;

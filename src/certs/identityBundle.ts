@@ -4,7 +4,7 @@ import { DEFAULT_EXPIRY_WARNING_FRACTION } from '../config/defaults.ts';
 import { keyPolicyProblem } from '../tls/policy.ts';
 import { expirySoonNotice } from './expiryWarning.ts';
 import { notAfter, notBefore, parseCertificates } from './pem.ts';
-import { checkCrls, isStale, parseCrls, staleCrlMessage, type CrlInfo, type CrlStalePolicy } from './crl.ts';
+import { isStale, staleCrlMessage, type CrlInfo, type CrlStalePolicy } from './crl.ts';
 
 /** The identity files as configured: a certificate chain, its key, the CA bundle, an optional CRL. */
 export interface IdentityFiles {
@@ -66,7 +66,11 @@ export interface IdentityPems {
 }
 
 /** Read every identity file (all of them, so every unreadable one is named). */
-export async function readIdentityFiles(files: IdentityFiles): Promise<{ readonly ok: true; readonly pems: IdentityPems } | { readonly ok: false; readonly problems: readonly string[] }> {
+export async function readIdentityFiles(
+  files: IdentityFiles,
+): Promise<
+  { readonly ok: true; readonly pems: IdentityPems } | { readonly ok: false; readonly problems: readonly string[] }
+> {
   const problems: string[] = [];
   const read = async (label: string, file: string): Promise<Buffer | null> => {
     try {
@@ -91,7 +95,12 @@ export async function readIdentityFiles(files: IdentityFiles): Promise<{ readonl
 /** Whether a loaded identity was made of exactly these bytes. */
 export function madeOf(bundle: IdentityBundle, pems: IdentityPems): boolean {
   const same = (x: Buffer | null, y: Buffer | null): boolean => (x === null || y === null ? x === y : x.equals(y));
-  return same(bundle.certPem, pems.certPem) && same(bundle.keyPem, pems.keyPem) && same(bundle.caPem, pems.caPem) && same(bundle.crlPem, pems.crlPem);
+  return (
+    same(bundle.certPem, pems.certPem) &&
+    same(bundle.keyPem, pems.keyPem) &&
+    same(bundle.caPem, pems.caPem) &&
+    same(bundle.crlPem, pems.crlPem)
+  );
 }
 
 export async function validateIdentity(
@@ -112,7 +121,8 @@ export async function validateIdentity(
   const leaf = chain[0];
   const fraction = files.expiryWarningFraction ?? DEFAULT_EXPIRY_WARNING_FRACTION;
   if (leaf !== undefined && key !== null) {
-    if (!leaf.checkPrivateKey(key)) problems.push(`keyFile ${files.keyFile}: does not match the certificate in ${files.certFile}`);
+    if (!leaf.checkPrivateKey(key))
+      problems.push(`keyFile ${files.keyFile}: does not match the certificate in ${files.certFile}`);
     const weak = keyPolicyProblem(key);
     if (weak !== null) problems.push(`keyFile ${files.keyFile}: ${weak}`);
   }
@@ -129,8 +139,11 @@ export async function validateIdentity(
   let crls: CrlInfo[] = [];
   if (pems.crlPem !== null) {
     const label = `crlFile ${files.crlFile}`;
+    // only here: a sidecar without a crlFile never loads the CRL parser (crlCheck.ts)
+    const { checkCrls, parseCrls } = await import('./crlCheck.ts');
     const parsed = parseCrls(pems.crlPem, label, problems);
-    if (leaf !== undefined && problems.length === 0) crls = await checkCrls(parsed, { leaf, intermediates: chain.slice(1), cas }, now, label, problems);
+    if (leaf !== undefined && problems.length === 0)
+      crls = await checkCrls(parsed, { leaf, intermediates: chain.slice(1), cas }, now, label, problems);
     const policy = files.crlStale ?? 'warn';
     for (const crl of crls) {
       if (isStale(crl, now)) (policy === 'refuse' ? problems : warnings).push(staleCrlMessage(crl, policy, label));
@@ -163,7 +176,11 @@ function parseOrProblem(pem: Buffer, label: string, problems: string[]): X509Cer
 }
 
 /** Certificates of a loaded identity with less than `fraction` of their lifetime left, or expired, at `now`. */
-export function expiryNotices(bundle: IdentityBundle, now: Date, fraction: number): { expiring: string[]; expired: string[] } {
+export function expiryNotices(
+  bundle: IdentityBundle,
+  now: Date,
+  fraction: number,
+): { expiring: string[]; expired: string[] } {
   const expiring: string[] = [];
   const expired: string[] = [];
   const look = (cert: X509Certificate, label: string): void => {
@@ -177,16 +194,28 @@ export function expiryNotices(bundle: IdentityBundle, now: Date, fraction: numbe
   return { expiring, expired };
 }
 
-function checkValidity(cert: X509Certificate, label: string, now: Date, fraction: number, problems: string[], warnings: string[]): void {
+function checkValidity(
+  cert: X509Certificate,
+  label: string,
+  now: Date,
+  fraction: number,
+  problems: string[],
+  warnings: string[],
+): void {
   const subject = cert.subject.replace(/\n/g, ', ');
-  if (notBefore(cert).getTime() > now.getTime()) problems.push(`${label}: ${subject} is not valid before ${cert.validFrom}`);
+  if (notBefore(cert).getTime() > now.getTime())
+    problems.push(`${label}: ${subject} is not valid before ${cert.validFrom}`);
   if (notAfter(cert).getTime() <= now.getTime()) problems.push(`${label}: ${subject} expired at ${cert.validTo}`);
   const soon = expirySoonNotice(cert, now, fraction);
   if (soon !== null) warnings.push(`${label}: ${subject} ${soon}`);
 }
 
 /** Walk leaf -> intermediates -> a CA of the bundle, checking each signature. */
-export function chainVerifies(leaf: X509Certificate, intermediates: readonly X509Certificate[], cas: readonly X509Certificate[]): boolean {
+export function chainVerifies(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  cas: readonly X509Certificate[],
+): boolean {
   let current = leaf;
   for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
     if (cas.some((ca) => issuedBy(current, ca))) return true;

@@ -71,13 +71,16 @@ export function createIdentityMonitor(deps: MonitorDeps): IdentityMonitor {
   function publishExpiry(b: IdentityBundle): void {
     metrics.certExpiration.reset();
     metrics.certExpiration.labels('identity').set(notAfter(b.leaf).getTime() / 1000);
-    b.cas.forEach((ca, i) => metrics.certExpiration.labels(i === 0 ? 'ca' : `ca_${i}`).set(notAfter(ca).getTime() / 1000));
+    b.cas.forEach((ca, i) =>
+      metrics.certExpiration.labels(i === 0 ? 'ca' : `ca_${i}`).set(notAfter(ca).getTime() / 1000),
+    );
   }
 
   function publishCrls(b: IdentityBundle): void {
     metrics.crlNextUpdate.reset();
     b.crls.forEach((c, i) => {
-      if (c.nextUpdate !== null) metrics.crlNextUpdate.labels(i === 0 ? 'crl' : `crl_${i}`).set(c.nextUpdate.getTime() / 1000);
+      if (c.nextUpdate !== null)
+        metrics.crlNextUpdate.labels(i === 0 ? 'crl' : `crl_${i}`).set(c.nextUpdate.getTime() / 1000);
     });
   }
 
@@ -91,8 +94,12 @@ export function createIdentityMonitor(deps: MonitorDeps): IdentityMonitor {
     }
     if (lastStaleWarning === null || now - lastStaleWarning >= staleEvery) {
       lastStaleWarning = now;
-      const fields = { stale: stale.map((c) => staleCrlMessage(c, deps.crlStale, 'identity.crlFile')), crlStale: deps.crlStale };
-      if (deps.crlStale === 'refuse') log.error(fields, 'CRL is stale: every handshake it covers is refused until a fresh CRL is loaded');
+      const fields = {
+        stale: stale.map((c) => staleCrlMessage(c, deps.crlStale, 'identity.crlFile')),
+        crlStale: deps.crlStale,
+      };
+      if (deps.crlStale === 'refuse')
+        log.error(fields, 'CRL is stale: every handshake it covers is refused until a fresh CRL is loaded');
       else log.warn(fields, 'CRL is stale: revocation is not checked from crlFile until a fresh CRL is loaded');
     }
     return true;
@@ -136,8 +143,15 @@ export function createIdentityMonitor(deps: MonitorDeps): IdentityMonitor {
     crlStatus() {
       if (bundle === null || bundle.crls.length === 0) return null;
       const now = new Date(clock.now());
-      const next = bundle.crls.reduce<Date | null>((min, c) => (c.nextUpdate !== null && (min === null || c.nextUpdate < min) ? c.nextUpdate : min), null);
-      return { crls: bundle.crls.length, stale: bundle.crls.some((c) => isStale(c, now)), nextUpdate: next?.toISOString() ?? null };
+      const next = bundle.crls.reduce<Date | null>(
+        (min, c) => (c.nextUpdate !== null && (min === null || c.nextUpdate < min) ? c.nextUpdate : min),
+        null,
+      );
+      return {
+        crls: bundle.crls.length,
+        stale: bundle.crls.some((c) => isStale(c, now)),
+        nextUpdate: next?.toISOString() ?? null,
+      };
     },
     close() {
       closed = true;

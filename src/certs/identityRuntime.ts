@@ -22,7 +22,14 @@ import type { AuditSink } from '../telemetry/audit.ts';
 import { secureContextOptions, type TlsMaterial } from '../tls/contexts.ts';
 import type { TlsPolicy } from '../tls/policy.ts';
 import { spkiPinOf } from '../tls/peerIdentity.ts';
-import { loadIdentity, madeOf, readIdentityFiles, validateIdentity, type IdentityBundle, type IdentityFiles } from './identityBundle.ts';
+import {
+  loadIdentity,
+  madeOf,
+  readIdentityFiles,
+  validateIdentity,
+  type IdentityBundle,
+  type IdentityFiles,
+} from './identityBundle.ts';
 import { crlsToApply, revokedToApply, type CrlStalePolicy } from './crl.ts';
 import { createIdentityMonitor, type IdentityMonitor, type MonitorTiming } from './identityMonitor.ts';
 
@@ -80,7 +87,9 @@ export interface IdentityRuntime {
   close(): void;
 }
 
-export type IdentityStart = { readonly ok: true; readonly runtime: IdentityRuntime } | { readonly ok: false; readonly problems: readonly string[] };
+export type IdentityStart =
+  | { readonly ok: true; readonly runtime: IdentityRuntime }
+  | { readonly ok: false; readonly problems: readonly string[] };
 
 export const DEFAULT_WATCH_DEBOUNCE_MS = 200;
 /** with crlStale "warn", a CRL is taken from OpenSSL this long before its nextUpdate */
@@ -116,7 +125,11 @@ function buildState(bundle: IdentityBundle, deps: IdentityRuntimeDeps): State {
     revoked: revokedToApply(bundle.crls, crlStale, at),
   });
   // createSecureContext throws on what OpenSSL refuses; the server contexts take the same options
-  return Object.freeze({ bundle, material, client: tls.createSecureContext(secureContextOptions(material, deps.policy)) });
+  return Object.freeze({
+    bundle,
+    material,
+    client: tls.createSecureContext(secureContextOptions(material, deps.policy)),
+  });
 }
 
 function sameCrls(a: TlsMaterial, b: TlsMaterial): boolean {
@@ -131,7 +144,10 @@ function identityRuntime(initial: State, deps: IdentityRuntimeDeps): IdentityRun
   let queue: Promise<unknown> = Promise.resolve();
   let closed = false;
   let watches: DirWatch[] = [];
-  const pending: Debounced = debounce(deps.timing?.watchDebounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS, () => void reload('watch'));
+  const pending: Debounced = debounce(
+    deps.timing?.watchDebounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS,
+    () => void reload('watch'),
+  );
   const monitor: IdentityMonitor = createIdentityMonitor({
     log,
     metrics,
@@ -180,8 +196,13 @@ function identityRuntime(initial: State, deps: IdentityRuntimeDeps): IdentityRun
     }
     await Promise.all(watches.map((w) => w.refresh()));
     const read = await readIdentityFiles(deps.files);
-    if (closed) return { ok: false, problems: ['tollgate is draining; reload ignored'], changed: false, ignored: 'draining' };
-    if (!read.ok) return fail(trigger, read.problems.map((p) => `identity.${p}`));
+    if (closed)
+      return { ok: false, problems: ['tollgate is draining; reload ignored'], changed: false, ignored: 'draining' };
+    if (!read.ok)
+      return fail(
+        trigger,
+        read.problems.map((p) => `identity.${p}`),
+      );
     if (madeOf(state.bundle, read.pems)) {
       // the same bytes as the identity in use: nothing to validate or swap. From the directory
       // watch that is not a reload at all, so it is not counted: the watch sees editors' temp
@@ -199,8 +220,13 @@ function identityRuntime(initial: State, deps: IdentityRuntimeDeps): IdentityRun
       return { ok: true, problems: [], changed: false, ignored: null };
     }
     const loaded = await validateIdentity(read.pems, deps.files, new Date(clock.now()));
-    if (closed) return { ok: false, problems: ['tollgate is draining; reload ignored'], changed: false, ignored: 'draining' };
-    if (!loaded.ok) return fail(trigger, loaded.problems.map((p) => `identity.${p}`));
+    if (closed)
+      return { ok: false, problems: ['tollgate is draining; reload ignored'], changed: false, ignored: 'draining' };
+    if (!loaded.ok)
+      return fail(
+        trigger,
+        loaded.problems.map((p) => `identity.${p}`),
+      );
     let next: State;
     try {
       next = buildState(loaded.bundle, deps);
@@ -214,15 +240,36 @@ function identityRuntime(initial: State, deps: IdentityRuntimeDeps): IdentityRun
     }
     const leaf = next.bundle.leaf;
     metrics.certReloads.labels('success').inc();
-    log.info({ trigger, changed: true, subject: leaf.subject, serial: leaf.serialNumber, notAfter: leaf.validTo, cas: next.bundle.cas.length, crls: next.material.crls.length }, 'certificates reloaded');
-    audit.record('reload', { ok: true, trigger, serial: leaf.serialNumber, spkiPin: spkiPinOf(leaf), notAfter: leaf.validTo, cas: next.bundle.cas.length, crls: next.bundle.crls.length });
+    log.info(
+      {
+        trigger,
+        changed: true,
+        subject: leaf.subject,
+        serial: leaf.serialNumber,
+        notAfter: leaf.validTo,
+        cas: next.bundle.cas.length,
+        crls: next.material.crls.length,
+      },
+      'certificates reloaded',
+    );
+    audit.record('reload', {
+      ok: true,
+      trigger,
+      serial: leaf.serialNumber,
+      spkiPin: spkiPinOf(leaf),
+      notAfter: leaf.validTo,
+      cas: next.bundle.cas.length,
+      crls: next.bundle.crls.length,
+    });
     lastReload = { at: new Date(clock.now()).toISOString(), ok: true, trigger, changed: true };
     monitor.observe(next.bundle, true);
     return { ok: true, problems: [], changed: true, ignored: null };
   }
 
   function reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
-    return serialized(() => attempt(trigger)).catch((err: unknown) => fail(trigger, [`reload failed unexpectedly: ${(err as Error).message}`]));
+    return serialized(() => attempt(trigger)).catch((err: unknown) =>
+      fail(trigger, [`reload failed unexpectedly: ${(err as Error).message}`]),
+    );
   }
 
   /** the same files, but the CRLs handed to OpenSSL may have to change with time (crlStale "warn") */
@@ -232,7 +279,12 @@ function identityRuntime(initial: State, deps: IdentityRuntimeDeps): IdentityRun
       if (sameCrls(state.material, next.material)) return;
       swap(next);
       const checking = next.material.crls.length > 0;
-      log.warn({ checking }, checking ? 'revocation checking from crlFile resumed' : 'revocation checking from crlFile is off: a CRL is about to pass its nextUpdate (identity.crlStale is warn)');
+      log.warn(
+        { checking },
+        checking
+          ? 'revocation checking from crlFile resumed'
+          : 'revocation checking from crlFile is off: a CRL is about to pass its nextUpdate (identity.crlStale is warn)',
+      );
       audit.record('reload', { ok: true, trigger: 'crl_next_update', revocationChecking: checking });
     } catch (err) {
       log.error({ err: (err as Error).message }, 'applying the CRL state failed; keeping the current contexts');
@@ -248,8 +300,18 @@ function identityRuntime(initial: State, deps: IdentityRuntimeDeps): IdentityRun
 
   function watchDirectories(): DirWatch[] {
     const f = deps.files;
-    const dirs = new Set([f.certFile, f.keyFile, f.caFile, ...(f.crlFile === null ? [] : [f.crlFile])].map((p) => dirname(p)));
-    return [...dirs].map((dir) => watchDir({ dir, log, what: 'identity directory', keeping: 'the current identity', onChange: () => pending.trigger() }));
+    const dirs = new Set(
+      [f.certFile, f.keyFile, f.caFile, ...(f.crlFile === null ? [] : [f.crlFile])].map((p) => dirname(p)),
+    );
+    return [...dirs].map((dir) =>
+      watchDir({
+        dir,
+        log,
+        what: 'identity directory',
+        keeping: 'the current identity',
+        onChange: () => pending.trigger(),
+      }),
+    );
   }
 
   return {

@@ -148,11 +148,7 @@ export async function issueLeaf(issuer: Issued, spec: LeafSpec): Promise<Issued>
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(keyUsage, true),
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-    await x509.AuthorityKeyIdentifierExtension.create(
-      issuer.keys.publicKey,
-      false,
-      crypto,
-    ),
+    await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey, false, crypto),
   ];
   if (usage !== 'none') extensions.push(new x509.ExtendedKeyUsageExtension([...USAGE_OIDS[usage]], false));
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
@@ -212,6 +208,8 @@ function checkWindow(notBefore: Date, notAfter: Date): void {
     throw new Error('certificate validity dates must be valid dates');
   }
   if (notAfter.getTime() <= notBefore.getTime()) {
-    throw new Error(`certificate notAfter (${notAfter.toISOString()}) must be after notBefore (${notBefore.toISOString()})`);
+    throw new Error(
+      `certificate notAfter (${notAfter.toISOString()}) must be after notBefore (${notBefore.toISOString()})`,
+    );
   }
 }

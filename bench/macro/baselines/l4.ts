@@ -20,7 +20,13 @@ function onSecureConnection(client: tls.TLSSocket): void {
 }
 
 const server = tls.createServer(
-  { cert: readFileSync(cert), key: readFileSync(key), ca: readFileSync(ca), requestCert: true, rejectUnauthorized: true },
+  {
+    cert: readFileSync(cert),
+    key: readFileSync(key),
+    ca: readFileSync(ca),
+    requestCert: true,
+    rejectUnauthorized: true,
+  },
   onSecureConnection,
 );
 server.on('tlsClientError', () => {});

@@ -20,10 +20,25 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 
-const [port, upstreamPort, cert, key, ca, flag, keyDir, keyId, tag] = process.argv.slice(2) as [string, string, string, string, string, string?, string?, string?, string?];
+const [port, upstreamPort, cert, key, ca, flag, keyDir, keyId, tag] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string?,
+  string?,
+  string?,
+  string?,
+];
 
 /** null: refused; else the sha-256 digest the body must have (null: no body) */
-type Verify = (method: string, target: string, rawHeaders: string[], hasContent: boolean) => { digest: Buffer | null } | null;
+type Verify = (
+  method: string,
+  target: string,
+  rawHeaders: string[],
+  hasContent: boolean,
+) => { digest: Buffer | null } | null;
 const verify: Verify | null = flag === '--verify' ? await loadVerifier(keyDir!, keyId!, tag!) : null;
 
 /** tollgate's verifier, key ring and replay cache from dist/ (URLs resolved by the bench when it strips types) */
@@ -44,14 +59,26 @@ async function loadVerifier(dir: string, id: string, sigTag: string): Promise<Ve
     macs: new MacKeys(),
   };
   return (method, target, rawHeaders, hasContent) => {
-    const v = verifyRequest({ method, target, scheme: 'https', headers: HeaderIndex.fromRaw(rawHeaders) }, hasContent, deps);
+    const v = verifyRequest(
+      { method, target, scheme: 'https', headers: HeaderIndex.fromRaw(rawHeaders) },
+      hasContent,
+      deps,
+    );
     if (!v.ok) return null;
     const sha256 = (v.digests ?? []).find((d: { algorithm: string; value: Buffer }) => d.algorithm === 'sha-256');
     return { digest: hasContent ? (sha256?.value ?? Buffer.alloc(0)) : null };
   };
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'te',
+  'trailer',
+]);
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const MAX_HEAD = 64 * 1024;
 
@@ -84,7 +111,8 @@ function parseHead(text: string): Head | null {
 
 function headText(line: string, raw: readonly string[]): string {
   let out = `${line}\r\n`;
-  for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP.has(raw[i]!.toLowerCase())) out += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  for (let i = 0; i < raw.length; i += 2)
+    if (!HOP_BY_HOP.has(raw[i]!.toLowerCase())) out += `${raw[i]}: ${raw[i + 1]}\r\n`;
   return `${out}\r\n`;
 }
 
@@ -155,7 +183,12 @@ function onSecureConnection(client: tls.TLSSocket): void {
     (head) => {
       if (verify !== null) {
         const sp = head.line.indexOf(' ');
-        const v = verify(head.line.slice(0, sp), head.line.slice(sp + 1, head.line.indexOf(' ', sp + 1)), head.raw, head.length > 0);
+        const v = verify(
+          head.line.slice(0, sp),
+          head.line.slice(sp + 1, head.line.indexOf(' ', sp + 1)),
+          head.raw,
+          head.length > 0,
+        );
         if (v === null) {
           client.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
           return false;
@@ -202,7 +235,13 @@ function onSecureConnection(client: tls.TLSSocket): void {
 }
 
 const server = tls.createServer(
-  { cert: readFileSync(cert), key: readFileSync(key), ca: readFileSync(ca), requestCert: true, rejectUnauthorized: true },
+  {
+    cert: readFileSync(cert),
+    key: readFileSync(key),
+    ca: readFileSync(ca),
+    requestCert: true,
+    rejectUnauthorized: true,
+  },
   onSecureConnection,
 );
 server.on('tlsClientError', () => {});

@@ -12,10 +12,24 @@ import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
 
 const [port, upstreamPort, cert, key, ca] = process.argv.slice(2) as [string, string, string, string, string];
-const pool = new Pool(`http://127.0.0.1:${upstreamPort}`, { connections: 128, pipelining: 1, keepAliveTimeout: 300_000 });
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
+const pool = new Pool(`http://127.0.0.1:${upstreamPort}`, {
+  connections: 128,
+  pipelining: 1,
+  keepAliveTimeout: 300_000,
+});
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'te',
+  'trailer',
+]);
 
-function forwardHeaders(headers: http.IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+function forwardHeaders(
+  headers: http.IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
@@ -27,7 +41,12 @@ function forwardHeaders(headers: http.IncomingHttpHeaders | Record<string, strin
 function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
   pool.stream(
-    { path: req.url ?? '/', method: req.method as 'GET', headers: forwardHeaders(req.headers), body: hasBody ? req : null },
+    {
+      path: req.url ?? '/',
+      method: req.method as 'GET',
+      headers: forwardHeaders(req.headers),
+      body: hasBody ? req : null,
+    },
     ({ statusCode, headers }) => {
       res.writeHead(statusCode, forwardHeaders(headers));
       return res;
@@ -44,7 +63,14 @@ function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
 }
 
 const server = https.createServer(
-  { cert: readFileSync(cert), key: readFileSync(key), ca: readFileSync(ca), requestCert: true, rejectUnauthorized: true, keepAliveTimeout: 300_000 },
+  {
+    cert: readFileSync(cert),
+    key: readFileSync(key),
+    ca: readFileSync(ca),
+    requestCert: true,
+    rejectUnauthorized: true,
+    keepAliveTimeout: 300_000,
+  },
   onRequest,
 );
 server.on('connection', (socket: Duplex & { setNoDelay?: (v: boolean) => void }) => socket.setNoDelay?.(true));
