@@ -34,7 +34,11 @@ export function runtimeDecision(version, pinned, reexeced) {
   return {
     action: 'refuse',
     message:
-      'tollgate: needs Node.js ' + MIN_NODE_MAJOR + ' or newer, this is ' + version + why +
+      'tollgate: needs Node.js ' +
+      MIN_NODE_MAJOR +
+      ' or newer, this is ' +
+      version +
+      why +
       ': run `npm ci` in the tollgate folder (it installs the pinned Node.js 24), then `npx tollgate …`',
   };
 }
