@@ -36,7 +36,7 @@ import { BodyDeadline } from './bodyDeadline.ts';
 import { type Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import { pipeSockets } from './tcpPipe.ts';
-import { targetForLog, type AccessEnd, type AccessLog } from '../telemetry/accessLog.ts';
+import { millis, targetForLog, type AccessEnd, type AccessLog } from '../telemetry/accessLog.ts';
 
 /**
  * The HTTP request path of one listener, on the HTTP/1.1 core (src/http1/). An exchange
@@ -361,7 +361,7 @@ export class RequestPath {
   /** UpstreamEvents: the response is complete and relayed. */
   completed(ex: Exchange): void {
     this.record(ex);
-    if (this.deps.accessLog.enabled) this.logAccess(ex, 'complete');
+    this.logAccess(ex, 'complete');
     (ex.host as ClientConnection).done(ex);
   }
 
@@ -378,7 +378,7 @@ export class RequestPath {
         { method: ex.method },
         'client closed before the response completed; upstream request aborted',
       );
-      if (!ex.finished && this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');
+      if (!ex.finished) this.logAccess(ex, 'client_closed');
       return conn.done(ex);
     }
     const lost = (err as { code?: unknown }).code === 'ECONNRESET' || (err as { code?: unknown }).code === 'EPIPE';
@@ -427,7 +427,7 @@ export class RequestPath {
     if (ex.tunnelBytes !== null) up.socket.write(ex.tunnelBytes);
     this.deps.upgrades.inc();
     this.record(ex);
-    if (this.deps.accessLog.enabled) this.logAccess(ex, 'upgraded');
+    this.logAccess(ex, 'upgraded');
     conn.done(ex);
     down.resume();
     up.socket.resume();
@@ -442,7 +442,7 @@ export class RequestPath {
     const up = ex.upstream as UpstreamConnection | null;
     if (up !== null && up.ex === ex) up.abort();
     conn.ctx.log.debug({ method: ex.method }, 'client closed before the response completed');
-    if (this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');
+    this.logAccess(ex, 'client_closed');
     conn.done(ex);
   }
 
@@ -474,13 +474,13 @@ export class RequestPath {
     this.deps.refusals.account(code, this.subjectOf(ex, conn), why, upstream);
     ex.code = code;
     if (ex.clientGone) {
-      if (this.deps.accessLog.enabled) this.logAccess(ex, 'client_closed');
+      this.logAccess(ex, 'client_closed');
       return conn.done(ex);
     }
     if (ex.responded) {
       // a response already under way cannot be turned into a refusal: it is cut short
       conn.socket.destroy();
-      if (this.deps.accessLog.enabled) this.logAccess(ex, 'cut');
+      this.logAccess(ex, 'cut');
       return conn.done(ex);
     }
     ex.status = ERRORS[code].status;
@@ -497,15 +497,16 @@ export class RequestPath {
     const withBody = ex.method !== 'HEAD';
     conn.write(refusalAnswer(code, close, ex.extraFields, withBody));
     this.record(ex);
-    if (this.deps.accessLog.enabled) {
-      ex.responseBytes = withBody ? REFUSAL_BODIES[code].length : 0;
-      this.logAccess(ex, 'refused');
-    }
+    this.logAccess(ex, 'refused');
     conn.done(ex);
   }
 
-  /** The access log's line for an exchange that ended (the connection's logger names the listener, connection and peer). */
+  /**
+   * The access log's line for an exchange that ended, when the access log is on (the connection's logger names the
+   * listener, connection and peer).
+   */
   logAccess(ex: Exchange, end: AccessEnd): void {
+    if (!this.deps.accessLog.enabled) return;
     const now = this.deps.clock.monotonic();
     const parsed = ex.parserRefusal === null;
     const target = parsed ? targetForLog(ex.target) : null;
@@ -521,7 +522,13 @@ export class RequestPath {
         code: ex.code,
         end,
         bytesIn: ex.bodyBytes,
-        bytesOut: ex.responseBytes,
+        // a refusal's answer is its fixed body (none for HEAD)
+        bytesOut:
+          end === 'refused' && ex.code !== null
+            ? ex.method === 'HEAD'
+              ? 0
+              : REFUSAL_BODIES[ex.code].length
+            : ex.responseBytes,
         durationMs: millis(now - ex.startedAt),
         upstreamMs: upstreamNs < 0n ? null : millis(upstreamNs),
         keyId: ex.keyId,
@@ -809,11 +816,6 @@ function originFormOf(target: string, host: string): string | null {
   if (m[1]!.toLowerCase() !== host.toLowerCase() || m[1] === '') return null;
   const rest = m[2]!;
   return rest === '' ? '/' : rest.charCodeAt(0) === 0x3f /* ? */ ? `/${rest}` : rest;
-}
-
-/** nanoseconds as milliseconds, to the microsecond */
-function millis(ns: bigint): number {
-  return Number(ns / 1000n) / 1000;
 }
 
 function pathOf(target: string): string {

@@ -106,9 +106,14 @@ export function tcpAccess(
   return {
     bytesIn: stats?.bytesDown ?? 0,
     bytesOut: stats?.bytesUp ?? 0,
-    durationMs: Number((now - startedAt) / 1000n) / 1000,
+    durationMs: millis(now - startedAt),
     end,
     code,
     error: error?.message ?? null,
   };
+}
+
+/** Nanoseconds (a monotonic difference) as milliseconds, to the microsecond. */
+export function millis(ns: bigint): number {
+  return Number(ns / 1000n) / 1000;
 }
