@@ -302,6 +302,8 @@ function statusSources(scope: Scope): StatusSources {
     identity: () => parts.identity,
     listeners: () => parts.plane?.status() ?? [],
     workerListeners: () => parts.pool?.status() ?? Promise.resolve([]),
+    routes: () => parts.plane?.routes() ?? [],
+    workerRoutes: () => parts.pool?.routes() ?? Promise.resolve([]),
     auditHead: () => deps.auditHead?.() ?? scope.audit.file?.head() ?? null,
     reload: () => (parts.reload === null ? Promise.resolve(STARTING) : parts.reload('admin')),
     drain: (trigger) => lifecycle.drain(trigger),

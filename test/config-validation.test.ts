@@ -422,13 +422,13 @@ const RULES: readonly Rule[] = [
     name: 'an unknown mode',
     changes: { 'listeners[0].mode': 'sideways' },
     path: 'listeners[0].mode',
-    message: 'expected one of "inbound", "outbound"',
+    message: 'expected one of "inbound", "outbound", "gateway"',
   },
   {
-    name: 'mode gateway',
+    name: 'an inbound listener turned gateway without routes',
     changes: { 'listeners[0].mode': 'gateway' },
-    path: 'listeners[0].mode',
-    message: 'mode gateway is not supported yet',
+    path: 'listeners[0].routes',
+    message: 'required: a gateway listener needs at least one route',
   },
   {
     name: 'an unknown protocol',

@@ -54,6 +54,11 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
     imports: ['core'],
     why: 'the HTTP/1.1 codec knows bytes, exchanges and error codes; settings and the per-connection state are handed in',
   },
+  // A gateway's parts below the request path: route matching, target resolution, balanced endpoints with passive health.
+  gateway: {
+    imports: ['core', 'config', 'http1'],
+    why: 'matches, resolves and balances over the HTTP/1.1 core pools it is handed; the request path above composes it',
+  },
   // Identity: certificate bundles, CRLs, the watch that swaps them, development PKI.
   certs: {
     imports: ['core', 'config', 'telemetry', 'tls'],
@@ -61,7 +66,7 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
   },
   // The listeners, the request path, and the data plane they make up.
   proxy: {
-    imports: ['core', 'config', 'telemetry', 'integrity', 'anomaly', 'limits', 'tls', 'policy', 'http1'],
+    imports: ['core', 'config', 'telemetry', 'integrity', 'anomaly', 'limits', 'tls', 'policy', 'http1', 'gateway'],
     why: 'composes the parts; the identity arrives as TLS material handed in, so not certs',
   },
   // The data plane on more threads.
@@ -92,6 +97,7 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
       'tls',
       'policy',
       'http1',
+      'gateway',
       'certs',
       'proxy',
       'workers',

@@ -58,6 +58,8 @@ export interface AdminView {
   handshakes?(): { readonly capacity: number; readonly total: number; readonly entries: readonly unknown[] };
   /** recent payload anomalies, oldest first */
   anomalies?(): { readonly total: number; readonly entries: readonly unknown[] };
+  /** every gateway listener's routes, their endpoints and health, merged over the threads */
+  routes?(): Promise<unknown>;
   /** the audit log's last seq and hash; null (or absent) when no audit log is configured */
   auditHead?(): AdminAuditHead | null;
   /** readiness 503, listeners stop accepting, in-flight requests finish; harmless when repeated */
@@ -111,6 +113,9 @@ export function buildAdminApp(opts: AdminOptions): FastifyInstance {
   });
   app.get('/anomalies/recent', async (_req, reply) =>
     view.anomalies === undefined ? notAvailable(reply, 'anomaly telemetry') : view.anomalies(),
+  );
+  app.get('/routes', async (_req, reply) =>
+    view.routes === undefined ? notAvailable(reply, 'gateway routes') : view.routes(),
   );
   app.get('/audit/head', async (_req, reply) => {
     const head = view.auditHead?.() ?? null;

@@ -16,7 +16,8 @@ export function configView(config: Config): unknown {
 function render(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(render);
   if (value === null || typeof value !== 'object') return value;
-  if (isHostPort(value)) return formatHostPort(value);
+  // an address a listener does not have (a gateway's target: its routes have theirs) is null, not ":0"
+  if (isHostPort(value)) return value.host === '' && value.port === 0 ? null : formatHostPort(value);
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     if (SECRET_VALUE_KEY.test(k)) continue;

@@ -15,11 +15,12 @@ import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
 import type { AdminAuditHead, AdminDrainResult, AdminReloadResult, AdminView } from './app.ts';
 import { certReport } from './certReport.ts';
 import { configView } from './configView.ts';
+import { routesView, type GatewayState } from './routesView.ts';
 
 /** One listener of one thread as its data plane reports it. */
 export interface ListenerState {
   readonly name: string;
-  readonly mode: 'inbound' | 'outbound';
+  readonly mode: 'inbound' | 'outbound' | 'gateway';
   readonly protocol: 'http' | 'tcp';
   /** "host:port" as bound */
   readonly address: string;
@@ -46,6 +47,10 @@ export interface StatusSources {
   identity(): IdentityRuntime | null;
   /** the main thread's listeners, in config order (none until they are bound) */
   listeners(): readonly ListenerState[];
+  /** the main thread's gateway routes (none without a gateway listener) */
+  routes(): readonly GatewayState[];
+  /** each worker thread's gateway routes */
+  workerRoutes(): Promise<ReadonlyArray<readonly GatewayState[]>>;
   /** each worker thread's listeners (a thread that does not answer reports none) */
   workerListeners(): Promise<ReadonlyArray<ReadonlyArray<Pick<ListenerState, 'name' | 'connections'>>>>;
   auditHead(): AdminAuditHead | null;
@@ -75,6 +80,7 @@ export function statusView(s: StatusSources): AdminView {
     }),
     anomalies: () => ({ total: s.recentAnomalies.count, entries: s.recentAnomalies.list() }),
     auditHead: () => s.auditHead(),
+    routes: async () => routesView(s.routes(), await s.workerRoutes()),
     drain: (): AdminDrainResult => {
       const d = s.drain('admin');
       return {

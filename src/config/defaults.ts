@@ -2,7 +2,7 @@
  * Every default value of the configuration, in one place. validate.ts fills any field a
  * config file (or the quick-command flags) leaves out from these. All objects are frozen.
  */
-import type { AnomalyConfig, Config, HostPort, LimitsConfig, TlsMinVersion } from './types.ts';
+import type { AnomalyConfig, Config, HostPort, LimitsConfig, PassiveHealthConfig, TlsMinVersion } from './types.ts';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -37,6 +37,22 @@ export const DEFAULT_ANOMALY: AnomalyConfig = Object.freeze({
   threshold: 4,
   maxTrackedPeers: 1000,
 });
+
+/**
+ * A gateway route's passive health: three failures in a row (a connect refused or timed out, a
+ * reset, a 5xx) take an endpoint out for 5 s, doubled for each ejection after a return, up to 5 min.
+ */
+export const DEFAULT_PASSIVE_HEALTH: PassiveHealthConfig = Object.freeze({
+  consecutiveFailures: 3,
+  ejectSeconds: 5,
+  maxEjectSeconds: 300,
+});
+
+/** A gateway target's DNS name is asked again after its TTL, and at least this often. */
+export const DEFAULT_DNS_REFRESH_SECONDS = 30;
+
+/** Routes of one gateway listener: each name is a metric label, so their number is bounded. */
+export const MAX_ROUTES = 500;
 
 /** Message-signature profile shared by all listeners. */
 export const DEFAULT_INTEGRITY: Config['integrity'] = Object.freeze({

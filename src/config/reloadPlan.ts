@@ -16,6 +16,10 @@ import type { Config } from './types.ts';
  *   (new buckets), `headersTimeoutSeconds`, `idleTimeoutSeconds`, `bodyTimeoutSeconds`,
  *   `minBodyBytesPerSecond` (new requests).
  *
+ * - per gateway listener: `routes` (the table is swapped whole: new requests take the new one,
+ *   those in flight finish on the old; a route whose targets and upstream settings stay keeps its
+ *   endpoints and their health) and `integrity.verify` (the routes' default);
+ *
  * Everything else needs a restart: the listener set (names and order), each listener's mode,
  * protocol, listen address, target, serverName, integrity.verify/sign; the limits sized into a
  * server or pool at start (maxConnections, the handshake limits, upstreamTimeoutSeconds) and a
@@ -31,6 +35,7 @@ export interface ReloadPlan {
 
 const LIVE_TOP = new Set(['log.level', 'log.access', 'drainTimeoutSeconds']);
 const LIVE_LISTENER = /^listeners\[\d+\]\.(allow|verify|anomaly)(\.|$)|^listeners\[\d+\]\.integrity\.keyId$/;
+const LIVE_GATEWAY = /^listeners\[(\d+)\]\.(routes|integrity\.verify)$/;
 const LIVE_HTTP_LIMIT =
   /^listeners\[(\d+)\]\.limits\.(maxBodyBytes|maxHeaderBytes|requestsPerSecond|burst|headersTimeoutSeconds|idleTimeoutSeconds|bodyTimeoutSeconds|minBodyBytesPerSecond)$/;
 
@@ -42,6 +47,8 @@ export function reloadPlan(current: Config, next: Config): ReloadPlan {
   diff({ ...current, source: null, listeners: [] }, { ...next, source: null, listeners: [] }, '', differences);
   if (!sameListeners) differences.push('listeners');
   else current.listeners.forEach((l, i) => diff(l, next.listeners[i], `listeners[${i}]`, differences));
+  // the key ring is loaded at start only when something signs or verifies: turning that on (or off) is a restart
+  if (usesKeys(current) !== usesKeys(next)) differences.push('keys (no listener or route signed or verified before)');
 
   const changed: string[] = [];
   const restartRequired: string[] = [];
@@ -53,6 +60,8 @@ export function reloadPlan(current: Config, next: Config): ReloadPlan {
 
 function isLive(path: string, next: Config): boolean {
   if (LIVE_TOP.has(path) || LIVE_LISTENER.test(path)) return true;
+  const g = LIVE_GATEWAY.exec(path);
+  if (g !== null) return next.listeners[Number(g[1])]?.mode === 'gateway';
   const m = LIVE_HTTP_LIMIT.exec(path);
   return m !== null && next.listeners[Number(m[1])]?.protocol === 'http';
 }
@@ -67,6 +76,12 @@ function diff(a: unknown, b: unknown, path: string, out: string[]): void {
     return;
   }
   if (!isDeepStrictEqual(a, b)) out.push(path);
+}
+
+function usesKeys(c: Config): boolean {
+  return c.listeners.some(
+    (l) => l.integrity.verify || l.integrity.sign || l.routes.some((r) => r.integrity.verify || r.integrity.sign),
+  );
 }
 
 function isHostPort(v: Record<string, unknown>): boolean {

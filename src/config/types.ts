@@ -8,7 +8,7 @@ export interface HostPort {
   readonly port: number;
 }
 
-export type ListenerMode = 'inbound' | 'outbound';
+export type ListenerMode = 'inbound' | 'outbound' | 'gateway';
 export type Protocol = 'http' | 'tcp';
 export type TlsMinVersion = 'TLSv1.2' | 'TLSv1.3';
 export type AnomalyMode = 'off' | 'observe' | 'block';
@@ -77,6 +77,51 @@ export interface ListenerIntegrityConfig {
   readonly keyId: string | null;
 }
 
+/** What a gateway route matches: a path prefix on whole segments, optionally a host (exact or `*.suffix`) and methods. */
+export interface RouteMatchConfig {
+  readonly pathPrefix: string;
+  /** null: any host */
+  readonly host: string | null;
+  /** null: any method */
+  readonly methods: readonly string[] | null;
+}
+
+/** mTLS origination from a gateway route to its targets, with the instance identity and the outbound side's checks. */
+export interface RouteUpstreamTlsConfig {
+  /** the name sent (SNI) and checked; null: each target's host */
+  readonly serverName: string | null;
+  readonly verify: VerifyConfig;
+}
+
+/** When a gateway route stops sending to one of its endpoints, and for how long. */
+export interface PassiveHealthConfig {
+  /** connect failures, resets or 5xx answers in a row that eject an endpoint */
+  readonly consecutiveFailures: number;
+  /** the first ejection's length; each ejection after a return doubles it */
+  readonly ejectSeconds: number;
+  readonly maxEjectSeconds: number;
+}
+
+/** One route of a gateway listener; every policy section defaults to the listener's. */
+export interface RouteConfig {
+  /** the `route` metric label */
+  readonly name: string;
+  readonly match: RouteMatchConfig;
+  /** narrows the listener's allow-list (a peer must pass both); null: the listener's alone */
+  readonly allow: AllowConfig | null;
+  /** host:port each; a DNS name stands for every A/AAAA record it has */
+  readonly targets: readonly HostPort[];
+  /** DNS names are asked again after their TTL, and at least this often */
+  readonly dnsRefreshSeconds: number;
+  /** null: plaintext to the targets */
+  readonly upstreamTls: RouteUpstreamTlsConfig | null;
+  /** verify: as the listener's unless set; sign + keyId: re-sign the request with the gateway's key */
+  readonly integrity: ListenerIntegrityConfig;
+  readonly limits: LimitsConfig;
+  readonly anomaly: AnomalyConfig;
+  readonly passiveHealth: PassiveHealthConfig;
+}
+
 export interface ListenerConfig {
   readonly name: string;
   readonly mode: ListenerMode;
@@ -94,6 +139,8 @@ export interface ListenerConfig {
   readonly limits: LimitsConfig;
   readonly unsafeTarget: boolean;
   readonly unsafeListen: boolean;
+  /** gateway only (empty otherwise): in order, the first match wins */
+  readonly routes: readonly RouteConfig[];
 }
 
 export interface Config {

@@ -83,11 +83,17 @@ export function validateListenerIntegrity(
   protocol: ListenerConfig['protocol'],
   keysDir: string | null,
 ): ListenerIntegrityConfig {
-  const inbound = mode === 'inbound';
+  const inbound = mode !== 'outbound';
   const o = section(ctx, value, path, inbound ? ['verify'] : ['sign', 'keyId'], {
-    misplaced: inbound
-      ? misplacedAs(['sign', 'keyId'], 'is for outbound listeners only (inbound listeners verify)')
-      : misplacedAs(['verify'], 'is for inbound listeners only (outbound listeners sign)'),
+    misplaced:
+      mode === 'gateway'
+        ? misplacedAs(
+            ['sign', 'keyId'],
+            "is set per route on a gateway (a route's integrity.sign re-signs its requests)",
+          )
+        : inbound
+          ? misplacedAs(['sign', 'keyId'], 'is for outbound listeners only (inbound listeners verify)')
+          : misplacedAs(['verify'], 'is for inbound listeners only (outbound listeners sign)'),
   });
   const verify = inbound ? read(ctx, o, path, 'verify', booleanValue, false) : false;
   const sign = inbound ? false : read(ctx, o, path, 'sign', booleanValue, false);

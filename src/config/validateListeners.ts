@@ -8,6 +8,7 @@ import { formatHostPort, isLoopbackHost, isValidHost } from './hostPort.ts';
 import { LISTENER_NAME } from './listenerName.ts';
 import type { AnomalyConfig, HostPort, LimitsConfig, ListenerConfig, ListenerMode } from './types.ts';
 import { validateListenerIntegrity } from './validateIntegrity.ts';
+import { validateRoutes } from './validateRoutes.ts';
 import { EMPTY_ALLOW, EMPTY_VERIFY, validateAllow, validateVerify } from './validatePeers.ts';
 import {
   at,
@@ -61,12 +62,8 @@ function validateListener(ctx: Ctx, value: unknown, path: string, keysDir: strin
   }
   const o = value;
   const name = read(ctx, o, path, 'name', listenerName, '', REQUIRED);
-  if (o.mode === 'gateway') {
-    // Routes, per-route policy and rate limits come with the gateway work; until then, refuse honestly.
-    report(ctx, at(path, 'mode'), 'mode gateway is not supported yet');
-    return placeholderListener(name, read(ctx, o, path, 'listen', listenAddress, UNSET_ADDRESS));
-  }
-  const mode = read(ctx, o, path, 'mode', oneOf(['inbound', 'outbound'] as const), null, REQUIRED);
+  const mode = read(ctx, o, path, 'mode', oneOf(['inbound', 'outbound', 'gateway'] as const), null, REQUIRED);
+  if (mode === 'gateway') return validateGateway(ctx, o, path, name, keysDir);
   checkListenerKeys(ctx, o, path, mode);
   const protocol = read(ctx, o, path, 'protocol', oneOf(['http', 'tcp'] as const), DEFAULT_PROTOCOL);
   const listen = read(ctx, o, path, 'listen', listenAddress, UNSET_ADDRESS, REQUIRED);
@@ -100,13 +97,14 @@ function assembleListener(c: ListenerCommon, m: ModePart): ListenerConfig {
     limits: c.limits,
     unsafeTarget: m.unsafeTarget,
     unsafeListen: m.unsafeListen,
+    routes: [],
   };
 }
 
 type ListenerCommon = Pick<ListenerConfig, 'name' | 'protocol' | 'listen' | 'target' | 'anomaly' | 'limits'>;
-type ModePart = Omit<ListenerConfig, keyof ListenerCommon>;
+type ModePart = Omit<ListenerConfig, keyof ListenerCommon | 'routes'>;
 
-function checkListenerKeys(ctx: Ctx, o: Obj, path: string, mode: ListenerMode | null): void {
+function checkListenerKeys(ctx: Ctx, o: Obj, path: string, mode: Exclude<ListenerMode, 'gateway'> | null): void {
   if (mode === null) {
     checkKeys(ctx, o, path, [...COMMON_LISTENER_KEYS, ...INBOUND_ONLY_KEYS, ...OUTBOUND_ONLY_KEYS]);
   } else if (mode === 'inbound') {
@@ -118,6 +116,43 @@ function checkListenerKeys(ctx: Ctx, o: Obj, path: string, mode: ListenerMode | 
       misplaced: misplacedAs(INBOUND_ONLY_KEYS, 'is for inbound listeners only'),
     });
   }
+}
+
+const GATEWAY_KEYS = ['name', 'mode', 'protocol', 'listen', 'allow', 'integrity', 'anomaly', 'limits', 'routes'];
+
+/**
+ * Gateway: mTLS in as inbound, then an ordered route table; each route names its own targets,
+ * so the listener has none (and, sending to other hosts by design, needs no unsafeTarget).
+ */
+function validateGateway(ctx: Ctx, o: Obj, path: string, name: string, keysDir: string | null): ListenerConfig {
+  checkKeys(ctx, o, path, GATEWAY_KEYS, {
+    misplaced: new Map([
+      ['target', 'a gateway sends to the targets of its routes (routes[].targets)'],
+      ['unsafeTarget', 'a gateway sends to the targets of its routes; use upstreamTls or integrity.sign on a route'],
+      ...OUTBOUND_ONLY_KEYS.map((k): [string, string] => [k, 'is for outbound listeners only']),
+    ]),
+  });
+  const protocol = read(ctx, o, path, 'protocol', oneOf(['http', 'tcp'] as const), DEFAULT_PROTOCOL);
+  if (protocol !== 'http') report(ctx, at(path, 'protocol'), 'a gateway routes HTTP requests: expected "http"');
+  const integrity = validateListenerIntegrity(ctx, o.integrity, at(path, 'integrity'), 'gateway', 'http', keysDir);
+  const anomaly = validateAnomaly(ctx, o.anomaly, at(path, 'anomaly'));
+  const limits = validateLimits(ctx, o.limits, at(path, 'limits'));
+  return {
+    name,
+    mode: 'gateway',
+    protocol: 'http',
+    listen: read(ctx, o, path, 'listen', listenAddress, UNSET_ADDRESS, REQUIRED),
+    target: UNSET_ADDRESS,
+    allow: validateAllow(ctx, o.allow, at(path, 'allow')),
+    serverName: '',
+    verify: EMPTY_VERIFY,
+    integrity,
+    anomaly,
+    limits,
+    unsafeTarget: false,
+    unsafeListen: false,
+    routes: validateRoutes(ctx, o.routes, at(path, 'routes'), { integrity, limits, anomaly, keysDir }),
+  };
 }
 
 /** Inbound: TLS in, plaintext out to the local app, so the target stays on loopback unless said otherwise. */
@@ -240,7 +275,7 @@ const listenerName: Parser<string> = (v) =>
 const serverNameValue: Parser<string> = (v) =>
   typeof v === 'string' && isValidHost(v) ? ok(v) : bad('expected a DNS name or an IP address');
 
-/** A listener that failed early (gateway): enough for the name and address checks. */
+/** A listener that failed early (no mode): enough for the name and address checks. */
 function placeholderListener(name: string, listen: HostPort): ListenerConfig {
   return {
     name,
@@ -256,5 +291,6 @@ function placeholderListener(name: string, listen: HostPort): ListenerConfig {
     limits: DEFAULT_LIMITS,
     unsafeTarget: false,
     unsafeListen: false,
+    routes: [],
   };
 }

@@ -49,6 +49,17 @@ export const ERRORS = {
     message: 'a transfer-coding other than chunked',
   },
   ERR_METHOD_NOT_ALLOWED: { status: 405, reason: 'method_not_allowed', message: 'CONNECT is not proxied' },
+  ERR_NO_ROUTE: { status: 404, reason: 'no_route', message: 'no route of the gateway matches the request' },
+  ERR_BAD_PATH: {
+    status: 400,
+    reason: 'bad_path',
+    message: 'the request target is not a canonical origin-form path',
+  },
+  ERR_NO_HEALTHY_UPSTREAM: {
+    status: 503,
+    reason: 'no_healthy_upstream',
+    message: 'every endpoint of the route is ejected',
+  },
   ERR_ADMIN_UNAUTHORIZED: { status: 401, reason: 'admin_unauthorized', message: 'missing or wrong admin credentials' },
   ERR_ADMIN_FORBIDDEN: { status: 403, reason: 'admin_forbidden', message: 'cross-origin request or foreign Host' },
   ERR_ADMIN_NOT_FOUND: { status: 404, reason: 'admin_not_found', message: 'no such admin endpoint' },
@@ -84,6 +95,7 @@ export const UPSTREAM_FAILURES = {
   upstream_timeout: { code: 'ERR_UPSTREAM_TIMEOUT', message: 'the upstream did not answer in time' },
   upstream_identity: { code: 'ERR_UPSTREAM_IDENTITY', message: "the upstream's identity or pin does not match" },
   upstream_protocol: { code: 'ERR_UPSTREAM_PROTOCOL', message: "the upstream's response is malformed or ambiguous" },
+  upstream_ejected: { code: 'ERR_NO_HEALTHY_UPSTREAM', message: 'every endpoint of the route is ejected' },
 } as const satisfies Record<string, { code: ErrorCode; message: string }>;
 
 export type UpstreamFailureReason = keyof typeof UPSTREAM_FAILURES;

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { HttpParserBinding } from './parserBinding.ts';
+import type { Exchange } from './exchange.ts';
 import { UpstreamConnection, type ConnectionOwner, type UpstreamEvents } from './upstreamConnection.ts';
 
 /**
@@ -26,7 +27,26 @@ export interface PoolSettings {
 
 export type Acquired = (err: Error | null, conn: UpstreamConnection | null) => void;
 
-export class UpstreamPool implements ConnectionOwner {
+/**
+ * Where a request path sends its exchanges: one pool (an inbound listener's app, an outbound
+ * listener's remote peer) or a gateway route's endpoints, each with a pool, balanced.
+ */
+export interface Upstream {
+  /** a connection for the exchange: an idle one, a new one, or the next one released */
+  acquire(done: Acquired, ex: Exchange): void;
+  /** a new connection for an exchange sent again (the one it had was closed under it) */
+  fresh(done: Acquired, ex: Exchange): void;
+  /** give back a connection the exchange no longer needs (its client left while it was being had) */
+  release(conn: UpstreamConnection, reusable: boolean): void;
+  /** the final status the upstream answered on `conn` (a gateway's passive health counts 5xx) */
+  answered(conn: UpstreamConnection, status: number): void;
+  /** the exchange on `conn` failed upstream (reset, timeout, a malformed answer) */
+  failedOn(conn: UpstreamConnection, err: Error): void;
+  /** close idle connections now and every other one when its exchange ends */
+  close(): Promise<void>;
+}
+
+export class UpstreamPool implements ConnectionOwner, Upstream {
   readonly dial: Dial;
   readonly settings: PoolSettings;
   readonly binding: HttpParserBinding;
@@ -50,7 +70,7 @@ export class UpstreamPool implements ConnectionOwner {
   }
 
   /** A connection for one exchange: an idle one, a new one, or the next one released. */
-  acquire(done: Acquired): void {
+  acquire(done: Acquired, _ex?: Exchange): void {
     if (this.closed) return done(Object.assign(new Error('the upstream pool is closed'), { code: 'ECONNRESET' }), null);
     const conn = this.idle.pop();
     if (conn !== undefined) return done(null, conn);
@@ -59,7 +79,7 @@ export class UpstreamPool implements ConnectionOwner {
   }
 
   /** A connection made just for one exchange sent again (the one it had was closed under it). */
-  fresh(done: Acquired): void {
+  fresh(done: Acquired, _ex?: Exchange): void {
     if (this.closed) return done(Object.assign(new Error('the upstream pool is closed'), { code: 'ECONNRESET' }), null);
     this.connect(done);
   }
@@ -75,6 +95,16 @@ export class UpstreamPool implements ConnectionOwner {
       const s = this.settings;
       done(null, new UpstreamConnection(socket, this.binding, s.maxHeaderBytes, s.timeoutMs, this, this.events));
     });
+  }
+
+  /** one upstream has no health to keep: its answers and failures reach the client as they are */
+  answered(): void {}
+
+  failedOn(): void {}
+
+  /** exchanges on the way: on a connection, or waiting for one */
+  outstanding(): number {
+    return this.open - this.idle.length - this.settling.length + this.waiting.length;
   }
 
   /** ConnectionOwner: an exchange is over on `conn`. */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Config, ListenerConfig } from '../config/types.ts';
+import type { Config, ListenerConfig, ListenerIntegrityConfig } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
@@ -15,7 +15,8 @@ import { NonceSource } from './signer.ts';
  * a replay on all of them). Each listener gets its stage: verify, sign, or nothing.
  */
 export interface IntegrityRuntime {
-  stageFor(listener: ListenerConfig): IntegrityStage | null;
+  /** the stage for a listener's (or a gateway route's) integrity settings */
+  stageFor(settings: { readonly integrity: ListenerIntegrityConfig }): IntegrityStage | null;
   /** re-read keys.dir now (SIGHUP and admin reload call this with the certificates) */
   reloadKeys(): Promise<{ ok: boolean; problems: readonly string[] }>;
   /** the key ring in use (empty without integrity) */
@@ -46,7 +47,7 @@ export interface IntegrityDeps {
 }
 
 export async function startIntegrity(config: Config, deps: IntegrityDeps): Promise<IntegrityStart> {
-  const users = config.listeners.filter((l) => l.integrity.verify || l.integrity.sign);
+  const users = config.listeners.filter(usesKeys);
   if (users.length === 0 || config.keys.dir === null) return { ok: true, runtime: NO_INTEGRITY };
   if (deps.keysFrom !== undefined) {
     return {
@@ -139,7 +140,7 @@ function integrityFor(
 export async function loadKeys(
   config: Config,
 ): Promise<{ ok: true; ring: KeyRing; warnings: readonly string[] } | { ok: false; problems: readonly string[] }> {
-  const used = config.listeners.some((l) => l.integrity.verify || l.integrity.sign);
+  const used = config.listeners.some(usesKeys);
   if (!used || config.keys.dir === null) return { ok: true, ring: keyRingFromEntries([]), warnings: [] };
   const loaded = await loadKeyRing(config.keys.dir);
   if (!loaded.ok) return { ok: false, problems: loaded.problems.map((p) => `keys.dir: ${p}`) };
@@ -156,9 +157,18 @@ function signingKeysPresent(listeners: readonly ListenerConfig[]): (ring: KeyRin
       if (l.integrity.sign && l.integrity.keyId !== null && ring.get(l.integrity.keyId) === undefined) {
         return `listeners[${i}].integrity.keyId: key ${l.integrity.keyId} is not in keys.dir`;
       }
+      for (const [j, r] of l.routes.entries()) {
+        if (r.integrity.sign && r.integrity.keyId !== null && ring.get(r.integrity.keyId) === undefined)
+          return `listeners[${i}].routes[${j}].integrity.keyId: key ${r.integrity.keyId} is not in keys.dir`;
+      }
     }
     return null;
   };
+}
+
+/** a listener, or one of a gateway's routes, signs or verifies */
+function usesKeys(l: ListenerConfig): boolean {
+  return l.integrity.verify || l.integrity.sign || l.routes.some((r) => r.integrity.verify || r.integrity.sign);
 }
 
 const EMPTY_RING = keyRingFromEntries([]);

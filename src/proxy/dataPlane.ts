@@ -8,7 +8,7 @@
  */
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import type { Config } from '../config/types.ts';
+import type { Config, ListenerMode } from '../config/types.ts';
 import { formatHostPort } from '../config/hostPort.ts';
 import type { Clock } from '../core/clock.ts';
 import { StartupError } from '../core/errors.ts';
@@ -20,7 +20,8 @@ import type { RecentAnomalies } from '../anomaly/recentAnomalies.ts';
 import type { TlsMaterial } from '../tls/contexts.ts';
 import type { TlsPolicy } from '../tls/policy.ts';
 import { startIntegrity, type IntegrityDeps, type IntegrityRuntime } from '../integrity/integrityRuntime.ts';
-import { createInboundListener, type InboundListener } from './inboundListener.ts';
+import { createInboundListener, type InboundDeps, type InboundListener } from './inboundListener.ts';
+import type { RouteStatus } from './pathSet.ts';
 import { createOutboundListener } from './outboundListener.ts';
 import type { ListenOptions, Listener } from './listener.ts';
 import type { LiveSettable } from './liveSettings.ts';
@@ -45,12 +46,14 @@ export interface DataPlaneDeps {
   readonly listen: ListenOptions;
   /** named in a bind problem: the thread that could not bind (`worker 2`); nothing for the main thread */
   readonly thread?: string;
+  /** how a gateway resolves its targets' names (tests bring their own DNS server); the system's when not given */
+  readonly resolverFor?: InboundDeps['resolverFor'];
 }
 
 /** One listener of one thread, for /status and POST /drain. */
 export interface ListenerStatus {
   readonly name: string;
-  readonly mode: 'inbound' | 'outbound';
+  readonly mode: ListenerMode;
   readonly protocol: 'http' | 'tcp';
   /** "host:port" as bound (kept once the listener has closed) */
   readonly address: string;
@@ -67,8 +70,13 @@ export interface DataPlane {
   /** a reloaded config (validated): the keys a ring must hold, every listener's live settings, the access log switch */
   applyConfig(next: Config): void;
   setTicketKeys(keys: Buffer): void;
-  /** stop accepting on the listeners of one mode and finish what is in flight until `deadline`; true when nothing was cut */
-  drain(mode: 'inbound' | 'outbound', deadline: number): Promise<boolean>;
+  /**
+   * stop accepting on the listeners of one side (inbound: inbound and gateway listeners, which take requests from
+   * peers; outbound: those of the local app) and finish what is in flight until `deadline`; true when nothing was cut
+   */
+  drain(side: 'inbound' | 'outbound', deadline: number): Promise<boolean>;
+  /** every gateway listener's routes, their endpoints and health (GET /routes) */
+  routes(): GatewayRoutes[];
   status(): ListenerStatus[];
   /** after drain: stop the integrity runtime (the key ring's watcher) */
   close(): void;
@@ -97,8 +105,18 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
         recentHandshakes,
       };
       if (l.mode === 'outbound') return createOutboundListener({ ...common, clientContext: deps.clientContext });
-      const { policy, material, recentAnomalies, ticketKeys } = deps;
-      return createInboundListener({ ...common, policy, material, recentAnomalies, ticketKeys });
+      const { policy, material, recentAnomalies, ticketKeys, clientContext, resolverFor } = deps;
+      // a gateway is an inbound listener whose requests are routed: it also originates (upstreamTls) and resolves names
+      return createInboundListener({
+        ...common,
+        policy,
+        material,
+        recentAnomalies,
+        ticketKeys,
+        ...(l.mode === 'gateway'
+          ? { integrityFor: (settings) => integrity.stageFor({ integrity: settings }), clientContext, resolverFor }
+          : {}),
+      });
     });
     addresses = await bindAll(config, listeners, deps);
   } catch (err) {
@@ -123,8 +141,10 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
     setTicketKeys(keys) {
       for (const l of inbound) l.setTicketKeys(keys);
     },
-    async drain(mode, deadline) {
-      const results = await Promise.all(listeners.filter((l) => l.mode === mode).map((l) => l.drain(deadline)));
+    async drain(side, deadline) {
+      const results = await Promise.all(
+        listeners.filter((l) => (l.mode === 'outbound') === (side === 'outbound')).map((l) => l.drain(deadline)),
+      );
       return results.every(Boolean);
     },
     status: () =>
@@ -134,8 +154,19 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
         connections: l.connections(),
         accepting: !l.draining(),
       })),
+    routes: () =>
+      listeners.flatMap((l) => {
+        const routes = l.routes?.();
+        return routes === undefined ? [] : [{ listener: l.name, routes }];
+      }),
     close: () => integrity.close(),
   };
+}
+
+/** One gateway listener's routes, as GET /routes lists them. */
+export interface GatewayRoutes {
+  readonly listener: string;
+  readonly routes: readonly RouteStatus[];
 }
 
 function identify(l: Listener): Pick<ListenerStatus, 'name' | 'mode' | 'protocol'> {

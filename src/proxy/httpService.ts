@@ -10,50 +10,37 @@ import { ServerConnection, type ExchangeHandler } from '../http1/serverConnectio
 import type { UpstreamConnection, UpstreamEvents } from '../http1/upstreamConnection.ts';
 import { UpstreamPool, type Dial } from '../http1/upstreamPool.ts';
 import { markIdle, type ClientConnection, type ConnectionContext } from './connectionContext.ts';
-import { RequestPath, type RequestPathDeps } from './requestPath.ts';
+import { inboundChain, outboundChain, RequestPath, type RequestPathDeps } from './requestPath.ts';
 import { rateLimiterFor } from './requestLimits.ts';
+import { DEFAULT_ROUTE } from '../core/routeLabels.ts';
+import { MIN_RESPONSE_HEAD_BYTES, type PathContext, type PathSet, type RouteStatus } from './pathSet.ts';
 
 /**
- * The HTTP side of a listener: its client connections on the HTTP/1.1 core, its upstream
- * pool, and its request path behind one reference that a config reload swaps (an exchange in
- * flight stays on the path it started on). It also runs the headers timeout: one sweep per
- * listener, as node:http does, instead of a timer per connection.
+ * The HTTP side of a listener: its client connections on the HTTP/1.1 core, and the request
+ * paths they go through (a PathSet: one path and one upstream pool, or a gateway's routes),
+ * behind one reference that a config reload swaps (an exchange in flight stays on the path it
+ * started on). It also runs the headers timeout: one sweep per listener, as node:http does,
+ * instead of a timer per connection.
  */
-export interface HttpServiceDeps extends Omit<RequestPathDeps, 'pool'> {
-  /** opens one upstream connection */
-  readonly dial: Dial;
-  /** how long an idle upstream connection is kept */
-  readonly keepAliveMs: number;
-}
 
 /** llhttp limits the pairs of fields of a head to this many, as node:http's maxHeadersCount does */
 const MAX_HEADER_PAIRS = 2000;
-/** an upstream's response head may be this large (the local app's framework decides, not our client limit) */
-const MIN_RESPONSE_HEAD_BYTES = 64 * 1024;
 
 export class HttpService implements ExchangeHandler<ConnectionContext>, UpstreamEvents {
-  current: RequestPath;
+  paths: PathSet;
   readonly binding: HttpParserBinding;
-  readonly pool: UpstreamPool;
   readonly connections = new Set<ClientConnection>();
   private sweep: NodeJS.Timeout | null = null;
   private sweepEveryMs = 0;
 
-  constructor(deps: HttpServiceDeps) {
+  /** `paths` builds the listener's first path set with the parser binding and this service as its pools' events. */
+  constructor(paths: (context: PathContext) => PathSet) {
     this.binding = loadHttpParser();
-    const limits = deps.listener.limits;
-    this.pool = new UpstreamPool(
-      deps.dial,
-      {
-        maxConnections: limits.maxConnections,
-        keepAliveMs: deps.keepAliveMs,
-        timeoutMs: limits.upstreamTimeoutSeconds * 1000,
-        maxHeaderBytes: Math.max(MIN_RESPONSE_HEAD_BYTES, limits.maxHeaderBytes),
-      },
-      this.binding,
-      this,
-    );
-    this.current = new RequestPath({ ...deps, pool: this.pool });
+    this.paths = paths({ binding: this.binding, events: this });
+  }
+
+  get current(): RequestPath {
+    return this.paths.entry;
   }
 
   /** A client connection (TLS accepted and authorized, or plain on loopback) starts speaking HTTP. */
@@ -133,33 +120,87 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
     pathOf(ex, this.current).upgraded(ex, conn, rest);
   }
 
-  /**
-   * A config reload: the next path from the current one's dependencies with the new config
-   * (rate limiter and anomaly stage kept when their settings are unchanged, so a reload that
-   * does not touch them keeps the learned sizes and the buckets).
-   */
+  /** A config reload: the next path set (exchanges in flight finish on the one they started on). */
   apply(next: ListenerConfig, integrity: IntegrityStage | null, anomaly: () => AnomalyStage | null): void {
-    const deps = this.current.deps;
-    const was = deps.listener;
-    const sameRate =
-      was.limits.requestsPerSecond === next.limits.requestsPerSecond && was.limits.burst === next.limits.burst;
-    const sameAnomaly = isDeepStrictEqual(was.anomaly, next.anomaly);
-    this.current = new RequestPath({
-      ...deps,
-      listener: next,
-      integrity,
-      rateLimiter: sameRate ? deps.rateLimiter : rateLimiterFor(next),
-      anomaly: sameAnomaly ? deps.anomaly : anomaly(),
-    });
+    this.paths = this.paths.next(next, integrity, anomaly);
     if (this.connections.size > 0) this.armSweep();
   }
 
-  /** Stop the sweep and close the pool (idle upstream connections now, busy ones when their exchange ends). */
+  ready(): Promise<void> {
+    return this.paths.ready?.() ?? Promise.resolve();
+  }
+
+  /** undefined when the listener is not a gateway */
+  get routes(): (() => RouteStatus[]) | undefined {
+    const paths = this.paths;
+    return paths.routes === undefined ? undefined : () => this.paths.routes!();
+  }
+
+  /** Stop the sweep and close the pools (idle upstream connections now, busy ones when their exchange ends). */
   close(): Promise<void> {
     if (this.sweep !== null) clearInterval(this.sweep);
     this.sweep = null;
-    return this.pool.close();
+    return this.paths.close();
   }
+}
+
+/** What a listener with one upstream (inbound: the local app; outbound: the remote peer) builds its path from. */
+export interface SingleUpstreamDeps extends Omit<
+  RequestPathDeps,
+  'pool' | 'route' | 'chain' | 'limits' | 'allow' | 'resign' | 'router'
+> {
+  /** opens one upstream connection */
+  readonly dial: Dial;
+  /** how long an idle upstream connection is kept */
+  readonly keepAliveMs: number;
+}
+
+/**
+ * One path and one pool: an inbound or outbound listener. A reload makes the next path from the
+ * current one's dependencies with the new config (the pool kept; rate limiter and anomaly stage
+ * kept when their settings are unchanged, so a reload that does not touch them keeps the learned
+ * sizes and the buckets).
+ */
+export function singleUpstreamPaths(deps: SingleUpstreamDeps, context: PathContext): PathSet {
+  const limits = deps.listener.limits;
+  const pool = new UpstreamPool(
+    deps.dial,
+    {
+      maxConnections: limits.maxConnections,
+      keepAliveMs: deps.keepAliveMs,
+      timeoutMs: limits.upstreamTimeoutSeconds * 1000,
+      maxHeaderBytes: Math.max(MIN_RESPONSE_HEAD_BYTES, limits.maxHeaderBytes),
+    },
+    context.binding,
+    context.events,
+  );
+  const pathFor = (base: Omit<RequestPathDeps, 'chain' | 'limits'>): RequestPath =>
+    new RequestPath({
+      ...base,
+      chain: base.listener.mode === 'outbound' ? outboundChain(base.integrity) : inboundChain(base.integrity),
+      limits: base.listener.limits,
+    });
+  const set = (path: RequestPath): PathSet => ({
+    entry: path,
+    next(next, integrity, anomaly) {
+      const d = path.deps;
+      const was = d.listener;
+      const sameRate =
+        was.limits.requestsPerSecond === next.limits.requestsPerSecond && was.limits.burst === next.limits.burst;
+      const sameAnomaly = isDeepStrictEqual(was.anomaly, next.anomaly);
+      return set(
+        pathFor({
+          ...d,
+          listener: next,
+          integrity,
+          rateLimiter: sameRate ? d.rateLimiter : rateLimiterFor(next.limits),
+          anomaly: sameAnomaly ? d.anomaly : anomaly(),
+        }),
+      );
+    },
+    close: () => pool.close(),
+  });
+  return set(pathFor({ ...deps, pool, route: DEFAULT_ROUTE, allow: null, resign: null, router: null }));
 }
 
 function pathOf(ex: Exchange, fallback: RequestPath): RequestPath {

@@ -19,7 +19,10 @@ import type { AllowConfig } from '../config/types.ts';
 import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import type { LiveSettable } from './liveSettings.ts';
-import { HttpService } from './httpService.ts';
+import { HttpService, singleUpstreamPaths } from './httpService.ts';
+import type { PathContext, PathSet } from './pathSet.ts';
+import { gatewayPaths, type GatewayDeps } from './gatewayPaths.ts';
+import { dialPlain } from './plainDial.ts';
 import { Refusals } from './refusals.ts';
 import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
 import { HandshakeGate, sourceKey } from './handshakeGate.ts';
@@ -29,6 +32,7 @@ import { RecentHandshakes, formatRemote, tlsVersionOf, type HandshakeRecord } fr
 import { pipeSockets } from './tcpPipe.ts';
 import { upstreamFailure } from './upstreamError.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
+import { DEFAULT_ROUTE } from '../core/routeLabels.ts';
 import { AccessLog, logTcpAccess, tcpAccess } from '../telemetry/accessLog.ts';
 
 export interface InboundDeps {
@@ -49,6 +53,12 @@ export interface InboundDeps {
   readonly ticketKeys?: Buffer;
   /** the access log's switch (one per thread, flipped by a reload); off when not given */
   readonly accessLog?: AccessLog;
+  /** a gateway: its routes' integrity stages (verify, re-sign) from their settings */
+  readonly integrityFor?: GatewayDeps['integrityFor'];
+  /** a gateway: the client context of mTLS origination to a route's targets (upstreamTls) */
+  readonly clientContext?: GatewayDeps['clientContext'];
+  /** a gateway: how target names are resolved (tests point it at their own DNS server); the system's when not given */
+  readonly resolverFor?: GatewayDeps['resolverFor'];
 }
 
 export interface InboundListener extends Listener, LiveSettable {
@@ -131,24 +141,48 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
   // HTTP: the HTTP/1.1 core with the request path behind one reference, swapped by a config reload (applyLive)
   let http: HttpService | null = null;
   if (config.protocol === 'http') {
-    const service = new HttpService({
+    const single = (context: PathContext): PathSet =>
+      singleUpstreamPaths(
+        {
+          ...pathDeps,
+          hostOverride: null,
+          integrity: deps.integrity,
+          anomaly: anomalyStageFor(deps),
+          rateLimiter: rateLimiterFor(config.limits),
+          dial: (done) => dialPlain(config.target.host, config.target.port, limits.upstreamTimeoutSeconds * 1000, done),
+          // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
+          keepAliveMs: 4_000,
+        },
+        context,
+      );
+    const pathDeps = {
       listener: config,
       metrics,
       log,
       clock: deps.clock,
       refusals,
-      hostOverride: null,
       setPeerHeader: true,
       isDraining: () => conns.isDraining,
-      integrity: deps.integrity,
-      anomaly: anomalyStageFor(deps),
-      rateLimiter: rateLimiterFor(config),
       upgrades: metrics.upgrades.labels(config.name),
       accessLog,
-      dial: (done) => dialApp(done),
-      // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
-      keepAliveMs: 4_000,
-    });
+    };
+    const service = new HttpService(
+      config.mode === 'gateway'
+        ? (context) =>
+            gatewayPaths(
+              {
+                ...pathDeps,
+                audit: deps.audit,
+                recentAnomalies: deps.recentAnomalies,
+                recentHandshakes: recent,
+                integrityFor: deps.integrityFor,
+                clientContext: deps.clientContext,
+                resolverFor: deps.resolverFor,
+              },
+              context,
+            )
+        : single,
+    );
     http = service;
     server.on('secureConnection', (socket: TLSSocket) => {
       const ctx = contextOf(socket);
@@ -170,29 +204,6 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     });
   }
 
-  /** one plain connection to the local app, within the upstream timeout */
-  function dialApp(done: (err: Error | null, socket: net.Socket | null) => void): void {
-    const socket = net.connect({ host: config.target.host, port: config.target.port });
-    let settled = false;
-    const fail = (err: Error): void => {
-      socket.destroy();
-      if (settled) return;
-      settled = true;
-      done(err, null);
-    };
-    socket.once('error', fail);
-    socket.setTimeout(limits.upstreamTimeoutSeconds * 1000, () =>
-      fail(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
-    );
-    socket.once('connect', () => {
-      if (settled) return;
-      settled = true;
-      socket.removeListener('error', fail);
-      socket.setTimeout(0);
-      socket.removeAllListeners('timeout');
-      done(null, socket);
-    });
-  }
   server.maxConnections = limits.maxConnections;
 
   // the handshake gate (see handshakeGate.ts), and how what it refuses or closes is reported
@@ -419,7 +430,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
       refusals.connection(
         downstream,
         failure.code,
-        { log: ctx.log, peer: ctx.peer?.display ?? null, method: null, path: null, keyId: null },
+        { log: ctx.log, route: DEFAULT_ROUTE, peer: ctx.peer?.display ?? null, method: null, path: null, keyId: null },
         { err: err.message },
         failure.reason,
       );

@@ -1,12 +1,13 @@
 import net, { type Server, type Socket, type AddressInfo } from 'node:net';
-import type { ListenerConfig } from '../config/types.ts';
+import type { ListenerConfig, ListenerMode } from '../config/types.ts';
+import type { RouteStatus } from './pathSet.ts';
 import type { Gauge } from 'prom-client';
 import { trulyIdle } from './connectionContext.ts';
 
 /** A running listener: what main starts, reports on, drains and stops. */
 export interface Listener {
   readonly name: string;
-  readonly mode: 'inbound' | 'outbound';
+  readonly mode: ListenerMode;
   readonly protocol: 'http' | 'tcp';
   /**
    * bind; rejects (EADDRINUSE, EACCES…) if the address cannot be had. `reusePort`: bind with
@@ -24,6 +25,8 @@ export interface Listener {
   drain(deadline: number): Promise<boolean>;
   /** true from the moment drain() was called */
   draining(): boolean;
+  /** a gateway: its routes, their endpoints and health */
+  routes?(): RouteStatus[];
 }
 
 const DRAIN_POLL_MS = 25;
@@ -143,7 +146,7 @@ export function listenerHandle(
   config: ListenerConfig,
   server: Server,
   conns: ConnectionSet,
-  pool: { close(): Promise<unknown> } | null,
+  pool: { close(): Promise<unknown>; ready?(): Promise<void>; routes?(): RouteStatus[] } | null,
 ): Listener {
   const idle = config.protocol === 'http' ? trulyIdle : neverIdle;
   return {
@@ -153,11 +156,18 @@ export function listenerHandle(
     // a backlog of maxConnections, as HAProxy sizes it: a burst of connects (a flood of silent
     // ones) overflowing Node's 511 makes the kernel drop everyone's SYNs, and a legitimate
     // client then waits for its retransmit (1 s, 3 s, 7 s) before the handshake gate sees it
-    start: (options) =>
-      listen(server, config.listen.host, config.listen.port, { ...options, backlog: config.limits.maxConnections }),
+    // a gateway serves once each route's targets got a first answer (or failed)
+    start: async (options) => {
+      await pool?.ready?.();
+      await listen(server, config.listen.host, config.listen.port, {
+        ...options,
+        backlog: config.limits.maxConnections,
+      });
+    },
     address: () => boundAddress(server),
     connections: () => conns.sockets.size,
     draining: () => conns.isDraining,
+    ...(pool?.routes === undefined ? {} : { routes: () => pool.routes!() }),
     async drain(deadline) {
       const clean = await conns.drain(server, deadline, idle);
       await pool?.close().catch(() => undefined);

@@ -14,11 +14,12 @@ import { rateLimiterFor } from './requestLimits.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
 import { upstreamFailure } from './upstreamError.ts';
-import { HttpService } from './httpService.ts';
+import { HttpService, singleUpstreamPaths } from './httpService.ts';
 import { Refusals } from './refusals.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 import { RecentHandshakes } from '../telemetry/recentHandshakes.ts';
 import { maxConnectionsWindow, watchMaxConnectionDrops } from './acceptRefusals.ts';
+import { DEFAULT_ROUTE } from '../core/routeLabels.ts';
 import { AccessLog, logTcpAccess, tcpAccess } from '../telemetry/accessLog.ts';
 
 export interface OutboundDeps {
@@ -78,25 +79,30 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
   // HTTP: the HTTP/1.1 core with the request path behind one reference, swapped by a config reload (applyLive)
   let http: HttpService | null = null;
   if (config.protocol === 'http') {
-    const service = new HttpService({
-      listener: config,
-      metrics,
-      log,
-      clock: deps.clock,
-      refusals,
-      hostOverride: formatHostPort(config.target),
-      setPeerHeader: false,
-      isDraining: () => conns.isDraining,
-      integrity: deps.integrity,
-      anomaly: null,
-      rateLimiter: rateLimiterFor(config),
-      upgrades: metrics.upgrades.labels(config.name),
-      accessLog,
-      // verified mTLS to the remote peer: chain, name, SPIFFE ID, pins, PFS policy (upstreamTls.ts)
-      dial: (done) => upstreamTls.dial(config.target.host, config.target.port, done),
-      // a remote peer: verified connections are worth keeping longer
-      keepAliveMs: 30_000,
-    });
+    const service = new HttpService((context) =>
+      singleUpstreamPaths(
+        {
+          listener: config,
+          metrics,
+          log,
+          clock: deps.clock,
+          refusals,
+          hostOverride: formatHostPort(config.target),
+          setPeerHeader: false,
+          isDraining: () => conns.isDraining,
+          integrity: deps.integrity,
+          anomaly: null,
+          rateLimiter: rateLimiterFor(config.limits),
+          upgrades: metrics.upgrades.labels(config.name),
+          accessLog,
+          // verified mTLS to the remote peer: chain, name, SPIFFE ID, pins, PFS policy (upstreamTls.ts)
+          dial: (done) => upstreamTls.dial(config.target.host, config.target.port, done),
+          // a remote peer: verified connections are worth keeping longer
+          keepAliveMs: 30_000,
+        },
+        context,
+      ),
+    );
     http = service;
     server.on('connection', (socket: Socket) => service.accept(socket, newContext(socket)));
   } else {
@@ -121,7 +127,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
           refusals.connection(
             downstream,
             failure.code,
-            { log: ctx.log, peer: null, method: null, path: null, keyId: null },
+            { log: ctx.log, route: DEFAULT_ROUTE, peer: null, method: null, path: null, keyId: null },
             { err: err.message },
             failure.reason,
           );

@@ -35,6 +35,8 @@ import { REASON_PHRASES } from '../http1/fields.ts';
 /** What a refusal is about, for the log line and the audit event. */
 export interface RefusalSubject {
   readonly log: Logger;
+  /** the `route` label of the path that refused (`default` outside a gateway; `_unrouted` before a gateway chose one) */
+  readonly route: string;
   readonly peer: string | null;
   readonly method: string | null;
   readonly path: string | null;
@@ -61,6 +63,7 @@ const UPSTREAM_CODES: ReadonlySet<ErrorCode> = new Set([
   'ERR_UPSTREAM_TIMEOUT',
   'ERR_UPSTREAM_IDENTITY',
   'ERR_UPSTREAM_PROTOCOL',
+  'ERR_NO_HEALTHY_UPSTREAM',
 ]);
 
 /** The bytes of a refusal answer (head and body), as one latin1 string. */
@@ -105,15 +108,31 @@ export class Refusals {
       const reason = upstream ?? (ERRORS[code].reason as UpstreamFailureReason);
       this.count(this.upstreamErrors, this.deps.metrics.upstreamErrors, reason);
       subject.log.warn(
-        { code, reason, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail },
+        {
+          code,
+          reason,
+          route: subject.route,
+          method: subject.method,
+          path: subject.path,
+          keyId: subject.keyId ?? undefined,
+          ...detail,
+        },
         UPSTREAM_FAILURES[reason].message,
       );
     }
-    // a peer refused at its handshake was logged and audited there, once per connection
-    if (code === 'ERR_PEER_NOT_ALLOWED') return;
+    // a peer refused at its handshake was logged and audited there, once per connection (that refusal carries no
+    // detail); one a gateway route refuses is logged and audited here, with the route
+    if (code === 'ERR_PEER_NOT_ALLOWED' && detail === null) return;
     if (!UPSTREAM_CODES.has(code))
       subject.log.warn(
-        { code, method: subject.method, path: subject.path, keyId: subject.keyId ?? undefined, ...detail },
+        {
+          code,
+          route: subject.route,
+          method: subject.method,
+          path: subject.path,
+          keyId: subject.keyId ?? undefined,
+          ...detail,
+        },
         'request refused',
       );
     const type = auditTypeOf(code);
@@ -122,6 +141,7 @@ export class Refusals {
       // who answered was not who we meant to reach: the event is the listener's, with the reason (the log line has the code)
       this.deps.audit.record(type, {
         listener: this.deps.listener,
+        route: subject.route,
         reason: detail?.err ?? null,
         method: subject.method,
         path: subject.path,
@@ -130,6 +150,7 @@ export class Refusals {
     }
     this.deps.audit.record(type, {
       listener: this.deps.listener,
+      route: subject.route,
       code,
       peer: subject.peer,
       keyId: subject.keyId,
@@ -175,6 +196,7 @@ function auditTypeOf(code: ErrorCode): AuditEventType | null {
   if (code === 'ERR_PAYLOAD_ANOMALY') return 'anomaly';
   if (code === 'ERR_UPSTREAM_IDENTITY') return 'upstream_identity';
   // an upstream that is down or slow is operational; a malformed response is refused input
-  if (code === 'ERR_UPSTREAM_UNAVAILABLE' || code === 'ERR_UPSTREAM_TIMEOUT') return null;
+  if (code === 'ERR_UPSTREAM_UNAVAILABLE' || code === 'ERR_UPSTREAM_TIMEOUT' || code === 'ERR_NO_HEALTHY_UPSTREAM')
+    return null;
   return 'request_refused';
 }

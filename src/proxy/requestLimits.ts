@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { ListenerConfig } from '../config/types.ts';
+import type { LimitsConfig, ListenerConfig } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
@@ -14,8 +14,8 @@ import { PeerRateLimiter } from '../limits/tokenBucket.ts';
  */
 const MAX_RATE_LIMITED_PEERS = 10_000;
 
-export function rateLimiterFor(config: ListenerConfig): PeerRateLimiter | null {
-  const { requestsPerSecond, burst } = config.limits;
+export function rateLimiterFor(limits: LimitsConfig): PeerRateLimiter | null {
+  const { requestsPerSecond, burst } = limits;
   return requestsPerSecond > 0
     ? new PeerRateLimiter({ requestsPerSecond, burst, maxPeers: MAX_RATE_LIMITED_PEERS })
     : null;

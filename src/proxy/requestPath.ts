@@ -7,7 +7,7 @@ import type { ListenerConfig } from '../config/types.ts';
 import { statusClass, type Metrics } from '../telemetry/metrics.ts';
 import type { Exchange } from '../http1/exchange.ts';
 import type { UpstreamConnection, RequestFraming } from '../http1/upstreamConnection.ts';
-import type { UpstreamPool } from '../http1/upstreamPool.ts';
+import type { Upstream } from '../http1/upstreamPool.ts';
 import {
   fieldLines,
   fieldValue,
@@ -37,6 +37,8 @@ import { type Refusals, refusalAnswer, type RefusalSubject } from './refusals.ts
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { millis, targetForLog, type AccessEnd, type AccessLog } from '../telemetry/accessLog.ts';
+import { authorizePeer, type CompiledAllow } from '../policy/authz.ts';
+import type { PeerIdentity } from '../tls/peerIdentity.ts';
 
 /**
  * The HTTP request path of one listener, on the HTTP/1.1 core (src/http1/). An exchange
@@ -49,7 +51,11 @@ import { millis, targetForLog, type AccessEnd, type AccessLog } from '../telemet
  *             (without integrity: the same, with no signature)
  *   outbound: well-formed request → rate → declared size → signed (when the body is not needed)
  *                                                                  → body: buffer-sign
- *   either, without integrity:                                      → body: pass through
+ *   gateway:  authorized at the handshake → well-formed request → routed (canonical path, first
+ *             matching route), then the route's own path:
+ *             allowed on the route → peer rate → declared size → signature verified → size anomaly
+ *                                                                  → body: as inbound (re-signed when the route says so)
+ *   any, without integrity:                                         → body: pass through
  *
  * Every refusal, whoever decides it (a stage, the parser, a body check, the upstream), goes
  * through `refuse`: one answer, one log line, one metric, one audit event (refusals.ts).
@@ -60,7 +66,19 @@ export interface RequestPathDeps {
   readonly log: Logger;
   readonly clock: Clock;
   readonly refusals: Refusals;
-  readonly pool: UpstreamPool;
+  /** the `route` label: `default` on inbound and outbound listeners, the route's name on a gateway */
+  readonly route: string;
+  /** the header-phase stages and the body strategy (inboundChain, outboundChain, gatewayChain, routeChain) */
+  readonly chain: Chain;
+  /** the limits that apply per request (a gateway route's own, else the listener's) */
+  readonly limits: ListenerConfig['limits'];
+  readonly pool: Upstream;
+  /** a gateway route that narrows the listener's allow-list, or null */
+  readonly allow: CompiledAllow | null;
+  /** a gateway route that re-signs what it forwards with the gateway's key, or null */
+  readonly resign: SignStage | null;
+  /** the gateway: the path of the route an exchange goes to, or a refusal; null elsewhere */
+  readonly router: Router | null;
   /** outbound: the Host to send (the target's authority); inbound: null (keep the client's) */
   readonly hostOverride: string | null;
   /** inbound: set x-tollgate-peer to the verified identity */
@@ -81,8 +99,18 @@ export type Stage = (path: RequestPath, ex: Exchange, conn: ClientConnection) =>
 /** What happens to a request body, chosen once per listener. */
 export type BodyStrategy = 'pass' | 'stream-verify' | 'buffer-verify' | 'buffer-sign';
 
+export interface Chain {
+  readonly stages: readonly Stage[];
+  readonly body: BodyStrategy;
+}
+
+/** The gateway's choice of route for an exchange: the route's path, or a refusal (ERR_BAD_PATH, ERR_NO_ROUTE). */
+export type Router = (ex: Exchange) => RequestPath | Decision;
+
+type SignStage = IntegrityStage & { kind: 'sign' };
+
 /** The inbound chain. */
-export function inboundChain(integrity: IntegrityStage | null): { stages: readonly Stage[]; body: BodyStrategy } {
+export function inboundChain(integrity: IntegrityStage | null): Chain {
   if (integrity?.kind === 'verify') {
     // the size anomaly is judged on authenticated messages only: an unsigned, forged or replayed request is refused
     // before it can raise an alarm (or, in block mode, be refused for its size instead of what it really is)
@@ -95,17 +123,45 @@ export function inboundChain(integrity: IntegrityStage | null): { stages: readon
 }
 
 /** The outbound chain (the local app's requests, signed on their way to the remote peer). */
-export function outboundChain(integrity: IntegrityStage | null): { stages: readonly Stage[]; body: BodyStrategy } {
+export function outboundChain(integrity: IntegrityStage | null): Chain {
   if (integrity?.kind === 'sign')
     return { stages: [wellFormed, withinRate, declaredSize, signedNow], body: 'buffer-sign' };
   return { stages: [wellFormed, withinRate, declaredSize], body: 'pass' };
 }
 
+/** A gateway listener's own chain, up to the choice of route; the route's chain follows (routeChain). */
+export const GATEWAY_CHAIN: Chain = { stages: [authorizedAtHandshake, wellFormed, routed], body: 'pass' };
+
+/** A gateway route's chain: the inbound one, after the route's own allow-list. */
+export function routeChain(integrity: IntegrityStage | null): Chain {
+  const inbound = inboundChain(integrity);
+  return { stages: [allowedOnRoute, ...inbound.stages.slice(2)], body: inbound.body };
+}
+
 /* ------------------------------------------------------------------ the stages */
 
-/** The authorization decided once at the handshake, before any upstream was dialled. */
-function authorizedAtHandshake(_path: RequestPath, _ex: Exchange, conn: ClientConnection): Decision {
-  return conn.ctx.allowed ? ALLOW : DENY_PEER;
+/** The authorization decided once at the handshake, before any upstream was dialled; the connection then closes. */
+function authorizedAtHandshake(_path: RequestPath, ex: Exchange, conn: ClientConnection): Decision {
+  if (conn.ctx.allowed) return ALLOW;
+  ex.closeAfter = true;
+  return DENY_PEER;
+}
+
+/** Gateway: the route the request goes to (its path then takes the exchange), chosen on the canonical path. */
+function routed(path: RequestPath, ex: Exchange): Decision {
+  const chosen = path.deps.router!(ex);
+  if (!(chosen instanceof RequestPath)) return chosen;
+  ex.owner = chosen;
+  return ALLOW;
+}
+
+/** Gateway: a route's own allow-list narrows the listener's (the peer passed that at its handshake). */
+function allowedOnRoute(path: RequestPath, _ex: Exchange, conn: ClientConnection): Decision {
+  const allow = path.deps.allow;
+  const peer = conn.ctx.peer;
+  if (allow === null) return ALLOW;
+  if (peer !== null && path.allowedPeer(peer, allow)) return ALLOW;
+  return deny('ERR_PEER_NOT_ALLOWED', `not allowed on route ${path.deps.route}`);
 }
 
 /**
@@ -194,7 +250,6 @@ function signedNow(path: RequestPath, ex: Exchange): Decision {
 
 type CounterChild = ReturnType<Counter['labels']>;
 type HistogramChild = ReturnType<Histogram['labels']>;
-const ROUTE = 'default';
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
 export class RequestPath {
@@ -214,25 +269,37 @@ export class RequestPath {
   /** what the fields sent upstream leave out, for this direction */
   readonly drops: (typeof DROPS)['inbound'];
 
+  /** a route's allow-list decisions, per peer identity (the same identity object for every connection of one certificate) */
+  readonly allowedPeers = new WeakMap<PeerIdentity, boolean>();
+
   constructor(deps: RequestPathDeps) {
     this.deps = deps;
-    this.drops = DROPS[deps.hostOverride !== null ? 'outbound' : 'inbound'];
-    const chain = deps.listener.mode === 'outbound' ? outboundChain(deps.integrity) : inboundChain(deps.integrity);
-    this.stages = chain.stages;
-    this.body = chain.body;
-    const limits = deps.listener.limits;
+    this.drops = DROPS[deps.hostOverride !== null ? 'outbound' : deps.resign !== null ? 'resigned' : 'inbound'];
+    this.stages = deps.chain.stages;
+    this.body = deps.chain.body;
+    const limits = deps.limits;
     this.maxBodyBytes = limits.maxBodyBytes;
     this.bufferLimit = Math.min(this.maxBodyBytes, deps.integrity?.maxBufferedBytes ?? this.maxBodyBytes);
     this.bodyGapMs = limits.bodyTimeoutSeconds * 1000;
     this.minBodyRate = limits.minBodyBytesPerSecond;
     this.idleTimeoutMs = limits.idleTimeoutSeconds * 1000;
     const name = deps.listener.name;
+    const route = deps.route;
     this.requestsByClass = Object.fromEntries(
-      STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, ROUTE, c)]),
+      STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, route, c)]),
     );
-    this.duration = deps.metrics.requestDuration.labels(name, ROUTE);
-    this.requestBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'request');
-    this.responseBytes = deps.metrics.payloadBytes.labels(name, ROUTE, 'response');
+    this.duration = deps.metrics.requestDuration.labels(name, route);
+    this.requestBytes = deps.metrics.payloadBytes.labels(name, route, 'request');
+    this.responseBytes = deps.metrics.payloadBytes.labels(name, route, 'response');
+  }
+
+  allowedPeer(peer: PeerIdentity, allow: CompiledAllow): boolean {
+    let allowed = this.allowedPeers.get(peer);
+    if (allowed === undefined) {
+      allowed = authorizePeer(allow, peer).allowed;
+      this.allowedPeers.set(peer, allowed);
+    }
+    return allowed;
   }
 
   /** An exchange's turn on its connection: the stages, then its body, then upstream. */
@@ -247,6 +314,8 @@ export class RequestPath {
       const d = stage(this, ex, conn);
       if (!d.allow) return this.refuse(ex, d.code, d.detail === undefined ? null : { detail: d.detail });
     }
+    // the gateway: the chosen route's path takes the exchange from here (its own stages, body and upstream)
+    if (ex.owner !== this) return (ex.owner as RequestPath).start(ex, conn);
     if (!ex.hasBody)
       return this.forward(
         ex,
@@ -329,6 +398,11 @@ export class RequestPath {
     framing: RequestFraming,
     streaming?: (up: UpstreamConnection) => void,
   ): void {
+    // a gateway route that re-signs: the producer's signature was verified and left out; the gateway's covers what goes upstream
+    if (this.deps.resign !== null) {
+      const refused = this.sign(ex, fields, this.deps.resign);
+      if (refused !== null) return this.refuse(ex, refused, null);
+    }
     // a body held whole has its content-length among the fields (the signature may cover it)
     let head = `${ex.method} ${ex.target} HTTP/1.1\r\n${fieldLines(fields)}`;
     if (body === null && framing === 'chunked') head += 'transfer-encoding: chunked\r\n';
@@ -350,12 +424,13 @@ export class RequestPath {
       if (this.deps.accessLog.enabled) ex.upstreamAt = this.deps.clock.monotonic();
       up.begin(ex, conn, head, body === null ? null : body.chunks, framing);
       if (streaming !== undefined) streaming(up);
-    });
+    }, ex);
   }
 
   /** UpstreamEvents: the upstream's final head came (the access log's upstream time). */
   answered(ex: Exchange): void {
     if (this.deps.accessLog.enabled) ex.upstreamHeadAt = this.deps.clock.monotonic();
+    this.deps.pool.answered(ex.upstream as UpstreamConnection, ex.status);
   }
 
   /** UpstreamEvents: the response is complete and relayed. */
@@ -381,6 +456,7 @@ export class RequestPath {
       if (!ex.finished) this.logAccess(ex, 'client_closed');
       return conn.done(ex);
     }
+    this.deps.pool.failedOn(up, err);
     const lost = (err as { code?: unknown }).code === 'ECONNRESET' || (err as { code?: unknown }).code === 'EPIPE';
     const whole = !ex.hasBody || ex.heldBody !== null;
     if (
@@ -405,7 +481,7 @@ export class RequestPath {
         if (e !== null || fresh === null) return this.upstreamFailed(ex, e ?? err);
         if (this.deps.accessLog.enabled) ex.upstreamAt = this.deps.clock.monotonic();
         fresh.begin(ex, conn, ex.sentHead, ex.heldBody, ex.heldBody !== null ? 'length' : 'none');
-      });
+      }, ex);
       return;
     }
     this.upstreamFailed(ex, err);
@@ -469,7 +545,7 @@ export class RequestPath {
     const f = ex.anomaly;
     const why =
       code === 'ERR_PAYLOAD_ANOMALY' && f !== null
-        ? { ...detail, route: ROUTE, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected }
+        ? { ...detail, action: 'blocked', kind: f.kind, bytes: f.value, expected: f.expected }
         : detail;
     this.deps.refusals.account(code, this.subjectOf(ex, conn), why, upstream);
     ex.code = code;
@@ -514,7 +590,7 @@ export class RequestPath {
       ex.upstreamAt > 0n && ex.upstreamHeadAt >= ex.upstreamAt ? ex.upstreamHeadAt - ex.upstreamAt : -1n;
     (ex.host as ClientConnection).ctx.log.info(
       {
-        route: ROUTE,
+        route: this.deps.route,
         method: parsed ? ex.method : null,
         path: target?.path ?? null,
         query: target?.query ?? null,
@@ -541,6 +617,7 @@ export class RequestPath {
   subjectOf(ex: Exchange, conn: ClientConnection): RefusalSubject {
     return {
       log: conn.ctx.log,
+      route: this.deps.route,
       peer: conn.ctx.peer?.display ?? null,
       method: ex.parserRefusal === null ? ex.method : null,
       path: ex.parserRefusal === null ? pathOf(ex.target) : null,
@@ -552,7 +629,7 @@ export class RequestPath {
   judgeSize(ex: Exchange, bytes: number): boolean {
     const anomaly = this.deps.anomaly;
     if (anomaly === null) return false;
-    const f = anomaly.judge(ROUTE, ex.peer, bytes);
+    const f = anomaly.judge(this.deps.route, ex.peer, bytes);
     if (f === null) return false;
     return this.sizeFlagged(ex, f);
   }
@@ -560,7 +637,13 @@ export class RequestPath {
   /** Count one size anomaly; true when it must be blocked (the refusal then logs and audits it). */
   sizeFlagged(ex: Exchange, f: Flagged): boolean {
     const anomaly = this.deps.anomaly!;
-    anomaly.flagged(ROUTE, ex.peer, f, anomaly.block ? 'blocked' : 'observed', (ex.host as ClientConnection).ctx.log);
+    anomaly.flagged(
+      this.deps.route,
+      ex.peer,
+      f,
+      anomaly.block ? 'blocked' : 'observed',
+      (ex.host as ClientConnection).ctx.log,
+    );
     if (anomaly.block) ex.anomaly = f;
     return anomaly.block;
   }
@@ -575,7 +658,12 @@ export class RequestPath {
     }
     const anomaly = this.deps.anomaly;
     if (anomaly !== null && ex.status < 400 && ex.status > 0)
-      anomaly.accepted(ROUTE, ex.peer, ex.bodyBytes > 0 ? ex.bodyBytes : null, (ex.host as ClientConnection).ctx.log);
+      anomaly.accepted(
+        this.deps.route,
+        ex.peer,
+        ex.bodyBytes > 0 ? ex.bodyBytes : null,
+        (ex.host as ClientConnection).ctx.log,
+      );
   }
 
   /** The fields to send upstream: hop-by-hop ones removed, x-tollgate-peer set (inbound) or Host replaced (outbound). */
@@ -588,8 +676,7 @@ export class RequestPath {
   }
 
   /** Add Signature-Input and Signature to the outgoing fields; a refusal when the signing key is gone. */
-  sign(ex: Exchange, fields: string[]): ErrorCode | null {
-    const stage = this.deps.integrity as IntegrityStage & { kind: 'sign' };
+  sign(ex: Exchange, fields: string[], stage = this.deps.integrity as SignStage): ErrorCode | null {
     const key = stage.keys().get(stage.keyId);
     if (key === undefined) return 'ERR_SIG_UNKNOWN_KEY';
     const view: MessageView = {
@@ -653,7 +740,7 @@ class StreamedBody {
     this.up = up;
     this.check = check;
     const anomaly = path.deps.anomaly;
-    this.watchBound = ex.chunked && anomaly !== null ? anomaly.upperBound(ROUTE, ex.peer) : Infinity;
+    this.watchBound = ex.chunked && anomaly !== null ? anomaly.upperBound(path.deps.route, ex.peer) : Infinity;
     this.deadline = path.deadlineFor(ex, conn);
     this.deadline.waiting();
   }
@@ -668,7 +755,8 @@ class StreamedBody {
       const anomaly = this.path.deps.anomaly!;
       const bound = this.watchBound;
       this.watchBound = Infinity;
-      const f = { kind: 'too_large', value: this.bytes, expected: anomaly.sizes.typicalSize(ROUTE, this.ex.peer) };
+      const route = this.path.deps.route;
+      const f = { kind: 'too_large', value: this.bytes, expected: anomaly.sizes.typicalSize(route, this.ex.peer) };
       if (this.path.sizeFlagged(this.ex, f))
         return this.stop('ERR_PAYLOAD_ANOMALY', `body passed ${bound} bytes, the largest normal size`);
     }
@@ -780,6 +868,12 @@ const DROPS = {
     length: new NameSet([PEER_HEADER, 'content-length']),
     content: new NameSet([PEER_HEADER, 'content-length', 'content-digest']),
   },
+  /** a gateway route that re-signs: the producer's signature is replaced by the gateway's */
+  resigned: {
+    none: new NameSet([PEER_HEADER, 'signature', 'signature-input']),
+    length: new NameSet([PEER_HEADER, 'signature', 'signature-input', 'content-length']),
+    content: new NameSet([PEER_HEADER, 'signature', 'signature-input', 'content-length', 'content-digest']),
+  },
   outbound: {
     none: new NameSet(['host']),
     length: new NameSet(['host', 'content-length']),
@@ -789,8 +883,8 @@ const DROPS = {
 type Drop = keyof (typeof DROPS)['inbound'];
 /** refusals after which the connection is not trusted with another request */
 const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set([
-  'ERR_PEER_NOT_ALLOWED',
   'ERR_BAD_REQUEST',
+  'ERR_BAD_PATH',
   'ERR_UNSUPPORTED_CODING',
   'ERR_METHOD_NOT_ALLOWED',
 ]);

@@ -49,6 +49,7 @@ export interface UpstreamFailure {
 /** Classify an error from the upstream side (a dial, a TLS check, the connection, or the response). */
 export function upstreamFailure(err: unknown): UpstreamFailure {
   if (err instanceof TollgateError) {
+    if (err.code === 'ERR_NO_HEALTHY_UPSTREAM') return failure('upstream_ejected');
     const reason = ERRORS[err.code].reason;
     return {
       code: err.code,

@@ -1,4 +1,5 @@
-import type { Config } from '../config/types.ts';
+import type { Config, RouteConfig } from '../config/types.ts';
+import { DEFAULT_ROUTE, UNROUTED_ROUTE } from '../core/routeLabels.ts';
 import { ERRORS, UPSTREAM_FAILURE_REASONS } from '../core/errors.ts';
 import type { AuditEventType } from './audit.ts';
 import { HANDSHAKE_FAILURE_REASONS } from '../core/handshakeFailureReasons.ts';
@@ -10,7 +11,6 @@ import { CONNECTION_DROP_REASONS, SIGNATURE_RESULTS, type Metrics } from './metr
  * increase to show). Only closed label sets: listener names from the config, reasons and
  * results from their lists. The build-info gauge is set here too.
  */
-const ROUTE = 'default';
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 /** tollgate_upstream_errors_total's reasons: what failed upstream (a name that does not resolve, refused, reset, …), a closed set in the error module */
 const UPSTREAM_REASONS: readonly string[] = UPSTREAM_FAILURE_REASONS;
@@ -39,6 +39,10 @@ const AUDIT_TYPES = [
 const _EVERY_AUDIT_TYPE_LISTED: [Exclude<AuditEventType, (typeof AUDIT_TYPES)[number]>] extends [never] ? true : never =
   true;
 
+function routeSeries(r: RouteConfig): { name: string; verify: boolean; anomaly: boolean } {
+  return { name: r.name, verify: r.integrity.verify, anomaly: r.anomaly.mode !== 'off' };
+}
+
 export function initialiseSeries(metrics: Metrics, config: Config, version: string): void {
   metrics.buildInfo.labels(version, process.versions.node, process.versions.openssl).set(1);
   for (const r of CERT_RELOAD_RESULTS) metrics.certReloads.labels(r).inc(0);
@@ -54,18 +58,33 @@ export function initialiseSeries(metrics: Metrics, config: Config, version: stri
     metrics.connectionsActive.labels(name).inc(0);
     for (const r of CONNECTION_DROP_REASONS) metrics.connectionsDropped.labels(name, r).inc(0);
     for (const r of UPSTREAM_REASONS) metrics.upstreamErrors.labels(name, r).inc(0);
-    if (l.mode === 'inbound') {
+    if (l.mode !== 'outbound') {
       metrics.authzDecisions.labels(name, 'allow').inc(0);
       metrics.authzDecisions.labels(name, 'deny').inc(0);
     }
     if (l.protocol !== 'http') continue;
     metrics.upgrades.labels(name).inc(0);
-    for (const c of STATUS_CLASSES) metrics.requests.labels(name, ROUTE, c).inc(0);
-    metrics.requestDuration.zero({ listener: name, route: ROUTE });
-    for (const d of PAYLOAD_DIRECTIONS) metrics.payloadBytes.zero({ listener: name, route: ROUTE, direction: d });
-    if (l.mode === 'inbound' && l.integrity.verify)
-      for (const r of SIGNATURE_RESULTS) metrics.signatureChecks.labels(name, r).inc(0);
-    if (l.mode === 'inbound' && l.anomaly.mode !== 'off')
-      for (const kind of ANOMALY_KINDS) metrics.payloadAnomalies.labels(name, ROUTE, kind).inc(0);
+    // a gateway's routes, and what it refuses before a route is chosen; one route elsewhere
+    const routes =
+      l.mode === 'gateway'
+        ? [{ name: UNROUTED_ROUTE, verify: false, anomaly: false }, ...l.routes.map(routeSeries)]
+        : [
+            {
+              name: DEFAULT_ROUTE,
+              verify: l.mode === 'inbound' && l.integrity.verify,
+              anomaly: l.mode === 'inbound' && l.anomaly.mode !== 'off',
+            },
+          ];
+    for (const route of routes) {
+      for (const c of STATUS_CLASSES) metrics.requests.labels(name, route.name, c).inc(0);
+      metrics.requestDuration.zero({ listener: name, route: route.name });
+      for (const d of PAYLOAD_DIRECTIONS)
+        metrics.payloadBytes.zero({ listener: name, route: route.name, direction: d });
+      if (route.anomaly)
+        for (const kind of ANOMALY_KINDS) metrics.payloadAnomalies.labels(name, route.name, kind).inc(0);
+      if (l.mode === 'gateway' && route.name !== UNROUTED_ROUTE)
+        metrics.endpointEjections.labels(name, route.name).inc(0);
+    }
+    if (routes.some((r) => r.verify)) for (const r of SIGNATURE_RESULTS) metrics.signatureChecks.labels(name, r).inc(0);
   }
 }

@@ -58,6 +58,8 @@ export interface Metrics {
   readonly upstreamErrors: Counter<'listener' | 'reason'>;
   /** HTTP connections that became tunnels after an accepted Upgrade (WebSocket), by listener */
   readonly upgrades: Counter<'listener'>;
+  /** a gateway route's endpoints taken out by passive health */
+  readonly endpointEjections: Counter<'listener' | 'route'>;
   readonly auditEvents: Counter<'type'>;
   readonly auditDropped: Counter;
   /** admin and health requests refused by the request guard, by reason (admin_forbidden, admin_unauthorized) */
@@ -197,6 +199,12 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_upgrades_total',
       help: 'HTTP connections upgraded to a tunnel (101 Switching Protocols), by listener',
       labelNames: ['listener'] as const,
+      registers,
+    }),
+    endpointEjections: new Counter({
+      name: 'tollgate_endpoint_ejections_total',
+      help: 'Endpoints of a gateway route taken out by passive health (consecutive connect failures, resets or 5xx)',
+      labelNames: ['listener', 'route'] as const,
       registers,
     }),
     auditEvents: new Counter({

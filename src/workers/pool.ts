@@ -15,6 +15,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
+import type { GatewayRoutes } from '../proxy/dataPlane.ts';
 import type { TlsMaterial } from '../tls/contexts.ts';
 import type { KeyRing } from '../integrity/keyRing.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
@@ -55,6 +56,8 @@ export interface WorkerPool {
   /** every worker's registry as JSON (a worker that does not answer in time is left out and logged) */
   metrics(): Promise<MetricsJson[]>;
   status(): Promise<WorkerListenerStatus[][]>;
+  /** every worker's gateway routes with their endpoints' health as that thread sees it */
+  routes(): Promise<GatewayRoutes[][]>;
   /** stop every worker (after drain) and wait until they have exited */
   stop(): Promise<void>;
 }
@@ -243,6 +246,10 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
         threads.map((t) =>
           request<WorkerListenerStatus[]>(t, (id) => ({ type: 'status', id }), REQUEST_TIMEOUT_MS, []),
         ),
+      ),
+    routes: () =>
+      Promise.all(
+        threads.map((t) => request<GatewayRoutes[]>(t, (id) => ({ type: 'routes', id }), REQUEST_TIMEOUT_MS, [])),
       ),
     stop,
   };

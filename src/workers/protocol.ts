@@ -35,6 +35,7 @@ export type ToWorker =
   | { readonly type: 'drain'; readonly id: number; readonly mode: 'inbound' | 'outbound'; readonly deadline: number }
   | { readonly type: 'metrics'; readonly id: number }
   | { readonly type: 'status'; readonly id: number }
+  | { readonly type: 'routes'; readonly id: number }
   | { readonly type: 'stop'; readonly id: number };
 
 export type FromWorker =

@@ -30,7 +30,7 @@ export interface WorkerDataPlaneDeps {
   readonly send: (m: FromWorker) => void;
 }
 
-export interface WorkerDataPlane extends Pick<DataPlane, 'drain' | 'status' | 'close'> {
+export interface WorkerDataPlane extends Pick<DataPlane, 'drain' | 'status' | 'routes' | 'close'> {
   setMaterial(material: TlsMaterial): void;
   setTicketKeys(keys: Uint8Array): void;
   setKeys(keys: KeyEntries): void;
@@ -163,6 +163,7 @@ export async function startWorkerDataPlane(init: WorkerInit, deps: WorkerDataPla
     setConfig: (next) => plane.applyConfig(next),
     drain: (mode, deadline) => plane.drain(mode, deadline),
     status: () => plane.status(),
+    routes: () => plane.routes(),
     close: () => plane.close(),
   };
 }

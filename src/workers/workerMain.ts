@@ -67,6 +67,9 @@ try {
       case 'status':
         send({ type: 'reply', id: m.id, value: plane.status() });
         return;
+      case 'routes':
+        send({ type: 'reply', id: m.id, value: plane.routes() });
+        return;
       case 'stop':
         plane.close();
         log.flush(() => send({ type: 'reply', id: m.id, value: true }));
