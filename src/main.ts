@@ -6,6 +6,7 @@ import { systemClock, type Clock } from './core/clock.ts';
 import { StartupError } from './core/errors.ts';
 import { createReadiness, type Readiness } from './core/readiness.ts';
 import { createLifecycle, type Lifecycle } from './lifecycle.ts';
+import { watchConfigFile } from './config/configFileWatch.ts';
 import { VERSION } from './version.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { collectRuntimeMetrics, createMetrics, type Metrics } from './telemetry/metrics.ts';
@@ -398,12 +399,14 @@ function runningSidecar(scope: Scope, servers: ServerAddresses): Sidecar {
   /** Swap in a new config's live settings: every listener of every thread, the signing keys the key ring must hold, the log level. */
   const apply = (next: Config): void => {
     parts.config = next;
+    // a route a reload added has its series at 0 from now on, as the others had from the start
+    initialiseSeries(scope.metrics, next, VERSION);
     plane.applyConfig(next);
     pool?.setConfig(next);
     log.level = next.log.level;
   };
   const draining = (): boolean => readiness.draining();
-  const reload = createReloader({
+  const reloadNow = createReloader({
     log,
     audit: scope.audit.sink,
     draining,
@@ -412,6 +415,16 @@ function runningSidecar(scope: Scope, servers: ServerAddresses): Sidecar {
     current: () => parts.config,
     apply,
   });
+  // the config file, when started from one: a change of its bytes is a reload, as SIGHUP is (once per change,
+  // whoever reloaded first)
+  const source = parts.config.source;
+  const watching = source === null ? null : watchConfigFile(source, log, () => void reload('watch'));
+  if (watching !== null) lifecycle.onStop(() => void watching.then((w) => w.close()));
+  const reload = async (trigger: ReloadTrigger): Promise<SidecarReloadOutcome> => {
+    const outcome = await reloadNow(trigger);
+    await (await watching)?.sync();
+    return outcome;
+  };
   parts.reload = reload;
   return {
     get config() {

@@ -426,7 +426,7 @@ const RULES: readonly Rule[] = [
   },
   {
     name: 'an inbound listener turned gateway without routes',
-    changes: { 'listeners[0].mode': 'gateway' },
+    changes: { 'listeners[0].mode': 'gateway', 'listeners[0].target': undefined },
     path: 'listeners[0].routes',
     message: 'required: a gateway listener needs at least one route',
   },

@@ -7,8 +7,10 @@
  * example workload run through the injector.
  */
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseHostPort } from '../src/config/hostPort.ts';
 import { validateConfig } from '../src/config/validate.ts';
@@ -28,6 +30,8 @@ import {
   type K8sObject,
 } from './helpers/kustomize.ts';
 import { expandedArgs, flagValues as flags, mountedFile } from './helpers/kustomizeCluster.ts';
+import { makeCa, makeLeaf, tempDir, writeIdentityDir } from './helpers/pki.ts';
+import { exitWithin, startTollgate } from './helpers/process.ts';
 import { stageAfterReadmeKeys } from './helpers/kustomizeStage.ts';
 
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
@@ -263,39 +267,99 @@ t.test(
   },
 );
 
+/** The gateway's Deployment, its container and the config its ConfigMap mounts, as the pod would read it. */
+function gatewayParts(objects: K8sObject[]) {
+  const deployment = find(objects, 'Deployment', 'tollgate-gateway');
+  const spec = podSpecOf(deployment)!;
+  const container = podContainers(deployment)[0]!;
+  const configPath = flags(container.args as string[]).get('config')!;
+  const file = mountedFile(container, spec, configPath);
+  const configMap = find(objects, 'ConfigMap', get<string>(file?.volume, 'configMap', 'name'));
+  const text = get<string>(configMap, 'data', file!.inside);
+  return { deployment, spec, container, configPath, text };
+}
+
+type Port = { port: number; protocol: string };
+type PolicyRule = { from?: unknown[]; to?: Array<Record<string, unknown>>; ports: Port[] };
+
+/** Whether an egress rule's pod selector takes the pods labelled `app.kubernetes.io/name: name`. */
+function selectsPodsNamed(rule: PolicyRule, name: string): boolean {
+  const selector = get<{ matchLabels?: Record<string, string>; matchExpressions?: Array<Record<string, unknown>> }>(
+    rule.to?.[0],
+    'podSelector',
+  );
+  const key = 'app.kubernetes.io/name';
+  if (selector?.matchLabels?.[key] === name) return true;
+  return (selector?.matchExpressions ?? []).some(
+    (e) => e.key === key && e.operator === 'In' && (e.values as string[]).includes(name),
+  );
+}
+
 t.test(
-  'the gateway: its config is valid for tollgate today, and Service, HPA, PDB and NetworkPolicy agree with the Deployment',
+  'the gateway: one gateway listener with its routes, probes on the health server, and Service, HPA, PDB and NetworkPolicy agree with the Deployment',
   async (t) => {
     const objects = build(join(DEPLOY, 'gateway'));
-    const deployment = find(objects, 'Deployment', 'tollgate-gateway');
+    const { deployment, spec, container, configPath, text } = gatewayParts(objects);
     t.equal(get(deployment, 'spec', 'replicas'), undefined, 'the HPA owns the replica count');
-    const spec = podSpecOf(deployment)!;
-    const container = podContainers(deployment)[0]!;
-    const f = flags(container.args as string[]);
-    const file = mountedFile(container, spec, f.get('config')!);
-    const configMap = find(objects, 'ConfigMap', get<string>(file?.volume, 'configMap', 'name'));
-    const raw = JSON.parse(get<string>(configMap, 'data', file!.inside)) as Record<string, unknown>;
-    const result = validateConfig(raw, { baseDir: '/etc/tollgate', source: f.get('config')! });
+    const result = validateConfig(JSON.parse(text), { baseDir: '/etc/tollgate', source: configPath });
     t.ok(result.ok, `valid config: ${JSON.stringify(result.ok ? [] : result.problems)}`);
     if (!result.ok) return;
-    for (const path of [
-      result.config.identity.certFile,
-      result.config.identity.keyFile,
-      result.config.identity.caFile,
-    ]) {
+    const config = result.config;
+    for (const path of [config.identity.certFile, config.identity.keyFile, config.identity.caFile]) {
       const secretName = get(mountedFile(container, spec, path)?.volume, 'secret', 'secretName');
       t.equal(secretName, 'tollgate-gateway-identity', `${path} is mounted from the identity Secret`);
     }
     const cert = find(objects, 'Certificate', 'tollgate-gateway');
     t.equal(get(cert, 'spec', 'secretName'), 'tollgate-gateway-identity');
-    t.ok(mountedFile(container, spec, `${result.config.keys.dir}/k1`), 'the key ring directory is mounted');
+    t.ok(mountedFile(container, spec, `${config.keys.dir}/k1`), 'the key ring directory is mounted');
 
-    const publicPorts = result.config.listeners.filter((l) => l.listen.host === '0.0.0.0').map((l) => l.listen.port);
-    const containerPorts = (container.ports as Array<{ containerPort: number }>).map((p) => p.containerPort);
-    t.same(containerPorts, publicPorts, 'the container publishes exactly the listeners that listen off loopback');
+    t.same(
+      config.listeners.map((l) => l.mode),
+      ['gateway'],
+      'one gateway listener: no inbound-to-outbound chaining over loopback',
+    );
+    const gateway = config.listeners[0]!;
+    t.ok(
+      gateway.routes.length >= 2,
+      `a route per ingestion endpoint (${gateway.routes.map((r) => r.name).join(', ')})`,
+    );
+    t.equal(config.workers, 'auto', 'one event loop per CPU of the limit');
+    t.ok(
+      gateway.routes.some((r) => r.upstreamTls !== null && r.integrity.sign),
+      'a route forwards over mTLS and re-signs with the gateway key',
+    );
+
+    const health = config.health.listen;
+    t.ok(health !== null && health.host === '0.0.0.0', 'the health server listens on the pod IP');
+    const listenerPorts = config.listeners.map((l) => l.listen.port);
+    const ports = container.ports as Array<{ name: string; containerPort: number }>;
+    t.same(
+      ports.map((p) => p.containerPort),
+      [...listenerPorts, health!.port],
+      'the container publishes the gateway port and the health port',
+    );
+    const healthPortName = ports.find((p) => p.containerPort === health!.port)?.name;
+    for (const [probe, path] of [
+      ['startupProbe', '/readyz'],
+      ['readinessProbe', '/readyz'],
+      ['livenessProbe', '/livez'],
+    ] as const) {
+      t.same(
+        get(container, probe, 'httpGet'),
+        { path, port: healthPortName },
+        `${probe}: GET ${path} on the health port (a TCP connect to the mTLS port is a failed handshake)`,
+      );
+      t.equal(get(container, probe, 'tcpSocket'), undefined, `${probe}: no TCP probe`);
+    }
+
     const svc = find(objects, 'Service', 'tollgate-gateway');
     const labels = get<Record<string, string>>(deployment, 'spec', 'template', 'metadata', 'labels');
     t.ok(selects(get(svc, 'spec', 'selector'), labels), 'the Service selects the gateway pods');
+    t.same(
+      get<Array<{ port: number }>>(svc, 'spec', 'ports').map((p) => p.port),
+      listenerPorts,
+      'the Service exposes the gateway port only, not the health port',
+    );
     const hpa = find(objects, 'HorizontalPodAutoscaler', 'tollgate-gateway');
     t.same(get(hpa, 'spec', 'scaleTargetRef'), { apiVersion: 'apps/v1', kind: 'Deployment', name: 'tollgate-gateway' });
     t.ok(get<number>(hpa, 'spec', 'minReplicas') >= 2, 'at least two replicas');
@@ -307,11 +371,85 @@ t.test(
     t.ok(selects(get(policy, 'spec', 'podSelector', 'matchLabels'), labels), 'the NetworkPolicy applies to the pods');
     t.same(
       get(policy, 'spec', 'ingress'),
-      [{ ports: publicPorts.map((port) => ({ port, protocol: 'TCP' })) }],
-      'only the mTLS ports are admitted',
+      [{ ports: listenerPorts.map((port) => ({ port, protocol: 'TCP' })) }],
+      'only the gateway port is admitted (kubelet probes from the node need no rule)',
     );
+    const egress = get<PolicyRule[]>(policy, 'spec', 'egress');
+    const namespaceOf = (rule: PolicyRule): unknown =>
+      get(rule.to?.[0], 'namespaceSelector', 'matchLabels', 'kubernetes.io/metadata.name');
+    t.ok(
+      egress.some(
+        (r) =>
+          namespaceOf(r) === 'kube-system' &&
+          ['UDP', 'TCP'].every((protocol) => r.ports.some((p) => p.port === 53 && p.protocol === protocol)),
+      ),
+      'DNS over UDP and TCP to kube-dns (targets are re-resolved)',
+    );
+    for (const route of gateway.routes) {
+      for (const target of route.targets) {
+        // NAME.NAMESPACE.svc.cluster.local, whose pods carry app.kubernetes.io/name: NAME (as deploy/examples' ingest)
+        const [service, namespace] = target.host.split('.');
+        t.ok(
+          egress.some(
+            (r) =>
+              namespaceOf(r) === namespace &&
+              selectsPodsNamed(r, service!) &&
+              r.ports.some((p) => p.port === target.port),
+          ),
+          `route ${route.name}: egress to ${target.host}:${target.port} is admitted`,
+        );
+      }
+    }
+    const targetPorts = gateway.routes.flatMap((r) => r.targets.map((x) => `${x.host.split('.')[1]}:${x.port}`));
+    for (const rule of egress) {
+      const dns = namespaceOf(rule) === 'kube-system' && rule.ports.every((p) => p.port === 53);
+      const toTarget = rule.ports.every((p) => targetPorts.includes(`${String(namespaceOf(rule))}:${p.port}`));
+      t.ok(dns || toTarget, `egress ${JSON.stringify(rule.ports)} is DNS or a route's target: nothing else goes out`);
+    }
   },
 );
+
+t.test("the gateway's config passes `tollgate check` with the files its Secrets hold in place", async (t) => {
+  const objects = build(join(DEPLOY, 'gateway'));
+  const { spec, container, configPath, text } = gatewayParts(objects);
+  // the pod's filesystem under a temporary root: every mounted path moves there
+  const root = await tempDir(t, 'gateway-check-');
+  const mounts = (container.volumeMounts as Array<{ mountPath: string }>).map((m) => m.mountPath);
+  const rooted = (path: string): string => (mounts.some((m) => path.startsWith(`${m}/`)) ? join(root, path) : path);
+  const raw = JSON.parse(text, (_key, value: unknown) => (typeof value === 'string' ? rooted(value) : value));
+  const config = validateConfig(raw, { baseDir: root, source: null });
+  t.ok(config.ok, `valid config: ${JSON.stringify(config.ok ? [] : config.problems)}`);
+  if (!config.ok) return;
+
+  // the identity Secret as cert-manager writes it from the Certificate
+  const cert = find(objects, 'Certificate', 'tollgate-gateway');
+  const ca = await makeCa();
+  const leaf = await makeLeaf(ca, {
+    cn: get<string>(cert, 'spec', 'commonName'),
+    spiffe: get<string[]>(cert, 'spec', 'uris'),
+    dns: get<string[]>(cert, 'spec', 'dnsNames'),
+    ips: [],
+  });
+  const identityDir = dirname(config.config.identity.certFile);
+  t.ok(mountedFile(container, spec, identityDir.slice(root.length) + '/tls.crt'), 'the identity is a mounted Secret');
+  await writeIdentityDir(identityDir, leaf, ca);
+  // the keys Secret: every key id a route signs with
+  const keysDir = config.config.keys.dir!;
+  await mkdir(keysDir, { recursive: true });
+  const signing = config.config.listeners.flatMap((l) =>
+    l.routes.flatMap((r) => (r.integrity.sign ? [r.integrity.keyId!] : [])),
+  );
+  t.ok(signing.length > 0, `the routes sign with ${signing.join(', ')}`);
+  for (const id of new Set(signing))
+    await writeFile(join(keysDir, id), randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
+  const file = rooted(configPath);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, JSON.stringify(raw));
+
+  const checked = await exitWithin(startTollgate(t, ['check', '--config', file]), 15_000);
+  t.equal(checked.code, 0, `tollgate check: ${checked.stdout}${checked.stderr}`);
+  t.match(checked.stdout, /listener edge: gateway/, 'the gateway listener is named');
+});
 
 t.test(
   'the example workload: its pods get the sidecar from the injector, and only the sidecar port is reachable',

@@ -43,37 +43,51 @@ function secretValue(cluster: SimulatedCluster, namespace: string, name: string,
   return (cluster.get('Secret', namespace, name)?.data as Record<string, string> | undefined)?.[key];
 }
 
-/** the gateway signs with keys its Secret holds, and the workload it forwards to verifies with the same bytes */
+interface GatewayRoute {
+  name: string;
+  targets: string[];
+  integrity?: { sign?: boolean; keyId?: string };
+}
+
+/** the gateway re-signs with keys its Secret holds, and each workload a re-signing route forwards to verifies with the same bytes */
 function signingKeyProblems(cluster: SimulatedCluster): string[] {
   const cm = cluster.get('ConfigMap', 'tollgate-gateway', 'tollgate-gateway');
   if (cm === undefined) return ['no gateway ConfigMap'];
   const config = JSON.parse((cm.data as Record<string, string>)['config.json']!) as {
-    listeners: Array<{ mode: string; target: string; integrity?: { sign?: boolean; keyId?: string } }>;
+    listeners: Array<{ mode: string; routes?: GatewayRoute[] }>;
   };
+  const signing = config.listeners
+    .filter((l) => l.mode === 'gateway')
+    .flatMap((l) => l.routes ?? [])
+    .filter((r) => r.integrity?.sign === true);
+  if (signing.length === 0) return ['no gateway route re-signs'];
   const problems: string[] = [];
-  for (const l of config.listeners.filter((x) => x.mode === 'outbound' && x.integrity?.sign === true)) {
-    const keyId = l.integrity!.keyId!;
+  for (const route of signing) {
+    const keyId = route.integrity!.keyId!;
     const mine = secretValue(cluster, 'tollgate-gateway', 'tollgate-gateway-keys', keyId);
     if (mine === undefined) problems.push(`tollgate-gateway-keys has no ${keyId}`);
-    const [service, namespace] = l.target.split('.') as [string, string];
-    const selector =
-      (cluster.get('Service', namespace, service)?.spec as { selector: Record<string, string> } | undefined)
-        ?.selector ?? {};
-    const workload = cluster
-      .all('Deployment')
-      .find(
-        (d) =>
-          d.metadata.namespace === namespace &&
-          Object.entries(selector).every(
-            ([k, v]) => (d.spec as { template: K8sObject }).template.metadata.labels?.[k] === v,
-          ),
-      );
-    const keysSecret = (workload?.spec as { template: K8sObject } | undefined)?.template.metadata.annotations?.[
-      'tollgate.dev/keys-secret'
-    ];
-    if (keysSecret === undefined) problems.push(`no workload with a keys Secret behind ${l.target}`);
-    else if (secretValue(cluster, namespace, keysSecret, keyId) !== mine)
-      problems.push(`${namespace}/${keysSecret} does not hold the gateway's ${keyId}`);
+    for (const target of route.targets) {
+      const [service, namespace] = target.split('.') as [string, string];
+      const selector =
+        (cluster.get('Service', namespace, service)?.spec as { selector: Record<string, string> } | undefined)
+          ?.selector ?? {};
+      const workload = cluster
+        .all('Deployment')
+        .find(
+          (d) =>
+            d.metadata.namespace === namespace &&
+            Object.entries(selector).every(
+              ([k, v]) => (d.spec as { template: K8sObject }).template.metadata.labels?.[k] === v,
+            ),
+        );
+      const keysSecret = (workload?.spec as { template: K8sObject } | undefined)?.template.metadata.annotations?.[
+        'tollgate.dev/keys-secret'
+      ];
+      if (keysSecret === undefined)
+        problems.push(`route ${route.name}: no workload with a keys Secret behind ${target}`);
+      else if (secretValue(cluster, namespace, keysSecret, keyId) !== mine)
+        problems.push(`route ${route.name}: ${namespace}/${keysSecret} does not hold the gateway's ${keyId}`);
+    }
   }
   return problems;
 }

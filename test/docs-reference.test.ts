@@ -222,6 +222,88 @@ t.test(
   },
 );
 
+/** A gateway with one route whose optional sections (allow, upstreamTls) are set, so a walk of it meets their keys. */
+const GATEWAY_ROUTE = Object.freeze({
+  name: 'r',
+  match: { pathPrefix: '/a' },
+  allow: { spiffe: ['spiffe://example.org/a'] },
+  targets: ['127.0.0.1:6'],
+  upstreamTls: { verify: { spiffe: ['spiffe://example.org/b'] } },
+});
+
+/** The same with its allow-list by CN and no server identity demanded, for the lists GATEWAY_ROUTE sets itself. */
+const GATEWAY_ROUTE_BY_CN = Object.freeze({ ...GATEWAY_ROUTE, allow: { cn: ['a'] }, upstreamTls: {} });
+
+function gatewayWith(route: Json): Json {
+  return {
+    identity: BASE.identity,
+    listeners: [{ name: 'gw', mode: 'gateway', listen: '127.0.0.1:5', allow: { any: true }, routes: [route] }],
+  };
+}
+
+/** The route of a gateway config, validated. */
+function validatedRoute(raw: Json): Json {
+  return expectConfig(validate(gatewayWith(raw))).listeners[0]!.routes[0]! as unknown as Json;
+}
+
+/** The dotted key paths of a validated route, as `listeners[].routes[].…`. */
+function routeKeyPaths(route: Json, prefix = 'listeners[].routes[]'): string[] {
+  return Object.entries(route).flatMap(([key, v]) =>
+    isPlainObject(v) && !isHostPort(v) ? routeKeyPaths(v, `${prefix}.${key}`) : [`${prefix}.${key}`],
+  );
+}
+
+const ROUTE_PREFIX = 'listeners[].routes[].';
+
+t.test(
+  'every key a gateway route accepts is in the reference\'s "Gateway routes" with its default, and no other',
+  async (t) => {
+    const base = GATEWAY_ROUTE as unknown as Json;
+    const route = validatedRoute(base);
+    // a validated route also carries the listener's connection limits: a key is the route's when a route may set it
+    const accepted = routeKeyPaths(route).filter((path) => {
+      const key = path.slice(ROUTE_PREFIX.length);
+      return validate(gatewayWith(withValue(base, key, valueAt(base, key) ?? valueAt(route, key)))).ok;
+    });
+    t.ok(
+      accepted.includes(`${ROUTE_PREFIX}match.pathPrefix`) &&
+        accepted.includes(`${ROUTE_PREFIX}passiveHealth.ejectSeconds`) &&
+        !accepted.includes(`${ROUTE_PREFIX}limits.maxConnections`),
+      'the walk finds the route keys and leaves out the listener-only limits',
+    );
+    const rows = codeRows(section(await reference(), 'Gateway routes'));
+    const documented = rows.map((r) => unquote(r[0]!));
+    t.same(
+      [...documented].sort(),
+      accepted.sort(),
+      'docs/reference.md "Gateway routes" lists exactly the accepted keys',
+    );
+    t.equal(new Set(documented).size, documented.length, 'each key once');
+
+    for (const [keyCell, defaultCell] of rows) {
+      const key = unquote(keyCell!).slice(ROUTE_PREFIX.length);
+      const literal = /^`([^`]+)`/.exec(defaultCell!);
+      if (literal !== null) {
+        // written into a route that leaves it out, the documented default must change nothing
+        const same = [GATEWAY_ROUTE, GATEWAY_ROUTE_BY_CN].some((b) => {
+          const raw = b as unknown as Json;
+          if (valueAt(raw, key) !== undefined) return false;
+          const r = validate(gatewayWith(withValue(raw, key, JSON.parse(literal[1]!))));
+          return r.ok && JSON.stringify(r.config.listeners[0]!.routes[0]) === JSON.stringify(validatedRoute(raw));
+        });
+        t.ok(same, `${key}: ${literal[1]} is the default`);
+      } else if (defaultCell === 'required') {
+        const r = validate(gatewayWith(withValue(base, key, undefined)));
+        const expected = `listeners[0].routes[0].${key}`;
+        t.ok(
+          !r.ok && r.problems.some((p) => p.path === expected),
+          `${key}: leaving it out is a problem at ${expected}`,
+        );
+      }
+    }
+  },
+);
+
 /** Series exist from the start for: an inbound listener that verifies and watches sizes, an outbound one, and the injector. */
 async function startedRegistry(): Promise<Registry> {
   const registry = new Registry();

@@ -145,6 +145,24 @@ t.test('what a gateway config may not say is refused, each problem named by its 
       /never chosen: listeners\[0\]\.routes\[0\]/,
     ],
     [
+      'a prefix after a shorter one of the same segments',
+      gatewayWith([
+        route({ name: 'v1', match: { pathPrefix: '/v1' } }),
+        route({ match: { pathPrefix: '/v1/events/x' } }),
+      ]),
+      'listeners[0].routes[1].match',
+      /never chosen: listeners\[0\]\.routes\[0\]/,
+    ],
+    [
+      'a host under an earlier wildcard with fewer methods',
+      gatewayWith([
+        route({ name: 'w', match: { pathPrefix: '/a', host: '*.example.org', methods: ['GET', 'POST'] } }),
+        route({ match: { pathPrefix: '/a/b', host: 'x.example.org', methods: ['POST'] } }),
+      ]),
+      'listeners[0].routes[1].match',
+      /never chosen/,
+    ],
+    [
       'the same match twice',
       gatewayWith([route({ name: 'a' }), route({ name: 'b' })]),
       'listeners[0].routes[1].match',
@@ -193,6 +211,17 @@ t.test('what a gateway config may not say is refused, each problem named by its 
     t.ok(p, `${what}: a problem at ${path} (got ${JSON.stringify(problems)})`);
     t.match(p?.message ?? '', message, `${what}: ${p?.message}`);
   }
+  // not shadowed: a longer prefix first, a sibling segment, a narrower host or method set first
+  for (const routes of [
+    [route({ name: 'long', match: { pathPrefix: '/v1/events' } }), route({ match: { pathPrefix: '/v1' } })],
+    [route({ name: 'a', match: { pathPrefix: '/v1/eventsx' } }), route({ match: { pathPrefix: '/v1/events' } })],
+    [route({ name: 'h', match: { pathPrefix: '/', host: 'a.example.org' } }), route({ match: { pathPrefix: '/' } })],
+    [
+      route({ name: 'm', match: { pathPrefix: '/', methods: ['GET'] } }),
+      route({ match: { pathPrefix: '/x', methods: ['GET', 'POST'] } }),
+    ],
+  ])
+    t.same(validate(gatewayWith(routes)).problems, [], `reachable: ${JSON.stringify(routes.map((r) => r.match))}`);
   const noKeys = validateConfig(
     { identity: BASE.identity, listeners: [gatewayWith([route({ integrity: { verify: true } })])] },
     { baseDir: '/etc', source: null },

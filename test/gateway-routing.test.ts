@@ -193,7 +193,10 @@ t.test('a path that is not canonical origin-form is refused before routing with 
     '/v1/logs%5cx',
     '/v1/logs/%00',
     '/v1/logs/%zz',
+    '/v1/..;x/logs',
     '*',
+    'http://localhost/v1/logs',
+    'http://elsewhere.example/v1/logs',
   ];
   for (const target of targets) {
     const method = target === '*' ? 'OPTIONS' : 'GET';
@@ -270,4 +273,40 @@ t.test('GET /routes shows each route, its match and its endpoints with their hea
     'all healthy',
   );
   t.ok(Array.isArray(route.targets), 'with each target as resolved');
+});
+
+t.test('with worker threads every thread routes, and GET /routes merges their endpoints', async (t) => {
+  const w = await world(t);
+  const edge = await w.identity('edge');
+  const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+  const app = await startUpstream(t);
+  const sc = await startTestSidecar(t, w.dir, {
+    admin: { listen: '127.0.0.1:0' },
+    identity: edge.files,
+    workers: 2,
+    listeners: [
+      {
+        name: 'edge',
+        mode: 'gateway',
+        listen: '127.0.0.1:0',
+        allow: { spiffe: [PRODUCER] },
+        routes: [{ name: 'ingest', match: { pathPrefix: '/v1/ingest' }, targets: [app.addr] }],
+      },
+    ],
+  });
+  for (let i = 0; i < 20; i += 1) {
+    // a new connection each time, so the kernel spreads them over both threads
+    const client = mtlsClient(t, sc.addr(), w.ca, producer);
+    const res = await client.request({ method: 'GET', path: `/v1/ingest/${i}` });
+    await res.body.dump();
+    await client.close();
+    t.equal(res.statusCode, 200, `request ${i}`);
+  }
+  t.equal(app.seen.length, 20);
+  const body = (await (await request(`http://127.0.0.1:${sc.admin!.port}/routes`)).body.json()) as {
+    threads: number;
+    listeners: Array<{ routes: Array<{ name: string; endpoints: Array<Record<string, unknown>> }> }>;
+  };
+  t.equal(body.threads, 2, 'both threads answered');
+  t.match(body.listeners[0]!.routes[0]!.endpoints[0], { address: app.addr, healthy: true, ejectedOnThreads: 0 });
 });

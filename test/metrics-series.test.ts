@@ -2,9 +2,9 @@
  * Every series of a closed label set exists at 0 from the first scrape, before any traffic or
  * reload, so that `rate()` and `increase()` see the first event and a dashboard shows 0 rather
  * than "no data": results and reasons from their lists (the upstream reasons from the error
- * module), listener names from the config. Judged on the admin /metrics of a fresh sidecar with
- * an inbound HTTP listener that verifies signatures and watches payload sizes, an outbound one
- * and a TCP one.
+ * module), listener names from the config, a gateway's route names (and `_unrouted`). Judged on
+ * the admin /metrics of a fresh sidecar with an inbound HTTP listener that verifies signatures and
+ * watches payload sizes, an outbound one, a TCP one and a gateway with two routes.
  */
 import t from 'tap';
 import { join } from 'node:path';
@@ -17,8 +17,8 @@ import { parsePrometheusText, type MetricFamily } from './helpers/prometheusText
 import { writeKey } from './helpers/signing.ts';
 import { startTestSidecar, startUpstream, world } from './helpers/world.ts';
 
-const LISTENERS = ['ingest', 'to-app', 'raw'] as const;
-const HTTP_LISTENERS = ['ingest', 'to-app'] as const;
+const LISTENERS = ['ingest', 'to-app', 'raw', 'edge'] as const;
+const HTTP_LISTENERS = ['ingest', 'to-app', 'edge'] as const;
 const PEER = 'spiffe://example.org/x';
 
 /** the values `label` takes in the samples of family `tollgate_${family}` named `tollgate_${sample}` whose labels include `where` */
@@ -69,6 +69,16 @@ t.test('before any traffic every series of a closed label set is served at 0', a
         verify: { spiffe: [PEER] },
       },
       { name: 'raw', mode: 'inbound', protocol: 'tcp', listen: '127.0.0.1:0', target: app.addr, allow: { any: true } },
+      {
+        name: 'edge',
+        mode: 'gateway',
+        listen: '127.0.0.1:0',
+        allow: { any: true },
+        routes: [
+          { name: 'events', match: { pathPrefix: '/v1/events' }, targets: [app.addr], integrity: { verify: true } },
+          { name: 'logs', match: { pathPrefix: '/v1/logs' }, targets: [app.addr], anomaly: { mode: 'off' } },
+        ],
+      },
     ],
   });
   const families = parsePrometheusText(await (await request(`http://127.0.0.1:${sc.admin!.port}/metrics`)).body.text());
@@ -117,7 +127,7 @@ t.test('before any traffic every series of a closed label set is served at 0', a
     );
     t.same(timed, [listener], `${listener}: handshake durations`);
   }
-  for (const listener of ['ingest', 'raw']) {
+  for (const listener of ['ingest', 'raw', 'edge']) {
     t.same(
       values('authz_decisions_total', 'decision', { listener }),
       ['allow', 'deny'],
@@ -146,6 +156,26 @@ t.test('before any traffic every series of a closed label set is served at 0', a
     values('signature_checks_total', 'result', { listener: 'ingest' }),
     sorted(SIGNATURE_RESULTS),
     'ingest verifies: every signature result',
+  );
+  t.same(
+    values('requests_total', 'route', { listener: 'edge' }),
+    ['_unrouted', 'events', 'logs'],
+    'edge: each route, and what no route takes',
+  );
+  t.same(
+    values('endpoint_ejections_total', 'route', { listener: 'edge' }),
+    ['events', 'logs'],
+    'edge: ejections per route',
+  );
+  t.same(
+    values('signature_checks_total', 'result', { listener: 'edge' }),
+    sorted(SIGNATURE_RESULTS),
+    'edge has a route that verifies: every signature result',
+  );
+  t.same(
+    values('payload_anomalies_total', 'route', { listener: 'edge' }),
+    ['events'],
+    'edge: anomaly kinds on the route that watches sizes only',
   );
   const kinds = ['too_large', 'too_small', 'volume_bytes', 'volume_requests'];
   t.same(

@@ -1,3 +1,4 @@
+import { formatHostPort } from '../config/hostPort.ts';
 import { readConfigFile } from '../config/load.ts';
 import { loadIdentity } from '../certs/identityBundle.ts';
 import { formatProblem } from '../config/validate.ts';
@@ -56,9 +57,20 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
   if (audit.seq !== null)
     o.out(`  audit log ${c.audit.file} ${audit.seq === 0 ? '(a new chain)' : `continues after seq ${audit.seq}`}`);
   o.out(`  ${describeWorkers(c.workers)}`);
-  for (const l of c.listeners)
-    o.out(
-      `  listener ${l.name}: ${l.mode} ${l.protocol} ${l.listen.host}:${l.listen.port} -> ${l.target.host}:${l.target.port}`,
-    );
+  for (const l of c.listeners) {
+    const listen = formatHostPort(l.listen);
+    if (l.mode !== 'gateway') {
+      o.out(`  listener ${l.name}: ${l.mode} ${l.protocol} ${listen} -> ${formatHostPort(l.target)}`);
+      continue;
+    }
+    // a gateway: its routes in the order they are tried
+    o.out(`  listener ${l.name}: gateway ${l.protocol} ${listen}, ${l.routes.length} route(s), first match wins`);
+    for (const r of l.routes) {
+      const m = r.match;
+      const match = `${m.methods === null ? '' : `${m.methods.join(',')} `}${m.host ?? '*'}${m.pathPrefix}`;
+      const via = r.upstreamTls === null ? '' : ' (mTLS)';
+      o.out(`    route ${r.name}: ${match} -> ${r.targets.map(formatHostPort).join(', ')}${via}`);
+    }
+  }
   return EXIT_OK;
 }

@@ -40,6 +40,12 @@ export function missingSigningKeys(config: Config, has: (keyId: string) => boole
         `listeners[${i}].integrity.keyId: key ${l.integrity.keyId} is not in keys.dir (add the key file first, then reload)`,
       );
     }
+    l.routes.forEach((r, j) => {
+      if (r.integrity.sign && r.integrity.keyId !== null && !has(r.integrity.keyId))
+        problems.push(
+          `listeners[${i}].routes[${j}].integrity.keyId: key ${r.integrity.keyId} is not in keys.dir (add the key file first, then reload)`,
+        );
+    });
   });
   return problems;
 }

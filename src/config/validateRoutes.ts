@@ -242,8 +242,10 @@ function checkRouteNames(ctx: Ctx, routes: readonly RouteConfig[], path: string)
 
 /**
  * A route that an earlier one shadows entirely can never be chosen (first match wins): said at
- * check time, not found in production. Caught: the same match twice, and any route after one
- * that matches everything.
+ * check time, not found in production. The earlier route shadows a later one when every request
+ * the later would match, it matches too: its prefix is the later's or a whole-segment prefix of
+ * it, its host is any, the same, or a `*.suffix` the later's host is under, and its methods are
+ * any or include all of the later's.
  */
 function checkReachable(ctx: Ctx, routes: readonly RouteConfig[], path: string): void {
   routes.forEach((r, i) => {
@@ -254,12 +256,23 @@ function checkReachable(ctx: Ctx, routes: readonly RouteConfig[], path: string):
 }
 
 function covers(earlier: RouteMatchConfig, later: RouteMatchConfig): boolean {
-  const catchAll = earlier.pathPrefix === '/' && earlier.host === null && earlier.methods === null;
-  const same =
-    earlier.pathPrefix === later.pathPrefix &&
-    earlier.host === later.host &&
-    JSON.stringify(earlier.methods) === JSON.stringify(later.methods);
-  return catchAll || same;
+  const e = earlier.pathPrefix;
+  const l = later.pathPrefix;
+  const path = e === '/' || l === e || l.startsWith(`${e}/`);
+  return path && hostCovers(earlier.host, later.host) && methodsCover(earlier.methods, later.methods);
+}
+
+function hostCovers(earlier: string | null, later: string | null): boolean {
+  if (earlier === null) return true;
+  if (later === null) return false;
+  if (earlier === later) return true;
+  // `*.example.org` covers `a.example.org` and `*.a.example.org`
+  return earlier.startsWith('*.') && later.replace(/^\*\./, 'x.').endsWith(earlier.slice(1));
+}
+
+function methodsCover(earlier: readonly string[] | null, later: readonly string[] | null): boolean {
+  if (earlier === null) return true;
+  return later !== null && later.every((m) => earlier.includes(m));
 }
 
 const routeName: Parser<string> = (v) =>

@@ -93,7 +93,8 @@ function pathSet(deps: GatewayDeps, context: PathContext, built: Built): Gateway
         targets: r.upstream.resolver.status(),
         endpoints: r.upstream.upstream.status(),
       })),
-    ready: () => Promise.all(routes.map((r) => r.upstream.started)).then(() => undefined),
+    // bounded: a DNS server that does not answer delays the start by at most this, then its routes answer 502 until it does
+    ready: () => within(READY_WAIT_MS, Promise.all(routes.map((r) => r.upstream.started))),
   };
 }
 
@@ -264,6 +265,19 @@ function hostOfTarget(target: string): string {
 }
 
 const DENY_NO_ROUTE = deny('ERR_NO_ROUTE');
+/** how long a gateway's start waits for its targets' first answers */
+const READY_WAIT_MS = 5_000;
+
+function within(ms: number, work: Promise<unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    void work.finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 /** The gateway's own path never sends upstream: it hands every exchange to a route or refuses it. */
 const NO_UPSTREAM: Upstream = {

@@ -130,7 +130,10 @@ export function outboundChain(integrity: IntegrityStage | null): Chain {
 }
 
 /** A gateway listener's own chain, up to the choice of route; the route's chain follows (routeChain). */
-export const GATEWAY_CHAIN: Chain = { stages: [authorizedAtHandshake, wellFormed, routed], body: 'pass' };
+export const GATEWAY_CHAIN: Chain = {
+  stages: [authorizedAtHandshake, originFormTarget, wellFormed, routed],
+  body: 'pass',
+};
 
 /** A gateway route's chain: the inbound one, after the route's own allow-list. */
 export function routeChain(integrity: IntegrityStage | null): Chain {
@@ -145,6 +148,15 @@ function authorizedAtHandshake(_path: RequestPath, ex: Exchange, conn: ClientCon
   if (conn.ctx.allowed) return ALLOW;
   ex.closeAfter = true;
   return DENY_PEER;
+}
+
+/**
+ * Gateway: only an origin-form target is routed (an absolute-form one, even naming the Host's own
+ * authority, or `*` could be read two ways by what is behind); CONNECT is wellFormed's to refuse.
+ */
+function originFormTarget(_path: RequestPath, ex: Exchange): Decision {
+  if (ex.target.charCodeAt(0) === 0x2f /* / */ || ex.method === 'CONNECT') return ALLOW;
+  return deny('ERR_BAD_PATH', 'the request target is not origin-form');
 }
 
 /** Gateway: the route the request goes to (its path then takes the exchange), chosen on the canonical path. */
