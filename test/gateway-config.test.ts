@@ -328,5 +328,30 @@ t.test(
       sc.logs.lines.some((l) => l.msg === 'audit config_reload' && l.ok === false),
       'audited',
     );
+    // what POST /reload read is not reloaded again by the file watch
+    await new Promise((r) => setTimeout(r, 1200));
+    t.equal(
+      sc.logs.lines.filter((l) => l.msg === 'configuration reload refused; nothing changed').length,
+      1,
+      'the bad file was refused once',
+    );
+
+    // a change of the file alone reloads it
+    await writeFile(
+      file,
+      JSON.stringify(raw([{ name: 'renamed', match: { pathPrefix: '/logs' }, targets: [logs.addr] }])),
+    );
+    await eventually(
+      () => sc.logs.lines.some((l) => l.msg === 'configuration reloaded' && l.trigger === 'watch'),
+      10_000,
+      'the watched file to reload',
+    );
+    t.equal(await get('/logs'), 200, 'served by the renamed route');
+    t.equal(await get('/sticky'), 404, 'the removed route is gone');
+    t.equal(
+      await sc.metric('tollgate_requests_total', { listener: 'edge', route: 'renamed', status_class: '2xx' }),
+      1,
+      'counted under the new name',
+    );
   },
 );
