@@ -24,7 +24,7 @@ import {
 } from './certs/identityRuntime.ts';
 import { tlsPolicy, type TlsPolicy } from './tls/policy.ts';
 import type { TlsMaterial } from './tls/contexts.ts';
-import { startDataPlane, type DataPlane } from './proxy/dataPlane.ts';
+import { startDataPlane, type DataPlane, type DataPlaneDeps } from './proxy/dataPlane.ts';
 import type { Listener } from './proxy/listener.ts';
 import { loadHttpParser, ParserUnavailableError } from './http1/parserBinding.ts';
 import type { StatusSources } from './admin/statusView.ts';
@@ -63,6 +63,8 @@ export interface SidecarDeps {
    * without it, the sidecar shuts itself down in-process.
    */
   readonly workerFailed?: (problem: string) => void;
+  /** how the main thread's gateway listeners resolve their targets' names (tests bring a DNS server); the system's otherwise */
+  readonly resolverFor?: DataPlaneDeps['resolverFor'];
 }
 
 export interface Sidecar {
@@ -354,6 +356,7 @@ async function startMainDataPlane(
     // the main thread watches keys.dir; with workers, every new ring goes to them
     keys: { onKeys: (ring) => parts.pool?.setKeys(ring), ...(replay === null ? {} : { replay }) },
     listen: { reusePort: scope.eventLoops > 1 },
+    ...(scope.deps.resolverFor === undefined ? {} : { resolverFor: scope.deps.resolverFor }),
   });
   parts.plane = plane;
   lifecycle.drains(plane);

@@ -7,6 +7,9 @@
  */
 import t from 'tap';
 import http from 'node:http';
+import { Resolver } from 'node:dns/promises';
+import { request } from 'undici';
+import { startDnsServer } from './helpers/dnsServer.ts';
 import { freePort } from './helpers/process.ts';
 import { INGEST, PRODUCER } from './helpers/identities.ts';
 import { signedHeaders, writeKey } from './helpers/signing.ts';
@@ -316,5 +319,87 @@ t.test(
     t.equal(wrong.statusCode, 502, 'a server that is not who the route expects');
     t.equal(wrong.headers['x-tollgate-error'], 'ERR_UPSTREAM_IDENTITY');
     t.equal(app.seen.length, 1, 'nothing more reached the app');
+  },
+);
+
+t.test(
+  "a target's DNS name stands for every address it has, followed as the answer changes (a headless Service)",
+  async (t) => {
+    const w = await world(t);
+    const dns = await startDnsServer(t);
+    // two pods of one Service: the same port on two loopback addresses
+    const a = await namedApp(t, 'a');
+    let bCount = 0;
+    const b = http.createServer((req, res) => {
+      req.resume();
+      bCount += 1;
+      res.end('b');
+    });
+    await new Promise<void>((r) => b.listen(a.port, '127.0.0.2', r));
+    t.teardown(() => {
+      b.closeAllConnections();
+      return new Promise((r) => b.close(() => r(undefined)));
+    });
+    dns.set('ingest.pipeline.test', [
+      { address: '127.0.0.1', ttl: 1 },
+      { address: '127.0.0.2', ttl: 1 },
+    ]);
+    const resolver = new Resolver({ timeout: 500, tries: 1 });
+    resolver.setServers([dns.address]);
+    const edge = await w.identity('edge', { spiffe: [EDGE] });
+    const sc = await startTestSidecar(
+      t,
+      w.dir,
+      {
+        admin: { listen: '127.0.0.1:0' },
+        identity: edge.files,
+        listeners: [
+          {
+            name: 'edge',
+            mode: 'gateway',
+            listen: '127.0.0.1:0',
+            allow: { any: true },
+            routes: [{ name: 'ingest', match: { pathPrefix: '/' }, targets: [`ingest.pipeline.test:${a.port}`] }],
+          },
+        ],
+      },
+      { resolverFor: { resolver } },
+    );
+    const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+    const clients = Array.from({ length: 4 }, () => mtlsClient(t, sc.addr(), w.ca, producer));
+    const burst = async (n: number): Promise<void> => {
+      await Promise.all(
+        clients.map(async (c) => {
+          for (let i = 0; i < n; i += 1) {
+            const res = await c.request({ method: 'GET', path: '/x' });
+            await res.body.dump();
+            t.equal(res.statusCode, 200);
+          }
+        }),
+      );
+    };
+    await burst(15);
+    t.ok(a.count() > 0 && bCount > 0, `both addresses got requests (a ${a.count()}, b ${bCount})`);
+    const routes = (await (await request(`http://127.0.0.1:${sc.admin!.port}/routes`)).body.json()) as {
+      listeners: Array<{ routes: Array<{ endpoints: Array<{ address: string; target: string }> }> }>;
+    };
+    t.same(
+      routes.listeners[0]!.routes[0]!.endpoints.map((e) => e.address).sort(),
+      [`127.0.0.1:${a.port}`, `127.0.0.2:${a.port}`],
+      'one endpoint per address',
+    );
+    // the pod at 127.0.0.2 goes away: after the TTL, no new request goes there
+    dns.set('ingest.pipeline.test', [{ address: '127.0.0.1', ttl: 1 }]);
+    await eventually(
+      async () => {
+        const r = (await (await request(`http://127.0.0.1:${sc.admin!.port}/routes`)).body.json()) as typeof routes;
+        return r.listeners[0]!.routes[0]!.endpoints.length === 1;
+      },
+      10_000,
+      'the answer without 127.0.0.2',
+    );
+    const before = bCount;
+    await burst(10);
+    t.equal(bCount, before, 'the address that left gets nothing more');
   },
 );
