@@ -59,6 +59,11 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
     imports: ['core', 'config', 'http1'],
     why: 'matches, resolves and balances over the HTTP/1.1 core pools it is handed; the request path above composes it',
   },
+  // Replay cache and rate limits shared by replicas, in Redis or Valkey (ioredis loaded only when configured).
+  sharedState: {
+    imports: ['core', 'config', 'telemetry'],
+    why: 'a store client that counts, logs and audits its own availability; the request path decides what an answer means',
+  },
   // Identity: certificate bundles, CRLs, the watch that swaps them, development PKI.
   certs: {
     imports: ['core', 'config', 'telemetry', 'tls'],
@@ -66,7 +71,19 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
   },
   // The listeners, the request path, and the data plane they make up.
   proxy: {
-    imports: ['core', 'config', 'telemetry', 'integrity', 'anomaly', 'limits', 'tls', 'policy', 'http1', 'gateway'],
+    imports: [
+      'core',
+      'config',
+      'telemetry',
+      'integrity',
+      'anomaly',
+      'limits',
+      'tls',
+      'policy',
+      'http1',
+      'gateway',
+      'sharedState',
+    ],
     why: 'composes the parts; the identity arrives as TLS material handed in, so not certs',
   },
   // The data plane on more threads.
@@ -98,6 +115,7 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
       'policy',
       'http1',
       'gateway',
+      'sharedState',
       'certs',
       'proxy',
       'workers',
@@ -132,6 +150,7 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
       'integrity',
       'tls',
       'certs',
+      'sharedState',
       'workers',
       'main.ts',
       'probe',

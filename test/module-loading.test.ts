@@ -195,6 +195,12 @@ t.test(
       'nor anything of admin/',
     );
     t.same(lean.workers[0]!.filter(isFastify), [], 'the worker thread does not load fastify');
+    const isRedisClient = (u: string): boolean => u.includes('/node_modules/ioredis/');
+    t.same(
+      [...lean.main, ...lean.workers[0]!].filter(isRedisClient),
+      [],
+      'without sharedState, no thread loads the Redis client',
+    );
     const composition = (u: string): boolean =>
       u === `${DIST}/main.js` || u.startsWith(`${DIST}/admin/`) || u.startsWith(`${DIST}/cli/`);
     t.same(lean.workers[0]!.filter(composition), [], 'nor main.js, admin/ or cli/');

@@ -1,4 +1,5 @@
 import { formatHostPort } from '../config/hostPort.ts';
+import type { Config } from '../config/types.ts';
 import { readConfigFile } from '../config/load.ts';
 import { loadIdentity } from '../certs/identityBundle.ts';
 import { formatProblem } from '../config/validate.ts';
@@ -30,17 +31,19 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
     return EXIT_USAGE;
   }
   const c = read.result.config;
-  const [identity, keys, audit, token] = await Promise.all([
+  const [identity, keys, audit, token, store] = await Promise.all([
     loadIdentity(c.identity, now),
     loadKeys(c),
     checkAuditLog(c.audit),
     tokenFileProblem(c.admin.tokenFile),
+    sharedStateProblem(c),
   ]);
   const problems = [
     ...(identity.ok ? [] : identity.problems.map((p) => `identity.${p}`)),
     ...(keys.ok ? [] : keys.problems),
     ...(audit.ok ? [] : audit.problems),
     ...(token === null ? [] : [token]),
+    ...(store === null ? [] : [store]),
   ];
   for (const w of identity.ok ? identity.warnings : []) o.err(`warning: identity.${w}`);
   for (const w of keys.ok ? keys.warnings : []) o.err(`warning: ${w}`);
@@ -57,6 +60,8 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
   if (audit.seq !== null)
     o.out(`  audit log ${c.audit.file} ${audit.seq === 0 ? '(a new chain)' : `continues after seq ${audit.seq}`}`);
   o.out(`  ${describeWorkers(c.workers)}`);
+  if (c.sharedState !== null)
+    o.out(`  shared state ${c.sharedState.url} answers (onUnavailable: ${c.sharedState.onUnavailable})`);
   for (const l of c.listeners) {
     const listen = formatHostPort(l.listen);
     if (l.mode !== 'gateway') {
@@ -73,4 +78,12 @@ export async function checkCommand(argv: string[], o: Output, now: Date): Promis
     }
   }
   return EXIT_OK;
+}
+
+/** the shared state store, reached as a replica would reach it (its CA, our client certificate, the password) */
+async function sharedStateProblem(c: Config): Promise<string | null> {
+  if (c.sharedState === null) return null;
+  const { probeSharedStore } = await import('../sharedState/sharedStore.ts');
+  const problem = await probeSharedStore(c.sharedState);
+  return problem === null ? null : `sharedState.url: ${c.sharedState.url} cannot be used: ${problem}`;
 }

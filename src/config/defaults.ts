@@ -2,7 +2,15 @@
  * Every default value of the configuration, in one place. validate.ts fills any field a
  * config file (or the quick-command flags) leaves out from these. All objects are frozen.
  */
-import type { AnomalyConfig, Config, HostPort, LimitsConfig, PassiveHealthConfig, TlsMinVersion } from './types.ts';
+import type {
+  AnomalyConfig,
+  Config,
+  HostPort,
+  LimitsConfig,
+  PassiveHealthConfig,
+  SharedStateConfig,
+  TlsMinVersion,
+} from './types.ts';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -53,6 +61,16 @@ export const DEFAULT_DNS_REFRESH_SECONDS = 30;
 
 /** Routes of one gateway listener: each name is a metric label, so their number is bounded. */
 export const MAX_ROUTES = 500;
+
+/** Shared state's settings other than where the store is: fail closed, both replay and rate limits shared. */
+export const DEFAULT_SHARED_STATE = Object.freeze({
+  topology: 'standalone',
+  keyPrefix: 'tollgate:',
+  timeoutMs: 50,
+  onUnavailable: 'refuse',
+  replay: true,
+  rateLimits: true,
+} as const satisfies Partial<SharedStateConfig>);
 
 /** Message-signature profile shared by all listeners. */
 export const DEFAULT_INTEGRITY: Config['integrity'] = Object.freeze({

@@ -143,6 +143,36 @@ export interface ListenerConfig {
   readonly routes: readonly RouteConfig[];
 }
 
+/**
+ * Replay cache and rate limits shared by every replica, in Redis or Valkey. Absent: each process
+ * keeps its own, as without it.
+ */
+export interface SharedStateConfig {
+  /** `rediss://host:port[/db]` (TLS), or `redis://` (plaintext: loopback only unless unsafePlaintext) */
+  readonly url: string;
+  /** one server (or a Sentinel-managed primary behind one address), or a Redis Cluster reached through this seed node */
+  readonly topology: 'standalone' | 'cluster';
+  /** the CA bundle the server's certificate must chain to (rediss) */
+  readonly caFile: string | null;
+  /** our client certificate and key for the server (rediss; both or neither) */
+  readonly certFile: string | null;
+  readonly keyFile: string | null;
+  /** the AUTH password, by file (a URL never carries one) */
+  readonly passwordFile: string | null;
+  /** prepended to every key, so one server can hold several deployments */
+  readonly keyPrefix: string;
+  /** the longest a request waits for the store before it counts as unavailable */
+  readonly timeoutMs: number;
+  /** the store cannot be reached: refuse (503 ERR_SHARED_STATE_UNAVAILABLE, fail closed) or fall back to this process's own state */
+  readonly onUnavailable: 'refuse' | 'local';
+  /** a (keyid, nonce) is accepted once per deployment */
+  readonly replay: boolean;
+  /** a peer's rate limit holds across replicas */
+  readonly rateLimits: boolean;
+  /** allow `redis://` (no TLS) to a host off loopback */
+  readonly unsafePlaintext: boolean;
+}
+
 export interface Config {
   /** the file the config came from (null for flag-built configs) */
   readonly source: string | null;
@@ -190,6 +220,8 @@ export interface Config {
    * listener bound with reusePort); "auto": one per CPU the cgroup quota allows.
    */
   readonly workers: number | 'auto';
+  /** null: replay cache and rate limits per process */
+  readonly sharedState: SharedStateConfig | null;
   readonly listeners: readonly ListenerConfig[];
 }
 

@@ -26,6 +26,7 @@ import { formatHostPort, isLoopbackHost } from './hostPort.ts';
 import type { Config, ConfigProblem, ConfigResult, HostPort } from './types.ts';
 import { validateIntegrityProfile } from './validateIntegrity.ts';
 import { validateListeners } from './validateListeners.ts';
+import { validateSharedState } from './validateSharedState.ts';
 import {
   at,
   bad,
@@ -79,6 +80,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions): ConfigResul
   const log = validateLog(ctx, raw.log, 'log');
   const drainTimeoutSeconds = read(ctx, raw, '', 'drainTimeoutSeconds', seconds, DEFAULT_DRAIN_TIMEOUT_SECONDS);
   const workers = read(ctx, raw, '', 'workers', workerCount, DEFAULT_WORKERS);
+  const sharedState = isAbsent(raw.sharedState) ? null : validateSharedState(ctx, raw.sharedState, 'sharedState');
   const listeners = validateListeners(ctx, raw.listeners, 'listeners', keys.dir);
   checkDistinctListenAddresses(ctx, [
     { path: 'admin.listen', address: admin.listen },
@@ -98,6 +100,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions): ConfigResul
     log,
     drainTimeoutSeconds,
     workers,
+    sharedState,
     listeners,
   };
   return Object.freeze({ ok: true, config: deepFreeze(config) });
@@ -116,6 +119,7 @@ const TOP_LEVEL_KEYS = [
   'log',
   'drainTimeoutSeconds',
   'workers',
+  'sharedState',
   'listeners',
 ] as const;
 

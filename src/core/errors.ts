@@ -55,6 +55,11 @@ export const ERRORS = {
     reason: 'bad_path',
     message: 'the request target is not a canonical origin-form path',
   },
+  ERR_SHARED_STATE_UNAVAILABLE: {
+    status: 503,
+    reason: 'shared_state_unavailable',
+    message: 'the shared replay and rate-limit store cannot be reached',
+  },
   ERR_NO_HEALTHY_UPSTREAM: {
     status: 503,
     reason: 'no_healthy_upstream',

@@ -86,6 +86,8 @@ export class Exchange {
   /** the peer as the x-tollgate-peer value */
   peerHeader = '';
   keyId: string | null = null;
+  /** the verified signature's nonce (a shared replay store claims it next) */
+  nonce: string | null = null;
   status = 0;
   responseBytes = 0;
   /** the refusal's code, or null */

@@ -47,6 +47,8 @@ export type Verification =
   | {
       readonly ok: true;
       readonly keyId: string;
+      /** the signature's nonce (remembered here; a deployment-wide claim may follow: integrity/nonceFingerprint.ts) */
+      readonly nonce: string;
       readonly label: string;
       readonly digests: readonly ExpectedDigest[] | null;
     }
@@ -204,7 +206,7 @@ function checkCandidate(
   const seen = deps.replay.checkAndInsert(keyId, nonce);
   if (seen === 'replayed') return refused('ERR_SIG_REPLAYED', 'nonce already seen', keyId);
   if (seen === 'full') return refused('ERR_REPLAY_CACHE_FULL', 'replay cache is full of live entries', keyId);
-  return { ok: true, keyId, label: c.label, digests };
+  return { ok: true, keyId, nonce, label: c.label, digests };
 }
 
 /** The coverage floor: @method, @authority, @path, @query; content-digest for content; content-type when present; plus configured extras. */

@@ -22,6 +22,7 @@ import type { TlsPolicy } from '../tls/policy.ts';
 import { startIntegrity, type IntegrityDeps, type IntegrityRuntime } from '../integrity/integrityRuntime.ts';
 import { createInboundListener, type InboundDeps, type InboundListener } from './inboundListener.ts';
 import type { RouteStatus } from './pathSet.ts';
+import { openSharedStore } from '../sharedState/sharedStore.ts';
 import { createOutboundListener } from './outboundListener.ts';
 import type { ListenOptions, Listener } from './listener.ts';
 import type { LiveSettable } from './liveSettings.ts';
@@ -88,6 +89,17 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
   const integrityStart = await startIntegrity(config, { log, metrics, audit, clock, ...deps.keys });
   if (!integrityStart.ok) throw new StartupError('keys do not load', integrityStart.problems, true);
   const integrity = integrityStart.runtime;
+  // the replicas' shared replay cache and buckets: one client per thread, connecting in the background (a request
+  // that needs it before it answers is refused or answered locally, as onUnavailable says)
+  const shared =
+    config.sharedState === null
+      ? null
+      : await openSharedStore(config.sharedState, {
+          log: log.child({ component: 'shared-state' }),
+          metrics,
+          audit,
+          clock,
+        });
   // the access log's switch: one per thread, flipped by a reload
   const accessLog = new AccessLog(config.log.access);
   let listeners: Array<Listener & LiveSettable>;
@@ -109,6 +121,7 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
       // a gateway is an inbound listener whose requests are routed: it also originates (upstreamTls) and resolves names
       return createInboundListener({
         ...common,
+        shared,
         policy,
         material,
         recentAnomalies,
@@ -121,6 +134,7 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
     addresses = await bindAll(config, listeners, deps);
   } catch (err) {
     integrity.close();
+    await shared?.close();
     throw err;
   }
   const inbound = listeners.filter((l): l is InboundListener => l.mode === 'inbound');
@@ -159,7 +173,10 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
         const routes = l.routes?.();
         return routes === undefined ? [] : [{ listener: l.name, routes }];
       }),
-    close: () => integrity.close(),
+    close: () => {
+      integrity.close();
+      void shared?.close();
+    },
   };
 }
 

@@ -31,7 +31,16 @@ import { createUpstreamTls, type UpstreamTls } from './upstreamTls.ts';
  */
 export interface GatewayDeps extends Pick<
   RequestPathDeps,
-  'listener' | 'metrics' | 'log' | 'clock' | 'refusals' | 'setPeerHeader' | 'isDraining' | 'upgrades' | 'accessLog'
+  | 'listener'
+  | 'metrics'
+  | 'log'
+  | 'clock'
+  | 'refusals'
+  | 'setPeerHeader'
+  | 'isDraining'
+  | 'upgrades'
+  | 'accessLog'
+  | 'shared'
 > {
   readonly audit: AuditSink;
   readonly recentAnomalies?: RecentAnomalies;
@@ -129,7 +138,7 @@ function build(
     const path = new RequestPath({
       ...base,
       route: config.name,
-      chain: routeChain(verify),
+      chain: routeChain(verify, deps.shared),
       limits: config.limits,
       pool: upstream.upstream,
       integrity: verify,
@@ -146,6 +155,7 @@ function build(
   const entry = new RequestPath({
     ...base,
     route: UNROUTED_ROUTE,
+    shared: null,
     chain: GATEWAY_CHAIN,
     limits: listener.limits,
     pool: NO_UPSTREAM,

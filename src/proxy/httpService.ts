@@ -177,7 +177,8 @@ export function singleUpstreamPaths(deps: SingleUpstreamDeps, context: PathConte
   const pathFor = (base: Omit<RequestPathDeps, 'chain' | 'limits'>): RequestPath =>
     new RequestPath({
       ...base,
-      chain: base.listener.mode === 'outbound' ? outboundChain(base.integrity) : inboundChain(base.integrity),
+      chain:
+        base.listener.mode === 'outbound' ? outboundChain(base.integrity) : inboundChain(base.integrity, base.shared),
       limits: base.listener.limits,
     });
   const set = (path: RequestPath): PathSet => ({

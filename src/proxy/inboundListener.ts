@@ -23,6 +23,7 @@ import { HttpService, singleUpstreamPaths } from './httpService.ts';
 import type { PathContext, PathSet } from './pathSet.ts';
 import { gatewayPaths, type GatewayDeps } from './gatewayPaths.ts';
 import { dialPlain } from './plainDial.ts';
+import type { SharedStore } from '../sharedState/sharedStore.ts';
 import { Refusals } from './refusals.ts';
 import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
 import { HandshakeGate, sourceKey } from './handshakeGate.ts';
@@ -55,6 +56,8 @@ export interface InboundDeps {
   readonly accessLog?: AccessLog;
   /** a gateway: its routes' integrity stages (verify, re-sign) from their settings */
   readonly integrityFor?: GatewayDeps['integrityFor'];
+  /** replay cache and rate limits shared by the replicas (sharedState); this process's own when not given */
+  readonly shared?: SharedStore | null;
   /** a gateway: the client context of mTLS origination to a route's targets (upstreamTls) */
   readonly clientContext?: GatewayDeps['clientContext'];
   /** a gateway: how target names are resolved (tests point it at their own DNS server); the system's when not given */
@@ -149,6 +152,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
           integrity: deps.integrity,
           anomaly: anomalyStageFor(deps),
           rateLimiter: rateLimiterFor(config.limits),
+          shared: deps.shared ?? null,
           dial: (done) => dialPlain(config.target.host, config.target.port, limits.upstreamTimeoutSeconds * 1000, done),
           // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
           keepAliveMs: 4_000,
@@ -178,6 +182,7 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
                 integrityFor: deps.integrityFor,
                 clientContext: deps.clientContext,
                 resolverFor: deps.resolverFor,
+                shared: deps.shared ?? null,
               },
               context,
             )

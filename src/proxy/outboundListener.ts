@@ -92,6 +92,8 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
           isDraining: () => conns.isDraining,
           integrity: deps.integrity,
           anomaly: null,
+          // the local app's own rate: nothing to share with other replicas
+          shared: null,
           rateLimiter: rateLimiterFor(config.limits),
           upgrades: metrics.upgrades.labels(config.name),
           accessLog,

@@ -38,6 +38,9 @@ import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import { pipeSockets } from './tcpPipe.ts';
 import { millis, targetForLog, type AccessEnd, type AccessLog } from '../telemetry/accessLog.ts';
 import { authorizePeer, type CompiledAllow } from '../policy/authz.ts';
+import { hash } from 'node:crypto';
+import { nonceFingerprint } from '../integrity/nonceFingerprint.ts';
+import type { SharedStore } from '../sharedState/sharedStore.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 
 /**
@@ -79,6 +82,8 @@ export interface RequestPathDeps {
   readonly resign: SignStage | null;
   /** the gateway: the path of the route an exchange goes to, or a refusal; null elsewhere */
   readonly router: Router | null;
+  /** replay cache and rate limits shared by the replicas (sharedState), or null: this process's own */
+  readonly shared: SharedStore | null;
   /** outbound: the Host to send (the target's authority); inbound: null (keep the client's) */
   readonly hostOverride: string | null;
   /** inbound: set x-tollgate-peer to the verified identity */
@@ -93,8 +98,8 @@ export interface RequestPathDeps {
   readonly accessLog: AccessLog;
 }
 
-/** One header-phase stage: allow, or refuse with a code. */
-export type Stage = (path: RequestPath, ex: Exchange, conn: ClientConnection) => Decision;
+/** One header-phase stage: allow, or refuse with a code; a stage that asks the shared state store answers later. */
+export type Stage = (path: RequestPath, ex: Exchange, conn: ClientConnection) => Decision | Promise<Decision>;
 
 /** What happens to a request body, chosen once per listener. */
 export type BodyStrategy = 'pass' | 'stream-verify' | 'buffer-verify' | 'buffer-sign';
@@ -109,17 +114,23 @@ export type Router = (ex: Exchange) => RequestPath | Decision;
 
 type SignStage = IntegrityStage & { kind: 'sign' };
 
-/** The inbound chain. */
-export function inboundChain(integrity: IntegrityStage | null): Chain {
+/**
+ * The inbound chain. With shared state, the rate is the replicas' shared bucket and a verified
+ * nonce is claimed once for the whole deployment (after this process's own cache, which answers
+ * a replay it has seen without a round trip).
+ */
+export function inboundChain(integrity: IntegrityStage | null, shared: SharedStore | null = null): Chain {
+  const rate = shared?.settings.rateLimits === true ? withinSharedRate : withinRate;
   if (integrity?.kind === 'verify') {
+    const verified = shared?.settings.replay === true ? [signatureVerified, claimedOnce] : [signatureVerified];
     // the size anomaly is judged on authenticated messages only: an unsigned, forged or replayed request is refused
     // before it can raise an alarm (or, in block mode, be refused for its size instead of what it really is)
     return {
-      stages: [authorizedAtHandshake, wellFormed, withinRate, declaredSize, signatureVerified, sizeAnomaly],
+      stages: [authorizedAtHandshake, wellFormed, rate, declaredSize, ...verified, sizeAnomaly],
       body: integrity.bodyMode === 'stream' ? 'stream-verify' : 'buffer-verify',
     };
   }
-  return { stages: [authorizedAtHandshake, wellFormed, withinRate, declaredSize, sizeAnomaly], body: 'pass' };
+  return { stages: [authorizedAtHandshake, wellFormed, rate, declaredSize, sizeAnomaly], body: 'pass' };
 }
 
 /** The outbound chain (the local app's requests, signed on their way to the remote peer). */
@@ -136,8 +147,8 @@ export const GATEWAY_CHAIN: Chain = {
 };
 
 /** A gateway route's chain: the inbound one, after the route's own allow-list. */
-export function routeChain(integrity: IntegrityStage | null): Chain {
-  const inbound = inboundChain(integrity);
+export function routeChain(integrity: IntegrityStage | null, shared: SharedStore | null = null): Chain {
+  const inbound = inboundChain(integrity, shared);
   return { stages: [allowedOnRoute, ...inbound.stages.slice(2)], body: inbound.body };
 }
 
@@ -209,6 +220,51 @@ function withinRate(path: RequestPath, ex: Exchange): Decision {
   return DENY_RATE;
 }
 
+/**
+ * The peer's bucket shared by every replica (one script on the store). The store unreachable:
+ * refused with 503 (`onUnavailable: refuse`), or this process's own bucket decides (`local`).
+ */
+function withinSharedRate(path: RequestPath, ex: Exchange): Decision | Promise<Decision> {
+  const limiter = path.deps.rateLimiter;
+  const shared = path.deps.shared!;
+  if (limiter === null) return ALLOW;
+  const { requestsPerSecond, burst } = limiter.options;
+  const bucket = `${path.deps.listener.name}:${path.deps.route}:${path.peerKey(ex.peer)}`;
+  return shared.take(bucket, requestsPerSecond, burst).then((r) => {
+    if (r === 'unavailable') {
+      if (shared.settings.onUnavailable === 'refuse') return DENY_SHARED_STATE;
+      path.degraded('rate');
+      return withinRate(path, ex);
+    }
+    if (r.ok) return ALLOW;
+    ex.extraFields = `retry-after: ${r.retryAfterSeconds}\r\n`;
+    return DENY_RATE;
+  });
+}
+
+/**
+ * A verified nonce, claimed for the whole deployment: one SET NX on its keyed fingerprint. Of
+ * copies sent to several replicas at once, exactly one is fresh. The store unreachable: refused
+ * with 503, or accepted on this process's own cache (which it already passed) when `local`.
+ */
+function claimedOnce(path: RequestPath, ex: Exchange): Decision | Promise<Decision> {
+  const integrity = path.deps.integrity as IntegrityStage & { kind: 'verify' };
+  const shared = path.deps.shared!;
+  const fingerprint = nonceFingerprint(integrity.verifier, ex.keyId!, ex.nonce!);
+  if (fingerprint === null) return deny('ERR_SIG_UNKNOWN_KEY', 'the key left the ring while the request was checked');
+  const p = integrity.verifier.profile;
+  return shared.claim(fingerprint, (p.maxAgeSeconds + p.skewSeconds) * 1000).then((verdict) => {
+    if (verdict === 'replayed') return DENY_REPLAYED_ELSEWHERE;
+    if (verdict === 'unavailable') {
+      if (shared.settings.onUnavailable === 'refuse') return DENY_SHARED_STATE;
+      path.degraded('replay');
+    }
+    // a request with a body is counted once its digest matched (the body strategy)
+    if (!ex.hasBody) path.deps.refusals.countSignature('ok');
+    return ALLOW;
+  });
+}
+
 function declaredSize(path: RequestPath, ex: Exchange): Decision {
   const length = ex.framing.contentLength;
   if (length > path.maxBodyBytes) return DENY_TOO_LARGE;
@@ -236,12 +292,14 @@ function signatureVerified(path: RequestPath, ex: Exchange): Decision {
   const v = verifyRequest(view, ex.hasBody, integrity.verifier);
   ex.keyId = v.keyId;
   if (!v.ok) return deny(v.code, v.detail);
+  ex.nonce = v.nonce;
   const digests = v.digests ?? NO_DIGESTS;
   if (!ex.hasBody) {
     // no content: a Content-Digest, if sent, must still be the digest of nothing
     if (!digestsMatch(digests, EMPTY))
       return deny('ERR_DIGEST_MISMATCH', 'Content-Digest does not match an empty body');
-    path.deps.refusals.countSignature('ok');
+    // with a shared replay store the signature is good once the deployment-wide claim holds (claimedOnce counts it)
+    if (path.deps.shared?.settings.replay !== true) path.deps.refusals.countSignature('ok');
     return ALLOW;
   }
   ex.strategy = digests;
@@ -283,6 +341,8 @@ export class RequestPath {
 
   /** a route's allow-list decisions, per peer identity (the same identity object for every connection of one certificate) */
   readonly allowedPeers = new WeakMap<PeerIdentity, boolean>();
+  /** peers' bucket keys in the shared store (bounded: cleared when full) */
+  readonly peerKeys = new Map<string, string>();
 
   constructor(deps: RequestPathDeps) {
     this.deps = deps;
@@ -305,6 +365,22 @@ export class RequestPath {
     this.responseBytes = deps.metrics.payloadBytes.labels(name, route, 'response');
   }
 
+  /** the shared state store was unavailable and this process's own state answered (onUnavailable: local) */
+  degraded(operation: 'replay' | 'rate'): void {
+    this.deps.metrics.sharedStateOperations.labels(operation, 'degraded').inc();
+  }
+
+  /** a peer's identity as a bucket key in the shared store: a digest, fixed length whatever the identity */
+  peerKey(peer: string): string {
+    let key = this.peerKeys.get(peer);
+    if (key === undefined) {
+      key = hash('sha256', peer, 'base64url').slice(0, 22);
+      if (this.peerKeys.size >= MAX_PEER_KEYS) this.peerKeys.clear();
+      this.peerKeys.set(peer, key);
+    }
+    return key;
+  }
+
   allowedPeer(peer: PeerIdentity, allow: CompiledAllow): boolean {
     let allowed = this.allowedPeers.get(peer);
     if (allowed === undefined) {
@@ -322,12 +398,40 @@ export class RequestPath {
     ex.peerHeader = peer?.headerValue ?? LOCAL_PEER;
     if (this.deps.isDraining()) ex.closeAfter = true;
     if (ex.parserRefusal !== null) return this.refuse(ex, ex.parserRefusal, { cause: ex.rawHeaders[0] ?? null });
-    for (const stage of this.stages) {
-      const d = stage(this, ex, conn);
+    this.stagesFrom(ex, conn, 0);
+  }
+
+  /**
+   * The header-phase stages from `first` on. A stage that asks the shared state store answers
+   * later: the chain goes on from the next stage when it has (unless the client left meanwhile).
+   */
+  stagesFrom(ex: Exchange, conn: ClientConnection, first: number): void {
+    const stages = this.stages;
+    for (let i = first; i < stages.length; i++) {
+      const d = stages[i]!(this, ex, conn);
+      if (d instanceof Promise) {
+        d.then(
+          (later) => this.decided(ex, conn, later, i + 1),
+          (err: Error) => this.decided(ex, conn, deny('ERR_SHARED_STATE_UNAVAILABLE', err.message), i + 1),
+        );
+        return;
+      }
       if (!d.allow) return this.refuse(ex, d.code, d.detail === undefined ? null : { detail: d.detail });
     }
     // the gateway: the chosen route's path takes the exchange from here (its own stages, body and upstream)
     if (ex.owner !== this) return (ex.owner as RequestPath).start(ex, conn);
+    this.afterStages(ex, conn);
+  }
+
+  /** a stage that answered later: refuse, or go on with the next */
+  decided(ex: Exchange, conn: ClientConnection, d: Decision, next: number): void {
+    if (ex.finished || ex.clientGone) return;
+    if (!d.allow) return this.refuse(ex, d.code, d.detail === undefined ? null : { detail: d.detail });
+    this.stagesFrom(ex, conn, next);
+  }
+
+  /** every stage allowed the exchange: its body, then upstream */
+  afterStages(ex: Exchange, conn: ClientConnection): void {
     if (!ex.hasBody)
       return this.forward(
         ex,
@@ -906,6 +1010,9 @@ const DENY_CODING = deny('ERR_UNSUPPORTED_CODING');
 const DENY_RATE = deny('ERR_RATE_LIMITED');
 const DENY_TOO_LARGE = deny('ERR_PAYLOAD_TOO_LARGE');
 const DENY_ANOMALY = deny('ERR_PAYLOAD_ANOMALY');
+const DENY_SHARED_STATE = deny('ERR_SHARED_STATE_UNAVAILABLE');
+const DENY_REPLAYED_ELSEWHERE = deny('ERR_SIG_REPLAYED', 'nonce already accepted by this deployment');
+const MAX_PEER_KEYS = 10_000;
 
 function isAcceptableDigestField(value: string | null): boolean {
   return value !== null && isAcceptableContentDigest(value);

@@ -20,7 +20,9 @@ export type AuditEventType =
   | 'reload'
   /** a config file reload (SIGHUP, POST /reload) that changed settings or was refused: what changed, what needs a restart */
   | 'config_reload'
-  | 'key_ring_change';
+  | 'key_ring_change'
+  /** the shared state store (sharedState) became unreachable, or reachable again: one event per change, with onUnavailable */
+  | 'shared_state';
 
 export interface AuditSink {
   record(type: AuditEventType, fields: Readonly<Record<string, unknown>>): void;

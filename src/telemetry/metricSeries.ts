@@ -16,6 +16,11 @@ const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const UPSTREAM_REASONS: readonly string[] = UPSTREAM_FAILURE_REASONS;
 const PAYLOAD_DIRECTIONS = ['request', 'response'] as const;
 const ANOMALY_KINDS = ['too_large', 'too_small', 'volume_requests', 'volume_bytes'] as const;
+/** tollgate_shared_state_operations_total's results per operation */
+const SHARED_STATE_RESULTS = [
+  ['replay', ['fresh', 'replayed', 'unavailable', 'degraded']],
+  ['rate', ['allowed', 'limited', 'unavailable', 'degraded']],
+] as const;
 const CERT_RELOAD_RESULTS = ['success', 'unchanged', 'failure'] as const;
 const KEY_RING_RELOAD_RESULTS = ['success', 'failure'] as const;
 const ADMIN_REFUSAL_REASONS = [ERRORS.ERR_ADMIN_FORBIDDEN.reason, ERRORS.ERR_ADMIN_UNAUTHORIZED.reason] as const;
@@ -34,6 +39,7 @@ const AUDIT_TYPES = [
   'reload',
   'config_reload',
   'key_ring_change',
+  'shared_state',
 ] as const satisfies readonly AuditEventType[];
 /** a compile error when an audit event type is added to audit.ts but not to the list above */
 const _EVERY_AUDIT_TYPE_LISTED: [Exclude<AuditEventType, (typeof AUDIT_TYPES)[number]>] extends [never] ? true : never =
@@ -50,6 +56,12 @@ export function initialiseSeries(metrics: Metrics, config: Config, version: stri
   for (const r of KEY_RING_RELOAD_RESULTS) metrics.keyRingReloads.labels(r).inc(0);
   for (const t of AUDIT_TYPES) metrics.auditEvents.labels(t).inc(0);
   for (const r of ADMIN_REFUSAL_REASONS) metrics.adminRefusals.labels(r).inc(0);
+  if (config.sharedState !== null) {
+    for (const [operation, results] of SHARED_STATE_RESULTS) {
+      for (const result of results) metrics.sharedStateOperations.labels(operation, result).inc(0);
+      metrics.sharedStateDuration.zero({ operation });
+    }
+  }
   for (const l of config.listeners) {
     const name = l.name;
     metrics.handshakes.labels(name, 'success', '').inc(0);

@@ -58,6 +58,11 @@ export interface Metrics {
   readonly upstreamErrors: Counter<'listener' | 'reason'>;
   /** HTTP connections that became tunnels after an accepted Upgrade (WebSocket), by listener */
   readonly upgrades: Counter<'listener'>;
+  /** shared state (Redis/Valkey): each check by operation (replay, rate) and result */
+  readonly sharedStateOperations: Counter<'operation' | 'result'>;
+  readonly sharedStateDuration: Histogram<'operation'>;
+  /** 1 while the store answers, 0 while it does not */
+  readonly sharedStateUp: Gauge<string>;
   /** a gateway route's endpoints taken out by passive health */
   readonly endpointEjections: Counter<'listener' | 'route'>;
   readonly auditEvents: Counter<'type'>;
@@ -199,6 +204,25 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_upgrades_total',
       help: 'HTTP connections upgraded to a tunnel (101 Switching Protocols), by listener',
       labelNames: ['listener'] as const,
+      registers,
+    }),
+    sharedStateOperations: new Counter({
+      name: 'tollgate_shared_state_operations_total',
+      help: 'Checks against the shared state store by operation (replay, rate) and result (fresh, replayed, allowed, limited, unavailable; degraded: unavailable and answered from this process)',
+      labelNames: ['operation', 'result'] as const,
+      registers,
+    }),
+    sharedStateDuration: new Histogram({
+      name: 'tollgate_shared_state_duration_seconds',
+      help: 'Round trip of one shared state check (answered ones)',
+      labelNames: ['operation'] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    }),
+    sharedStateUp: new Gauge({
+      name: 'tollgate_shared_state_up',
+      help: '1 while the shared state store answers, 0 while it does not (with workers: the lowest of the threads)',
+      aggregator: 'min',
       registers,
     }),
     endpointEjections: new Counter({

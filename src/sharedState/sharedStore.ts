@@ -1,0 +1,262 @@
+/**
+ * The replay cache and rate-limit buckets every replica shares, in Redis or Valkey (ioredis,
+ * loaded only when `sharedState` is configured). Each check is one command:
+ *
+ * - a nonce: `SET key 1 PX ttl NX` on a keyed fingerprint of (keyid, nonce), never the nonce
+ *   itself: set means fresh, not set means another replica (or this one) accepted it first;
+ * - a rate decision: one Lua script (GCRA over the server's clock, so replicas with skewed
+ *   clocks share one bucket), answering allowed or the seconds until the next token.
+ *
+ * Commands issued in one turn of the event loop go out in one write (auto-pipelining), and none
+ * waits for a connection: while the store is unreachable every check answers `unavailable` at
+ * once (no offline queue), and after `timeoutMs` an answer that did not come is unavailable too.
+ * The caller decides what unavailable means (refuse or local). The change of state is logged,
+ * counted and audited once each way, not per request.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { SharedStateConfig } from '../config/types.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { AuditSink } from '../telemetry/audit.ts';
+
+export type ClaimVerdict = 'fresh' | 'replayed' | 'unavailable';
+export type SharedRate = { readonly ok: true } | { readonly ok: false; readonly retryAfterSeconds: number };
+
+export interface SharedStore {
+  readonly settings: SharedStateConfig;
+  /** one accepted use of `fingerprint` (a keyed digest of keyid and nonce) within `ttlMs` */
+  claim(fingerprint: string, ttlMs: number): Promise<ClaimVerdict>;
+  /** one token from the bucket `bucket` (rate per second, burst banked) */
+  take(bucket: string, ratePerSecond: number, burst: number): Promise<SharedRate | 'unavailable'>;
+  /** the store answered its last command */
+  available(): boolean;
+  close(): Promise<void>;
+}
+
+export interface SharedStoreDeps {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly audit: AuditSink;
+  readonly clock: Clock;
+}
+
+/** GCRA: the theoretical arrival time of the next request, kept per bucket; the server's TIME is the clock. */
+const TAKE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local nextTat = tat + interval
+local allowAt = nextTat - tolerance
+if now < allowAt then return {0, math.ceil(allowAt - now)} end
+redis.call('SET', KEYS[1], nextTat, 'PX', math.ceil(nextTat - now) + 1000)
+return {1, 0}
+`;
+
+/** the commands of ioredis this module uses (Redis and Cluster both have them) */
+interface RedisLike {
+  set(key: string, value: string, px: 'PX', ms: number, nx: 'NX'): Promise<'OK' | null>;
+  tollgateTake(key: string, interval: number, tolerance: number): Promise<[number, number]>;
+  defineCommand(name: string, def: { numberOfKeys: number; lua: string }): void;
+  on(event: string, fn: (...args: unknown[]) => void): unknown;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+  status: string;
+}
+
+export async function openSharedStore(settings: SharedStateConfig, deps: SharedStoreDeps): Promise<SharedStore> {
+  const options = await connectionOptions(settings);
+  const { Redis, Cluster } = await import('ioredis');
+  const url = new URL(settings.url);
+  const client = (settings.topology === 'cluster'
+    ? new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+        redisOptions: options,
+        enableAutoPipelining: true,
+        enableOfflineQueue: false,
+        keyPrefix: settings.keyPrefix,
+        clusterRetryStrategy: reconnectDelay,
+      })
+    : new Redis(settings.url, {
+        ...options,
+        enableAutoPipelining: true,
+        keyPrefix: settings.keyPrefix,
+      })) as unknown as RedisLike;
+  client.defineCommand('tollgateTake', { numberOfKeys: 1, lua: TAKE_SCRIPT });
+  return new RedisSharedStore(settings, client, deps);
+}
+
+/**
+ * `tollgate check`: connect as a replica would (TLS, client certificate, password) and PING,
+ * within a few seconds. null when the store answered; else what went wrong (a CA that does not
+ * sign the server, a refused certificate, nothing listening).
+ */
+export async function probeSharedStore(settings: SharedStateConfig, waitMs = 3000): Promise<string | null> {
+  let options: Record<string, unknown>;
+  try {
+    options = await connectionOptions(settings);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const { Redis } = await import('ioredis');
+  const url = new URL(settings.url);
+  // a cluster's seed node answers PING like any server
+  const client = new Redis(settings.url, {
+    ...options,
+    host: url.hostname,
+    lazyConnect: true,
+    retryStrategy: () => null,
+    connectTimeout: waitMs,
+    commandTimeout: waitMs,
+  });
+  let lastError: Error | null = null;
+  client.on('error', (err: Error) => (lastError = err));
+  try {
+    await client.connect();
+    await client.ping();
+    return null;
+  } catch (err) {
+    return (lastError ?? (err as Error)).message;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** connection settings shared by a standalone client and a cluster's node clients */
+async function connectionOptions(s: SharedStateConfig): Promise<Record<string, unknown>> {
+  const password = s.passwordFile === null ? undefined : (await readFile(s.passwordFile, 'utf8')).trim();
+  const tls =
+    new URL(s.url).protocol === 'rediss:'
+      ? {
+          ca: await readFile(s.caFile!),
+          ...(s.certFile === null ? {} : { cert: await readFile(s.certFile), key: await readFile(s.keyFile!) }),
+          // the name in the URL is the one the server certificate must carry
+          servername: new URL(s.url).hostname,
+          minVersion: 'TLSv1.2',
+        }
+      : undefined;
+  return {
+    ...(password === undefined ? {} : { password }),
+    ...(tls === undefined ? {} : { tls }),
+    // a request never waits for a connection: while there is none, a check is unavailable at once
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: s.timeoutMs,
+    connectTimeout: Math.max(1000, s.timeoutMs * 10),
+    retryStrategy: reconnectDelay,
+    lazyConnect: false,
+  };
+}
+
+/** reconnect quickly at first, then once a second */
+function reconnectDelay(times: number): number {
+  return Math.min(1000, 50 * times);
+}
+
+class RedisSharedStore implements SharedStore {
+  readonly settings: SharedStateConfig;
+  readonly client: RedisLike;
+  readonly deps: SharedStoreDeps;
+  up = false;
+  /** the state last reported (log, audit): null until the first answer or failure */
+  reported: boolean | null = null;
+  closed = false;
+
+  constructor(settings: SharedStateConfig, client: RedisLike, deps: SharedStoreDeps) {
+    this.settings = settings;
+    this.client = client;
+    this.deps = deps;
+    deps.metrics.sharedStateUp.set(0);
+    client.on('ready', () => this.changed(true, null));
+    client.on('error', (err) => this.changed(false, err as Error));
+    client.on('end', () => this.changed(false, null));
+  }
+
+  async claim(fingerprint: string, ttlMs: number): Promise<ClaimVerdict> {
+    const started = this.deps.clock.monotonic();
+    try {
+      const set = await this.client.set(`replay:${fingerprint}`, '1', 'PX', ttlMs, 'NX');
+      this.answered('replay', started);
+      const verdict = set === 'OK' ? 'fresh' : 'replayed';
+      this.count('replay', verdict);
+      return verdict;
+    } catch (err) {
+      this.failed('replay', err as Error);
+      return 'unavailable';
+    }
+  }
+
+  async take(bucket: string, ratePerSecond: number, burst: number): Promise<SharedRate | 'unavailable'> {
+    const started = this.deps.clock.monotonic();
+    const interval = 1000 / ratePerSecond;
+    try {
+      const [allowed, waitMs] = await this.client.tollgateTake(`rate:${bucket}`, interval, interval * burst);
+      this.answered('rate', started);
+      this.count('rate', allowed === 1 ? 'allowed' : 'limited');
+      return allowed === 1 ? ALLOWED : { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+    } catch (err) {
+      this.failed('rate', err as Error);
+      return 'unavailable';
+    }
+  }
+
+  available(): boolean {
+    return this.up;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    try {
+      await Promise.race([this.client.quit(), new Promise((r) => setTimeout(r, 500).unref())]);
+    } catch {
+      // already gone
+    }
+    this.client.disconnect();
+  }
+
+  private answered(operation: string, started: bigint): void {
+    this.deps.metrics.sharedStateDuration
+      .labels(operation)
+      .observe(Number(this.deps.clock.monotonic() - started) / 1e9);
+    this.changed(true, null);
+  }
+
+  private failed(operation: string, err: Error): void {
+    this.count(operation, 'unavailable');
+    this.changed(false, err);
+  }
+
+  private count(operation: string, result: string): void {
+    this.deps.metrics.sharedStateOperations.labels(operation, result).inc();
+  }
+
+  /** the store's state as last seen; a change is logged, audited and set on the gauge once */
+  private changed(up: boolean, err: Error | null): void {
+    if (this.closed) return;
+    this.up = up;
+    if (this.reported === up) return;
+    const first = this.reported === null;
+    this.reported = up;
+    this.deps.metrics.sharedStateUp.set(up ? 1 : 0);
+    const mode = this.settings.onUnavailable;
+    if (up) {
+      this.deps.log.info(
+        { url: this.settings.url },
+        first ? 'shared state store connected' : 'shared state store available again',
+      );
+      if (!first) this.deps.audit.record('shared_state', { state: 'available', onUnavailable: mode });
+      return;
+    }
+    this.deps.log.warn(
+      { url: this.settings.url, err: err?.message ?? 'connection closed', onUnavailable: mode },
+      mode === 'refuse'
+        ? 'shared state store unavailable: requests that need it are refused (503) until it is back'
+        : 'shared state store unavailable: answering from this process (replay cache and rate limits per replica) until it is back',
+    );
+    this.deps.audit.record('shared_state', { state: 'unavailable', onUnavailable: mode, err: err?.message ?? null });
+  }
+}
+
+const ALLOWED: SharedRate = Object.freeze({ ok: true });

@@ -1,0 +1,290 @@
+/**
+ * Two gateway replicas and one real Redis (redis-server, started here): a signed request is
+ * accepted once per deployment (the copy sent to the other replica is ERR_SIG_REPLAYED, and of
+ * 20 copies spread over both exactly one gets through); a peer's rate limit holds across the
+ * replicas; with Redis gone, `refuse` answers 503 ERR_SHARED_STATE_UNAVAILABLE and recovers by
+ * itself when Redis is back, while `local` keeps serving on each replica's own state and says so
+ * in metrics and audit; TLS to Redis with a client certificate.
+ */
+import t from 'tap';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { exitWithin, startTollgate } from './helpers/process.ts';
+import type { AuditSink } from '../src/telemetry/audit.ts';
+import { PRODUCER } from './helpers/identities.ts';
+import { redisMissing, startRedis, type TestRedis } from './helpers/redisServer.ts';
+import { signedHeaders, writeKey, type TestKey } from './helpers/signing.ts';
+import {
+  eventually,
+  mtlsClient,
+  startTestSidecar,
+  startUpstream,
+  world,
+  type Test,
+  type TestIdentity,
+  type TestSidecar,
+  type Upstream,
+  type World,
+} from './helpers/world.ts';
+
+const missing = redisMissing();
+if (missing !== null) t.plan(0, missing);
+
+interface Replicas {
+  readonly w: World;
+  readonly a: TestSidecar;
+  readonly b: TestSidecar;
+  readonly app: Upstream;
+  readonly key: TestKey;
+  readonly producer: TestIdentity;
+  readonly audit: Array<{ type: string; fields: Record<string, unknown> }>;
+}
+
+async function replicas(
+  t: Test,
+  sharedState: Record<string, unknown>,
+  route: Record<string, unknown> = {},
+  w?: World,
+): Promise<Replicas> {
+  const world_ = w ?? (await world(t));
+  const edge = await world_.identity('edge');
+  const producer = await world_.identity('producer', { spiffe: [PRODUCER] });
+  const key = await writeKey(join(world_.dir, 'keys'), 'k1');
+  const app = await startUpstream(t);
+  const audit: Replicas['audit'] = [];
+  const sink: AuditSink = {
+    record: (type, fields) => void audit.push({ type, fields: { ...fields } }),
+    flush: async () => undefined,
+  };
+  const raw = {
+    identity: edge.files,
+    keys: { dir: 'keys' },
+    sharedState: { timeoutMs: 500, ...sharedState },
+    listeners: [
+      {
+        name: 'edge',
+        mode: 'gateway',
+        listen: '127.0.0.1:0',
+        allow: { spiffe: [PRODUCER] },
+        integrity: { verify: true },
+        routes: [{ name: 'ingest', match: { pathPrefix: '/v1/ingest' }, targets: [app.addr], ...route }],
+      },
+    ],
+  };
+  const a = await startTestSidecar(t, world_.dir, raw, { audit: sink });
+  const b = await startTestSidecar(t, world_.dir, raw, { audit: sink });
+  return { w: world_, a, b, app, key, producer, audit };
+}
+
+async function send(
+  t: Test,
+  r: Replicas,
+  to: TestSidecar,
+  headers: Record<string, string>,
+  body = 'event',
+): Promise<{ status: number; error: string | undefined }> {
+  const client = mtlsClient(t, to.addr(), r.w.ca, r.producer);
+  const res = await client.request({ method: 'POST', path: '/v1/ingest', headers, body });
+  await res.body.dump();
+  await client.close();
+  return { status: res.statusCode, error: res.headers['x-tollgate-error'] as string | undefined };
+}
+
+/** headers signed for whichever replica gets them (the Host is the same name for both) */
+function signed(r: Replicas, body = 'event'): Record<string, string> {
+  return signedHeaders({ method: 'POST', path: '/v1/ingest', authority: 'localhost', body, key: r.key });
+}
+
+async function up(sc: TestSidecar): Promise<void> {
+  await eventually(async () => (await sc.metric('tollgate_shared_state_up')) === 1, 10_000, 'the store connected');
+}
+
+t.test(
+  'a request accepted by one replica is a replay at the other, and of 20 copies exactly one gets through',
+  async (t) => {
+    const redis = await startRedis(t);
+    const r = await replicas(t, { url: redis.url });
+    await up(r.a);
+    await up(r.b);
+    const headers = signed(r);
+    t.same(await send(t, r, r.a, headers), { status: 200, error: undefined }, 'accepted by A');
+    t.same(await send(t, r, r.b, headers), { status: 401, error: 'ERR_SIG_REPLAYED' }, 'replayed at B');
+    t.same(await send(t, r, r.a, headers), { status: 401, error: 'ERR_SIG_REPLAYED' }, 'and at A (its own cache)');
+    t.equal(r.app.seen.length, 1);
+    t.ok(
+      r.b.logs.lines.some(
+        (l) => l.code === 'ERR_SIG_REPLAYED' && l.detail === 'nonce already accepted by this deployment',
+      ),
+      'B says the deployment saw it',
+    );
+    t.equal(r.audit.filter((e) => e.type === 'replay').length, 2, 'each replay audited');
+    t.equal(await r.b.metric('tollgate_shared_state_operations_total', { operation: 'replay', result: 'replayed' }), 1);
+
+    const copies = signed(r, 'copy');
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => send(t, r, i % 2 === 0 ? r.a : r.b, copies, 'copy')),
+    );
+    t.equal(results.filter((x) => x.status === 200).length, 1, 'exactly one copy accepted');
+    t.equal(results.filter((x) => x.error === 'ERR_SIG_REPLAYED').length, 19, 'the other 19 are replays');
+    t.equal(r.app.seen.length, 2);
+    // the store holds a keyed fingerprint, never the nonce
+    const nonce = /nonce="([^"]+)"/.exec(copies['signature-input']!)![1]!;
+    t.notOk(
+      r.a.logs.lines.some((l) => JSON.stringify(l).includes(nonce)),
+      'the nonce is in no log line',
+    );
+  },
+);
+
+t.test("a peer's rate limit holds across both replicas", async (t) => {
+  const redis = await startRedis(t);
+  const r = await replicas(t, { url: redis.url }, { limits: { requestsPerSecond: 0.01, burst: 6 } });
+  await up(r.a);
+  await up(r.b);
+  const statuses: number[] = [];
+  for (let i = 0; i < 16; i += 1) statuses.push((await send(t, r, i % 2 === 0 ? r.a : r.b, signed(r))).status);
+  t.equal(statuses.filter((s) => s === 200).length, 6, `one bucket of 6 for both (${statuses.join(' ')})`);
+  t.equal(statuses.filter((s) => s === 429).length, 10);
+  t.ok((await r.a.metric('tollgate_shared_state_operations_total', { operation: 'rate', result: 'limited' })) > 0);
+});
+
+t.test('with Redis gone, onUnavailable refuse answers 503 and recovers by itself when Redis is back', async (t) => {
+  const redis = await startRedis(t);
+  const r = await replicas(t, { url: redis.url, onUnavailable: 'refuse' });
+  await up(r.a);
+  t.equal((await send(t, r, r.a, signed(r))).status, 200);
+  await redis.stop();
+  await eventually(async () => (await send(t, r, r.a, signed(r))).status === 503, 10_000, 'a 503 once Redis is gone');
+  const refused = await send(t, r, r.a, signed(r));
+  t.same(refused, { status: 503, error: 'ERR_SHARED_STATE_UNAVAILABLE' });
+  t.equal(await r.a.metric('tollgate_shared_state_up'), 0, 'the gauge says so');
+  t.ok(
+    r.audit.some((e) => e.type === 'shared_state' && e.fields.state === 'unavailable'),
+    'the outage is audited',
+  );
+  const seenBefore = r.app.seen.length;
+  await redis.start();
+  await eventually(async () => (await send(t, r, r.a, signed(r))).status === 200, 15_000, 'serving again');
+  t.ok(
+    r.audit.some((e) => e.type === 'shared_state' && e.fields.state === 'available'),
+    'the recovery is audited',
+  );
+  t.equal(r.app.seen.length, seenBefore + 1, 'nothing reached the app while refusing');
+  // and it is shared again: a copy to B is a replay
+  const headers = signed(r);
+  t.equal((await send(t, r, r.a, headers)).status, 200);
+  await up(r.b);
+  t.equal((await send(t, r, r.b, headers)).error, 'ERR_SIG_REPLAYED');
+});
+
+t.test(
+  'with Redis gone, onUnavailable local keeps serving on each replica, counted and audited as a degradation',
+  async (t) => {
+    const redis = await startRedis(t);
+    const r = await replicas(t, { url: redis.url, onUnavailable: 'local' });
+    await up(r.a);
+    await up(r.b);
+    const before = signed(r);
+    t.equal((await send(t, r, r.a, before)).status, 200);
+    await redis.stop();
+    await eventually(async () => (await r.a.metric('tollgate_shared_state_up')) === 0, 10_000, 'the store seen gone');
+    const during = signed(r);
+    t.equal((await send(t, r, r.a, during)).status, 200, 'served from local state');
+    t.equal((await send(t, r, r.a, during)).error, 'ERR_SIG_REPLAYED', "the replica's own cache still holds");
+    t.ok(
+      (await r.a.metric('tollgate_shared_state_operations_total', { operation: 'replay', result: 'degraded' })) > 0,
+      'counted as degraded',
+    );
+    t.ok(
+      r.audit.some((e) => e.type === 'shared_state' && e.fields.onUnavailable === 'local'),
+      'audited',
+    );
+    t.ok(
+      r.a.logs.lines.some((l) => /answering from this process/.test(String(l.msg))),
+      'logged',
+    );
+    await redis.start();
+    await up(r.a);
+    await up(r.b);
+    // shared again once it is back (a Redis without persistence forgot what it held: see the README)
+    const after = signed(r);
+    t.equal((await send(t, r, r.a, after)).status, 200);
+    t.equal((await send(t, r, r.b, after)).error, 'ERR_SIG_REPLAYED', 'accepted once across replicas again');
+  },
+);
+
+t.test('TLS to Redis with a client certificate', async (t) => {
+  const w = await world(t);
+  const server = await w.identity('redis');
+  const redis: TestRedis = await startRedis(t, {
+    certFile: server.files.certFile,
+    keyFile: server.files.keyFile,
+    caFile: server.files.caFile,
+  });
+  const client = await w.identity('redis-client');
+  const r = await replicas(
+    t,
+    {
+      url: redis.url,
+      caFile: server.files.caFile,
+      certFile: client.files.certFile,
+      keyFile: client.files.keyFile,
+    },
+    {},
+    w,
+  );
+  await up(r.a);
+  const headers = signed(r);
+  t.equal((await send(t, r, r.a, headers)).status, 200);
+  await up(r.b);
+  t.equal((await send(t, r, r.b, headers)).error, 'ERR_SIG_REPLAYED', 'shared over TLS');
+});
+
+t.test(
+  'tollgate check reaches the store as a replica would: a CA that does not sign the server is refused',
+  async (t) => {
+    const w = await world(t);
+    const server = await w.identity('redis');
+    const redis = await startRedis(t, {
+      certFile: server.files.certFile,
+      keyFile: server.files.keyFile,
+      caFile: server.files.caFile,
+    });
+    const client = await w.identity('redis-client');
+    const other = await world(t);
+    const stranger = await other.identity('stranger');
+    const edge = await w.identity('edge');
+    const configFor = async (name: string, caFile: string): Promise<string> => {
+      const file = join(w.dir, `${name}.json`);
+      await writeFile(
+        file,
+        JSON.stringify({
+          identity: edge.files,
+          sharedState: { url: redis.url, caFile, certFile: client.files.certFile, keyFile: client.files.keyFile },
+          listeners: [
+            {
+              name: 'edge',
+              mode: 'gateway',
+              listen: '127.0.0.1:0',
+              allow: { any: true },
+              routes: [{ name: 'r', match: { pathPrefix: '/' }, targets: ['127.0.0.1:9'] }],
+            },
+          ],
+        }),
+      );
+      return file;
+    };
+    const good = await exitWithin(
+      startTollgate(t, ['check', '--config', await configFor('good', server.files.caFile)]),
+      20_000,
+    );
+    t.equal(good.code, 0, good.stdout + good.stderr);
+    t.match(good.stdout, /shared state rediss:\/\/localhost:\d+ answers/);
+    const bad = await exitWithin(
+      startTollgate(t, ['check', '--config', await configFor('bad', stranger.files.caFile)]),
+      20_000,
+    );
+    t.equal(bad.code, 2, 'a usage error: the configuration cannot work');
+    t.match(bad.stderr + bad.stdout, /sharedState\.url: rediss:\/\/localhost:\d+ cannot be used: .*certificate/i);
+  },
+);
