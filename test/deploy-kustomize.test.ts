@@ -16,13 +16,22 @@ import {
   podContainers,
   readKustomization,
   updatedImage,
+  type ImageEntry,
   type K8sObject,
 } from './helpers/kustomize.ts';
 import { expandedArgs, flagValues, isClusterScoped } from './helpers/kustomizeCluster.ts';
 import { stageAfterReadmeKeys } from './helpers/kustomizeStage.ts';
 import type { Test } from './helpers/world.ts';
 
-const TREES = ['injector', 'gateway', 'examples', 'overlays/dev', 'overlays/production'];
+const TREES = [
+  'injector',
+  'gateway',
+  'examples',
+  'overlays/dev',
+  'overlays/production',
+  'overlays/gateway-redis-dev',
+  'overlays/gateway-redis-production',
+];
 const IMAGE = 'registry.example.com/tollgate';
 /** the image the bases run unless an overlay says otherwise */
 const BASE_IMAGE = `${IMAGE}:0.1.0`;
@@ -231,6 +240,14 @@ t.test('the renderer refuses every kustomization feature it does not implement, 
   t.throws(() => build(missing), /generator file keys\/k1 does not exist/, 'a generator file that does not exist');
 });
 
+/** the images entries that hold for a tree: its own, or else those of the overlay it builds on (gateway-redis-dev on dev) */
+function imageEntries(dir: string): ImageEntry[] {
+  const k = readKustomization(dir);
+  if (k.images !== undefined) return k.images;
+  const overlay = (k.resources ?? []).find((r) => /^\.\.\/[a-z-]+$/.test(r));
+  return overlay === undefined ? [] : imageEntries(join(dir, overlay));
+}
+
 /** every place a rendered tree names tollgate's image: containers, the sidecar image variable, the injector's --image */
 function tollgateImages(objects: readonly K8sObject[]): Array<{ where: string; image: string }> {
   const found: Array<{ where: string; image: string }> = [];
@@ -255,7 +272,8 @@ t.test(
     for (const name of TREES) {
       const k = readKustomization(tree(name));
       const entries = (k.images ?? []).filter((i) => i.name === IMAGE);
-      const expected = entries.length === 0 ? BASE_IMAGE : updatedImage(BASE_IMAGE, entries[0]!);
+      const inherited = imageEntries(tree(name)).filter((i) => i.name === IMAGE);
+      const expected = inherited.length === 0 ? BASE_IMAGE : updatedImage(BASE_IMAGE, inherited[0]!);
       t.ok(
         entries.length <= 1 && (k.images ?? []).length === entries.length,
         `${name}: at most one images entry, for ${IMAGE}`,
@@ -281,6 +299,11 @@ t.test(
       updatedImage(BASE_IMAGE, readKustomization(tree('overlays/dev')).images![0]!),
       'tollgate:dev',
       'dev runs the local build',
+    );
+    t.equal(
+      updatedImage(BASE_IMAGE, imageEntries(tree('overlays/gateway-redis-dev'))[0]!),
+      'tollgate:dev',
+      "gateway-redis-dev runs dev's image: it sets none of its own",
     );
   },
 );

@@ -7,12 +7,14 @@
  * example workload run through the injector.
  */
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseHostPort } from '../src/config/hostPort.ts';
+import type { Config } from '../src/config/types.ts';
 import { validateConfig } from '../src/config/validate.ts';
 import { imageReferenceProblem } from '../src/webhook/imageReference.ts';
 import { decideInjection } from '../src/webhook/injection.ts';
@@ -31,11 +33,23 @@ import {
 } from './helpers/kustomize.ts';
 import { expandedArgs, flagValues as flags, mountedFile } from './helpers/kustomizeCluster.ts';
 import { makeCa, makeLeaf, tempDir, writeIdentityDir } from './helpers/pki.ts';
-import { exitWithin, startTollgate } from './helpers/process.ts';
+import { exitWithin, freePort, startTollgate, tryConnect } from './helpers/process.ts';
 import { stageAfterReadmeKeys } from './helpers/kustomizeStage.ts';
+import { REDIS_SERVER, redisMissing } from './helpers/redisServer.ts';
+import { eventually, type Test } from './helpers/world.ts';
 
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
-const TREES = ['injector', 'gateway', 'examples', 'overlays/dev', 'overlays/production'];
+const TREES = [
+  'injector',
+  'gateway',
+  'examples',
+  'overlays/dev',
+  'overlays/production',
+  'overlays/gateway-redis-dev',
+  'overlays/gateway-redis-production',
+];
+/** Debian's redis-cli (redis-tools, which redis-server brings): the dev overlay's Valkey probe is run with it */
+const REDIS_CLI = '/usr/bin/redis-cli';
 
 // trees are built from a copy of deploy/ as a fresh clone has it, after the README's key commands
 const staged = await stageAfterReadmeKeys();
@@ -409,17 +423,35 @@ t.test(
   },
 );
 
-t.test("the gateway's config passes `tollgate check` with the files its Secrets hold in place", async (t) => {
-  const objects = build(join(DEPLOY, 'gateway'));
+/** The gateway pod's files under a temporary root, as its Secrets and ConfigMap put them there. */
+interface GatewayPod {
+  /** a path as the pod sees it -> where it is under the root (paths outside every mount stay) */
+  readonly rooted: (path: string) => string;
+  /** the config file, written */
+  readonly file: string;
+  readonly config: Config;
+}
+
+/**
+ * The gateway pod's filesystem under a temporary root: every mounted path of the config moves
+ * there, the identity Secret is written as cert-manager writes it from the Certificate, the keys
+ * Secret holds a key for each key id a route signs with, and the config file is written (after
+ * `adjust`, which may change what a test must, such as an address it cannot reach). null when
+ * the config is not valid (a failed assertion says why).
+ */
+async function gatewayPod(
+  t: Test,
+  objects: K8sObject[],
+  adjust: (raw: Record<string, unknown>) => Record<string, unknown> = (raw) => raw,
+): Promise<GatewayPod | null> {
   const { spec, container, configPath, text } = gatewayParts(objects);
-  // the pod's filesystem under a temporary root: every mounted path moves there
   const root = await tempDir(t, 'gateway-check-');
   const mounts = (container.volumeMounts as Array<{ mountPath: string }>).map((m) => m.mountPath);
   const rooted = (path: string): string => (mounts.some((m) => path.startsWith(`${m}/`)) ? join(root, path) : path);
-  const raw = JSON.parse(text, (_key, value: unknown) => (typeof value === 'string' ? rooted(value) : value));
+  const raw = adjust(JSON.parse(text, (_key, value: unknown) => (typeof value === 'string' ? rooted(value) : value)));
   const config = validateConfig(raw, { baseDir: root, source: null });
   t.ok(config.ok, `valid config: ${JSON.stringify(config.ok ? [] : config.problems)}`);
-  if (!config.ok) return;
+  if (!config.ok) return null;
 
   // the identity Secret as cert-manager writes it from the Certificate
   const cert = find(objects, 'Certificate', 'tollgate-gateway');
@@ -445,11 +477,293 @@ t.test("the gateway's config passes `tollgate check` with the files its Secrets 
   const file = rooted(configPath);
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, JSON.stringify(raw));
+  return { rooted, file, config: config.config };
+}
 
-  const checked = await exitWithin(startTollgate(t, ['check', '--config', file]), 15_000);
+t.test("the gateway's config passes `tollgate check` with the files its Secrets hold in place", async (t) => {
+  const pod = await gatewayPod(t, build(join(DEPLOY, 'gateway')));
+  if (pod === null) return;
+  const checked = await exitWithin(startTollgate(t, ['check', '--config', pod.file]), 15_000);
   t.equal(checked.code, 0, `tollgate check: ${checked.stdout}${checked.stderr}`);
   t.match(checked.stdout, /listener edge: gateway/, 'the gateway listener is named');
 });
+
+/* ------------------------------------------------------------------ the gateway's replicas on one Redis/Valkey */
+
+const REDIS_OVERLAYS = ['overlays/gateway-redis-dev', 'overlays/gateway-redis-production'];
+
+/** the items of a Secret volume, by key */
+function secretItems(volume: Record<string, unknown> | undefined): string[] {
+  return (get<Array<{ key: string }>>(volume, 'secret', 'items') ?? []).map((i) => i.key);
+}
+
+t.test(
+  "the Redis overlays: the gateway's config is deploy/gateway's plus sharedState, its files come from one Secret, and the gateway may go out to the store",
+  async (t) => {
+    const base = build(join(DEPLOY, 'gateway'));
+    const baseConfig: unknown = JSON.parse(gatewayParts(base).text);
+    const baseEgress = get<PolicyRule[]>(find(base, 'NetworkPolicy', 'tollgate-gateway'), 'spec', 'egress');
+    for (const name of REDIS_OVERLAYS) {
+      const objects = build(join(DEPLOY, name));
+      const { spec, container, configPath, text } = gatewayParts(objects);
+      const { sharedState, ...rest } = JSON.parse(text) as Record<string, unknown>;
+      t.strictSame(rest, baseConfig, `${name}: nothing but sharedState differs from deploy/gateway's config`);
+      const result = validateConfig(JSON.parse(text), { baseDir: '/etc/tollgate', source: configPath });
+      t.ok(result.ok, `${name}: valid config: ${JSON.stringify(result.ok ? [] : result.problems)}`);
+      t.ok(sharedState !== undefined, `${name}: the config has sharedState`);
+      if (!result.ok || sharedState === undefined) continue;
+      const s = result.config.sharedState!;
+      const url = new URL(s.url);
+      t.equal(url.protocol, 'rediss:', `${name}: TLS to the store`);
+      t.equal(s.onUnavailable, 'refuse', `${name}: fail closed while the store is away`);
+      t.ok(s.replay && s.rateLimits, `${name}: replay claims and rate limits both shared`);
+
+      const files = [s.caFile, s.certFile, s.keyFile, s.passwordFile].filter((f): f is string => f !== null);
+      t.ok(s.caFile !== null && s.certFile !== null, `${name}: the store's CA and a client certificate`);
+      const secrets = new Set<string>();
+      for (const f of files) {
+        const m = mountedFile(container, spec, f);
+        t.ok(m !== null && secretItems(m.volume).includes(m.inside), `${name}: ${f} is an item of a mounted Secret`);
+        secrets.add(get<string>(m?.volume, 'secret', 'secretName'));
+      }
+      t.equal(secrets.size, 1, `${name}: the files of one Secret (${[...secrets].join(', ')})`);
+
+      const egress = get<PolicyRule[]>(find(objects, 'NetworkPolicy', 'tollgate-gateway'), 'spec', 'egress');
+      t.strictSame(egress.slice(0, baseEgress.length), baseEgress, `${name}: deploy/gateway's egress rules unchanged`);
+      const added = egress.slice(baseEgress.length);
+      t.equal(added.length, 1, `${name}: one rule more`);
+      t.strictSame(
+        added[0]?.ports,
+        [{ port: Number(url.port || 6379), protocol: 'TCP' }],
+        `${name}: out to the store's port only`,
+      );
+      if (name.endsWith('-dev')) {
+        t.ok(
+          selectsPodsNamed(added[0]!, 'tollgate-redis') && added[0]!.to![0]!.namespaceSelector === undefined,
+          `${name}: to the Valkey pods of the gateway's own namespace`,
+        );
+      } else {
+        // the Secret is the operator's: nothing here makes it, and the kustomization says how to
+        const [secret] = [...secrets];
+        t.notOk(
+          objects.some(
+            (o) => (o.kind === 'Secret' && o.metadata.name === secret) || get(o, 'spec', 'secretName') === secret,
+          ),
+          `${name}: ${secret} is created by the operator`,
+        );
+        const how = readFileSync(join(DEPLOY, name, 'kustomization.yaml'), 'utf8');
+        t.match(how, `create secret generic ${secret!}`, `${name}: the kustomization says how to create ${secret}`);
+        for (const f of files)
+          t.match(how, `--from-file=${f.slice(f.lastIndexOf('/') + 1)}=`, `${name}: and with ${f}`);
+        t.ok(
+          typeof get(added[0], 'to', 0, 'ipBlock', 'cidr') === 'string',
+          `${name}: to the store's addresses (an ipBlock: a NetworkPolicy cannot name a host)`,
+        );
+      }
+    }
+  },
+);
+
+/** A Valkey config's directives (`name value…`), each the last of its name. */
+function directives(conf: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of conf.split('\n').map((l) => l.trim())) {
+    if (line === '' || line.startsWith('#')) continue;
+    const [key, ...value] = line.split(/\s+/);
+    m.set(key!, value.join(' '));
+  }
+  return m;
+}
+
+/** The dev overlay's Valkey: its StatefulSet, container, config text and where the config says what. */
+function valkeyParts(objects: K8sObject[]) {
+  const statefulSet = find(objects, 'StatefulSet', 'tollgate-redis');
+  const spec = podSpecOf(statefulSet)!;
+  const container = podContainers(statefulSet)[0]!;
+  const command = container.command as string[];
+  const configFile = mountedFile(container, spec, command[1]!);
+  const configMap = find(objects, 'ConfigMap', get<string>(configFile?.volume, 'configMap', 'name'));
+  const text = get<string>(configMap, 'data', configFile!.inside);
+  return { statefulSet, spec, container, command, text, conf: directives(text) };
+}
+
+t.test(
+  'gateway-redis-dev: one Valkey keeps its data on a volume, serves TLS only to client certificates of its own CA, under the name the gateway dials, to the gateway pods alone',
+  async (t) => {
+    const objects = build(join(DEPLOY, 'overlays/gateway-redis-dev'));
+    const { statefulSet, spec, container, command, conf } = valkeyParts(objects);
+    t.equal(get(statefulSet, 'spec', 'replicas'), 1, 'one Valkey');
+    t.equal(command[0], 'valkey-server', 'runs valkey-server with the mounted config');
+    t.equal(conf.get('port'), '0', 'no plaintext port');
+    t.equal(conf.get('tls-auth-clients'), 'yes', 'a client certificate is required');
+    t.equal(conf.get('appendonly'), 'yes', 'claims are persisted: a restart does not forget live nonces');
+    t.equal(conf.get('maxmemory-policy'), 'noeviction', 'a live nonce is never evicted');
+    const claim = get<Array<{ metadata: { name: string } }>>(statefulSet, 'spec', 'volumeClaimTemplates')[0]!;
+    const dataMount = (container.volumeMounts as Array<{ name: string; mountPath: string }>).find(
+      (m) => m.name === claim.metadata.name,
+    );
+    t.equal(conf.get('dir'), dataMount?.mountPath, 'the append-only file is on the claimed volume');
+    const tlsVolumes = new Set<string>();
+    for (const key of ['tls-cert-file', 'tls-key-file', 'tls-ca-cert-file']) {
+      const m = mountedFile(container, spec, conf.get(key)!);
+      t.ok(m !== null && secretItems(m.volume).includes(m.inside), `${key} is an item of a mounted Secret`);
+      tlsVolumes.add(get<string>(m?.volume, 'secret', 'secretName'));
+    }
+    t.equal(tlsVolumes.size, 1, 'of one Secret');
+    const [tlsSecret] = [...tlsVolumes];
+
+    // the name and port the gateway dials
+    const { container: gateway, spec: gatewaySpec, configPath, text } = gatewayParts(objects);
+    const config = validateConfig(JSON.parse(text), { baseDir: '/etc/tollgate', source: configPath });
+    if (!config.ok) return t.fail('the gateway config is valid (the test above says why not)');
+    const url = new URL(config.config.sharedState!.url);
+    const svc = find(objects, 'Service', get<string>(statefulSet, 'spec', 'serviceName'));
+    t.equal(get(svc, 'spec', 'clusterIP'), 'None', "the StatefulSet's governing Service is headless");
+    const podLabels = get<Record<string, string>>(statefulSet, 'spec', 'template', 'metadata', 'labels');
+    t.ok(selects(get(svc, 'spec', 'selector'), podLabels), 'the Service selects the Valkey pod');
+    t.equal(url.hostname, `${svc.metadata.name}.${svc.metadata.namespace}.svc`, 'the gateway dials the Service');
+    const svcPort = get<{ port: number; targetPort: string }>(svc, 'spec', 'ports', 0);
+    const containerPort = (container.ports as Array<{ name: string; containerPort: number }>).find(
+      (p) => p.name === svcPort.targetPort,
+    );
+    t.equal(Number(url.port), svcPort.port, "the URL's port is the Service's");
+    t.equal(String(containerPort?.containerPort), conf.get('tls-port'), "which is Valkey's TLS port");
+
+    // the certificates: Valkey's carries the name dialled; both it and the gateway's come from one CA of their own
+    const certFor = (secretName: string): K8sObject | undefined =>
+      objects.find((o) => o.kind === 'Certificate' && get(o, 'spec', 'secretName') === secretName);
+    const server = certFor(tlsSecret!);
+    t.ok(
+      get<string[]>(server, 'spec', 'dnsNames').includes(url.hostname),
+      "Valkey's certificate names the host dialled",
+    );
+    const clientSecret = get<string>(
+      mountedFile(gateway, gatewaySpec, config.config.sharedState!.certFile!)?.volume,
+      'secret',
+      'secretName',
+    );
+    const client = certFor(clientSecret);
+    t.ok(get<string[]>(client, 'spec', 'usages').includes('client auth'), "the gateway's client certificate");
+    const issuerRef = get<{ name: string; kind: string }>(server, 'spec', 'issuerRef');
+    t.same(get(client, 'spec', 'issuerRef'), issuerRef, 'one issuer for both');
+    t.equal(issuerRef.kind, 'Issuer', "a namespaced issuer, not the mesh's ClusterIssuer");
+    const issuer = find(objects, 'Issuer', issuerRef.name);
+    t.equal(get(certFor(get<string>(issuer, 'spec', 'ca', 'secretName')), 'spec', 'isCA'), true, 'a CA of their own');
+
+    // only the gateway's pods reach it
+    const policy = find(objects, 'NetworkPolicy', 'tollgate-redis');
+    t.ok(selects(get(policy, 'spec', 'podSelector', 'matchLabels'), podLabels), 'the NetworkPolicy applies to Valkey');
+    t.same(get(policy, 'spec', 'policyTypes'), ['Ingress', 'Egress'], 'in and out');
+    const ingress = get<Array<{ from: Array<Record<string, unknown>>; ports: Port[] }>>(policy, 'spec', 'ingress');
+    t.equal(ingress.length, 1, 'one ingress rule');
+    t.strictSame(ingress[0]!.ports, [{ port: containerPort?.containerPort, protocol: 'TCP' }], 'the TLS port');
+    t.equal(ingress[0]!.from.length, 1, 'from one kind of peer');
+    t.equal(ingress[0]!.from[0]!.namespaceSelector, undefined, 'from its own namespace');
+    const gatewayLabels = get<Record<string, string>>(
+      find(objects, 'Deployment', 'tollgate-gateway'),
+      'spec',
+      'template',
+      'metadata',
+      'labels',
+    );
+    t.ok(selects(get(ingress[0]!.from[0], 'podSelector', 'matchLabels'), gatewayLabels), 'from the gateway pods');
+    t.same(get(policy, 'spec', 'egress'), [], 'nothing out');
+  },
+);
+
+t.test(
+  "gateway-redis-dev: Valkey's config serves on redis-server, TLS with client certificates only, its probe answers, and `tollgate check` with the gateway's config reaches it",
+  {
+    skip:
+      redisMissing() ?? (existsSync(REDIS_CLI) ? false : `${REDIS_CLI} is not installed (apt-get install redis-tools)`),
+  },
+  async (t) => {
+    const objects = build(join(DEPLOY, 'overlays/gateway-redis-dev'));
+    const { spec, container, command, text, conf } = valkeyParts(objects);
+    // Valkey's pod filesystem under a temporary root, as the gateway's (gatewayPod)
+    const root = await tempDir(t, 'valkey-');
+    const mounts = (container.volumeMounts as Array<{ mountPath: string }>).map((m) => m.mountPath);
+    const rooted = (path: string): string =>
+      mounts.some((m) => path === m || path.startsWith(`${m}/`)) ? join(root, path) : path;
+
+    // the Secrets as cert-manager writes them: Valkey's certificate (with localhost as well, where this test
+    // reaches it) and the gateway's client certificate, both from the Redis CA
+    const cert = (name: string): K8sObject => find(objects, 'Certificate', name);
+    const ca = await makeCa({ cn: get<string>(cert('tollgate-redis-ca'), 'spec', 'commonName') });
+    const server = await makeLeaf(ca, {
+      cn: get<string>(cert('tollgate-redis'), 'spec', 'commonName'),
+      dns: [...get<string[]>(cert('tollgate-redis'), 'spec', 'dnsNames'), 'localhost'],
+      ips: [],
+    });
+    const client = await makeLeaf(ca, {
+      cn: get<string>(cert('tollgate-gateway-redis-client'), 'spec', 'commonName'),
+      dns: [],
+      ips: [],
+      eku: 'client',
+    });
+    const tlsMount = mountedFile(container, spec, conf.get('tls-cert-file')!)!;
+    t.equal(
+      get(tlsMount.volume, 'secret', 'secretName'),
+      get(cert('tollgate-redis'), 'spec', 'secretName'),
+      "Valkey's TLS files are its Certificate's Secret",
+    );
+    await writeIdentityDir(dirname(rooted(conf.get('tls-cert-file')!)), server, ca);
+    await mkdir(rooted(conf.get('dir')!), { recursive: true });
+    const configFile = rooted(command[1]!);
+    await mkdir(dirname(configFile), { recursive: true });
+    await writeFile(
+      configFile,
+      text.replace(/(?<=\s)\/\S+/g, (path) => rooted(path)),
+    );
+
+    // on a loopback port of this run: the command line overrides the config's port and bind
+    const port = await freePort();
+    const valkey = spawn(REDIS_SERVER, [configFile, '--tls-port', String(port), '--bind', '127.0.0.1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    valkey.stdout.on('data', (b: Buffer) => (log += b.toString()));
+    valkey.stderr.on('data', (b: Buffer) => (log += b.toString()));
+    t.teardown(() => void valkey.kill('SIGKILL'));
+    await eventually(
+      async () => valkey.exitCode === null && (await tryConnect(port)) === 'connected',
+      10_000,
+      'redis-server with the overlay config',
+    );
+
+    // the readiness probe as the kubelet runs it (valkey-cli and redis-cli take the same flags)
+    const probe = get<string[]>(container, 'readinessProbe', 'exec', 'command').map((arg) =>
+      arg === 'valkey-cli' ? REDIS_CLI : arg === conf.get('tls-port') ? String(port) : rooted(arg),
+    );
+    const cli = (args: string[]): Promise<{ code: number | null; out: string }> =>
+      new Promise((resolve) => {
+        const p = spawn(args[0]!, args.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+        p.stderr.on('data', (b: Buffer) => (out += b.toString()));
+        p.once('close', (code) => resolve({ code, out }));
+      });
+    t.same(await cli(probe), { code: 0, out: 'PONG\n' }, 'the probe answers PONG');
+    t.match((await cli([...probe.slice(0, -1), 'info', 'persistence'])).out, /aof_enabled:1/, 'append-only');
+    const certificateFlag = (arg: string | undefined): boolean => arg === '--cert' || arg === '--key';
+    const withoutCertificate = probe.filter((arg, i) => !certificateFlag(arg) && !certificateFlag(probe[i - 1]));
+    t.notMatch((await cli(withoutCertificate)).out, /PONG/, 'a client without a certificate is refused');
+    t.match(log, /did not return a certificate/, 'and the server says why');
+
+    // the gateway, its URL pointed at this server, the client certificate Secret where its Deployment mounts it
+    const pod = await gatewayPod(t, objects, (raw) => ({
+      ...raw,
+      sharedState: { ...(raw.sharedState as object), url: `rediss://localhost:${port}` },
+    }));
+    if (pod === null) return;
+    const shared = pod.config.sharedState!;
+    await writeIdentityDir(dirname(shared.certFile!), client, ca);
+    t.equal(shared.caFile, join(dirname(shared.certFile!), 'ca.crt'), "the CA is the client Secret's ca.crt");
+    const checked = await exitWithin(startTollgate(t, ['check', '--config', pod.file]), 20_000);
+    t.equal(checked.code, 0, `tollgate check: ${checked.stdout}${checked.stderr}`);
+    t.match(checked.stdout, /shared state rediss:\/\/localhost:\d+ answers \(onUnavailable: refuse\)/);
+  },
+);
 
 t.test(
   'the example workload: its pods get the sidecar from the injector, and only the sidecar port is reachable',

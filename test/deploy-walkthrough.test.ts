@@ -18,7 +18,7 @@ import { REPOSITORY, stageRepository } from './helpers/kustomizeStage.ts';
 const COMMANDS = readmeCommands(kubernetesSection(readFileSync(join(REPOSITORY, 'README.md'), 'utf8')));
 /** each walkthrough starts on a fresh cluster with the section's prerequisites (the commands before its first subsection) */
 const WALKTHROUGHS: Readonly<Record<string, readonly string[]>> = {
-  'a development cluster': ['Try it on a development cluster'],
+  'a development cluster': ['Try it on a development cluster', "Share state across the gateway's replicas"],
   'a cluster of your own': ['Install the injector', 'Annotate a workload', 'Run the gateway'],
 };
 
@@ -124,6 +124,15 @@ for (const [name, subsections] of Object.entries(WALKTHROUGHS)) {
       );
       for (const d of deployments)
         t.same(cluster.podProblems(d), [], `${d.metadata.namespace}/${d.metadata.name} can start`);
+      // the development cluster's gateway replicas share state in a Valkey of their own
+      const statefulSets = cluster.all('StatefulSet');
+      t.same(
+        statefulSets.map((s) => s.metadata.name),
+        subsections.includes("Share state across the gateway's replicas") ? ['tollgate-redis'] : [],
+        'Valkey where the gateway shares state',
+      );
+      for (const s of statefulSets)
+        t.same(cluster.podProblems(s), [], `${s.metadata.namespace}/${s.metadata.name} can start`);
       t.same(signingKeyProblems(cluster), [], 'the gateway signs with a key the example verifies with');
     },
   );
@@ -168,6 +177,25 @@ t.test("the check catches a dev overlay without its generated Secrets: the examp
     /tollgate-gateway: Secret tollgate-gateway\/tollgate-gateway-keys does not exist/,
   );
 });
+
+t.test(
+  "the check catches a Redis overlay without its certificates: neither Valkey nor the gateway's pods start",
+  async (t) => {
+    const dev = commandsOf(WALKTHROUGHS['a development cluster']!);
+    const cluster = await walk(dev, (root) => {
+      const file = join(root, 'deploy/overlays/gateway-redis-dev/kustomization.yaml');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/^ {2}- certificates\.yaml\n/m, ''));
+    });
+    t.match(
+      cluster.problems.join('\n'),
+      /statefulset\/tollgate-redis: .*Secret tollgate-gateway\/tollgate-redis-tls does not exist/,
+    );
+    t.match(
+      cluster.problems.join('\n'),
+      /deploy\/tollgate-gateway: .*Secret tollgate-gateway\/tollgate-gateway-redis-client does not exist/,
+    );
+  },
+);
 
 t.test(
   'the check catches an injector whose sidecar image is not set: it refuses to start, so no opted-in pod is created',

@@ -213,13 +213,31 @@ t.test(
   },
 );
 
+t.test('a Redis Cluster holds the shared state as a single server does', async (t) => {
+  const redis = await startRedis(t, { cluster: true });
+  const r = await replicas(
+    t,
+    { url: redis.url, topology: 'cluster' },
+    { limits: { requestsPerSecond: 0.01, burst: 3 } },
+  );
+  await up(r.a);
+  await up(r.b);
+  const headers = signed(r);
+  t.equal((await send(t, r, r.a, headers)).status, 200);
+  t.equal((await send(t, r, r.b, headers)).error, 'ERR_SIG_REPLAYED', 'replay shared through the cluster');
+  t.equal((await send(t, r, r.b, signed(r))).status, 200);
+  t.equal(
+    (await send(t, r, r.a, signed(r))).error,
+    'ERR_RATE_LIMITED',
+    'and one bucket of 3 (the replay took a token too)',
+  );
+});
+
 t.test('TLS to Redis with a client certificate', async (t) => {
   const w = await world(t);
   const server = await w.identity('redis');
   const redis: TestRedis = await startRedis(t, {
-    certFile: server.files.certFile,
-    keyFile: server.files.keyFile,
-    caFile: server.files.caFile,
+    tls: { certFile: server.files.certFile, keyFile: server.files.keyFile, caFile: server.files.caFile },
   });
   const client = await w.identity('redis-client');
   const r = await replicas(
@@ -246,9 +264,7 @@ t.test(
     const w = await world(t);
     const server = await w.identity('redis');
     const redis = await startRedis(t, {
-      certFile: server.files.certFile,
-      keyFile: server.files.keyFile,
-      caFile: server.files.caFile,
+      tls: { certFile: server.files.certFile, keyFile: server.files.keyFile, caFile: server.files.caFile },
     });
     const client = await w.identity('redis-client');
     const other = await world(t);

@@ -7,6 +7,7 @@ import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/Object
 import jsonpatch from 'fast-json-patch';
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
@@ -34,6 +35,7 @@ const MODELS: Readonly<Record<string, { readonly make: (data: object) => Model; 
     'v1/ConfigMap': { make: (d) => new ConfigMap(d), serializer: 'V1ConfigMap' },
     'v1/Secret': { make: (d) => new Secret(d), serializer: 'V1Secret' },
     'apps/v1/Deployment': { make: (d) => new Deployment(d), serializer: 'V1Deployment' },
+    'apps/v1/StatefulSet': { make: (d) => new StatefulSet(d), serializer: 'V1StatefulSet' },
     'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': {
       make: (d) => new MutatingWebhookConfiguration(d as ConstructorParameters<typeof MutatingWebhookConfiguration>[0]),
       serializer: 'V1MutatingWebhookConfiguration',

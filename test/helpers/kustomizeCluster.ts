@@ -161,11 +161,11 @@ export class SimulatedCluster {
     this.pullable.add(image);
   }
 
-  /** `kubectl rollout status`: the Deployment exists and its pods can start */
-  rolloutStatus(namespace: string, name: string, command: string): void {
-    const deployment = this.get('Deployment', namespace, name);
-    if (deployment === undefined) this.problems.push(`${command}: no Deployment ${namespace}/${name}`);
-    else for (const p of this.podProblems(deployment)) this.problems.push(`${command}: ${p}`);
+  /** `kubectl rollout status`: the Deployment (or StatefulSet) exists and its pods can start */
+  rolloutStatus(namespace: string, name: string, command: string, kind = 'Deployment'): void {
+    const workload = this.get(kind, namespace, name);
+    if (workload === undefined) this.problems.push(`${command}: no ${kind} ${namespace}/${name}`);
+    else for (const p of this.podProblems(workload)) this.problems.push(`${command}: ${p}`);
   }
 
   /** The keys of a Secret that exists or that cert-manager will write, or why it never will. */

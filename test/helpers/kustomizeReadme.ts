@@ -184,9 +184,10 @@ function runKubectl(all: readonly string[], root: string, cluster: SimulatedClus
   } else if (
     verb === 'rollout' &&
     args[0] === 'status' &&
-    /^(deploy|deployment|deployments)\/[a-z0-9-]+$/.test(args[1] ?? '')
+    /^(deploy|deployment|deployments|sts|statefulset|statefulsets)\/[a-z0-9-]+$/.test(args[1] ?? '')
   ) {
-    cluster.rolloutStatus(namespace, args[1]!.split('/')[1]!, text);
+    const [resource, name] = args[1]!.split('/') as [string, string];
+    cluster.rolloutStatus(namespace, name, text, resource.startsWith('s') ? 'StatefulSet' : 'Deployment');
   } else if (verb === 'wait') {
     cluster.requireNamespace(namespace, text);
   } else fail('not a kubectl command this check knows');

@@ -7,8 +7,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
 import { freePort } from './process.ts';
-import type { Teardownable } from './pki.ts';
+import { tempDir, type Teardownable } from './pki.ts';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -33,9 +34,30 @@ export interface TestRedis {
   start(): Promise<void>;
 }
 
-export async function startRedis(t: Teardownable, tls?: RedisTls): Promise<TestRedis> {
+export interface RedisOptions {
+  readonly tls?: RedisTls;
+  /** a Redis Cluster of one node that holds every slot (the cluster protocol, on one process) */
+  readonly cluster?: boolean;
+}
+
+export async function startRedis(t: Teardownable, opts: RedisOptions = {}): Promise<TestRedis> {
+  const { tls, cluster = false } = opts;
   const port = await freePort();
+  const dir = await tempDir(t, 'tollgate-redis-');
   const args = [
+    '--dir',
+    dir,
+    // a node alone never learns its own address from a peer: it announces it
+    ...(cluster
+      ? [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          join(dir, 'nodes.conf'),
+          '--cluster-announce-ip',
+          '127.0.0.1',
+        ]
+      : []),
     '--bind',
     '127.0.0.1',
     '--save',
@@ -73,6 +95,13 @@ export async function startRedis(t: Teardownable, tls?: RedisTls): Promise<TestR
       if (c.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server did not start: ${out}`);
       await new Promise((r) => setTimeout(r, 20));
     }
+    if (!cluster) return;
+    // the one node takes every slot (kept in nodes.conf across a restart), then the cluster reports ok
+    await command(port, ['CLUSTER', 'ADDSLOTSRANGE', '0', '16383']);
+    while (!(await command(port, ['CLUSTER', 'INFO'])).includes('cluster_state:ok')) {
+      if (Date.now() > deadline) throw new Error('the one-node cluster did not become ok');
+      await new Promise((r) => setTimeout(r, 50));
+    }
   };
   const stop = async (): Promise<void> => {
     const c = child;
@@ -90,6 +119,28 @@ export async function startRedis(t: Teardownable, tls?: RedisTls): Promise<TestR
     stop,
     start,
   };
+}
+
+/** one command in RESP over plain TCP; the reply as text */
+function command(port: number, args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let reply = '';
+    s.setEncoding('utf8');
+    s.once('connect', () =>
+      s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`),
+    );
+    s.on('data', (d: string) => {
+      reply += d;
+      // a simple string, an error, or a bulk string whose whole length has arrived
+      const bulk = /^\$(\d+)\r\n/.exec(reply);
+      if (bulk === null ? reply.endsWith('\r\n') : Buffer.byteLength(reply) >= bulk[0].length + Number(bulk[1]) + 2) {
+        s.destroy();
+        resolve(reply);
+      }
+    });
+    s.once('error', reject);
+  });
 }
 
 function accepts(port: number): Promise<boolean> {
