@@ -304,14 +304,49 @@ t.test(
   },
 );
 
-/** Series exist from the start for: an inbound listener that verifies and watches sizes, an outbound one, and the injector. */
+/** The smallest sharedState: a plaintext store on loopback, every other key left to the validator. */
+const SHARED_STATE = Object.freeze({ url: 'redis://127.0.0.1:6379' });
+
+t.test(
+  'every key sharedState accepts is in the reference\'s "Shared state" with its default, and no other',
+  async (t) => {
+    const base = withValue(BASE as unknown as Json, 'sharedState', SHARED_STATE);
+    const validated = expectConfig(validate(base)).sharedState as unknown as Json;
+    const accepted = Object.keys(validated).map((k) => `sharedState.${k}`);
+    t.ok(accepted.includes('sharedState.onUnavailable'), 'the walk finds the keys');
+    const rows = codeRows(section(await reference(), 'Shared state'));
+    t.same(
+      rows.map((r) => unquote(r[0]!)).sort(),
+      accepted.sort(),
+      'docs/reference.md "Shared state" lists exactly them',
+    );
+    const without = JSON.stringify(validated);
+    for (const [keyCell, defaultCell] of rows) {
+      const key = unquote(keyCell!);
+      const literal = /^`([^`]+)`/.exec(defaultCell!);
+      if (literal !== null) {
+        // written into a config that leaves it out, the documented default must change nothing
+        const r = validate(withValue(base, key, JSON.parse(literal[1]!)));
+        t.ok(r.ok && JSON.stringify(r.config.sharedState) === without, `${key}: ${literal[1]} is the default`);
+      } else {
+        t.equal(defaultCell, 'required', `${key}: a default or "required"`);
+        const r = validate(withValue(base, key, undefined));
+        t.ok(!r.ok && r.problems.some((p) => p.path === key), `${key}: leaving it out is a problem at ${key}`);
+      }
+    }
+  },
+);
+
+/** Series exist from the start for: an inbound listener that verifies and watches sizes, an outbound one, shared state, and the injector. */
 async function startedRegistry(): Promise<Registry> {
   const registry = new Registry();
   const config = expectConfig(
     validate(
-      withListenerValue(withValue(BASE as unknown as Json, 'keys.dir', 'keys'), 'listeners.0.integrity', {
-        verify: true,
-      }),
+      withListenerValue(
+        withValue(withValue(BASE as unknown as Json, 'keys.dir', 'keys'), 'sharedState', SHARED_STATE),
+        'listeners.0.integrity',
+        { verify: true },
+      ),
     ),
   );
   initialiseSeries(createMetrics(registry), config, '0.0.0-test');
@@ -340,7 +375,17 @@ t.test(
 );
 
 /** Labels whose values come from a closed list in the code (listener, route, cert and version labels come from elsewhere). */
-const CLOSED_LABELS = new Set(['result', 'reason', 'decision', 'status_class', 'direction', 'kind', 'type', 'outcome']);
+const CLOSED_LABELS = new Set([
+  'result',
+  'reason',
+  'decision',
+  'status_class',
+  'direction',
+  'kind',
+  'type',
+  'outcome',
+  'operation',
+]);
 
 t.test('every value of a closed label set that a started registry holds is named in the reference', async (t) => {
   const families = await (await startedRegistry()).getMetricsAsJSON();
@@ -354,7 +399,10 @@ t.test('every value of a closed label set that a started registry holds is named
     }
   }
   t.ok(
-    values.has('handshake_cap') && values.has('replay_cache_full') && values.has('key_ring_change'),
+    values.has('handshake_cap') &&
+      values.has('replay_cache_full') &&
+      values.has('key_ring_change') &&
+      values.has('degraded'),
     'the closed sets were read',
   );
   t.same([...values].filter((v) => !named.has(v)).sort(), [], 'no closed label value is missing from the reference');

@@ -158,9 +158,15 @@ t.test('with Redis gone, onUnavailable refuse answers 503 and recovers by itself
   const refused = await send(t, r, r.a, signed(r));
   t.same(refused, { status: 503, error: 'ERR_SHARED_STATE_UNAVAILABLE' });
   t.equal(await r.a.metric('tollgate_shared_state_up'), 0, 'the gauge says so');
+  t.equal(
+    r.audit.filter((e) => e.type === 'shared_state' && e.fields.state === 'unavailable').length,
+    2,
+    'the outage is audited once by each replica, not per refused request',
+  );
+  t.equal(r.audit.filter((e) => e.fields.code === 'ERR_SHARED_STATE_UNAVAILABLE').length, 0);
   t.ok(
-    r.audit.some((e) => e.type === 'shared_state' && e.fields.state === 'unavailable'),
-    'the outage is audited',
+    r.a.logs.lines.some((l) => l.msg === 'request refused' && l.code === 'ERR_SHARED_STATE_UNAVAILABLE'),
+    'each refusal has its log line',
   );
   const seenBefore = r.app.seen.length;
   await redis.start();

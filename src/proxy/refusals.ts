@@ -28,8 +28,9 @@ import { REASON_PHRASES } from '../http1/fields.ts';
  *   tollgate_requests_total by status class when its answer is written (the request path's
  *   record, as for any response);
  * - one audit event, its type by code (replay, signature_failure, anomaly, upstream_identity,
- *   request_refused). An upstream that is down or slow is operational, not a security
- *   decision: logged and counted, not audited.
+ *   request_refused). An upstream that is down or slow, or a shared state store that cannot be
+ *   reached, is operational, not a security decision: logged and counted, not audited per
+ *   request (the store's outage is audited once, when it begins and when it ends).
  */
 
 /** What a refusal is about, for the log line and the audit event. */
@@ -198,5 +199,7 @@ function auditTypeOf(code: ErrorCode): AuditEventType | null {
   // an upstream that is down or slow is operational; a malformed response is refused input
   if (code === 'ERR_UPSTREAM_UNAVAILABLE' || code === 'ERR_UPSTREAM_TIMEOUT' || code === 'ERR_NO_HEALTHY_UPSTREAM')
     return null;
+  // so is a shared state store that cannot be reached: its outage is audited once (shared_state), not per request
+  if (code === 'ERR_SHARED_STATE_UNAVAILABLE') return null;
   return 'request_refused';
 }

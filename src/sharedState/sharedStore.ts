@@ -171,6 +171,7 @@ class RedisSharedStore implements SharedStore {
     deps.metrics.sharedStateUp.set(0);
     client.on('ready', () => this.changed(true, null));
     client.on('error', (err) => this.changed(false, err as Error));
+    client.on('close', () => this.changed(false, null));
     client.on('end', () => this.changed(false, null));
   }
 
