@@ -14,8 +14,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createDevPki, writeDevPki } from '../src/certs/devPki.ts';
 import { installCleanup, killAllNow, removeOnExit } from './macro/children.ts';
+import { prepareFixtures } from './macro/fixtures.ts';
 import { emptyCell, measure, type Cell, type LoadContext } from './macro/measure.ts';
 import { clockTicksPerSecond } from './macro/procStats.ts';
 import { plannedMs, Progress, type Step } from './macro/progress.ts';
@@ -24,21 +24,16 @@ import { applies, DURATIONS, SCENARIOS, type Durations, type Scenario } from './
 import { renderSvg } from './macro/svg.ts';
 import {
   ALL_TARGETS,
-  allocatorEnvOf,
   IMAGE_ALLOCATOR,
-  localAllocator,
   startTarget,
   TARGET_INFO,
   tollgateRefuses,
   workersConfig,
-  type TargetContext,
   type TargetName,
 } from './macro/targets.ts';
 import { detectTools } from './macro/tools.ts';
-import { startUpstream } from './macro/upstream.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const KEY_ID = 'k1';
 const SMOKE_TARGETS: readonly TargetName[] = ['direct', 'baseline-l4', 'tollgate-l7', 'tollgate-l7-checks'];
 
 interface Args {
@@ -155,17 +150,7 @@ async function main(): Promise<number> {
         'smoke mode: Node fallbacks forced (no nginx, wrk or HAProxy), a few hundred ms per scenario, 1 rep; figures are not meaningful',
       );
 
-    const pki = await createDevPki({ trustDomain: 'example.org', identities: ['ingest', 'producer'], validityDays: 1 });
-    const pkiDir = join(workDir, 'pki');
-    await writeDevPki(pkiDir, pki);
-    const keysDir = join(workDir, 'keys');
-    execFileSync(
-      process.execPath,
-      [join(ROOT, 'bin', 'tollgate.js'), 'keys', 'new', '--out', keysDir, '--id', KEY_ID],
-      { stdio: 'ignore' },
-    );
-
-    const upstream = await startUpstream(tools.nginx, workDir);
+    const { ctx, client, upstream, allocator } = await prepareFixtures(workDir, tools);
     log(
       `upstream: ${upstream.kind === 'nginx' ? `nginx ${tools.versions.nginx ?? ''} (1 worker)` : 'node:http fallback (nginx not installed)'} on 127.0.0.1:${upstream.port}`,
     );
@@ -176,23 +161,12 @@ async function main(): Promise<number> {
     log(`load generators: ${generatorNote}`);
     if (!tools.wrk) notes.push('load generator: Node load client only (wrk not installed or smoke mode)');
 
-    // every Node target runs with the image's allocator when this machine has it, the baselines too
-    const allocator = localAllocator();
     const allocatorNote =
       allocator === null
         ? `allocator: glibc malloc (the image preloads ${IMAGE_ALLOCATOR.library}, not installed here: apt-get install libjemalloc2)`
         : `allocator: ${allocator} preloaded with MALLOC_CONF=${IMAGE_ALLOCATOR.env.MALLOC_CONF} for every Node target, as in the image`;
     log(allocatorNote);
     notes.push(allocatorNote);
-    const ctx: TargetContext = {
-      workDir,
-      upstreamPort: upstream.port,
-      pkiDir,
-      keysDir,
-      keyId: KEY_ID,
-      haproxy: tools.haproxy,
-      allocatorEnv: allocatorEnvOf(allocator),
-    };
     let targets: TargetName[] = [...(args.only ?? (args.mode === 'smoke' ? SMOKE_TARGETS : ALL_TARGETS))];
     if (!tools.haproxy && targets.some((t) => t.startsWith('haproxy'))) {
       targets = targets.filter((t) => !t.startsWith('haproxy'));
@@ -220,13 +194,7 @@ async function main(): Promise<number> {
       log(`note: ${note}`);
     }
     const load: LoadContext = {
-      files: {
-        ca: join(pkiDir, 'producer', 'ca.crt'),
-        cert: join(pkiDir, 'producer', 'tls.crt'),
-        key: join(pkiDir, 'producer', 'tls.key'),
-      },
-      keyFile: join(keysDir, KEY_ID),
-      keyId: KEY_ID,
+      ...client,
       durations,
       generator: tools.wrk ? 'wrk' : 'node',
       wrk: tools.wrk,

@@ -310,3 +310,34 @@ t.test(
     t.match(bad.stderr + bad.stdout, /sharedState\.url: rediss:\/\/localhost:\d+ cannot be used: .*certificate/i);
   },
 );
+
+t.test('with worker threads every thread uses the store', async (t) => {
+  const redis = await startRedis(t);
+  const w = await world(t);
+  const edge = await w.identity('edge');
+  const producer = await w.identity('producer', { spiffe: [PRODUCER] });
+  const key = await writeKey(join(w.dir, 'keys'), 'k1');
+  const app = await startUpstream(t);
+  const sc = await startTestSidecar(t, w.dir, {
+    identity: edge.files,
+    keys: { dir: 'keys' },
+    workers: 2,
+    sharedState: { url: redis.url },
+    listeners: [
+      {
+        name: 'edge',
+        mode: 'gateway',
+        listen: '127.0.0.1:0',
+        allow: { spiffe: [PRODUCER] },
+        integrity: { verify: true },
+        routes: [{ name: 'ingest', match: { pathPrefix: '/v1/ingest' }, targets: [app.addr] }],
+      },
+    ],
+  });
+  const r = { w, a: sc, b: sc, app, key, producer, audit: [] } as Replicas;
+  await up(sc);
+  for (let i = 0; i < 12; i += 1) t.equal((await send(t, r, sc, signed(r))).status, 200, `request ${i}`);
+  const headers = signed(r);
+  const copies = await Promise.all(Array.from({ length: 8 }, () => send(t, r, sc, headers)));
+  t.equal(copies.filter((c) => c.status === 200).length, 1, 'of 8 copies over both threads, one accepted');
+});

@@ -7,7 +7,7 @@ import { runAb } from './ab.ts';
 import { holdIdleConnections, runLoad, runNodeClient, type Generator } from './loadgen.ts';
 import type { LoadResult, LoadSpec } from './loadClient.ts';
 import { cpuSeconds, memoryBytes, RssSampler } from './procStats.ts';
-import type { Durations, Scenario } from './scenarios.ts';
+import { REQUEST_PATHS, type Durations, type Scenario } from './scenarios.ts';
 import type { RunningTarget, TargetInfo } from './targets.ts';
 import { HOST } from './net.ts';
 
@@ -91,7 +91,7 @@ function specFor(scenario: Scenario, info: TargetInfo, target: RunningTarget, ct
     // a churn is full handshakes, a new connection per request
     mode: scenario.mode === 'churn' ? 'new' : scenario.mode,
     method: scenario.method,
-    path: scenario.method === 'GET' ? '/bench?q=1' : '/ingest',
+    path: REQUEST_PATHS[scenario.method],
     bodyBytes: scenario.bodyBytes,
     sign: info.sign ? { keyFile: ctx.keyFile, keyId: ctx.keyId, tag: 'tollgate' } : null,
     connections: scenario.mode === 'idle' ? ctx.durations.idleConnections : scenario.connections,

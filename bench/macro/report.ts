@@ -6,7 +6,7 @@
 import type { Cell } from './measure.ts';
 import type { Durations, Scenario } from './scenarios.ts';
 import type { TargetInfo, TargetName } from './targets.ts';
-import { TARGET_INFO } from './targets.ts';
+import { GATEWAY_ROUTE_COUNT, TARGET_INFO } from './targets.ts';
 import { describeDisagreement, noiseOf, NOISE_RULE, type Disagreement } from './noise.ts';
 
 const MIB = 1024 * 1024;
@@ -332,7 +332,10 @@ function perCpuFigures(r: Row): string {
   return r.perProxyCpuSecond.map((v) => (v === null ? '-' : Math.round(v).toLocaleString('en'))).join(' / ');
 }
 
-/** `target` ≥ min × `reference` per proxy-CPU-second; the baseline column holds `other` ≥ min × `otherReference` */
+/**
+ * `target` ≥ min × `reference` per proxy-CPU-second; the baseline column holds `other` ≥ min × `otherReference`,
+ * or, given as { none: why }, says why the row has no reference.
+ */
 function relativeCheck(
   sum: Summary,
   name: string,
@@ -340,20 +343,10 @@ function relativeCheck(
   target: string,
   reference: string,
   min: number,
-  other: readonly [string, string],
+  other: readonly [string, string] | { readonly none: string },
 ): Check {
   const required = `≥ ${min}× ${reference} per proxy-CPU-second`;
-  const o = perCpuRatio(sum, scenario, other[0], other[1]);
-  const otherLabel = other[1] === reference ? '' : ` (to ${other[1]})`;
-  const baseline: Check['baseline'] =
-    o === null
-      ? { target: other[0], measured: null, pass: null, detail: `n/a: ${other[0]} or ${other[1]} not measured` }
-      : {
-          target: other[0],
-          measured: o.ratio,
-          pass: o.ratio >= min,
-          detail: `${o.ratio.toFixed(2)}×${otherLabel} (per rep: ${o.perRep})`,
-        };
+  const baseline = 'none' in other ? noReference(other.none) : referenceRatio(sum, scenario, reference, min, other);
   const r = perCpuRatio(sum, scenario, target, reference);
   if (r === null)
     return {
@@ -369,6 +362,29 @@ function relativeCheck(
   const figures = `${target} ${perCpuFigures(r.a)}, ${reference} ${perCpuFigures(r.b)}`;
   const detail = `${r.ratio.toFixed(2)}× (per rep: ${r.perRep}; ${figures}${haproxyNote(sum, scenario, target)})`;
   return { name, target, scenario, measured: r.ratio, required, pass: r.ratio >= min, detail, baseline };
+}
+
+function noReference(why: string): Check['baseline'] {
+  return { target: '-', measured: null, pass: null, detail: `none: ${why}` };
+}
+
+function referenceRatio(
+  sum: Summary,
+  scenario: string,
+  reference: string,
+  min: number,
+  other: readonly [string, string],
+): Check['baseline'] {
+  const o = perCpuRatio(sum, scenario, other[0], other[1]);
+  const otherLabel = other[1] === reference ? '' : ` (to ${other[1]})`;
+  return o === null
+    ? { target: other[0], measured: null, pass: null, detail: `n/a: ${other[0]} or ${other[1]} not measured` }
+    : {
+        target: other[0],
+        measured: o.ratio,
+        pass: o.ratio >= min,
+        detail: `${o.ratio.toFixed(2)}×${otherLabel} (per rep: ${o.perRep})`,
+      };
 }
 
 function e2eCheck(sum: Summary, name: string, scenario: 'get-keepalive' | 'post-16k', min: number): Check {
@@ -465,6 +481,40 @@ function coreChecks(sum: Summary): Check[] {
   ];
 }
 
+/* ---------------------------------------------------------------- issue 18 (gateway mode): item 7 */
+
+/** Issue 18 asks a gateway with 50 routes to cost at most 5% more per proxy-CPU-second than one inbound listener. */
+export const GATEWAY_MIN_RATIO = 0.95;
+
+/**
+ * Each gateway target against the inbound listener configured as it is (same upstream, same
+ * checks), from the same run. No reference beside them: the trivial baselines have no route table.
+ */
+function gatewayChecks(sum: Summary): Check[] {
+  const pairs = [
+    ['tollgate-gw50', 'tollgate-l7', 'without checks'],
+    ['tollgate-gw50-checks', 'tollgate-l7-checks', 'with all checks'],
+  ] as const;
+  const scenarios = [
+    ['get-keepalive', 'GET keep-alive'],
+    ['post-16k', 'POST 16 KiB'],
+  ] as const;
+  const none = { none: 'the trivial baselines have no route table; the reference is the inbound listener' };
+  return pairs.flatMap(([gateway, inbound, which]) =>
+    scenarios.map(([scenario, label]) =>
+      relativeCheck(
+        sum,
+        `gateway with ${GATEWAY_ROUTE_COUNT} routes vs one inbound listener, ${which}, ${label}`,
+        scenario,
+        gateway,
+        inbound,
+        GATEWAY_MIN_RATIO,
+        none,
+      ),
+    ),
+  );
+}
+
 function checks(sum: Summary, idleConnections: number): Check[] {
   const list: Check[] = [
     ratioCheck(sum, 'L7 with all checks, GET keep-alive', 'tollgate-l7-checks', 'get-keepalive', 0.5),
@@ -528,7 +578,7 @@ function checks(sum: Summary, idleConnections: number): Check[] {
           },
     );
   }
-  return [...list, ...coreChecks(sum)];
+  return [...list, ...coreChecks(sum), ...gatewayChecks(sum)];
 }
 
 /* ---------------------------------------------------------------- issue 17 (a lean process): memory */

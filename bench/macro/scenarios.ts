@@ -1,6 +1,12 @@
 /** The load scenarios and how long each runs in each mode (smoke, quick, full). */
 import type { TargetInfo } from './targets.ts';
 
+/**
+ * The request target the load generators send, by method: the upstream answers any path, and the
+ * gateway targets' route tables (targets.ts, gatewayRoutes) are built to match these.
+ */
+export const REQUEST_PATHS = { GET: '/bench?q=1', POST: '/ingest' } as const;
+
 export type ScenarioName =
   | 'get-keepalive'
   | 'get-keepalive-ab'

@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { startChild, stopChild, type Child } from './children.ts';
 import { freePort, HOST, waitForPort } from './net.ts';
+import { REQUEST_PATHS } from './scenarios.ts';
 import { deadCheck } from './upstream.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -64,6 +65,8 @@ export type TargetName =
   | 'tollgate-l4'
   | 'tollgate-l7'
   | 'tollgate-l7-checks'
+  | 'tollgate-gw50'
+  | 'tollgate-gw50-checks'
   | 'tollgate-e2e'
   | 'tollgate-l7-checks-w2'
   | 'haproxy-l4'
@@ -86,11 +89,16 @@ export const ALL_TARGETS: readonly TargetName[] = [
   'tollgate-l4',
   'tollgate-l7',
   'tollgate-l7-checks',
+  'tollgate-gw50',
+  'tollgate-gw50-checks',
   'tollgate-e2e',
   'tollgate-l7-checks-w2',
   'haproxy-l4',
   'haproxy-l7',
 ];
+
+/** How many routes the gateway targets carry (issue 18: a gateway with 50 routes against one inbound listener). */
+export const GATEWAY_ROUTE_COUNT = 50;
 
 export interface TargetInfo {
   readonly name: TargetName;
@@ -144,6 +152,20 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     sign: true,
     layer: 'l7',
     description: 'tollgate inbound HTTP: mTLS + signature verification + replay cache + anomaly observe',
+  },
+  'tollgate-gw50': {
+    name: 'tollgate-gw50',
+    client: 'mtls',
+    sign: false,
+    layer: 'l7',
+    description: `tollgate-l7 as a gateway listener with ${GATEWAY_ROUTE_COUNT} routes, the measured requests' routes last in the table`,
+  },
+  'tollgate-gw50-checks': {
+    name: 'tollgate-gw50-checks',
+    client: 'mtls',
+    sign: true,
+    layer: 'l7',
+    description: `tollgate-l7-checks as a gateway listener with ${GATEWAY_ROUTE_COUNT} routes, the measured requests' routes last in the table`,
   },
   'tollgate-e2e': {
     name: 'tollgate-e2e',
@@ -275,6 +297,50 @@ function inboundListener(port: number, ctx: TargetContext, kind: 'tcp' | 'http' 
   return { ...common, protocol: 'http', integrity: { verify: true }, anomaly: { mode: 'observe' } };
 }
 
+/** A request's path without its query: what a route's pathPrefix is matched against. */
+function pathOnly(target: string): string {
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
+/**
+ * The gateway targets' route table, all to the same upstream app as tollgate-l7: decoys
+ * `/v1/r01` … `/v1/r48` (POST, as ingestion endpoints are), then the route of the POST scenarios'
+ * path, then the route of the GET scenarios' path, last. Routes are matched in order and the first
+ * match wins, so every measured request is taken by one of the last two routes: the worst place in
+ * the table for a matcher that walks it. No route is a catch-all, so nothing else could take them.
+ */
+export function gatewayRoutes(upstream: string, count = GATEWAY_ROUTE_COUNT): Array<Record<string, unknown>> {
+  const route = (name: string, pathPrefix: string, method: string): Record<string, unknown> => ({
+    name,
+    match: { pathPrefix, host: null, methods: [method] },
+    targets: [upstream],
+  });
+  const measured = [
+    route('ingest', pathOnly(REQUEST_PATHS.POST), 'POST'),
+    route('bench', pathOnly(REQUEST_PATHS.GET), 'GET'),
+  ];
+  const decoys = Array.from({ length: count - measured.length }, (_, i) => {
+    const n = String(i + 1).padStart(2, '0');
+    return route(`r${n}`, `/v1/r${n}`, 'POST');
+  });
+  return [...decoys, ...measured];
+}
+
+/** tollgate-l7 (kind http) or tollgate-l7-checks (kind checks), with the route table in place of the single target. */
+function gatewayListener(port: number, ctx: TargetContext, kind: 'http' | 'checks'): Record<string, unknown> {
+  const common = {
+    name: 'bench',
+    mode: 'gateway',
+    protocol: 'http',
+    listen: `${HOST}:${port}`,
+    allow: ALLOW_PRODUCER,
+    routes: gatewayRoutes(`${HOST}:${ctx.upstreamPort}`),
+  };
+  if (kind === 'http') return { ...common, anomaly: { mode: 'off' } };
+  return { ...common, integrity: { verify: true }, anomaly: { mode: 'observe' } };
+}
+
 async function writeConfig(ctx: TargetContext, file: string, config: Record<string, unknown>): Promise<string> {
   const path = join(ctx.workDir, file);
   await writeFile(path, JSON.stringify(config, null, 2));
@@ -393,6 +459,17 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
         ctx,
         `${name}.json`,
         tollgateConfig(ctx, 'ingest', inboundListener(port, ctx, kind), extra),
+      );
+      children = [startTollgate(name, config, ctx)];
+      break;
+    }
+    case 'tollgate-gw50':
+    case 'tollgate-gw50-checks': {
+      const kind = name === 'tollgate-gw50' ? 'http' : 'checks';
+      const config = await writeConfig(
+        ctx,
+        `${name}.json`,
+        tollgateConfig(ctx, 'ingest', gatewayListener(port, ctx, kind)),
       );
       children = [startTollgate(name, config, ctx)];
       break;
