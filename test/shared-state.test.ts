@@ -341,3 +341,69 @@ t.test('with worker threads every thread uses the store', async (t) => {
   const copies = await Promise.all(Array.from({ length: 8 }, () => send(t, r, sc, headers)));
   t.equal(copies.filter((c) => c.status === 200).length, 1, 'of 8 copies over both threads, one accepted');
 });
+
+/**
+ * Pairs of copies (one signed request sent to both replicas at once) while Redis is stopped and
+ * started under them: every answer is 200, a replay or (refuse) 503; no pair is accepted twice
+ * while Redis is up, nor at all with refuse.
+ */
+for (const mode of ['refuse', 'local'] as const) {
+  t.test(`Redis stopped and started under load (${mode}): no request accepted twice while it is up`, async (t) => {
+    const redis = await startRedis(t);
+    const r = await replicas(t, { url: redis.url, onUnavailable: mode, timeoutMs: 200 });
+    await up(r.a);
+    await up(r.b);
+    let redisUp = true;
+    const pairs: Array<{ a: number; b: number; whileUp: boolean }> = [];
+    const load = (async () => {
+      const deadline = Date.now() + 20_000;
+      for (let i = 0; i < 150 && Date.now() < deadline; i += 1) {
+        const upBefore = redisUp;
+        const headers = signed(r);
+        const [a, b] = await Promise.all([send(t, r, r.a, headers), send(t, r, r.b, headers)]);
+        pairs.push({ a: a.status, b: b.status, whileUp: upBefore && redisUp });
+      }
+    })();
+    await eventually(() => pairs.length >= 30, 15_000, '30 pairs');
+    redisUp = false;
+    await redis.stop();
+    await eventually(() => pairs.length >= 70, 15_000, '70 pairs');
+    await redis.start();
+    await up(r.a);
+    await up(r.b);
+    redisUp = true;
+    await load;
+    const statuses = new Set(pairs.flatMap((p) => [p.a, p.b]));
+    t.same(
+      [...statuses].filter((s) => ![200, 401, 503].includes(s)),
+      [],
+      `only 200, replays and 503 (${[...statuses].join(', ')})`,
+    );
+    t.same(
+      pairs.filter((p) => p.whileUp && p.a === 200 && p.b === 200),
+      [],
+      'no pair accepted twice while Redis was up',
+    );
+    if (mode === 'refuse') {
+      t.same(
+        pairs.filter((p) => p.a === 200 && p.b === 200),
+        [],
+        'nor during the outage',
+      );
+      t.ok(
+        pairs.some((p) => p.a === 503 || p.b === 503),
+        'refused while Redis was down',
+      );
+    } else {
+      t.same(
+        pairs.filter((p) => p.a === 503 || p.b === 503),
+        [],
+        'local never refuses for the store',
+      );
+    }
+    t.ok(
+      pairs.slice(-10).every((p) => (p.a === 200) !== (p.b === 200)),
+      'after it is back, exactly one of each pair again',
+    );
+  });
+}
