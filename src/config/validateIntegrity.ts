@@ -21,6 +21,7 @@ import {
   section,
   type Ctx,
   type Parser,
+  keyIdValue,
 } from './validateReaders.ts';
 
 export function validateIntegrityProfile(ctx: Ctx, value: unknown, path: string): Config['integrity'] {
@@ -72,7 +73,6 @@ function componentNameProblem(name: string): string | null {
   return FIELD_NAME.test(name) ? null : `"${name}" is not a lowercase HTTP field name`;
 }
 
-const KEY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const NO_MESSAGES = 'a tcp listener carries no HTTP messages to sign or verify';
 
 export function validateListenerIntegrity(
@@ -114,8 +114,3 @@ const signatureTag: Parser<string> = (v) =>
   typeof v === 'string' && /^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/.test(v)
     ? ok(v)
     : bad('expected 1-64 printable ASCII characters other than " and \\');
-
-const keyIdValue: Parser<string> = (v) =>
-  typeof v === 'string' && KEY_ID.test(v)
-    ? ok(v)
-    : bad('expected a key id: letters, digits, ".", "_" and "-", not starting with "." (it names a file in keys.dir)');

@@ -4,15 +4,14 @@
  * anomaly and limits, and distinct names across the list.
  */
 import { DEFAULT_ANOMALY, DEFAULT_LIMITS, DEFAULT_PROTOCOL } from './defaults.ts';
-import { formatHostPort, isLoopbackHost, isValidHost } from './hostPort.ts';
-import { LISTENER_NAME } from './listenerName.ts';
-import type { AnomalyConfig, HostPort, LimitsConfig, ListenerConfig, ListenerMode } from './types.ts';
+import { formatHostPort, isLoopbackHost } from './hostPort.ts';
+import type { HostPort, LimitsConfig, ListenerConfig, ListenerMode } from './types.ts';
 import { validateListenerIntegrity } from './validateIntegrity.ts';
 import { validateRoutes } from './validateRoutes.ts';
+import { validateAnomaly } from './validateAnomaly.ts';
 import { EMPTY_ALLOW, EMPTY_VERIFY, validateAllow, validateVerify } from './validatePeers.ts';
 import {
   at,
-  bad,
   booleanValue,
   checkKeys,
   isObject,
@@ -20,10 +19,8 @@ import {
   misplacedAs,
   nonNegativeInteger,
   nonNegativeNumber,
-  ok,
   oneOf,
   positiveInteger,
-  positiveNumber,
   read,
   report,
   REQUIRED,
@@ -33,7 +30,8 @@ import {
   UNSET_ADDRESS,
   type Ctx,
   type Obj,
-  type Parser,
+  labelName,
+  serverNameValue,
 } from './validateReaders.ts';
 
 export function validateListeners(ctx: Ctx, value: unknown, path: string, keysDir: string | null): ListenerConfig[] {
@@ -61,7 +59,7 @@ function validateListener(ctx: Ctx, value: unknown, path: string, keysDir: strin
     return placeholderListener('', UNSET_ADDRESS);
   }
   const o = value;
-  const name = read(ctx, o, path, 'name', listenerName, '', REQUIRED);
+  const name = read(ctx, o, path, 'name', labelName, '', REQUIRED);
   const mode = read(ctx, o, path, 'mode', oneOf(['inbound', 'outbound', 'gateway'] as const), null, REQUIRED);
   if (mode === 'gateway') return validateGateway(ctx, o, path, name, keysDir);
   checkListenerKeys(ctx, o, path, mode);
@@ -203,17 +201,6 @@ function validateOutboundPart(
   };
 }
 
-function validateAnomaly(ctx: Ctx, value: unknown, path: string): AnomalyConfig {
-  const o = section(ctx, value, path, ['mode', 'minSamples', 'threshold', 'maxTrackedPeers']);
-  const d = DEFAULT_ANOMALY;
-  return {
-    mode: read(ctx, o, path, 'mode', oneOf(['off', 'observe', 'block'] as const), d.mode),
-    minSamples: read(ctx, o, path, 'minSamples', positiveInteger, d.minSamples),
-    threshold: read(ctx, o, path, 'threshold', positiveNumber, d.threshold),
-    maxTrackedPeers: read(ctx, o, path, 'maxTrackedPeers', positiveInteger, d.maxTrackedPeers),
-  };
-}
-
 function validateLimits(ctx: Ctx, value: unknown, path: string): LimitsConfig {
   const o = section(ctx, value, path, Object.keys(DEFAULT_LIMITS));
   const d = DEFAULT_LIMITS;
@@ -264,16 +251,6 @@ function checkDistinctNames(ctx: Ctx, listeners: readonly ListenerConfig[], path
     else report(ctx, `${path}[${i}].name`, `"${l.name}" is already the name of ${path}[${first}]`);
   });
 }
-
-const listenerName: Parser<string> = (v) =>
-  typeof v === 'string' && LISTENER_NAME.test(v)
-    ? ok(v)
-    : bad(
-        'expected lowercase letters, digits, "_" and "-", starting with a letter or digit (it becomes a metric label)',
-      );
-
-const serverNameValue: Parser<string> = (v) =>
-  typeof v === 'string' && isValidHost(v) ? ok(v) : bad('expected a DNS name or an IP address');
 
 /** A listener that failed early (no mode): enough for the name and address checks. */
 function placeholderListener(name: string, listen: HostPort): ListenerConfig {

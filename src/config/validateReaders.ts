@@ -5,7 +5,8 @@
  */
 import { resolve } from 'node:path';
 import { closestName } from '../core/closestName.ts';
-import { parseHostPort } from './hostPort.ts';
+import { isValidHost, parseHostPort } from './hostPort.ts';
+import { LISTENER_NAME } from './listenerName.ts';
 import type { ConfigProblem, HostPort } from './types.ts';
 
 export type Obj = Readonly<Record<string, unknown>>;
@@ -213,3 +214,23 @@ export function isObject(value: unknown): value is Obj {
 export function isAbsent(value: unknown): boolean {
   return value === undefined || value === null;
 }
+
+/** A listener's or a gateway route's name: it becomes a metric label and a log field. */
+export const labelName: Parser<string> = (v) =>
+  typeof v === 'string' && LISTENER_NAME.test(v)
+    ? ok(v)
+    : bad(
+        'expected lowercase letters, digits, "_" and "-", starting with a letter or digit (it becomes a metric label)',
+      );
+
+const KEY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** The id of a key in keys.dir (it names the file). */
+export const keyIdValue: Parser<string> = (v) =>
+  typeof v === 'string' && KEY_ID.test(v)
+    ? ok(v)
+    : bad('expected a key id: letters, digits, ".", "_" and "-", not starting with "." (it names a file in keys.dir)');
+
+/** A TLS server name to send and check. */
+export const serverNameValue: Parser<string> = (v) =>
+  typeof v === 'string' && isValidHost(v) ? ok(v) : bad('expected a DNS name or an IP address');

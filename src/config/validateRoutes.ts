@@ -6,7 +6,6 @@
 import { isCanonicalPrefix } from '../core/canonicalPath.ts';
 import { DEFAULT_PASSIVE_HEALTH, DEFAULT_DNS_REFRESH_SECONDS, MAX_ROUTES } from './defaults.ts';
 import { isDnsName, isValidHost } from './hostPort.ts';
-import { LISTENER_NAME } from './listenerName.ts';
 import type {
   AnomalyConfig,
   HostPort,
@@ -18,6 +17,7 @@ import type {
   RouteUpstreamTlsConfig,
 } from './types.ts';
 import { validateAllow, validateVerify } from './validatePeers.ts';
+import { validateAnomaly } from './validateAnomaly.ts';
 import {
   at,
   bad,
@@ -28,9 +28,7 @@ import {
   nonNegativeNumber,
   nullable,
   ok,
-  oneOf,
   positiveInteger,
-  positiveNumber,
   read,
   report,
   REQUIRED,
@@ -40,6 +38,9 @@ import {
   type Ctx,
   type Obj,
   type Parser,
+  labelName,
+  serverNameValue,
+  keyIdValue,
 } from './validateReaders.ts';
 
 /** What a route inherits from its gateway listener. */
@@ -83,7 +84,6 @@ const LISTENER_LIMIT_KEYS = [
 ];
 /** RFC 9110 §9.1: a method is a token */
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$/;
-const KEY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function validateRoutes(ctx: Ctx, value: unknown, path: string, defaults: RouteDefaults): RouteConfig[] {
   if (value === undefined) {
@@ -105,7 +105,7 @@ export function validateRoutes(ctx: Ctx, value: unknown, path: string, defaults:
 function validateRoute(ctx: Ctx, value: unknown, path: string, d: RouteDefaults): RouteConfig {
   const o = section(ctx, value, path, ROUTE_KEYS, { required: true });
   return {
-    name: read(ctx, o, path, 'name', routeName, '', REQUIRED),
+    name: read(ctx, o, path, 'name', labelName, '', REQUIRED),
     match: validateMatch(ctx, o.match, at(path, 'match')),
     allow: isAbsent(o.allow) ? null : validateAllow(ctx, o.allow, at(path, 'allow')),
     targets: validateTargets(ctx, o.targets, at(path, 'targets')),
@@ -113,7 +113,7 @@ function validateRoute(ctx: Ctx, value: unknown, path: string, d: RouteDefaults)
     upstreamTls: isAbsent(o.upstreamTls) ? null : validateUpstreamTls(ctx, o.upstreamTls, at(path, 'upstreamTls')),
     integrity: validateRouteIntegrity(ctx, o.integrity, at(path, 'integrity'), d),
     limits: validateRouteLimits(ctx, o.limits, at(path, 'limits'), d.limits),
-    anomaly: validateRouteAnomaly(ctx, o.anomaly, at(path, 'anomaly'), d.anomaly),
+    anomaly: validateAnomaly(ctx, o.anomaly, at(path, 'anomaly'), d.anomaly),
     passiveHealth: validatePassiveHealth(ctx, o.passiveHealth, at(path, 'passiveHealth')),
   };
 }
@@ -205,16 +205,6 @@ function validateRouteLimits(ctx: Ctx, value: unknown, path: string, base: Limit
   };
 }
 
-function validateRouteAnomaly(ctx: Ctx, value: unknown, path: string, base: AnomalyConfig): AnomalyConfig {
-  const o = section(ctx, value, path, ['mode', 'minSamples', 'threshold', 'maxTrackedPeers']);
-  return {
-    mode: read(ctx, o, path, 'mode', oneOf(['off', 'observe', 'block'] as const), base.mode),
-    minSamples: read(ctx, o, path, 'minSamples', positiveInteger, base.minSamples),
-    threshold: read(ctx, o, path, 'threshold', positiveNumber, base.threshold),
-    maxTrackedPeers: read(ctx, o, path, 'maxTrackedPeers', positiveInteger, base.maxTrackedPeers),
-  };
-}
-
 function validatePassiveHealth(ctx: Ctx, value: unknown, path: string): PassiveHealthConfig {
   const o = section(ctx, value, path, ['consecutiveFailures', 'ejectSeconds', 'maxEjectSeconds']);
   const d = DEFAULT_PASSIVE_HEALTH;
@@ -275,13 +265,6 @@ function methodsCover(earlier: readonly string[] | null, later: readonly string[
   return later !== null && later.every((m) => earlier.includes(m));
 }
 
-const routeName: Parser<string> = (v) =>
-  typeof v === 'string' && LISTENER_NAME.test(v)
-    ? ok(v)
-    : bad(
-        'expected lowercase letters, digits, "_" and "-", starting with a letter or digit (it becomes a metric label)',
-      );
-
 const pathPrefix: Parser<string> = (v) =>
   typeof v === 'string' && isCanonicalPrefix(v)
     ? ok(v)
@@ -297,11 +280,3 @@ const hostPattern: Parser<string> = (v) => {
     return bad('expected a host name (without a port), "*.suffix", or null for any host');
   return ok(v.toLowerCase());
 };
-
-const serverNameValue: Parser<string> = (v) =>
-  typeof v === 'string' && isValidHost(v) ? ok(v) : bad('expected a DNS name or an IP address');
-
-const keyIdValue: Parser<string> = (v) =>
-  typeof v === 'string' && KEY_ID.test(v)
-    ? ok(v)
-    : bad('expected a key id: letters, digits, ".", "_" and "-", not starting with "." (it names a file in keys.dir)');
