@@ -588,7 +588,7 @@ function valkeyParts(objects: K8sObject[]) {
 }
 
 t.test(
-  'gateway-redis-dev: one Valkey keeps its data on a volume, serves TLS only to client certificates of its own CA, under the name the gateway dials, to the gateway pods alone',
+  'gateway-redis-dev: one Valkey keeps its data on a volume and serves TLS to certificates of its own CA, under the name dialled, to the gateway alone',
   async (t) => {
     const objects = build(join(DEPLOY, 'overlays/gateway-redis-dev'));
     const { statefulSet, spec, container, command, conf } = valkeyParts(objects);
@@ -672,7 +672,7 @@ t.test(
 );
 
 t.test(
-  "gateway-redis-dev: Valkey's config serves on redis-server, TLS with client certificates only, its probe answers, and `tollgate check` with the gateway's config reaches it",
+  "gateway-redis-dev: Valkey's config serves TLS to client certificates on redis-server, its probe answers, and the gateway's `tollgate check` reaches it",
   {
     skip:
       redisMissing() ?? (existsSync(REDIS_CLI) ? false : `${REDIS_CLI} is not installed (apt-get install redis-tools)`),
