@@ -7,7 +7,7 @@
  * in metrics and audit; TLS to Redis with a client certificate.
  */
 import t from 'tap';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exitWithin, startTollgate } from './helpers/process.ts';
 import type { AuditSink } from '../src/telemetry/audit.ts';
@@ -407,3 +407,55 @@ for (const mode of ['refuse', 'local'] as const) {
     );
   });
 }
+
+t.test('a renewed client certificate is used without a restart', async (t) => {
+  const w = await world(t);
+  const next = await world(t);
+  const server = await w.identity('redis');
+  // the server admits client certificates of the CA in this file: the old one's first, the new one's after
+  const clientCa = join(w.dir, 'redis-client-ca.pem');
+  await writeFile(clientCa, w.ca.certPem);
+  const redis = await startRedis(t, {
+    tls: { certFile: server.files.certFile, keyFile: server.files.keyFile, caFile: clientCa },
+  });
+  const oldClient = await w.identity('redis-client');
+  const dir = join(w.dir, 'redis-client-files');
+  await mkdir(dir);
+  await writeFile(join(dir, 'tls.crt'), oldClient.certPem);
+  await writeFile(join(dir, 'tls.key'), oldClient.keyPem, { mode: 0o600 });
+  const r = await replicas(
+    t,
+    {
+      url: redis.url,
+      caFile: server.files.caFile,
+      certFile: join(dir, 'tls.crt'),
+      keyFile: join(dir, 'tls.key'),
+    },
+    {},
+    w,
+  );
+  await up(r.a);
+  t.equal((await send(t, r, r.a, signed(r))).status, 200);
+  // the server now admits only the new CA's clients: the old certificate cannot reconnect
+  await redis.stop();
+  await writeFile(clientCa, next.ca.certPem);
+  await redis.start();
+  await eventually(
+    async () => (await send(t, r, r.a, signed(r))).status === 503,
+    10_000,
+    'refused with the old certificate',
+  );
+  // the renewal lands in the watched directory
+  const renewed = await next.identity('redis-client');
+  await writeFile(join(dir, 'tls.key'), renewed.keyPem, { mode: 0o600 });
+  await writeFile(join(dir, 'tls.crt'), renewed.certPem);
+  await eventually(
+    async () => (await send(t, r, r.a, signed(r))).status === 200,
+    15_000,
+    'served with the new certificate',
+  );
+  t.ok(
+    r.a.logs.lines.some((l) => l.msg === 'shared state TLS files renewed: new connections use them'),
+    'the renewal is logged',
+  );
+});

@@ -13,7 +13,11 @@
  * The caller decides what unavailable means (refuse or local). The change of state is logged,
  * counted and audited once each way, not per request.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { debounce } from '../core/debounce.ts';
+import { watchDir, type DirWatch } from '../core/dirWatch.ts';
 import type { Logger } from 'pino';
 import type { SharedStateConfig } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
@@ -68,6 +72,14 @@ interface RedisLike {
 }
 
 export async function openSharedStore(settings: SharedStateConfig, deps: SharedStoreDeps): Promise<SharedStore> {
+  const files = secretFiles(settings);
+  const store = new RedisSharedStore(settings, await newClient(settings), deps, await digestOf(files));
+  store.watchFiles(files);
+  return store;
+}
+
+/** one client (a server, or a cluster through its seed node) with the settings and files as they are now */
+async function newClient(settings: SharedStateConfig): Promise<RedisLike> {
   const options = await connectionOptions(settings);
   const { Redis, Cluster } = await import('ioredis');
   const url = new URL(settings.url);
@@ -85,7 +97,22 @@ export async function openSharedStore(settings: SharedStateConfig, deps: SharedS
         keyPrefix: settings.keyPrefix,
       })) as unknown as RedisLike;
   client.defineCommand('tollgateTake', { numberOfKeys: 1, lua: TAKE_SCRIPT });
-  return new RedisSharedStore(settings, client, deps);
+  return client;
+}
+
+/** the CA, client certificate, key and password files (a renewal of any of them makes a new client) */
+function secretFiles(s: SharedStateConfig): string[] {
+  return [s.caFile, s.certFile, s.keyFile, s.passwordFile].filter((f): f is string => f !== null);
+}
+
+async function digestOf(files: readonly string[]): Promise<string | null> {
+  const h = createHash('sha256');
+  try {
+    for (const f of files) h.update(await readFile(f)).update('\0');
+  } catch {
+    return null;
+  }
+  return h.digest('hex');
 }
 
 /**
@@ -155,24 +182,95 @@ function reconnectDelay(times: number): number {
   return Math.min(1000, 50 * times);
 }
 
+/** how long a burst of file events (cert-manager writes a Secret volume in one swap, a person in several writes) settles */
+const FILES_SETTLE_MS = 500;
+/** an old client finishes what it has in flight for this long after a new one took over */
+const OLD_CLIENT_GRACE_MS = 5_000;
+
 class RedisSharedStore implements SharedStore {
   readonly settings: SharedStateConfig;
-  readonly client: RedisLike;
+  client: RedisLike;
   readonly deps: SharedStoreDeps;
+  /** the digest of the TLS and password files the client was made with */
+  filesDigest: string | null;
+  watches: DirWatch[] = [];
   up = false;
   /** the state last reported (log, audit): null until the first answer or failure */
   reported: boolean | null = null;
   closed = false;
 
-  constructor(settings: SharedStateConfig, client: RedisLike, deps: SharedStoreDeps) {
+  constructor(settings: SharedStateConfig, client: RedisLike, deps: SharedStoreDeps, filesDigest: string | null) {
     this.settings = settings;
     this.client = client;
     this.deps = deps;
+    this.filesDigest = filesDigest;
     deps.metrics.sharedStateUp.set(0);
-    client.on('ready', () => this.changed(true, null));
-    client.on('error', (err) => this.changed(false, err as Error));
-    client.on('close', () => this.changed(false, null));
-    client.on('end', () => this.changed(false, null));
+    this.listen(client);
+  }
+
+  /** the client's connection events are the store's (an old client's, once replaced, are not) */
+  listen(client: RedisLike): void {
+    const mine = (fn: () => void) => () => {
+      if (client === this.client) fn();
+    };
+    client.on(
+      'ready',
+      mine(() => this.changed(true, null)),
+    );
+    client.on('error', (err) => {
+      if (client === this.client) this.changed(false, err as Error);
+    });
+    client.on(
+      'close',
+      mine(() => this.changed(false, null)),
+    );
+    client.on(
+      'end',
+      mine(() => this.changed(false, null)),
+    );
+  }
+
+  /**
+   * A renewed client certificate, key, CA bundle or password (their directories are watched, as
+   * the identity's are): a new client is made with them and takes every new command; the old one
+   * finishes what it has in flight, then closes. A file that does not read leaves the client as it is.
+   */
+  watchFiles(files: readonly string[]): void {
+    if (files.length === 0) return;
+    const check = debounce(FILES_SETTLE_MS, () => void this.renew(files));
+    for (const dir of new Set(files.map((f) => dirname(f))))
+      this.watches.push(
+        watchDir({
+          dir,
+          log: this.deps.log,
+          what: 'shared state TLS directory',
+          keeping: 'the shared state client in use',
+          onChange: () => check.trigger(),
+        }),
+      );
+  }
+
+  async renew(files: readonly string[]): Promise<void> {
+    for (const w of this.watches) await w.refresh();
+    const digest = await digestOf(files);
+    if (this.closed || digest === null || digest === this.filesDigest) return;
+    let next: RedisLike;
+    try {
+      next = await newClient(this.settings);
+    } catch (err) {
+      this.deps.log.warn(
+        { err: (err as Error).message },
+        'shared state files changed but do not load; the client in use stays',
+      );
+      return;
+    }
+    if (this.closed) return next.disconnect();
+    const old = this.client;
+    this.filesDigest = digest;
+    this.client = next;
+    this.listen(next);
+    this.deps.log.info('shared state TLS files renewed: new connections use them');
+    setTimeout(() => void old.quit().catch(() => old.disconnect()), OLD_CLIENT_GRACE_MS).unref();
   }
 
   async claim(fingerprint: string, ttlMs: number): Promise<ClaimVerdict> {
@@ -209,6 +307,7 @@ class RedisSharedStore implements SharedStore {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const w of this.watches) w.close();
     try {
       await Promise.race([this.client.quit(), new Promise((r) => setTimeout(r, 500).unref())]);
     } catch {
