@@ -86,13 +86,18 @@ t.test('before any traffic every series of a closed label set is served at 0', a
     labelValues(families, family, label, where, sample);
   const served = new Set(families.filter((f) => f.samples.length > 0).map((f) => f.name));
 
-  // every family tollgate declares, save the CRL timestamps (no CRL is configured)
+  // every family tollgate declares, save the CRL timestamps (no CRL is configured) and the shared state store's
+  // operations (no sharedState is configured: test/shared-state.test.ts has them)
   const declared = createMetrics(new Registry())
     .registry.getMetricsAsArray()
     .map((m) => m.name);
   t.same(
     declared.filter((name) => !served.has(name)),
-    ['tollgate_crl_next_update_timestamp_seconds'],
+    [
+      'tollgate_crl_next_update_timestamp_seconds',
+      'tollgate_shared_state_operations_total',
+      'tollgate_shared_state_duration_seconds',
+    ],
     'every declared family has samples at start',
   );
 

@@ -221,7 +221,7 @@ export function createMetrics(registry: Registry): Metrics {
     }),
     sharedStateUp: new Gauge({
       name: 'tollgate_shared_state_up',
-      help: '1 while the shared state store answers, 0 while it does not (with workers: the lowest of the threads)',
+      help: '1 while the shared state store answers, 0 while it does not or none is configured (with workers: the lowest of the threads)',
       aggregator: 'min',
       registers,
     }),
