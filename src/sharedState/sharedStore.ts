@@ -73,7 +73,9 @@ interface RedisLike {
 
 export async function openSharedStore(settings: SharedStateConfig, deps: SharedStoreDeps): Promise<SharedStore> {
   const files = secretFiles(settings);
-  const store = new RedisSharedStore(settings, await newClient(settings), deps, await digestOf(files));
+  const digest = await digestOf(files);
+  // the client connects at once: the store listens to it in the same turn, so no event is missed
+  const store = new RedisSharedStore(settings, await newClient(settings), deps, digest);
   store.watchFiles(files);
   return store;
 }
