@@ -12,13 +12,19 @@
  * proxy-CPU-second. `SCENARIO@RATE` runs the scenario open loop at RATE req/s, so every target
  * does the same work and the figure is what that work costs it; a bare scenario name runs as in
  * the macro run (closed loop). Needs dist/ (`npm run build`), like the macro run.
+ *
+ * A target with a shared state store (tollgate-l7-checks-redis) gets the run's one redis-server
+ * (macro/redis.ts); each of its windows also shows redis-server's CPU and, at a fixed rate, the
+ * p99 of its replay checks' round trips, read from its /metrics at the window's edges.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { installCleanup, killAllNow, removeOnExit } from './macro/children.ts';
 import { prepareFixtures } from './macro/fixtures.ts';
-import { measure, type LoadContext } from './macro/measure.ts';
+import { measure, type Cell, type LoadContext } from './macro/measure.ts';
+import { histogramQuantile, shareAtMost } from './macro/promHistogram.ts';
+import { setUpStore } from './macro/redis.ts';
 import { DURATIONS, SCENARIOS, type Scenario } from './macro/scenarios.ts';
 import { ALL_TARGETS, startTarget, TARGET_INFO, type RunningTarget, type TargetName } from './macro/targets.ts';
 import { detectTools } from './macro/tools.ts';
@@ -96,12 +102,27 @@ async function measureScenario(
       const ok = cell.failure === null && errors === 0 && cell.perProxyCpuSecond !== null;
       perCpu.get(target.name)!.push(ok ? cell.perProxyCpuSecond! : NaN);
       const what = ok
-        ? `${Math.round(cell.perProxyCpuSecond!).toLocaleString('en')}/proxy-CPU-s (CPU ${((cell.proxyCpuUtilisation ?? 0) * 100).toFixed(0)}%)`
+        ? `${Math.round(cell.perProxyCpuSecond!).toLocaleString('en')}/proxy-CPU-s (CPU ${((cell.proxyCpuUtilisation ?? 0) * 100).toFixed(0)}%)${storeText(cell)}`
         : `not counted: ${cell.failure ?? `${errors} errors`}`;
       process.stderr.write(`${label(s)} round ${round}/${args.rounds} ${target.name}: ${what}\n`);
     }
   }
   return perCpu;
+}
+
+/** a target with a shared state store: the store's CPU, and at a fixed rate the replay round trips' p99 */
+function storeText(cell: Cell): string {
+  const parts: string[] = [];
+  if (cell.storeCpuSeconds != null && cell.elapsedMs > 0)
+    parts.push(`redis-server CPU ${((cell.storeCpuSeconds / (cell.elapsedMs / 1000)) * 100).toFixed(0)}%`);
+  const h = cell.replayRoundTrips;
+  if (h) {
+    const p99 = histogramQuantile(h, 0.99);
+    const share = shareAtMost(h, 0.001);
+    const within = share === null ? '' : `, ${(share * 100).toFixed(2)}% ≤ 1 ms`;
+    parts.push(`replay round trip p99 ${p99 === null ? '-' : (p99 * 1000).toFixed(3)} ms over ${h.count}${within}`);
+  }
+  return parts.length === 0 ? '' : `; ${parts.join('; ')}`;
 }
 
 async function main(): Promise<void> {
@@ -112,13 +133,18 @@ async function main(): Promise<void> {
   const running: RunningTarget[] = [];
   try {
     const tools = detectTools(false);
-    const { ctx, client, upstream } = await prepareFixtures(workDir, tools);
+    const fixtures = await prepareFixtures(workDir, tools);
+    const { client, upstream } = fixtures;
     const durations = { ...DURATIONS.full, durationMs: args.windowMs, latencyMs: args.windowMs, warmupMs: 500 };
     const load: LoadContext = { ...client, durations, generator: 'node', wrk: null, ab: null, workDir };
     const machine = `node ${process.version}, ${os.availableParallelism()} cores`;
     const plan = `${args.rounds} rounds of ${args.windowMs} ms windows (500 ms warm-up each)`;
     process.stdout.write(`interleaved: ${plan}; upstream ${upstream.kind}; ${machine}\n`);
-    for (const name of args.targets) running.push(await startTarget(name, ctx));
+    const store = await setUpStore(args.targets, fixtures.ctx, workDir);
+    // a pair without one of its targets means nothing
+    if (store.targets.length !== args.targets.length) throw new Error(store.note ?? 'a target needs the store');
+    if (store.note !== null) process.stdout.write(`${store.note}\n`);
+    for (const name of args.targets) running.push(await startTarget(name, store.ctx));
     for (const s of args.scenarios) {
       const perCpu = await measureScenario(s, running, args, load);
       process.stdout.write(`== ${label(s)} (per proxy-CPU-second, round by round)\n`);
@@ -135,6 +161,7 @@ async function main(): Promise<void> {
     }
     await Promise.all(running.map((t) => t.stop()));
     await upstream.stop();
+    await store.stop();
   } finally {
     killAllNow();
     await rm(workDir, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installCleanup, killAllNow, removeOnExit } from './macro/children.ts';
 import { prepareFixtures } from './macro/fixtures.ts';
+import { setUpStore } from './macro/redis.ts';
 import { emptyCell, measure, type Cell, type LoadContext } from './macro/measure.ts';
 import { clockTicksPerSecond } from './macro/procStats.ts';
 import { plannedMs, Progress, type Step } from './macro/progress.ts';
@@ -150,7 +151,8 @@ async function main(): Promise<number> {
         'smoke mode: Node fallbacks forced (no nginx, wrk or HAProxy), a few hundred ms per scenario, 1 rep; figures are not meaningful',
       );
 
-    const { ctx, client, upstream, allocator } = await prepareFixtures(workDir, tools);
+    const fixtures = await prepareFixtures(workDir, tools);
+    const { client, upstream, allocator } = fixtures;
     log(
       `upstream: ${upstream.kind === 'nginx' ? `nginx ${tools.versions.nginx ?? ''} (1 worker)` : 'node:http fallback (nginx not installed)'} on 127.0.0.1:${upstream.port}`,
     );
@@ -176,13 +178,20 @@ async function main(): Promise<number> {
       log(`note: ${note}`);
     }
     if (targets.includes('tollgate-l7-checks-w2')) {
-      const refusal = await tollgateRefuses(await workersConfig(ctx));
+      const refusal = await tollgateRefuses(await workersConfig(fixtures.ctx));
       if (refusal !== null) {
         targets = targets.filter((t) => t !== 'tollgate-l7-checks-w2');
         const note = `tollgate-l7-checks-w2 skipped: tollgate check refuses "workers": 2 (${refusal.split('\n').slice(0, 3).join(' | ')})`;
         notes.push(note);
         log(`note: ${note}`);
       }
+    }
+    const store = await setUpStore(targets, fixtures.ctx, workDir);
+    targets = store.targets;
+    const ctx = store.ctx;
+    if (store.note !== null) {
+      notes.push(store.note);
+      log(`note: ${store.note}`);
     }
     let scenarios: Scenario[] = SCENARIOS.filter((s) =>
       args.scenarios === null ? !s.optIn : args.scenarios.includes(s.name),
@@ -279,6 +288,7 @@ async function main(): Promise<number> {
       }
     }
     await upstream.stop();
+    await store.stop();
 
     const results: Results = {
       version: 1,

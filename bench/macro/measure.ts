@@ -7,6 +7,7 @@ import { runAb } from './ab.ts';
 import { holdIdleConnections, runLoad, runNodeClient, type Generator } from './loadgen.ts';
 import type { LoadResult, LoadSpec } from './loadClient.ts';
 import { cpuSeconds, memoryBytes, RssSampler } from './procStats.ts';
+import { histogramDelta, readHistogram, scrapeMetrics, type Histogram } from './promHistogram.ts';
 import { REQUEST_PATHS, type Durations, type Scenario } from './scenarios.ts';
 import type { RunningTarget, TargetInfo } from './targets.ts';
 import { HOST } from './net.ts';
@@ -44,6 +45,13 @@ export interface Cell {
   idleConnections?: number;
   /** churn-rss: VmRSS as the last handshake finished (rssPeakBytes holds it after settling) */
   rssAfterLoadBytes?: number | null;
+  /** a target with a shared state store: the store's CPU seconds in the window (not in proxyCpuSeconds) */
+  storeCpuSeconds?: number | null;
+  /**
+   * a target with a shared state store, fixed-rate scenarios: the round trips of the replay checks
+   * made in the window (tollgate_shared_state_duration_seconds{operation="replay"}, read before and after)
+   */
+  replayRoundTrips?: Histogram | null;
 }
 
 export interface LoadContext {
@@ -126,13 +134,23 @@ export async function measure(
       : ctx.generator === 'wrk' && spec.tls === null && spec.rate === null && ctx.wrk !== null
         ? 'wrk'
         : 'node';
+  const storePids = target.storePids ?? [];
+  const store: { cpu: Array<number | null>; replay: Array<Promise<Histogram | null>> } = { cpu: [], replay: [] };
+  // read only at a fixed rate, where the figure is latency: a scrape costs the proxy CPU of its own
+  const metricsUrl = scenario.rate !== null ? (target.metricsUrl ?? null) : null;
+  const atEdge = (): void => {
+    if (storePids.length > 0) store.cpu.push(cpuSeconds(storePids));
+    if (metricsUrl !== null) store.replay.push(replayRoundTrips(metricsUrl));
+  };
   const onStart = (): void => {
     cpuBefore = pids.length > 0 ? cpuSeconds(pids) : null;
     if (pids.length > 0) sampler = new RssSampler(pids);
+    atEdge();
   };
   const onEnd = (): void => {
     cpuAfter = pids.length > 0 ? cpuSeconds(pids) : null;
     rssPeak = (sampler as RssSampler | null)?.stop() ?? null;
+    atEdge();
   };
   let result: LoadResult;
   if (generator === 'ab') {
@@ -143,6 +161,17 @@ export async function measure(
   }
   const seconds = result.elapsedMs / 1000;
   const cpu = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
+  const [storeBefore, storeAfter] = store.cpu;
+  const [replayBefore, replayAfter] = await Promise.all(store.replay);
+  const storeFigures =
+    storePids.length === 0
+      ? {}
+      : {
+          storeCpuSeconds: storeBefore != null && storeAfter != null ? storeAfter - storeBefore : null,
+          ...(metricsUrl === null
+            ? {}
+            : { replayRoundTrips: replayBefore && replayAfter ? histogramDelta(replayBefore, replayAfter) : null }),
+        };
   const mib = result.requestBytes / MIB;
   const amount = scenario.unit === 'MiB' ? mib : result.completed;
   return {
@@ -163,7 +192,14 @@ export async function measure(
     connectionsOpened: result.connectionsOpened,
     resumed: result.resumed,
     queued: result.queued,
+    ...storeFigures,
   };
+}
+
+/** the replay checks' round-trip histogram on a target's /metrics, or null when it cannot be read */
+async function replayRoundTrips(metricsUrl: string): Promise<Histogram | null> {
+  const text = await scrapeMetrics(metricsUrl);
+  return text === null ? null : readHistogram(text, 'tollgate_shared_state_duration_seconds', { operation: 'replay' });
 }
 
 const SETTLE_MS = 500;

@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { startChild, stopChild, type Child } from './children.ts';
 import { freePort, HOST, waitForPort } from './net.ts';
+import { scrapeMetrics } from './promHistogram.ts';
 import { REQUEST_PATHS } from './scenarios.ts';
 import { deadCheck } from './upstream.ts';
 
@@ -65,6 +66,7 @@ export type TargetName =
   | 'tollgate-l4'
   | 'tollgate-l7'
   | 'tollgate-l7-checks'
+  | 'tollgate-l7-checks-redis'
   | 'tollgate-gw50'
   | 'tollgate-gw50-checks'
   | 'tollgate-e2e'
@@ -89,6 +91,7 @@ export const ALL_TARGETS: readonly TargetName[] = [
   'tollgate-l4',
   'tollgate-l7',
   'tollgate-l7-checks',
+  'tollgate-l7-checks-redis',
   'tollgate-gw50',
   'tollgate-gw50-checks',
   'tollgate-e2e',
@@ -152,6 +155,14 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     sign: true,
     layer: 'l7',
     description: 'tollgate inbound HTTP: mTLS + signature verification + replay cache + anomaly observe',
+  },
+  'tollgate-l7-checks-redis': {
+    name: 'tollgate-l7-checks-redis',
+    client: 'mtls',
+    sign: true,
+    layer: 'l7',
+    description:
+      'tollgate-l7-checks with sharedState: every verified nonce also claimed in a redis-server on loopback (SET NX PX), rate limits local',
   },
   'tollgate-gw50': {
     name: 'tollgate-gw50',
@@ -225,6 +236,8 @@ export interface TargetContext {
   readonly haproxy: string | null;
   /** the environment that gives a Node target the image's allocator (IMAGE_ALLOCATOR); empty when this machine lacks it */
   readonly allocatorEnv: Readonly<Record<string, string>>;
+  /** the shared state store (redis-server, redis.ts) when a target of the run needs it */
+  readonly store?: { readonly url: string; readonly pid: number } | null;
 }
 
 export interface RunningTarget {
@@ -233,6 +246,10 @@ export interface RunningTarget {
   /** the proxy's processes (their descendants are counted too); empty for direct */
   readonly pids: readonly number[];
   readonly children: readonly Child[];
+  /** the shared state store's process: its CPU is read apart, never counted as the proxy's */
+  readonly storePids?: readonly number[];
+  /** the target's Prometheus /metrics (its health listener), when it has one */
+  readonly metricsUrl?: string | null;
   stop(): Promise<void>;
 }
 
@@ -435,6 +452,7 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
   const server = join(ctx.pkiDir, 'ingest');
   const tlsFiles = [join(server, 'tls.crt'), join(server, 'tls.key'), join(server, 'ca.crt')];
   let children: Child[];
+  let store: Pick<RunningTarget, 'storePids' | 'metricsUrl'> = {};
   switch (name) {
     case 'baseline-l4':
     case 'baseline-l7': {
@@ -461,6 +479,23 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
         tollgateConfig(ctx, 'ingest', inboundListener(port, ctx, kind), extra),
       );
       children = [startTollgate(name, config, ctx)];
+      break;
+    }
+    case 'tollgate-l7-checks-redis': {
+      if (!ctx.store) throw new Error('the shared state store (redis-server) is not running');
+      // the health listener serves /metrics, where the replay round trips are read (latency scenarios only)
+      const healthPort = await freePort();
+      const config = await writeConfig(
+        ctx,
+        `${name}.json`,
+        tollgateConfig(ctx, 'ingest', inboundListener(port, ctx, 'checks'), {
+          health: { listen: `${HOST}:${healthPort}` },
+          // replay on (the default); the bench has no rate limit to share
+          sharedState: { url: ctx.store.url, rateLimits: false },
+        }),
+      );
+      children = [startTollgate(name, config, ctx)];
+      store = { storePids: [ctx.store.pid], metricsUrl: `http://${HOST}:${healthPort}/metrics` };
       break;
     }
     case 'tollgate-gw50':
@@ -509,5 +544,21 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
     }
   }
   await ready(children, port);
-  return running(name, port, children);
+  if (store.metricsUrl) await storeConnected(children, store.metricsUrl);
+  return { ...running(name, port, children), ...store };
+}
+
+/**
+ * Listening is not enough for a target with a shared state store: until its client has
+ * connected, every check would be refused (503). Polls the gauge, bounded.
+ */
+async function storeConnected(children: Child[], metricsUrl: string): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const text = await scrapeMetrics(metricsUrl, 2_000);
+    if (text !== null && /^tollgate_shared_state_up 1$/m.test(text)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await Promise.all(children.map((c) => stopChild(c, 1_000)));
+  throw new Error(`tollgate_shared_state_up did not reach 1 on ${metricsUrl} within ${START_TIMEOUT_MS} ms`);
 }

@@ -126,8 +126,9 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
     if (this.connections.size > 0) this.armSweep();
   }
 
-  ready(): Promise<void> {
-    return this.paths.ready?.() ?? Promise.resolve();
+  /** a gateway: its routes' targets got a first answer (or failed); undefined for a listener with one upstream */
+  ready(): Promise<void> | undefined {
+    return this.paths.ready?.();
   }
 
   /** undefined when the listener is not a gateway */

@@ -146,7 +146,7 @@ export function listenerHandle(
   config: ListenerConfig,
   server: Server,
   conns: ConnectionSet,
-  pool: { close(): Promise<unknown>; ready?(): Promise<void>; routes?(): RouteStatus[] } | null,
+  pool: { close(): Promise<unknown>; ready?(): Promise<void> | undefined; routes?(): RouteStatus[] } | null,
 ): Listener {
   const idle = config.protocol === 'http' ? trulyIdle : neverIdle;
   return {
@@ -157,12 +157,11 @@ export function listenerHandle(
     // ones) overflowing Node's 511 makes the kernel drop everyone's SYNs, and a legitimate
     // client then waits for its retransmit (1 s, 3 s, 7 s) before the handshake gate sees it
     // a gateway serves once each route's targets got a first answer (or failed)
-    start: async (options) => {
-      await pool?.ready?.();
-      await listen(server, config.listen.host, config.listen.port, {
-        ...options,
-        backlog: config.limits.maxConnections,
-      });
+    start: (options) => {
+      const bind = (): Promise<void> =>
+        listen(server, config.listen.host, config.listen.port, { ...options, backlog: config.limits.maxConnections });
+      const ready = pool?.ready?.();
+      return ready === undefined ? bind() : ready.then(bind);
     },
     address: () => boundAddress(server),
     connections: () => conns.sockets.size,
