@@ -6,7 +6,7 @@ import { systemClock, type Clock } from './core/clock.ts';
 import { StartupError } from './core/errors.ts';
 import { createReadiness, type Readiness } from './core/readiness.ts';
 import { createLifecycle, type Lifecycle } from './lifecycle.ts';
-import { watchConfigFile } from './config/configFileWatch.ts';
+import { watchFileContents } from './core/fileContentWatch.ts';
 import { VERSION } from './version.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { collectRuntimeMetrics, createMetrics, type Metrics } from './telemetry/metrics.ts';
@@ -393,6 +393,9 @@ async function startWorkerThreads(
   return pool;
 }
 
+/** how long a burst of events in the config file's directory settles before the file is read */
+const CONFIG_SETTLE_MS = 500;
+
 /** The handle of a sidecar that has started: reload swaps a new config's live settings into every thread. */
 function runningSidecar(scope: Scope, servers: ServerAddresses): Sidecar {
   const { parts, log, readiness, lifecycle } = scope;
@@ -421,7 +424,18 @@ function runningSidecar(scope: Scope, servers: ServerAddresses): Sidecar {
   // the config file, when started from one: a change of its bytes is a reload, as SIGHUP is (once per change,
   // whoever reloaded first)
   const source = parts.config.source;
-  const watching = source === null ? null : watchConfigFile(source, log, () => void reload('watch'));
+  const watching =
+    source === null
+      ? null
+      : watchFileContents({
+          files: [source],
+          log,
+          what: 'config directory',
+          keeping: 'the config in use',
+          // a SIGHUP or POST /reload sent right after a write usually reads (and syncs) first
+          settleMs: CONFIG_SETTLE_MS,
+          onChange: () => void reload('watch'),
+        });
   if (watching !== null) lifecycle.onStop(() => void watching.then((w) => w.close()));
   const reload = async (trigger: ReloadTrigger): Promise<SidecarReloadOutcome> => {
     const outcome = await reloadNow(trigger);

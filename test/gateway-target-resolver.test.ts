@@ -84,7 +84,13 @@ t.test(
       resolver.current().map((e) => e.target),
       ['pods.test:8080', 'pods.test:8080', 'pods.test:8080', 'pods.test:8080', '192.0.2.1:9000'],
     );
-    t.same(resolver.current()[2], { key: '[fd00::1]:8080', address: 'fd00::1', port: 8080, target: 'pods.test:8080' });
+    t.same(resolver.current()[2], {
+      key: '[fd00::1]:8080',
+      address: 'fd00::1',
+      port: 8080,
+      target: 'pods.test:8080',
+      targetHost: 'pods.test',
+    });
     t.equal(changes.length, 1, 'start() reports the first set once');
     t.same(keys(changes[0]!), expected);
     t.same(

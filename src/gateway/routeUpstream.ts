@@ -154,7 +154,8 @@ export class RouteUpstream implements Upstream {
     return this.endpoints.map((e) => ({
       address: e.at.key,
       target: e.at.target,
-      healthy: this.healthy(e, now),
+      // what is shown changes nothing: an endpoint whose ejection is over returns when a request next picks it
+      healthy: e.ejectedUntil <= now,
       outstanding: e.pool.outstanding(),
       consecutiveFailures: e.failures,
       ejections: e.ejections,
@@ -214,10 +215,10 @@ export class RouteUpstream implements Upstream {
     return b.pool.outstanding() < a.pool.outstanding() ? b : a;
   }
 
+  /** whether `e` may be picked now; an endpoint whose ejection is over comes back here, on probation */
   private healthy(e: Endpoint, now: number): boolean {
     if (e.ejectedUntil === 0) return true;
     if (now < e.ejectedUntil) return false;
-    // the ejection is over: back in, on probation
     e.ejectedUntil = 0;
     e.probation = true;
     e.failures = 0;

@@ -21,6 +21,8 @@ export interface ResolvedEndpoint {
   readonly port: number;
   /** the configured target it came from, `name:port` as formatHostPort prints it */
   readonly target: string;
+  /** that target's host (the name a TLS server behind it is checked against) */
+  readonly targetHost: string;
 }
 
 export type TargetSource = 'literal' | 'dns' | 'lookup';
@@ -329,7 +331,11 @@ function buildEndpoints(
       if (seen.has(key)) continue;
       seen.add(key);
       const before = previous.get(key);
-      out.push(before?.target === s.label ? before : Object.freeze({ key, address, port, target: s.label }));
+      out.push(
+        before?.target === s.label
+          ? before
+          : Object.freeze({ key, address, port, target: s.label, targetHost: s.hostPort.host }),
+      );
     }
   }
   return Object.freeze(out);

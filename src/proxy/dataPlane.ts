@@ -170,7 +170,7 @@ export async function startDataPlane(config: Config, deps: DataPlaneDeps): Promi
       })),
     routes: () =>
       listeners.flatMap((l) => {
-        const routes = l.routes?.();
+        const routes = l.routes();
         return routes === undefined ? [] : [{ listener: l.name, routes }];
       }),
     close: () => {

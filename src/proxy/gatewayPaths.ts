@@ -222,7 +222,7 @@ function startUpstream(
     },
     poolFor: (endpoint: ResolvedEndpoint) => {
       const tls = route.upstreamTls;
-      const serverName = tls === null ? null : (tls.serverName ?? hostOfTarget(endpoint.target));
+      const serverName = tls === null ? null : (tls.serverName ?? endpoint.targetHost);
       return new UpstreamPool(
         serverName === null
           ? (done) => dialPlain(endpoint.address, endpoint.port, timeoutMs, done)
@@ -266,12 +266,6 @@ function routeAnomaly(deps: GatewayDeps, listener: ListenerConfig, route: RouteC
     log: deps.log,
     ...(deps.recentAnomalies === undefined ? {} : { recentAnomalies: deps.recentAnomalies }),
   });
-}
-
-/** "name:port" → name (a bracketed IPv6 address without its brackets) */
-function hostOfTarget(target: string): string {
-  const host = target.slice(0, target.lastIndexOf(':'));
-  return host.startsWith('[') ? host.slice(1, -1) : host;
 }
 
 const DENY_NO_ROUTE = deny('ERR_NO_ROUTE');

@@ -131,10 +131,9 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
     return this.paths.ready?.();
   }
 
-  /** undefined when the listener is not a gateway */
-  get routes(): (() => RouteStatus[]) | undefined {
-    const paths = this.paths;
-    return paths.routes === undefined ? undefined : () => this.paths.routes!();
+  /** a gateway: its routes, their endpoints and health; undefined for a listener with one upstream */
+  routes(): RouteStatus[] | undefined {
+    return this.paths.routes?.();
   }
 
   /** Stop the sweep and close the pools (idle upstream connections now, busy ones when their exchange ends). */

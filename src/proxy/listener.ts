@@ -25,8 +25,8 @@ export interface Listener {
   drain(deadline: number): Promise<boolean>;
   /** true from the moment drain() was called */
   draining(): boolean;
-  /** a gateway: its routes, their endpoints and health */
-  routes?(): RouteStatus[];
+  /** a gateway: its routes, their endpoints and health; undefined for any other listener */
+  routes(): RouteStatus[] | undefined;
 }
 
 const DRAIN_POLL_MS = 25;
@@ -146,7 +146,7 @@ export function listenerHandle(
   config: ListenerConfig,
   server: Server,
   conns: ConnectionSet,
-  pool: { close(): Promise<unknown>; ready?(): Promise<void> | undefined; routes?(): RouteStatus[] } | null,
+  pool: { close(): Promise<unknown>; ready?(): Promise<void> | undefined; routes?(): RouteStatus[] | undefined } | null,
 ): Listener {
   const idle = config.protocol === 'http' ? trulyIdle : neverIdle;
   return {
@@ -166,7 +166,7 @@ export function listenerHandle(
     address: () => boundAddress(server),
     connections: () => conns.sockets.size,
     draining: () => conns.isDraining,
-    ...(pool?.routes === undefined ? {} : { routes: () => pool.routes!() }),
+    routes: () => pool?.routes?.(),
     async drain(deadline) {
       const clean = await conns.drain(server, deadline, idle);
       await pool?.close().catch(() => undefined);

@@ -229,8 +229,7 @@ function withinSharedRate(path: RequestPath, ex: Exchange): Decision | Promise<D
   const shared = path.deps.shared!;
   if (limiter === null) return ALLOW;
   const { requestsPerSecond, burst } = limiter.options;
-  const bucket = `${path.deps.listener.name}:${path.deps.route}:${path.peerKey(ex.peer)}`;
-  return shared.take(bucket, requestsPerSecond, burst).then((r) => {
+  return shared.take(path.bucketPrefix + path.peerKey(ex.peer), requestsPerSecond, burst).then((r) => {
     if (r === 'unavailable') {
       if (shared.settings.onUnavailable === 'refuse') return DENY_SHARED_STATE;
       path.degraded('rate');
@@ -341,8 +340,9 @@ export class RequestPath {
 
   /** a route's allow-list decisions, per peer identity (the same identity object for every connection of one certificate) */
   readonly allowedPeers = new WeakMap<PeerIdentity, boolean>();
-  /** peers' bucket keys in the shared store (bounded: cleared when full) */
+  /** peers' bucket keys in the shared store (bounded: cleared when full), after this path's `listener:route:` */
   readonly peerKeys = new Map<string, string>();
+  readonly bucketPrefix: string;
 
   constructor(deps: RequestPathDeps) {
     this.deps = deps;
@@ -357,6 +357,7 @@ export class RequestPath {
     this.idleTimeoutMs = limits.idleTimeoutSeconds * 1000;
     const name = deps.listener.name;
     const route = deps.route;
+    this.bucketPrefix = `${name}:${route}:`;
     this.requestsByClass = Object.fromEntries(
       STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, route, c)]),
     );

@@ -13,11 +13,8 @@
  * The caller decides what unavailable means (refuse or local). The change of state is logged,
  * counted and audited once each way, not per request.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { debounce } from '../core/debounce.ts';
-import { watchDir, type DirWatch } from '../core/dirWatch.ts';
+import { watchFileContents, type FileContentWatch } from '../core/fileContentWatch.ts';
 import type { Logger } from 'pino';
 import type { SharedStateConfig } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
@@ -73,10 +70,21 @@ interface RedisLike {
 
 export async function openSharedStore(settings: SharedStateConfig, deps: SharedStoreDeps): Promise<SharedStore> {
   const files = secretFiles(settings);
-  const digest = await digestOf(files);
+  let store: RedisSharedStore | null = null;
+  // watched from before the client reads them, so a renewal in between is not missed
+  const watch =
+    files.length === 0
+      ? null
+      : await watchFileContents({
+          files,
+          log: deps.log,
+          what: 'shared state TLS directory',
+          keeping: 'the shared state client in use',
+          settleMs: FILES_SETTLE_MS,
+          onChange: () => void store?.renew(),
+        });
   // the client connects at once: the store listens to it in the same turn, so no event is missed
-  const store = new RedisSharedStore(settings, await newClient(settings), deps, digest);
-  store.watchFiles(files);
+  store = new RedisSharedStore(settings, await newClient(settings), deps, watch);
   return store;
 }
 
@@ -105,16 +113,6 @@ async function newClient(settings: SharedStateConfig): Promise<RedisLike> {
 /** the CA, client certificate, key and password files (a renewal of any of them makes a new client) */
 function secretFiles(s: SharedStateConfig): string[] {
   return [s.caFile, s.certFile, s.keyFile, s.passwordFile].filter((f): f is string => f !== null);
-}
-
-async function digestOf(files: readonly string[]): Promise<string | null> {
-  const h = createHash('sha256');
-  try {
-    for (const f of files) h.update(await readFile(f)).update('\0');
-  } catch {
-    return null;
-  }
-  return h.digest('hex');
 }
 
 /**
@@ -193,19 +191,18 @@ class RedisSharedStore implements SharedStore {
   readonly settings: SharedStateConfig;
   client: RedisLike;
   readonly deps: SharedStoreDeps;
-  /** the digest of the TLS and password files the client was made with */
-  filesDigest: string | null;
-  watches: DirWatch[] = [];
+  /** the TLS and password files, watched for a renewal; null without any */
+  readonly files: FileContentWatch | null;
   up = false;
   /** the state last reported (log, audit): null until the first answer or failure */
   reported: boolean | null = null;
   closed = false;
 
-  constructor(settings: SharedStateConfig, client: RedisLike, deps: SharedStoreDeps, filesDigest: string | null) {
+  constructor(settings: SharedStateConfig, client: RedisLike, deps: SharedStoreDeps, files: FileContentWatch | null) {
     this.settings = settings;
     this.client = client;
     this.deps = deps;
-    this.filesDigest = filesDigest;
+    this.files = files;
     deps.metrics.sharedStateUp.set(0);
     this.listen(client);
   }
@@ -235,27 +232,10 @@ class RedisSharedStore implements SharedStore {
   /**
    * A renewed client certificate, key, CA bundle or password (their directories are watched, as
    * the identity's are): a new client is made with them and takes every new command; the old one
-   * finishes what it has in flight, then closes. A file that does not read leaves the client as it is.
+   * finishes what it has in flight, then closes. Files that do not load leave the client as it is.
    */
-  watchFiles(files: readonly string[]): void {
-    if (files.length === 0) return;
-    const check = debounce(FILES_SETTLE_MS, () => void this.renew(files));
-    for (const dir of new Set(files.map((f) => dirname(f))))
-      this.watches.push(
-        watchDir({
-          dir,
-          log: this.deps.log,
-          what: 'shared state TLS directory',
-          keeping: 'the shared state client in use',
-          onChange: () => check.trigger(),
-        }),
-      );
-  }
-
-  async renew(files: readonly string[]): Promise<void> {
-    for (const w of this.watches) await w.refresh();
-    const digest = await digestOf(files);
-    if (this.closed || digest === null || digest === this.filesDigest) return;
+  async renew(): Promise<void> {
+    if (this.closed) return;
     let next: RedisLike;
     try {
       next = await newClient(this.settings);
@@ -268,7 +248,6 @@ class RedisSharedStore implements SharedStore {
     }
     if (this.closed) return next.disconnect();
     const old = this.client;
-    this.filesDigest = digest;
     this.client = next;
     this.listen(next);
     this.deps.log.info('shared state TLS files renewed: new connections use them');
@@ -309,7 +288,7 @@ class RedisSharedStore implements SharedStore {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const w of this.watches) w.close();
+    this.files?.close();
     try {
       await Promise.race([this.client.quit(), new Promise((r) => setTimeout(r, 500).unref())]);
     } catch {
