@@ -18,6 +18,14 @@
  * sent again (`retried: true` if that failed too). The inbound must exit 0 (nothing in flight
  * cut) every round, and `tollgate audit verify` must accept both audit logs.
  *
+ * The next round's load starts only once the draining process has closed the connections left
+ * idle at its drain (it waits DRAIN_IDLE_QUIET_MS first, about as long as a new process takes to
+ * start). Until then the outbound's pool still holds them, and a request written on one as the
+ * inbound closes it is lost before any byte of it is read (the race HTTP/1.1 leaves open, RFC 9112
+ * §9.6; a POST is not sent again, RFC 9110 §9.2.2). Such a request was never in flight at a
+ * signal: without that wait the next round's first POSTs met this close now and then (502
+ * ERR_UPSTREAM_UNAVAILABLE, `read ECONNRESET` or `the upstream closed the connection`).
+ *
  * Before the fix, the drain closed connections whose next request sat unread in the TLS socket
  * or the kernel (node:http took them for idle): a few requests a round failed with 502
  * ERR_UPSTREAM_UNAVAILABLE (the outbound read a reset).
@@ -79,6 +87,9 @@ t.test(
       const res = await fetch(`${slot.adminUrl}/metrics`);
       return sampleValue(parsePrometheusText(await res.text()), 'tollgate_connections_active', { listener: 'ingest' });
     };
+
+    // a draining process whose admin server is gone has closed every connection
+    const heldConnections = (slot: Slot): Promise<number> => activeConnections(slot).catch(() => 0);
 
     // why the outbound answered 502 in this round: its log lines since the round began
     let seenLogs = 0;
@@ -150,6 +161,12 @@ t.test(
           `round ${round + 1}: the inbound to start`,
         );
         if (!p.running()) throw new Error(`the inbound did not start again: ${p.stderr()}`);
+        // the next round's requests must not race the draining process closing its idle connections (see above)
+        await eventually(
+          async () => !draining.running() || (await heldConnections(slot)) === 0,
+          15_000,
+          `round ${round}: the draining inbound to close its idle connections`,
+        );
       }
     }
 
