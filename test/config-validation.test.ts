@@ -183,7 +183,16 @@ t.test('a minimal config gets every default', async (t) => {
     minBodyBytesPerSecond: 1024,
     idleTimeoutSeconds: 120,
     upstreamTimeoutSeconds: 30,
+    http2MaxConcurrentStreams: 100,
+    http2HeaderTableBytes: 4096,
+    http2StreamWindowBytes: 256 * 1024,
+    http2ConnectionWindowBytes: 1024 * 1024,
+    http2MaxResetsPerSecond: 100,
+    http2MaxPingsPerSecond: 20,
+    http2MaxSettingsPerSecond: 10,
   });
+  t.equal(inbound?.http2, true, 'an HTTP listener offers HTTP/2 by default');
+  t.equal(inbound?.targetProtocol, 'http1', 'and speaks HTTP/1.1 to its app');
   t.same(inbound?.anomaly, { mode: 'observe', minSamples: 200, threshold: 4, maxTrackedPeers: 1000 });
   t.equal(inbound?.protocol, 'http');
   t.same(inbound?.integrity, { verify: false, sign: false, keyId: null }, 'verify off by default');

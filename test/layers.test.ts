@@ -54,6 +54,11 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
     imports: ['core'],
     why: 'the HTTP/1.1 codec knows bytes, exchanges and error codes; settings and the per-connection state are handed in',
   },
+  // HTTP/2 beside the HTTP/1.1 core: node:http2 sessions whose streams are exchanges, and upstreams that speak h2/h2c.
+  http2: {
+    imports: ['core', 'http1'],
+    why: 'streams become the same exchanges and links as the HTTP/1.1 core; limits and counters are handed in',
+  },
   // A gateway's parts below the request path: route matching, target resolution, balanced endpoints with passive health.
   gateway: {
     imports: ['core', 'config', 'http1'],
@@ -81,6 +86,7 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
       'tls',
       'policy',
       'http1',
+      'http2',
       'gateway',
       'sharedState',
     ],
@@ -114,6 +120,7 @@ const LAYERS: Readonly<Record<string, { readonly imports: readonly string[]; rea
       'tls',
       'policy',
       'http1',
+      'http2',
       'gateway',
       'sharedState',
       'certs',

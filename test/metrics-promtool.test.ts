@@ -131,7 +131,7 @@ t.test(
     const admin = await scrape(t, sc.admin);
     t.match(
       admin,
-      /^tollgate_requests_total\{listener="open",route="default",status_class="2xx"\} 1$/m,
+      /^tollgate_requests_total\{listener="open",route="default",status_class="2xx",protocol="(?:http\/1\.1|h2)"\} 1$/m,
       'the scrape has the traffic in it',
     );
     await passesPromtool(t, admin, 'admin');

@@ -65,7 +65,8 @@ async function inbound(t: Test, integrity?: Record<string, unknown>): Promise<In
       },
     ],
   });
-  const newClient = (): Client => mtlsClient(t, sc.addr(), w.ca, producer);
+  // HTTP/1.1: absolute-form targets and connection-level refusals are its own (HTTP/2's :path is origin-form)
+  const newClient = (): Client => mtlsClient(t, sc.addr(), w.ca, producer, 'localhost', { http1: true });
   return { key, app, sc, client: newClient(), newClient };
 }
 

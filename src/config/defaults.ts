@@ -36,6 +36,19 @@ export const DEFAULT_LIMITS: LimitsConfig = Object.freeze({
   minBodyBytesPerSecond: 1024,
   idleTimeoutSeconds: 120,
   upstreamTimeoutSeconds: 30,
+  /** HAProxy's and nghttp2's usual 100; nginx 128 */
+  http2MaxConcurrentStreams: 100,
+  /** RFC 9113's initial value */
+  http2HeaderTableBytes: 4 * KIB,
+  /** enough for a 16 KiB request in one round trip per stream; bounded: 100 streams × 256 KiB is what one connection may buffer */
+  http2StreamWindowBytes: 256 * KIB,
+  http2ConnectionWindowBytes: 1 * MIB,
+  /** a client cancels a stream now and then; a rapid-reset attack cancels thousands a second (CVE-2023-44487) */
+  http2MaxResetsPerSecond: 100,
+  /** keepalive and BDP probes send a few; a PING flood sends thousands */
+  http2MaxPingsPerSecond: 20,
+  /** a client sends SETTINGS at the start and rarely after */
+  http2MaxSettingsPerSecond: 10,
 });
 
 /** Per-listener payload-size watching: learn from 200 authenticated samples, flag beyond 4 (spread units). */

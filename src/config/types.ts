@@ -31,6 +31,9 @@ export interface VerifyConfig {
   readonly spkiPins: readonly string[];
 }
 
+/** how an inbound listener speaks to its app */
+export type TargetProtocol = 'http1' | 'h2c';
+
 export interface LimitsConfig {
   readonly maxBodyBytes: number;
   readonly maxHeaderBytes: number;
@@ -58,6 +61,17 @@ export interface LimitsConfig {
   readonly minBodyBytesPerSecond: number;
   readonly idleTimeoutSeconds: number;
   readonly upstreamTimeoutSeconds: number;
+  /** HTTP/2: streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS) */
+  readonly http2MaxConcurrentStreams: number;
+  /** HTTP/2: the HPACK dynamic table a client's header compression may use (SETTINGS_HEADER_TABLE_SIZE) */
+  readonly http2HeaderTableBytes: number;
+  /** HTTP/2: the receive window of each stream (SETTINGS_INITIAL_WINDOW_SIZE) and of the whole connection */
+  readonly http2StreamWindowBytes: number;
+  readonly http2ConnectionWindowBytes: number;
+  /** HTTP/2 floods: streams a client may cancel (RST_STREAM), PINGs and SETTINGS it may send, per second, before GOAWAY */
+  readonly http2MaxResetsPerSecond: number;
+  readonly http2MaxPingsPerSecond: number;
+  readonly http2MaxSettingsPerSecond: number;
 }
 
 export interface AnomalyConfig {
@@ -139,6 +153,13 @@ export interface ListenerConfig {
   readonly limits: LimitsConfig;
   readonly unsafeTarget: boolean;
   readonly unsafeListen: boolean;
+  /**
+   * HTTP listeners: offer HTTP/2 beside HTTP/1.1 (ALPN h2 on TLS; on an outbound listener, h2c with
+   * prior knowledge from the local app, and h2 to the remote tollgate for what came over HTTP/2)
+   */
+  readonly http2: boolean;
+  /** inbound only: how to speak to the local app; `h2c` (HTTP/2 without TLS) for gRPC servers */
+  readonly targetProtocol: TargetProtocol;
   /** gateway only (empty otherwise): in order, the first match wins */
   readonly routes: readonly RouteConfig[];
 }

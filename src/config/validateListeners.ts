@@ -5,7 +5,7 @@
  */
 import { DEFAULT_ANOMALY, DEFAULT_LIMITS, DEFAULT_PROTOCOL } from './defaults.ts';
 import { formatHostPort, isLoopbackHost } from './hostPort.ts';
-import type { HostPort, LimitsConfig, ListenerConfig, ListenerMode } from './types.ts';
+import type { HostPort, LimitsConfig, ListenerConfig, ListenerMode, TargetProtocol } from './types.ts';
 import { validateListenerIntegrity } from './validateIntegrity.ts';
 import { validateRoutes } from './validateRoutes.ts';
 import { validateAnomaly } from './validateAnomaly.ts';
@@ -32,6 +32,9 @@ import {
   type Obj,
   labelName,
   serverNameValue,
+  ok,
+  bad,
+  type Parser,
 } from './validateReaders.ts';
 
 export function validateListeners(ctx: Ctx, value: unknown, path: string, keysDir: string | null): ListenerConfig[] {
@@ -49,8 +52,18 @@ export function validateListeners(ctx: Ctx, value: unknown, path: string, keysDi
   return listeners;
 }
 
-const COMMON_LISTENER_KEYS = ['name', 'mode', 'protocol', 'listen', 'target', 'integrity', 'anomaly', 'limits'];
-const INBOUND_ONLY_KEYS = ['allow', 'unsafeTarget'];
+const COMMON_LISTENER_KEYS = [
+  'name',
+  'mode',
+  'protocol',
+  'listen',
+  'target',
+  'integrity',
+  'anomaly',
+  'limits',
+  'http2',
+];
+const INBOUND_ONLY_KEYS = ['allow', 'unsafeTarget', 'targetProtocol'];
 const OUTBOUND_ONLY_KEYS = ['serverName', 'verify', 'unsafeListen'];
 
 function validateListener(ctx: Ctx, value: unknown, path: string, keysDir: string | null): ListenerConfig {
@@ -71,6 +84,7 @@ function validateListener(ctx: Ctx, value: unknown, path: string, keysDir: strin
     protocol,
     listen,
     target,
+    http2: readHttp2(ctx, o, path, protocol),
     anomaly: validateAnomaly(ctx, o.anomaly, at(path, 'anomaly')),
     limits: validateLimits(ctx, o.limits, at(path, 'limits')),
   };
@@ -95,11 +109,29 @@ function assembleListener(c: ListenerCommon, m: ModePart): ListenerConfig {
     limits: c.limits,
     unsafeTarget: m.unsafeTarget,
     unsafeListen: m.unsafeListen,
+    http2: c.http2,
+    targetProtocol: m.targetProtocol,
     routes: [],
   };
 }
 
-type ListenerCommon = Pick<ListenerConfig, 'name' | 'protocol' | 'listen' | 'target' | 'anomaly' | 'limits'>;
+/** `http2`: on by default for HTTP; a TCP listener carries bytes, so it has nothing to offer */
+function readHttp2(ctx: Ctx, o: Obj, path: string, protocol: ListenerConfig['protocol']): boolean {
+  const on = read(ctx, o, path, 'http2', booleanValue, protocol === 'http');
+  if (on && protocol !== 'http')
+    report(ctx, at(path, 'http2'), 'only an HTTP listener speaks HTTP/2 (protocol "tcp" passes bytes)');
+  return on && protocol === 'http';
+}
+
+/** the largest flow-control window HTTP/2 allows (RFC 9113 §6.9.1) */
+const MAX_WINDOW = 2 ** 31 - 1;
+
+const windowBytes: Parser<number> = (v) =>
+  Number.isSafeInteger(v) && (v as number) >= 65_535 && (v as number) <= MAX_WINDOW
+    ? ok(v as number)
+    : bad(`expected 65535 to ${MAX_WINDOW} (RFC 9113's initial window up to its largest)`);
+
+type ListenerCommon = Pick<ListenerConfig, 'name' | 'protocol' | 'listen' | 'target' | 'anomaly' | 'limits' | 'http2'>;
 type ModePart = Omit<ListenerConfig, keyof ListenerCommon | 'routes'>;
 
 function checkListenerKeys(ctx: Ctx, o: Obj, path: string, mode: Exclude<ListenerMode, 'gateway'> | null): void {
@@ -116,7 +148,18 @@ function checkListenerKeys(ctx: Ctx, o: Obj, path: string, mode: Exclude<Listene
   }
 }
 
-const GATEWAY_KEYS = ['name', 'mode', 'protocol', 'listen', 'allow', 'integrity', 'anomaly', 'limits', 'routes'];
+const GATEWAY_KEYS = [
+  'name',
+  'mode',
+  'protocol',
+  'listen',
+  'allow',
+  'integrity',
+  'anomaly',
+  'limits',
+  'routes',
+  'http2',
+];
 
 /**
  * Gateway: mTLS in as inbound, then an ordered route table; each route names its own targets,
@@ -149,6 +192,8 @@ function validateGateway(ctx: Ctx, o: Obj, path: string, name: string, keysDir: 
     limits,
     unsafeTarget: false,
     unsafeListen: false,
+    http2: read(ctx, o, path, 'http2', booleanValue, true),
+    targetProtocol: 'http1',
     routes: validateRoutes(ctx, o.routes, at(path, 'routes'), { integrity, limits, anomaly, keysDir }),
   };
 }
@@ -171,7 +216,20 @@ function validateInboundPart(ctx: Ctx, o: Obj, path: string, common: ListenerCom
     integrity: validateListenerIntegrity(ctx, o.integrity, at(path, 'integrity'), 'inbound', common.protocol, keysDir),
     unsafeTarget,
     unsafeListen: false,
+    targetProtocol: readTargetProtocol(ctx, o, path, common.protocol),
   };
+}
+
+/** inbound `targetProtocol`: HTTP/1.1 to the app unless it speaks h2c (gRPC servers do); HTTP listeners only */
+function readTargetProtocol(ctx: Ctx, o: Obj, path: string, protocol: ListenerConfig['protocol']): TargetProtocol {
+  const value = read(ctx, o, path, 'targetProtocol', oneOf(['http1', 'h2c'] as const), 'http1');
+  if (value === 'h2c' && protocol !== 'http')
+    report(
+      ctx,
+      at(path, 'targetProtocol'),
+      'only an HTTP listener speaks h2c to its app (protocol "tcp" passes bytes)',
+    );
+  return value;
 }
 
 /** Outbound: plaintext in from the local app, so the listen address stays on loopback unless said otherwise. */
@@ -198,6 +256,7 @@ function validateOutboundPart(
     integrity: validateListenerIntegrity(ctx, o.integrity, at(path, 'integrity'), 'outbound', common.protocol, keysDir),
     unsafeTarget: false,
     unsafeListen,
+    targetProtocol: 'http1',
   };
 }
 
@@ -239,6 +298,34 @@ function validateLimits(ctx: Ctx, value: unknown, path: string): LimitsConfig {
     minBodyBytesPerSecond: read(ctx, o, path, 'minBodyBytesPerSecond', nonNegativeInteger, d.minBodyBytesPerSecond),
     idleTimeoutSeconds: read(ctx, o, path, 'idleTimeoutSeconds', seconds, d.idleTimeoutSeconds),
     upstreamTimeoutSeconds: read(ctx, o, path, 'upstreamTimeoutSeconds', seconds, d.upstreamTimeoutSeconds),
+    http2MaxConcurrentStreams: read(
+      ctx,
+      o,
+      path,
+      'http2MaxConcurrentStreams',
+      positiveInteger,
+      d.http2MaxConcurrentStreams,
+    ),
+    http2HeaderTableBytes: read(ctx, o, path, 'http2HeaderTableBytes', nonNegativeInteger, d.http2HeaderTableBytes),
+    http2StreamWindowBytes: read(ctx, o, path, 'http2StreamWindowBytes', windowBytes, d.http2StreamWindowBytes),
+    http2ConnectionWindowBytes: read(
+      ctx,
+      o,
+      path,
+      'http2ConnectionWindowBytes',
+      windowBytes,
+      d.http2ConnectionWindowBytes,
+    ),
+    http2MaxResetsPerSecond: read(ctx, o, path, 'http2MaxResetsPerSecond', positiveInteger, d.http2MaxResetsPerSecond),
+    http2MaxPingsPerSecond: read(ctx, o, path, 'http2MaxPingsPerSecond', positiveInteger, d.http2MaxPingsPerSecond),
+    http2MaxSettingsPerSecond: read(
+      ctx,
+      o,
+      path,
+      'http2MaxSettingsPerSecond',
+      positiveInteger,
+      d.http2MaxSettingsPerSecond,
+    ),
   };
 }
 
@@ -264,6 +351,8 @@ function placeholderListener(name: string, listen: HostPort): ListenerConfig {
     serverName: '',
     verify: EMPTY_VERIFY,
     integrity: { verify: false, sign: false, keyId: null },
+    http2: false,
+    targetProtocol: 'http1',
     anomaly: DEFAULT_ANOMALY,
     limits: DEFAULT_LIMITS,
     unsafeTarget: false,

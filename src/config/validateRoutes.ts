@@ -81,6 +81,13 @@ const LISTENER_LIMIT_KEYS = [
   'handshakeTimeoutSeconds',
   'headersTimeoutSeconds',
   'idleTimeoutSeconds',
+  'http2MaxConcurrentStreams',
+  'http2HeaderTableBytes',
+  'http2StreamWindowBytes',
+  'http2ConnectionWindowBytes',
+  'http2MaxResetsPerSecond',
+  'http2MaxPingsPerSecond',
+  'http2MaxSettingsPerSecond',
 ];
 /** RFC 9110 §9.1: a method is a token */
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$/;

@@ -49,6 +49,11 @@ export const ERRORS = {
     message: 'a transfer-coding other than chunked',
   },
   ERR_METHOD_NOT_ALLOWED: { status: 405, reason: 'method_not_allowed', message: 'CONNECT is not proxied' },
+  ERR_GRPC_NEEDS_HTTP2: {
+    status: 502,
+    reason: 'grpc_needs_http2',
+    message: 'gRPC is carried over HTTP/2 end to end; a hop here speaks HTTP/1.1',
+  },
   ERR_NO_ROUTE: { status: 404, reason: 'no_route', message: 'no route of the gateway matches the request' },
   ERR_BAD_PATH: {
     status: 400,

@@ -3,7 +3,7 @@ import type { Clock } from '../core/clock.ts';
 import { TollgateError } from '../core/errors.ts';
 import type { PassiveHealthConfig } from '../config/types.ts';
 import type { Exchange } from '../http1/exchange.ts';
-import type { UpstreamConnection } from '../http1/upstreamConnection.ts';
+import type { UpstreamConnection, UpstreamLink } from '../http1/upstreamConnection.ts';
 import type { Acquired, Upstream, UpstreamPool } from '../http1/upstreamPool.ts';
 import type { ResolvedEndpoint } from './targetResolver.ts';
 
@@ -118,25 +118,25 @@ export class RouteUpstream implements Upstream {
 
   /** An exchange sent again: another endpoint than the one whose connection was closed under it, when there is one. */
   fresh(done: Acquired, ex: Exchange): void {
-    const failedOn = this.endpointOf(ex.upstream as UpstreamConnection | null);
+    const failedOn = this.endpointOf(ex.upstream as UpstreamLink | null);
     const e =
       this.pick(failedOn) ?? (failedOn !== null && this.healthy(failedOn, this.deps.clock.now()) ? failedOn : null);
     if (e === null) return done(this.noEndpoint(), null);
     e.pool.fresh(this.reporting(e, done), ex);
   }
 
-  release(conn: UpstreamConnection, reusable: boolean): void {
-    conn.owner.release(conn, reusable);
+  release(conn: UpstreamLink, reusable: boolean): void {
+    (conn as UpstreamConnection).owner.release(conn, reusable);
   }
 
-  answered(conn: UpstreamConnection, status: number): void {
+  answered(conn: UpstreamLink, status: number): void {
     const e = this.endpointOf(conn);
     if (e === null) return;
     if (status >= 500) this.failure(e, `answered ${status}`);
     else this.success(e);
   }
 
-  failedOn(conn: UpstreamConnection, err: Error): void {
+  failedOn(conn: UpstreamLink, err: Error): void {
     const e = this.endpointOf(conn);
     if (e !== null) this.failure(e, causeOf(err));
   }
@@ -251,9 +251,10 @@ export class RouteUpstream implements Upstream {
     this.deps.onHealth?.(e.at, 'ejected', detail);
   }
 
-  private endpointOf(conn: UpstreamConnection | null): Endpoint | null {
+  /** the endpoint whose pool made `conn` (a route's endpoints speak HTTP/1.1: their links are the core's connections) */
+  private endpointOf(conn: UpstreamLink | null): Endpoint | null {
     if (conn === null) return null;
-    return this.byPool.get(conn.owner as UpstreamPool) ?? null;
+    return this.byPool.get((conn as UpstreamConnection).owner as UpstreamPool) ?? null;
   }
 
   private noEndpoint(): Error {

@@ -35,6 +35,35 @@ export interface ExchangeHost {
   deliver(ex: Exchange): void;
 }
 
+/** The protocol an exchange arrived over. */
+export type ClientProtocol = 'http/1.1' | 'h2';
+
+/**
+ * Where an exchange is answered: an HTTP/1.1 client connection (serverConnection.ts), or one
+ * HTTP/2 stream (http2/h2ServerStream.ts), which takes the same response head and body parts.
+ */
+export interface ClientSide<C = unknown> extends ExchangeHost {
+  readonly ctx: C;
+  /** part of the response of the exchange being answered: its head (a string), or body bytes */
+  write(data: Buffer | string): boolean;
+  /** trailer fields after the body (HTTP/2 passes them on; HTTP/1.1 drops them) */
+  trailers(fields: Readonly<Record<string, string | string[]>>): void;
+  /** parts written between cork and uncork leave together */
+  cork(): void;
+  uncork(): void;
+  /** called once when the client can take more (after a write returned false) */
+  onWritable: (() => void) | null;
+  draining(): boolean;
+  pauseReading(reason: number): void;
+  resumeReading(reason: number): void;
+  /** `Expect: 100-continue`: tell the client to send its body (once) */
+  sendContinue(ex: Exchange): void;
+  /** the exchange is answered */
+  done(ex: Exchange): void;
+  /** a response under way cannot be finished: cut it (the connection, or the stream) */
+  cut(): void;
+}
+
 export class Exchange {
   /** the client connection */
   readonly host: ExchangeHost;
@@ -55,6 +84,10 @@ export class Exchange {
   readonly startedAt: bigint;
   /** a parser refusal queued in order with the requests before it, or null for a request */
   readonly parserRefusal: ErrorCode | null;
+  /** HTTP/1.1, or a stream of an HTTP/2 connection */
+  readonly protocol: ClientProtocol;
+  /** a gRPC call (Content-Type application/grpc…): answered with gRPC statuses, carried over HTTP/2 only */
+  readonly grpc: boolean;
 
   // the body as it arrives
   inbox: Buffer[] = [];
@@ -102,6 +135,10 @@ export class Exchange {
   retried = false;
   /** the head sent upstream, and the whole body when it is held, for one retry on a fresh connection */
   sentHead = '';
+  /** the fields sent upstream (an HTTP/2 upstream builds its HEADERS frame from them) */
+  sentFields: readonly string[] | null = null;
+  /** a gRPC call's own deadline (grpc-timeout), in ms; 0: none */
+  deadlineMs = 0;
   heldBody: readonly Buffer[] | null = null;
   /** what the stages leave for the body strategy (expected digests, or fields already signed) */
   strategy: unknown = null;
@@ -123,6 +160,8 @@ export class Exchange {
     upgrade: boolean,
     startedAt: bigint,
     parserRefusal: ErrorCode | null,
+    protocol: ClientProtocol = 'http/1.1',
+    bodyOfUnknownLength = false,
   ) {
     this.host = host;
     this.method = method;
@@ -132,10 +171,13 @@ export class Exchange {
     this.framing = requestFraming(rawHeaders);
     this.keepAlive = keepAlive;
     this.upgrade = upgrade;
-    this.chunked = this.framing.transferEncoding !== '';
+    // an HTTP/2 body with no content-length: its size is known at its end, as for chunked
+    this.chunked = this.framing.transferEncoding !== '' || bodyOfUnknownLength;
     this.hasBody = this.chunked || this.framing.contentLength > 0;
     this.startedAt = startedAt;
     this.parserRefusal = parserRefusal;
+    this.protocol = protocol;
+    this.grpc = this.framing.grpc;
     this.continuePending = this.framing.expectContinue;
     // a request without a body is complete with its head
     this.bodyComplete = !this.hasBody;

@@ -91,6 +91,8 @@ export interface RequestFraming {
   upgrade: string;
   /** a Content-Digest field was sent */
   contentDigest: string | null;
+  /** Content-Type application/grpc (or application/grpc+proto, …): a gRPC call */
+  grpc: boolean;
 }
 
 export function requestFraming(raw: readonly string[]): RequestFraming {
@@ -102,6 +104,7 @@ export function requestFraming(raw: readonly string[]): RequestFraming {
     expectContinue: false,
     upgrade: '',
     contentDigest: null,
+    grpc: false,
   };
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -111,6 +114,7 @@ export function requestFraming(raw: readonly string[]): RequestFraming {
       if (name.length === 14 && name.toLowerCase() === 'content-length') f.contentLength = Number(raw[i + 1]);
       else if (name.length === 14 && name.toLowerCase() === 'content-digest')
         f.contentDigest = f.contentDigest === null ? raw[i + 1]! : `${f.contentDigest}, ${raw[i + 1]}`;
+      else if (name.length === 12 && name.toLowerCase() === 'content-type') f.grpc = isGrpcContentType(raw[i + 1]!);
     } else if (c === 0x74 /* t */) {
       if (name.length === 17 && name.toLowerCase() === 'transfer-encoding')
         f.transferEncoding = f.transferEncoding === '' ? raw[i + 1]! : `${f.transferEncoding}, ${raw[i + 1]}`;
@@ -127,6 +131,13 @@ export function requestFraming(raw: readonly string[]): RequestFraming {
     }
   }
   return f;
+}
+
+/** `application/grpc`, alone or with a `+format` or parameters (gRPC over HTTP/2, PROTOCOL-HTTP2.md) */
+export function isGrpcContentType(value: string): boolean {
+  if (value.length < 16 || value.slice(0, 16).toLowerCase() !== 'application/grpc') return false;
+  const next = value.charCodeAt(16);
+  return Number.isNaN(next) || next === 0x2b /* + */ || next === 0x3b /* ; */ || next === 0x20 || next === 0x09;
 }
 
 /** A Transfer-Encoding that is exactly `chunked` (the only coding tollgate forwards; llhttp has checked it is last). */

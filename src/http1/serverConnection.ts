@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../core/errors.ts';
-import { Exchange } from './exchange.ts';
+import { Exchange, type ClientSide } from './exchange.ts';
 import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
 
 /**
@@ -55,7 +55,7 @@ const SKIP_BODY_AND_PAUSE = 2;
 /** unclaimed body bytes held before reading stops */
 const INBOX_HIGH_WATER = 64 * 1024;
 
-export class ServerConnection<C extends ConnectionActivity = ConnectionActivity> {
+export class ServerConnection<C extends ConnectionActivity = ConnectionActivity> implements ClientSide<C> {
   readonly socket: Socket;
   readonly ctx: C;
   readonly handler: ExchangeHandler<C>;
@@ -378,6 +378,22 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
   write(data: Buffer | string): boolean {
     if (this.closed) return true;
     return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
+  }
+
+  /** HTTP/1.1 carries no trailers tollgate passes on (a chunked response's trailer section is not relayed) */
+  trailers(): void {}
+
+  cork(): void {
+    this.socket.cork();
+  }
+
+  uncork(): void {
+    this.socket.uncork();
+  }
+
+  /** a response under way that cannot be finished: the connection is cut */
+  cut(): void {
+    this.socket.destroy();
   }
 
   /** The exchange at the head of the queue is answered: the next one's turn, or the end of the connection. */

@@ -1,9 +1,9 @@
 import type { Socket } from 'node:net';
 import { TollgateError } from '../core/errors.ts';
-import type { BodyReader, Exchange } from './exchange.ts';
+import type { BodyReader, ClientSide, Exchange } from './exchange.ts';
 import { fieldValue, forwardedFields, onlyChunked } from './fields.ts';
 import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
-import { PAUSE_UPSTREAM, type ServerConnection } from './serverConnection.ts';
+import { PAUSE_UPSTREAM } from './serverConnection.ts';
 
 /**
  * One keep-alive connection to an upstream (the local app, or a remote tollgate over mTLS),
@@ -27,9 +27,9 @@ export interface UpstreamEvents {
   /** the upstream's final response head (or its 101) arrived */
   answered(ex: Exchange): void;
   /** the response is complete and relayed */
-  completed(ex: Exchange, conn: UpstreamConnection): void;
+  completed(ex: Exchange, conn: UpstreamLink): void;
   /** the exchange failed on the upstream side; `conn.gotResponseBytes` says whether any byte of a response came */
-  failed(ex: Exchange, conn: UpstreamConnection, err: Error): void;
+  failed(ex: Exchange, conn: UpstreamLink, err: Error): void;
   /** the upstream accepted an upgrade (101): the two sockets are to be joined */
   upgraded(ex: Exchange, conn: UpstreamConnection, upstreamRest: Buffer | null): void;
 }
@@ -37,12 +37,29 @@ export interface UpstreamEvents {
 /** How the request body is framed upstream. */
 export type RequestFraming = 'none' | 'length' | 'chunked';
 
-/** What the pool does with a connection whose exchange is over. */
-export interface ConnectionOwner {
-  release(conn: UpstreamConnection, reusable: boolean): void;
+/**
+ * One exchange's way to its upstream: a connection of the HTTP/1.1 core (below), or a stream of
+ * an HTTP/2 session (http2/h2Upstream.ts). The request body follows through the BodyReader side.
+ */
+export interface UpstreamLink extends BodyReader {
+  /** exchanges carried so far by the connection under it (more than one: it was reused) */
+  readonly uses: number;
+  /** some byte of a response came for the current exchange */
+  readonly gotResponseBytes: boolean;
+  /** the exchange it carries, null between exchanges */
+  readonly ex: Exchange | null;
+  /** send `ex` upstream: the head (HTTP/1.1 text; an HTTP/2 stream uses `ex.sentFields`), and a body held whole */
+  begin(ex: Exchange, client: ClientSide, head: string, body: readonly Buffer[] | null, framing: RequestFraming): void;
+  /** the client left, or the request was refused mid-body: the upstream request is cut */
+  abort(): void;
 }
 
-export class UpstreamConnection implements BodyReader {
+/** What the pool does with a connection whose exchange is over. */
+export interface ConnectionOwner {
+  release(conn: UpstreamLink, reusable: boolean): void;
+}
+
+export class UpstreamConnection implements UpstreamLink {
   readonly socket: Socket;
   readonly parser: LlhttpParser;
   readonly owner: ConnectionOwner;
@@ -51,7 +68,7 @@ export class UpstreamConnection implements BodyReader {
   /** exchanges carried so far (more than one: the current one is on a reused connection) */
   uses = 0;
   ex: Exchange | null = null;
-  client: ServerConnection | null = null;
+  client: ClientSide | null = null;
   requestChunked = false;
   requestSent = false;
   // the response being relayed
@@ -106,13 +123,7 @@ export class UpstreamConnection implements BodyReader {
   }
 
   /** Send a request head (and a body held whole) for `ex`; a streamed body follows through `data`/`end`. */
-  begin(
-    ex: Exchange,
-    client: ServerConnection,
-    head: string,
-    body: readonly Buffer[] | null,
-    framing: RequestFraming,
-  ): void {
+  begin(ex: Exchange, client: ClientSide, head: string, body: readonly Buffer[] | null, framing: RequestFraming): void {
     this.uses += 1;
     this.ex = ex;
     this.client = client;
@@ -251,8 +262,9 @@ export class UpstreamConnection implements BodyReader {
     if (this.closeDelimited) this.upstreamKeepAlive = false;
     const client = this.client!;
     const clientKeepsAlive = ex.keepAlive && !ex.closeAfter && !client.draining();
-    // a body of unknown length: chunked to an HTTP/1.1 client, to the close for an HTTP/1.0 one
-    this.rechunk = !bodyless && (te !== '' || this.closeDelimited) && ex.versionMinor >= 1;
+    // a body of unknown length: chunked to an HTTP/1.1 client, to the close for an HTTP/1.0 one (an HTTP/2 stream frames it itself)
+    this.rechunk =
+      !bodyless && (te !== '' || this.closeDelimited) && ex.versionMinor >= 1 && ex.protocol === 'http/1.1';
     if (!bodyless && !hasLength && !this.rechunk) ex.closeAfter = true;
     if (!clientKeepsAlive) ex.closeAfter = true;
     let head = `HTTP/1.1 ${status} ${reason}\r\n${forwardedFields(raw, null)}`;
@@ -327,11 +339,10 @@ export class UpstreamConnection implements BodyReader {
     if (client === null) return;
     const ex = this.ex!;
     if (this.finalHead) ex.responded = true;
-    const s = client.socket;
-    s.cork();
+    client.cork();
     let ok = true;
     for (const part of out) ok = client.write(part);
-    s.uncork();
+    client.uncork();
     if (!ok && !this.complete) {
       // the client reads slower than the upstream sends: stop reading the upstream until it drains
       this.socket.pause();

@@ -1,7 +1,12 @@
 import type { Socket } from 'node:net';
 import type { HttpParserBinding } from './parserBinding.ts';
 import type { Exchange } from './exchange.ts';
-import { UpstreamConnection, type ConnectionOwner, type UpstreamEvents } from './upstreamConnection.ts';
+import {
+  UpstreamConnection,
+  type ConnectionOwner,
+  type UpstreamEvents,
+  type UpstreamLink,
+} from './upstreamConnection.ts';
 
 /**
  * A bounded pool of keep-alive connections to one upstream. A connection carries one exchange
@@ -25,7 +30,7 @@ export interface PoolSettings {
   readonly maxHeaderBytes: number;
 }
 
-export type Acquired = (err: Error | null, conn: UpstreamConnection | null) => void;
+export type Acquired = (err: Error | null, conn: UpstreamLink | null) => void;
 
 /**
  * Where a request path sends its exchanges: one pool (an inbound listener's app, an outbound
@@ -37,11 +42,11 @@ export interface Upstream {
   /** a new connection for an exchange sent again (the one it had was closed under it) */
   fresh(done: Acquired, ex: Exchange): void;
   /** give back a connection the exchange no longer needs (its client left while it was being had) */
-  release(conn: UpstreamConnection, reusable: boolean): void;
+  release(conn: UpstreamLink, reusable: boolean): void;
   /** the final status the upstream answered on `conn` (a gateway's passive health counts 5xx) */
-  answered(conn: UpstreamConnection, status: number): void;
+  answered(conn: UpstreamLink, status: number): void;
   /** the exchange on `conn` failed upstream (reset, timeout, a malformed answer) */
-  failedOn(conn: UpstreamConnection, err: Error): void;
+  failedOn(conn: UpstreamLink, err: Error): void;
   /** close idle connections now and every other one when its exchange ends */
   close(): Promise<void>;
 }
@@ -107,8 +112,9 @@ export class UpstreamPool implements ConnectionOwner, Upstream {
     return this.open - this.idle.length - this.settling.length + this.waiting.length;
   }
 
-  /** ConnectionOwner: an exchange is over on `conn`. */
-  release(conn: UpstreamConnection, reusable: boolean): void {
+  /** ConnectionOwner: an exchange is over on `conn` (always one of this pool's connections). */
+  release(link: UpstreamLink, reusable: boolean): void {
+    const conn = link as UpstreamConnection;
     if (conn.dead || !reusable || this.closed) {
       if (!conn.dead) conn.kill();
       else {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
-import type { ServerConnection } from '../http1/serverConnection.ts';
+import type { ClientSide } from '../http1/exchange.ts';
 
 /**
  * Per-connection state, made once when a connection is accepted (and, for TLS, once
@@ -25,8 +25,8 @@ export interface ConnectionContext {
   idleBytes?: number;
 }
 
-/** A client connection of an HTTP listener, carrying the context the listener attached at accept. */
-export type ClientConnection = ServerConnection<ConnectionContext>;
+/** Where an exchange of an HTTP listener is answered (an HTTP/1.1 connection or an HTTP/2 stream), with the listener's context. */
+export type ClientConnection = ClientSide<ConnectionContext>;
 
 const kContext = Symbol('tollgate.connection');
 

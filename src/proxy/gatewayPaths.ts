@@ -12,6 +12,7 @@ import type { AnomalyStage } from '../anomaly/anomalyStage.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import { compileAllow, compileVerify } from '../policy/authz.ts';
 import { UpstreamPool, type Upstream } from '../http1/upstreamPool.ts';
+import type { UpstreamConnection } from '../http1/upstreamConnection.ts';
 import { RouteMatcher } from '../gateway/routeMatch.ts';
 import { RouteUpstream } from '../gateway/routeUpstream.ts';
 import { TargetResolver, type ResolvedEndpoint, type TargetResolverDeps } from '../gateway/targetResolver.ts';
@@ -139,6 +140,8 @@ function build(
       ...base,
       route: config.name,
       chain: routeChain(verify, deps.shared),
+      // a route's endpoints speak HTTP/1.1
+      upstreamHttp2: false,
       limits: config.limits,
       pool: upstream.upstream,
       integrity: verify,
@@ -157,6 +160,7 @@ function build(
     route: UNROUTED_ROUTE,
     shared: null,
     chain: GATEWAY_CHAIN,
+    upstreamHttp2: false,
     limits: listener.limits,
     pool: NO_UPSTREAM,
     integrity: null,
@@ -287,7 +291,7 @@ function within(ms: number, work: Promise<unknown>): Promise<void> {
 const NO_UPSTREAM: Upstream = {
   acquire: (done) => done(new Error('the gateway path has no upstream'), null),
   fresh: (done) => done(new Error('the gateway path has no upstream'), null),
-  release: (conn, reusable) => conn.owner.release(conn, reusable),
+  release: (conn, reusable) => (conn as UpstreamConnection).owner.release(conn, reusable),
   answered: () => undefined,
   failedOn: () => undefined,
   close: () => Promise.resolve(),

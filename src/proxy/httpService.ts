@@ -7,13 +7,17 @@ import type { AnomalyStage } from '../anomaly/anomalyStage.ts';
 import type { Exchange } from '../http1/exchange.ts';
 import { loadHttpParser, type HttpParserBinding } from '../http1/parserBinding.ts';
 import { ServerConnection, type ExchangeHandler } from '../http1/serverConnection.ts';
-import type { UpstreamConnection, UpstreamEvents } from '../http1/upstreamConnection.ts';
+import type { UpstreamConnection, UpstreamEvents, UpstreamLink } from '../http1/upstreamConnection.ts';
 import { UpstreamPool, type Dial } from '../http1/upstreamPool.ts';
 import { markIdle, type ClientConnection, type ConnectionContext } from './connectionContext.ts';
 import { inboundChain, outboundChain, RequestPath, type RequestPathDeps } from './requestPath.ts';
 import { rateLimiterFor } from './requestLimits.ts';
 import { DEFAULT_ROUTE } from '../core/routeLabels.ts';
 import { MIN_RESPONSE_HEAD_BYTES, type PathContext, type PathSet, type RouteStatus } from './pathSet.ts';
+import { H2Front } from '../http2/h2Front.ts';
+import { H2Upstream, type SessionDial } from '../http2/h2Upstream.ts';
+import { ProtocolUpstream } from '../http2/protocolUpstream.ts';
+import type { Upstream } from '../http1/upstreamPool.ts';
 
 /**
  * The HTTP side of a listener: its client connections on the HTTP/1.1 core, and the request
@@ -23,13 +27,30 @@ import { MIN_RESPONSE_HEAD_BYTES, type PathContext, type PathSet, type RouteStat
  * instead of a timer per connection.
  */
 
+/** the limits an HTTP/2 connection takes when it is made */
+const H2_LIMIT_KEYS = [
+  'maxHeaderBytes',
+  'idleTimeoutSeconds',
+  'http2MaxConcurrentStreams',
+  'http2HeaderTableBytes',
+  'http2StreamWindowBytes',
+  'http2ConnectionWindowBytes',
+  'http2MaxResetsPerSecond',
+  'http2MaxPingsPerSecond',
+  'http2MaxSettingsPerSecond',
+] as const;
+
 /** llhttp limits the pairs of fields of a head to this many, as node:http's maxHeadersCount does */
 const MAX_HEADER_PAIRS = 2000;
 
 export class HttpService implements ExchangeHandler<ConnectionContext>, UpstreamEvents {
   paths: PathSet;
   readonly binding: HttpParserBinding;
-  readonly connections = new Set<ClientConnection>();
+  readonly connections = new Set<ServerConnection<ConnectionContext>>();
+  /** the listener's HTTP/2 connections (http2 on), or null; a reload that changes their limits makes a new one for new connections */
+  h2: H2Front<ConnectionContext> | null;
+  /** fronts a reload replaced, still serving the connections they took (a drain tells them too) */
+  readonly retiredH2 = new Set<H2Front<ConnectionContext>>();
   private sweep: NodeJS.Timeout | null = null;
   private sweepEveryMs = 0;
 
@@ -37,6 +58,47 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
   constructor(paths: (context: PathContext) => PathSet) {
     this.binding = loadHttpParser();
     this.paths = paths({ binding: this.binding, events: this });
+    this.h2 = this.current.deps.listener.http2 ? this.h2Front() : null;
+  }
+
+  /** the HTTP/2 side with the current listener's limits */
+  h2Front(): H2Front<ConnectionContext> {
+    const d = this.current.deps;
+    const l = d.listener;
+    return new H2Front<ConnectionContext>(
+          this,
+          {
+            maxConcurrentStreams: l.limits.http2MaxConcurrentStreams,
+            maxHeaderBytes: l.limits.maxHeaderBytes,
+            headerTableBytes: l.limits.http2HeaderTableBytes,
+            streamWindowBytes: l.limits.http2StreamWindowBytes,
+            connectionWindowBytes: l.limits.http2ConnectionWindowBytes,
+            maxResetsPerSecond: l.limits.http2MaxResetsPerSecond,
+            maxPingsPerSecond: l.limits.http2MaxPingsPerSecond,
+            maxSettingsPerSecond: l.limits.http2MaxSettingsPerSecond,
+            idleTimeoutMs: l.limits.idleTimeoutSeconds * 1000,
+          },
+          {
+            goaway: (reason, detail) => {
+              d.metrics.http2Goaways.labels(l.name, reason).inc();
+              if (reason !== 'idle' && reason !== 'drain')
+                d.log.warn({ reason, detail }, 'HTTP/2 connection sent GOAWAY');
+            },
+          },
+          d.clock.monotonic,
+        );
+  }
+
+  /** A client connection that chose HTTP/2 (ALPN h2, or h2c's preface on an outbound listener). */
+  acceptH2(socket: Socket, ctx: ConnectionContext): void {
+    socket.setNoDelay(true);
+    this.h2!.accept(socket, ctx);
+  }
+
+  /** a drain begins: HTTP/2 connections are told (GOAWAY) to open no new stream */
+  goAway(): void {
+    this.h2?.drain();
+    for (const old of this.retiredH2) old.drain();
   }
 
   get current(): RequestPath {
@@ -44,7 +106,7 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
   }
 
   /** A client connection (TLS accepted and authorized, or plain on loopback) starts speaking HTTP. */
-  accept(socket: Socket, ctx: ConnectionContext): ClientConnection {
+  accept(socket: Socket, ctx: ConnectionContext): ServerConnection<ConnectionContext> {
     const limits = this.current.deps.listener.limits;
     socket.setNoDelay(true);
     const conn = new ServerConnection(
@@ -112,7 +174,7 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
     pathOf(ex, this.current).completed(ex);
   }
 
-  failed(ex: Exchange, conn: UpstreamConnection, err: Error): void {
+  failed(ex: Exchange, conn: UpstreamLink, err: Error): void {
     pathOf(ex, this.current).failed(ex, conn, err);
   }
 
@@ -122,8 +184,16 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
 
   /** A config reload: the next path set (exchanges in flight finish on the one they started on). */
   apply(next: ListenerConfig, integrity: IntegrityStage | null, anomaly: () => AnomalyStage | null): void {
+    const was = this.current.deps.listener.limits;
     this.paths = this.paths.next(next, integrity, anomaly);
     if (this.connections.size > 0) this.armSweep();
+    // HTTP/2 limits are a connection's SETTINGS: new connections get the new ones, open ones keep theirs
+    if (this.h2 !== null && H2_LIMIT_KEYS.some((k) => was[k] !== next.limits[k])) {
+      const old = this.h2;
+      this.retiredH2.add(old);
+      old.onEmpty(() => this.retiredH2.delete(old));
+      this.h2 = this.h2Front();
+    }
   }
 
   /** a gateway: its routes' targets got a first answer (or failed); undefined for a listener with one upstream */
@@ -147,10 +217,15 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
 /** What a listener with one upstream (inbound: the local app; outbound: the remote peer) builds its path from. */
 export interface SingleUpstreamDeps extends Omit<
   RequestPathDeps,
-  'pool' | 'route' | 'chain' | 'limits' | 'allow' | 'resign' | 'router'
+  'pool' | 'route' | 'chain' | 'limits' | 'allow' | 'resign' | 'router' | 'upstreamHttp2'
 > {
   /** opens one upstream connection */
   readonly dial: Dial;
+  /**
+   * HTTP/2 to the upstream, or null: `only` (an inbound listener's app over h2c) takes every
+   * exchange; otherwise (an outbound listener's remote peer) the exchanges that came over HTTP/2
+   */
+  readonly h2: { readonly dial: SessionDial; readonly only: boolean; readonly scheme: 'http' | 'https' } | null;
   /** how long an idle upstream connection is kept */
   readonly keepAliveMs: number;
 }
@@ -163,17 +238,29 @@ export interface SingleUpstreamDeps extends Omit<
  */
 export function singleUpstreamPaths(deps: SingleUpstreamDeps, context: PathContext): PathSet {
   const limits = deps.listener.limits;
-  const pool = new UpstreamPool(
-    deps.dial,
-    {
-      maxConnections: limits.maxConnections,
-      keepAliveMs: deps.keepAliveMs,
-      timeoutMs: limits.upstreamTimeoutSeconds * 1000,
-      maxHeaderBytes: Math.max(MIN_RESPONSE_HEAD_BYTES, limits.maxHeaderBytes),
-    },
-    context.binding,
-    context.events,
-  );
+  const timeoutMs = limits.upstreamTimeoutSeconds * 1000;
+  const h2 =
+    deps.h2 === null
+      ? null
+      : new H2Upstream(
+          deps.h2.dial,
+          { timeoutMs, keepAliveMs: deps.keepAliveMs, scheme: deps.h2.scheme, monotonic: deps.clock.monotonic },
+          context.events,
+        );
+  const h1 = (): UpstreamPool =>
+    new UpstreamPool(
+      deps.dial,
+      {
+        maxConnections: limits.maxConnections,
+        keepAliveMs: deps.keepAliveMs,
+        timeoutMs,
+        maxHeaderBytes: Math.max(MIN_RESPONSE_HEAD_BYTES, limits.maxHeaderBytes),
+      },
+      context.binding,
+      context.events,
+    );
+  const pool: Upstream =
+    h2 === null ? h1() : deps.h2!.only ? h2 : new ProtocolUpstream(h1(), h2, () => deps.clock.now());
   const pathFor = (base: Omit<RequestPathDeps, 'chain' | 'limits'>): RequestPath =>
     new RequestPath({
       ...base,
@@ -201,7 +288,17 @@ export function singleUpstreamPaths(deps: SingleUpstreamDeps, context: PathConte
     },
     close: () => pool.close(),
   });
-  return set(pathFor({ ...deps, pool, route: DEFAULT_ROUTE, allow: null, resign: null, router: null }));
+  return set(
+    pathFor({
+      ...deps,
+      pool,
+      route: DEFAULT_ROUTE,
+      allow: null,
+      resign: null,
+      router: null,
+      upstreamHttp2: h2 !== null,
+    }),
+  );
 }
 
 function pathOf(ex: Exchange, fallback: RequestPath): RequestPath {

@@ -23,6 +23,7 @@ import { HttpService, singleUpstreamPaths } from './httpService.ts';
 import type { PathContext, PathSet } from './pathSet.ts';
 import { gatewayPaths, type GatewayDeps } from './gatewayPaths.ts';
 import { dialPlain } from './plainDial.ts';
+import { dialH2c } from '../http2/h2Upstream.ts';
 import type { SharedStore } from '../sharedState/sharedStore.ts';
 import { Refusals } from './refusals.ts';
 import { rateLimiterFor, anomalyStageFor } from './requestLimits.ts';
@@ -136,6 +137,8 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     sessionTimeout: 300,
     // TCP: a half-close is passed on; HTTP: a client's FIN ends what it had in flight (as node:http does)
     allowHalfOpen: config.protocol === 'tcp',
+    // HTTP: h2 beside http/1.1 unless http2 is off (a client offering only other protocols is refused: no_application_protocol)
+    ...(config.protocol === 'http' ? { ALPNProtocols: config.http2 ? ['h2', 'http/1.1'] : ['http/1.1'] } : {}),
   };
 
   const refusals = new Refusals({ listener: config.name, metrics, audit: deps.audit });
@@ -154,6 +157,15 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
           rateLimiter: rateLimiterFor(config.limits),
           shared: deps.shared ?? null,
           dial: (done) => dialPlain(config.target.host, config.target.port, limits.upstreamTimeoutSeconds * 1000, done),
+          // targetProtocol h2c: every exchange is a stream of an h2c session to the app
+          h2:
+            config.targetProtocol === 'h2c'
+              ? {
+                  dial: dialH2c(config.target.host, config.target.port, limits.upstreamTimeoutSeconds * 1000),
+                  only: true,
+                  scheme: 'http',
+                }
+              : null,
           // the local app: Node's http server keeps idle connections 5 s, so let ours go after 4
           keepAliveMs: 4_000,
         },
@@ -196,7 +208,8 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
         return;
       }
       // a peer refused at the handshake still gets its 403 per request (authorizedAtHandshake)
-      service.accept(socket, ctx);
+      if (socket.alpnProtocol === 'h2') service.acceptH2(socket, ctx);
+      else service.accept(socket, ctx);
     });
   } else {
     server.on('secureConnection', (socket: TLSSocket) => {

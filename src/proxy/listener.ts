@@ -146,7 +146,13 @@ export function listenerHandle(
   config: ListenerConfig,
   server: Server,
   conns: ConnectionSet,
-  pool: { close(): Promise<unknown>; ready?(): Promise<void> | undefined; routes?(): RouteStatus[] | undefined } | null,
+  pool: {
+    close(): Promise<unknown>;
+    ready?(): Promise<void> | undefined;
+    routes?(): RouteStatus[] | undefined;
+    /** a drain begins: HTTP/2 connections are told to open no new stream */
+    goAway?(): void;
+  } | null,
 ): Listener {
   const idle = config.protocol === 'http' ? trulyIdle : neverIdle;
   return {
@@ -168,6 +174,7 @@ export function listenerHandle(
     draining: () => conns.isDraining,
     routes: () => pool?.routes?.(),
     async drain(deadline) {
+      pool?.goAway?.();
       const clean = await conns.drain(server, deadline, idle);
       await pool?.close().catch(() => undefined);
       return clean;

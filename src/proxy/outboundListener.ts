@@ -15,6 +15,12 @@ import { pipeSockets } from './tcpPipe.ts';
 import { createUpstreamTls } from './upstreamTls.ts';
 import { upstreamFailure } from './upstreamError.ts';
 import { HttpService, singleUpstreamPaths } from './httpService.ts';
+import { sessionOver } from '../http2/h2Upstream.ts';
+import { H2Refused } from '../http2/protocolUpstream.ts';
+import { sniffH2cPreface } from '../http2/h2cPreface.ts';
+
+/** ALPN offered to the remote peer for an HTTP/2 exchange: h2, or http/1.1 from a peer without it (then H2Refused) */
+const H2_FIRST: readonly string[] = ['h2', 'http/1.1'];
 import { Refusals } from './refusals.ts';
 import { ConnectionSet, listenerHandle, type Listener } from './listener.ts';
 import { RecentHandshakes } from '../telemetry/recentHandshakes.ts';
@@ -99,6 +105,32 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
           accessLog,
           // verified mTLS to the remote peer: chain, name, SPIFFE ID, pins, PFS policy (upstreamTls.ts)
           dial: (done) => upstreamTls.dial(config.target.host, config.target.port, done),
+          // what the app sent over h2c goes on as a stream of an h2 session (the same checks, ALPN h2)
+          h2: config.http2
+            ? {
+                dial: (done) =>
+                  upstreamTls.dial(
+                    config.target.host,
+                    config.target.port,
+                    (err, socket) => {
+                      if (err !== null || socket === null) return done(err ?? new Error('no socket'), null);
+                      if (socket.alpnProtocol !== 'h2') {
+                        socket.destroy();
+                        return done(new H2Refused(socket.alpnProtocol ?? false), null);
+                      }
+                      sessionOver(
+                        `https://${formatHostPort(config.target)}`,
+                        socket,
+                        limits.upstreamTimeoutSeconds * 1000,
+                        done,
+                      );
+                    },
+                    H2_FIRST,
+                  ),
+                only: false,
+                scheme: 'https',
+              }
+            : null,
           // a remote peer: verified connections are worth keeping longer
           keepAliveMs: 30_000,
         },
@@ -106,7 +138,14 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
       ),
     );
     http = service;
-    server.on('connection', (socket: Socket) => service.accept(socket, newContext(socket)));
+    server.on('connection', (socket: Socket) => {
+      const ctx = newContext(socket);
+      if (!config.http2) return service.accept(socket, ctx);
+      // the local app may speak h2c with prior knowledge (gRPC clients do): its first bytes tell
+      sniffH2cPreface(socket, limits.idleTimeoutSeconds * 1000, (h2c) =>
+        h2c ? service.acceptH2(socket, ctx) : service.accept(socket, ctx),
+      );
+    });
   } else {
     server.on('connection', (downstream: Socket) => {
       const ctx = newContext(downstream);

@@ -5,8 +5,10 @@ import { ALLOW, deny, type Decision } from '../core/decision.ts';
 import type { Clock } from '../core/clock.ts';
 import type { ListenerConfig } from '../config/types.ts';
 import { statusClass, type Metrics } from '../telemetry/metrics.ts';
-import type { Exchange } from '../http1/exchange.ts';
-import type { UpstreamConnection, RequestFraming } from '../http1/upstreamConnection.ts';
+import type { ClientProtocol, Exchange } from '../http1/exchange.ts';
+import type { UpstreamConnection, UpstreamLink, RequestFraming } from '../http1/upstreamConnection.ts';
+import type { ServerConnection } from '../http1/serverConnection.ts';
+import type { ConnectionContext } from './connectionContext.ts';
 import type { Upstream } from '../http1/upstreamPool.ts';
 import {
   fieldLines,
@@ -86,6 +88,8 @@ export interface RequestPathDeps {
   readonly shared: SharedStore | null;
   /** outbound: the Host to send (the target's authority); inbound: null (keep the client's) */
   readonly hostOverride: string | null;
+  /** the upstream speaks HTTP/2 (an app over h2c, a remote tollgate over h2): gRPC may go there */
+  readonly upstreamHttp2: boolean;
   /** inbound: set x-tollgate-peer to the verified identity */
   readonly setPeerHeader: boolean;
   readonly isDraining: () => boolean;
@@ -126,18 +130,21 @@ export function inboundChain(integrity: IntegrityStage | null, shared: SharedSto
     // the size anomaly is judged on authenticated messages only: an unsigned, forged or replayed request is refused
     // before it can raise an alarm (or, in block mode, be refused for its size instead of what it really is)
     return {
-      stages: [authorizedAtHandshake, wellFormed, rate, declaredSize, ...verified, sizeAnomaly],
+      stages: [authorizedAtHandshake, wellFormed, carriedOverHttp2, rate, declaredSize, ...verified, sizeAnomaly],
       body: integrity.bodyMode === 'stream' ? 'stream-verify' : 'buffer-verify',
     };
   }
-  return { stages: [authorizedAtHandshake, wellFormed, rate, declaredSize, sizeAnomaly], body: 'pass' };
+  return {
+    stages: [authorizedAtHandshake, wellFormed, carriedOverHttp2, rate, declaredSize, sizeAnomaly],
+    body: 'pass',
+  };
 }
 
 /** The outbound chain (the local app's requests, signed on their way to the remote peer). */
 export function outboundChain(integrity: IntegrityStage | null): Chain {
   if (integrity?.kind === 'sign')
-    return { stages: [wellFormed, withinRate, declaredSize, signedNow], body: 'buffer-sign' };
-  return { stages: [wellFormed, withinRate, declaredSize], body: 'pass' };
+    return { stages: [wellFormed, carriedOverHttp2, withinRate, declaredSize, signedNow], body: 'buffer-sign' };
+  return { stages: [wellFormed, carriedOverHttp2, withinRate, declaredSize], body: 'pass' };
 }
 
 /** A gateway listener's own chain, up to the choice of route; the route's chain follows (routeChain). */
@@ -146,7 +153,7 @@ export const GATEWAY_CHAIN: Chain = {
   body: 'pass',
 };
 
-/** A gateway route's chain: the inbound one, after the route's own allow-list. */
+/** A gateway route's chain: the inbound one after its handshake and well-formed stages (the gateway's own), with the route's allow-list first. */
 export function routeChain(integrity: IntegrityStage | null, shared: SharedStore | null = null): Chain {
   const inbound = inboundChain(integrity, shared);
   return { stages: [allowedOnRoute, ...inbound.stages.slice(2)], body: inbound.body };
@@ -185,6 +192,15 @@ function allowedOnRoute(path: RequestPath, _ex: Exchange, conn: ClientConnection
   if (allow === null) return ALLOW;
   if (peer !== null && path.allowedPeer(peer, allow)) return ALLOW;
   return deny('ERR_PEER_NOT_ALLOWED', `not allowed on route ${path.deps.route}`);
+}
+
+/**
+ * gRPC is carried over HTTP/2 end to end (its status travels in trailers, which HTTP/1.1 here
+ * does not pass): a call that came over HTTP/1.1, or whose upstream speaks HTTP/1.1, is refused.
+ */
+function carriedOverHttp2(path: RequestPath, ex: Exchange): Decision {
+  if (!ex.grpc || (ex.protocol === 'h2' && path.deps.upstreamHttp2)) return ALLOW;
+  return ex.protocol === 'h2' ? DENY_GRPC_UPSTREAM : DENY_GRPC_DOWNSTREAM;
 }
 
 /**
@@ -331,7 +347,8 @@ export class RequestPath {
   readonly bodyGapMs: number;
   readonly minBodyRate: number;
   readonly idleTimeoutMs: number;
-  readonly requestsByClass: Record<string, CounterChild>;
+  /** by the protocol an exchange came over, then by status class */
+  readonly requestsByClass: Record<ClientProtocol, Record<string, CounterChild>>;
   readonly duration: HistogramChild;
   readonly requestBytes: HistogramChild;
   readonly responseBytes: HistogramChild;
@@ -358,9 +375,9 @@ export class RequestPath {
     const name = deps.listener.name;
     const route = deps.route;
     this.bucketPrefix = `${name}:${route}:`;
-    this.requestsByClass = Object.fromEntries(
-      STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, route, c)]),
-    );
+    const byClass = (protocol: ClientProtocol): Record<string, CounterChild> =>
+      Object.fromEntries(STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, route, c, protocol)]));
+    this.requestsByClass = { 'http/1.1': byClass('http/1.1'), h2: byClass('h2') };
     this.duration = deps.metrics.requestDuration.labels(name, route);
     this.requestBytes = deps.metrics.payloadBytes.labels(name, route, 'request');
     this.responseBytes = deps.metrics.payloadBytes.labels(name, route, 'response');
@@ -513,7 +530,7 @@ export class RequestPath {
     fields: string[],
     body: HeldBody | null,
     framing: RequestFraming,
-    streaming?: (up: UpstreamConnection) => void,
+    streaming?: (up: UpstreamLink) => void,
   ): void {
     // a gateway route that re-signs: the producer's signature was verified and left out; the gateway's covers what goes upstream
     if (this.deps.resign !== null) {
@@ -530,6 +547,7 @@ export class RequestPath {
     }
     head += '\r\n';
     ex.sentHead = head;
+    ex.sentFields = fields;
     ex.heldBody = body === null ? null : body.chunks;
     if (body !== null) ex.bodyClock?.done();
     this.deps.pool.acquire((err, up) => {
@@ -547,7 +565,7 @@ export class RequestPath {
   /** UpstreamEvents: the upstream's final head came (the access log's upstream time). */
   answered(ex: Exchange): void {
     if (this.deps.accessLog.enabled) ex.upstreamHeadAt = this.deps.clock.monotonic();
-    this.deps.pool.answered(ex.upstream as UpstreamConnection, ex.status);
+    this.deps.pool.answered(ex.upstream as UpstreamLink, ex.status);
   }
 
   /** UpstreamEvents: the response is complete and relayed. */
@@ -563,7 +581,7 @@ export class RequestPath {
    * keep-alive leaves open: the app closed an idle connection as the request went out), is
    * sent once more on a new connection (RFC 9110 §9.2.2); nothing else is retried.
    */
-  failed(ex: Exchange, up: UpstreamConnection, err: Error): void {
+  failed(ex: Exchange, up: UpstreamLink, err: Error): void {
     const conn = ex.host as ClientConnection;
     if (ex.clientGone || ex.finished) {
       conn.ctx.log.debug(
@@ -612,7 +630,8 @@ export class RequestPath {
 
   /** UpstreamEvents: the app switched protocols (101): from here the two sockets are one L4 pipe. */
   upgraded(ex: Exchange, up: UpstreamConnection, upstreamRest: Buffer | null): void {
-    const conn = ex.host as ClientConnection;
+    // only an HTTP/1.1 connection carries an upgrade
+    const conn = ex.host as ServerConnection<ConnectionContext>;
     ex.status = 101;
     conn.handOver();
     const down = conn.socket;
@@ -632,7 +651,7 @@ export class RequestPath {
   /** The client left while the exchange was in flight: its upstream request is cut. */
   abandoned(ex: Exchange, conn: ClientConnection): void {
     ex.bodyClock?.done();
-    const up = ex.upstream as UpstreamConnection | null;
+    const up = ex.upstream as UpstreamLink | null;
     if (up !== null && up.ex === ex) up.abort();
     conn.ctx.log.debug({ method: ex.method }, 'client closed before the response completed');
     this.logAccess(ex, 'client_closed');
@@ -643,7 +662,7 @@ export class RequestPath {
   bodyRefused(ex: Exchange, _conn: ClientConnection, code: ErrorCode, detail?: string): void {
     ex.bodyClock?.done();
     ex.reader = null;
-    const up = ex.upstream as UpstreamConnection | null;
+    const up = ex.upstream as UpstreamLink | null;
     if (up !== null && up.ex === ex) up.abort();
     this.refuse(ex, code, detail === undefined ? null : { detail });
   }
@@ -672,7 +691,7 @@ export class RequestPath {
     }
     if (ex.responded) {
       // a response already under way cannot be turned into a refusal: it is cut short
-      conn.socket.destroy();
+      conn.cut();
       this.logAccess(ex, 'cut');
       return conn.done(ex);
     }
@@ -767,7 +786,7 @@ export class RequestPath {
 
   /** The exchange's answer is written: request metrics, payload sizes, and what the size and volume models learn. */
   record(ex: Exchange): void {
-    this.requestsByClass[statusClass(ex.status)]!.inc();
+    this.requestsByClass[ex.protocol][statusClass(ex.status)]!.inc();
     this.duration.observe(Number(this.deps.clock.monotonic() - ex.startedAt) / 1e9);
     if (ex.forwarded) {
       this.requestBytes.observe(ex.bodyBytes);
@@ -835,7 +854,7 @@ class StreamedBody {
   readonly path: RequestPath;
   readonly ex: Exchange;
   readonly conn: ClientConnection;
-  readonly up: UpstreamConnection;
+  readonly up: UpstreamLink;
   readonly check: DigestCheck | null;
   readonly deadline: BodyDeadline;
   /** a chunked body passing this many bytes is judged as a size anomaly, once (then Infinity) */
@@ -844,13 +863,7 @@ class StreamedBody {
   held: Buffer | null = null;
   stopped = false;
 
-  constructor(
-    path: RequestPath,
-    ex: Exchange,
-    conn: ClientConnection,
-    up: UpstreamConnection,
-    check: DigestCheck | null,
-  ) {
+  constructor(path: RequestPath, ex: Exchange, conn: ClientConnection, up: UpstreamLink, check: DigestCheck | null) {
     this.path = path;
     this.ex = ex;
     this.conn = conn;
@@ -1008,6 +1021,8 @@ const CLOSING_CODES: ReadonlySet<ErrorCode> = new Set([
 const DENY_PEER = deny('ERR_PEER_NOT_ALLOWED');
 const DENY_CONNECT = deny('ERR_METHOD_NOT_ALLOWED', 'CONNECT is not proxied');
 const DENY_CODING = deny('ERR_UNSUPPORTED_CODING');
+const DENY_GRPC_UPSTREAM = deny('ERR_GRPC_NEEDS_HTTP2', 'the upstream of this listener or route speaks HTTP/1.1');
+const DENY_GRPC_DOWNSTREAM = deny('ERR_GRPC_NEEDS_HTTP2', 'a gRPC call came over HTTP/1.1');
 const DENY_RATE = deny('ERR_RATE_LIMITED');
 const DENY_TOO_LARGE = deny('ERR_PAYLOAD_TOO_LARGE');
 const DENY_ANOMALY = deny('ERR_PAYLOAD_ANOMALY');

@@ -38,11 +38,17 @@ export interface UpstreamTls {
   connect(host: string, port: number, allowHalfOpen: boolean): Promise<{ socket: TLSSocket; peer: PeerIdentity }>;
   /** new connections are checked against this from now on (a config reload); open ones keep the check they passed */
   setVerify(verify: CompiledVerify): void;
-  /** the same dial, callback-style (the HTTP/1.1 core's upstream pool) */
-  dial(host: string, port: number, done: (err: Error | null, socket: TLSSocket | null) => void): void;
+  /** the same dial, callback-style (the upstream pools), offering `alpn` (http/1.1 unless said) */
+  dial(
+    host: string,
+    port: number,
+    done: (err: Error | null, socket: TLSSocket | null) => void,
+    alpn?: readonly string[],
+  ): void;
 }
 
 const kPeer = Symbol('tollgate.upstreamPeer');
+const HTTP1_ONLY: readonly string[] = ['http/1.1'];
 type VerifiedSocket = TLSSocket & { [kPeer]?: PeerIdentity };
 
 export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
@@ -91,6 +97,7 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
     port: number,
     allowHalfOpen: boolean,
     done: (err: Error | null, socket: TLSSocket | null) => void,
+    alpn: readonly string[] = HTTP1_ONLY,
   ): void {
     let settled = false;
     const context = opts.secureContext();
@@ -101,7 +108,7 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
       secureContext: context,
       checkServerIdentity,
       session: context === sessionContext ? session : undefined,
-      ALPNProtocols: ['http/1.1'],
+      ALPNProtocols: alpn as string[],
       allowHalfOpen,
     } as tls.ConnectionOptions);
     socket.setNoDelay(true);
@@ -164,8 +171,8 @@ export function createUpstreamTls(opts: UpstreamTlsOptions): UpstreamTls {
         });
       });
     },
-    dial(host, port, done) {
-      dial(host, port, false, done);
+    dial(host, port, done, alpn) {
+      dial(host, port, false, done, alpn);
     },
   };
 }

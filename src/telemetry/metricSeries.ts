@@ -1,3 +1,4 @@
+import { GOAWAY_REASONS } from '../core/goawayReasons.ts';
 import type { Config, RouteConfig } from '../config/types.ts';
 import { DEFAULT_ROUTE, UNROUTED_ROUTE } from '../core/routeLabels.ts';
 import { ERRORS, UPSTREAM_FAILURE_REASONS } from '../core/errors.ts';
@@ -76,6 +77,7 @@ export function initialiseSeries(metrics: Metrics, config: Config, version: stri
     }
     if (l.protocol !== 'http') continue;
     metrics.upgrades.labels(name).inc(0);
+    if (l.http2) for (const r of GOAWAY_REASONS) metrics.http2Goaways.labels(name, r).inc(0);
     // a gateway's routes, and what it refuses before a route is chosen; one route elsewhere
     const routes =
       l.mode === 'gateway'
@@ -88,7 +90,10 @@ export function initialiseSeries(metrics: Metrics, config: Config, version: stri
             },
           ];
     for (const route of routes) {
-      for (const c of STATUS_CLASSES) metrics.requests.labels(name, route.name, c).inc(0);
+      for (const c of STATUS_CLASSES) {
+        metrics.requests.labels(name, route.name, c, 'http/1.1').inc(0);
+        if (l.http2) metrics.requests.labels(name, route.name, c, 'h2').inc(0);
+      }
       metrics.requestDuration.zero({ listener: name, route: route.name });
       for (const d of PAYLOAD_DIRECTIONS)
         metrics.payloadBytes.zero({ listener: name, route: route.name, direction: d });

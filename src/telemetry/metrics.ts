@@ -65,6 +65,8 @@ export interface Metrics {
   readonly sharedStateUp: Gauge<string>;
   /** a gateway route's endpoints taken out by passive health */
   readonly endpointEjections: Counter<'listener' | 'route'>;
+  /** HTTP/2 connections tollgate sent GOAWAY, by reason (a flood, a protocol error, idle, drain) */
+  readonly http2Goaways: Counter<'listener' | 'reason'>;
   readonly auditEvents: Counter<'type'>;
   readonly auditDropped: Counter;
   /** admin and health requests refused by the request guard, by reason (admin_forbidden, admin_unauthorized) */
@@ -142,8 +144,8 @@ export function createMetrics(registry: Registry): Metrics {
     }),
     requests: new Counter({
       name: 'tollgate_requests_total',
-      help: 'HTTP requests by listener, route and status class',
-      labelNames: ['listener', 'route', 'status_class'] as const,
+      help: 'HTTP requests by listener, route, status class and the protocol they came over (http/1.1, h2)',
+      labelNames: ['listener', 'route', 'status_class', 'protocol'] as const,
       registers,
     }),
     requestDuration: new Histogram({
@@ -229,6 +231,12 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'tollgate_endpoint_ejections_total',
       help: 'Endpoints of a gateway route taken out by passive health (consecutive connect failures, resets or 5xx)',
       labelNames: ['listener', 'route'] as const,
+      registers,
+    }),
+    http2Goaways: new Counter({
+      name: 'tollgate_http2_goaways_total',
+      help: 'HTTP/2 connections tollgate sent GOAWAY, by reason (rapid_reset, ping_flood, settings_flood, flood, protocol_error, idle, drain)',
+      labelNames: ['listener', 'reason'] as const,
       registers,
     }),
     auditEvents: new Counter({

@@ -251,8 +251,11 @@ export function mtlsClient(
   ca: { certPem: string },
   identity: { certPem: string; keyPem: string } | null,
   servername = 'localhost',
+  /** `http1: true` offers only http/1.1 (undici offers h2 first): for tests of HTTP/1.1's own semantics */
+  options: { readonly http1?: boolean } = {},
 ): Client {
   const client = new Client(`https://${addr}`, {
+    ...(options.http1 === true ? { allowH2: false } : {}),
     connect: {
       ca: ca.certPem,
       servername,
