@@ -33,6 +33,8 @@ export interface VerifyConfig {
 
 /** how an inbound listener speaks to its app */
 export type TargetProtocol = 'http1' | 'h2c';
+/** how a gateway route speaks to its targets: also HTTP/2 over its upstreamTls */
+export type RouteTargetProtocol = TargetProtocol | 'h2';
 
 export interface LimitsConfig {
   readonly maxBodyBytes: number;
@@ -129,6 +131,8 @@ export interface RouteConfig {
   readonly dnsRefreshSeconds: number;
   /** null: plaintext to the targets */
   readonly upstreamTls: RouteUpstreamTlsConfig | null;
+  /** HTTP/1.1 to the targets, or HTTP/2: `h2c` in cleartext, `h2` over upstreamTls */
+  readonly targetProtocol: RouteTargetProtocol;
   /** verify: as the listener's unless set; sign + keyId: re-sign the request with the gateway's key */
   readonly integrity: ListenerIntegrityConfig;
   readonly limits: LimitsConfig;

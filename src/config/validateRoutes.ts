@@ -14,6 +14,7 @@ import type {
   PassiveHealthConfig,
   RouteConfig,
   RouteMatchConfig,
+  RouteTargetProtocol,
   RouteUpstreamTlsConfig,
 } from './types.ts';
 import { validateAllow, validateVerify } from './validatePeers.ts';
@@ -28,6 +29,7 @@ import {
   nonNegativeNumber,
   nullable,
   ok,
+  oneOf,
   positiveInteger,
   read,
   report,
@@ -58,6 +60,7 @@ const ROUTE_KEYS = [
   'targets',
   'dnsRefreshSeconds',
   'upstreamTls',
+  'targetProtocol',
   'integrity',
   'limits',
   'anomaly',
@@ -111,18 +114,37 @@ export function validateRoutes(ctx: Ctx, value: unknown, path: string, defaults:
 
 function validateRoute(ctx: Ctx, value: unknown, path: string, d: RouteDefaults): RouteConfig {
   const o = section(ctx, value, path, ROUTE_KEYS, { required: true });
+  const upstreamTls = isAbsent(o.upstreamTls) ? null : validateUpstreamTls(ctx, o.upstreamTls, at(path, 'upstreamTls'));
   return {
     name: read(ctx, o, path, 'name', labelName, '', REQUIRED),
     match: validateMatch(ctx, o.match, at(path, 'match')),
     allow: isAbsent(o.allow) ? null : validateAllow(ctx, o.allow, at(path, 'allow')),
     targets: validateTargets(ctx, o.targets, at(path, 'targets')),
     dnsRefreshSeconds: read(ctx, o, path, 'dnsRefreshSeconds', seconds, DEFAULT_DNS_REFRESH_SECONDS),
-    upstreamTls: isAbsent(o.upstreamTls) ? null : validateUpstreamTls(ctx, o.upstreamTls, at(path, 'upstreamTls')),
+    upstreamTls,
+    targetProtocol: readRouteTargetProtocol(ctx, o, path, upstreamTls !== null),
     integrity: validateRouteIntegrity(ctx, o.integrity, at(path, 'integrity'), d),
     limits: validateRouteLimits(ctx, o.limits, at(path, 'limits'), d.limits),
     anomaly: validateAnomaly(ctx, o.anomaly, at(path, 'anomaly'), d.anomaly),
     passiveHealth: validatePassiveHealth(ctx, o.passiveHealth, at(path, 'passiveHealth')),
   };
+}
+
+/**
+ * How a route speaks to its targets: HTTP/1.1, or HTTP/2 — `h2c` in cleartext, `h2` over its
+ * `upstreamTls` (ALPN). The name says which, so it must agree with `upstreamTls`.
+ */
+function readRouteTargetProtocol(ctx: Ctx, o: Obj, path: string, tls: boolean): RouteTargetProtocol {
+  const value = read(ctx, o, path, 'targetProtocol', oneOf(['http1', 'h2c', 'h2'] as const), 'http1');
+  if (value === 'h2' && !tls)
+    report(
+      ctx,
+      at(path, 'targetProtocol'),
+      '"h2" is HTTP/2 over TLS: it needs upstreamTls (or use "h2c" in cleartext)',
+    );
+  if (value === 'h2c' && tls)
+    report(ctx, at(path, 'targetProtocol'), '"h2c" is HTTP/2 in cleartext; with upstreamTls, use "h2"');
+  return value;
 }
 
 function validateMatch(ctx: Ctx, value: unknown, path: string): RouteMatchConfig {

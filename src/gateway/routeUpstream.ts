@@ -3,8 +3,8 @@ import type { Clock } from '../core/clock.ts';
 import { TollgateError } from '../core/errors.ts';
 import type { PassiveHealthConfig } from '../config/types.ts';
 import type { Exchange } from '../http1/exchange.ts';
-import type { UpstreamConnection, UpstreamLink } from '../http1/upstreamConnection.ts';
-import type { Acquired, Upstream, UpstreamPool } from '../http1/upstreamPool.ts';
+import type { ConnectionOwner, UpstreamLink } from '../http1/upstreamConnection.ts';
+import type { Acquired, Upstream } from '../http1/upstreamPool.ts';
 import type { ResolvedEndpoint } from './targetResolver.ts';
 
 /**
@@ -30,12 +30,18 @@ export interface RouteUpstreamDeps {
   readonly clock: Clock;
   /** the route's logger (it names the route) */
   readonly log: Logger;
-  /** a keep-alive pool of connections to one endpoint */
-  readonly poolFor: (endpoint: ResolvedEndpoint) => UpstreamPool;
+  /** a keep-alive pool of connections to one endpoint (HTTP/1.1), or its HTTP/2 sessions */
+  readonly poolFor: (endpoint: ResolvedEndpoint) => EndpointPool;
   /** in [0, 1); Math.random when not given */
   readonly random?: () => number;
   /** an endpoint was ejected or came back (metrics and audit) */
   readonly onHealth?: (endpoint: ResolvedEndpoint, event: 'ejected' | 'returned', detail: EjectionDetail) => void;
+}
+
+/** What carries a route's exchanges to one endpoint: it makes the links it owns, and counts what is on the way. */
+export interface EndpointPool extends Upstream, ConnectionOwner {
+  /** exchanges on the way: on a connection or stream, or waiting for one */
+  outstanding(): number;
 }
 
 export interface EjectionDetail {
@@ -58,7 +64,7 @@ export interface EndpointStatus {
 
 class Endpoint {
   readonly at: ResolvedEndpoint;
-  readonly pool: UpstreamPool;
+  readonly pool: EndpointPool;
   failures = 0;
   /** ejections since the endpoint last answered well after a return */
   ejections = 0;
@@ -68,7 +74,7 @@ class Endpoint {
   probation = false;
   lastFailure: string | null = null;
 
-  constructor(at: ResolvedEndpoint, pool: UpstreamPool) {
+  constructor(at: ResolvedEndpoint, pool: EndpointPool) {
     this.at = at;
     this.pool = pool;
   }
@@ -77,7 +83,7 @@ class Endpoint {
 export class RouteUpstream implements Upstream {
   readonly deps: RouteUpstreamDeps;
   endpoints: Endpoint[] = [];
-  readonly byPool = new Map<UpstreamPool, Endpoint>();
+  readonly byPool = new Map<ConnectionOwner, Endpoint>();
   readonly random: () => number;
   closed = false;
 
@@ -126,7 +132,7 @@ export class RouteUpstream implements Upstream {
   }
 
   release(conn: UpstreamLink, reusable: boolean): void {
-    (conn as UpstreamConnection).owner.release(conn, reusable);
+    conn.owner.release(conn, reusable);
   }
 
   answered(conn: UpstreamLink, status: number): void {
@@ -251,10 +257,10 @@ export class RouteUpstream implements Upstream {
     this.deps.onHealth?.(e.at, 'ejected', detail);
   }
 
-  /** the endpoint whose pool made `conn` (a route's endpoints speak HTTP/1.1: their links are the core's connections) */
+  /** the endpoint whose pool made `conn` */
   private endpointOf(conn: UpstreamLink | null): Endpoint | null {
     if (conn === null) return null;
-    return this.byPool.get((conn as UpstreamConnection).owner as UpstreamPool) ?? null;
+    return this.byPool.get(conn.owner) ?? null;
   }
 
   private noEndpoint(): Error {

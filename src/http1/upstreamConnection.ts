@@ -42,6 +42,8 @@ export type RequestFraming = 'none' | 'length' | 'chunked';
  * an HTTP/2 session (http2/h2Upstream.ts). The request body follows through the BodyReader side.
  */
 export interface UpstreamLink extends BodyReader {
+  /** the pool (or HTTP/2 upstream) that made it, which takes it back */
+  readonly owner: ConnectionOwner;
   /** exchanges carried so far by the connection under it (more than one: it was reused) */
   readonly uses: number;
   /** some byte of a response came for the current exchange */

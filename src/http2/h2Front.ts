@@ -73,6 +73,8 @@ interface SessionState<C> {
   readonly settings: FloodBudget;
   /** tollgate sent GOAWAY: the reason is counted once */
   goneAway: boolean;
+  /** performance.now() when a stream last ended (or the connection began) */
+  lastStreamAt: number;
 }
 
 export class H2Front<C extends ConnectionActivity> {
@@ -134,6 +136,7 @@ export class H2Front<C extends ConnectionActivity> {
       pings: new FloodBudget(l.maxPingsPerSecond),
       settings: new FloodBudget(l.maxSettingsPerSecond),
       goneAway: false,
+      lastStreamAt: performance.now(),
     };
     this.sessions.set(session, state);
     session.once('close', () => {
@@ -150,8 +153,15 @@ export class H2Front<C extends ConnectionActivity> {
     session.on('remoteSettings', () => {
       if (!state.settings.spend()) this.goAway(session, state, 'settings_flood');
     });
-    session.setTimeout(l.idleTimeoutMs, () => {
-      if (ctx.inFlight > 0) return;
+    // idle: no frame for the idle timeout and no stream for as long (node's timer fires once per silence, so it is listened
+    // to with on(), and a connection that was busy is looked at again after the rest of its idle time)
+    session.setTimeout(l.idleTimeoutMs);
+    session.on('timeout', () => {
+      const quietMs = performance.now() - state.lastStreamAt;
+      if (ctx.inFlight > 0 || quietMs < l.idleTimeoutMs) {
+        if (!session.destroyed) session.setTimeout(ctx.inFlight > 0 ? l.idleTimeoutMs : l.idleTimeoutMs - quietMs);
+        return;
+      }
       this.count(state, 'idle', null);
       session.close();
     });
@@ -175,10 +185,13 @@ export class H2Front<C extends ConnectionActivity> {
     const side = new H2ServerStream(stream, state.ctx, this.handler);
     // a stream the client cancels before it was answered spends the connection's reset budget
     stream.once('close', () => {
+      state.lastStreamAt = performance.now();
       if (stream.rstCode !== constants.NGHTTP2_NO_ERROR && side.ex !== null && !side.ended && !state.goneAway)
         if (!state.resets.spend()) this.goAway(session!, state, 'rapid_reset');
     });
-    stream.setTimeout(this.limits.idleTimeoutMs, () => stream.close(constants.NGHTTP2_CANCEL));
+    // no frame either way for the idle timeout (a client that never opens its window, say): the stream is reset, without
+    // the END_STREAM close() would send first (a response cut short must not look whole)
+    stream.setTimeout(this.limits.idleTimeoutMs, () => side.reset());
     const ex = exchangeOf(side, headers, rawHeaders, stream.endAfterHeaders, this.limits.maxHeaderBytes, this.clock());
     side.ex = ex;
     state.ctx.inFlight += 1;
@@ -204,8 +217,9 @@ export class H2Front<C extends ConnectionActivity> {
   goAway(session: ServerHttp2Session, state: SessionState<C>, reason: GoawayReason): void {
     if (state.goneAway) return;
     this.count(state, reason, null);
-    // destroy with the code sends the one GOAWAY (goaway() then destroy() would send a second, NO_ERROR, after it)
-    if (!session.destroyed) session.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // destroy with the code sends the one GOAWAY (goaway() then destroy() would send a second, NO_ERROR, after it);
+    // an error is needed for node to keep the code (destroy(undefined, code) sends NO_ERROR), and this one is counted
+    if (!session.destroyed) session.destroy(new Error(`HTTP/2 ${reason}`), constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   count(state: SessionState<C>, reason: GoawayReason, detail: string | null): void {

@@ -123,6 +123,13 @@ export class H2Upstream implements Upstream {
     });
   }
 
+  /** exchanges on the way: streams of ours open, and those waiting for a session */
+  outstanding(): number {
+    let n = this.waiting.length;
+    for (const s of this.sessions) n += openStreams(s);
+    return n;
+  }
+
   /** a stream ends by itself: nothing to give back */
   release(): void {}
 

@@ -12,9 +12,11 @@ import type { AnomalyStage } from '../anomaly/anomalyStage.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import { compileAllow, compileVerify } from '../policy/authz.ts';
 import { UpstreamPool, type Upstream } from '../http1/upstreamPool.ts';
-import type { UpstreamConnection } from '../http1/upstreamConnection.ts';
 import { RouteMatcher } from '../gateway/routeMatch.ts';
-import { RouteUpstream } from '../gateway/routeUpstream.ts';
+import { formatHostPort } from '../config/hostPort.ts';
+import { RouteUpstream, type EndpointPool } from '../gateway/routeUpstream.ts';
+import { dialH2c, H2Upstream, sessionOver } from '../http2/h2Upstream.ts';
+import { H2Refused } from '../http2/protocolUpstream.ts';
 import { TargetResolver, type ResolvedEndpoint, type TargetResolverDeps } from '../gateway/targetResolver.ts';
 import { GATEWAY_CHAIN, RequestPath, routeChain, type RequestPathDeps } from './requestPath.ts';
 import { MIN_RESPONSE_HEAD_BYTES, type PathContext, type PathSet, type RouteStatus } from './pathSet.ts';
@@ -140,8 +142,7 @@ function build(
       ...base,
       route: config.name,
       chain: routeChain(verify, deps.shared),
-      // a route's endpoints speak HTTP/1.1
-      upstreamHttp2: false,
+      upstreamHttp2: config.targetProtocol !== 'http1',
       limits: config.limits,
       pool: upstream.upstream,
       integrity: verify,
@@ -184,6 +185,7 @@ function upstreamSettings(r: RouteConfig): unknown {
     targets: r.targets,
     dnsRefreshSeconds: r.dnsRefreshSeconds,
     upstreamTls: r.upstreamTls,
+    targetProtocol: r.targetProtocol,
     passiveHealth: r.passiveHealth,
     upstreamTimeoutSeconds: r.limits.upstreamTimeoutSeconds,
   };
@@ -224,17 +226,41 @@ function startUpstream(
     onHealth: (_endpoint, event) => {
       if (event === 'ejected') ejections.inc();
     },
-    poolFor: (endpoint: ResolvedEndpoint) => {
+    poolFor: (endpoint: ResolvedEndpoint): EndpointPool => {
       const tls = route.upstreamTls;
       const serverName = tls === null ? null : (tls.serverName ?? endpoint.targetHost);
+      // a service behind the gateway (Node's http server keeps idle connections 5 s); a remote tollgate keeps them longer
+      const keepAliveMs = serverName === null ? 4_000 : 30_000;
+      if (route.targetProtocol !== 'http1') {
+        const authority = formatHostPort({ host: endpoint.targetHost, port: endpoint.port });
+        return new H2Upstream(
+          serverName === null
+            ? dialH2c(endpoint.address, endpoint.port, timeoutMs)
+            : (done) =>
+                tlsFor(serverName).dial(
+                  endpoint.address,
+                  endpoint.port,
+                  (err, socket) => {
+                    if (err !== null || socket === null) return done(err ?? new Error('no socket'), null);
+                    if (socket.alpnProtocol !== 'h2') {
+                      socket.destroy();
+                      return done(new H2Refused(socket.alpnProtocol ?? false), null);
+                    }
+                    sessionOver(`https://${authority}`, socket, timeoutMs, done);
+                  },
+                  H2_ONLY,
+                ),
+          { timeoutMs, keepAliveMs, scheme: serverName === null ? 'http' : 'https', monotonic: deps.clock.monotonic },
+          context.events,
+        );
+      }
       return new UpstreamPool(
         serverName === null
           ? (done) => dialPlain(endpoint.address, endpoint.port, timeoutMs, done)
           : (done) => tlsFor(serverName).dial(endpoint.address, endpoint.port, done),
         {
           maxConnections: listener.limits.maxConnections,
-          // a service behind the gateway (Node's http server keeps idle connections 5 s); a remote tollgate keeps them longer
-          keepAliveMs: serverName === null ? 4_000 : 30_000,
+          keepAliveMs,
           timeoutMs,
           maxHeaderBytes: Math.max(MIN_RESPONSE_HEAD_BYTES, listener.limits.maxHeaderBytes),
         },
@@ -275,6 +301,8 @@ function routeAnomaly(deps: GatewayDeps, listener: ListenerConfig, route: RouteC
 const DENY_NO_ROUTE = deny('ERR_NO_ROUTE');
 /** how long a gateway's start waits for its targets' first answers */
 const READY_WAIT_MS = 5_000;
+/** a route that says `targetProtocol: "h2"` offers only h2: a target without it fails the handshake */
+const H2_ONLY: readonly string[] = ['h2'];
 
 function within(ms: number, work: Promise<unknown>): Promise<void> {
   return new Promise((resolve) => {
@@ -291,7 +319,7 @@ function within(ms: number, work: Promise<unknown>): Promise<void> {
 const NO_UPSTREAM: Upstream = {
   acquire: (done) => done(new Error('the gateway path has no upstream'), null),
   fresh: (done) => done(new Error('the gateway path has no upstream'), null),
-  release: (conn, reusable) => (conn as UpstreamConnection).owner.release(conn, reusable),
+  release: (conn, reusable) => conn.owner.release(conn, reusable),
   answered: () => undefined,
   failedOn: () => undefined,
   close: () => Promise.resolve(),

@@ -66,27 +66,26 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
     const d = this.current.deps;
     const l = d.listener;
     return new H2Front<ConnectionContext>(
-          this,
-          {
-            maxConcurrentStreams: l.limits.http2MaxConcurrentStreams,
-            maxHeaderBytes: l.limits.maxHeaderBytes,
-            headerTableBytes: l.limits.http2HeaderTableBytes,
-            streamWindowBytes: l.limits.http2StreamWindowBytes,
-            connectionWindowBytes: l.limits.http2ConnectionWindowBytes,
-            maxResetsPerSecond: l.limits.http2MaxResetsPerSecond,
-            maxPingsPerSecond: l.limits.http2MaxPingsPerSecond,
-            maxSettingsPerSecond: l.limits.http2MaxSettingsPerSecond,
-            idleTimeoutMs: l.limits.idleTimeoutSeconds * 1000,
-          },
-          {
-            goaway: (reason, detail) => {
-              d.metrics.http2Goaways.labels(l.name, reason).inc();
-              if (reason !== 'idle' && reason !== 'drain')
-                d.log.warn({ reason, detail }, 'HTTP/2 connection sent GOAWAY');
-            },
-          },
-          d.clock.monotonic,
-        );
+      this,
+      {
+        maxConcurrentStreams: l.limits.http2MaxConcurrentStreams,
+        maxHeaderBytes: l.limits.maxHeaderBytes,
+        headerTableBytes: l.limits.http2HeaderTableBytes,
+        streamWindowBytes: l.limits.http2StreamWindowBytes,
+        connectionWindowBytes: l.limits.http2ConnectionWindowBytes,
+        maxResetsPerSecond: l.limits.http2MaxResetsPerSecond,
+        maxPingsPerSecond: l.limits.http2MaxPingsPerSecond,
+        maxSettingsPerSecond: l.limits.http2MaxSettingsPerSecond,
+        idleTimeoutMs: l.limits.idleTimeoutSeconds * 1000,
+      },
+      {
+        goaway: (reason, detail) => {
+          d.metrics.http2Goaways.labels(l.name, reason).inc();
+          if (reason !== 'idle' && reason !== 'drain') d.log.warn({ reason, detail }, 'HTTP/2 connection sent GOAWAY');
+        },
+      },
+      d.clock.monotonic,
+    );
   }
 
   /** A client connection that chose HTTP/2 (ALPN h2, or h2c's preface on an outbound listener). */
