@@ -102,6 +102,7 @@ function pathSet(deps: GatewayDeps, context: PathContext, built: Built): Gateway
         allow: r.config.allow,
         integrity: r.config.integrity,
         upstreamTls: r.config.upstreamTls !== null,
+        targetProtocol: r.config.targetProtocol,
         targets: r.upstream.resolver.status(),
         endpoints: r.upstream.upstream.status(),
       })),

@@ -42,6 +42,8 @@ export interface RouteStatus {
   readonly allow: RouteConfig['allow'];
   readonly integrity: RouteConfig['integrity'];
   readonly upstreamTls: boolean;
+  /** how the route speaks to its targets: http1, h2c or h2 */
+  readonly targetProtocol: string;
   readonly targets: readonly TargetStatus[];
   readonly endpoints: readonly EndpointStatus[];
 }
