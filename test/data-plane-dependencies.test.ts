@@ -94,6 +94,11 @@ t.test(
       t.same(urls.filter(fromPackage('@peculiar/asn1-schema')), [], `${thread} does not load its ASN.1 stack`);
       t.same(urls.filter(fromPackage('undici')), [], `${thread} does not load undici`);
       t.same(
+        urls.filter((u) => u === 'node:http2' || u.endsWith('/dist/http2/h2Front.js')),
+        [],
+        `${thread} does not load node:http2 before an HTTP/2 connection comes`,
+      );
+      t.same(
         urls.filter((u) => u.endsWith('/dist/certs/crlCheck.js')),
         [],
         `${thread} does not load the CRL parser`,

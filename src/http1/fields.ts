@@ -188,9 +188,24 @@ export function fieldLines(list: readonly string[]): string {
   return out;
 }
 
-/** Reason phrases for the statuses tollgate itself answers with (an upstream's own phrase is passed on as sent). */
+/**
+ * Reason phrases for the statuses tollgate itself answers with, and for the usual ones of an HTTP/2
+ * upstream (which sends none) relayed to an HTTP/1.1 client; an HTTP/1.1 upstream's own phrase is
+ * passed on as sent, and a status not listed goes with an empty one (RFC 9112 §4 allows it).
+ */
 export const REASON_PHRASES: Readonly<Record<number, string>> = {
   100: 'Continue',
+  200: 'OK',
+  201: 'Created',
+  202: 'Accepted',
+  204: 'No Content',
+  206: 'Partial Content',
+  301: 'Moved Permanently',
+  302: 'Found',
+  303: 'See Other',
+  304: 'Not Modified',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',

@@ -1,4 +1,5 @@
-import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { H2_NO_ERROR } from './errorCodes.ts';
 import type { ClientSide, Exchange } from '../http1/exchange.ts';
 import { PAUSE_UPSTREAM, type ConnectionActivity } from '../http1/serverConnection.ts';
 import { grpcMessage, grpcStatusOf } from './grpc.ts';
@@ -209,7 +210,7 @@ export class H2ServerStream<C extends ConnectionActivity = ConnectionActivity> i
     this.stream.end();
     // answered before the whole request came (a refusal, an early answer): once the answer is out, the client is told to
     // stop sending, without error (RFC 9113 §8.1)
-    if (!ex.bodyComplete) this.stream.close(constants.NGHTTP2_NO_ERROR);
+    if (!ex.bodyComplete) this.stream.close(H2_NO_ERROR);
   }
 
   /**

@@ -1,17 +1,13 @@
-import http2, {
-  constants,
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-  type OutgoingHttpHeaders,
-} from 'node:http2';
-import { STATUS_CODES } from 'node:http';
+import type * as Http2Module from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 import { TollgateError } from '../core/errors.ts';
 import type { ClientSide, Exchange } from '../http1/exchange.ts';
 import { PAUSE_UPSTREAM } from '../http1/serverConnection.ts';
 import type { RequestFraming, UpstreamEvents, UpstreamLink } from '../http1/upstreamConnection.ts';
 import type { Acquired, Upstream } from '../http1/upstreamPool.ts';
+import { REASON_PHRASES } from '../http1/fields.ts';
+import { H2_NO_ERROR } from './errorCodes.ts';
 
 /**
  * An upstream that speaks HTTP/2: the local app over h2c (gRPC servers), or a remote tollgate
@@ -277,7 +273,7 @@ export class H2Link implements UpstreamLink {
     this.rechunk = toHttp1 && !bodyless && !hasLength && ex.versionMinor >= 1;
     if (toHttp1 && !bodyless && !hasLength && !this.rechunk) ex.closeAfter = true;
     if (toHttp1 && (!ex.keepAlive || client.draining())) ex.closeAfter = true;
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
+    let head = `HTTP/1.1 ${status} ${REASON_PHRASES[status] ?? ''}\r\n`;
     for (const [name, value] of Object.entries(headers)) {
       if (name.charCodeAt(0) === 0x3a || value === undefined) continue;
       if (Array.isArray(value)) for (const v of value) head += `${name}: ${v}\r\n`;
@@ -333,7 +329,7 @@ export class H2Link implements UpstreamLink {
 
   onClose(): void {
     if (this.done) return;
-    const code = this.stream?.rstCode ?? constants.NGHTTP2_NO_ERROR;
+    const code = this.stream?.rstCode ?? H2_NO_ERROR;
     // a stream the upstream refused before it did anything may be sent again (RFC 9113 §8.7)
     this.fail(lost(`the upstream closed the stream (HTTP/2 error ${code})`));
   }
@@ -379,7 +375,8 @@ function lost(message: string): Error {
 /** h2c with prior knowledge to host:port (an app on loopback), connected within `timeoutMs`. */
 export function dialH2c(host: string, port: number, timeoutMs: number): SessionDial {
   const authority = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  return (done) => connectSession(() => http2.connect(authority, { settings: { enablePush: false } }), timeoutMs, done);
+  return (done) =>
+    connectSession((http2) => http2.connect(authority, { settings: { enablePush: false } }), timeoutMs, done);
 }
 
 /** a session over a connection made elsewhere (verified mTLS that chose h2 by ALPN) */
@@ -390,19 +387,38 @@ export function sessionOver(
   done: (err: Error | null, session: ClientHttp2Session | null) => void,
 ): void {
   connectSession(
-    () => http2.connect(authority, { createConnection: () => socket, settings: { enablePush: false } }),
+    (http2) => http2.connect(authority, { createConnection: () => socket, settings: { enablePush: false } }),
     timeoutMs,
     done,
   );
 }
 
+/** node:http2 is loaded with the first HTTP/2 upstream session (a process that never makes one does not pay for it) */
 function connectSession(
-  make: () => ClientHttp2Session,
+  make: (http2: typeof Http2Module) => ClientHttp2Session,
+  timeoutMs: number,
+  done: (err: Error | null, session: ClientHttp2Session | null) => void,
+): void {
+  import('node:http2').then(
+    (http2) => {
+      let session: ClientHttp2Session;
+      try {
+        session = make(http2);
+      } catch (err) {
+        return done(err as Error, null);
+      }
+      connectWith(session, timeoutMs, done);
+    },
+    (err: Error) => done(err, null),
+  );
+}
+
+function connectWith(
+  session: ClientHttp2Session,
   timeoutMs: number,
   done: (err: Error | null, session: ClientHttp2Session | null) => void,
 ): void {
   let settled = false;
-  const session = make();
   const timer = setTimeout(() => settle(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
   const settle = (err: Error | null): void => {
     if (settled) return;

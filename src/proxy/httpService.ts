@@ -14,7 +14,8 @@ import { inboundChain, outboundChain, RequestPath, type RequestPathDeps } from '
 import { rateLimiterFor } from './requestLimits.ts';
 import { DEFAULT_ROUTE } from '../core/routeLabels.ts';
 import { MIN_RESPONSE_HEAD_BYTES, type PathContext, type PathSet, type RouteStatus } from './pathSet.ts';
-import { H2Front } from '../http2/h2Front.ts';
+import type * as H2FrontModule from '../http2/h2Front.ts';
+import type { H2Front } from '../http2/h2Front.ts';
 import { H2Upstream, type SessionDial } from '../http2/h2Upstream.ts';
 import { ProtocolUpstream } from '../http2/protocolUpstream.ts';
 import type { Upstream } from '../http1/upstreamPool.ts';
@@ -47,8 +48,13 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
   paths: PathSet;
   readonly binding: HttpParserBinding;
   readonly connections = new Set<ServerConnection<ConnectionContext>>();
-  /** the listener's HTTP/2 connections (http2 on), or null; a reload that changes their limits makes a new one for new connections */
-  h2: H2Front<ConnectionContext> | null;
+  /**
+   * The listener's HTTP/2 connections, made with the first one (node:http2 costs about 5 MiB, paid
+   * only by a process that sees HTTP/2); a reload that changes their limits makes a new one for new
+   * connections.
+   */
+  h2: H2Front<ConnectionContext> | null = null;
+  private h2Module: Promise<typeof H2FrontModule> | null = null;
   /** fronts a reload replaced, still serving the connections they took (a drain tells them too) */
   readonly retiredH2 = new Set<H2Front<ConnectionContext>>();
   private sweep: NodeJS.Timeout | null = null;
@@ -58,14 +64,13 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
   constructor(paths: (context: PathContext) => PathSet) {
     this.binding = loadHttpParser();
     this.paths = paths({ binding: this.binding, events: this });
-    this.h2 = this.current.deps.listener.http2 ? this.h2Front() : null;
   }
 
   /** the HTTP/2 side with the current listener's limits */
-  h2Front(): H2Front<ConnectionContext> {
+  h2Front(m: typeof H2FrontModule): H2Front<ConnectionContext> {
     const d = this.current.deps;
     const l = d.listener;
-    return new H2Front<ConnectionContext>(
+    return new m.H2Front<ConnectionContext>(
       this,
       {
         maxConcurrentStreams: l.limits.http2MaxConcurrentStreams,
@@ -91,7 +96,18 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
   /** A client connection that chose HTTP/2 (ALPN h2, or h2c's preface on an outbound listener). */
   acceptH2(socket: Socket, ctx: ConnectionContext): void {
     socket.setNoDelay(true);
-    this.h2!.accept(socket, ctx);
+    if (this.h2 !== null) return this.h2.accept(socket, ctx);
+    // the first one: what it sends meanwhile waits in the socket (the session reads it when made)
+    (this.h2Module ??= import('../http2/h2Front.ts')).then(
+      (m) => {
+        this.h2 ??= this.h2Front(m);
+        if (!socket.destroyed) this.h2.accept(socket, ctx);
+      },
+      (err: Error) => {
+        ctx.log.error({ err: err.message }, 'HTTP/2 is not available in this runtime');
+        socket.destroy();
+      },
+    );
   }
 
   /** a drain begins: HTTP/2 connections are told (GOAWAY) to open no new stream */
@@ -191,7 +207,8 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
       const old = this.h2;
       this.retiredH2.add(old);
       old.onEmpty(() => this.retiredH2.delete(old));
-      this.h2 = this.h2Front();
+      // the next HTTP/2 connection makes a front with the new limits
+      this.h2 = null;
     }
   }
 
