@@ -281,3 +281,30 @@ t.test(
     );
   },
 );
+
+t.test('HTTP/2 on every thread of a process with workers: 2', async (t) => {
+  const pl = await pipeline(t, { sign: false, inbound: { run: 'process', config: { workers: 2 } } });
+  const leaf = pl.outbound.leaf();
+  const statuses: number[] = [];
+  // several connections, so the kernel hands some to each thread (SO_REUSEPORT)
+  for (let c = 0; c < 8; c++) {
+    const session = http2.connect(`https://${pl.inbound.addr}`, {
+      ca: pl.w.ca.certPem,
+      cert: leaf.certPem,
+      key: leaf.keyPem,
+      servername: 'localhost',
+    });
+    session.on('error', () => undefined);
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => h2request(session, { ':method': 'GET', ':path': `/w/${c}/${i}` })),
+    );
+    statuses.push(...answers.map((a) => a.status));
+    session.close();
+  }
+  t.same(new Set(statuses), new Set([200]), `${statuses.length} streams over 8 connections answered`);
+  t.equal(
+    await pl.inbound.metric('tollgate_requests_total', { protocol: 'h2', status_class: '2xx' }),
+    40,
+    'the merged scrape counts every thread',
+  );
+});
