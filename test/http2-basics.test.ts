@@ -308,3 +308,26 @@ t.test('HTTP/2 on every thread of a process with workers: 2', async (t) => {
     'the merged scrape counts every thread',
   );
 });
+
+t.test(
+  'with integrity on, a call whose client waits for answers before it half-closes ends DEADLINE_EXCEEDED (ERR_BODY_TIMEOUT)',
+  async (t) => {
+    const pl = await pipeline(t, { outbound: { limits: { bodyTimeoutSeconds: 1 } } });
+    const session = h2c(t, pl.outbound.addr);
+    const answer = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/pkg.Chat/Talk',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      stream.on('response', resolve);
+      stream.on('error', reject);
+      // one message, then it waits for an answer before sending more (as an interactive bidi client does)
+      stream.write(Buffer.from([0, 0, 0, 0, 1, 0x41]));
+    });
+    t.equal(answer['grpc-status'], '4', 'DEADLINE_EXCEEDED: the outbound cannot sign a stream that has not ended');
+    t.equal(answer['grpc-message'], 'ERR_BODY_TIMEOUT');
+    t.equal(pl.app.requests(), 0, 'nothing went on');
+  },
+);
