@@ -39,7 +39,10 @@ t.test('admin serves liveness, readiness, metrics and status on loopback', async
   const text = await metrics.body.text();
   t.match(text, /tollgate_tls_handshakes_total\{listener="ingest",result="success",reason=""\} 1/);
   t.match(text, /tollgate_authz_decisions_total\{listener="ingest",decision="allow"\} 1/);
-  t.match(text, /tollgate_requests_total\{listener="ingest",route="default",status_class="2xx",protocol="(?:http\/1\.1|h2)"\} 1/);
+  t.match(
+    text,
+    /tollgate_requests_total\{listener="ingest",route="default",status_class="2xx",protocol="(?:http\/1\.1|h2)"\} 1/,
+  );
   t.match(text, /tollgate_cert_expiration_timestamp_seconds\{cert="identity"\} \d+/);
   t.match(text, /^process_cpu_seconds_total /m);
 
