@@ -12,6 +12,15 @@ import { join } from 'node:path';
 import { exitWithin, startTollgate } from './helpers/process.ts';
 import type { AuditSink } from '../src/telemetry/audit.ts';
 import { PRODUCER } from './helpers/identities.ts';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { Redis } from 'ioredis';
+import { DEFAULT_SHARED_STATE } from '../src/config/defaults.ts';
+import type { SharedStateConfig } from '../src/config/types.ts';
+import { systemClock } from '../src/core/clock.ts';
+import { MAX_BATCH } from '../src/sharedState/claimBatch.ts';
+import { openSharedStore, type ClaimVerdict, type SharedStore } from '../src/sharedState/sharedStore.ts';
+import { createMetrics, type Metrics } from '../src/telemetry/metrics.ts';
 import { redisMissing, startRedis, type TestRedis } from './helpers/redisServer.ts';
 import { signedHeaders, writeKey, type TestKey } from './helpers/signing.ts';
 import {
@@ -459,3 +468,130 @@ t.test('a renewed client certificate is used without a restart', async (t) => {
     'the renewal is logged',
   );
 });
+
+/* ------------------------------------------------------------------ the store itself, without a proxy */
+
+interface OpenStore {
+  readonly store: SharedStore;
+  readonly metrics: Metrics;
+}
+
+async function openStore(t: Test, settings: Partial<SharedStateConfig> & { url: string }): Promise<OpenStore> {
+  const metrics = createMetrics(new Registry());
+  const store = await openSharedStore(
+    {
+      ...DEFAULT_SHARED_STATE,
+      caFile: null,
+      certFile: null,
+      keyFile: null,
+      passwordFile: null,
+      unsafePlaintext: false,
+      ...settings,
+    },
+    {
+      log: pino({ level: 'silent' }),
+      metrics,
+      audit: { record: () => undefined, flush: async () => undefined },
+      clock: systemClock,
+    },
+  );
+  t.teardown(() => store.close());
+  await eventually(() => store.available(), 10_000, 'the store connected');
+  return { store, metrics };
+}
+
+function claim(store: SharedStore, fingerprint: string): Promise<ClaimVerdict> {
+  return new Promise((done) => store.claim(fingerprint, 60_000, done));
+}
+
+/** how many commands the server ran (a script's SETs are counted apart, as SET) */
+async function commandsRun(admin: Redis, name: string): Promise<number> {
+  const info = await admin.info('commandstats');
+  return Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+}
+
+async function metricValue(metrics: Metrics, result: string): Promise<number> {
+  const values = (await metrics.sharedStateOperations.get()).values;
+  return values.find((v) => v.labels.operation === 'replay' && v.labels.result === result)?.value ?? 0;
+}
+
+for (const topology of ['standalone', 'cluster'] as const) {
+  t.test(
+    `${topology}: of claims made in one turn, a fingerprint twice in it and once at another replica is fresh once`,
+    async (t) => {
+      const redis = await startRedis(t, { cluster: topology === 'cluster' });
+      const a = await openStore(t, { url: redis.url, topology });
+      const b = await openStore(t, { url: redis.url, topology });
+      const admin = new Redis(redis.url, { lazyConnect: true });
+      t.teardown(() => admin.disconnect());
+      await admin.connect();
+      const scriptsBefore = (await commandsRun(admin, 'eval')) + (await commandsRun(admin, 'evalsha'));
+      const setsBefore = await commandsRun(admin, 'set');
+      // all in one turn: three claims of one fingerprint (two here, one at the other replica) and five others
+      const [dup1, dup2, dupB, ...others] = await Promise.all([
+        claim(a.store, 'fp-dup'),
+        claim(a.store, 'fp-dup'),
+        claim(b.store, 'fp-dup'),
+        ...['fp-1', 'fp-2', 'fp-3', 'fp-4', 'fp-5'].map((fp) => claim(a.store, fp)),
+      ]);
+      t.same(
+        [dup1, dup2, dupB].filter((v) => v === 'fresh'),
+        ['fresh'],
+        `one fresh of three (${dup1} ${dup2} ${dupB})`,
+      );
+      t.same([dup1, dup2, dupB].filter((v) => v === 'replayed').length, 2, 'the others are replays');
+      t.same(others, ['fresh', 'fresh', 'fresh', 'fresh', 'fresh'], 'each other fingerprint fresh');
+      t.equal((await commandsRun(admin, 'set')) - setsBefore, 8, 'one SET per claim');
+      const scripts = (await commandsRun(admin, 'eval')) + (await commandsRun(admin, 'evalsha')) - scriptsBefore;
+      if (topology === 'standalone') t.equal(scripts, 2, 'one script per replica for the whole turn');
+      else t.equal(scripts, 0, 'a cluster keeps one SET per claim (the keys are in different slots)');
+      t.equal(await claim(a.store, 'fp-dup'), 'replayed', 'and later turns see it held');
+      t.equal((await metricValue(a.metrics, 'fresh')) + (await metricValue(b.metrics, 'fresh')), 6, 'fresh counted');
+      t.equal((await metricValue(a.metrics, 'replayed')) + (await metricValue(b.metrics, 'replayed')), 3);
+      const durations = (await a.metrics.sharedStateDuration.get()).values.find(
+        (v) => v.metricName === 'tollgate_shared_state_duration_seconds_count' && v.labels.operation === 'replay',
+      );
+      t.equal(durations?.value, 8, 'a round trip observed for each claim answered');
+    },
+  );
+}
+
+t.test(`more claims in one turn than one command takes: several commands, every claim answered`, async (t) => {
+  const redis = await startRedis(t);
+  const { store } = await openStore(t, { url: redis.url });
+  const admin = new Redis(redis.url, { lazyConnect: true });
+  t.teardown(() => admin.disconnect());
+  await admin.connect();
+  const before = (await commandsRun(admin, 'eval')) + (await commandsRun(admin, 'evalsha'));
+  const n = MAX_BATCH + 44;
+  const verdicts = await Promise.all(Array.from({ length: n }, (_, i) => claim(store, `fp-${i % (n - 1)}`)));
+  t.equal(verdicts.filter((v) => v === 'fresh').length, n - 1, 'each distinct fingerprint fresh once');
+  t.equal(verdicts[n - 1], 'replayed', 'the one repeated in the second command is a replay');
+  t.equal((await commandsRun(admin, 'eval')) + (await commandsRun(admin, 'evalsha')) - before, 2, 'two commands');
+  const keys = await admin.keys('*');
+  t.equal(keys.length, n - 1, 'one key per distinct fingerprint');
+  t.ok(
+    keys.every((k) => k.startsWith('tollgate:replay:fp-')),
+    'every key of a batch carries the key prefix',
+  );
+});
+
+t.test(
+  'a batch with no answer within timeoutMs is unavailable for each of its claims, then the store is back',
+  async (t) => {
+    const redis = await startRedis(t);
+    const { store, metrics } = await openStore(t, { url: redis.url, timeoutMs: 100 });
+    t.equal(await claim(store, 'fp-warm'), 'fresh');
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    t.teardown(() => admin.disconnect());
+    await admin.connect();
+    // the server holds every client's commands for a while: the batch's answer comes after the timeout
+    await admin.call('CLIENT', 'PAUSE', '600', 'ALL');
+    const verdicts = await Promise.all(['fp-a', 'fp-b', 'fp-c'].map((fp) => claim(store, fp)));
+    t.same(verdicts, ['unavailable', 'unavailable', 'unavailable']);
+    t.equal(await metricValue(metrics, 'unavailable'), 3, 'each claim counted unavailable');
+    t.equal(store.available(), false, 'the store is seen unavailable');
+    await eventually(async () => (await claim(store, `fp-${Date.now()}`)) === 'fresh', 10_000, 'answers again');
+    t.equal(store.available(), true);
+  },
+);

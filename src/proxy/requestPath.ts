@@ -268,16 +268,19 @@ function claimedOnce(path: RequestPath, ex: Exchange): Decision | Promise<Decisi
   const fingerprint = nonceFingerprint(integrity.verifier, ex.keyId!, ex.nonce!);
   if (fingerprint === null) return deny('ERR_SIG_UNKNOWN_KEY', 'the key left the ring while the request was checked');
   const p = integrity.verifier.profile;
-  return shared.claim(fingerprint, (p.maxAgeSeconds + p.skewSeconds) * 1000).then((verdict) => {
-    if (verdict === 'replayed') return DENY_REPLAYED_ELSEWHERE;
-    if (verdict === 'unavailable') {
-      if (shared.settings.onUnavailable === 'refuse') return DENY_SHARED_STATE;
-      path.degraded('replay');
-    }
-    // a request with a body is counted once its digest matched (the body strategy)
-    if (!ex.hasBody) path.deps.refusals.countSignature('ok');
-    return ALLOW;
-  });
+  // the store gathers the claims of this turn into one command (sharedState/claimBatch.ts)
+  return new Promise((decided) =>
+    shared.claim(fingerprint, (p.maxAgeSeconds + p.skewSeconds) * 1000, (verdict) => {
+      if (verdict === 'replayed') return decided(DENY_REPLAYED_ELSEWHERE);
+      if (verdict === 'unavailable') {
+        if (shared.settings.onUnavailable === 'refuse') return decided(DENY_SHARED_STATE);
+        path.degraded('replay');
+      }
+      // a request with a body is counted once its digest matched (the body strategy)
+      if (!ex.hasBody) path.deps.refusals.countSignature('ok');
+      decided(ALLOW);
+    }),
+  );
 }
 
 function declaredSize(path: RequestPath, ex: Exchange): Decision {

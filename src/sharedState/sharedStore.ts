@@ -1,15 +1,20 @@
 /**
  * The replay cache and rate-limit buckets every replica shares, in Redis or Valkey (ioredis,
- * loaded only when `sharedState` is configured). Each check is one command:
+ * loaded only when `sharedState` is configured):
  *
  * - a nonce: `SET key 1 PX ttl NX` on a keyed fingerprint of (keyid, nonce), never the nonce
- *   itself: set means fresh, not set means another replica (or this one) accepted it first;
+ *   itself: set means fresh, not set means another replica (or this one) accepted it first.
+ *   The claims of one turn of the event loop are one script that runs those SETs in order
+ *   (claimBatch.ts): one command, one write and one reply for all of them. On a cluster their
+ *   keys fall in different slots (a script may only touch one), so there each claim stays its own
+ *   SET, the SETs of a turn auto-pipelined per node;
  * - a rate decision: one Lua script (GCRA over the server's clock, so replicas with skewed
- *   clocks share one bucket), answering allowed or the seconds until the next token.
+ *   clocks share one bucket), answering allowed or the seconds until the next token; the
+ *   decisions of one turn go out in one write (auto-pipelining).
  *
- * Commands issued in one turn of the event loop go out in one write (auto-pipelining), and none
- * waits for a connection: while the store is unreachable every check answers `unavailable` at
- * once (no offline queue), and after `timeoutMs` an answer that did not come is unavailable too.
+ * No command waits for a connection: while the store is unreachable every check answers
+ * `unavailable` at once (no offline queue), and after `timeoutMs` an answer that did not come is
+ * unavailable too.
  * The caller decides what unavailable means (refuse or local). The change of state is logged,
  * counted and audited once each way, not per request.
  */
@@ -20,14 +25,15 @@ import type { SharedStateConfig } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
+import { ClaimBatch, HELD, NO_ANSWER, SET, type ClaimDone, type ClaimVerdict, type SendClaims } from './claimBatch.ts';
 
-export type ClaimVerdict = 'fresh' | 'replayed' | 'unavailable';
+export type { ClaimDone, ClaimVerdict } from './claimBatch.ts';
 export type SharedRate = { readonly ok: true } | { readonly ok: false; readonly retryAfterSeconds: number };
 
 export interface SharedStore {
   readonly settings: SharedStateConfig;
-  /** one accepted use of `fingerprint` (a keyed digest of keyid and nonce) within `ttlMs` */
-  claim(fingerprint: string, ttlMs: number): Promise<ClaimVerdict>;
+  /** one accepted use of `fingerprint` (a keyed digest of keyid and nonce) within `ttlMs`; `done` hears the verdict */
+  claim(fingerprint: string, ttlMs: number, done: ClaimDone): void;
   /** one token from the bucket `bucket` (rate per second, burst banked) */
   take(bucket: string, ratePerSecond: number, burst: number): Promise<SharedRate | 'unavailable'>;
   /** the store answered its last command */
@@ -57,11 +63,22 @@ redis.call('SET', KEYS[1], nextTat, 'PX', math.ceil(nextTat - now) + 1000)
 return {1, 0}
 `;
 
+/** the claims of a batch, in order: 1 for a key set now (fresh), 0 for one held already (replayed) */
+const CLAIM_SCRIPT = `
+local set = {}
+for i = 1, #KEYS do
+  set[i] = redis.call('SET', KEYS[i], '1', 'PX', ARGV[i], 'NX') and 1 or 0
+end
+return set
+`;
+
 /** the commands of ioredis this module uses (Redis and Cluster both have them) */
 interface RedisLike {
-  set(key: string, value: string, px: 'PX', ms: number, nx: 'NX'): Promise<'OK' | null>;
+  set(key: string, value: string, px: 'PX', ms: string, nx: 'NX'): Promise<'OK' | null>;
+  /** numkeys, the keys, then one expiry per key (arrays are flattened into arguments) */
+  tollgateClaim(numberOfKeys: number, keys: string[], ttls: string[]): Promise<number[]>;
   tollgateTake(key: string, interval: number, tolerance: number): Promise<[number, number]>;
-  defineCommand(name: string, def: { numberOfKeys: number; lua: string }): void;
+  defineCommand(name: string, def: { numberOfKeys?: number; lua: string }): void;
   on(event: string, fn: (...args: unknown[]) => void): unknown;
   quit(): Promise<unknown>;
   disconnect(): void;
@@ -104,9 +121,13 @@ async function newClient(settings: SharedStateConfig): Promise<RedisLike> {
     : new Redis(settings.url, {
         ...options,
         enableAutoPipelining: true,
+        // a batch of claims is one command already: it goes out in the turn's check phase, as it is
+        autoPipeliningIgnoredCommands: ['tollgateClaim'],
         keyPrefix: settings.keyPrefix,
       })) as unknown as RedisLike;
   client.defineCommand('tollgateTake', { numberOfKeys: 1, lua: TAKE_SCRIPT });
+  // the number of keys is the first argument (a batch's size)
+  if (settings.topology !== 'cluster') client.defineCommand('tollgateClaim', { lua: CLAIM_SCRIPT });
   return client;
 }
 
@@ -197,13 +218,34 @@ class RedisSharedStore implements SharedStore {
   /** the state last reported (log, audit): null until the first answer or failure */
   reported: boolean | null = null;
   closed = false;
+  /** the claims of the turn, sent together */
+  readonly claims: ClaimBatch;
+  /** the replay series, resolved once */
+  readonly replayDuration: ReturnType<Metrics['sharedStateDuration']['labels']>;
+  readonly replayCounts: Record<ClaimVerdict, ReturnType<Metrics['sharedStateOperations']['labels']>>;
 
   constructor(settings: SharedStateConfig, client: RedisLike, deps: SharedStoreDeps, files: FileContentWatch | null) {
     this.settings = settings;
     this.client = client;
     this.deps = deps;
     this.files = files;
-    deps.metrics.sharedStateUp.set(0);
+    const m = deps.metrics;
+    this.replayDuration = m.sharedStateDuration.labels('replay');
+    this.replayCounts = {
+      fresh: m.sharedStateOperations.labels('replay', 'fresh'),
+      replayed: m.sharedStateOperations.labels('replay', 'replayed'),
+      unavailable: m.sharedStateOperations.labels('replay', 'unavailable'),
+    };
+    const send = settings.topology === 'cluster' ? this.claimEach.bind(this) : this.claimInOneScript.bind(this);
+    this.claims = new ClaimBatch(
+      send,
+      {
+        answered: (count, fresh, seconds) => this.claimsAnswered(count, fresh, seconds),
+        failed: (count, err) => this.claimsFailed(count, err),
+      },
+      deps.clock,
+    );
+    m.sharedStateUp.set(0);
     this.listen(client);
   }
 
@@ -254,18 +296,51 @@ class RedisSharedStore implements SharedStore {
     setTimeout(() => void old.quit().catch(() => old.disconnect()), OLD_CLIENT_GRACE_MS).unref();
   }
 
-  async claim(fingerprint: string, ttlMs: number): Promise<ClaimVerdict> {
-    const started = this.deps.clock.monotonic();
-    try {
-      const set = await this.client.set(`replay:${fingerprint}`, '1', 'PX', ttlMs, 'NX');
-      this.answered('replay', started);
-      const verdict = set === 'OK' ? 'fresh' : 'replayed';
-      this.count('replay', verdict);
-      return verdict;
-    } catch (err) {
-      this.failed('replay', err as Error);
-      return 'unavailable';
+  claim(fingerprint: string, ttlMs: number, done: ClaimDone): void {
+    this.claims.add(`replay:${fingerprint}`, ttlMs, done);
+  }
+
+  /** a batch of claims as one script, on the client in use when it goes out */
+  claimInOneScript(keys: string[], ttls: string[], answer: Parameters<SendClaims>[2]): void {
+    this.client.tollgateClaim(keys.length, keys, ttls).then(
+      (results) => answer(Array.isArray(results) ? results : NO_RESULTS, null),
+      (err: Error) => answer(NO_RESULTS, err),
+    );
+  }
+
+  /** a cluster: one SET per claim (their keys are in different slots), auto-pipelined per node */
+  claimEach(keys: string[], ttls: string[], answer: Parameters<SendClaims>[2]): void {
+    const results = new Int8Array(keys.length).fill(NO_ANSWER);
+    let left = keys.length;
+    let error: Error | null = null;
+    const settle = (): void => {
+      if (--left === 0) answer(results, error);
+    };
+    for (let i = 0; i < keys.length; i++) {
+      this.client.set(keys[i]!, '1', 'PX', ttls[i]!, 'NX').then(
+        (set) => {
+          results[i] = set === 'OK' ? SET : HELD;
+          settle();
+        },
+        (err: Error) => {
+          error ??= err;
+          settle();
+        },
+      );
     }
+  }
+
+  private claimsAnswered(count: number, fresh: number, seconds: number): void {
+    // one round trip for the batch: each claim in it is observed with it
+    for (let i = 0; i < count; i++) this.replayDuration.observe(seconds);
+    if (fresh > 0) this.replayCounts.fresh.inc(fresh);
+    if (count > fresh) this.replayCounts.replayed.inc(count - fresh);
+    this.changed(true, null);
+  }
+
+  private claimsFailed(count: number, err: Error): void {
+    this.replayCounts.unavailable.inc(count);
+    this.changed(false, err);
   }
 
   async take(bucket: string, ratePerSecond: number, burst: number): Promise<SharedRate | 'unavailable'> {
@@ -341,3 +416,4 @@ class RedisSharedStore implements SharedStore {
 }
 
 const ALLOWED: SharedRate = Object.freeze({ ok: true });
+const NO_RESULTS: readonly number[] = Object.freeze([]);

@@ -1,0 +1,123 @@
+/**
+ * The replay claims of one turn of the event loop, sent to the store together.
+ *
+ * Requests read from many connections in one poll phase each claim a nonce; the claims are
+ * gathered until the loop's check phase (`setImmediate`), then sent as one command (at most
+ * `MAX_BATCH` keys each): one write, one reply, one timer, one duration, instead of one of each
+ * per request. Within a batch the keys are claimed in order, so a fingerprint claimed twice in
+ * one batch is fresh once. How a batch is sent (one script, or one command per key on a cluster)
+ * is the store's business: `SendClaims`.
+ */
+import type { Clock } from '../core/clock.ts';
+
+export type ClaimVerdict = 'fresh' | 'replayed' | 'unavailable';
+
+/** told the verdict of one claim, once */
+export type ClaimDone = (verdict: ClaimVerdict) => void;
+
+/** a claim's answer: the key was set (fresh), was held already (replayed), or none came */
+export const SET = 1;
+export const HELD = 0;
+export const NO_ANSWER = -1;
+
+/**
+ * Sends one batch: `keys[i]` to be set for `ttls[i]` milliseconds unless held. `answer` is called
+ * once, with one of SET, HELD or NO_ANSWER per key in order, and the error that kept any key
+ * unanswered (null when every key was answered).
+ */
+export type SendClaims = (
+  keys: string[],
+  ttls: string[],
+  answer: (results: ArrayLike<number>, err: Error | null) => void,
+) => void;
+
+/** what the store learns from a batch (counted per batch, not per claim) */
+export interface BatchOutcome {
+  /** the answered claims of a batch: how many, after how long, how many were fresh */
+  answered(count: number, fresh: number, seconds: number): void;
+  /** the claims of a batch that got no answer, and why */
+  failed(count: number, err: Error): void;
+}
+
+/** keys per command: a burst of thousands becomes several commands, none holding the server long */
+export const MAX_BATCH = 256;
+
+export class ClaimBatch {
+  private readonly send: SendClaims;
+  private readonly outcome: BatchOutcome;
+  private readonly clock: Clock;
+  private keys: string[] = [];
+  private ttls: string[] = [];
+  private waiting: ClaimDone[] = [];
+  /** when the oldest claim of the batch being gathered was made */
+  private started = 0n;
+  /** the expiry as text, kept for the next claim (one listener's window is the same for every claim) */
+  private ttlMs = -1;
+  private ttlText = '';
+
+  constructor(send: SendClaims, outcome: BatchOutcome, clock: Clock) {
+    this.send = send;
+    this.outcome = outcome;
+    this.clock = clock;
+  }
+
+  /** claims `key` for `ttlMs`; `done` hears the verdict once the batch is answered */
+  add(key: string, ttlMs: number, done: ClaimDone): void {
+    if (this.waiting.length === 0) {
+      this.started = this.clock.monotonic();
+      setImmediate(flushBatch, this);
+    }
+    if (ttlMs !== this.ttlMs) {
+      this.ttlMs = ttlMs;
+      this.ttlText = String(Math.max(1, Math.ceil(ttlMs)));
+    }
+    this.keys.push(key);
+    this.ttls.push(this.ttlText);
+    this.waiting.push(done);
+  }
+
+  /** the claims gathered so far go out (called in the check phase of the turn they were made in) */
+  flush(): void {
+    const { keys, ttls, waiting, started } = this;
+    if (waiting.length === 0) return;
+    this.keys = [];
+    this.ttls = [];
+    this.waiting = [];
+    for (let from = 0; from < keys.length; from += MAX_BATCH) {
+      const to = Math.min(keys.length, from + MAX_BATCH);
+      const whole = from === 0 && to === keys.length;
+      this.sendPart(
+        whole ? keys : keys.slice(from, to),
+        whole ? ttls : ttls.slice(from, to),
+        whole ? waiting : waiting.slice(from, to),
+        started,
+      );
+    }
+  }
+
+  private sendPart(keys: string[], ttls: string[], waiting: ClaimDone[], started: bigint): void {
+    this.send(keys, ttls, (results, err) => {
+      const seconds = Number(this.clock.monotonic() - started) / 1e9;
+      let fresh = 0;
+      let answered = 0;
+      for (let i = 0; i < waiting.length; i++) {
+        const r = i < results.length ? results[i] : NO_ANSWER;
+        if (r === SET) fresh++;
+        if (r === SET || r === HELD) answered++;
+      }
+      // the state is reported before the verdicts, so a request refused for it sees it already
+      if (answered > 0) this.outcome.answered(answered, fresh, seconds);
+      if (answered < waiting.length) this.outcome.failed(waiting.length - answered, err ?? MISSING_ANSWER);
+      for (let i = 0; i < waiting.length; i++) {
+        const r = i < results.length ? results[i] : NO_ANSWER;
+        waiting[i]!(r === SET ? 'fresh' : r === HELD ? 'replayed' : 'unavailable');
+      }
+    });
+  }
+}
+
+function flushBatch(batch: ClaimBatch): void {
+  batch.flush();
+}
+
+const MISSING_ANSWER = new Error('the store answered fewer claims than were sent');
