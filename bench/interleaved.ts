@@ -136,7 +136,7 @@ async function main(): Promise<void> {
     const fixtures = await prepareFixtures(workDir, tools);
     const { client, upstream } = fixtures;
     const durations = { ...DURATIONS.full, durationMs: args.windowMs, latencyMs: args.windowMs, warmupMs: 500 };
-    const load: LoadContext = { ...client, durations, generator: 'node', wrk: null, ab: null, workDir };
+    const load: LoadContext = { ...client, durations, generator: 'node', wrk: null, ab: null, h2load: null, workDir };
     const machine = `node ${process.version}, ${os.availableParallelism()} cores`;
     const plan = `${args.rounds} rounds of ${args.windowMs} ms windows (500 ms warm-up each)`;
     process.stdout.write(`interleaved: ${plan}; upstream ${upstream.kind}; ${machine}\n`);

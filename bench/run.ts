@@ -172,8 +172,7 @@ async function main(): Promise<number> {
     let targets: TargetName[] = [...(args.only ?? (args.mode === 'smoke' ? SMOKE_TARGETS : ALL_TARGETS))];
     if (!tools.haproxy && targets.some((t) => t.startsWith('haproxy'))) {
       targets = targets.filter((t) => !t.startsWith('haproxy'));
-      const note =
-        'HAProxy not installed (or smoke mode): haproxy-l4 and haproxy-l7 skipped; ratios to HAProxy are n/a';
+      const note = 'HAProxy not installed (or smoke mode): the haproxy targets skipped; ratios to HAProxy are n/a';
       notes.push(note);
       log(`note: ${note}`);
     }
@@ -182,6 +181,16 @@ async function main(): Promise<number> {
       if (refusal !== null) {
         targets = targets.filter((t) => t !== 'tollgate-l7-checks-w2');
         const note = `tollgate-l7-checks-w2 skipped: tollgate check refuses "workers": 2 (${refusal.split('\n').slice(0, 3).join(' | ')})`;
+        notes.push(note);
+        log(`note: ${note}`);
+      }
+    }
+    if (!tools.h2load) {
+      // the HTTP/2 targets that do not verify are driven by h2load; tollgate-h2-checks by the Node h2 client
+      const skipped = targets.filter((t) => TARGET_INFO[t].http2 && !TARGET_INFO[t].sign);
+      if (skipped.length > 0) {
+        targets = targets.filter((t) => !skipped.includes(t));
+        const note = `h2load not installed (apt-get install nghttp2-client) or smoke mode: ${skipped.join(', ')} skipped; the HTTP/2 rows are n/a`;
         notes.push(note);
         log(`note: ${note}`);
       }
@@ -202,12 +211,19 @@ async function main(): Promise<number> {
       notes.push(note);
       log(`note: ${note}`);
     }
+    // the HTTP/2 scenarios run on the HTTP/2 targets only, the others on the rest: a scenario no target runs is left out
+    const unrun = scenarios.filter((s) => !targets.some((t) => applies(s, TARGET_INFO[t])));
+    if (unrun.length > 0) {
+      scenarios = scenarios.filter((s) => !unrun.includes(s));
+      log(`note: no target of this run runs ${unrun.map((s) => s.name).join(', ')}`);
+    }
     const load: LoadContext = {
       ...client,
       durations,
       generator: tools.wrk ? 'wrk' : 'node',
       wrk: tools.wrk,
       ab: tools.ab,
+      h2load: tools.h2load,
       workDir,
     };
     log(`targets: ${targets.join(', ')}`);
@@ -303,6 +319,7 @@ async function main(): Promise<number> {
         wrk: tools.versions.wrk ?? null,
         ab: tools.versions.ab ?? null,
         haproxy: tools.versions.haproxy ?? null,
+        h2load: tools.versions.h2load ?? null,
         loadClient: 'bench/macro/loadClient.ts',
       },
       durations,
@@ -347,7 +364,10 @@ function oneLine(c: Cell): string {
     c.perProxyCpuSecond === null
       ? ''
       : `, ${Math.round(c.perProxyCpuSecond).toLocaleString('en')}/proxy-CPU-s (CPU ${((c.proxyCpuUtilisation ?? 0) * 100).toFixed(0)}%)`;
-  const lat = c.latencyMs ? `, p50 ${c.latencyMs.p50.toFixed(2)} p99 ${c.latencyMs.p99.toFixed(2)} ms` : '';
+  const lat =
+    c.latencyMs && Number.isFinite(c.latencyMs.p50)
+      ? `, p50 ${c.latencyMs.p50.toFixed(2)} p99 ${c.latencyMs.p99.toFixed(2)} ms`
+      : '';
   const resumed = c.scenario === 'handshake-resumed' ? `, resumed ${c.resumed}/${c.connectionsOpened}` : '';
   return `${Math.round(c.requestsPerSecond).toLocaleString('en')} req/s (${c.mibPerSecond.toFixed(1)} MiB/s)${per}${lat}, errors ${errs}${resumed}, RSS ${mib(c.rssPeakBytes)}`;
 }

@@ -44,6 +44,8 @@ export interface LoadSpec {
   maxRequests: number;
   /** open loop at this many requests per second; null = closed loop */
   rate: number | null;
+  /** HTTP/2 load (h2load.ts, h2LoadClient.ts): streams in flight on each connection; this client ignores it */
+  streams?: number;
 }
 
 export interface LoadResult {

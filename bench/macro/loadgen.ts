@@ -12,8 +12,10 @@ import { runWrk } from './wrk.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLIENT = join(HERE, 'loadClient.ts');
+const H2_CLIENT = join(HERE, 'h2LoadClient.ts');
 
-export type Generator = 'node' | 'wrk' | 'ab';
+/** node-h2: h2LoadClient.ts (HTTP/2 with a signature per request); h2load: h2load.ts */
+export type Generator = 'node' | 'wrk' | 'ab' | 'h2load' | 'node-h2';
 
 export async function runLoad(
   spec: LoadSpec,
@@ -35,7 +37,23 @@ export async function runLoad(
 }
 
 export async function runNodeClient(spec: LoadSpec, onStart: () => void, onEnd: () => void): Promise<LoadResult> {
-  const child = startChild('load client', process.execPath, [CLIENT, JSON.stringify(spec)]);
+  return runClientScript('load client', CLIENT, spec, onStart, onEnd);
+}
+
+/** The HTTP/2 load client (h2LoadClient.ts): spec.streams streams per connection, every request signed when spec.sign is set. */
+export async function runNodeH2Client(spec: LoadSpec, onStart: () => void, onEnd: () => void): Promise<LoadResult> {
+  return runClientScript('h2 load client', H2_CLIENT, spec, onStart, onEnd);
+}
+
+/** a load client script speaking the START / END / JSON protocol on stdout, in its own process */
+async function runClientScript(
+  name: string,
+  script: string,
+  spec: LoadSpec,
+  onStart: () => void,
+  onEnd: () => void,
+): Promise<LoadResult> {
+  const child = startChild(name, process.execPath, [script, JSON.stringify(spec)]);
   let result: LoadResult | null = null;
   const lines = createInterface({ input: child.proc.stdout! });
   lines.on('line', (line) => {
@@ -46,8 +64,7 @@ export async function runNodeClient(spec: LoadSpec, onStart: () => void, onEnd: 
   const timer = setTimeout(() => void stopChild(child, 500), spec.warmupMs + spec.durationMs + 40_000);
   const code = await child.exited;
   clearTimeout(timer);
-  if (result === null)
-    throw new Error(`load client exited with ${code} without a result: ${child.output().slice(-2000)}`);
+  if (result === null) throw new Error(`${name} exited with ${code} without a result: ${child.output().slice(-2000)}`);
   return result;
 }
 

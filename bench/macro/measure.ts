@@ -4,7 +4,8 @@
  */
 import { stopChild } from './children.ts';
 import { runAb } from './ab.ts';
-import { holdIdleConnections, runLoad, runNodeClient, type Generator } from './loadgen.ts';
+import { runH2load } from './h2load.ts';
+import { holdIdleConnections, runLoad, runNodeClient, runNodeH2Client, type Generator } from './loadgen.ts';
 import type { LoadResult, LoadSpec } from './loadClient.ts';
 import { cpuSeconds, memoryBytes, RssSampler } from './procStats.ts';
 import { histogramDelta, readHistogram, scrapeMetrics, type Histogram } from './promHistogram.ts';
@@ -62,6 +63,8 @@ export interface LoadContext {
   readonly generator: Generator;
   readonly wrk: string | null;
   readonly ab: string | null;
+  /** h2load, for the HTTP/2 scenarios of the targets that do not verify signatures */
+  readonly h2load: string | null;
   readonly workDir: string;
 }
 
@@ -107,7 +110,19 @@ function specFor(scenario: Scenario, info: TargetInfo, target: RunningTarget, ct
     durationMs: latency ? ctx.durations.latencyMs : ctx.durations.durationMs,
     maxRequests: 50_000_000,
     rate: scenario.rate,
+    ...(scenario.http2 ? { streams: scenario.http2.streams } : {}),
   };
+}
+
+/**
+ * Who drives a throughput scenario: ab when asked; for HTTP/2, h2load, or the Node h2 client
+ * when the target verifies (h2load sends the same header block every time and cannot sign);
+ * wrk for plain HTTP when installed; else the Node client.
+ */
+function generatorOf(scenario: Scenario, info: TargetInfo, spec: LoadSpec, ctx: LoadContext): Generator {
+  if (scenario.generator === 'ab') return 'ab';
+  if (scenario.http2) return info.sign ? 'node-h2' : 'h2load';
+  return ctx.generator === 'wrk' && spec.tls === null && spec.rate === null && ctx.wrk !== null ? 'wrk' : 'node';
 }
 
 /** firstAfterStart: the target was just started, so this window gets the longer warm-up */
@@ -128,12 +143,7 @@ export async function measure(
   let cpuAfter: number | null = null;
   let sampler: RssSampler | null = null;
   let rssPeak: number | null = null;
-  const generator: Generator =
-    scenario.generator === 'ab'
-      ? 'ab'
-      : ctx.generator === 'wrk' && spec.tls === null && spec.rate === null && ctx.wrk !== null
-        ? 'wrk'
-        : 'node';
+  const generator = generatorOf(scenario, info, spec, ctx);
   const storePids = target.storePids ?? [];
   const store: { cpu: Array<number | null>; replay: Array<Promise<Histogram | null>> } = { cpu: [], replay: [] };
   // read only at a fixed rate, where the figure is latency: a scrape costs the proxy CPU of its own
@@ -156,6 +166,11 @@ export async function measure(
   if (generator === 'ab') {
     if (ctx.ab === null) throw new Error('ab is not installed');
     result = await runAb(ctx.ab, spec, ctx.workDir, onStart, onEnd);
+  } else if (generator === 'h2load') {
+    if (ctx.h2load === null) throw new Error('h2load is not installed');
+    result = await runH2load(ctx.h2load, spec, ctx.workDir, onStart, onEnd);
+  } else if (generator === 'node-h2') {
+    result = await runNodeH2Client(spec, onStart, onEnd);
   } else {
     result = await runLoad(spec, { kind: generator, wrk: ctx.wrk, workDir: ctx.workDir }, onStart, onEnd);
   }

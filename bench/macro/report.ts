@@ -33,6 +33,8 @@ export interface Results {
     wrk: string | null;
     ab: string | null;
     haproxy: string | null;
+    /** absent in results written before the HTTP/2 targets */
+    h2load?: string | null;
     loadClient: string;
   };
   durations: Durations;
@@ -113,12 +115,14 @@ function valueOf(c: Cell, unit: Scenario['unit']): number {
 function baselineOf(name: string): TargetName | null {
   const layer = TARGET_INFO[name as TargetName]?.layer;
   if (!name.startsWith('tollgate')) return null;
+  if (TARGET_INFO[name as TargetName]?.http2) return 'baseline-h2';
   return layer === 'l4' ? 'baseline-l4' : layer === 'l7' ? 'baseline-l7' : null;
 }
 
 function haproxyOf(name: string): TargetName | null {
   const layer = TARGET_INFO[name as TargetName]?.layer;
   if (!name.startsWith('tollgate') && !name.startsWith('baseline') && !name.startsWith('raw')) return null;
+  if (TARGET_INFO[name as TargetName]?.http2) return 'haproxy-h2';
   return layer === 'l4' ? 'haproxy-l4' : layer === 'l7' ? 'haproxy-l7' : null;
 }
 
@@ -627,6 +631,63 @@ function replayRoundTripCheck(sum: Summary): Check {
   return { name, target: REDIS_TARGET, scenario: 'latency-1000rps', measured: worst, required, pass, detail, baseline };
 }
 
+/* ---------------------------------------------------------------- issue 20 (HTTP/2): item 5 */
+
+/**
+ * Issue 20: tollgate over HTTP/2 against HAProxy over HTTP/2, per proxy-CPU-second, at least the
+ * ratio of tollgate over HTTP/1.1 against HAProxy over HTTP/1.1 in the same run ("target ≥ the
+ * HTTP/1.1 figure"). Without checks (tollgate-h2 / haproxy-h2, both driven by h2load) and with
+ * all checks (tollgate-h2-checks, driven by the Node h2 client that signs every request; h2load
+ * cannot sign per request). Beside each, the trivial Node proxies held to the same: baseline-h2
+ * (node:http2 → undici) against HAProxy over HTTP/2 at least baseline-l7 against HAProxy over HTTP/1.1.
+ */
+function http2Checks(sum: Summary): Check[] {
+  const scenarios = [
+    ['h2-get-keepalive', 'get-keepalive', 'GET keep-alive'],
+    ['h2-post-16k', 'post-16k', 'POST 16 KiB'],
+  ] as const;
+  const pairs = [
+    ['tollgate-h2', 'tollgate-l7', 'without checks'],
+    ['tollgate-h2-checks', 'tollgate-l7-checks', 'with all checks'],
+  ] as const;
+  /** the trivial Node proxies, HTTP/2 over HTTP/1.1, each against HAProxy */
+  const trivial = (h2Scenario: string, h1Scenario: string): Check['baseline'] => {
+    const h2 = perCpuRatio(sum, h2Scenario, 'baseline-h2', 'haproxy-h2');
+    const h1 = perCpuRatio(sum, h1Scenario, 'baseline-l7', 'haproxy-l7');
+    if (h2 === null || h1 === null)
+      return {
+        target: 'baseline-h2',
+        measured: null,
+        pass: null,
+        detail: 'n/a: baseline-h2 or baseline-l7 not measured',
+      };
+    return {
+      target: 'baseline-h2',
+      measured: h2.ratio,
+      pass: h2.ratio >= h1.ratio,
+      detail: `${h2.ratio.toFixed(2)}× haproxy-h2 (per rep: ${h2.perRep}) against baseline-l7 ${h1.ratio.toFixed(2)}× haproxy-l7 (per rep: ${h1.perRep})`,
+    };
+  };
+  return pairs.flatMap(([h2Target, h1Target, which]) =>
+    scenarios.map(([h2Scenario, h1Scenario, label]): Check => {
+      const name = `HTTP/2 vs HTTP/1.1, each against HAProxy, ${which}, ${label}`;
+      const required = `≥ ${h1Target} / haproxy-l7 (${h1Scenario}) per proxy-CPU-second`;
+      const h2 = perCpuRatio(sum, h2Scenario, h2Target, 'haproxy-h2');
+      const h1 = perCpuRatio(sum, h1Scenario, h1Target, 'haproxy-l7');
+      const baseline = trivial(h2Scenario, h1Scenario);
+      const base = { name, target: h2Target, scenario: h2Scenario, required, baseline };
+      if (h2 === null || h1 === null) {
+        const missing = h2 === null ? `${h2Target} or haproxy-h2` : `${h1Target} or haproxy-l7`;
+        return { ...base, measured: null, pass: null, detail: `n/a: ${missing} not measured` };
+      }
+      const detail =
+        `${h2.ratio.toFixed(2)}× haproxy-h2 (per rep: ${h2.perRep}; ${h2Target} ${perCpuFigures(h2.a)}, haproxy-h2 ${perCpuFigures(h2.b)}) ` +
+        `against ${h1.ratio.toFixed(2)}× over HTTP/1.1 (per rep: ${h1.perRep}; ${h1Target} ${perCpuFigures(h1.a)}, haproxy-l7 ${perCpuFigures(h1.b)})`;
+      return { ...base, measured: h2.ratio, pass: h2.ratio >= h1.ratio, detail };
+    }),
+  );
+}
+
 function checks(sum: Summary, idleConnections: number): Check[] {
   const list: Check[] = [
     ratioCheck(sum, 'L7 with all checks, GET keep-alive', 'tollgate-l7-checks', 'get-keepalive', 0.5),
@@ -690,7 +751,7 @@ function checks(sum: Summary, idleConnections: number): Check[] {
           },
     );
   }
-  return [...list, ...coreChecks(sum), ...gatewayChecks(sum), ...sharedStateChecks(sum)];
+  return [...list, ...coreChecks(sum), ...gatewayChecks(sum), ...sharedStateChecks(sum), ...http2Checks(sum)];
 }
 
 /* ---------------------------------------------------------------- issue 17 (a lean process): memory */
@@ -1002,7 +1063,7 @@ export function renderMarkdown(res: Results): string {
     `# tollgate macro benchmark (${res.mode})`,
     '',
     `${res.startedAt}, ${res.wallSeconds.toFixed(0)} s; git ${res.git ?? '?'}; ${m.cores} cores (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB; ${m.kernel}; Node ${m.node}, OpenSSL ${m.openssl}.`,
-    `Upstream: ${res.tools.upstream} ${res.tools.upstreamVersion ?? ''}; wrk ${res.tools.wrk ?? 'not used'}; HAProxy ${res.tools.haproxy ?? 'not installed'}; mTLS and open-loop load from ${res.tools.loadClient}.`,
+    `Upstream: ${res.tools.upstream} ${res.tools.upstreamVersion ?? ''}; wrk ${res.tools.wrk ?? 'not used'}; HAProxy ${res.tools.haproxy ?? 'not installed'}; h2load ${res.tools.h2load ?? 'not used'}; mTLS and open-loop load from ${res.tools.loadClient}.`,
     `${res.durations.reps} rep(s) (targets in reverse order on even reps), ${res.durations.warmupMs} ms warm-up + ${res.durations.durationMs} ms per measurement (latency: ${res.durations.latencyMs} ms); values per rep are separated by " / ".`,
     'Per proxy-CPU-second: requests (MiB for POST 1 MiB) divided by the utime + stime of the proxy processes in the measured window. Peak RSS: VmRSS sampled every 100 ms during the window (one process per target and rep runs all throughput scenarios in order).',
     '',

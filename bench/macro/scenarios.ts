@@ -16,7 +16,9 @@ export type ScenarioName =
   | 'handshake-resumed'
   | 'latency-1000rps'
   | 'idle-rss'
-  | 'churn-rss';
+  | 'churn-rss'
+  | 'h2-get-keepalive'
+  | 'h2-post-16k';
 
 export interface Scenario {
   readonly name: ScenarioName;
@@ -36,7 +38,16 @@ export interface Scenario {
   readonly generator: 'default' | 'ab';
   /** run only when named in --scenarios */
   readonly optIn: boolean;
+  /**
+   * HTTP/2 (ALPN h2): `connections` × `streams` streams in flight, for the HTTP/2 targets only
+   * (h2load.ts, or h2LoadClient.ts for a target that verifies signatures); absent: HTTP/1.1
+   */
+  readonly http2?: { readonly streams: number };
 }
+
+/** The HTTP/2 scenarios' shape: 8 connections with 10 streams in flight on each. */
+export const H2_CONNECTIONS = 8;
+export const H2_STREAMS = 10;
 
 export const SCENARIOS: readonly Scenario[] = [
   {
@@ -158,11 +169,40 @@ export const SCENARIOS: readonly Scenario[] = [
     generator: 'ab',
     optIn: true,
   },
+  {
+    name: 'h2-get-keepalive',
+    description: `HTTP/2 GET, 3-byte response, ${H2_CONNECTIONS} connections × ${H2_STREAMS} streams in flight, closed loop`,
+    mode: 'keepalive',
+    method: 'GET',
+    bodyBytes: 0,
+    connections: H2_CONNECTIONS,
+    rate: null,
+    unit: 'req',
+    tlsOnly: true,
+    generator: 'default',
+    optIn: false,
+    http2: { streams: H2_STREAMS },
+  },
+  {
+    name: 'h2-post-16k',
+    description: `HTTP/2 POST 16 KiB, ${H2_CONNECTIONS} connections × ${H2_STREAMS} streams in flight, closed loop`,
+    mode: 'keepalive',
+    method: 'POST',
+    bodyBytes: 16 * 1024,
+    connections: H2_CONNECTIONS,
+    rate: null,
+    unit: 'req',
+    tlsOnly: true,
+    generator: 'default',
+    optIn: false,
+    http2: { streams: H2_STREAMS },
+  },
 ];
 
 export function applies(scenario: Scenario, target: TargetInfo): boolean {
   if (scenario.tlsOnly && target.client !== 'mtls') return false;
-  return true;
+  // an HTTP/2 target runs the HTTP/2 scenarios, every other target the HTTP/1.1 ones
+  return (scenario.http2 !== undefined) === (target.http2 === true);
 }
 
 export interface Durations {

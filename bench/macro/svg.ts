@@ -29,6 +29,10 @@ const COLOURS: Record<string, string> = {
   'tollgate-gw50-checks': '#558b2f',
   'haproxy-l4': '#ffcc80',
   'haproxy-l7': '#fb8c00',
+  'baseline-h2': '#1e88e5',
+  'tollgate-h2': '#26a69a',
+  'tollgate-h2-checks': '#00695c',
+  'haproxy-h2': '#ef6c00',
 };
 
 export const CANVAS_WIDTH = 900;

@@ -63,6 +63,7 @@ export type TargetName =
   | 'direct'
   | 'baseline-l4'
   | 'baseline-l7'
+  | 'baseline-h2'
   | 'tollgate-l4'
   | 'tollgate-l7'
   | 'tollgate-l7-checks'
@@ -71,8 +72,11 @@ export type TargetName =
   | 'tollgate-gw50-checks'
   | 'tollgate-e2e'
   | 'tollgate-l7-checks-w2'
+  | 'tollgate-h2'
+  | 'tollgate-h2-checks'
   | 'haproxy-l4'
   | 'haproxy-l7'
+  | 'haproxy-h2'
   | 'raw-l7'
   | 'raw-l7-checks';
 
@@ -86,6 +90,7 @@ export const ALL_TARGETS: readonly TargetName[] = [
   'direct',
   'baseline-l4',
   'baseline-l7',
+  'baseline-h2',
   'raw-l7',
   'raw-l7-checks',
   'tollgate-l4',
@@ -96,8 +101,11 @@ export const ALL_TARGETS: readonly TargetName[] = [
   'tollgate-gw50-checks',
   'tollgate-e2e',
   'tollgate-l7-checks-w2',
+  'tollgate-h2',
+  'tollgate-h2-checks',
   'haproxy-l4',
   'haproxy-l7',
+  'haproxy-h2',
 ];
 
 /** How many routes the gateway targets carry (issue 18: a gateway with 50 routes against one inbound listener). */
@@ -111,6 +119,8 @@ export interface TargetInfo {
   readonly sign: boolean;
   readonly layer: 'none' | 'l4' | 'l7';
   readonly description: string;
+  /** the client speaks HTTP/2 to it (ALPN h2): it runs the HTTP/2 scenarios, and only those */
+  readonly http2?: true;
 }
 
 export const TARGET_INFO: Record<TargetName, TargetInfo> = {
@@ -134,6 +144,14 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     sign: false,
     layer: 'l7',
     description: 'trivial Node https.createServer (mTLS) → undici Pool.stream',
+  },
+  'baseline-h2': {
+    name: 'baseline-h2',
+    client: 'mtls',
+    sign: false,
+    layer: 'l7',
+    http2: true,
+    description: 'trivial Node http2.createSecureServer (mTLS, h2) → undici Pool.stream (HTTP/1.1 to the app)',
   },
   'tollgate-l4': {
     name: 'tollgate-l4',
@@ -193,6 +211,24 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     layer: 'l7',
     description: 'tollgate-l7-checks with "workers": 2',
   },
+  'tollgate-h2': {
+    name: 'tollgate-h2',
+    client: 'mtls',
+    sign: false,
+    layer: 'l7',
+    http2: true,
+    description:
+      'tollgate-l7 over HTTP/2: inbound HTTP, h2 by ALPN, mTLS only (anomaly off, no signatures), HTTP/1.1 to the app',
+  },
+  'tollgate-h2-checks': {
+    name: 'tollgate-h2-checks',
+    client: 'mtls',
+    sign: true,
+    layer: 'l7',
+    http2: true,
+    description:
+      'tollgate-l7-checks over HTTP/2: h2 by ALPN, mTLS + signature verification + replay cache + anomaly observe, HTTP/1.1 to the app; driven by the Node h2 client, which signs every request',
+  },
   'haproxy-l4': {
     name: 'haproxy-l4',
     client: 'mtls',
@@ -206,6 +242,14 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     sign: false,
     layer: 'l7',
     description: 'HAProxy mode http, ssl verify required, nbthread 1',
+  },
+  'haproxy-h2': {
+    name: 'haproxy-h2',
+    client: 'mtls',
+    sign: false,
+    layer: 'l7',
+    http2: true,
+    description: 'HAProxy mode http, ssl verify required, alpn h2,http/1.1, nbthread 1, HTTP/1.1 to the app',
   },
   'raw-l7': {
     name: 'raw-l7',
@@ -302,6 +346,8 @@ function tollgateConfig(
 const ALLOW_PRODUCER = { spiffe: ['spiffe://example.org/producer'] };
 
 function inboundListener(port: number, ctx: TargetContext, kind: 'tcp' | 'http' | 'checks'): Record<string, unknown> {
+  // an HTTP listener offers h2 and http/1.1 by ALPN ("http2" defaults to true): the HTTP/1.1 load
+  // clients offer no ALPN and get HTTP/1.1, the HTTP/2 ones ask for h2
   const common = {
     name: 'bench',
     mode: 'inbound',
@@ -413,7 +459,7 @@ async function plainJavaScript(ctx: TargetContext, file: string): Promise<string
 
 /* ---------------------------------------------------------------- HAProxy */
 
-async function haproxyConfig(ctx: TargetContext, port: number, mode: 'tcp' | 'http'): Promise<string> {
+async function haproxyConfig(ctx: TargetContext, port: number, mode: 'tcp' | 'http', h2 = false): Promise<string> {
   const id = join(ctx.pkiDir, 'ingest');
   const pem = join(ctx.workDir, 'haproxy.pem');
   await writeFile(
@@ -433,13 +479,13 @@ defaults
   timeout server 300s
 ${mode === 'http' ? '  timeout http-keep-alive 300s\n' : ''}
 frontend fe
-  bind ${HOST}:${port} ssl crt ${pem} ca-file ${join(id, 'ca.crt')} verify required
+  bind ${HOST}:${port} ssl crt ${pem} ca-file ${join(id, 'ca.crt')} verify required${h2 ? ' alpn h2,http/1.1' : ''}
   default_backend be
 
 backend be
   server up ${HOST}:${ctx.upstreamPort}
 `;
-  const path = join(ctx.workDir, `haproxy-${mode}.cfg`);
+  const path = join(ctx.workDir, `haproxy-${mode}${h2 ? '-h2' : ''}.cfg`);
   await writeFile(path, cfg);
   return path;
 }
@@ -455,8 +501,9 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
   let store: Pick<RunningTarget, 'storePids' | 'metricsUrl'> = {};
   switch (name) {
     case 'baseline-l4':
-    case 'baseline-l7': {
-      const script = await plainJavaScript(ctx, name === 'baseline-l4' ? 'l4.ts' : 'l7.ts');
+    case 'baseline-l7':
+    case 'baseline-h2': {
+      const script = await plainJavaScript(ctx, `${name.slice('baseline-'.length)}.ts`);
       children = [startNode(name, [script, String(port), String(ctx.upstreamPort), ...tlsFiles], ctx)];
       break;
     }
@@ -470,8 +517,12 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
     case 'tollgate-l4':
     case 'tollgate-l7':
     case 'tollgate-l7-checks':
-    case 'tollgate-l7-checks-w2': {
-      const kind = name === 'tollgate-l4' ? 'tcp' : name === 'tollgate-l7' ? 'http' : 'checks';
+    case 'tollgate-l7-checks-w2':
+    case 'tollgate-h2':
+    case 'tollgate-h2-checks': {
+      // the HTTP/2 targets are the HTTP/1.1 ones' configs: only the client's ALPN differs
+      const kind =
+        name === 'tollgate-l4' ? 'tcp' : name === 'tollgate-l7' || name === 'tollgate-h2' ? 'http' : 'checks';
       const extra = name === 'tollgate-l7-checks-w2' ? { workers: 2 } : {};
       const config = await writeConfig(
         ctx,
@@ -536,9 +587,10 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       break;
     }
     case 'haproxy-l4':
-    case 'haproxy-l7': {
+    case 'haproxy-l7':
+    case 'haproxy-h2': {
       if (ctx.haproxy === null) throw new Error('haproxy is not installed');
-      const cfg = await haproxyConfig(ctx, port, name === 'haproxy-l4' ? 'tcp' : 'http');
+      const cfg = await haproxyConfig(ctx, port, name === 'haproxy-l4' ? 'tcp' : 'http', name === 'haproxy-h2');
       children = [startChild(name, ctx.haproxy, ['-db', '-f', cfg])];
       break;
     }

@@ -1,4 +1,4 @@
-/** Which external programs are on PATH (nginx, haproxy, wrk, ab); smoke mode forces the Node fallbacks. */
+/** Which external programs are on PATH (nginx, haproxy, wrk, ab, h2load); smoke mode forces the Node fallbacks. */
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -8,6 +8,8 @@ export interface Tools {
   haproxy: string | null;
   wrk: string | null;
   ab: string | null;
+  /** nghttp2-client's h2load: the HTTP/2 load generator */
+  h2load: string | null;
   versions: Record<string, string>;
 }
 
@@ -33,18 +35,20 @@ function versionOf(path: string, args: string[], pattern: RegExp): string {
 }
 
 export function detectTools(forceFallbacks: boolean): Tools {
-  const none: Tools = { nginx: null, haproxy: null, wrk: null, ab: null, versions: {} };
+  const none: Tools = { nginx: null, haproxy: null, wrk: null, ab: null, h2load: null, versions: {} };
   if (forceFallbacks) return none;
   const tools: Tools = {
     nginx: which('nginx'),
     haproxy: which('haproxy'),
     wrk: which('wrk'),
     ab: which('ab'),
+    h2load: which('h2load'),
     versions: {},
   };
   if (tools.nginx) tools.versions.nginx = versionOf(tools.nginx, ['-v'], /nginx\/(\S+)/);
   if (tools.haproxy) tools.versions.haproxy = versionOf(tools.haproxy, ['-v'], /version (\S+)/);
   if (tools.wrk) tools.versions.wrk = versionOf(tools.wrk, ['-v'], /wrk (\S+)/);
   if (tools.ab) tools.versions.ab = versionOf(tools.ab, ['-V'], /Version (\S+)/);
+  if (tools.h2load) tools.versions.h2load = versionOf(tools.h2load, ['--version'], /nghttp2\/(\S+)/);
   return tools;
 }
