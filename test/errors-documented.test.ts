@@ -38,7 +38,7 @@ const INTERFACE_CODES: Readonly<Record<string, number>> = {
 };
 
 /** Error codes that belong to Node, OpenSSL or undici, which src/ may name when classifying foreign errors. */
-const FOREIGN_CODE = /^ERR_(TLS|SSL|OSSL|HTTP|STREAM|SOCKET|INVALID)_/;
+const FOREIGN_CODE = /^ERR_(TLS|SSL|OSSL|HTTP|HTTP2|STREAM|SOCKET|INVALID)_/;
 const CODE_FORM = /^ERR_[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/;
 
 interface DocRow {
