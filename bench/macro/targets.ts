@@ -421,9 +421,17 @@ export async function tollgateRefuses(configPath: string): Promise<string | null
   }
 }
 
-/** A Node process as tollgate's image runs one: its V8 flags, and its allocator when this machine has it. */
+/**
+ * A Node process as tollgate's image runs one: its V8 flags, and its allocator when this machine has it.
+ * With `BENCH_CPU_PROF_DIR` set, each writes a V8 CPU profile there when it exits (`--cpu-prof`; Node
+ * refuses that flag in NODE_OPTIONS): for reading where a target's time goes, never for the figures.
+ */
 function startNode(name: string, args: readonly string[], ctx: TargetContext): Child {
-  return startChild(name, process.execPath, [...NODE_FLAGS, ...args], { env: { ...process.env, ...ctx.allocatorEnv } });
+  const dir = process.env.BENCH_CPU_PROF_DIR;
+  const profile = dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+  return startChild(name, process.execPath, [...NODE_FLAGS, ...profile, ...args], {
+    env: { ...process.env, ...ctx.allocatorEnv },
+  });
 }
 
 function startTollgate(name: string, configPath: string, ctx: TargetContext): Child {
