@@ -424,7 +424,7 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
       rest.finished = true;
       this.ctx.inFlight -= 1;
     }
-    if (!this.closed) this.socket.end();
+    if (!this.closed && !this.socket.writableEnded) this.socket.end();
   }
 
   /* ------------------------------------------------------------------ events */
@@ -439,7 +439,8 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     this.stop();
     this.parsing = null;
     this.abandonAll();
-    this.socket.end();
+    // ended already when the answer closed the connection: a second end() only builds an error
+    if (!this.socket.writableEnded) this.socket.end();
   }
 
   /** every exchange not answered yet is given up */

@@ -289,7 +289,8 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     const allowed = decision !== null && decision.allowed;
     const ctx: ConnectionContext = {
       id,
-      log: log.child({ conn: id, peer: peer?.display ?? null, remote: socket.remoteAddress }),
+      // the address read at accept (the TLS socket would ask the kernel again)
+      log: log.child({ conn: id, peer: peer?.display ?? null, remote: raw?.remoteAddress ?? socket.remoteAddress }),
       peer,
       allowed,
       inFlight: 0,
