@@ -51,6 +51,17 @@ export const DEFAULT_LIMITS: LimitsConfig = Object.freeze({
   http2MaxSettingsPerSecond: 10,
 });
 
+/** the limits of a listener that only HTTP/2 connections use (a route may not set them: they belong to the connection) */
+export const HTTP2_LIMIT_KEYS = [
+  'http2MaxConcurrentStreams',
+  'http2HeaderTableBytes',
+  'http2StreamWindowBytes',
+  'http2ConnectionWindowBytes',
+  'http2MaxResetsPerSecond',
+  'http2MaxPingsPerSecond',
+  'http2MaxSettingsPerSecond',
+] as const;
+
 /** Per-listener payload-size watching: learn from 200 authenticated samples, flag beyond 4 (spread units). */
 export const DEFAULT_ANOMALY: AnomalyConfig = Object.freeze({
   mode: 'observe',

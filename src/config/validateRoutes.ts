@@ -4,7 +4,7 @@
  * that apply per request, anomaly, passive health), each defaulting to the listener's.
  */
 import { isCanonicalPrefix } from '../core/canonicalPath.ts';
-import { DEFAULT_PASSIVE_HEALTH, DEFAULT_DNS_REFRESH_SECONDS, MAX_ROUTES } from './defaults.ts';
+import { DEFAULT_PASSIVE_HEALTH, DEFAULT_DNS_REFRESH_SECONDS, HTTP2_LIMIT_KEYS, MAX_ROUTES } from './defaults.ts';
 import { isDnsName, isValidHost } from './hostPort.ts';
 import type {
   AnomalyConfig,
@@ -84,13 +84,7 @@ const LISTENER_LIMIT_KEYS = [
   'handshakeTimeoutSeconds',
   'headersTimeoutSeconds',
   'idleTimeoutSeconds',
-  'http2MaxConcurrentStreams',
-  'http2HeaderTableBytes',
-  'http2StreamWindowBytes',
-  'http2ConnectionWindowBytes',
-  'http2MaxResetsPerSecond',
-  'http2MaxPingsPerSecond',
-  'http2MaxSettingsPerSecond',
+  ...HTTP2_LIMIT_KEYS,
 ];
 /** RFC 9110 §9.1: a method is a token */
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$/;

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { ErrorCode } from '../core/errors.ts';
 import { Exchange, type ClientSide } from './exchange.ts';
 import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
+import { deliverInbox, PAUSE_PIPELINE, PAUSE_UPSTREAM } from './inbox.ts';
 
 /**
  * One client connection of an HTTP listener, on Node's llhttp: the bytes the client sends are
@@ -44,16 +45,8 @@ export interface ConnectionSettings {
   readonly idleTimeoutMs: number;
 }
 
-/** reasons to stop reading the client, as bits: reading resumes when none is left */
-export const PAUSE_UPSTREAM = 1;
-export const PAUSE_INBOX = 2;
-export const PAUSE_PIPELINE = 4;
-
 /** what kOnHeadersComplete returns to have llhttp end the message with its head and stop there, as for an upgrade */
 const SKIP_BODY_AND_PAUSE = 2;
-
-/** unclaimed body bytes held before reading stops */
-const INBOX_HIGH_WATER = 64 * 1024;
 
 export class ServerConnection<C extends ConnectionActivity = ConnectionActivity> implements ClientSide<C> {
   readonly socket: Socket;
@@ -329,23 +322,7 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
 
   /** Hand the inbox to the exchange's reader, or hold it (up to a bound) until there is one. */
   deliver(ex: Exchange): void {
-    const reader = ex.reader;
-    if (reader === null) {
-      if (ex.inboxBytes > INBOX_HIGH_WATER) this.pauseReading(PAUSE_INBOX);
-      return;
-    }
-    this.resumeReading(PAUSE_INBOX);
-    if (ex.inbox.length > 0) {
-      const chunks = ex.inbox;
-      ex.inbox = [];
-      ex.inboxBytes = 0;
-      for (const c of chunks) reader.data(c);
-      reader.flush();
-    }
-    if (ex.bodyComplete && !ex.readerEnded && ex.reader === reader) {
-      ex.readerEnded = true;
-      reader.end();
-    }
+    deliverInbox(ex, this);
   }
 
   pauseReading(reason: number): void {

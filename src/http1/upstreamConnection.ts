@@ -3,7 +3,7 @@ import { TollgateError } from '../core/errors.ts';
 import type { BodyReader, ClientSide, Exchange } from './exchange.ts';
 import { fieldValue, forwardedFields, onlyChunked } from './fields.ts';
 import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
-import { PAUSE_UPSTREAM } from './serverConnection.ts';
+import { PAUSE_UPSTREAM } from './inbox.ts';
 
 /**
  * One keep-alive connection to an upstream (the local app, or a remote tollgate over mTLS),

@@ -1,7 +1,8 @@
 import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { H2_NO_ERROR } from './errorCodes.ts';
 import type { ClientSide, Exchange } from '../http1/exchange.ts';
-import { PAUSE_UPSTREAM, type ConnectionActivity } from '../http1/serverConnection.ts';
+import type { ConnectionActivity } from '../http1/serverConnection.ts';
+import { deliverInbox, PAUSE_UPSTREAM } from '../http1/inbox.ts';
 import { grpcMessage, grpcStatusOf } from './grpc.ts';
 
 /**
@@ -18,10 +19,6 @@ export interface StreamHandler<C extends ConnectionActivity> {
   abandoned(ex: Exchange, side: H2ServerStream<C>): void;
   draining(): boolean;
 }
-
-/** reasons to stop reading the stream, as bits (the same as an HTTP/1.1 connection's) */
-const INBOX_HIGH_WATER = 64 * 1024;
-const PAUSE_INBOX = 2;
 
 /** fields of HTTP/1.1 that mean nothing per stream (RFC 9113 §8.2.2) */
 const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
@@ -75,23 +72,7 @@ export class H2ServerStream<C extends ConnectionActivity = ConnectionActivity> i
 
   /** Hand the inbox to the exchange's reader, or hold it (up to a bound: the stream's window then closes) until there is one. */
   deliver(ex: Exchange): void {
-    const reader = ex.reader;
-    if (reader === null) {
-      if (ex.inboxBytes > INBOX_HIGH_WATER) this.pauseReading(PAUSE_INBOX);
-      return;
-    }
-    this.resumeReading(PAUSE_INBOX);
-    if (ex.inbox.length > 0) {
-      const chunks = ex.inbox;
-      ex.inbox = [];
-      ex.inboxBytes = 0;
-      for (const c of chunks) reader.data(c);
-      reader.flush();
-    }
-    if (ex.bodyComplete && !ex.readerEnded && ex.reader === reader) {
-      ex.readerEnded = true;
-      reader.end();
-    }
+    deliverInbox(ex, this);
   }
 
   pauseReading(reason: number): void {

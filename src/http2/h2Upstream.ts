@@ -3,7 +3,7 @@ import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, Outgoi
 import type { Socket } from 'node:net';
 import { TollgateError } from '../core/errors.ts';
 import type { ClientSide, Exchange } from '../http1/exchange.ts';
-import { PAUSE_UPSTREAM } from '../http1/serverConnection.ts';
+import { PAUSE_UPSTREAM } from '../http1/inbox.ts';
 import type { RequestFraming, UpstreamEvents, UpstreamLink } from '../http1/upstreamConnection.ts';
 import type { Acquired, Upstream } from '../http1/upstreamPool.ts';
 import { REASON_PHRASES } from '../http1/fields.ts';

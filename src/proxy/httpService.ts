@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import type { ErrorCode } from '../core/errors.ts';
+import { HTTP2_LIMIT_KEYS } from '../config/defaults.ts';
 import type { ListenerConfig } from '../config/types.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import type { AnomalyStage } from '../anomaly/anomalyStage.ts';
@@ -29,17 +30,7 @@ import type { Upstream } from '../http1/upstreamPool.ts';
  */
 
 /** the limits an HTTP/2 connection takes when it is made */
-const H2_LIMIT_KEYS = [
-  'maxHeaderBytes',
-  'idleTimeoutSeconds',
-  'http2MaxConcurrentStreams',
-  'http2HeaderTableBytes',
-  'http2StreamWindowBytes',
-  'http2ConnectionWindowBytes',
-  'http2MaxResetsPerSecond',
-  'http2MaxPingsPerSecond',
-  'http2MaxSettingsPerSecond',
-] as const;
+const H2_LIMIT_KEYS = ['maxHeaderBytes', 'idleTimeoutSeconds', ...HTTP2_LIMIT_KEYS] as const;
 
 /** llhttp limits the pairs of fields of a head to this many, as node:http's maxHeadersCount does */
 const MAX_HEADER_PAIRS = 2000;
