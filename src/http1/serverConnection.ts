@@ -401,7 +401,12 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
       rest.finished = true;
       this.ctx.inFlight -= 1;
     }
-    if (!this.closed && !this.socket.writableEnded) this.socket.end();
+    if (!this.closed) this.endSocket();
+  }
+
+  /** the half-close, once: the answer may have ended the socket already, and end() on an ended socket only builds an error (with a stack) */
+  endSocket(): void {
+    if (!this.socket.writableEnded) this.socket.end();
   }
 
   /* ------------------------------------------------------------------ events */
@@ -416,8 +421,7 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     this.stop();
     this.parsing = null;
     this.abandonAll();
-    // ended already when the answer closed the connection: a second end() only builds an error
-    if (!this.socket.writableEnded) this.socket.end();
+    this.endSocket();
   }
 
   /** every exchange not answered yet is given up */
