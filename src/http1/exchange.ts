@@ -144,6 +144,8 @@ export class Exchange {
   strategy: unknown = null;
   /** the request path that took it (a config reload may swap the listener's path; an exchange stays on its own) */
   owner: unknown = null;
+  /** the header-phase stage it is at (one that answers later resumes the chain after it) */
+  stage = 0;
   /** fields a refusal answer adds (Retry-After) */
   extraFields = '';
   /** the size anomaly that blocked it, for the refusal's audit event */

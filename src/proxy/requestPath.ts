@@ -42,7 +42,7 @@ import { millis, targetForLog, type AccessEnd, type AccessLog } from '../telemet
 import { authorizePeer, type CompiledAllow } from '../policy/authz.ts';
 import { hash } from 'node:crypto';
 import { nonceFingerprint } from '../integrity/nonceFingerprint.ts';
-import type { SharedStore } from '../sharedState/sharedStore.ts';
+import type { ClaimVerdict, SharedRate, SharedStore } from '../sharedState/sharedStore.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 
 /**
@@ -102,8 +102,15 @@ export interface RequestPathDeps {
   readonly accessLog: AccessLog;
 }
 
-/** One header-phase stage: allow, or refuse with a code; a stage that asks the shared state store answers later. */
-export type Stage = (path: RequestPath, ex: Exchange, conn: ClientConnection) => Decision | Promise<Decision>;
+/**
+ * One header-phase stage: allow, or refuse with a code. A stage that asks the shared state store
+ * returns LATER and, once answered, hands its decision to `path.resumed` itself (a callback, not a
+ * promise: no promise, reaction and microtask per request on the hot path).
+ */
+export type Stage = (path: RequestPath, ex: Exchange, conn: ClientConnection) => Decision | typeof LATER;
+
+/** a stage's answer: the decision comes later, through RequestPath.resumed */
+export const LATER = Symbol('later');
 
 /** What happens to a request body, chosen once per listener. */
 export type BodyStrategy = 'pass' | 'stream-verify' | 'buffer-verify' | 'buffer-sign';
@@ -240,21 +247,27 @@ function withinRate(path: RequestPath, ex: Exchange): Decision {
  * The peer's bucket shared by every replica (one script on the store). The store unreachable:
  * refused with 503 (`onUnavailable: refuse`), or this process's own bucket decides (`local`).
  */
-function withinSharedRate(path: RequestPath, ex: Exchange): Decision | Promise<Decision> {
+function withinSharedRate(path: RequestPath, ex: Exchange, conn: ClientConnection): Decision | typeof LATER {
   const limiter = path.deps.rateLimiter;
   const shared = path.deps.shared!;
   if (limiter === null) return ALLOW;
   const { requestsPerSecond, burst } = limiter.options;
-  return shared.take(path.bucketPrefix + path.peerKey(ex.peer), requestsPerSecond, burst).then((r) => {
-    if (r === 'unavailable') {
-      if (shared.settings.onUnavailable === 'refuse') return DENY_SHARED_STATE;
-      path.degraded('rate');
-      return withinRate(path, ex);
-    }
-    if (r.ok) return ALLOW;
-    ex.extraFields = `retry-after: ${r.retryAfterSeconds}\r\n`;
-    return DENY_RATE;
-  });
+  shared.take(path.bucketPrefix + path.peerKey(ex.peer), requestsPerSecond, burst).then(
+    (r) => path.resumed(ex, conn, sharedRateDecision(path, ex, r)),
+    (err: Error) => path.resumed(ex, conn, deny('ERR_SHARED_STATE_UNAVAILABLE', err.message)),
+  );
+  return LATER;
+}
+
+function sharedRateDecision(path: RequestPath, ex: Exchange, r: SharedRate | 'unavailable'): Decision {
+  if (r === 'unavailable') {
+    if (path.deps.shared!.settings.onUnavailable === 'refuse') return DENY_SHARED_STATE;
+    path.degraded('rate');
+    return withinRate(path, ex);
+  }
+  if (r.ok) return ALLOW;
+  ex.extraFields = `retry-after: ${r.retryAfterSeconds}\r\n`;
+  return DENY_RATE;
 }
 
 /**
@@ -262,25 +275,27 @@ function withinSharedRate(path: RequestPath, ex: Exchange): Decision | Promise<D
  * copies sent to several replicas at once, exactly one is fresh. The store unreachable: refused
  * with 503, or accepted on this process's own cache (which it already passed) when `local`.
  */
-function claimedOnce(path: RequestPath, ex: Exchange): Decision | Promise<Decision> {
+function claimedOnce(path: RequestPath, ex: Exchange, conn: ClientConnection): Decision | typeof LATER {
   const integrity = path.deps.integrity as IntegrityStage & { kind: 'verify' };
-  const shared = path.deps.shared!;
   const fingerprint = nonceFingerprint(integrity.verifier, ex.keyId!, ex.nonce!);
   if (fingerprint === null) return deny('ERR_SIG_UNKNOWN_KEY', 'the key left the ring while the request was checked');
   const p = integrity.verifier.profile;
   // the store gathers the claims of this turn into one command (sharedState/claimBatch.ts)
-  return new Promise((decided) =>
-    shared.claim(fingerprint, (p.maxAgeSeconds + p.skewSeconds) * 1000, (verdict) => {
-      if (verdict === 'replayed') return decided(DENY_REPLAYED_ELSEWHERE);
-      if (verdict === 'unavailable') {
-        if (shared.settings.onUnavailable === 'refuse') return decided(DENY_SHARED_STATE);
-        path.degraded('replay');
-      }
-      // a request with a body is counted once its digest matched (the body strategy)
-      if (!ex.hasBody) path.deps.refusals.countSignature('ok');
-      decided(ALLOW);
-    }),
+  path.deps.shared!.claim(fingerprint, (p.maxAgeSeconds + p.skewSeconds) * 1000, (verdict) =>
+    path.resumed(ex, conn, claimDecision(path, ex, verdict)),
   );
+  return LATER;
+}
+
+function claimDecision(path: RequestPath, ex: Exchange, verdict: ClaimVerdict): Decision {
+  if (verdict === 'replayed') return DENY_REPLAYED_ELSEWHERE;
+  if (verdict === 'unavailable') {
+    if (path.deps.shared!.settings.onUnavailable === 'refuse') return DENY_SHARED_STATE;
+    path.degraded('replay');
+  }
+  // a request with a body is counted once its digest matched (the body strategy)
+  if (!ex.hasBody) path.deps.refusals.countSignature('ok');
+  return ALLOW;
 }
 
 function declaredSize(path: RequestPath, ex: Exchange): Decision {
@@ -429,14 +444,9 @@ export class RequestPath {
   stagesFrom(ex: Exchange, conn: ClientConnection, first: number): void {
     const stages = this.stages;
     for (let i = first; i < stages.length; i++) {
+      ex.stage = i;
       const d = stages[i]!(this, ex, conn);
-      if (d instanceof Promise) {
-        d.then(
-          (later) => this.decided(ex, conn, later, i + 1),
-          (err: Error) => this.decided(ex, conn, deny('ERR_SHARED_STATE_UNAVAILABLE', err.message), i + 1),
-        );
-        return;
-      }
+      if (d === LATER) return;
       if (!d.allow) return this.refuse(ex, d.code, d.detail === undefined ? null : { detail: d.detail });
     }
     // the gateway: the chosen route's path takes the exchange from here (its own stages, body and upstream)
@@ -444,11 +454,11 @@ export class RequestPath {
     this.afterStages(ex, conn);
   }
 
-  /** a stage that answered later: refuse, or go on with the next */
-  decided(ex: Exchange, conn: ClientConnection, d: Decision, next: number): void {
+  /** the decision of the stage that answered LATER: refuse, or go on with the next (unless the client left meanwhile) */
+  resumed(ex: Exchange, conn: ClientConnection, d: Decision): void {
     if (ex.finished || ex.clientGone) return;
     if (!d.allow) return this.refuse(ex, d.code, d.detail === undefined ? null : { detail: d.detail });
-    this.stagesFrom(ex, conn, next);
+    this.stagesFrom(ex, conn, ex.stage + 1);
   }
 
   /** every stage allowed the exchange: its body, then upstream */

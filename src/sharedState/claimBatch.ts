@@ -7,6 +7,12 @@
  * per request. Within a batch the keys are claimed in order, so a fingerprint claimed twice in
  * one batch is fresh once. How a batch is sent (one script, or one command per key on a cluster)
  * is the store's business: `SendClaims`.
+ *
+ * Under load a turn brings a handful of claims (about 6 with 16 busy keep-alive connections), so a
+ * batch of several claims but fewer than `FULL_BATCH` waits for the next turn's claims too, once.
+ * That halves the commands under load (about 12 claims each instead of 6), and with them the
+ * client's and the server's work per claim (bench: 0.72–0.80× → 0.85× the local cache's requests
+ * per CPU-second), for one turn more per claim. A lone claim (a turn at a low rate) goes at once.
  */
 import type { Clock } from '../core/clock.ts';
 
@@ -41,6 +47,10 @@ export interface BatchOutcome {
 
 /** keys per command: a burst of thousands becomes several commands, none holding the server long */
 export const MAX_BATCH = 256;
+/** a batch this large goes in the turn it was made; a smaller one waits for the next turn's claims (once) */
+export const FULL_BATCH = 32;
+/** a turn that brought fewer claims than this is not a busy one: its batch goes at once (latency at a low rate stays one turn) */
+export const BUSY_TURN = 2;
 
 export class ClaimBatch {
   private readonly send: SendClaims;
@@ -54,6 +64,8 @@ export class ClaimBatch {
   /** the expiry as text, kept for the next claim (one listener's window is the same for every claim) */
   private ttlMs = -1;
   private ttlText = '';
+  /** the batch being gathered has waited for a turn's claims already */
+  private waited = false;
 
   constructor(send: SendClaims, outcome: BatchOutcome, clock: Clock) {
     this.send = send;
@@ -65,6 +77,7 @@ export class ClaimBatch {
   add(key: string, ttlMs: number, done: ClaimDone): void {
     if (this.waiting.length === 0) {
       this.started = this.clock.monotonic();
+      this.waited = false;
       setImmediate(flushBatch, this);
     }
     if (ttlMs !== this.ttlMs) {
@@ -76,7 +89,15 @@ export class ClaimBatch {
     this.waiting.push(done);
   }
 
-  /** the claims gathered so far go out (called in the check phase of the turn they were made in) */
+  /** at a check phase: a small batch made in this turn waits for the next turn's claims; else it goes */
+  waitsOneMoreTurn(): boolean {
+    const n = this.waiting.length;
+    if (this.waited || n >= FULL_BATCH || n < BUSY_TURN) return false;
+    this.waited = true;
+    return true;
+  }
+
+  /** the claims gathered so far go out (at the check phase of the turn they were made in, or of the next) */
   flush(): void {
     const { keys, ttls, waiting, started } = this;
     if (waiting.length === 0) return;
@@ -117,7 +138,8 @@ export class ClaimBatch {
 }
 
 function flushBatch(batch: ClaimBatch): void {
-  batch.flush();
+  if (batch.waitsOneMoreTurn()) setImmediate(flushBatch, batch);
+  else batch.flush();
 }
 
 const MISSING_ANSWER = new Error('the store answered fewer claims than were sent');
