@@ -14,7 +14,9 @@
  *
  * No command waits for a connection: while the store is unreachable every check answers
  * `unavailable` at once (no offline queue), and after `timeoutMs` an answer that did not come is
- * unavailable too.
+ * unavailable too. Only the start waits: the store is handed over once its client connected or
+ * failed, at most max(1 s, 10 × `timeoutMs`), so a thread does not open its listeners to refuse
+ * the first requests while its client is still connecting.
  * The caller decides what unavailable means (refuse or local). The change of state is logged,
  * counted and audited once each way, not per request.
  */
@@ -102,6 +104,9 @@ export async function openSharedStore(settings: SharedStateConfig, deps: SharedS
         });
   // the client connects at once: the store listens to it in the same turn, so no event is missed
   store = new RedisSharedStore(settings, await newClient(settings), deps, watch);
+  // the listeners open once the store has answered or failed (bounded): a thread that accepted
+  // before its client was ready would refuse its first requests (503) for nothing
+  await store.firstState(connectWaitMs(settings));
   return store;
 }
 
@@ -192,10 +197,15 @@ async function connectionOptions(s: SharedStateConfig): Promise<Record<string, u
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: s.timeoutMs,
-    connectTimeout: Math.max(1000, s.timeoutMs * 10),
+    connectTimeout: connectWaitMs(s),
     retryStrategy: reconnectDelay,
     lazyConnect: false,
   };
+}
+
+/** how long a connection may take to open */
+function connectWaitMs(s: SharedStateConfig): number {
+  return Math.max(1000, s.timeoutMs * 10);
 }
 
 /** reconnect quickly at first, then once a second */
@@ -217,6 +227,8 @@ class RedisSharedStore implements SharedStore {
   up = false;
   /** the state last reported (log, audit): null until the first answer or failure */
   reported: boolean | null = null;
+  /** told when the first state is reported */
+  private firstReported: (() => void) | null = null;
   closed = false;
   /** the claims of the turn, sent together */
   readonly claims: ClaimBatch;
@@ -361,6 +373,18 @@ class RedisSharedStore implements SharedStore {
     return this.up;
   }
 
+  /** resolves once the client connected or failed (its first state), or after `waitMs` */
+  firstState(waitMs: number): Promise<void> {
+    if (this.reported !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, waitMs);
+      this.firstReported = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.files?.close();
@@ -395,6 +419,10 @@ class RedisSharedStore implements SharedStore {
     if (this.reported === up) return;
     const first = this.reported === null;
     this.reported = up;
+    if (first) {
+      this.firstReported?.();
+      this.firstReported = null;
+    }
     this.deps.metrics.sharedStateUp.set(up ? 1 : 0);
     const mode = this.settings.onUnavailable;
     if (up) {
