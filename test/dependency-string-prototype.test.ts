@@ -5,8 +5,8 @@
  * request path is made of those (the HTTP/1.1 fields, structured fields, signature bases): merely
  * loading ioredis 6, whose RESP3 decoder declares `class VerbatimString extends String`, cost the
  * data path about 10% of its CPU per request in the bench (tollgate-l7-checks with and without the
- * client imported). So no runtime dependency may do it, loaded or not yet loaded: every file of
- * every package `dependencies` reaches is read.
+ * client imported). So neither tollgate's own code nor any runtime dependency may do it, loaded or
+ * not yet loaded: every file of src/ and of every package `dependencies` reaches is read.
  */
 import t from 'tap';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -47,12 +47,12 @@ function packageDir(name: string, from: string): string {
   return join(MODULES, name);
 }
 
-function scriptsUnder(dir: string): string[] {
+function scriptsUnder(dir: string, names = /\.(c|m)?js$/): string[] {
   const out: string[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...scriptsUnder(path));
-    else if (/\.(c|m)?js$/.test(entry.name)) out.push(path);
+    if (entry.isDirectory()) out.push(...scriptsUnder(path, names));
+    else if (names.test(entry.name)) out.push(path);
   }
   return out;
 }
@@ -88,5 +88,12 @@ t.test('no runtime dependency makes an object inherit from String.prototype', as
     }
   }
   t.ok(files > 500, `${files} files read`);
+  t.same(offenders, [], 'none declares it');
+});
+
+t.test("tollgate's own code makes no object inherit from String.prototype", async (t) => {
+  const files = scriptsUnder(join(ROOT, 'src'), /\.ts$/);
+  t.ok(files.length > 100, `${files.length} files read`);
+  const offenders = files.filter((f) => INHERITS_FROM_STRING.test(readFileSync(f, 'utf8')));
   t.same(offenders, [], 'none declares it');
 });
