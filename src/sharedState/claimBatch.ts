@@ -11,8 +11,9 @@
  * Under load a turn brings a handful of claims (about 6 with 16 busy keep-alive connections), so a
  * batch of several claims but fewer than `FULL_BATCH` waits for the next turn's claims too, once.
  * That halves the commands under load (about 12 claims each instead of 6), and with them the
- * client's and the server's work per claim (bench: 0.72–0.80× → 0.85× the local cache's requests
- * per CPU-second), for one turn more per claim. A lone claim (a turn at a low rate) goes at once.
+ * client's and the server's work per claim (back-to-back bench runs, GET per proxy-CPU-second
+ * against the local cache: 0.72× and 0.80× sent in their own turn, 0.85× and 0.85× held), for
+ * one turn more per claim. A lone claim (a turn at a low rate) goes at once.
  */
 import type { Clock } from '../core/clock.ts';
 
