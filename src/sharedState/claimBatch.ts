@@ -79,7 +79,7 @@ export class ClaimBatch {
     if (this.waiting.length === 0) {
       this.started = this.clock.monotonic();
       this.waited = false;
-      setImmediate(flushBatch, this);
+      setImmediate(atCheckPhase, this);
     }
     if (ttlMs !== this.ttlMs) {
       this.ttlMs = ttlMs;
@@ -90,12 +90,15 @@ export class ClaimBatch {
     this.waiting.push(done);
   }
 
-  /** at a check phase: a small batch made in this turn waits for the next turn's claims; else it goes */
-  waitsOneMoreTurn(): boolean {
+  /** at a check phase: a busy turn's batch (not yet full, not held before) waits for the next turn's claims; else it goes */
+  atCheckPhase(): void {
     const n = this.waiting.length;
-    if (this.waited || n >= FULL_BATCH || n < BUSY_TURN) return false;
-    this.waited = true;
-    return true;
+    if (!this.waited && n >= BUSY_TURN && n < FULL_BATCH) {
+      this.waited = true;
+      setImmediate(atCheckPhase, this);
+      return;
+    }
+    this.flush();
   }
 
   /** the claims gathered so far go out (at the check phase of the turn they were made in, or of the next) */
@@ -138,9 +141,8 @@ export class ClaimBatch {
   }
 }
 
-function flushBatch(batch: ClaimBatch): void {
-  if (batch.waitsOneMoreTurn()) setImmediate(flushBatch, batch);
-  else batch.flush();
+function atCheckPhase(batch: ClaimBatch): void {
+  batch.atCheckPhase();
 }
 
 const MISSING_ANSWER = new Error('the store answered fewer claims than were sent');
