@@ -1,6 +1,7 @@
 import type { Config } from '../config/types.ts';
 import { startSidecar, type Sidecar } from '../main.ts';
 import { StartupError } from '../core/errors.ts';
+import { collectStartupGarbage } from '../core/startupGarbage.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printProblems, type Output } from './output.ts';
 
 /**
@@ -39,6 +40,8 @@ export async function serve(config: Config, o: Output, opts: ServeOptions = {}):
     }
     throw err;
   }
+  // what starting left behind goes now, not whenever load first makes V8 collect
+  collectStartupGarbage();
   opts.onStarted?.(sidecar);
   return new Promise<number>((resolve) => {
     let stopping = false;

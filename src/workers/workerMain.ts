@@ -8,7 +8,7 @@
  * and anomalies (the admin API's recent lists), and its metrics registry on request.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { Registry } from 'prom-client';
+import { Registry } from '../telemetry/promClient.ts';
 import { systemClock } from '../core/clock.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { createMetrics } from '../telemetry/metrics.ts';
@@ -16,6 +16,7 @@ import { initialiseSeries } from '../telemetry/metricSeries.ts';
 import { tlsPolicy } from '../tls/policy.ts';
 import { attachSharedReplayCache } from '../integrity/sharedReplayCache.ts';
 import { VERSION } from '../version.ts';
+import { collectStartupGarbage } from '../core/startupGarbage.ts';
 import { startWorkerDataPlane } from './workerDataPlane.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
 
@@ -77,6 +78,7 @@ try {
     }
   });
   send({ type: 'ready' });
+  collectStartupGarbage();
 } catch (err) {
   const problems = (err as { problems?: readonly string[] }).problems ?? [];
   send({ type: 'failed', message: (err as Error).message, problems: [...problems] });
