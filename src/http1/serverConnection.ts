@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../core/errors.ts';
 import { Exchange, type ClientSide } from './exchange.ts';
-import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
+import type { HttpParserBinding, LlhttpParser, ParseError } from './parserBinding.ts';
+import type { ParserCallbacks, ParserPool } from './parserPool.ts';
 import { deliverInbox, PAUSE_PIPELINE, PAUSE_UPSTREAM } from './inbox.ts';
 
 /**
@@ -53,7 +54,12 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
   readonly ctx: C;
   readonly handler: ExchangeHandler<C>;
   readonly binding: HttpParserBinding;
-  readonly parser: LlhttpParser;
+  readonly parsers: ParserPool;
+  readonly callbacks: ParserCallbacks;
+  /** the parser lent by the pool while a request is being read; null while the connection waits between requests */
+  parser: LlhttpParser | null = null;
+  /** llhttp is inside a message (its first byte came, its end not yet) */
+  messageBegun = false;
   readonly settings: ConnectionSettings;
   readonly clock: () => bigint;
   readonly queue: Exchange[] = [];
@@ -83,25 +89,25 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     socket: Socket,
     ctx: C,
     handler: ExchangeHandler<C>,
-    binding: HttpParserBinding,
+    parsers: ParserPool,
     settings: ConnectionSettings,
     clock: () => bigint,
   ) {
     this.socket = socket;
     this.ctx = ctx;
     this.handler = handler;
-    this.binding = binding;
+    this.binding = parsers.binding;
+    this.parsers = parsers;
     this.settings = settings;
     this.clock = clock;
     this.headStartedMs = this.nowMs();
-    const p = binding.create();
-    p.initialize(binding.REQUEST, {}, settings.maxHeaderBytes, STRICT);
-    p[binding.kOnMessageBegin] = this.onMessageBegin.bind(this);
-    p[binding.kOnHeaders] = this.onHeaders.bind(this);
-    p[binding.kOnHeadersComplete] = this.onHeadersComplete.bind(this);
-    p[binding.kOnBody] = this.onBody.bind(this);
-    p[binding.kOnMessageComplete] = this.onMessageComplete.bind(this);
-    this.parser = p;
+    this.callbacks = {
+      messageBegin: this.onMessageBegin.bind(this),
+      headers: this.onHeaders.bind(this),
+      headersComplete: this.onHeadersComplete.bind(this) as ParserCallbacks['headersComplete'],
+      body: this.onBody.bind(this),
+      messageComplete: this.onMessageComplete.bind(this),
+    };
     socket.on('data', this.onData.bind(this));
     socket.on('end', this.onEnd.bind(this));
     socket.on('close', this.onClose.bind(this));
@@ -118,6 +124,7 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
   /* ------------------------------------------------------------------ parser callbacks */
 
   onMessageBegin(): number {
+    this.messageBegun = true;
     this.headStartedMs = this.nowMs();
     return 0;
   }
@@ -184,6 +191,7 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
   }
 
   onMessageComplete(): void {
+    this.messageBegun = false;
     const ex = this.parsing;
     // a body of known length is still to come (see onHeadersComplete)
     if (ex === null || this.bodyLeft > 0) return;
@@ -198,7 +206,7 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     if (this.stopped || this.tunnelled) return;
     let data: Buffer | null = this.bodyLeft > 0 ? this.takeBody(chunk, 0) : chunk;
     while (data !== null) {
-      const r = this.parser.execute(data);
+      const r = (this.parser ??= this.parsers.acquire(this.callbacks, this.settings.maxHeaderBytes)).execute(data);
       if (typeof r !== 'number') return this.parseFailed(r);
       if (this.fresh.length > 0) {
         for (const ex of this.fresh) {
@@ -385,9 +393,24 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     if (ex.closeAfter || !ex.keepAlive || (!ex.bodyComplete && !ex.clientGone)) return this.close();
     if (this.queue.length === 0) {
       if (this.stopped) return this.close();
+      this.returnParser();
       this.handler.idle(this);
     }
     this.pump();
+  }
+
+  /**
+   * Waiting for the next request with nothing of it read: the parser goes back to the pool (an
+   * idle keep-alive connection holds none). Not while llhttp is inside a message (the next head
+   * began, a body of known length is still being counted off) or after what ends the stream
+   * (`Connection: close`, an upgrade, a refusal): there the parser's state is what keeps the
+   * bytes that follow from being read as a new request.
+   */
+  returnParser(): void {
+    const p = this.parser;
+    if (p === null || this.messageBegun || this.bodyLeft > 0 || this.stopped || this.upgradeEnded !== null) return;
+    this.parser = null;
+    this.parsers.release(p);
   }
 
   /**
@@ -440,7 +463,10 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     if (this.closed) return;
     this.closed = true;
     if (!this.tunnelled) this.abandonAll();
-    this.parser.close();
+    // closed: nothing more is read, and a parser lent again is initialised afresh
+    const p = this.parser;
+    this.parser = null;
+    if (p !== null) this.parsers.release(p);
   }
 
   onDrain(): void {

@@ -8,6 +8,7 @@ import type { AnomalyStage } from '../anomaly/anomalyStage.ts';
 import type { Exchange } from '../http1/exchange.ts';
 import { loadHttpParser, type HttpParserBinding } from '../http1/parserBinding.ts';
 import { ServerConnection, type ExchangeHandler } from '../http1/serverConnection.ts';
+import { ParserPool } from '../http1/parserPool.ts';
 import type { UpstreamConnection, UpstreamEvents, UpstreamLink } from '../http1/upstreamConnection.ts';
 import { UpstreamPool, type Dial } from '../http1/upstreamPool.ts';
 import { markIdle, type ClientConnection, type ConnectionContext } from './connectionContext.ts';
@@ -38,6 +39,8 @@ const MAX_HEADER_PAIRS = 2000;
 export class HttpService implements ExchangeHandler<ConnectionContext>, UpstreamEvents {
   paths: PathSet;
   readonly binding: HttpParserBinding;
+  /** the client connections' request parsers, lent while a request is read */
+  readonly parsers: ParserPool;
   readonly connections = new Set<ServerConnection<ConnectionContext>>();
   /**
    * The listener's HTTP/2 connections, made with the first one (node:http2 costs about 5 MiB, paid
@@ -54,6 +57,7 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
   /** `paths` builds the listener's first path set with the parser binding and this service as its pools' events. */
   constructor(paths: (context: PathContext) => PathSet) {
     this.binding = loadHttpParser();
+    this.parsers = new ParserPool(this.binding);
     this.paths = paths({ binding: this.binding, events: this });
   }
 
@@ -119,7 +123,7 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
       socket,
       ctx,
       this,
-      this.binding,
+      this.parsers,
       {
         maxHeaderBytes: limits.maxHeaderBytes,
         maxHeaderPairs: MAX_HEADER_PAIRS,
@@ -213,10 +217,11 @@ export class HttpService implements ExchangeHandler<ConnectionContext>, Upstream
     return this.paths.routes?.();
   }
 
-  /** Stop the sweep and close the pools (idle upstream connections now, busy ones when their exchange ends). */
+  /** Stop the sweep, free the idle parsers and close the pools (idle upstream connections now, busy ones when their exchange ends). */
   close(): Promise<void> {
     if (this.sweep !== null) clearInterval(this.sweep);
     this.sweep = null;
+    this.parsers.clear();
     return this.paths.close();
   }
 }
