@@ -1,4 +1,4 @@
-import { Registry } from 'prom-client';
+import { Registry } from './telemetry/promClient.ts';
 import type { Logger } from 'pino';
 import type { Config } from './config/types.ts';
 import { createReloader, type SidecarReloadOutcome } from './reload.ts';

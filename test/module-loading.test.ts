@@ -60,7 +60,7 @@ t.test('the static import graph reads imports, skips what compiles away, and doe
   const graph = staticGraph('cli/main.ts');
   t.ok(graph.has('cli/commands.ts'), 'a static import is followed');
   t.notOk(graph.has('cli/check.ts'), 'a command loaded with import() is not');
-  t.ok(staticGraph('main.ts').has('prom-client'), 'a package is recorded by name');
+  t.ok(staticGraph('main.ts').has('pino'), 'a package is recorded by name');
 });
 
 t.test('a worker thread statically loads neither the composition root, nor the admin apps, nor fastify', async (t) => {
@@ -200,6 +200,25 @@ t.test(
       [...lean.main, ...lean.workers[0]!].filter(isRedisClient),
       [],
       'without sharedState, no thread loads the Redis client',
+    );
+    // prom-client's index loads its Pushgateway (node:http, https, zlib) and, for the CPU counters,
+    // @opentelemetry/api: src/telemetry/promClient.ts loads its parts one by one instead
+    const promIndexOrOtel = (u: string): boolean =>
+      u.includes('/node_modules/@opentelemetry/') ||
+      /\/node_modules\/prom-client\/(index|lib\/pushgateway)\.js$/.test(u);
+    t.ok(
+      lean.main.some((u) => u.endsWith('/node_modules/prom-client/lib/registry.js')),
+      'the recorder sees prom-client parts load',
+    );
+    t.same(
+      [...lean.main, ...lean.workers[0]!].filter(promIndexOrOtel),
+      [],
+      "no thread loads prom-client's index or OpenTelemetry",
+    );
+    t.same(
+      [...lean.main, ...lean.workers[0]!].filter((u) => ['node:http', 'node:https', 'node:zlib'].includes(u)),
+      [],
+      'nor node:http, node:https or node:zlib',
     );
     const composition = (u: string): boolean =>
       u === `${DIST}/main.js` || u.startsWith(`${DIST}/admin/`) || u.startsWith(`${DIST}/cli/`);

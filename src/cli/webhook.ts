@@ -9,7 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
+import { Registry } from '../telemetry/promClient.ts';
 import { parseHostPort } from '../config/hostPort.ts';
 import { unknownFlagMessage } from '../core/closestName.ts';
 import { systemErrorText } from '../core/errnoText.ts';

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, registerRuntimeMetrics, type Registry } from './promClient.ts';
 
 /**
  * Every tollgate metric, its type and label set, in one place (README.md's "Metrics and admin" lists them).
@@ -284,7 +284,7 @@ export const RUNTIME_GAUGES_NAMED_AS_COUNTERS = [
  * `workers` > 1, by the main thread only).
  */
 export function collectRuntimeMetrics(registry: Registry): void {
-  collectDefaultMetrics({ register: registry });
+  registerRuntimeMetrics(registry);
   for (const name of RUNTIME_GAUGES_NAMED_AS_COUNTERS) registry.removeSingleMetric(name);
 }
 

@@ -8,7 +8,8 @@
  * thread has is served as it is, whatever its own aggregator says: prom-client gives
  * process_start_time_seconds `omit`, which would drop it from the merge.
  */
-import { AggregatorRegistry, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { aggregatorRegistry, Registry } from '../telemetry/promClient.ts';
 
 export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
 
@@ -39,5 +40,5 @@ export class AggregateRegistry extends Registry {
 function merged(own: MetricsJson, others: readonly MetricsJson[]): Registry {
   const shared = new Set(others.flatMap((metrics) => metrics.map((m) => m.name)));
   const ownOnlyAsIs = own.map((m) => (shared.has(m.name) ? m : { ...m, aggregator: 'first' as const }));
-  return AggregatorRegistry.aggregate([ownOnlyAsIs, ...others]);
+  return aggregatorRegistry().aggregate([ownOnlyAsIs, ...others]);
 }
