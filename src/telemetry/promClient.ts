@@ -2,7 +2,8 @@ import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
 
 /**
- * prom-client as tollgate loads it: each part from its own file. Its index also loads the
+ * prom-client as the sidecar loads it: each part from its own file (the webhook, a process and a
+ * layer of its own, imports prom-client whole). Its index also loads the
  * Pushgateway (node:http, node:https, node:zlib) and, through the default metrics' CPU counter,
  * @opentelemetry/api (51 modules, for trace exemplars tollgate does not use): about 2 MiB of RSS
  * and a third of the modules a `tollgate run` thread loaded, for nothing it serves. prom-client

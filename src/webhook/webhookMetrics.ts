@@ -10,7 +10,7 @@
  * pod that cannot be injected: allowed false), error (no AdmissionReview answered; reason the
  * `error` of the 4xx/5xx body). Every series exists at 0 from the start.
  */
-import { Counter, Histogram, type Registry } from '../telemetry/promClient.ts';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Outcome } from './review.ts';
 
 /** a POST /mutate answered without an AdmissionReview: the `error` field of the body sent */
