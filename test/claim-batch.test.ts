@@ -6,14 +6,7 @@
  */
 import t from 'tap';
 import { systemClock } from '../src/core/clock.ts';
-import {
-  BUSY_TURN,
-  ClaimBatch,
-  FULL_BATCH,
-  HOLD_TURNS,
-  SET,
-  type ClaimVerdict,
-} from '../src/sharedState/claimBatch.ts';
+import { BUSY_TURN, ClaimBatch, FULL_BATCH, SET, type ClaimVerdict } from '../src/sharedState/claimBatch.ts';
 
 /** a batch whose commands are recorded (their keys) and answered at once, every key set */
 function recorded(): { batch: ClaimBatch; commands: string[][]; answered: number[] } {
@@ -46,43 +39,29 @@ t.test('a lone claim goes out in the turn it was made', async (t) => {
   t.same(verdicts, ['fresh']);
 });
 
-t.test("a busy turn's claims wait for the next turns' claims and go with them, HOLD_TURNS turns at most", async (t) => {
-  t.ok(
-    BUSY_TURN <= 2 && FULL_BATCH > 3 + HOLD_TURNS,
-    'a batch of two claims and up is busy; what these turns gather is not a full batch',
-  );
-  t.ok(HOLD_TURNS >= 1, 'a busy batch is held at least once');
+t.test("a busy turn's claims wait for the next turn's and go with them, once", async (t) => {
+  t.ok(BUSY_TURN <= 2 && FULL_BATCH > 5, 'turns of two and three claims are busy; five claims are not a full batch');
   const { batch, commands, answered } = recorded();
   const verdicts: string[] = [];
-  const keys = ['a', 'b', 'c'];
-  for (const k of keys) batch.add(k, 60_000, (v) => verdicts.push(`${k}:${v}`));
-  for (let turn = 1; turn <= HOLD_TURNS; turn++) {
-    await endOfTurn();
-    t.same(commands, [], `held over check phase ${turn}`);
-    // the next turn brings one more
-    const k = `n${turn}`;
-    keys.push(k);
-    batch.add(k, 60_000, (v) => verdicts.push(`${k}:${v}`));
-  }
+  for (const k of ['a', 'b', 'c']) batch.add(k, 60_000, (v) => verdicts.push(`${k}:${v}`));
   await endOfTurn();
-  t.same(commands, [keys], `one command for all ${HOLD_TURNS + 1} turns`);
-  t.same(
-    verdicts,
-    keys.map((k) => `${k}:fresh`),
-    'each claim told, in order',
-  );
-  t.same(answered, [keys.length], 'counted once, as one batch');
+  t.same(commands, [], 'three claims of one turn are held over its check phase');
+  // the next turn brings two more
+  batch.add('d', 60_000, (v) => verdicts.push(`d:${v}`));
+  batch.add('e', 60_000, (v) => verdicts.push(`e:${v}`));
+  await endOfTurn();
+  t.same(commands, [['a', 'b', 'c', 'd', 'e']], 'one command for both turns');
+  t.same(verdicts, ['a:fresh', 'b:fresh', 'c:fresh', 'd:fresh', 'e:fresh'], 'each claim told, in order');
+  t.same(answered, [5], 'counted once, as one batch');
 });
 
-t.test('a held batch goes after HOLD_TURNS check phases even when those turns brought nothing', async (t) => {
+t.test('a held batch goes at the next check phase even when that turn brought nothing', async (t) => {
   const { batch, commands } = recorded();
   for (const k of ['a', 'b']) batch.add(k, 60_000, () => {});
-  for (let turn = 1; turn <= HOLD_TURNS; turn++) {
-    await endOfTurn();
-    t.same(commands, [], `held over check phase ${turn}`);
-  }
   await endOfTurn();
-  t.same(commands, [['a', 'b']], 'not held longer');
+  t.same(commands, []);
+  await endOfTurn();
+  t.same(commands, [['a', 'b']], 'not held a second time');
 });
 
 t.test('a full batch goes out in the turn it was made', async (t) => {

@@ -9,15 +9,11 @@
  * is the store's business: `SendClaims`.
  *
  * Under load a turn brings a handful of claims (about 6 with 16 busy keep-alive connections), so a
- * batch of several claims but fewer than `FULL_BATCH` waits for the claims of the next
- * `HOLD_TURNS` turns too. Holding one turn halved the commands under load (about 12 claims each
- * instead of 6), and with them the client's and the server's work per claim (back-to-back bench
- * runs, GET per proxy-CPU-second against the local cache: 0.72× and 0.80× sent in their own
- * turn, 0.85× and 0.85× held). Holding two did better again in paired interleaved runs of one
- * hour (`bench/interleaved.ts`, 4 rounds each): 0.863, 0.878 and 0.840 against 0.836, 0.815,
- * 0.833 and 0.825 for one turn; three turns gave 0.848. It costs up to two loop turns per claim
- * under load. A lone claim (a turn at a low rate) goes at once, so latency at low rates is
- * unchanged.
+ * batch of several claims but fewer than `FULL_BATCH` waits for the next turn's claims too, once.
+ * That halves the commands under load (about 12 claims each instead of 6), and with them the
+ * client's and the server's work per claim (back-to-back bench runs, GET per proxy-CPU-second
+ * against the local cache: 0.72× and 0.80× sent in their own turn, 0.85× and 0.85× held), for
+ * one turn more per claim. A lone claim (a turn at a low rate) goes at once.
  */
 import type { Clock } from '../core/clock.ts';
 
@@ -56,8 +52,6 @@ export const MAX_BATCH = 256;
 export const FULL_BATCH = 32;
 /** a turn that brought fewer claims than this is not a busy one: its batch goes at once (latency at a low rate stays one turn) */
 export const BUSY_TURN = 2;
-/** how many check phases a busy turn's batch (not full) waits for more claims */
-export const HOLD_TURNS = 2;
 
 export class ClaimBatch {
   private readonly send: SendClaims;
@@ -71,8 +65,8 @@ export class ClaimBatch {
   /** the expiry as text, kept for the next claim (one listener's window is the same for every claim) */
   private ttlMs = -1;
   private ttlText = '';
-  /** the check phases the batch being gathered has waited through already */
-  private waited = 0;
+  /** the batch being gathered has waited for a turn's claims already */
+  private waited = false;
 
   constructor(send: SendClaims, outcome: BatchOutcome, clock: Clock) {
     this.send = send;
@@ -84,7 +78,7 @@ export class ClaimBatch {
   add(key: string, ttlMs: number, done: ClaimDone): void {
     if (this.waiting.length === 0) {
       this.started = this.clock.monotonic();
-      this.waited = 0;
+      this.waited = false;
       setImmediate(atCheckPhase, this);
     }
     if (ttlMs !== this.ttlMs) {
@@ -96,11 +90,11 @@ export class ClaimBatch {
     this.waiting.push(done);
   }
 
-  /** at a check phase: a busy turn's batch (not yet full, held fewer than HOLD_TURNS times) waits for the next turn's claims; else it goes */
+  /** at a check phase: a busy turn's batch (not yet full, not held before) waits for the next turn's claims; else it goes */
   atCheckPhase(): void {
     const n = this.waiting.length;
-    if (this.waited < HOLD_TURNS && n >= BUSY_TURN && n < FULL_BATCH) {
-      this.waited += 1;
+    if (!this.waited && n >= BUSY_TURN && n < FULL_BATCH) {
+      this.waited = true;
       setImmediate(atCheckPhase, this);
       return;
     }
