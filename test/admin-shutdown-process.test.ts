@@ -56,8 +56,13 @@ t.test(
     await ready.body.dump();
     t.ok(p.running(), 'and still running');
 
-    // a request in flight when the shutdown is asked for
-    const inFlight = mtlsClient(t, address, w.ca, producer).request({ path: '/slow', method: 'GET' });
+    // a request in flight when the shutdown is asked for, over HTTP/1.1: undici's HTTP/2 client can fail a
+    // body it has received when the drained connection's FIN follows it at once ("other side closed", seen
+    // once in a fresh-clone CI run); the HTTP/2 drain itself is test/http2-basics.test.ts's, with node:http2
+    const inFlight = mtlsClient(t, address, w.ca, producer, 'localhost', { http1: true }).request({
+      path: '/slow',
+      method: 'GET',
+    });
     await eventually(() => app.received() === 1, WAIT_MS, 'the request to reach the app');
 
     const post = await request(`${admin}/shutdown`, { method: 'POST' });
