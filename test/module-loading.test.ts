@@ -215,6 +215,7 @@ t.test(
       [],
       "no thread loads prom-client's index or OpenTelemetry",
     );
+    t.ok(lean.main.includes('node:tls'), 'the recorder sees built-in modules load');
     t.same(
       [...lean.main, ...lean.workers[0]!].filter((u) => ['node:http', 'node:https', 'node:zlib'].includes(u)),
       [],

@@ -401,14 +401,14 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
 
   /**
    * Waiting for the next request with nothing of it read: the parser goes back to the pool (an
-   * idle keep-alive connection holds none). Not while llhttp is inside a message (the next head
-   * began, a body of known length is still being counted off) or after what ends the stream
-   * (`Connection: close`, an upgrade, a refusal): there the parser's state is what keeps the
-   * bytes that follow from being read as a new request.
+   * idle keep-alive connection holds none). Called only from `done` once the queue is empty and
+   * the connection goes on: what ends the stream (`Connection: close`, an upgrade, a refusal, a
+   * body not read to its end) closed it there already, so that the parser's state keeps the bytes
+   * after it from being read as a new request. Not while llhttp is inside the next message.
    */
   returnParser(): void {
     const p = this.parser;
-    if (p === null || this.messageBegun || this.bodyLeft > 0 || this.stopped || this.upgradeEnded !== null) return;
+    if (p === null || this.messageBegun) return;
     this.parser = null;
     this.parsers.release(p);
   }
