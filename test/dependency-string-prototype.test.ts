@@ -9,9 +9,10 @@
  * not yet loaded: every file of src/ and of every package `dependencies` reaches is read.
  */
 import t from 'tap';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { filesUnder } from './helpers/fileTree.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODULES = join(ROOT, 'node_modules');
@@ -48,16 +49,6 @@ function packageDir(name: string, from: string): string {
   return join(MODULES, name);
 }
 
-function scriptsUnder(dir: string, names = /\.(c|m)?js$/): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...scriptsUnder(path, names));
-    else if (names.test(entry.name)) out.push(path);
-  }
-  return out;
-}
-
 t.test('the pattern finds each way of inheriting from String.prototype, and not its ordinary uses', async (t) => {
   for (const bad of [
     'class VerbatimString extends String {',
@@ -83,7 +74,7 @@ t.test('no runtime dependency makes an object inherit from String.prototype', as
   const offenders: string[] = [];
   let files = 0;
   for (const dir of packages) {
-    for (const file of scriptsUnder(dir)) {
+    for (const file of filesUnder(dir, /\.(c|m)?js$/)) {
       files++;
       if (INHERITS_FROM_STRING.test(readFileSync(file, 'utf8'))) offenders.push(file.slice(MODULES.length + 1));
     }
@@ -93,7 +84,7 @@ t.test('no runtime dependency makes an object inherit from String.prototype', as
 });
 
 t.test("tollgate's own code makes no object inherit from String.prototype", async (t) => {
-  const files = scriptsUnder(join(ROOT, 'src'), /\.ts$/);
+  const files = filesUnder(join(ROOT, 'src'), /\.ts$/);
   t.ok(files.length > 100, `${files.length} files read`);
   const offenders = files.filter((f) => INHERITS_FROM_STRING.test(readFileSync(f, 'utf8')));
   t.same(offenders, [], 'none declares it');

@@ -6,12 +6,13 @@
 import t from 'tap';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { ERRORS, ERROR_CODES, REFUSAL_BODIES, TollgateError, type ErrorCode } from '../src/core/errors.ts';
 import { refusalAnswer } from '../src/proxy/refusals.ts';
+import { filesUnder } from './helpers/fileTree.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -61,16 +62,6 @@ async function readme(): Promise<string> {
   return readFile(join(ROOT, 'README.md'), 'utf8');
 }
 
-async function sourceFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await sourceFiles(path)));
-    else if (entry.name.endsWith('.ts')) out.push(path);
-  }
-  return out;
-}
-
 t.test("README's error table lists exactly the codes of the error table, with the same statuses", async (t) => {
   const rows = errorTableRows(await readme());
   t.ok(rows.length > 0, 'README.md has an error table with `| ERR_… | NNN |` rows');
@@ -116,7 +107,7 @@ t.test(
 
 t.test('every ERR_ code named in src/ and in the README is in the table (or is a Node/OpenSSL code)', async (t) => {
   const known = new Set<string>(ERROR_CODES);
-  const files = await sourceFiles(join(ROOT, 'src'));
+  const files = filesUnder(join(ROOT, 'src'), /\.ts$/);
   t.ok(files.length > 10, 'found the sources');
   const unknown: string[] = [];
   for (const file of files) {

@@ -6,9 +6,10 @@
  */
 import t from 'tap';
 import ts from 'typescript';
-import { readFile, readdir } from 'node:fs/promises';
-import { join, posix, relative, sep } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { posix, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { filesUnder } from './helpers/fileTree.ts';
 
 const SRC = fileURLToPath(new URL('../src', import.meta.url));
 
@@ -295,16 +296,6 @@ function cycleThrough(
   return [...group];
 }
 
-async function sourceFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await sourceFiles(path)));
-    else if (entry.name.endsWith('.ts')) out.push(path);
-  }
-  return out.sort();
-}
-
 interface SourceGraph {
   readonly files: readonly string[];
   readonly edges: readonly Edge[];
@@ -316,7 +307,7 @@ async function sourceGraph(): Promise<SourceGraph> {
   const files: string[] = [];
   const edges: Edge[] = [];
   const unresolvable: string[] = [];
-  for (const path of await sourceFiles(SRC)) {
+  for (const path of filesUnder(SRC, /\.ts$/)) {
     const from = relative(SRC, path).split(sep).join('/');
     files.push(from);
     const found = importsOf(path, await readFile(path, 'utf8'));
