@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { systemClock } from '../src/core/clock.ts';
 import type { Exchange } from '../src/http1/exchange.ts';
 import { loadHttpParser, type LlhttpParser } from '../src/http1/parserBinding.ts';
-import { ParserPool, type ParserCallbacks } from '../src/http1/parserPool.ts';
+import { ParserPool, type ParserClient } from '../src/http1/parserPool.ts';
 import { ServerConnection, type ConnectionActivity, type ExchangeHandler } from '../src/http1/serverConnection.ts';
 import type { Teardownable } from './helpers/pki.ts';
 
@@ -20,8 +20,8 @@ const binding = loadHttpParser();
 /** a pool that records every parser it lends, in order */
 class RecordingPool extends ParserPool {
   readonly lent: LlhttpParser[] = [];
-  override acquire(callbacks: ParserCallbacks, maxHeaderBytes: number): LlhttpParser {
-    const p = super.acquire(callbacks, maxHeaderBytes);
+  override acquire(client: ParserClient, maxHeaderBytes: number): LlhttpParser {
+    const p = super.acquire(client, maxHeaderBytes);
     this.lent.push(p);
     return p;
   }
@@ -138,24 +138,49 @@ t.test('a parser that refused a stream reads the next connection from the start'
   t.same(s.targets, ['/good'], 'and read the new stream as a request of its own');
 });
 
+/** a parser client that records the targets of the heads it is told of */
+function recordingClient(): ParserClient & { readonly heads: string[] } {
+  const heads: string[] = [];
+  return {
+    heads,
+    onMessageBegin: () => 0,
+    onHeaders: () => undefined,
+    onHeadersComplete: (_major, _minor, _raw, _method, url) => {
+      heads.push(url ?? '');
+      return 0;
+    },
+    onBody: () => undefined,
+    onMessageComplete: () => undefined,
+  };
+}
+
 t.test('the pool keeps at most `keep` free parsers and frees the rest', async (t) => {
   const pool = new ParserPool(binding, 1);
-  const noop = (): number => 0;
-  const callbacks: ParserCallbacks = {
-    messageBegin: noop,
-    headers: noop,
-    headersComplete: noop,
-    body: noop,
-    messageComplete: noop,
-  };
-  const a = pool.acquire(callbacks, 1024);
-  const b = pool.acquire(callbacks, 1024);
+  const client = recordingClient();
+  const a = pool.acquire(client, 1024);
+  const b = pool.acquire(client, 1024);
   t.not(a, b, 'an empty pool makes a new parser');
   pool.release(a);
   pool.release(b);
   t.same(pool.free, [a], 'one kept, the other freed');
-  t.equal(a[binding.kOnHeadersComplete], a[binding.kOnBody], 'a returned parser no longer calls its last connection');
-  t.not(a[binding.kOnBody], noop);
   pool.clear();
   t.same(pool.free, []);
+});
+
+t.test('a parser reports to the client holding it, and no longer to one that gave it back', async (t) => {
+  const pool = new ParserPool(binding, 4);
+  const first = recordingClient();
+  const second = recordingClient();
+  const p = pool.acquire(first, 1024);
+  const one = Buffer.from('GET /one HTTP/1.1\r\nhost: x\r\n\r\n');
+  t.equal(p.execute(one), one.length, 'the first request parsed whole');
+  pool.release(p);
+  const again = pool.acquire(second, 1024);
+  t.equal(again, p, 'the same parser, lent again');
+  const two = Buffer.from('GET /two HTTP/1.1\r\nhost: x\r\n\r\n');
+  t.equal(again.execute(two), two.length, 'the second request parsed whole');
+  t.same(first.heads, ['/one'], 'the first client heard of its own request only');
+  t.same(second.heads, ['/two'], 'the second client heard of its own');
+  pool.release(again);
+  pool.clear();
 });

@@ -35,6 +35,11 @@ export interface Flagged {
   readonly expected: number;
 }
 
+/** where an observed flag is logged: the connection's logger, asked for only when a line is written (it is made on first use) */
+export interface LogsFor {
+  readonly log: Logger;
+}
+
 const VOLUME_WINDOW_MS = 10_000;
 const VOLUME_MIN_WINDOWS = 12;
 
@@ -74,7 +79,7 @@ export class AnomalyStage {
   }
 
   /** Count and remember one flag; in observe mode also log and audit it (block mode's refusal does that). */
-  flagged(route: string, peer: string, f: Flagged, action: 'observed' | 'blocked', log: Logger): void {
+  flagged(route: string, peer: string, f: Flagged, action: 'observed' | 'blocked', conn: LogsFor): void {
     const { listener, metrics, audit, clock, recent } = this.deps;
     metrics.payloadAnomalies.labels(listener, route, f.kind).inc();
     recent.add({
@@ -89,16 +94,16 @@ export class AnomalyStage {
     });
     if (action === 'observed') {
       // the connection's logger already names the peer (a repeated key would make the line invalid for strict JSON readers)
-      log.warn({ route, kind: f.kind, value: f.value, expected: f.expected }, 'payload anomaly observed');
+      conn.log.warn({ route, kind: f.kind, value: f.value, expected: f.expected }, 'payload anomaly observed');
       audit.record('anomaly', { listener, route, peer, kind: f.kind, value: f.value, expected: f.expected, action });
     }
   }
 
   /** The upstream accepted the request: offer its size to the models (each learns only what it judges normal) and count its volume. */
-  accepted(route: string, peer: string, bytes: number | null, log: Logger): void {
+  accepted(route: string, peer: string, bytes: number | null, conn: LogsFor): void {
     if (bytes !== null) this.sizes.learn(route, peer, bytes);
     for (const v of this.volume.record(peer, bytes ?? 0, this.deps.clock.now())) {
-      this.flagged(route, peer, { kind: v.kind, value: v.count, expected: v.expected }, 'observed', log);
+      this.flagged(route, peer, { kind: v.kind, value: v.count, expected: v.expected }, 'observed', conn);
     }
   }
 }

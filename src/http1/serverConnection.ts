@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { ErrorCode } from '../core/errors.ts';
 import { Exchange, type ClientSide } from './exchange.ts';
 import type { HttpParserBinding, LlhttpParser, ParseError } from './parserBinding.ts';
-import type { ParserCallbacks, ParserPool } from './parserPool.ts';
+import type { ParserClient, ParserPool } from './parserPool.ts';
 import { deliverInbox, PAUSE_PIPELINE, PAUSE_UPSTREAM } from './inbox.ts';
 
 /**
@@ -49,13 +49,14 @@ export interface ConnectionSettings {
 /** what kOnHeadersComplete returns to have llhttp end the message with its head and stop there, as for an upgrade */
 const SKIP_BODY_AND_PAUSE = 2;
 
-export class ServerConnection<C extends ConnectionActivity = ConnectionActivity> implements ClientSide<C> {
+export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
+  implements ClientSide<C>, ParserClient
+{
   readonly socket: Socket;
   readonly ctx: C;
   readonly handler: ExchangeHandler<C>;
   readonly binding: HttpParserBinding;
   readonly parsers: ParserPool;
-  readonly callbacks: ParserCallbacks;
   /** the parser lent by the pool while a request is being read; null while the connection waits between requests */
   parser: LlhttpParser | null = null;
   /** llhttp is inside a message (its first byte came, its end not yet) */
@@ -101,19 +102,14 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     this.settings = settings;
     this.clock = clock;
     this.headStartedMs = this.nowMs();
-    this.callbacks = {
-      messageBegin: this.onMessageBegin.bind(this),
-      headers: this.onHeaders.bind(this),
-      headersComplete: this.onHeadersComplete.bind(this) as ParserCallbacks['headersComplete'],
-      body: this.onBody.bind(this),
-      messageComplete: this.onMessageComplete.bind(this),
-    };
-    socket.on('data', this.onData.bind(this));
-    socket.on('end', this.onEnd.bind(this));
-    socket.on('close', this.onClose.bind(this));
+    // the socket's listeners are shared by every connection and find theirs on the socket: no bound functions per connection
+    (socket as Owned)[kConnection] = this;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('close', onSocketClose);
     socket.on('error', onSocketError);
-    socket.on('drain', this.onDrain.bind(this));
-    socket.setTimeout(settings.idleTimeoutMs, this.onIdle.bind(this));
+    socket.on('drain', onSocketDrain);
+    socket.setTimeout(settings.idleTimeoutMs, onSocketIdle);
   }
 
   /** a cheap monotonic reading (ms) for the headers timeout: no BigInt per request */
@@ -206,7 +202,7 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
     if (this.stopped || this.tunnelled) return;
     let data: Buffer | null = this.bodyLeft > 0 ? this.takeBody(chunk, 0) : chunk;
     while (data !== null) {
-      const r = (this.parser ??= this.parsers.acquire(this.callbacks, this.settings.maxHeaderBytes)).execute(data);
+      const r = (this.parser ??= this.parsers.acquire(this, this.settings.maxHeaderBytes)).execute(data);
       if (typeof r !== 'number') return this.parseFailed(r);
       if (this.fresh.length > 0) {
         for (const ex of this.fresh) {
@@ -499,6 +495,31 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
 }
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** the connection a client socket belongs to */
+const kConnection = Symbol('tollgate.serverConnection');
+
+type Owned = Socket & { [kConnection]: ServerConnection };
+
+function onSocketData(this: Owned, chunk: Buffer): void {
+  this[kConnection].onData(chunk);
+}
+
+function onSocketEnd(this: Owned): void {
+  this[kConnection].onEnd();
+}
+
+function onSocketClose(this: Owned): void {
+  this[kConnection].onClose();
+}
+
+function onSocketDrain(this: Owned): void {
+  this[kConnection].onDrain();
+}
+
+function onSocketIdle(this: Owned): void {
+  this[kConnection].onIdle();
+}
 
 /** a socket error ends the connection ('close' follows); the error itself needs no answer */
 function onSocketError(): void {}

@@ -16,7 +16,7 @@ import { PeerIdentityCache } from '../tls/peerIdentityCache.ts';
 import { classifyHandshakeFailure } from '../tls/handshakeFailure.ts';
 import { authorizePeer, compileAllow, type CompiledAllow } from '../policy/authz.ts';
 import type { AllowConfig } from '../config/types.ts';
-import { attachContext, contextOf, type ConnectionContext } from './connectionContext.ts';
+import { attachContext, ConnectionContext, contextOf } from './connectionContext.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import type { LiveSettable } from './liveSettings.ts';
 import { HttpService, singleUpstreamPaths } from './httpService.ts';
@@ -287,18 +287,14 @@ export function createInboundListener(deps: InboundDeps): InboundListener {
     const peer = cert === undefined ? null : identities.identityOf(cert);
     const decision = peer === null ? null : authorizePeer(allow, peer);
     const allowed = decision !== null && decision.allowed;
-    const ctx: ConnectionContext = {
-      id,
-      // the address read at accept (the TLS socket would ask the kernel again)
-      log: log.child({ conn: id, peer: peer?.display ?? null, remote: raw?.remoteAddress ?? socket.remoteAddress }),
-      peer,
-      allowed,
-      inFlight: 0,
-    };
+    // the address read at accept (the TLS socket would ask the kernel again)
+    const remote = raw?.remoteAddress ?? socket.remoteAddress;
+    const ctx = new ConnectionContext(log, { conn: id, peer: peer?.display ?? null, remote }, peer, allowed);
     attachContext(socket, ctx);
     if (allowed) {
       authzAllow.inc();
-      ctx.log.debug({ tls: socket.getProtocol(), cipher: socket.getCipher().name }, 'connection authorized');
+      if (log.isLevelEnabled('debug'))
+        ctx.log.debug({ tls: socket.getProtocol(), cipher: socket.getCipher().name }, 'connection authorized');
     } else {
       authzDeny.inc();
       const why = decision !== null && !decision.allowed ? decision.why : 'identity';

@@ -7,7 +7,7 @@ import { formatHostPort } from '../config/hostPort.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AuditSink } from '../telemetry/audit.ts';
 import { compileVerify } from '../policy/authz.ts';
-import { attachContext, type ConnectionContext } from './connectionContext.ts';
+import { attachContext, ConnectionContext } from './connectionContext.ts';
 import type { IntegrityStage } from '../integrity/integrityStage.ts';
 import type { LiveSettable } from './liveSettings.ts';
 import { rateLimiterFor } from './requestLimits.ts';
@@ -69,7 +69,7 @@ export function createOutboundListener(deps: OutboundDeps): Listener & LiveSetta
   let nextId = 0;
   const newContext = (socket: Socket): ConnectionContext => {
     const id = ++nextId;
-    const ctx: ConnectionContext = { id, log: log.child({ conn: id }), peer: null, allowed: true, inFlight: 0 };
+    const ctx = new ConnectionContext(log, { conn: id }, null, true);
     attachContext(socket, ctx);
     conns.add(socket);
     return ctx;

@@ -791,7 +791,7 @@ export class RequestPath {
       ex.peer,
       f,
       anomaly.block ? 'blocked' : 'observed',
-      (ex.host as ClientConnection).ctx.log,
+      (ex.host as ClientConnection).ctx,
     );
     if (anomaly.block) ex.anomaly = f;
     return anomaly.block;
@@ -811,7 +811,7 @@ export class RequestPath {
         this.deps.route,
         ex.peer,
         ex.bodyBytes > 0 ? ex.bodyBytes : null,
-        (ex.host as ClientConnection).ctx.log,
+        (ex.host as ClientConnection).ctx,
       );
   }
 
