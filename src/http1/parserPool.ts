@@ -100,19 +100,8 @@ function onHeaders(this: Lent, headers: string[], url: string): void {
   this[kClient].onHeaders(headers, url);
 }
 
-function onHeadersComplete(
-  this: Lent,
-  major: number,
-  minor: number,
-  rawHeaders: string[] | undefined,
-  method: number,
-  url: string | undefined,
-  status: number,
-  message: string,
-  upgrade: boolean,
-  keepAlive: boolean,
-): number {
-  return this[kClient].onHeadersComplete(major, minor, rawHeaders, method, url, status, message, upgrade, keepAlive);
+function onHeadersComplete(this: Lent, ...head: Parameters<ParserClient['onHeadersComplete']>): number {
+  return this[kClient].onHeadersComplete(...head);
 }
 
 function onBody(this: Lent, chunk: Buffer): void {
