@@ -22,7 +22,10 @@ const BASE = {
   keys: { dir: 'keys' },
 };
 
-/** The gateway example of the interface (INTERFACE.md, "Next"), verbatim. */
+/**
+ * The gateway the interface was specified with: the listener and the first route of the README's
+ * "Gateway" example, without the listener's integrity and limits.
+ */
 const INTERFACE_GATEWAY = {
   name: 'edge',
   mode: 'gateway',
