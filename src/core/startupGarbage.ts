@@ -2,7 +2,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /**
- * One memory-reducing full collection, once a thread has started. Loading ~300 modules, reading
+ * One memory-reducing full collection, once a thread has started. Loading ~230 modules, reading
  * config and certificates grow V8's young generation to its limit (`--max-semi-space-size`, 4 MiB
  * a semi-space in the image): 8 MiB of new space that stays committed and resident in an idle
  * process, with a few MiB of start-up garbage in the old generation beside it. A "last resort"
