@@ -260,7 +260,10 @@ export const DURATIONS: Record<'smoke' | 'quick' | 'full', Durations> = {
     churnTargets: ['tollgate-l7-checks', 'baseline-l7'],
   },
   full: {
-    targetWarmupMs: 2_000,
+    // the JIT of a path run once per batch, not per request (the Redis target's ioredis calls, ~800
+    // a second) is still compiling 2–8 s after start: perf put 5–12% of that target's samples in V8's
+    // compilers in a window after 2 s, ≤ 1% after 8 s (bench/README.md, "Warm-up")
+    targetWarmupMs: 8_000,
     warmupMs: 1_000,
     durationMs: 4_000,
     latencyMs: 6_000,
