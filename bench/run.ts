@@ -1,7 +1,7 @@
 /**
  * The macro benchmark: direct vs the trivial Node proxies vs tollgate vs HAProxy, on loopback.
  *
- *   npm run bench                  full (2 reps, ~15 min)
+ *   npm run bench                  full (2 reps, ~35 min)
  *   npm run bench:quick            quick (2 reps, short windows, ~3 min)
  *   node bench/run.ts [--quick] [--smoke] [--only t1,t2] [--scenarios s1,s2] [--out DIR]
  *

@@ -260,10 +260,11 @@ export const DURATIONS: Record<'smoke' | 'quick' | 'full', Durations> = {
     churnTargets: ['tollgate-l7-checks', 'baseline-l7'],
   },
   full: {
-    // the JIT of a path run once per batch, not per request (the Redis target's ioredis calls, ~800
-    // a second) is still compiling 2–8 s after start: perf put 5–12% of that target's samples in V8's
-    // compilers in a window after 2 s, ≤ 1% after 8 s (bench/README.md, "Warm-up")
-    targetWarmupMs: 8_000,
+    // a path run once per batch, not per request (the Redis target's ioredis calls, ~800 a second),
+    // reaches its steady speed late: perf put 5–12% of that target's samples in V8's compilers in a
+    // window after 2 s, and its GET per CPU-second kept rising for ~15 s of load (bench/README.md,
+    // "Warm-up"); every target gets the same, so the windows measure processes that have settled
+    targetWarmupMs: 20_000,
     warmupMs: 1_000,
     durationMs: 4_000,
     latencyMs: 6_000,
