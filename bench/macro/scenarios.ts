@@ -261,7 +261,7 @@ export const DURATIONS: Record<'smoke' | 'quick' | 'full', Durations> = {
   },
   full: {
     // a path run once per batch, not per request (the Redis target's ioredis calls, ~800 a second),
-    // reaches its steady speed late: perf put 5–12% of that target's samples in V8's compilers in a
+    // reaches its steady speed late: perf put ~7% of that target's samples in V8's compilers in a
     // window after 2 s, and its GET per CPU-second kept rising for ~15 s of load (bench/README.md,
     // "Warm-up"); every target gets the same, so the windows measure processes that have settled
     targetWarmupMs: 20_000,
