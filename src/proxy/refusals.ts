@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Counter } from 'prom-client';
 import {
   ERRORS,
   REFUSAL_BODIES,
@@ -85,7 +84,8 @@ export interface RefusalDeps {
   readonly audit: AuditSink;
 }
 
-type CounterChild = ReturnType<Counter['labels']>;
+/** a counter's series for one label set, bound once (prom-client's child or a BoundCounter's series) */
+type CounterChild = { inc(): void };
 
 export class Refusals {
   readonly deps: RefusalDeps;
@@ -179,12 +179,12 @@ export class Refusals {
 
   private count(
     cache: Map<string, CounterChild>,
-    counter: Counter<'listener' | 'reason'> | Counter<'listener' | 'result'>,
+    counter: { labels(listener: string, label: string): CounterChild },
     label: string,
   ): void {
     let child = cache.get(label);
     if (child === undefined) {
-      child = (counter as Counter<string>).labels(this.deps.listener, label);
+      child = counter.labels(this.deps.listener, label);
       cache.set(label, child);
     }
     child.inc();

@@ -1,4 +1,5 @@
-import type { Counter, Histogram } from 'prom-client';
+import type { Counter } from 'prom-client';
+import type { CounterSeries, HistogramSeries } from '../telemetry/boundSeries.ts';
 import type { Logger } from 'pino';
 import { ERRORS, REFUSAL_BODIES, type ErrorCode, type UpstreamFailureReason } from '../core/errors.ts';
 import { ALLOW, deny, type Decision } from '../core/decision.ts';
@@ -351,8 +352,6 @@ function signedNow(path: RequestPath, ex: Exchange): Decision {
 
 /* ------------------------------------------------------------------ the path */
 
-type CounterChild = ReturnType<Counter['labels']>;
-type HistogramChild = ReturnType<Histogram['labels']>;
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
 export class RequestPath {
@@ -366,10 +365,10 @@ export class RequestPath {
   readonly minBodyRate: number;
   readonly idleTimeoutMs: number;
   /** by the protocol an exchange came over, then by status class */
-  readonly requestsByClass: Record<ClientProtocol, Record<string, CounterChild>>;
-  readonly duration: HistogramChild;
-  readonly requestBytes: HistogramChild;
-  readonly responseBytes: HistogramChild;
+  readonly requestsByClass: Record<ClientProtocol, Record<string, CounterSeries>>;
+  readonly duration: HistogramSeries;
+  readonly requestBytes: HistogramSeries;
+  readonly responseBytes: HistogramSeries;
   /** what the fields sent upstream leave out, for this direction */
   readonly drops: (typeof DROPS)['inbound'];
 
@@ -393,7 +392,7 @@ export class RequestPath {
     const name = deps.listener.name;
     const route = deps.route;
     this.bucketPrefix = `${name}:${route}:`;
-    const byClass = (protocol: ClientProtocol): Record<string, CounterChild> =>
+    const byClass = (protocol: ClientProtocol): Record<string, CounterSeries> =>
       Object.fromEntries(STATUS_CLASSES.map((c) => [c, deps.metrics.requests.labels(name, route, c, protocol)]));
     this.requestsByClass = { 'http/1.1': byClass('http/1.1'), h2: byClass('h2') };
     this.duration = deps.metrics.requestDuration.labels(name, route);

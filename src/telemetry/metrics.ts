@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, registerRuntimeMetrics, type Registry } from './promClient.ts';
+import { BoundCounter, BoundHistogram } from './boundSeries.ts';
 
 /**
  * Every tollgate metric, its type and label set, in one place (README.md's "Metrics and admin" lists them).
@@ -47,13 +48,13 @@ export interface Metrics {
   readonly connectionsActive: Gauge<'listener'>;
   readonly connectionsDropped: Counter<'listener' | 'reason'>;
   readonly authzDecisions: Counter<'listener' | 'decision'>;
-  readonly requests: Counter<'listener' | 'route' | 'status_class'>;
-  readonly requestDuration: Histogram<'listener' | 'route'>;
-  readonly signatureChecks: Counter<'listener' | 'result'>;
+  readonly requests: BoundCounter<'listener' | 'route' | 'status_class' | 'protocol'>;
+  readonly requestDuration: BoundHistogram<'listener' | 'route'>;
+  readonly signatureChecks: BoundCounter<'listener' | 'result'>;
   readonly replayCacheEntries: Gauge<string>;
   readonly keyRingReloads: Counter<'result'>;
   readonly keyRingKeys: Gauge<string>;
-  readonly payloadBytes: Histogram<'listener' | 'route' | 'direction'>;
+  readonly payloadBytes: BoundHistogram<'listener' | 'route' | 'direction'>;
   readonly payloadAnomalies: Counter<'listener' | 'route' | 'kind'>;
   readonly upstreamErrors: Counter<'listener' | 'reason'>;
   /** HTTP connections that became tunnels after an accepted Upgrade (WebSocket), by listener */
@@ -142,20 +143,20 @@ export function createMetrics(registry: Registry): Metrics {
       labelNames: ['listener', 'decision'] as const,
       registers,
     }),
-    requests: new Counter({
+    requests: new BoundCounter({
       name: 'tollgate_requests_total',
       help: 'HTTP requests by listener, route, status class and the protocol they came over (http/1.1, h2)',
       labelNames: ['listener', 'route', 'status_class', 'protocol'] as const,
       registers,
     }),
-    requestDuration: new Histogram({
+    requestDuration: new BoundHistogram({
       name: 'tollgate_request_duration_seconds',
       help: 'Time from request headers to the end of the response',
       labelNames: ['listener', 'route'] as const,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
-    signatureChecks: new Counter({
+    signatureChecks: new BoundCounter({
       name: 'tollgate_signature_checks_total',
       help: 'HTTP message signature checks by result',
       labelNames: ['listener', 'result'] as const,
@@ -183,7 +184,7 @@ export function createMetrics(registry: Registry): Metrics {
       aggregator: 'max',
       registers,
     }),
-    payloadBytes: new Histogram({
+    payloadBytes: new BoundHistogram({
       name: 'tollgate_payload_bytes',
       help: 'Request and response body sizes',
       labelNames: ['listener', 'route', 'direction'] as const,
