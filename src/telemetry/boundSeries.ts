@@ -8,7 +8,7 @@ import type { Registry } from 'prom-client';
  * prom-client's labelled child does more per call: it rebuilds the label hash string, validates
  * the labels, looks the series up in an object keyed by that string, and, for a histogram, makes
  * a label/value pair and looks the bucket up by its bound as a property name. That is ~1.3 µs for
- * a request's one count and three observations (bench/README.md, "Metrics").
+ * a request's one count and three observations, against 0.03 µs here (bench/metrics-cost.ts).
  *
  * They register with prom-client's Registry like its own metrics, and `get()` returns the same
  * shape (values, metric names, label order, `aggregator`), so /metrics, the workers' aggregate
