@@ -48,9 +48,8 @@ export interface ClientSide<C = unknown> extends ExchangeHost {
   write(data: Buffer | string): boolean;
   /** trailer fields after the body (HTTP/2 passes them on; HTTP/1.1 drops them) */
   trailers(fields: Readonly<Record<string, string | string[]>>): void;
-  /** parts written between cork and uncork leave together */
-  cork(): void;
-  uncork(): void;
+  /** parts that leave together (what one read of the upstream produced), in order; false as `write` says it */
+  writeParts(parts: ReadonlyArray<Buffer | string>): boolean;
   /** called once when the client can take more (after a write returned false) */
   onWritable: (() => void) | null;
   draining(): boolean;

@@ -49,6 +49,9 @@ export interface ConnectionSettings {
 /** what kOnHeadersComplete returns to have llhttp end the message with its head and stop there, as for an upgrade */
 const SKIP_BODY_AND_PAUSE = 2;
 
+/** the most writeParts joins into one buffer: a TLS record's plaintext */
+const JOIN_BYTES = 16 * 1024;
+
 export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
   implements ClientSide<C>, ParserClient
 {
@@ -364,12 +367,23 @@ export class ServerConnection<C extends ConnectionActivity = ConnectionActivity>
   /** HTTP/1.1 carries no trailers tollgate passes on (a chunked response's trailer section is not relayed) */
   trailers(): void {}
 
-  cork(): void {
+  /**
+   * Parts that leave together: up to JOIN_BYTES joined into one buffer and written once, more
+   * than that corked. Several parts written corked reach a TLS socket as a writev, for which Node
+   * allocates twice (a store for the strings, then one buffer of the whole, which TLS encrypts as
+   * one record) and builds an array of the parts; for a small response (a head and a short body)
+   * that costs more than the copy here.
+   */
+  writeParts(parts: ReadonlyArray<Buffer | string>): boolean {
+    if (parts.length === 1) return this.write(parts[0]!);
+    if (this.closed) return true;
+    const joined = joinedSmall(parts);
+    if (joined !== null) return this.socket.write(joined);
     this.socket.cork();
-  }
-
-  uncork(): void {
+    let ok = true;
+    for (const part of parts) ok = this.write(part);
     this.socket.uncork();
+    return ok;
   }
 
   /** a response under way that cannot be finished: the connection is cut */
@@ -523,3 +537,14 @@ function onSocketIdle(this: Owned): void {
 
 /** a socket error ends the connection ('close' follows); the error itself needs no answer */
 function onSocketError(): void {}
+
+/** `parts` as one buffer (strings as latin1, as `write` sends them), or null when they add up to more than JOIN_BYTES */
+function joinedSmall(parts: ReadonlyArray<Buffer | string>): Buffer | null {
+  let size = 0;
+  for (const part of parts) size += part.length;
+  if (size > JOIN_BYTES) return null;
+  const joined = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const part of parts) at += typeof part === 'string' ? joined.write(part, at, 'latin1') : part.copy(joined, at);
+  return joined;
+}

@@ -341,10 +341,7 @@ export class UpstreamConnection implements UpstreamLink {
     if (client === null) return;
     const ex = this.ex!;
     if (this.finalHead) ex.responded = true;
-    client.cork();
-    let ok = true;
-    for (const part of out) ok = client.write(part);
-    client.uncork();
+    const ok = client.writeParts(out);
     if (!ok && !this.complete) {
       // the client reads slower than the upstream sends: stop reading the upstream until it drains
       this.socket.pause();

@@ -155,9 +155,11 @@ export class H2ServerStream<C extends ConnectionActivity = ConnectionActivity> i
   }
 
   /** frames go out as the session writes them: nothing to gather */
-  cork(): void {}
-
-  uncork(): void {}
+  writeParts(parts: ReadonlyArray<Buffer | string>): boolean {
+    let ok = true;
+    for (const part of parts) ok = this.write(part);
+    return ok;
+  }
 
   onDrain(): void {
     const resume = this.onWritable;

@@ -292,11 +292,7 @@ export class H2Link implements UpstreamLink {
     ex.responseBytes += chunk.length;
     let ok: boolean;
     if (this.rechunk) {
-      client.cork();
-      client.write(`${chunk.length.toString(16)}\r\n`);
-      client.write(chunk);
-      ok = client.write('\r\n');
-      client.uncork();
+      ok = client.writeParts([`${chunk.length.toString(16)}\r\n`, chunk, '\r\n']);
     } else ok = client.write(chunk);
     if (!ok) {
       // the client reads slower than the upstream sends: the stream's window closes until it drains
