@@ -141,10 +141,22 @@ export class UpstreamConnection implements UpstreamLink {
     this.bodyLeft = 0;
     ex.upstream = this;
     ex.forwarded = true;
-    this.socket.cork();
-    this.socket.write(head, 'latin1');
-    if (body !== null) for (const chunk of body) this.socket.write(chunk);
-    this.socket.uncork();
+    if (body !== null && body.length > 0) {
+      this.socket.cork();
+      this.socket.write(head, 'latin1');
+      for (const chunk of body) this.socket.write(chunk);
+      this.socket.uncork();
+    } else if (framing === 'none' || this.requestSent) {
+      this.socket.write(head, 'latin1');
+    } else {
+      // the body streams after the head: the head is held corked and leaves with the body bytes read
+      // in this same turn (flush), in one write, not two
+      this.corked = true;
+      this.corkedBytes = head.length;
+      this.socket.cork();
+      this.socket.write(head, 'latin1');
+      this.flush();
+    }
   }
 
   /* ------------------------------------------------------------------ request body */
