@@ -114,9 +114,10 @@ t.test('what prom-client refuses is refused', (t) => {
   t.throws(() => h.labels().observe(Number.NaN), TypeError);
   t.throws(() => h.labels().observe(-Infinity), TypeError);
   t.throws(
-    () => new BoundHistogram({ name: 'w', help: 'w', labelNames: [], buckets: [1, 1], registers: [] }),
+    () => new BoundHistogram({ name: 'w', help: 'w', labelNames: [], buckets: [1, 1], registers: [registry] }),
     /distinct finite/,
   );
+  t.equal(registry.getSingleMetric('w'), undefined, 'a histogram refused for its buckets is not registered');
   t.throws(
     () => new BoundCounter({ name: 'z_total', help: 'again', labelNames: [], registers: [registry] }),
     /already been registered/,

@@ -138,10 +138,11 @@ export class BoundHistogram<T extends string = string> extends BoundMetric<T, Hi
   constructor(
     config: { name: string; help: string; labelNames: readonly T[]; buckets: readonly number[] } & Registers,
   ) {
-    super(config);
+    // checked before super() registers the metric: a bad table leaves nothing registered
     const sorted = [...config.buckets].sort((a, b) => a - b);
     if (sorted.some((b, i) => !Number.isFinite(b) || b === sorted[i - 1]))
       throw new Error(`${config.name}: buckets must be distinct finite numbers`);
+    super(config);
     this.bounds = Float64Array.from(sorted);
   }
 
