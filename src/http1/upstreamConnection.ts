@@ -146,14 +146,12 @@ export class UpstreamConnection implements UpstreamLink {
       this.socket.write(head, 'latin1');
       for (const chunk of body) this.socket.write(chunk);
       this.socket.uncork();
-    } else if (framing === 'none' || this.requestSent) {
+    } else if (this.requestSent) {
       this.socket.write(head, 'latin1');
     } else {
       // the body streams after the head: the head is held corked and leaves with the body bytes read
       // in this same turn (flush), in one write, not two
-      this.corked = true;
-      this.corkedBytes = head.length;
-      this.socket.cork();
+      this.hold(head.length);
       this.socket.write(head, 'latin1');
       this.flush();
     }
@@ -167,11 +165,7 @@ export class UpstreamConnection implements UpstreamLink {
    */
   data(chunk: Buffer): void {
     if (this.ex === null || this.dead || chunk.length === 0) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-    }
-    this.corkedBytes += chunk.length;
+    this.hold(chunk.length);
     if (this.requestChunked) {
       this.socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
       this.socket.write(chunk);
@@ -179,6 +173,15 @@ export class UpstreamConnection implements UpstreamLink {
     } else {
       this.socket.write(chunk);
     }
+  }
+
+  /** what is written next is held in the corked socket until flushNow */
+  private hold(bytes: number): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+    }
+    this.corkedBytes += bytes;
   }
 
   /** BodyReader: a read's chunks are all there; they go out at the end of this turn (or now, when there are many) */
