@@ -22,8 +22,14 @@ import { contentDigestOf, DigestCheck, parseContentDigest } from '../src/integri
 import { keyRingFromEntries } from '../src/integrity/keyRing.ts';
 import { createReplayCache } from '../src/integrity/replayCache.ts';
 import { HeaderIndex, signatureBase, type MessageView } from '../src/integrity/signatureBase.ts';
-import { signRequest } from '../src/integrity/signer.ts';
-import { parseDictionary, type InnerList } from '../src/integrity/structuredFields.ts';
+import { signRequest, SignatureTemplates } from '../src/integrity/signer.ts';
+import {
+  parseDictionary,
+  serializeDictionary,
+  serializeInnerList,
+  sf,
+  type InnerList,
+} from '../src/integrity/structuredFields.ts';
 import { verifyRequest, type SignatureProfile, type VerifierDeps } from '../src/integrity/verifier.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -386,6 +392,63 @@ t.test('signRequest with created and nonce fixed writes the exact profile member
   const msg = testRequest(['Signature-Input', fields.signatureInput, 'Signature', fields.signature]);
   t.match(verifyRequest(msg, true, deps({ now: CREATED + 1 })), { ok: true, keyId: KEY_ID, label: 'tollgate' });
 });
+
+t.test(
+  "the signer's kept Signature-Input text is what the structured-fields serializer writes, for every set of content fields",
+  async (t) => {
+    const templates = new SignatureTemplates();
+    const content: Array<readonly [string, string]> = [
+      ['Content-Digest', `sha-256=:${SHA256_BODY}:`],
+      ['Content-Type', 'application/json'],
+      ['Content-Length', '18'],
+    ];
+    const cases: Array<{ keyId: string; tag: string; nonce: string }> = [
+      { keyId: KEY_ID, tag: 'tollgate', nonce: 'n-0001' },
+      { keyId: KEY_ID, tag: 'tollgate', nonce: 'AAECAwQFBgcICQoLDA0ODw' },
+      // a nonce and a key id the serializer must escape; then the first key again (the cache starts afresh)
+      { keyId: 'key "two" \\ b', tag: 'edge-tag', nonce: 'quote " and \\ backslash' },
+      { keyId: KEY_ID, tag: 'tollgate', nonce: 'n-0003' },
+    ];
+    for (const c of cases)
+      for (let present = 0; present < 8; present++) {
+        const raw = ['Host', 'example.com'];
+        const names: string[] = [];
+        content.forEach(([name, value], i) => {
+          if ((present & (1 << i)) === 0) return;
+          raw.push(name, value);
+          names.push(name.toLowerCase());
+        });
+        const msg = view('/foo?a=1', raw, present === 0 ? 'GET' : 'POST');
+        const options = { keyId: c.keyId, key: createSecretKey(SECRET), tag: c.tag, created: CREATED, nonce: c.nonce };
+        const kept = signRequest(msg, { ...options, templates });
+        const expected = sf.innerList(
+          ['@method', '@authority', '@path', '@query', ...names].map((n) => sf.item(sf.string(n))),
+          [
+            ['created', sf.integer(CREATED)],
+            ['nonce', sf.string(c.nonce)],
+            ['keyid', sf.string(c.keyId)],
+            ['alg', sf.string('hmac-sha256')],
+            ['tag', sf.string(c.tag)],
+          ],
+        );
+        const what = `${c.keyId}/${c.nonce}, content fields ${names.join(',') || 'none'}`;
+        t.equal(kept.signatureInput, `tollgate=${serializeInnerList(expected)}`, `Signature-Input, ${what}`);
+        t.equal(
+          kept.signature,
+          serializeDictionary(
+            new Map([
+              [
+                'tollgate',
+                sf.item(sf.bytes(createHmac('sha256', SECRET).update(signatureBase(msg, expected), 'latin1').digest())),
+              ],
+            ]),
+          ),
+          `Signature over the base of that member, ${what}`,
+        );
+        t.same(signRequest(msg, options), kept, `the same without kept templates, ${what}`);
+      }
+  },
+);
 
 t.test('the profile vector is refused outside its time window and with a flipped MAC bit', async (t) => {
   const vec = PROFILE_VECTORS[1]!;

@@ -7,7 +7,7 @@ import type { IntegrityStage } from './integrityStage.ts';
 import { keyRingFromEntries, loadKeyRing, watchKeyRing, type KeyRing, type KeyRingWatcher } from './keyRing.ts';
 import { createReplayCache, type ReplayCache } from './replayCache.ts';
 import { MacKeys } from './hmac.ts';
-import { NonceSource } from './signer.ts';
+import { NonceSource, SignatureTemplates } from './signer.ts';
 
 /**
  * What message integrity needs at runtime, built once per sidecar: the watched key ring
@@ -126,6 +126,7 @@ function integrityFor(
           keys,
           macs,
           nonces: new NonceSource(),
+          templates: new SignatureTemplates(),
           tag: p.tag,
           maxBufferedBytes: p.maxBufferedBytes,
         };

@@ -1,6 +1,6 @@
 import type { BodyMode } from '../config/types.ts';
 import type { VerifierDeps } from './verifier.ts';
-import type { NonceSource } from './signer.ts';
+import type { NonceSource, SignatureTemplates } from './signer.ts';
 import type { KeyRing } from './keyRing.ts';
 import type { MacKeys } from './hmac.ts';
 
@@ -18,6 +18,7 @@ export type IntegrityStage =
       readonly keys: () => KeyRing;
       readonly macs: MacKeys;
       readonly nonces: NonceSource;
+      readonly templates: SignatureTemplates;
       readonly tag: string;
       readonly maxBufferedBytes: number;
     };

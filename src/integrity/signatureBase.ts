@@ -97,9 +97,18 @@ function malformed(detail: string): TollgateError {
 
 /** Build the base for the covered components of one Signature-Input member (its inner list and parameters). */
 export function signatureBase(msg: MessageView, covered: InnerList): string {
+  return signatureBaseOf(msg, covered.items, signatureParams(covered));
+}
+
+/**
+ * The same base from the covered items and the `@signature-params` value already serialized:
+ * for a signer that writes that text itself (integrity/signer.ts), which must be exactly
+ * `serializeInnerList` of the items with their parameters.
+ */
+export function signatureBaseOf(msg: MessageView, items: readonly Item[], params: string): string {
   let base = '';
   const seen: string[] = [];
-  for (const item of covered.items) {
+  for (const item of items) {
     const id = componentIdentity(item);
     if (seen.includes(id)) throw malformed(`component ${serializeItem(item)} is covered twice`);
     seen.push(id);
@@ -108,7 +117,7 @@ export function signatureBase(msg: MessageView, covered: InnerList): string {
     assertPrintableAscii(value);
     base += `${identifier(item)}: ${value}\n`;
   }
-  return base + `"@signature-params": ${signatureParams(covered)}`;
+  return base + `"@signature-params": ${params}`;
 }
 
 /**

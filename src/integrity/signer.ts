@@ -1,9 +1,10 @@
 import { createHmac, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
-import { signatureBase, type MessageView } from './signatureBase.ts';
+import { signatureBaseOf, type MessageView } from './signatureBase.ts';
 import {
   parseDictionary,
-  serializeDictionary,
+  serializeBareItem,
   serializeInnerList,
+  serializeParameters,
   sf,
   type BareItem,
   type Item,
@@ -28,6 +29,8 @@ export interface SignerOptions {
   readonly nonces?: NonceSource;
   /** prepared HMAC keys (faster than createHmac per message); without it, createHmac */
   readonly macs?: MacKeys;
+  /** the Signature-Input text kept between messages; without it, made for each message */
+  readonly templates?: SignatureTemplates;
 }
 
 export interface SignatureFields {
@@ -63,19 +66,69 @@ export class NonceSource {
 const ALWAYS = ['@method', '@authority', '@path', '@query'];
 const WHEN_PRESENT = ['content-digest', 'content-type', 'content-length'];
 
-export function signRequest(msg: MessageView, options: SignerOptions): SignatureFields {
-  const components = [...ALWAYS, ...WHEN_PRESENT.filter((name) => msg.headers.has(name))];
-  const covered = sf.innerList(
-    components.map((name) => sf.item(sf.string(name))),
-    [
-      ['created', sf.integer(options.created)],
-      ['nonce', sf.string(options.nonce ?? options.nonces?.next() ?? randomBytes(NONCE_BYTES).toString('base64url'))],
-      ['keyid', sf.string(options.keyId)],
+/**
+ * What tollgate's Signature-Input member keeps from one request to the next, for one key id, tag
+ * and set of present content fields: the covered items, and the serialized text around the two
+ * parameters that change (created, nonce):
+ *
+ *   ("@method" … "content-digest");created=<n>;nonce="<s>";keyid="<id>";alg="hmac-sha256";tag="<t>"
+ *   '------------- head -------------------'               '------------- tail ----------------'
+ *
+ * Both are made by the structured-fields serializer, so head + created + nonce + tail is exactly
+ * `serializeInnerList` of the whole member (test/signature-vectors.test.ts compares them).
+ */
+interface SignatureTemplate {
+  readonly items: readonly Item[];
+  /** the inner list and `;created=` */
+  readonly head: string;
+  /** `;keyid=…;alg=…;tag=…` */
+  readonly tail: string;
+}
+
+function templateFor(keyId: string, tag: string, present: number): SignatureTemplate {
+  const names = [...ALWAYS, ...WHEN_PRESENT.filter((_, i) => (present & (1 << i)) !== 0)];
+  const items = names.map((name) => sf.item(sf.string(name)));
+  const list = serializeInnerList(sf.innerList(items));
+  const params = serializeParameters(
+    new Map<string, BareItem>([
+      ['keyid', sf.string(keyId)],
       ['alg', sf.string(ALGORITHM)],
-      ['tag', sf.string(options.tag)],
-    ] as ReadonlyArray<readonly [string, BareItem]>,
+      ['tag', sf.string(tag)],
+    ]),
   );
-  const base = signatureBase(msg, covered);
+  return { items, head: `${list};created=`, tail: params };
+}
+
+/**
+ * The templates of one signing stage, made on first use: one per set of present content fields
+ * (eight at most) for the stage's key id and tag; a different key id or tag starts afresh.
+ */
+export class SignatureTemplates {
+  #keyId = '';
+  #tag = '';
+  #byPresent: Array<SignatureTemplate | undefined> = [];
+
+  for(keyId: string, tag: string, present: number): SignatureTemplate {
+    if (keyId !== this.#keyId || tag !== this.#tag) {
+      this.#keyId = keyId;
+      this.#tag = tag;
+      this.#byPresent = [];
+    }
+    return (this.#byPresent[present] ??= templateFor(keyId, tag, present));
+  }
+}
+
+export function signRequest(msg: MessageView, options: SignerOptions): SignatureFields {
+  const headers = msg.headers;
+  let present = 0;
+  for (let i = 0; i < WHEN_PRESENT.length; i++) if (headers.has(WHEN_PRESENT[i]!)) present |= 1 << i;
+  const template =
+    options.templates === undefined
+      ? templateFor(options.keyId, options.tag, present)
+      : options.templates.for(options.keyId, options.tag, present);
+  const nonce = options.nonce ?? options.nonces?.next() ?? randomBytes(NONCE_BYTES).toString('base64url');
+  const params = `${template.head}${serializeBareItem(sf.integer(options.created))};nonce=${serializeBareItem(sf.string(nonce))}${template.tail}`;
+  const base = signatureBaseOf(msg, template.items, params);
   const mac =
     options.macs === undefined
       ? createHmac('sha256', options.key).update(base, 'latin1').digest()
@@ -83,8 +136,9 @@ export function signRequest(msg: MessageView, options: SignerOptions): Signature
   const label = freeLabel(msg);
   return {
     label,
-    signatureInput: `${label}=${serializeInnerList(covered)}`,
-    signature: serializeDictionary(new Map<string, Item>([[label, sf.item(sf.bytes(mac))]])),
+    signatureInput: `${label}=${params}`,
+    // the one member `label=:<base64>:`: a label is a key (freeLabel), the MAC a byte sequence
+    signature: `${label}=:${mac.toString('base64')}:`,
   };
 }
 

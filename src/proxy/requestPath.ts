@@ -838,6 +838,7 @@ export class RequestPath {
       key,
       macs: stage.macs,
       nonces: stage.nonces,
+      templates: stage.templates,
       tag: stage.tag,
       created: Math.floor(this.deps.clock.now() / 1000),
     });
