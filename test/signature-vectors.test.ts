@@ -833,6 +833,16 @@ t.test('a repeated singleton field is refused (two Content-Type lines)', async (
   );
 });
 
+t.test('a covered value is printable ASCII, space or tab; every other character is refused', async (t) => {
+  t.equal(lineFor(view('/', ['X-V', 'a\tb ~!']), '"x-v"'), '"x-v": a\tb ~!', 'tab, space and 0x7E are kept');
+  for (const c of ['\x00', '\x08', '\n', '\x0b', '\r', '\x1f', '\x7f', '\x80', '\xff'])
+    t.equal(
+      refusal(t, () => lineFor(view('/', ['X-V', `a${c}b`]), '"x-v"')),
+      'ERR_SIG_MALFORMED',
+      `0x${c.charCodeAt(0).toString(16)} inside a value`,
+    );
+});
+
 t.test('a non-ASCII field value is refused plainly but can be covered with ;bs', async (t) => {
   // Node hands header bytes over as latin1 strings: "café" in UTF-8 is "cafÃ©"
   const msg = view('/', ['X-Name', Buffer.from('café', 'utf8').toString('latin1')]);

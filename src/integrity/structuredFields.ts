@@ -234,8 +234,9 @@ class Parser {
         value = this.bareItem();
         if (value === TRUE) this.canonical = false; // serialized as the bare key
       }
-      if (params.has(key)) this.canonical = false; // serialized once, with the last value
+      const size = params.size;
       params.set(key, value);
+      if (params.size === size) this.canonical = false; // a repeated key: serialized once, with the last value
     }
     return params;
   }
@@ -436,8 +437,10 @@ export function parseDictionary(input: string, options?: DictionaryOptions): Dic
     } else {
       member = { kind: 'item', value: TRUE, params: p.params() };
     }
-    if (rejectDuplicates && dict.has(key)) throw new StructuredFieldError(`duplicate dictionary key "${key}"`, keyAt);
+    const size = dict.size;
     dict.set(key, member); // a repeated key keeps its first position and takes the last value
+    if (rejectDuplicates && dict.size === size)
+      throw new StructuredFieldError(`duplicate dictionary key "${key}"`, keyAt);
   } while (p.nextMember());
   return dict;
 }
