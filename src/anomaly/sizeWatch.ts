@@ -21,32 +21,38 @@ export interface SizeDecision extends SizeJudgement {
 export class SizeWatch {
   readonly options: SizeWatchOptions;
   private readonly routes = new Map<string, SizeModel>();
-  private readonly peers = new Map<string, SizeModel>();
+  /**
+   * route → peer identity → model. Two levels, not one key made of both: a key made per request is
+   * a new string, hashed on every lookup; the route and identity strings live as long as their
+   * listener and connection and keep their hash.
+   */
+  private readonly peers = new Map<string, Map<string, SizeModel>>();
+  private tracked = 0;
 
   constructor(options: SizeWatchOptions) {
     this.options = options;
   }
 
   get trackedPeers(): number {
-    return this.peers.size;
+    return this.tracked;
   }
 
   judge(route: string, peer: string, bytes: number): SizeDecision {
-    const own = this.peers.get(peerKey(route, peer));
+    const own = this.peers.get(route)?.get(peer);
     if (own !== undefined && own.learned) return { ...own.judge(bytes), by: 'peer' };
     return { ...this.route(route).judge(bytes), by: 'route' };
   }
 
   /** the typical size for this peer on this route, from the model that judges it (NaN while nothing has learned) */
   typicalSize(route: string, peer: string): number {
-    const own = this.peers.get(peerKey(route, peer));
+    const own = this.peers.get(route)?.get(peer);
     if (own !== undefined && own.learned) return own.typicalSize();
     return this.route(route).typicalSize();
   }
 
   /** the largest normal size for this peer on this route (Infinity while nothing has learned) */
   upperBound(route: string, peer: string): number {
-    const own = this.peers.get(peerKey(route, peer));
+    const own = this.peers.get(route)?.get(peer);
     if (own !== undefined && own.learned) return own.upperBound();
     return this.route(route).upperBound();
   }
@@ -59,12 +65,14 @@ export class SizeWatch {
    */
   learn(route: string, peer: string, bytes: number): void {
     learnIfNormal(this.route(route), bytes);
-    const key = peerKey(route, peer);
-    let own = this.peers.get(key);
+    let byPeer = this.peers.get(route);
+    let own = byPeer?.get(peer);
     if (own === undefined) {
-      if (this.peers.size >= this.options.maxTrackedPeers) return;
+      if (this.tracked >= this.options.maxTrackedPeers) return;
       own = new SizeModel(this.options.minSamples, this.options.threshold);
-      this.peers.set(key, own);
+      if (byPeer === undefined) this.peers.set(route, (byPeer = new Map()));
+      byPeer.set(peer, own);
+      this.tracked += 1;
     }
     learnIfNormal(own, bytes);
   }
@@ -82,8 +90,4 @@ export class SizeWatch {
 function learnIfNormal(model: SizeModel, bytes: number): void {
   const { verdict } = model.judge(bytes);
   if (verdict === 'learning' || verdict === 'normal') model.learn(bytes);
-}
-
-function peerKey(route: string, peer: string): string {
-  return `${route}\u0000${peer}`;
 }
