@@ -19,16 +19,49 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'http2-settings',
 ]);
 
-/** the lengths of those names: a field of another length is not one of them, without lowercasing it */
-const HOP_BY_HOP_LENGTHS: readonly boolean[] = (() => {
-  const lengths: boolean[] = [];
-  for (const name of HOP_BY_HOP) lengths[name.length] = true;
-  return lengths;
-})();
+/**
+ * Lowercase names by their length, so a received name is compared only with those of its length,
+ * character by character: no lowercased copy of it and no hash of it (a name llhttp hands over is
+ * a new string each time, and a set would hash it on every lookup).
+ */
+function byLength(names: Iterable<string>): ReadonlyArray<readonly string[] | undefined> {
+  const table: string[][] = [];
+  for (const name of names) (table[name.length] ??= []).push(name);
+  return table;
+}
+
+/**
+ * `name` equals `lower` (a lowercase name) but for the case of its letters: where `lower` has a
+ * letter, `name` may have it in either case (`c | 0x20`); anywhere else the same character. Exact
+ * for any string, not only for the token characters llhttp lets into a name.
+ */
+function sameName(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    const c = name.charCodeAt(i);
+    const l = lower.charCodeAt(i);
+    if (c !== l && ((c | 0x20) !== l || l < 0x61 || l > 0x7a)) return false;
+  }
+  return true;
+}
+
+/** A field name (any case) is `lower`, a lowercase name. */
+export function isName(name: string, lower: string): boolean {
+  return name.length === lower.length && sameName(name, lower);
+}
+
+/** one of `table`'s names, in any case */
+function inTable(table: ReadonlyArray<readonly string[] | undefined>, name: string): boolean {
+  const candidates = table[name.length];
+  if (candidates === undefined) return false;
+  for (const lower of candidates) if (sameName(name, lower)) return true;
+  return false;
+}
+
+const HOP_BY_HOP_BY_LENGTH = byLength(HOP_BY_HOP);
 
 /** A hop-by-hop field name (any case). */
 export function isHopByHop(name: string): boolean {
-  return HOP_BY_HOP_LENGTHS[name.length] === true && HOP_BY_HOP.has(name.toLowerCase());
+  return inTable(HOP_BY_HOP_BY_LENGTH, name);
 }
 
 export const PEER_HEADER = 'x-tollgate-peer';
@@ -41,7 +74,7 @@ export const PEER_HEADER = 'x-tollgate-peer';
 export function connectionTokens(raw: readonly string[]): Set<string> | null {
   let tokens: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== 'connection') continue;
+    if (!isName(raw[i]!, 'connection')) continue;
     const value = raw[i + 1]!;
     if (value.length <= 10 && isHopByHopOrOption(value.trim().toLowerCase())) continue;
     for (const t of value.split(',')) {
@@ -54,25 +87,23 @@ export function connectionTokens(raw: readonly string[]): Set<string> | null {
   return tokens;
 }
 
-/** A set of lowercase field names that also knows their lengths (most fields are ruled out without lowercasing). */
+/** A set of lowercase field names, asked about names in any case (compared by length first, without lowercasing). */
 export class NameSet {
   readonly names: ReadonlySet<string>;
-  readonly lengths: readonly boolean[];
+  readonly byLength: ReadonlyArray<readonly string[] | undefined>;
   constructor(names: readonly string[]) {
     this.names = new Set(names);
-    const lengths: boolean[] = [];
-    for (const n of names) lengths[n.length] = true;
-    this.lengths = lengths;
+    this.byLength = byLength(this.names);
   }
 
   has(name: string): boolean {
-    return this.lengths[name.length] === true && this.names.has(name.toLowerCase());
+    return inTable(this.byLength, name);
   }
 }
 
 /** connection options that are not field names, and the hop-by-hop names */
 function isHopByHopOrOption(token: string): boolean {
-  return token === 'close' || HOP_BY_HOP.has(token);
+  return token === 'close' || inTable(HOP_BY_HOP_BY_LENGTH, token);
 }
 
 /** What a request head says about its framing and its intent, read in one pass over its fields. */
@@ -111,23 +142,22 @@ export function requestFraming(raw: readonly string[]): RequestFraming {
     // the first letter and the length pick the few names of interest without lowercasing every name
     const c = name.charCodeAt(0) | 0x20;
     if (c === 0x63 /* c */) {
-      if (name.length === 14 && name.toLowerCase() === 'content-length') f.contentLength = Number(raw[i + 1]);
-      else if (name.length === 14 && name.toLowerCase() === 'content-digest')
+      if (isName(name, 'content-length')) f.contentLength = Number(raw[i + 1]);
+      else if (isName(name, 'content-digest'))
         f.contentDigest = f.contentDigest === null ? raw[i + 1]! : `${f.contentDigest}, ${raw[i + 1]}`;
-      else if (name.length === 12 && name.toLowerCase() === 'content-type') f.grpc = isGrpcContentType(raw[i + 1]!);
+      else if (isName(name, 'content-type')) f.grpc = isGrpcContentType(raw[i + 1]!);
     } else if (c === 0x74 /* t */) {
-      if (name.length === 17 && name.toLowerCase() === 'transfer-encoding')
+      if (isName(name, 'transfer-encoding'))
         f.transferEncoding = f.transferEncoding === '' ? raw[i + 1]! : `${f.transferEncoding}, ${raw[i + 1]}`;
     } else if (c === 0x68 /* h */) {
-      if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (isName(name, 'host')) {
         f.hosts += 1;
         f.host = raw[i + 1]!;
       }
     } else if (c === 0x65 /* e */) {
-      if (name.length === 6 && name.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue')
-        f.expectContinue = true;
+      if (isName(name, 'expect') && raw[i + 1]!.trim().toLowerCase() === '100-continue') f.expectContinue = true;
     } else if (c === 0x75 /* u */) {
-      if (name.length === 7 && name.toLowerCase() === 'upgrade') f.upgrade = raw[i + 1]!.trim().toLowerCase();
+      if (isName(name, 'upgrade')) f.upgrade = raw[i + 1]!.trim().toLowerCase();
     }
   }
   return f;
@@ -176,8 +206,7 @@ export function forwardedList(raw: readonly string[], drop: NameSet | null): str
 
 /** The first value of a field (`lowerName` lowercased), or '' when it is absent. */
 export function fieldValue(raw: readonly string[], lowerName: string): string {
-  for (let i = 0; i < raw.length; i += 2)
-    if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) return raw[i + 1]!;
+  for (let i = 0; i < raw.length; i += 2) if (isName(raw[i]!, lowerName)) return raw[i + 1]!;
   return '';
 }
 

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { TollgateError } from '../core/errors.ts';
 import type { BodyReader, ClientSide, Exchange } from './exchange.ts';
-import { fieldValue, forwardedFields, onlyChunked } from './fields.ts';
+import { fieldValue, forwardedFields, isName, onlyChunked } from './fields.ts';
 import { STRICT, type HttpParserBinding, type LlhttpParser, type ParseError } from './parserBinding.ts';
 import { PAUSE_UPSTREAM } from './inbox.ts';
 
@@ -264,9 +264,8 @@ export class UpstreamConnection implements UpstreamLink {
     let length = -1;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
-      if (n.length === 17 && n.toLowerCase() === 'transfer-encoding')
-        te = te === '' ? raw[i + 1]! : `${te}, ${raw[i + 1]}`;
-      else if (n.length === 14 && n.toLowerCase() === 'content-length') length = Number(raw[i + 1]);
+      if (isName(n, 'transfer-encoding')) te = te === '' ? raw[i + 1]! : `${te}, ${raw[i + 1]}`;
+      else if (isName(n, 'content-length')) length = Number(raw[i + 1]);
     }
     const hasLength = length >= 0;
     if (te !== '' && !onlyChunked(te)) {
