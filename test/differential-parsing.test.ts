@@ -44,6 +44,7 @@ import tls from 'node:tls';
 import { isDeepStrictEqual } from 'node:util';
 import { PRODUCER } from './helpers/identities.ts';
 import { startTestSidecar, world, type Test } from './helpers/world.ts';
+import { HOP_BY_HOP_NAMES } from './helpers/hopByHop.ts';
 
 /** Quiet period after the last byte either way, and the cap on one exchange. */
 const QUIET_MS = 300;
@@ -65,20 +66,7 @@ interface Recorded {
   readonly body: string;
 }
 
-/** RFC 9110 §7.6.1's hop-by-hop fields, listed here on purpose rather than imported: the oracle does not borrow from the code under test */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'expect',
-  'http2-settings',
-]);
+const HOP_BY_HOP = new Set(HOP_BY_HOP_NAMES);
 const NOT_COMPARED = new Set(['host', 'x-tollgate-peer']);
 
 /** rawHeaders less hop-by-hop fields (incl. those Connection names), Host and x-tollgate-peer. */
