@@ -5,7 +5,7 @@
  */
 
 /** Fields that apply to one connection only; with every field a Connection value names, never forwarded. */
-const HOP_BY_HOP: ReadonlySet<string> = new Set([
+const HOP_BY_HOP: readonly string[] = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -17,7 +17,7 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'upgrade',
   'expect',
   'http2-settings',
-]);
+];
 
 /**
  * Lowercase names by their length, so a received name is compared only with those of its length,
@@ -89,11 +89,9 @@ export function connectionTokens(raw: readonly string[]): Set<string> | null {
 
 /** A set of lowercase field names, asked about names in any case (compared by length first, without lowercasing). */
 export class NameSet {
-  readonly names: ReadonlySet<string>;
   readonly byLength: ReadonlyArray<readonly string[] | undefined>;
   constructor(names: readonly string[]) {
-    this.names = new Set(names);
-    this.byLength = byLength(this.names);
+    this.byLength = byLength(names);
   }
 
   has(name: string): boolean {
