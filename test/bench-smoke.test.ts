@@ -217,11 +217,16 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
 });
 
 t.test(
-  'the exploratory hand-written HTTP path forwards every request, and with checks verifies every signed one',
+  'the exploratory hand-written HTTP path forwards every request, parsing by hand or by llhttp, and with checks verifies every signed one',
   async (t) => {
     const out = await mkdtemp(join(tmpdir(), 'tollgate-bench-raw-'));
     t.teardown(() => rm(out, { recursive: true, force: true }));
-    const run = await runBench(out, ['--only', 'direct,raw-l7,raw-l7-checks', '--scenarios', 'get-keepalive,post-16k']);
+    const run = await runBench(out, [
+      '--only',
+      'direct,raw-l7,raw-l7-llhttp,raw-l7-checks',
+      '--scenarios',
+      'get-keepalive,post-16k',
+    ]);
     t.equal(run.code, 0, run.output);
     const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as {
       cells: Array<{
@@ -232,7 +237,7 @@ t.test(
         errors: Record<string, number>;
       }>;
     };
-    for (const target of ['raw-l7', 'raw-l7-checks']) {
+    for (const target of ['raw-l7', 'raw-l7-llhttp', 'raw-l7-checks']) {
       for (const scenario of ['get-keepalive', 'post-16k']) {
         const c = results.cells.find((x) => x.target === target && x.scenario === scenario);
         t.ok(

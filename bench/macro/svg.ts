@@ -18,6 +18,7 @@ const COLOURS: Record<string, string> = {
   'baseline-l4': '#90caf9',
   'baseline-l7': '#42a5f5',
   'raw-l7': '#b39ddb',
+  'raw-l7-llhttp': '#9575cd',
   'raw-l7-checks': '#7e57c2',
   'tollgate-l4': '#a5d6a7',
   'tollgate-l7': '#66bb6a',

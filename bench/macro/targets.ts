@@ -78,13 +78,16 @@ export type TargetName =
   | 'haproxy-l7'
   | 'haproxy-h2'
   | 'raw-l7'
+  | 'raw-l7-llhttp'
   | 'raw-l7-checks';
 
 /**
  * Every target a run measures by default (--only picks some). raw-l7 and raw-l7-checks are
  * bench instruments, not proxies (bench/macro/baselines/l7-raw.ts): an HTTP/1.1 path written by
  * hand on Node's TLS and net sockets, without and with tollgate's checks. They run by default
- * because issue 15's speed targets are ratios to them.
+ * because issue 15's speed targets are ratios to them. raw-l7-llhttp is raw-l7 with its heads
+ * parsed by Node's llhttp (the parser issue 15 chose) instead of by hand: what the parser alone
+ * costs the instrument, in the same run.
  */
 export const ALL_TARGETS: readonly TargetName[] = [
   'direct',
@@ -92,6 +95,7 @@ export const ALL_TARGETS: readonly TargetName[] = [
   'baseline-l7',
   'baseline-h2',
   'raw-l7',
+  'raw-l7-llhttp',
   'raw-l7-checks',
   'tollgate-l4',
   'tollgate-l7',
@@ -258,6 +262,14 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     layer: 'l7',
     description:
       'bench instrument: Node tls.createServer (mTLS) → HTTP/1.1 heads parsed by hand → one net socket per connection; no node:http, no undici',
+  },
+  'raw-l7-llhttp': {
+    name: 'raw-l7-llhttp',
+    client: 'mtls',
+    sign: false,
+    layer: 'l7',
+    description:
+      "bench instrument: raw-l7 with its heads parsed by Node's llhttp, strict, as tollgate's core loads it (from dist/), one request and one response parser per connection",
   },
   'raw-l7-checks': {
     name: 'raw-l7-checks',
@@ -516,10 +528,16 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       break;
     }
     case 'raw-l7':
+    case 'raw-l7-llhttp':
     case 'raw-l7-checks': {
       const script = await plainJavaScript(ctx, 'l7-raw.ts');
-      const verify = name === 'raw-l7-checks' ? ['--verify', ctx.keysDir, ctx.keyId, 'tollgate'] : [];
-      children = [startNode(name, [script, String(port), String(ctx.upstreamPort), ...tlsFiles, ...verify], ctx)];
+      const options =
+        name === 'raw-l7-checks'
+          ? ['--verify', ctx.keysDir, ctx.keyId, 'tollgate']
+          : name === 'raw-l7-llhttp'
+            ? ['--llhttp']
+            : [];
+      children = [startNode(name, [script, String(port), String(ctx.upstreamPort), ...tlsFiles, ...options], ctx)];
       break;
     }
     case 'tollgate-l4':

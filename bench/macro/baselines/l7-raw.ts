@@ -12,25 +12,23 @@
  * With `--verify KEYDIR KEYID TAG` it also runs tollgate's RFC 9421 verifier and replay cache
  * (from dist/) on every request and checks the body against its Content-Digest as it streams
  * (sha-256), to show what the checks would cost on such a path.
+ * With `--llhttp` the heads are parsed by Node's llhttp binding instead, strict, as tollgate's
+ * core loads it (from dist/), one REQUEST and one RESPONSE parser per connection, everything else
+ * the same: the instrument with the parser issue 15 chose, to tell the parser's cost from the
+ * rest of what tollgate-l7 does over raw-l7.
  *
- *   node bench/macro/baselines/l7-raw.ts PORT UPSTREAM_PORT CERT KEY CA [--verify KEYDIR KEYID TAG]
+ *   node bench/macro/baselines/l7-raw.ts PORT UPSTREAM_PORT CERT KEY CA [--verify KEYDIR KEYID TAG] [--llhttp]
  */
 import { createHash, timingSafeEqual, type Hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 
-const [port, upstreamPort, cert, key, ca, flag, keyDir, keyId, tag] = process.argv.slice(2) as [
-  string,
-  string,
-  string,
-  string,
-  string,
-  string?,
-  string?,
-  string?,
-  string?,
-];
+const [port, upstreamPort, cert, key, ca] = process.argv.slice(2, 7) as [string, string, string, string, string];
+const options = process.argv.slice(7);
+const verifyAt = options.indexOf('--verify');
+/** dist/ (the bench puts its URL here when it strips the types; replaced once, so it is named once) */
+const DIST = new URL('DIST_URL/', import.meta.url);
 
 /** null: refused; else the sha-256 digest the body must have (null: no body) */
 type Verify = (
@@ -39,11 +37,12 @@ type Verify = (
   rawHeaders: string[],
   hasContent: boolean,
 ) => { digest: Buffer | null } | null;
-const verify: Verify | null = flag === '--verify' ? await loadVerifier(keyDir!, keyId!, tag!) : null;
+const verify: Verify | null =
+  verifyAt >= 0 ? await loadVerifier(options[verifyAt + 1]!, options[verifyAt + 2]!, options[verifyAt + 3]!) : null;
 
-/** tollgate's verifier, key ring and replay cache from dist/ (URLs resolved by the bench when it strips types) */
+/** tollgate's verifier, key ring and replay cache from dist/ */
 async function loadVerifier(dir: string, id: string, sigTag: string): Promise<Verify> {
-  const dist = new URL('DIST_URL/', import.meta.url);
+  const dist = DIST;
   const { verifyRequest } = await import(new URL('integrity/verifier.js', dist).href);
   const { HeaderIndex } = await import(new URL('integrity/signatureBase.js', dist).href);
   const { keyRingFromEntries } = await import(new URL('integrity/keyRing.js', dist).href);
@@ -116,16 +115,25 @@ function headText(line: string, raw: readonly string[]): string {
   return `${out}\r\n`;
 }
 
+/** What both ways of framing offer: bytes in; false when the stream cannot be framed. */
+interface Framing {
+  push(chunk: Buffer): boolean;
+  /** the connection is gone (called from its 'close' event, never inside push) */
+  close(): void;
+}
+type OnHead = (head: Head) => boolean;
+type OnBody = (chunk: Buffer, last: boolean) => void;
+
 /** One side's framing: accumulate a head, then count `length` body bytes through. */
-class Framer {
+class Framer implements Framing {
   buffered: Buffer | null = null;
   remaining = 0;
   inHead = true;
 
-  readonly onHead: (head: Head) => boolean;
-  readonly onBody: (chunk: Buffer, last: boolean) => void;
+  readonly onHead: OnHead;
+  readonly onBody: OnBody;
 
-  constructor(onHead: (head: Head) => boolean, onBody: (chunk: Buffer, last: boolean) => void) {
+  constructor(onHead: OnHead, onBody: OnBody) {
     this.onHead = onHead;
     this.onBody = onBody;
   }
@@ -162,6 +170,71 @@ class Framer {
     }
     return true;
   }
+
+  close(): void {
+    this.buffered = null;
+  }
+}
+
+/** the framing of one side of a connection: by hand, or by llhttp with `--llhttp` */
+type MakeFraming = (side: 'request' | 'response', onHead: OnHead, onBody: OnBody) => Framing;
+const EMPTY = Buffer.alloc(0);
+const makeFraming: MakeFraming = options.includes('--llhttp')
+  ? await loadLlhttpFraming()
+  : (_side, onHead, onBody) => new Framer(onHead, onBody);
+
+/**
+ * Framing by Node's llhttp binding, strict, loaded as tollgate's core loads it (dist/). The head
+ * comes from the headers-complete callback, body chunks as llhttp hands them out, and the end of
+ * a message as an empty last chunk (with --verify, the last body bytes have then already gone
+ * upstream when the digest is compared: the instrument measures, it does not protect).
+ */
+async function loadLlhttpFraming(): Promise<MakeFraming> {
+  const { loadHttpParser, STRICT } = await import(new URL('http1/parserBinding.js', DIST).href);
+  const b = loadHttpParser();
+  return (side, onHead, onBody) => {
+    const p = b.create();
+    let partial: string[] = [];
+    let partialUrl = '';
+    let refused = false;
+    p[b.kOnMessageBegin] = () => 0;
+    p[b.kOnHeaders] = (headers: string[], url: string) => {
+      for (const h of headers) partial.push(h);
+      partialUrl += url;
+    };
+    p[b.kOnHeadersComplete] = (
+      _major: number,
+      minor: number,
+      raw: string[] | undefined,
+      method: number,
+      url: string | undefined,
+      status: number,
+      message: string,
+    ) => {
+      const fields = partial.length > 0 ? partial.concat(raw ?? []) : (raw ?? []);
+      const target = partialUrl + (url ?? '');
+      partial = [];
+      partialUrl = '';
+      const line =
+        side === 'request' ? `${b.methods[method]} ${target} HTTP/1.${minor}` : `HTTP/1.${minor} ${status} ${message}`;
+      if (!onHead({ line, raw: fields, length: verify === null ? 0 : contentLength(fields), chunked: false }))
+        refused = true;
+      return 0;
+    };
+    p[b.kOnBody] = (chunk: Buffer) => onBody(chunk, false);
+    p[b.kOnMessageComplete] = () => onBody(EMPTY, true);
+    p.initialize(side === 'request' ? b.REQUEST : b.RESPONSE, {}, MAX_HEAD, STRICT);
+    return {
+      push: (chunk) => typeof p.execute(chunk) === 'number' && !refused,
+      close: () => p.close(),
+    };
+  };
+}
+
+/** the Content-Length value of a field list (0 without one); only --verify asks */
+function contentLength(raw: readonly string[]): number {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'content-length') return Number(raw[i + 1]);
+  return 0;
 }
 
 function onSecureConnection(client: tls.TLSSocket): void {
@@ -179,7 +252,8 @@ function onSecureConnection(client: tls.TLSSocket): void {
 
   let hash: Hash | null = null;
   let expected: Buffer | null = null;
-  const request = new Framer(
+  const request = makeFraming(
+    'request',
     (head) => {
       if (verify !== null) {
         const sp = head.line.indexOf(' ');
@@ -210,7 +284,8 @@ function onSecureConnection(client: tls.TLSSocket): void {
       if (chunk.length > 0) upstream.write(chunk);
     },
   );
-  const response = new Framer(
+  const response = makeFraming(
+    'response',
     (head) => {
       client.write(headText(head.line, head.raw));
       return true;
@@ -231,6 +306,10 @@ function onSecureConnection(client: tls.TLSSocket): void {
     const ok = response.push(chunk);
     client.uncork();
     if (!ok) fail();
+  });
+  client.once('close', () => {
+    request.close();
+    response.close();
   });
 }
 
