@@ -217,12 +217,18 @@ async function loadLlhttpFraming(): Promise<MakeFraming> {
       partialUrl = '';
       const line =
         side === 'request' ? `${b.methods[method]} ${target} HTTP/1.${minor}` : `HTTP/1.${minor} ${status} ${message}`;
-      if (!onHead({ line, raw: fields, length: verify === null ? 0 : contentLength(fields), chunked: false }))
-        refused = true;
+      const head = { line, raw: fields, ...framingOf(fields) };
+      // Content-Length framing only, as by hand: a chunked message closes the connection
+      if (head.chunked || !onHead(head)) refused = true;
       return 0;
     };
-    p[b.kOnBody] = (chunk: Buffer) => onBody(chunk, false);
-    p[b.kOnMessageComplete] = () => onBody(EMPTY, true);
+    // after a refused head nothing more of the stream is handed on (push reports the refusal)
+    p[b.kOnBody] = (chunk: Buffer) => {
+      if (!refused) onBody(chunk, false);
+    };
+    p[b.kOnMessageComplete] = () => {
+      if (!refused) onBody(EMPTY, true);
+    };
     p.initialize(side === 'request' ? b.REQUEST : b.RESPONSE, {}, MAX_HEAD, STRICT);
     return {
       push: (chunk) => typeof p.execute(chunk) === 'number' && !refused,
@@ -231,10 +237,16 @@ async function loadLlhttpFraming(): Promise<MakeFraming> {
   };
 }
 
-/** the Content-Length value of a field list (0 without one); only --verify asks */
-function contentLength(raw: readonly string[]): number {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'content-length') return Number(raw[i + 1]);
-  return 0;
+/** Content-Length (0 without one) and whether Transfer-Encoding is there, as the hand split finds them */
+function framingOf(raw: readonly string[]): { length: number; chunked: boolean } {
+  let length = 0;
+  let chunked = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase();
+    if (lower === 'content-length') length = Number(raw[i + 1]);
+    else if (lower === 'transfer-encoding') chunked = true;
+  }
+  return { length, chunked };
 }
 
 function onSecureConnection(client: tls.TLSSocket): void {
