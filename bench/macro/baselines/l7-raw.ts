@@ -42,13 +42,12 @@ const verify: Verify | null =
 
 /** tollgate's verifier, key ring and replay cache from dist/ */
 async function loadVerifier(dir: string, id: string, sigTag: string): Promise<Verify> {
-  const dist = DIST;
-  const { verifyRequest } = await import(new URL('integrity/verifier.js', dist).href);
-  const { HeaderIndex } = await import(new URL('integrity/signatureBase.js', dist).href);
-  const { keyRingFromEntries } = await import(new URL('integrity/keyRing.js', dist).href);
-  const { createReplayCache } = await import(new URL('integrity/replayCache.js', dist).href);
-  const { MacKeys } = await import(new URL('integrity/hmac.js', dist).href);
-  const { systemClock } = await import(new URL('core/clock.js', dist).href);
+  const { verifyRequest } = await import(new URL('integrity/verifier.js', DIST).href);
+  const { HeaderIndex } = await import(new URL('integrity/signatureBase.js', DIST).href);
+  const { keyRingFromEntries } = await import(new URL('integrity/keyRing.js', DIST).href);
+  const { createReplayCache } = await import(new URL('integrity/replayCache.js', DIST).href);
+  const { MacKeys } = await import(new URL('integrity/hmac.js', DIST).href);
+  const { systemClock } = await import(new URL('core/clock.js', DIST).href);
   const ring = keyRingFromEntries([[id, Buffer.from(readFileSync(`${dir}/${id}`, 'utf8').trim(), 'base64')]]);
   const deps = {
     profile: { tag: sigTag, skewSeconds: 30, maxAgeSeconds: 300, requiredComponents: [] },
