@@ -24,6 +24,7 @@ const COLOURS: Record<string, string> = {
   'tollgate-l7': '#66bb6a',
   'tollgate-l7-checks': '#2e7d32',
   'tollgate-e2e': '#1b5e20',
+  'tollgate-e2e-pass': '#81c784',
   'tollgate-l7-checks-w2': '#00897b',
   'tollgate-l7-checks-redis': '#d84315',
   'tollgate-gw50': '#9ccc65',

@@ -71,6 +71,7 @@ export type TargetName =
   | 'tollgate-gw50'
   | 'tollgate-gw50-checks'
   | 'tollgate-e2e'
+  | 'tollgate-e2e-pass'
   | 'tollgate-l7-checks-w2'
   | 'tollgate-h2'
   | 'tollgate-h2-checks'
@@ -104,6 +105,7 @@ export const ALL_TARGETS: readonly TargetName[] = [
   'tollgate-gw50',
   'tollgate-gw50-checks',
   'tollgate-e2e',
+  'tollgate-e2e-pass',
   'tollgate-l7-checks-w2',
   'tollgate-h2',
   'tollgate-h2-checks',
@@ -207,6 +209,14 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     layer: 'l7',
     description:
       'plain HTTP → tollgate outbound (signs, mTLS) → tollgate inbound (verifies, anomaly observe) → upstream; CPU of both',
+  },
+  'tollgate-e2e-pass': {
+    name: 'tollgate-e2e-pass',
+    client: 'plain',
+    sign: false,
+    layer: 'l7',
+    description:
+      'tollgate-e2e with no checks: the outbound does not sign, the inbound neither verifies nor watches sizes (mTLS between them stays); CPU of both',
   },
   'tollgate-l7-checks-w2': {
     name: 'tollgate-l7-checks-w2',
@@ -586,16 +596,19 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       children = [startTollgate(name, config, ctx)];
       break;
     }
-    case 'tollgate-e2e': {
+    case 'tollgate-e2e':
+    case 'tollgate-e2e-pass': {
+      // -pass: the same two processes and mTLS hop with the checks off, what the chain costs without them
+      const checks = name === 'tollgate-e2e';
       const inboundPort = await freePort();
       const inbound = await writeConfig(
         ctx,
-        'tollgate-e2e-inbound.json',
-        tollgateConfig(ctx, 'ingest', inboundListener(inboundPort, ctx, 'checks')),
+        `${name}-inbound.json`,
+        tollgateConfig(ctx, 'ingest', inboundListener(inboundPort, ctx, checks ? 'checks' : 'http')),
       );
       const outbound = await writeConfig(
         ctx,
-        'tollgate-e2e-outbound.json',
+        `${name}-outbound.json`,
         tollgateConfig(ctx, 'producer', {
           name: 'bench-out',
           mode: 'outbound',
@@ -604,12 +617,12 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
           target: `${HOST}:${inboundPort}`,
           serverName: 'ingest',
           verify: { spiffe: ['spiffe://example.org/ingest'] },
-          integrity: { sign: true, keyId: ctx.keyId },
+          integrity: checks ? { sign: true, keyId: ctx.keyId } : { sign: false },
         }),
       );
-      const inboundChild = startTollgate('tollgate-e2e inbound', inbound, ctx);
+      const inboundChild = startTollgate(`${name} inbound`, inbound, ctx);
       await ready([inboundChild], inboundPort);
-      children = [startTollgate('tollgate-e2e outbound', outbound, ctx), inboundChild];
+      children = [startTollgate(`${name} outbound`, outbound, ctx), inboundChild];
       break;
     }
     case 'haproxy-l4':
