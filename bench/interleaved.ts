@@ -36,6 +36,27 @@ interface Args {
   windowMs: number;
 }
 
+/**
+ * Each target process here verifies every signed request of every round of every scenario,
+ * minutes of load, where the default replay cache (1,000,000 live nonces) is sized for ~3,000
+ * verified requests a second over maxAge + skew: past it every signed request would be refused
+ * with 503 ERR_REPLAY_CACHE_FULL. Room for 40,000 a second (more than a bench target reaches on
+ * 2 cores) over the run's load, or over the nonces' lifetime (330 s) when that is shorter.
+ */
+function replayEntriesFor(args: Args, targetWarmupMs: number): number {
+  const perScenarioMs = targetWarmupMs + args.rounds * (args.windowMs + 500);
+  const loadSeconds = Math.min(330, (args.scenarios.length * perScenarioMs) / 1000);
+  return Math.max(1_000_000, Math.ceil(40_000 * loadSeconds));
+}
+
+/** what a window's errors were: statuses seen, resets, failed connects */
+function errorKinds(cell: Cell): string {
+  const statuses = Object.entries(cell.statuses).map(([status, n]) => `${n} × ${status}`);
+  if (cell.errors.reset > 0) statuses.push(`${cell.errors.reset} reset`);
+  if (cell.errors.connect > 0) statuses.push(`${cell.errors.connect} connect failed`);
+  return statuses.join(', ');
+}
+
 function parseArgs(argv: string[]): Args {
   const value = (flag: string): string | null => {
     const i = argv.indexOf(flag);
@@ -103,7 +124,7 @@ async function measureScenario(
       perCpu.get(target.name)!.push(ok ? cell.perProxyCpuSecond! : NaN);
       const what = ok
         ? `${Math.round(cell.perProxyCpuSecond!).toLocaleString('en')}/proxy-CPU-s (CPU ${((cell.proxyCpuUtilisation ?? 0) * 100).toFixed(0)}%)${storeText(cell)}`
-        : `not counted: ${cell.failure ?? `${errors} errors`}`;
+        : `not counted: ${cell.failure ?? `${errors} errors (${errorKinds(cell)})`}`;
       process.stderr.write(`${label(s)} round ${round}/${args.rounds} ${target.name}: ${what}\n`);
     }
   }
@@ -144,7 +165,11 @@ async function main(): Promise<void> {
     // a pair without one of its targets means nothing
     if (store.targets.length !== args.targets.length) throw new Error(store.note ?? 'a target needs the store');
     if (store.note !== null) process.stdout.write(`${store.note}\n`);
-    for (const name of args.targets) running.push(await startTarget(name, store.ctx));
+    const ctx = { ...store.ctx, replayCacheEntries: replayEntriesFor(args, durations.targetWarmupMs) };
+    process.stdout.write(
+      `tollgate targets: integrity.replayCacheEntries ${ctx.replayCacheEntries.toLocaleString('en')}\n`,
+    );
+    for (const name of args.targets) running.push(await startTarget(name, ctx));
     for (const s of args.scenarios) {
       const perCpu = await measureScenario(s, running, args, load);
       process.stdout.write(`== ${label(s)} (per proxy-CPU-second, round by round)\n`);

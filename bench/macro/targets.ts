@@ -304,6 +304,13 @@ export interface TargetContext {
   readonly allocatorEnv: Readonly<Record<string, string>>;
   /** the shared state store (redis-server, redis.ts) when a target of the run needs it */
   readonly store?: { readonly url: string; readonly pid: number } | null;
+  /**
+   * integrity.replayCacheEntries of the tollgate targets; unset: the default (1,000,000, sized for
+   * ~3,000 verified requests a second). A run that keeps one process under load for minutes
+   * (interleaved.ts) sets it from its load, or the cache fills and every signed request is
+   * refused with 503 ERR_REPLAY_CACHE_FULL, as configured.
+   */
+  readonly replayCacheEntries?: number;
 }
 
 export interface RunningTarget {
@@ -360,6 +367,7 @@ function tollgateConfig(
     identity: { certFile: join(id, 'tls.crt'), keyFile: join(id, 'tls.key'), caFile: join(id, 'ca.crt') },
     keys: { dir: ctx.keysDir },
     log: { level: 'warn' },
+    ...(ctx.replayCacheEntries === undefined ? {} : { integrity: { replayCacheEntries: ctx.replayCacheEntries } }),
     ...extra,
     listeners: [listener],
   };
