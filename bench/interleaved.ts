@@ -167,7 +167,7 @@ async function main(): Promise<void> {
     if (store.note !== null) process.stdout.write(`${store.note}\n`);
     const ctx = { ...store.ctx, replayCacheEntries: replayEntriesFor(args, durations.targetWarmupMs) };
     process.stdout.write(
-      `tollgate targets: integrity.replayCacheEntries ${ctx.replayCacheEntries.toLocaleString('en')}\n`,
+      `tollgate targets and raw-l7-checks: integrity.replayCacheEntries ${ctx.replayCacheEntries.toLocaleString('en')}\n`,
     );
     for (const name of args.targets) running.push(await startTarget(name, ctx));
     for (const s of args.scenarios) {

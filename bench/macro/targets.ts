@@ -305,7 +305,7 @@ export interface TargetContext {
   /** the shared state store (redis-server, redis.ts) when a target of the run needs it */
   readonly store?: { readonly url: string; readonly pid: number } | null;
   /**
-   * integrity.replayCacheEntries of the tollgate targets; unset: the default (1,000,000, sized for
+   * integrity.replayCacheEntries of the tollgate targets (and raw-l7-checks' cache); unset: the default (1,000,000, sized for
    * ~3,000 verified requests a second). A run that keeps one process under load for minutes
    * (interleaved.ts) sets it from its load, or the cache fills and every signed request is
    * refused with 503 ERR_REPLAY_CACHE_FULL, as configured.
@@ -551,7 +551,13 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       const script = await plainJavaScript(ctx, 'l7-raw.ts');
       const options =
         name === 'raw-l7-checks'
-          ? ['--verify', ctx.keysDir, ctx.keyId, 'tollgate']
+          ? [
+              '--verify',
+              ctx.keysDir,
+              ctx.keyId,
+              'tollgate',
+              ...(ctx.replayCacheEntries === undefined ? [] : ['--replay-entries', String(ctx.replayCacheEntries)]),
+            ]
           : name === 'raw-l7-llhttp'
             ? ['--llhttp']
             : [];

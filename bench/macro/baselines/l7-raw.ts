@@ -17,7 +17,11 @@
  * the same: the instrument with the parser issue 15 chose, to tell the parser's cost from the
  * rest of what tollgate-l7 does over raw-l7.
  *
+ * `--replay-entries N` sizes the replay cache (default 1,000,000, tollgate's default), for a run
+ * that keeps the instrument under load for minutes (bench/interleaved.ts).
+ *
  *   node bench/macro/baselines/l7-raw.ts PORT UPSTREAM_PORT CERT KEY CA [--verify KEYDIR KEYID TAG] [--llhttp]
+ *        [--replay-entries N]
  */
 import { createHash, timingSafeEqual, type Hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -27,6 +31,8 @@ import tls from 'node:tls';
 const [port, upstreamPort, cert, key, ca] = process.argv.slice(2, 7) as [string, string, string, string, string];
 const options = process.argv.slice(7);
 const verifyAt = options.indexOf('--verify');
+const entriesAt = options.indexOf('--replay-entries');
+const replayEntries = entriesAt >= 0 ? Number(options[entriesAt + 1]) : 1_000_000;
 /** dist/ (the bench puts its URL here when it strips the types; replaced once, so it is named once) */
 const DIST = new URL('DIST_URL/', import.meta.url);
 
@@ -52,7 +58,7 @@ async function loadVerifier(dir: string, id: string, sigTag: string): Promise<Ve
   const deps = {
     profile: { tag: sigTag, skewSeconds: 30, maxAgeSeconds: 300, requiredComponents: [] },
     keys: () => ring,
-    replay: createReplayCache({ ttlMs: 330_000, maxEntries: 1_000_000, clock: systemClock }),
+    replay: createReplayCache({ ttlMs: 330_000, maxEntries: replayEntries, clock: systemClock }),
     clock: systemClock,
     macs: new MacKeys(),
   };
