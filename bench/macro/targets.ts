@@ -305,10 +305,10 @@ export interface TargetContext {
   /** the shared state store (redis-server, redis.ts) when a target of the run needs it */
   readonly store?: { readonly url: string; readonly pid: number } | null;
   /**
-   * integrity.replayCacheEntries of the tollgate targets (and raw-l7-checks' cache); unset: the default (1,000,000, sized for
-   * ~3,000 verified requests a second). A run that keeps one process under load for minutes
-   * (interleaved.ts) sets it from its load, or the cache fills and every signed request is
-   * refused with 503 ERR_REPLAY_CACHE_FULL, as configured.
+   * integrity.replayCacheEntries of the tollgate targets (and raw-l7-checks' cache); unset: the
+   * default (1,000,000, sized for ~3,000 verified requests a second). A run that keeps one process
+   * under load for minutes (interleaved.ts) sets it from its load, or the cache fills and every
+   * signed request is refused with 503 ERR_REPLAY_CACHE_FULL, as configured.
    */
   readonly replayCacheEntries?: number;
 }
