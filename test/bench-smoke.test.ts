@@ -147,9 +147,10 @@ t.test('the benchmark in smoke mode writes its JSON, markdown and SVG results', 
   );
   t.equal(l4Rss?.baseline.target, 'baseline-l4');
   t.ok(typeof l4Rss?.baseline.measured === 'number' && l4Rss.baseline.measured > 0, 'the baseline RSS is measured');
-  // the rows of issue 15 are ratios to raw-l7, baseline-l7 or tollgate-l7: their reference is a path without tollgate's request path
-  const references = ['baseline-l4', 'baseline-l7', 'baseline-h2', 'raw-l7', 'raw-l7-checks'];
-  // a row without one says why ("none: …"): the end-to-end rows, the worker row
+  // the rows of issue 15 are ratios to raw-l7, baseline-l7 or tollgate-l7: their reference is a path without tollgate's
+  // request path; the end-to-end rows' is the same chain without checks (tollgate-e2e-pass)
+  const references = ['baseline-l4', 'baseline-l7', 'baseline-h2', 'raw-l7', 'raw-l7-checks', 'tollgate-e2e-pass'];
+  // a row without one says why ("none: …"): the worker row, the gateway and shared-state rows
   const unreferenced = results.summary.checks.filter(
     (c) =>
       !references.includes(c.baseline.target) && !(c.baseline.target === '-' && c.baseline.detail.startsWith('none:')),
