@@ -25,9 +25,10 @@ import { prepareFixtures } from './macro/fixtures.ts';
 import { measure, type Cell, type LoadContext } from './macro/measure.ts';
 import { histogramQuantile, shareAtMost } from './macro/promHistogram.ts';
 import { setUpStore } from './macro/redis.ts';
-import { DURATIONS, SCENARIOS, type Scenario } from './macro/scenarios.ts';
+import { DURATIONS, SCENARIOS, type Durations, type Scenario } from './macro/scenarios.ts';
 import { ALL_TARGETS, startTarget, TARGET_INFO, type RunningTarget, type TargetName } from './macro/targets.ts';
 import { detectTools } from './macro/tools.ts';
+import { DEFAULT_INTEGRITY } from '../src/config/defaults.ts';
 
 interface Args {
   targets: TargetName[];
@@ -38,15 +39,16 @@ interface Args {
 
 /**
  * Each target process here verifies every signed request of every round of every scenario,
- * minutes of load, where the default replay cache (1,000,000 live nonces) is sized for ~3,000
- * verified requests a second over maxAge + skew: past it every signed request would be refused
- * with 503 ERR_REPLAY_CACHE_FULL. Room for 40,000 a second (more than a bench target reaches on
- * 2 cores) over the run's load, or over the nonces' lifetime (330 s) when that is shorter.
+ * minutes of load, where the default replay cache (DEFAULT_INTEGRITY.replayCacheEntries) is sized
+ * for ~3,000 verified requests a second over maxAge + skew: past it every signed request would be
+ * refused with 503 ERR_REPLAY_CACHE_FULL. Room for 40,000 a second (more than a bench target
+ * reaches on 2 cores) over the run's load, or over a nonce's lifetime when that is shorter.
  */
-function replayEntriesFor(args: Args, targetWarmupMs: number): number {
-  const perScenarioMs = targetWarmupMs + args.rounds * (args.windowMs + 500);
-  const loadSeconds = Math.min(330, (args.scenarios.length * perScenarioMs) / 1000);
-  return Math.max(1_000_000, Math.ceil(40_000 * loadSeconds));
+function replayEntriesFor(args: Args, durations: Durations): number {
+  const { replayCacheEntries, maxAgeSeconds, skewSeconds } = DEFAULT_INTEGRITY;
+  const perScenarioMs = durations.targetWarmupMs + args.rounds * (durations.warmupMs + args.windowMs);
+  const loadSeconds = Math.min(maxAgeSeconds + skewSeconds, (args.scenarios.length * perScenarioMs) / 1000);
+  return Math.max(replayCacheEntries, Math.ceil(40_000 * loadSeconds));
 }
 
 /** what a window's errors were: statuses seen, resets, failed connects */
@@ -165,7 +167,7 @@ async function main(): Promise<void> {
     // a pair without one of its targets means nothing
     if (store.targets.length !== args.targets.length) throw new Error(store.note ?? 'a target needs the store');
     if (store.note !== null) process.stdout.write(`${store.note}\n`);
-    const ctx = { ...store.ctx, replayCacheEntries: replayEntriesFor(args, durations.targetWarmupMs) };
+    const ctx = { ...store.ctx, replayCacheEntries: replayEntriesFor(args, durations) };
     process.stdout.write(
       `tollgate targets and raw-l7-checks: integrity.replayCacheEntries ${ctx.replayCacheEntries.toLocaleString('en')}\n`,
     );
